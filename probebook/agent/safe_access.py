@@ -1,0 +1,152 @@
+"""Read an object's state without running any of its code.
+
+Capture and expressions both need an object's attributes, but `getattr` can run a user's
+`__getattr__`, `__getattribute__`, properties and other descriptors. The helpers here only read
+an instance `__dict__` (through the C-level getset descriptor, never a user override), slots
+(member descriptors, implemented in C) and plain class attributes.
+
+>>> class P:
+...     def __init__(self): self.x = 1
+...     @property
+...     def boom(self): raise RuntimeError
+>>> safe_getattr(P(), "x")
+1
+>>> safe_getattr(P(), "boom")
+Traceback (most recent call last):
+...
+probebook.agent.safe_access.UnsafeAccess: 'boom' of P is a property or descriptor; probes do not run user code
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any, Iterator, Optional, Tuple
+
+from .errors import ProbebookError
+
+__all__ = ["UnsafeAccess", "MISSING", "safe_getattr", "instance_dict", "slot_names", "iter_fields", "type_name"]
+
+
+class UnsafeAccess(ProbebookError, AttributeError):
+    """Reading the attribute would run user code, or it does not exist."""
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+_GETSET = types.GetSetDescriptorType
+_MEMBER = types.MemberDescriptorType
+_type_getattribute = type.__getattribute__
+_mapping_get = dict.get
+
+
+def type_name(obj: Any) -> str:
+    """`module.QualName` of the object's type, read without touching the object."""
+    tp = type(obj)
+    mod = _type_getattribute(tp, "__module__")
+    qual = _type_getattribute(tp, "__qualname__")
+    if mod in ("builtins", None):
+        return str(qual)
+    return f"{mod}.{qual}"
+
+
+def _lookup_in_mro(tp: type, name: str) -> Any:
+    for klass in _type_getattribute(tp, "__mro__"):
+        ns = _type_getattribute(klass, "__dict__")
+        if name in ns:
+            return ns[name]
+    return MISSING
+
+
+def instance_dict(obj: Any) -> Optional[dict]:
+    """The instance `__dict__`, or None when it has none or a user override guards it."""
+    if isinstance(obj, type):
+        return None
+    desc = _lookup_in_mro(type(obj), "__dict__")
+    if type(desc) is not _GETSET:
+        return None
+    try:
+        d = desc.__get__(obj, type(obj))
+    except Exception:
+        return None
+    return d if type(d) is dict else None
+
+
+def slot_names(tp: type) -> Iterator[str]:
+    """Names of slot members along the MRO, in definition order, without duplicates."""
+    seen = set()
+    for klass in _type_getattribute(tp, "__mro__"):
+        ns = _type_getattribute(klass, "__dict__")
+        for name, value in ns.items():
+            if type(value) is _MEMBER and name not in seen:
+                seen.add(name)
+                yield name
+
+
+def iter_fields(obj: Any) -> Iterator[Tuple[str, Any]]:
+    """(name, value) for every instance attribute: `__dict__` entries, then filled slots."""
+    d = instance_dict(obj)
+    if d is not None:
+        for k, v in list(d.items()):
+            if type(k) is str:
+                yield k, v
+    tp = type(obj)
+    for name in slot_names(tp):
+        desc = _lookup_in_mro(tp, name)
+        try:
+            yield name, desc.__get__(obj, tp)
+        except AttributeError:  # an empty slot
+            continue
+
+
+def safe_getattr(obj: Any, name: str) -> Any:
+    """Read `obj.name` without running user code; raise `UnsafeAccess` when that is impossible."""
+    if isinstance(obj, types.ModuleType):
+        ns = instance_dict(obj)
+        if ns is not None and name in ns:
+            return ns[name]
+        raise UnsafeAccess(f"module {_type_getattribute(type(obj), '__name__')!s} has no attribute {name!r}")
+    tp = type(obj)
+    desc = _lookup_in_mro(tp, name)
+    if desc is not MISSING and type(desc) is _MEMBER:
+        try:
+            return desc.__get__(obj, tp)
+        except AttributeError:
+            raise UnsafeAccess(f"slot {name!r} of {type_name(obj)} is empty") from None
+    if desc is not MISSING and _is_data_descriptor(desc):
+        raise UnsafeAccess(f"{name!r} of {tp.__name__} is a property or descriptor; probes do not run user code")
+    if isinstance(obj, type):
+        value = _lookup_in_mro(obj, name)
+        if value is MISSING:
+            raise UnsafeAccess(f"class {obj.__name__} has no attribute {name!r}")
+        if _has_get(value) and not isinstance(value, (types.FunctionType, staticmethod, classmethod)):
+            raise UnsafeAccess(f"{name!r} of class {obj.__name__} is a descriptor; probes do not run user code")
+        return value
+    d = instance_dict(obj)
+    if d is not None and name in d:
+        return d[name]
+    if desc is not MISSING:
+        if _has_get(desc):
+            # methods and other non-data descriptors: reading them is safe only as plain functions
+            if isinstance(desc, types.FunctionType):
+                return types.MethodType(desc, obj)
+            raise UnsafeAccess(f"{name!r} of {tp.__name__} is a descriptor; probes do not run user code")
+        return desc
+    raise UnsafeAccess(f"{type_name(obj)} object has no attribute {name!r}")
+
+
+def _has_get(value: Any) -> bool:
+    return _lookup_in_mro(type(value), "__get__") is not MISSING
+
+
+def _is_data_descriptor(value: Any) -> bool:
+    vt = type(value)
+    return _has_get(value) and (
+        _lookup_in_mro(vt, "__set__") is not MISSING or _lookup_in_mro(vt, "__delete__") is not MISSING
+    )
