@@ -1,0 +1,46 @@
+# probebook: `make demo` runs the main job, `make test` runs every test.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $$HOME/.pyenv)
+# test-main runs everything on 3.11; the conformance suite also runs on each of these found
+CONFORMANCE_PYTHONS ?= 3.9 3.10 3.12 3.13
+
+.PHONY: venv demo test test-main test-conformance bench clean
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PY) >/dev/null || { echo "need $(PY) on PATH (or run: make PY=python3)"; exit 1; }
+	$(PY) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e ".[lab,test,bench]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(VENV)/bin/python -m probebook.demo
+
+test: venv test-main test-conformance
+
+test-main: venv
+	$(VENV)/bin/python -m pytest -q tests
+
+# One venv per Python found (pyenv or PATH); each runs the conformance and unit suites.
+test-conformance:
+	@set -e; ran=""; for v in $(CONFORMANCE_PYTHONS); do \
+	  py=$$(ls -d $(PYENV_ROOT)/versions/$$v.*/bin/python 2>/dev/null | sort -V | tail -1); \
+	  [ -n "$$py" ] || py=$$(command -v python$$v || true); \
+	  if [ -z "$$py" ]; then echo "conformance: python $$v not found, skipped"; continue; fi; \
+	  env=.venv-$$v; \
+	  if [ ! -f $$env/.installed ] || [ pyproject.toml -nt $$env/.installed ]; then \
+	    $$py -m venv $$env && $$env/bin/pip install -q -e ".[test]" && touch $$env/.installed; fi; \
+	  echo "== conformance on $$($$env/bin/python -V)"; \
+	  $$env/bin/python -m pytest -q -p no:cacheprovider tests/conformance tests/unit; \
+	  ran="$$ran $$v"; \
+	done; echo "conformance ran on:$$ran"
+
+bench: venv
+	$(VENV)/bin/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .venv-3.* *.egg-info .pytest_cache

@@ -1,0 +1,106 @@
+"""Instrumentation backend for Python <= 3.11: instrumented code objects swapped into functions.
+
+For every code object that carries probes we keep the original and build an instrumented copy
+(`inject.instrument_code`). Nested code objects live in their parent's constants, so a change
+rebuilds the chain up to the outermost function and swaps, for each level, every function object
+whose ``__code__`` is the old copy. Removing the last probe swaps the original back, so
+``func.__code__ is original`` again; nothing is written to module globals.
+
+Frames already running keep the code they started with: a probe placed while a function runs
+takes effect from its next call (on >= 3.12 the monitoring backend reaches running frames).
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+from types import CodeType, FunctionType
+from typing import Dict, List, Optional
+
+from .hookset import HookSet
+from .inject import instrument_code
+
+__all__ = ["CodeSwapBackend"]
+
+
+class _Node:
+    __slots__ = ("original", "parent", "effective", "hooks")
+
+    def __init__(self, original: CodeType, parent: Optional["_Node"]) -> None:
+        self.original = original
+        self.parent = parent
+        self.effective = original
+        self.hooks: Optional[HookSet] = None
+
+
+class CodeSwapBackend:
+    """Keeps function objects pointing at the right instrumented code."""
+
+    name = "bytecode-injection"
+    affects_running_frames = False
+
+    def __init__(self) -> None:
+        self._nodes: Dict[int, _Node] = {}
+        self._by_effective: Dict[int, _Node] = {}
+        self._lock = threading.RLock()
+
+    def original_of(self, code: CodeType) -> CodeType:
+        """The original of an instrumented copy we made (or `code` itself)."""
+        node = self._by_effective.get(id(code))
+        return node.original if node is not None and node.effective is code else code
+
+    def update(self, code: CodeType, hooks: Optional[HookSet], parents: List[CodeType]) -> None:
+        """Make `code` carry exactly `hooks` (None: none). `parents`: outermost first."""
+        with self._lock:
+            chain: List[_Node] = []
+            parent_node: Optional[_Node] = None
+            for c in parents + [code]:
+                node = self._nodes.get(id(c))
+                if node is None:
+                    node = _Node(c, parent_node)
+                    self._nodes[id(c)] = node
+                chain.append(node)
+                parent_node = node
+            chain[-1].hooks = hooks if hooks and (hooks.lines or hooks.function_hooks) else None
+            for node in reversed(chain):
+                self._rebuild(node)
+            self._forget_idle(chain)
+
+    def _rebuild(self, node: _Node) -> None:
+        base = node.original
+        children = {id(n.original): n for n in self._nodes.values() if n.parent is node}
+        if children:
+            consts = tuple(
+                children[id(c)].effective if isinstance(c, CodeType) and id(c) in children else c
+                for c in base.co_consts
+            )
+            if any(a is not b for a, b in zip(consts, base.co_consts)):
+                base = base.replace(co_consts=consts)
+        new = instrument_code(base, node.hooks) if node.hooks is not None else base
+        if new is node.effective:
+            return
+        old = node.effective
+        node.effective = new
+        self._by_effective.pop(id(old), None)
+        if new is not node.original:
+            self._by_effective[id(new)] = node
+        _swap_functions(old, new)
+
+    def _forget_idle(self, chain: List[_Node]) -> None:
+        for node in reversed(chain):
+            has_children = any(n.parent is node for n in self._nodes.values())
+            if node.hooks is None and not has_children and node.effective is node.original:
+                self._nodes.pop(id(node.original), None)
+
+    def active_codes(self) -> int:
+        with self._lock:
+            return sum(1 for n in self._nodes.values() if n.hooks is not None)
+
+
+def _swap_functions(old: CodeType, new: CodeType) -> None:
+    for ref in gc.get_referrers(old):
+        if isinstance(ref, FunctionType) and ref.__code__ is old:
+            try:
+                ref.__code__ = new
+            except ValueError:  # free variables changed shape: cannot happen for our copies
+                continue

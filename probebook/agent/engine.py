@@ -1,0 +1,383 @@
+"""The in-process agent: add, list and remove probes; read what they captured.
+
+>>> from probebook.agent import Agent
+>>> agent = Agent()
+>>> probe = agent.add_probe({"kind": "log", "where": "shop/cart.py:42",
+...                          "template": "total={cart.total}"})       # doctest: +SKIP
+>>> [e.message for e in agent.drain_events() if e.kind == "log"]      # doctest: +SKIP
+['total=12.5']
+>>> agent.remove_probe(probe.id)                                      # doctest: +SKIP
+
+Adding a probe either installs it completely or changes nothing. Probes on modules not yet
+imported wait, and install within a housekeeping tick (0.2 s) of the import.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from types import CodeType
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+from .capture import CaptureLimits
+from .errors import LocationError, ProbebookError, ProbeNotFound, SpecError
+from .events import Event, EventBatch, EventBuffer, StatusEvent
+from .expressions import compile_expression, compile_template
+from .hookset import HookSet
+from .limits import AgentLimits, CpuBudget, RateLimiter
+from .locate import ModuleCode, Where, module_by_name, modules_for_file, parse_where
+from .probes import ProbeRuntime
+from .redaction import RedactionConfig, Redactor
+from .sites import Site
+from .spec import ProbeSpec
+
+__all__ = ["Agent", "ProbeInfo"]
+
+_ENDED = ("disabled", "expired", "removed", "error")
+_KEEP_ENDED = 200
+_TICK = 0.2
+
+
+@dataclass(frozen=True)
+class ProbeInfo:
+    """A read-only view of a probe, as listed by `Agent.probes()`."""
+
+    id: str
+    kind: str
+    where: str
+    location: str
+    status: str
+    reason: str
+    hits: int
+    emitted: int
+    rate_limited: int
+    created: float
+    expires_in: float
+    spec: Dict[str, Any]
+
+
+def _new_backend() -> Tuple[Any, int]:
+    if sys.version_info >= (3, 12):
+        from .monitor import MonitoringBackend
+
+        return MonitoringBackend(), 2  # hooks run inside a monitoring callback
+    from .codeswap import CodeSwapBackend
+
+    return CodeSwapBackend(), 1
+
+
+class Agent:
+    """Places probes into this process. Thread-safe; never raises into probed code."""
+
+    def __init__(self, limits: Optional[AgentLimits] = None, redaction: Optional[RedactionConfig] = None) -> None:
+        self.limits = limits or AgentLimits()
+        self.redactor = Redactor(redaction)
+        self.buffer = EventBuffer(self.limits.event_capacity)
+        self._cpu = CpuBudget(self.limits.cpu_budget, self.limits.cpu_window)
+        self._snapshots = RateLimiter(self.limits.process_snapshot_rate, self.limits.process_snapshot_rate)
+        self._lock = threading.RLock()
+        self._probes: Dict[str, ProbeRuntime] = {}
+        self._pending: Dict[str, Where] = {}
+        self._sites: Dict[int, Site] = {}
+        self._probe_site: Dict[str, Tuple[Site, Optional[int]]] = {}
+        self._disable_queue: List[Tuple[ProbeRuntime, str, str]] = []
+        self._ids = itertools.count(1)
+        self._backend: Any = None
+        self._depth = 1
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._modules_seen = 0
+        self.started = time.time()
+
+    # ---------------------------------------------------------------- ProbeHost for probes
+    @property
+    def condition_budget_ns(self) -> int:
+        return int(self.limits.condition_budget * 1e9)
+
+    @property
+    def condition_failures(self) -> int:
+        return self.limits.condition_failures
+
+    def emit(self, event: Event) -> None:
+        self.buffer.append(event)
+
+    def allow_snapshot(self) -> bool:
+        return self._snapshots.allow()
+
+    def cpu_spent(self, probe: ProbeRuntime, ns: int) -> None:
+        self._cpu.add(ns)
+        if probe.active and self._cpu.exceeded():
+            probe.active = False
+            used = self._cpu.used() * 100
+            self.request_disable(probe, "disabled", (
+                f"CPU budget exceeded: probes used {used:.1f}% of one core over {self._cpu.window}s "
+                f"(budget {self._cpu.share * 100:g}%); raise limits.cpu_budget or probe less often"))
+
+    def request_disable(self, probe: ProbeRuntime, status: str, reason: str) -> None:
+        """Called from the application thread: uninstalling happens on the housekeeping thread."""
+        probe.active = False
+        self._disable_queue.append((probe, status, reason))
+        self._wake.set()
+
+    # ---------------------------------------------------------------- public API
+    def add_probe(self, spec: Union[ProbeSpec, Dict[str, Any]]) -> ProbeInfo:
+        """Validate, compile and install a probe; raise `SpecError`/`LocationError` and change nothing
+        when the spec is wrong."""
+        spec = ProbeSpec.from_dict(spec)
+        where = parse_where(spec.where)
+        probe = self._build(spec)
+        with self._lock:
+            if probe.id in self._probes and self._probes[probe.id].status not in _ENDED:
+                raise SpecError(f"id: a probe with id {probe.id!r} already exists; remove it first or pick another", "id")
+            target = self._resolve(where, spec.function_level)
+            self._probes[probe.id] = probe
+            if target is None:
+                self._pending[probe.id] = where
+                probe.status, probe.reason = "pending", f"waiting for {where.file or where.module} to be imported"
+                self.emit(StatusEvent(probe_id=probe.id, status="pending", reason=probe.reason))
+            else:
+                try:
+                    self._install(probe, *target)
+                except BaseException:
+                    self._probes.pop(probe.id, None)
+                    raise
+            self._trim_ended()
+        self._ensure_thread()
+        return self._info(probe)
+
+    def remove_probe(self, probe_id: str) -> ProbeInfo:
+        """Remove a probe and restore the original code where no other probe needs it."""
+        with self._lock:
+            probe = self._probes.get(probe_id)
+            if probe is None:
+                raise ProbeNotFound(f"no probe with id {probe_id!r}; list them with probes()")
+            self._end(probe, "removed", "removed on request")
+            del self._probes[probe_id]
+            return self._info(probe)
+
+    def remove_all(self) -> int:
+        with self._lock:
+            ids = list(self._probes)
+            for pid in ids:
+                self.remove_probe(pid)
+            return len(ids)
+
+    def probes(self) -> List[ProbeInfo]:
+        with self._lock:
+            return [self._info(p) for p in self._probes.values()]
+
+    def get_probe(self, probe_id: str) -> ProbeInfo:
+        with self._lock:
+            probe = self._probes.get(probe_id)
+            if probe is None:
+                raise ProbeNotFound(f"no probe with id {probe_id!r}; list them with probes()")
+            return self._info(probe)
+
+    def drain_events(self) -> List[Event]:
+        """Every event not yet drained, oldest first (`dropped` tells how many were lost)."""
+        return self.buffer.drain().events
+
+    def read_events(self, after: int = 0, limit: int = 1000, timeout: float = 0.0) -> EventBatch:
+        """Events after sequence number `after`, waiting up to `timeout` seconds for one."""
+        return self.buffer.read(after, limit, timeout)
+
+    @property
+    def dropped_events(self) -> int:
+        return self.buffer.dropped
+
+    def set_limits(self, **changes: Any) -> AgentLimits:
+        """Change process-wide limits at run time, e.g. ``set_limits(cpu_budget=0.05)``."""
+        with self._lock:
+            self.limits = self.limits.with_changes(changes)
+            self._cpu.share, self._cpu.window = self.limits.cpu_budget, max(1, int(self.limits.cpu_window))
+            self._cpu._buckets = [0] * self._cpu.window
+            self._cpu._bucket_sec = [0] * self._cpu.window
+            rate = self.limits.process_snapshot_rate
+            self._snapshots = RateLimiter(rate, rate)
+            self.buffer.capacity = self.limits.event_capacity
+            return self.limits
+
+    def set_redaction(self, **changes: Any) -> RedactionConfig:
+        """Change redaction at run time; see `Redactor.configure`."""
+        return self.redactor.configure(**changes)
+
+    def stats(self) -> Dict[str, Any]:
+        with self._lock:
+            active = sum(1 for p in self._probes.values() if p.status in ("installed", "emitting"))
+            return {
+                "pid": os.getpid(),
+                "python": sys.version.split()[0],
+                "backend": self._backend.name if self._backend else ("sys.monitoring" if sys.version_info >= (3, 12)
+                                                                    else "bytecode-injection"),
+                "probes": len(self._probes),
+                "active_probes": active,
+                "pending_probes": len(self._pending),
+                "events_seq": self.buffer.last_seq,
+                "dropped_events": self.buffer.dropped,
+                "cpu_budget_used": round(self._cpu.used(), 6),
+                "cpu_budget": self.limits.cpu_budget,
+                "uptime_s": round(time.time() - self.started, 3),
+            }
+
+    def close(self) -> None:
+        """Remove every probe, restore all code and stop the housekeeping thread."""
+        self.remove_all()
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(2.0)
+        if self._backend is not None and hasattr(self._backend, "close"):
+            self._backend.close()
+
+    # ---------------------------------------------------------------- building and installing
+    def _build(self, spec: ProbeSpec) -> ProbeRuntime:
+        red = self.redactor.is_redacted_name
+        condition = compile_expression(spec.when, field="when", is_redacted_name=red) if spec.when else None
+        template = None
+        if spec.kind == "log":
+            template = compile_template(spec.template or "", field="template", is_redacted_name=red)
+        captures = tuple((c, compile_expression(c, field="capture", is_redacted_name=red)) for c in spec.capture)
+        metric_value = None
+        if spec.metric is not None and spec.metric.value:
+            metric_value = compile_expression(spec.metric.value, field="metric.value", is_redacted_name=red)
+        limits = CaptureLimits.from_mapping(spec.limits) if spec.limits else CaptureLimits()
+        ttl = spec.ttl if spec.ttl is not None else self.limits.default_ttl
+        if ttl > self.limits.max_ttl:
+            raise SpecError(f"ttl: at most {self.limits.max_ttl:g}s is allowed here, got {ttl:g}s "
+                            f"(an operator may raise limits.max_ttl)", "ttl")
+        rate = spec.rate or (self.limits.snapshot_rate if spec.kind in ("snapshot", "exception")
+                             else self.limits.log_rate)
+        pid = spec.id or f"p{next(self._ids)}-{os.urandom(3).hex()}"
+        return ProbeRuntime(pid, spec, self, condition=condition, template=template, captures=captures,
+                            metric_value=metric_value, limits=limits, rate=rate, ttl=ttl)
+
+    def _resolve(self, where: Where, function_level: bool) -> Optional[Tuple[CodeType, List[CodeType], Optional[int]]]:
+        if where.is_line:
+            mods = modules_for_file(where.file)  # type: ignore[arg-type]
+            if not mods:
+                return None
+            if len(mods) > 1:
+                names = ", ".join(sorted(str(m.__file__) for m in mods))
+                raise LocationError(f"where: {where.file} matches {len(mods)} loaded files ({names}); "
+                                    f"give more of the path")
+            scan = ModuleCode.scan(mods[0])
+            code = scan.innermost_for_line(where.line)  # type: ignore[arg-type]
+            line = None if function_level else where.line
+        else:
+            mod = module_by_name(where.module)  # type: ignore[arg-type]
+            if mod is None:
+                return None
+            scan = ModuleCode.scan(mod)
+            code = scan.by_qualname(where.qualname)  # type: ignore[arg-type]
+            line = None
+        parents: List[CodeType] = []
+        cur = scan.parent.get(id(code))
+        while cur is not None:
+            parents.insert(0, cur)
+            cur = scan.parent.get(id(cur))
+        if self._backend is not None:  # what we found may be our own instrumented copy
+            code = self._backend.original_of(code)
+            parents = [self._backend.original_of(c) for c in parents]
+        return code, parents, line
+
+    def _install(self, probe: ProbeRuntime, code: CodeType, parents: List[CodeType], line: Optional[int]) -> None:
+        if self._backend is None:
+            self._backend, self._depth = _new_backend()
+        site = self._sites.get(id(code))
+        if site is None:
+            site = Site(code, parents, self._depth)
+        site.add(probe, line, probe.spec.function_level)
+        try:
+            self._apply(site)
+        except Exception as exc:
+            site.discard(probe)
+            try:
+                self._apply(site)
+            finally:
+                raise ProbebookError(f"could not instrument {probe.spec.where}: {type(exc).__name__}: {exc}") from exc
+        self._sites[id(code)] = site
+        self._probe_site[probe.id] = (site, line)
+        at = f"{code.co_filename}:{line or code.co_firstlineno}"
+        probe.location = f"{at} ({getattr(code, 'co_qualname', code.co_name)})"
+        probe.status, probe.reason, probe.active = "installed", "", True
+        self.emit(StatusEvent(probe_id=probe.id, status="installed", reason=probe.location))
+
+    def _apply(self, site: Site) -> None:
+        hooks = None if site.empty else HookSet(
+            lines=frozenset(site.line_probes), line_hook=site.line, function_hooks=site.needs_function_hooks,
+            enter_hook=site.enter, return_hook=site.leave, raise_hook=site.raised)
+        self._backend.update(site.code, hooks, site.parents)
+        if site.empty:
+            self._sites.pop(id(site.code), None)
+
+    def _end(self, probe: ProbeRuntime, status: str, reason: str) -> None:
+        """Uninstall (if installed) and record the final status. Caller holds the lock."""
+        probe.active = False
+        self._pending.pop(probe.id, None)
+        placed = self._probe_site.pop(probe.id, None)
+        if placed is not None:
+            site = placed[0]
+            site.discard(probe)
+            try:
+                self._apply(site)
+            except Exception as exc:  # restoring must not fail silently
+                status, reason = "error", f"{reason}; restoring the code failed: {exc}"
+        if probe.status in _ENDED:
+            return
+        probe.status, probe.reason = status, reason
+        self.emit(StatusEvent(probe_id=probe.id, status=status, reason=reason))
+
+    def _info(self, p: ProbeRuntime) -> ProbeInfo:
+        left = max(0.0, p.expires_at - time.monotonic()) if p.status not in _ENDED else 0.0
+        return ProbeInfo(p.id, p.spec.kind, p.spec.where, p.location, p.status, p.reason, p.hits, p.emitted,
+                         p.rate_limited, p.created, round(left, 3), p.spec.to_dict())
+
+    def _trim_ended(self) -> None:
+        ended = [pid for pid, p in self._probes.items() if p.status in _ENDED]
+        for pid in ended[: max(0, len(ended) - _KEEP_ENDED)]:
+            del self._probes[pid]
+
+    # ---------------------------------------------------------------- housekeeping thread
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._housekeeping, name="probebook-housekeeping", daemon=True)
+            self._thread.start()
+
+    def _housekeeping(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(_TICK)
+            self._wake.clear()
+            try:
+                self.tick()
+            except Exception as exc:  # keep the thread alive; say what went wrong
+                self.emit(StatusEvent(probe_id="", status="error", reason=f"housekeeping: {exc}"))
+
+    def tick(self) -> None:
+        """One round of housekeeping: disable requests, TTL expiry, pending installs."""
+        with self._lock:
+            while self._disable_queue:
+                probe, status, reason = self._disable_queue.pop(0)
+                self._end(probe, status, reason)
+            now = time.monotonic()
+            for probe in list(self._probes.values()):
+                if probe.status not in _ENDED and now >= probe.expires_at:
+                    self._end(probe, "expired", f"ttl of {probe.ttl:g}s reached")
+            if self._pending and len(sys.modules) != self._modules_seen:
+                self._modules_seen = len(sys.modules)
+                for pid, where in list(self._pending.items()):
+                    probe = self._probes[pid]
+                    try:
+                        target = self._resolve(where, probe.spec.function_level)
+                        if target is not None:
+                            del self._pending[pid]
+                            self._install(probe, *target)
+                    except ProbebookError as exc:
+                        self._pending.pop(pid, None)
+                        probe.status, probe.reason = "error", str(exc)
+                        self.emit(StatusEvent(probe_id=pid, status="error", reason=str(exc)))

@@ -1,0 +1,161 @@
+"""Build an instrumented copy of a code object (Python <= 3.11, with the `bytecode` package).
+
+The copy calls our hooks and is otherwise the original: same line numbers, same constants and
+names, same exception table for the host's own handlers. The caller swaps it into function
+objects and swaps the original back on removal (see `codeswap`).
+
+Injected calls are stack-neutral (`hook(arg)` then `POP_TOP`) and carry the line number of the
+place they stand, so tracebacks and `f_lineno` are unchanged. Hooks must never raise.
+
+- line hooks: `line_hook(line)` before the first instruction of each chosen line;
+- function hooks: `enter_hook(None)` after the prologue, `return_hook(None)` before every
+  `RETURN_VALUE`, and `raise_hook(exc)` in a handler that covers every instruction not already
+  covered by one of the host's handlers, then re-raises (so tracebacks are not extended).
+"""
+
+from __future__ import annotations
+
+import sys
+from types import CodeType
+from typing import Any, Callable, List, Optional
+
+__all__ = ["instrument_code", "PROLOGUE_OPS"]
+
+if sys.version_info >= (3, 12):  # pragma: no cover - guarded by the caller
+    raise ImportError("probebook.agent.inject is for Python <= 3.11; use probebook.agent.monitor")
+
+import bytecode as _bc
+from bytecode import Bytecode, ConcreteBytecode, ConcreteInstr, Instr, Label
+
+from .hookset import HookSet
+
+PY311 = sys.version_info >= (3, 11)
+PY310 = sys.version_info >= (3, 10)
+
+# Instructions that set a frame up; nothing may be injected before or among them.
+PROLOGUE_OPS = frozenset({"RESUME", "RETURN_GENERATOR", "GEN_START", "MAKE_CELL", "COPY_FREE_VARS", "NOP"})
+
+
+def _call(fn: Any, arg: Any, lineno: Optional[int]) -> List[Instr]:
+    """`fn(arg)` with its result dropped; leaves the value stack as it found it."""
+    kw = {"lineno": lineno} if lineno is not None else {}
+    if PY311:
+        return [
+            Instr("PUSH_NULL", **kw),
+            Instr("LOAD_CONST", fn, **kw),
+            Instr("LOAD_CONST", arg, **kw),
+            Instr("PRECALL", 1, **kw),
+            Instr("CALL", 1, **kw),
+            Instr("POP_TOP", **kw),
+        ]
+    return [
+        Instr("LOAD_CONST", fn, **kw),
+        Instr("LOAD_CONST", arg, **kw),
+        Instr("CALL_FUNCTION", 1, **kw),
+        Instr("POP_TOP", **kw),
+    ]
+
+
+def instrument_code(code: CodeType, hooks: HookSet) -> CodeType:
+    """Return a copy of `code` with `hooks` injected; `code` itself is never modified."""
+    bc = Bytecode.from_code(code)
+    out: List[Any] = []
+    pending_lines = set(hooks.lines)
+    prologue_done = False
+    first_lineno = code.co_firstlineno
+    for instr in bc:
+        if isinstance(instr, Instr):
+            if not prologue_done and instr.name not in PROLOGUE_OPS:
+                prologue_done = True
+                if hooks.function_hooks:
+                    out.extend(_call(hooks.enter_hook, None, instr.lineno or first_lineno))
+            if prologue_done and instr.lineno in pending_lines:
+                pending_lines.discard(instr.lineno)
+                out.extend(_call(hooks.line_hook, instr.lineno, instr.lineno))
+            if hooks.function_hooks and instr.name == "RETURN_VALUE":
+                out.extend(_call(hooks.return_hook, None, instr.lineno))
+        out.append(instr)
+    bc.clear()
+    bc.extend(out)
+    if hooks.function_hooks and not PY311:
+        _wrap_block_stack(bc, hooks.raise_hook, first_lineno)
+    new = bc.to_code()
+    if hooks.function_hooks and PY311:
+        new = _wrap_exception_table(new, hooks.raise_hook)
+    return new
+
+
+def _raise_relay(raise_hook: Callable[[BaseException], Any]) -> Callable[[Any], Any]:
+    def relay(_: Any) -> None:
+        exc = sys.exc_info()[1]
+        if exc is not None:
+            raise_hook(exc)
+
+    return relay
+
+
+def _wrap_block_stack(bc: Bytecode, raise_hook: Any, lineno: int) -> None:
+    """3.9/3.10: an outermost SETUP_FINALLY whose handler reports and re-raises."""
+    handler = Label()
+    start = 0
+    for i, instr in enumerate(bc):
+        if isinstance(instr, Instr) and instr.name not in PROLOGUE_OPS:
+            start = i
+            break
+    bc.insert(start, Instr("SETUP_FINALLY", handler, lineno=lineno))
+    # The handler runs with the exception set as "being handled", so the relay reads exc_info.
+    tail: List[Any] = [handler]
+    tail.extend(_call(_raise_relay(raise_hook), None, lineno))
+    tail.append(Instr("RERAISE", 0, lineno=lineno) if PY310 else Instr("RERAISE", lineno=lineno))
+    bc.extend(tail)
+
+
+def _wrap_exception_table(code: CodeType, raise_hook: Any) -> CodeType:
+    """3.11: route every instruction no host handler covers to our handler at the end.
+
+    The handler is entered with the exception as the only stack item (depth 0), calls
+    `raise_hook(exc)` and re-raises it with `RERAISE 0`, which neither adds a traceback entry
+    nor changes `f_lasti`.
+    """
+    cb = ConcreteBytecode.from_code(code)
+    units: List[int] = []  # code-unit offset of each concrete instruction
+    offset = 0
+    start_unit = None
+    for instr in cb:
+        units.append(offset)
+        if start_unit is None and instr.name not in PROLOGUE_OPS and instr.name != "CACHE":
+            if instr.name != "POP_TOP":  # POP_TOP after RETURN_GENERATOR is prologue too
+                start_unit = offset
+        offset += instr.size // 2
+    end_unit = offset  # first unit after the original code: the handler starts here
+    covered = sorted((e.start_offset, e.stop_offset) for e in cb.exception_table)
+    gaps: List[tuple] = []
+    cursor = start_unit or 0
+    for s, e in covered:
+        if s > cursor:
+            gaps.append((cursor, s - 1))
+        cursor = max(cursor, e + 1)
+    if cursor < end_unit:
+        gaps.append((cursor, end_unit - 1))
+    hook_index = len(cb.consts)
+    cb.consts.append(raise_hook)
+    lineno = code.co_firstlineno
+    handler = [
+        ConcreteInstr("PUSH_NULL", lineno=lineno),
+        ConcreteInstr("LOAD_CONST", hook_index, lineno=lineno),
+        ConcreteInstr("COPY", 3, lineno=lineno),
+        ConcreteInstr("PRECALL", 1, lineno=lineno),
+        ConcreteInstr("CACHE", 0, lineno=lineno),
+        ConcreteInstr("CALL", 1, lineno=lineno),
+    ]
+    handler.extend(ConcreteInstr("CACHE", 0, lineno=lineno) for _ in range(4))
+    handler.append(ConcreteInstr("POP_TOP", lineno=lineno))
+    handler.append(ConcreteInstr("RERAISE", 0, lineno=lineno))
+    cb.extend(handler)
+    entry = _bc.concrete.ExceptionTableEntry
+    table = list(cb.exception_table)
+    for s, e in gaps:
+        table.append(entry(s, e, end_unit, 0, False))
+    table.sort(key=lambda t: t.start_offset)
+    cb.exception_table = table
+    return cb.to_code(stacksize=max(code.co_stacksize, 4))

@@ -1,0 +1,108 @@
+"""Budgets that keep probes cheap: rates, the process snapshot cap and the CPU budget.
+
+>>> bucket = RateLimiter(rate=1.0, burst=1)
+>>> bucket.allow(now=100.0), bucket.allow(now=100.1), bucket.allow(now=101.2)
+(True, False, True)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, fields, replace
+from typing import Any, Dict, Mapping
+
+from .errors import SpecError
+
+__all__ = ["AgentLimits", "RateLimiter", "CpuBudget"]
+
+
+@dataclass(frozen=True)
+class AgentLimits:
+    """Process-wide limits; change them at run time with `Agent.set_limits`."""
+
+    snapshot_rate: float = 1.0  # default per-probe rate of snapshot and exception probes, per s
+    log_rate: float = 100.0  # default per-probe rate of log, metric and span probes, per s
+    process_snapshot_rate: float = 100.0  # all snapshot-like events in the process, per s
+    default_ttl: float = 900.0  # s
+    max_ttl: float = 3600.0  # s
+    cpu_budget: float = 0.02  # share of one core spent in probes over the window
+    cpu_window: float = 10.0  # s
+    condition_budget: float = 0.001  # s per evaluation before it counts as a failure
+    condition_failures: int = 10  # consecutive failures that disable a probe
+    event_capacity: int = 10_000
+
+    def with_changes(self, changes: Mapping[str, Any]) -> "AgentLimits":
+        """A copy with `changes` applied; unknown or non-positive values raise `SpecError`."""
+        known = {f.name: f for f in fields(self)}
+        clean: Dict[str, Any] = {}
+        for key, value in changes.items():
+            if key not in known:
+                raise SpecError(f"limits: unknown key {key!r}; allowed: {', '.join(sorted(known))}", key)
+            want = int if known[key].type in ("int", int) else float
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise SpecError(f"{key}: expected a positive number, got {value!r}", key)
+            clean[key] = want(value)
+        out = replace(self, **clean)
+        if out.default_ttl > out.max_ttl:
+            raise SpecError(f"default_ttl ({out.default_ttl:g}s) exceeds max_ttl ({out.max_ttl:g}s)", "default_ttl")
+        return out
+
+
+class RateLimiter:
+    """Token bucket: `rate` events per second, bursts up to `burst`. Lock-free under the GIL is
+    not guaranteed, so a small lock keeps counts exact across threads."""
+
+    __slots__ = ("rate", "burst", "_tokens", "_stamp", "_lock")
+
+    def __init__(self, rate: float, burst: float = 1.0) -> None:
+        self.rate = float(rate)
+        self.burst = max(1.0, float(burst))
+        self._tokens = self.burst
+        self._stamp = time.monotonic()
+        self._lock = threading.Lock()
+
+    def allow(self, now: float = 0.0) -> bool:
+        now = now or time.monotonic()
+        with self._lock:
+            tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            if tokens >= 1.0:
+                self._tokens = tokens - 1.0
+                return True
+            self._tokens = tokens
+            return False
+
+
+class CpuBudget:
+    """Time spent inside probes over a sliding window, as a share of one core.
+
+    Time is added in nanoseconds by whoever spent it; the window is a ring of one-second
+    buckets, so adding is O(1) and the share is O(window).
+    """
+
+    def __init__(self, share: float = 0.02, window: float = 10.0) -> None:
+        self.share = share
+        self.window = max(1, int(window))
+        self._buckets = [0] * self.window
+        self._bucket_sec = [0] * self.window
+        self._lock = threading.Lock()
+
+    def add(self, ns: int) -> None:
+        sec = int(time.monotonic())
+        i = sec % self.window
+        with self._lock:
+            if self._bucket_sec[i] != sec:
+                self._bucket_sec[i] = sec
+                self._buckets[i] = 0
+            self._buckets[i] += ns
+
+    def used(self) -> float:
+        """Share of one core used by probes over the last window (0.0 .. n)."""
+        now = int(time.monotonic())
+        with self._lock:
+            total = sum(b for b, s in zip(self._buckets, self._bucket_sec) if now - s < self.window)
+        return total / (self.window * 1e9)
+
+    def exceeded(self) -> bool:
+        return self.used() > self.share

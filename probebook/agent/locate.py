@@ -1,0 +1,244 @@
+"""Turn a probe's `where` into the code objects to instrument.
+
+Two forms:
+
+- ``path/to/file.py:LINE`` matched against loaded modules by path suffix (whole path components);
+- ``package.module:Qualified.name`` for a function, method, property getter, nested function
+  (``outer.<locals>.inner``) or lambda bound to a name.
+
+Code objects are found by walking what a module holds (functions, classes, static/class methods,
+properties, decorator wrappers through ``__wrapped__`` and closure cells) and then every nested
+code object in their constants, so closures not yet created are covered too.
+
+>>> parse_where("app/orders.py:42")
+Where(file='app/orders.py', line=42, module=None, qualname=None)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+from dataclasses import dataclass, field
+from types import CodeType, FunctionType, ModuleType
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from .errors import LocationError
+
+__all__ = ["Where", "parse_where", "ModuleCode", "modules_for_file", "module_by_name", "code_line_numbers"]
+
+_PROLOGUE = {"RESUME", "RETURN_GENERATOR", "GEN_START", "MAKE_CELL", "COPY_FREE_VARS", "NOP"}
+
+
+@dataclass(frozen=True)
+class Where:
+    """A parsed location: a file line, or a module function."""
+
+    file: Optional[str] = None
+    line: Optional[int] = None
+    module: Optional[str] = None
+    qualname: Optional[str] = None
+
+    @property
+    def is_line(self) -> bool:
+        return self.file is not None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}" if self.is_line else f"{self.module}:{self.qualname}"
+
+
+def parse_where(text: object) -> Where:
+    """Parse ``file.py:LINE`` or ``package.module:Qual.name``; raise `LocationError` otherwise."""
+    usage = "where: expected 'path/to/file.py:LINE' or 'package.module:Qualified.name'"
+    if not isinstance(text, str) or ":" not in text:
+        raise LocationError(f"{usage}, got {text!r}")
+    left, _, right = text.strip().rpartition(":")
+    if not left or not right:
+        raise LocationError(f"{usage}, got {text!r}")
+    if left.endswith(".py"):
+        if not right.isdigit() or int(right) < 1:
+            raise LocationError(f"where: line must be a positive whole number, got {right!r} in {text!r}")
+        return Where(file=left.replace("\\", "/"), line=int(right))
+    parts = left.split(".") + right.split(".")
+    if not all(p.isidentifier() or p == "<locals>" for p in parts):
+        raise LocationError(f"{usage}, got {text!r}")
+    return Where(module=left, qualname=right)
+
+
+def code_line_numbers(code: CodeType) -> List[int]:
+    """Lines of `code` itself (not nested code) that hold instructions other than a prologue."""
+    import dis
+
+    lines = set()
+    for ins in dis.get_instructions(code):
+        if ins.opname in _PROLOGUE:
+            continue
+        ln = getattr(ins, "positions", None)
+        lineno = ln.lineno if ln is not None and ln.lineno is not None else None
+        if lineno is None:
+            lineno = _starts_line(code, ins.offset)
+        if lineno is not None:
+            lines.add(lineno)
+    return sorted(lines)
+
+
+def _starts_line(code: CodeType, offset: int) -> Optional[int]:
+    best = None
+    for start, _end, lineno in _line_ranges(code):
+        if start <= offset and lineno is not None:
+            best = lineno
+    return best
+
+
+def _line_ranges(code: CodeType) -> Iterable[Tuple[int, int, Optional[int]]]:
+    if hasattr(code, "co_lines"):
+        return code.co_lines()
+    import dis
+
+    starts = list(dis.findlinestarts(code))
+    out = []
+    for i, (off, ln) in enumerate(starts):
+        end = starts[i + 1][0] if i + 1 < len(starts) else len(code.co_code)
+        out.append((off, end, ln))
+    return out
+
+
+def _norm(path: str) -> str:
+    return os.path.realpath(path).replace("\\", "/")
+
+
+def _matches_suffix(filename: str, suffix: str) -> bool:
+    if os.path.isabs(suffix):
+        return _norm(filename) == _norm(suffix)
+    full = "/" + _norm(filename).lstrip("/")
+    want = "/" + suffix.lstrip("./")
+    return full.endswith(want)
+
+
+def modules_for_file(suffix: str) -> List[ModuleType]:
+    """Loaded modules whose source file ends with `suffix` (whole path components)."""
+    found: Dict[str, ModuleType] = {}
+    for mod in list(sys.modules.values()):
+        fn = getattr(mod, "__file__", None) if isinstance(mod, ModuleType) else None
+        if isinstance(fn, str) and fn.endswith(".py") and _matches_suffix(fn, suffix):
+            found.setdefault(_norm(fn), mod)
+    return list(found.values())
+
+
+def module_by_name(name: str) -> Optional[ModuleType]:
+    mod = sys.modules.get(name)
+    return mod if isinstance(mod, ModuleType) else None
+
+
+@dataclass
+class ModuleCode:
+    """Every function code object a module holds, with nested-code parents and qualnames."""
+
+    module: ModuleType
+    codes: List[CodeType] = field(default_factory=list)
+    parent: Dict[int, CodeType] = field(default_factory=dict)
+    qualname: Dict[int, str] = field(default_factory=dict)
+
+    @classmethod
+    def scan(cls, module: ModuleType) -> "ModuleCode":
+        mc = cls(module)
+        filename = getattr(module, "__file__", None)
+        seen_objs: set = set()
+        ns = vars(module)
+        for value in list(ns.values()):
+            mc._walk_value(value, filename, seen_objs, depth=0)
+        return mc
+
+    def _add_code(self, code: CodeType, qualname: str, parent: Optional[CodeType]) -> None:
+        if id(code) in self.qualname:
+            return
+        self.codes.append(code)
+        self.qualname[id(code)] = qualname
+        if parent is not None:
+            self.parent[id(code)] = parent
+        for const in code.co_consts:
+            if isinstance(const, CodeType):
+                self._add_code(const, f"{qualname}.<locals>.{const.co_name}", code)
+
+    def _walk_value(self, value: object, filename: Optional[str], seen: set, depth: int) -> None:
+        if depth > 4 or id(value) in seen:
+            return
+        seen.add(id(value))
+        if isinstance(value, FunctionType):
+            code = value.__code__
+            if filename is None or _same_file(code.co_filename, filename):
+                self._add_code(code, value.__qualname__, None)
+            inner = value.__dict__.get("__wrapped__")
+            if inner is not None:
+                self._walk_value(inner, filename, seen, depth + 1)
+            for cell in value.__closure__ or ():
+                try:
+                    content = cell.cell_contents
+                except ValueError:
+                    continue
+                if isinstance(content, (FunctionType, staticmethod, classmethod, property)):
+                    self._walk_value(content, filename, seen, depth + 1)
+        elif isinstance(value, (staticmethod, classmethod)):
+            self._walk_value(value.__func__, filename, seen, depth + 1)
+        elif isinstance(value, property):
+            for fn in (value.fget, value.fset, value.fdel):
+                if fn is not None:
+                    self._walk_value(fn, filename, seen, depth + 1)
+        elif isinstance(value, types.MethodType):
+            self._walk_value(value.__func__, filename, seen, depth + 1)
+        elif isinstance(value, type) and value.__module__ == self.module.__name__:
+            for member in list(vars(value).values()):
+                self._walk_value(member, filename, seen, depth + 1)
+
+    def innermost_for_line(self, line: int) -> CodeType:
+        """The code object that runs `line`: the innermost body containing it."""
+        holders = [c for c in self.codes if line in _lines_cached(c)]
+        if not holders:
+            raise LocationError(self._no_code_message(line))
+        inside = [c for c in holders if c.co_firstlineno < line] or holders
+        return max(inside, key=lambda c: c.co_firstlineno)
+
+    def by_qualname(self, qualname: str) -> CodeType:
+        matches = [c for c in self.codes if self.qualname[id(c)] == qualname]
+        if not matches:
+            names = sorted({q for q in self.qualname.values() if "<locals>" not in q})
+            near = [n for n in names if n.split(".")[-1] == qualname.split(".")[-1]] or names[:8]
+            raise LocationError(
+                f"where: no function {qualname!r} in module {self.module.__name__}; "
+                f"candidates: {', '.join(near) or 'none'}"
+            )
+        return matches[0]
+
+    def _no_code_message(self, line: int) -> str:
+        all_lines = sorted({ln for c in self.codes for ln in _lines_cached(c)})
+        before = [ln for ln in all_lines if ln < line][-1:]
+        after = [ln for ln in all_lines if ln > line][:1]
+        near = " or ".join(str(x) for x in before + after) or "none in this file"
+        name = getattr(self.module, "__file__", self.module.__name__)
+        return (
+            f"where: line {line} of {name} holds no code inside a function (blank, comment, "
+            f"decorator or module level); nearest lines that do: {near}"
+        )
+
+
+_LINES_CACHE: Dict[int, Tuple[CodeType, frozenset]] = {}
+
+
+def _lines_cached(code: CodeType) -> frozenset:
+    hit = _LINES_CACHE.get(id(code))
+    if hit is not None and hit[0] is code:
+        return hit[1]
+    lines = frozenset(code_line_numbers(code))
+    if len(_LINES_CACHE) > 4096:
+        _LINES_CACHE.clear()
+    _LINES_CACHE[id(code)] = (code, lines)
+    return lines
+
+
+def _same_file(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        return _norm(a) == _norm(b)
+    except (OSError, ValueError):
+        return False

@@ -1,0 +1,335 @@
+"""One live probe: its condition, budgets and what it emits at a hit.
+
+Everything here runs on the application thread, so it is written for the common case (condition
+false) first and never lets an exception out: a failure becomes a status event and, when it keeps
+happening, the probe disables itself.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from types import FrameType
+from typing import Any, Callable, List, Optional, Tuple
+
+from . import tracecontext
+from .capture import CaptureLimits, capture_locals, capture_stack, capture_value, safe_repr
+from .errors import EvaluationError
+from .events import Event, ExceptionEvent, LogEvent, MetricEvent, SnapshotEvent, SpanEvent, StatusEvent
+from .expressions import Expression, Template
+from .limits import RateLimiter
+from .spec import ProbeSpec
+
+__all__ = ["ProbeRuntime", "ProbeHost"]
+
+_now_ns = time.perf_counter_ns
+_TRUTHY_TYPES = (bool, int, float, str, bytes, list, tuple, dict, set, frozenset, type(None))
+_NUMBER = (int, float)
+
+
+class ProbeHost:
+    """What a probe needs from its agent (kept narrow so probes stay testable on their own)."""
+
+    emit: Callable[[Event], None]
+    redactor: Any
+    cpu_spent: Callable[["ProbeRuntime", int], None]
+    allow_snapshot: Callable[[], bool]
+    request_disable: Callable[["ProbeRuntime", str, str], None]
+    condition_budget_ns: int
+    condition_failures: int
+
+
+class ProbeRuntime:
+    """State and hit logic of one probe. Build through `Agent.add_probe`."""
+
+    def __init__(
+        self,
+        probe_id: str,
+        spec: ProbeSpec,
+        host: ProbeHost,
+        *,
+        condition: Optional[Expression],
+        template: Optional[Template],
+        captures: Tuple[Tuple[str, Expression], ...],
+        metric_value: Optional[Expression],
+        limits: CaptureLimits,
+        rate: float,
+        ttl: float,
+    ) -> None:
+        self.id = probe_id
+        self.spec = spec
+        self.host = host
+        self.condition = condition
+        self.template = template
+        self.captures = captures
+        self.metric_value = metric_value
+        self.limits = limits
+        self.rate = rate
+        self.ttl = ttl
+        self.limiter = RateLimiter(rate, burst=max(1.0, min(rate, 10.0)))
+        self.created = time.time()
+        self.expires_at = time.monotonic() + ttl
+        self.active = False
+        self.status = "new"
+        self.reason = ""
+        self.hits = 0  # condition held (or no condition)
+        self.emitted = 0
+        self.rate_limited = 0
+        self.evaluations = 0
+        self.failures = 0  # consecutive evaluation failures
+        self.cpu_ns = 0
+        self.location = ""  # "file:line (function)" once resolved
+        self._lock = threading.Lock()
+        self._snapshot_like = spec.kind in ("snapshot", "exception")
+        self._emit_fn = {"log": self._emit_log, "snapshot": self._emit_snapshot, "metric": self._emit_metric}.get(
+            spec.kind
+        )
+
+    # ---------------------------------------------------------------- line / entry hits
+    def on_line(self, frame: FrameType) -> None:
+        """A hit at the probed line (or function entry for line kinds placed on a function)."""
+        if not self.active:
+            return
+        try:
+            f_locals = frame.f_locals
+            if self.condition is not None and not self._condition_holds(f_locals, frame.f_globals):
+                return
+            if not self._admit():
+                return
+            t0 = _now_ns()
+            self._emit_fn(frame, f_locals)  # type: ignore[misc]
+            self._spent(_now_ns() - t0)
+        except Exception as exc:  # never into the host
+            self._internal_error(exc)
+
+    def _condition_holds(self, f_locals: Any, f_globals: Any) -> bool:
+        self.evaluations += 1
+        timed = (self.evaluations & 7) == 0
+        t0 = _now_ns() if timed else 0
+        try:
+            value = self.condition.evaluate(f_locals, f_globals)  # type: ignore[union-attr]
+        except EvaluationError as exc:
+            self._evaluation_failed(f"condition failed: {exc}")
+            return False
+        if timed:
+            took = _now_ns() - t0
+            self.host.cpu_spent(self, took * 8)
+            if took > self.host.condition_budget_ns:
+                self._evaluation_failed(f"condition took {took / 1000:.0f} us, over its budget")
+                return False
+        self.failures = 0
+        if value is True:
+            return True
+        if value is False or value is None:
+            return False
+        if type(value) in _TRUTHY_TYPES:
+            return bool(value)
+        self._evaluation_failed(f"condition gave a {type(value).__name__}, expected true/false")
+        return False
+
+    def _admit(self) -> bool:
+        """Count the hit; apply hit cap, per-probe rate and the process snapshot cap."""
+        with self._lock:
+            self.hits += 1
+            cap = self.spec.max_hits
+            if cap is not None and self.emitted >= cap:
+                self.active = False
+                self.host.request_disable(self, "disabled", f"max_hits reached ({cap})")
+                return False
+        if not self.limiter.allow():
+            self.rate_limited += 1
+            return False
+        if self._snapshot_like and not self.host.allow_snapshot():
+            self.rate_limited += 1
+            return False
+        return True
+
+    def _spent(self, ns: int) -> None:
+        first = self.emitted == 0
+        self.emitted += 1
+        self.cpu_ns += ns
+        self.host.cpu_spent(self, ns)
+        if first:
+            self.status = "emitting"
+            self.host.emit(StatusEvent(probe_id=self.id, status="emitting"))
+        cap = self.spec.max_hits
+        if cap is not None and self.emitted >= cap:
+            self.active = False
+            self.host.request_disable(self, "disabled", f"max_hits reached ({cap})")
+
+    def _evaluation_failed(self, message: str) -> None:
+        self.failures += 1
+        if self.failures >= self.host.condition_failures and self.active:
+            self.active = False
+            self.host.request_disable(
+                self, "disabled", f"{message} ({self.failures} times in a row); fix the expression and add it again"
+            )
+
+    def _internal_error(self, exc: BaseException) -> None:
+        self.active = False
+        self.host.request_disable(self, "error", f"probe failed and disabled itself: {type(exc).__name__}: {exc}")
+
+    # ---------------------------------------------------------------- emitters
+    def _where(self, frame: FrameType) -> dict:
+        code = frame.f_code
+        ctx = tracecontext.current()
+        return {
+            "probe_id": self.id,
+            "file": code.co_filename,
+            "line": frame.f_lineno,
+            "function": getattr(code, "co_qualname", code.co_name),
+            "thread": threading.current_thread().name,
+            "trace_id": ctx[0] if ctx else "",
+        }
+
+    def _emit_log(self, frame: FrameType, f_locals: Any) -> None:
+        redactor, limit = self.host.redactor, self.limits.max_string
+        message = self.template.render(  # type: ignore[union-attr]
+            f_locals, frame.f_globals, lambda v: safe_repr(v, limit, redactor)
+        )
+        self.host.emit(LogEvent(message=message, **self._where(frame)))
+
+    def _emit_snapshot(self, frame: FrameType, f_locals: Any) -> None:
+        redactor, limits = self.host.redactor, self.limits
+        captured = capture_locals(dict(f_locals), limits, redactor)
+        code = frame.f_code
+        nargs = code.co_argcount + code.co_kwonlyargcount
+        nargs += bool(code.co_flags & 0x04) + bool(code.co_flags & 0x08)  # *args, **kwargs
+        argnames = code.co_varnames[:nargs]
+        arguments = {n: captured.pop(n) for n in argnames if n in captured}
+        exprs = {src: self._capture_expr(expr, f_locals, frame.f_globals) for src, expr in self.captures}
+        stack = capture_stack(frame, limits, redactor)
+        self.host.emit(SnapshotEvent(arguments=arguments, locals=captured, expressions=exprs, stack=stack,
+                                     **self._where(frame)))
+
+    def _capture_expr(self, expr: Expression, f_locals: Any, f_globals: Any) -> dict:
+        try:
+            return capture_value(expr.evaluate(f_locals, f_globals), self.limits, self.host.redactor)
+        except EvaluationError as exc:
+            return {"type": "error", "error": str(exc)}
+
+    def _emit_metric(self, frame: FrameType, f_locals: Any) -> None:
+        metric = self.spec.metric
+        value: Any = 1
+        if self.metric_value is not None:
+            try:
+                value = self.metric_value.evaluate(f_locals, frame.f_globals)
+            except EvaluationError as exc:
+                self._evaluation_failed(f"metric value failed: {exc}")
+                return
+            if type(value) not in _NUMBER and type(value) is not bool:
+                self._evaluation_failed(f"metric value is a {type(value).__name__}, expected a number")
+                return
+        self.host.emit(MetricEvent(name=metric.name, metric_type=metric.type, value=float(value),  # type: ignore
+                                   unit=metric.unit, **self._where(frame)))  # type: ignore[union-attr]
+
+    # ---------------------------------------------------------------- function enter / exit
+    def on_enter(self, frame: FrameType) -> Any:
+        """Start of a call of a function-level probe; returns a token for `on_exit`."""
+        if not self.active or self.spec.kind != "span":
+            return None
+        try:
+            return _SpanToken.start(self, frame)
+        except Exception as exc:
+            self._internal_error(exc)
+            return None
+
+    def on_exit(self, frame: Optional[FrameType], exc: Optional[BaseException], start_ns: int, token: Any) -> None:
+        if not self.active:
+            if token is not None:
+                token.abandon()
+            return
+        try:
+            kind = self.spec.kind
+            if kind == "exception" and exc is None:
+                return
+            if self.condition is not None and frame is not None:
+                if not self._condition_holds(frame.f_locals, frame.f_globals):
+                    if token is not None:
+                        token.abandon()
+                    return
+            if not self._admit():
+                if token is not None:
+                    token.abandon()
+                return
+            t0 = _now_ns()
+            if kind == "span":
+                token.finish(self, frame, exc, t0 - start_ns)
+            elif kind == "exception":
+                self._emit_exception(frame, exc)  # type: ignore[arg-type]
+            else:  # duration metric
+                metric = self.spec.metric
+                where = self._where(frame) if frame is not None else {"probe_id": self.id}
+                self.host.emit(MetricEvent(name=metric.name, metric_type="duration",  # type: ignore[union-attr]
+                                           value=(t0 - start_ns) / 1e6, unit="ms", error=exc is not None, **where))
+            self._spent(_now_ns() - t0)
+        except Exception as err:
+            self._internal_error(err)
+
+    def _emit_exception(self, frame: Optional[FrameType], exc: BaseException) -> None:
+        redactor, limits = self.host.redactor, self.limits
+        frames: List[dict] = []
+        tb = exc.__traceback__
+        while tb is not None and len(frames) < limits.max_frames:
+            f = tb.tb_frame
+            frames.append({
+                "function": getattr(f.f_code, "co_qualname", f.f_code.co_name),
+                "file": f.f_code.co_filename,
+                "line": tb.tb_lineno,
+                "locals": capture_locals(dict(f.f_locals), limits, redactor),
+            })
+            tb = tb.tb_next
+        where = self._where(frame) if frame is not None else {"probe_id": self.id}
+        self.host.emit(ExceptionEvent(
+            exc_type=f"{type(exc).__module__}.{type(exc).__qualname__}".replace("builtins.", ""),
+            message=capture_value(exc, limits, redactor), frames=frames, **where))
+
+
+class _SpanToken:
+    """One span in flight: an OpenTelemetry span when the service has the API, else our own ids."""
+
+    __slots__ = ("trace_id", "span_id", "parent", "start_wall_ns", "ctx_token", "otel_span", "otel_token")
+
+    @classmethod
+    def start(cls, probe: ProbeRuntime, frame: FrameType) -> "_SpanToken":
+        tok = cls()
+        tok.otel_span = tok.otel_token = None
+        tok.start_wall_ns = time.time_ns()
+        otel = sys.modules.get("opentelemetry.trace")
+        name = probe.spec.name or getattr(frame.f_code, "co_qualname", frame.f_code.co_name)
+        if otel is not None:
+            context = sys.modules["opentelemetry.context"]
+            span = otel.get_tracer("probebook").start_span(name)
+            tok.otel_span = span
+            tok.otel_token = context.attach(otel.set_span_in_context(span))
+            sc = span.get_span_context()
+            tok.trace_id, tok.span_id = format(sc.trace_id, "032x"), format(sc.span_id, "016x")
+        parent = tracecontext.current()
+        tok.parent = parent[1] if parent and parent[1] != getattr(tok, "span_id", None) else ""
+        if otel is None or tok.trace_id == "0" * 32:
+            tok.trace_id = parent[0] if parent else tracecontext.new_trace_id()
+            tok.span_id = tracecontext.new_span_id()
+        tok.ctx_token = tracecontext.push_span(tok.trace_id, tok.span_id)
+        return tok
+
+    def abandon(self) -> None:
+        tracecontext.reset(self.ctx_token)
+        if self.otel_span is not None:
+            sys.modules["opentelemetry.context"].detach(self.otel_token)
+            self.otel_span.end()
+
+    def finish(self, probe: ProbeRuntime, frame: Optional[FrameType], exc: Optional[BaseException], ns: int) -> None:
+        tracecontext.reset(self.ctx_token)
+        if self.otel_span is not None:
+            otel = sys.modules["opentelemetry.trace"]
+            if exc is not None:  # the type name only: str(exc) could run user code
+                self.otel_span.set_status(otel.Status(otel.StatusCode.ERROR, type(exc).__name__))
+            sys.modules["opentelemetry.context"].detach(self.otel_token)
+            self.otel_span.end()
+        where = probe._where(frame) if frame is not None else {"probe_id": probe.id}
+        where["trace_id"] = self.trace_id
+        probe.host.emit(SpanEvent(
+            name=probe.spec.name or where.get("function", ""), span_id=self.span_id, parent_span_id=self.parent,
+            start_ns=self.start_wall_ns, duration_ns=ns, error=type(exc).__name__ if exc is not None else "",
+            otel=self.otel_span is not None, **where))

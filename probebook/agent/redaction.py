@@ -1,0 +1,315 @@
+"""Decide what captured data must never leave the process: by name, by value and by type.
+
+Redaction is on by default. A name (local, field, dict key) matches when it, or a word-aligned
+suffix of it, equals a sensitive identifier after normalising case, `_` and `-` away: `API_KEY`,
+`apiKey`, `x-api-key` and `stripe_api_key` all match `apikey`, while `token_count` and
+`shipping` do not. String values match secret-shaped patterns (bearer tokens, JWTs, Luhn-valid
+card numbers, cloud keys, credentials in URLs). Objects match globs over `module.QualName`.
+
+The rules live in one immutable `RedactionRules` snapshot; `Redactor.configure` builds a new one
+and swaps the reference, so a change takes effect on the next check, without a restart, and a
+capture that holds a snapshot sees one consistent configuration.
+
+>>> r = Redactor()
+>>> r.is_redacted_name("X-Api-Key"), r.is_redacted_name("token_count")
+(True, False)
+>>> r.is_redacted_value("Authorization: Bearer 0123456789abcdef0123")
+True
+>>> _ = r.configure(add_identifiers=["order_id"])
+>>> r.is_redacted_name("orderId")
+True
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, List, Optional, Pattern, Tuple
+
+from .errors import SpecError
+
+__all__ = [
+    "CARD_NUMBER_PATTERN",
+    "DEFAULT_IDENTIFIERS",
+    "DEFAULT_PATTERNS",
+    "DEFAULT_TYPES",
+    "RedactionConfig",
+    "RedactionRules",
+    "Redactor",
+    "normalize_identifier",
+]
+
+
+def normalize_identifier(name: str) -> str:
+    """Lower-case `name` and drop `_` and `-`: the form identifiers are compared in.
+
+    >>> normalize_identifier("X-Api_Key")
+    'xapikey'
+    """
+    return name.lower().replace("_", "").replace("-", "")
+
+
+DEFAULT_IDENTIFIERS: frozenset = frozenset(
+    normalize_identifier(n)
+    for n in """
+    password passwd pwd passphrase password_hash pass_hash new_password old_password
+    secret secrets client_secret app_secret secret_key api_secret consumer_secret webhook_secret
+    token access_token refresh_token id_token auth_token bearer_token api_token session_token
+    oauth_token csrf_token xsrf_token jwt otp totp mfa_code verification_code recovery_code
+    api_key apikey access_key secret_access_key aws_secret_access_key aws_session_token
+    private_key privkey signing_key encryption_key master_key hmac_key ssh_key
+    authorization proxy_authorization auth credentials credential
+    cookie cookies set_cookie session sessionid session_id session_key csrf xsrf
+    signature salt connection_string dsn mnemonic seed_phrase
+    ssn social_security_number tax_id national_id passport passport_number
+    drivers_license card_number cardnumber credit_card credit_card_number cc_number
+    pan cvv cvv2 cvc card_verification pin pin_code iban account_number bank_account
+    routing_number sort_code date_of_birth dob
+    """.split()
+)
+
+# A run of 13 or more digits, optionally grouped by single spaces or dashes. Inside a run, any
+# 13-19 digits made of whole groups that pass the Luhn check count as a card number, so "qty 1
+# 4111 1111 1111 1111" is caught while a bare 20-digit id is not.
+CARD_NUMBER_PATTERN = r"[0-9](?:[ -]?[0-9]){12,}"
+
+# Each starts with a literal so the regex engine can skip ahead; that keeps a check near a
+# microsecond for a short string, which matters because every captured string is checked.
+DEFAULT_PATTERNS: Tuple[str, ...] = (
+    r"earer\s+[A-Za-z0-9._~+/-]{16,}",  # "Bearer <token>"; the B is left out to keep a literal prefix
+    r"EARER\s+[A-Za-z0-9._~+/-]{16,}",
+    r"eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*",  # JWT: header.payload.signature
+    r"A[KS]IA[0-9A-Z]{16}",  # AWS access key id
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----",
+    r"://[^/\s:@]+:[^/\s@]+@",  # user:password@ in a URL or DSN
+    r"gh[pousr]_[A-Za-z0-9]{36}",  # GitHub tokens
+    r"xox[abposr]-[A-Za-z0-9-]{10,}",  # Slack tokens
+    r"k_live_[A-Za-z0-9]{16,}",  # Stripe live secret and restricted keys
+    CARD_NUMBER_PATTERN,
+)
+
+DEFAULT_TYPES: Tuple[str, ...] = ("*.SecretStr", "*.SecretBytes", "*Credentials", "*PrivateKey")
+
+_CARD_SEPARATOR = re.compile(r"[ -]")
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_CACHE_MAX = 4096
+_SHORT_TEXT = 48
+
+
+def _card_check(rx: Pattern[str]) -> Callable[[str], bool]:
+    def has_card_number(text: str) -> bool:
+        for m in rx.finditer(text):
+            groups = _CARD_SEPARATOR.split(m.group())
+            for start in range(len(groups)):
+                digits = ""
+                for group in groups[start:]:
+                    digits += group
+                    if len(digits) > 19:
+                        break
+                    if len(digits) >= 13 and _luhn_ok(digits):
+                        return True
+        return False
+
+    return has_card_number
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, d in enumerate(map(int, reversed(digits))):
+        if i % 2:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+@dataclass(frozen=True)
+class RedactionConfig:
+    """What is redacted. Identifiers are stored normalised; patterns are regex sources.
+
+    >>> RedactionConfig(identifiers=frozenset({"API_KEY"})).identifiers
+    frozenset({'apikey'})
+    """
+
+    identifiers: frozenset = DEFAULT_IDENTIFIERS
+    patterns: Tuple[str, ...] = DEFAULT_PATTERNS
+    types: Tuple[str, ...] = DEFAULT_TYPES
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        for key, values in (("identifiers", self.identifiers), ("patterns", self.patterns), ("types", self.types)):
+            if isinstance(values, str) or any(type(v) is not str for v in values):
+                raise SpecError(f"redaction.{key}: must be a list of strings", field=f"redaction.{key}")
+        object.__setattr__(self, "identifiers", frozenset(normalize_identifier(n) for n in self.identifiers))
+        object.__setattr__(self, "patterns", tuple(self.patterns))
+        object.__setattr__(self, "types", tuple(self.types))
+        if type(self.enabled) is not bool:
+            raise SpecError("redaction.enabled: must be true or false", field="redaction.enabled")
+
+
+@dataclass(frozen=True)
+class RedactionRules:
+    """A compiled, immutable `RedactionConfig`; capture takes one per call for a consistent view."""
+
+    config: RedactionConfig
+    _value_checks: Tuple[Callable[[str], bool], ...] = field(init=False, repr=False, compare=False)
+    _type_re: Optional[Pattern[str]] = field(init=False, repr=False, compare=False)
+    _names: dict = field(init=False, repr=False, compare=False)
+    _types: dict = field(init=False, repr=False, compare=False)
+    _clean: dict = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        checks: List[Callable[[str], bool]] = []
+        plain: List[str] = []
+        for i, source in enumerate(self.config.patterns):
+            try:
+                compiled = re.compile(source)
+            except re.error as exc:
+                raise SpecError(
+                    f"redaction.patterns[{i}]: not a valid regular expression ({exc}): {source!r}",
+                    field="redaction.patterns",
+                ) from None
+            if source == CARD_NUMBER_PATTERN:
+                checks.append(_card_check(compiled))
+            elif compiled.groups or compiled.flags & ~re.UNICODE:
+                # groups or global flags change meaning inside an alternation: keep it alone
+                checks.append(compiled.search)
+            else:
+                plain.append(source)
+        if plain:
+            checks.insert(0, re.compile("|".join(f"(?:{p})" for p in plain)).search)
+        type_re = None
+        if self.config.types:
+            type_re = re.compile("|".join(fnmatch.translate(g) for g in self.config.types))
+        object.__setattr__(self, "_value_checks", tuple(checks))
+        object.__setattr__(self, "_type_re", type_re)
+        object.__setattr__(self, "_names", {})
+        object.__setattr__(self, "_types", {})
+        object.__setattr__(self, "_clean", {})
+
+    def is_redacted_name(self, name: str) -> bool:
+        """True when `name`, or a word-aligned suffix of it, is a sensitive identifier."""
+        if type(name) is not str:
+            return False
+        hit = self._names.get(name)
+        if hit is None:
+            hit = self._match_name(name)
+            if len(self._names) >= _CACHE_MAX:
+                self._names.clear()
+            self._names[name] = hit
+        return hit
+
+    def _match_name(self, name: str) -> bool:
+        if not self.config.enabled:
+            return False
+        ids = self.config.identifiers
+        if normalize_identifier(name) in ids:
+            return True
+        words = [w.lower() for w in _WORD.findall(name)]
+        for i in range(len(words)):
+            suffix = "".join(words[i:])
+            if suffix in ids or suffix.rstrip("0123456789") in ids:
+                return True
+        return False
+
+    def is_redacted_value(self, text: str) -> bool:
+        """True when a secret-shaped pattern occurs anywhere in `text`."""
+        short = len(text) <= _SHORT_TEXT
+        if short and text in self._clean:
+            return False
+        if not self.config.enabled:
+            return False
+        for check in self._value_checks:
+            if check(text):
+                return True
+        if short:
+            # short strings recur (dict keys, enum-like values); only clean ones are remembered,
+            # so no secret is kept alive by the cache
+            if len(self._clean) >= _CACHE_MAX:
+                self._clean.clear()
+            self._clean[text] = True
+        return False
+
+    def is_redacted_type(self, obj_type_name: str) -> bool:
+        """True when `module.QualName` matches one of the type globs."""
+        hit = self._types.get(obj_type_name)
+        if hit is None:
+            hit = bool(self.config.enabled and self._type_re is not None and self._type_re.match(obj_type_name))
+            if len(self._types) >= _CACHE_MAX:
+                self._types.clear()
+            self._types[obj_type_name] = hit
+        return hit
+
+
+class Redactor:
+    """The process's redaction rules, reconfigurable at run time from any thread.
+
+    >>> r = Redactor(RedactionConfig(identifiers=frozenset({"password"}), patterns=(), types=()))
+    >>> r.is_redacted_name("DB_PASSWORD"), r.is_redacted_name("api_key")
+    (True, False)
+    """
+
+    def __init__(self, config: Optional[RedactionConfig] = None) -> None:
+        self._rules = RedactionRules(config if config is not None else RedactionConfig())
+        self._lock = threading.Lock()
+
+    @property
+    def config(self) -> RedactionConfig:
+        return self._rules.config
+
+    def snapshot(self) -> RedactionRules:
+        """The current rules; they never change, a later `configure` replaces them."""
+        return self._rules
+
+    def is_redacted_name(self, name: str) -> bool:
+        return self._rules.is_redacted_name(name)
+
+    def is_redacted_value(self, s: str) -> bool:
+        return self._rules.is_redacted_value(s)
+
+    def is_redacted_type(self, obj_type_name: str) -> bool:
+        return self._rules.is_redacted_type(obj_type_name)
+
+    def configure(
+        self,
+        *,
+        add_identifiers: Iterable[str] = (),
+        remove_identifiers: Iterable[str] = (),
+        patterns: Optional[Iterable[str]] = None,
+        types: Optional[Iterable[str]] = None,
+        enabled: Optional[bool] = None,
+    ) -> RedactionConfig:
+        """Change the rules now; `patterns`/`types` replace the lists, identifiers are edited.
+
+        Invalid input raises `SpecError` and leaves the current rules in force.
+
+        >>> r = Redactor()
+        >>> r.configure(remove_identifiers=["session"]).identifiers >= {"sessionid"}
+        True
+        >>> r.is_redacted_name("db_session")
+        False
+        """
+        add, remove = _names_arg("add_identifiers", add_identifiers), _names_arg("remove_identifiers", remove_identifiers)
+        with self._lock:  # read-modify-write: two concurrent calls must not lose an edit
+            old = self._rules.config
+            new = RedactionConfig(
+                identifiers=(old.identifiers | {normalize_identifier(n) for n in add})
+                - {normalize_identifier(n) for n in remove},
+                patterns=old.patterns if patterns is None else _names_arg("patterns", patterns),
+                types=old.types if types is None else _names_arg("types", types),
+                enabled=old.enabled if enabled is None else enabled,
+            )
+            self._rules = RedactionRules(new)
+        return new
+
+
+def _names_arg(key: str, values: Iterable[str]) -> Tuple[str, ...]:
+    if isinstance(values, str):
+        raise SpecError(f"redaction.{key}: must be a list of strings, not one string", field=f"redaction.{key}")
+    out = tuple(values)
+    if any(type(v) is not str for v in out):
+        raise SpecError(f"redaction.{key}: must be a list of strings", field=f"redaction.{key}")
+    return out

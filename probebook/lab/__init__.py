@@ -1,0 +1,1 @@
+"""Demo services and faults: a user of the agent like any service."""

@@ -1,0 +1,34 @@
+import os
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+from probebook.agent import Agent  # noqa: E402
+
+
+def marker_line(name: str) -> int:
+    """Line number of the `# at:name` marker in shapes.py."""
+    with open(os.path.join(HERE, "shapes.py")) as fh:
+        for i, text in enumerate(fh, 1):
+            if text.rstrip().endswith(f"at:{name}"):
+                return i
+    raise LookupError(name)
+
+
+@pytest.fixture
+def agent():
+    a = Agent()
+    yield a
+    a.close()
+
+
+def where(name: str) -> str:
+    return f"conformance/shapes.py:{marker_line(name)}"
+
+
+def events(agent, kind):
+    return [e for e in agent.drain_events() if e.kind == kind]

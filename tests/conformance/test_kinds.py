@@ -1,0 +1,169 @@
+"""Each probe kind emits what a user expects, on every Python."""
+
+import asyncio
+import importlib
+import os
+import sys
+import textwrap
+import time
+
+import pytest
+import shapes
+from conftest import events, where
+
+from probebook.agent import ExpressionError, SpecError
+
+
+def test_snapshot_has_arguments_locals_expressions_and_stack(agent):
+    agent.add_probe({"kind": "snapshot", "where": where("inner_fail"), "capture": ["qty * 2", "per_item"]})
+    with pytest.raises(ZeroDivisionError):
+        shapes.deep_fail({"qty": 0, "password": "hunter2"})
+    (snap,) = events(agent, "snapshot")
+    assert snap.arguments["qty"]["value"] == 0
+    assert snap.locals["per_item"]["value"] == 100
+    assert snap.expressions["qty * 2"]["value"] == 0
+    functions = [f["function"] for f in snap.stack]
+    assert functions[0].endswith("_inner_fail") and functions[1].endswith("deep_fail")
+    assert snap.line > 0 and snap.file.endswith("shapes.py")
+
+
+def test_condition_filters_hits(agent):
+    agent.add_probe({"kind": "log", "where": where("plain"), "template": "a={a}", "when": "a > 5"})
+    for a in range(10):
+        shapes.plain(a, 0)
+    assert [e.message for e in events(agent, "log")] == [f"a={a}" for a in range(6, 10)]
+
+
+def test_metric_count_gauge_and_duration(agent):
+    agent.add_probe({"kind": "metric", "where": where("plain"), "metric": {"name": "calls"}})
+    agent.add_probe({"kind": "metric", "where": where("method"),
+                     "metric": {"name": "cart_size", "type": "gauge", "value": "len(self.items)"}})
+    agent.add_probe({"kind": "metric", "where": "shapes:slow", "metric": {"name": "slow_ms", "type": "duration"}})
+    shapes.plain(1, 2)
+    shapes.plain(1, 2)
+    shapes.Cart([1, 2, 3]).total()
+    shapes.slow(20)
+    points = events(agent, "metric")
+    by_name = {}
+    for p in points:
+        by_name.setdefault(p.name, []).append(p)
+    assert [p.value for p in by_name["calls"]] == [1.0, 1.0]
+    assert by_name["cart_size"][0].value == 3.0 and by_name["cart_size"][0].metric_type == "gauge"
+    (dur,) = by_name["slow_ms"]
+    assert dur.metric_type == "duration" and 15 <= dur.value < 1000 and dur.unit == "ms"
+
+
+def test_duration_of_async_function_and_errors(agent):
+    agent.add_probe({"kind": "metric", "where": "shapes:fetch", "metric": {"name": "fetch_ms", "type": "duration"}})
+    agent.add_probe({"kind": "metric", "where": "shapes:fails", "metric": {"name": "fails_ms", "type": "duration"}})
+    assert asyncio.run(shapes.fetch(2)) == 3
+    with pytest.raises(ZeroDivisionError):
+        shapes.fails(0)
+    points = {p.name: p for p in events(agent, "metric")}
+    assert points["fetch_ms"].error is False
+    assert points["fails_ms"].error is True
+
+
+def test_span_nests_and_carries_trace_context(agent):
+    agent.add_probe({"kind": "span", "where": "shapes:fact"})
+    assert shapes.fact(3) == 6
+    spans = events(agent, "span")
+    assert len(spans) == 3
+    assert len({s.trace_id for s in spans}) == 1
+    inner, middle, outer = spans  # innermost call finishes first
+    assert inner.parent_span_id == middle.span_id and middle.parent_span_id == outer.span_id
+    assert outer.duration_ns >= inner.duration_ns > 0
+
+
+def test_exception_probe_captures_every_frame(agent):
+    agent.add_probe({"kind": "exception", "where": "shapes:deep_fail"})
+    with pytest.raises(ZeroDivisionError):
+        shapes.deep_fail({"qty": 0})
+    assert shapes.deep_fail({"qty": 4}) == 25.0  # no event when nothing is raised
+    (exc,) = events(agent, "exception")
+    assert exc.exc_type == "ZeroDivisionError"
+    names = [f["function"].split(".")[-1] for f in exc.frames]
+    assert names == ["deep_fail", "_inner_fail"]
+    assert exc.frames[1]["locals"]["qty"]["value"] == 0
+    assert exc.frames[1]["locals"]["per_item"]["value"] == 100
+
+
+def test_redaction_on_by_default_and_changeable(agent):
+    agent.add_probe({"kind": "snapshot", "where": where("inner_fail"), "rate": 100})
+    with pytest.raises(ZeroDivisionError):
+        shapes.deep_fail({"qty": 0})
+    (snap,) = events(agent, "snapshot")
+    assert snap.locals["per_item"]["value"] == 100
+    agent.set_redaction(add_identifiers=["per_item"])
+    with pytest.raises(ZeroDivisionError):
+        shapes.deep_fail({"qty": 0})
+    (snap,) = events(agent, "snapshot")
+    assert snap.locals["per_item"].get("not_captured") == "redacted"
+    with pytest.raises(ExpressionError, match="redacted"):
+        agent.add_probe({"kind": "log", "where": where("plain"), "template": "{password}"})
+
+
+def test_probe_waits_for_module_import(agent, tmp_path):
+    mod = tmp_path / "late_module_pb.py"
+    mod.write_text(textwrap.dedent("""
+        def handler(x):
+            y = x + 1
+            return y
+    """))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        probe = agent.add_probe({"kind": "log", "where": "late_module_pb.py:3", "template": "x={x}"})
+        assert probe.status == "pending"
+        late = importlib.import_module("late_module_pb")
+        deadline = time.time() + 5
+        while agent.get_probe(probe.id).status != "installed" and time.time() < deadline:
+            time.sleep(0.05)
+        assert agent.get_probe(probe.id).status == "installed"
+        late.handler(41)
+        assert [e.message for e in events(agent, "log")] == ["x=41"]
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("late_module_pb", None)
+
+
+@pytest.mark.parametrize("spec,field", [
+    ({"kind": "banana", "where": "a.py:1"}, "kind"),
+    ({"kind": "log", "where": "a.py:1", "template": "x", "ttl": "banana"}, "ttl"),
+    ({"kind": "log", "where": "nowhere", "template": "x"}, "where"),
+    ({"kind": "log", "where": "a.py:1", "template": "x", "colour": "red"}, "colour"),
+    ({"kind": "log", "where": "a.py:1"}, "template"),
+    ({"kind": "metric", "where": "a.py:1", "metric": {"type": "gauge"}}, "metric.value"),
+    ({"kind": "log", "where": "a.py:1", "template": "{x.__class__}"}, "template"),
+    ({"kind": "log", "where": "a.py:1", "template": "x", "when": "os.system('id')"}, "when"),
+    ({"kind": "log", "where": "a.py:1", "template": "x", "ttl": "100h"}, "ttl"),
+    ({"kind": "log", "where": "a.py:1", "template": "x", "max_hits": 0}, "max_hits"),
+])
+def test_bad_input_is_a_one_line_error_naming_the_field(agent, spec, field):
+    before = [f.__code__ for f in (shapes.plain,)]
+    with pytest.raises(SpecError) as err:
+        agent.add_probe(spec)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(field.split(".")[0])
+    assert agent.probes() == []
+    assert [f.__code__ for f in (shapes.plain,)] == before
+
+
+def test_ambiguous_file_lists_candidates(agent, tmp_path):
+    for sub in ("one", "two"):
+        d = tmp_path / sub
+        d.mkdir()
+        (d / "ambig_pb.py").write_text("def f():\n    return 1\n")
+    sys.path[:0] = [str(tmp_path / "one")]
+    try:
+        import ambig_pb as a  # noqa: F401
+        sys.modules["ambig_pb_two"] = importlib.util.module_from_spec(
+            importlib.util.spec_from_file_location("ambig_pb_two", str(tmp_path / "two" / "ambig_pb.py")))
+        sys.modules["ambig_pb_two"].__spec__.loader.exec_module(sys.modules["ambig_pb_two"])
+        with pytest.raises(SpecError) as err:
+            agent.add_probe({"kind": "log", "where": "ambig_pb.py:2", "template": "x"})
+        assert "matches 2 loaded files" in str(err.value)
+        assert os.path.join("one", "ambig_pb.py") in str(err.value)
+    finally:
+        sys.path.remove(str(tmp_path / "one"))
+        sys.modules.pop("ambig_pb", None)
+        sys.modules.pop("ambig_pb_two", None)

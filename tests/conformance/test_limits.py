@@ -1,0 +1,85 @@
+"""Budgets: rate, hit cap, TTL, CPU budget, failing conditions, event buffer drops."""
+
+import time
+
+import shapes
+from conftest import events, where
+
+from probebook.agent import Agent, AgentLimits
+
+
+def _wait_status(agent, pid, status, timeout=5.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        info = agent.get_probe(pid)
+        if info.status == status:
+            return info
+        time.sleep(0.02)
+    return agent.get_probe(pid)
+
+
+def test_snapshot_rate_defaults_to_one_per_second(agent):
+    probe = agent.add_probe({"kind": "snapshot", "where": where("plain")})
+    for i in range(50):
+        shapes.plain(i, 1)
+    assert len(events(agent, "snapshot")) == 1
+    assert agent.get_probe(probe.id).rate_limited == 49
+
+
+def test_max_hits_disables_and_restores(agent):
+    original = shapes.plain.__code__
+    probe = agent.add_probe({"kind": "log", "where": where("plain"), "template": "a={a}", "max_hits": 3})
+    for i in range(10):
+        shapes.plain(i, 1)
+    assert len(events(agent, "log")) == 3
+    info = _wait_status(agent, probe.id, "disabled")
+    assert info.status == "disabled" and "max_hits" in info.reason
+    assert shapes.plain.__code__ is original
+
+
+def test_ttl_expires_and_restores(agent):
+    original = shapes.plain.__code__
+    probe = agent.add_probe({"kind": "log", "where": where("plain"), "template": "a={a}", "ttl": "0.3s"})
+    info = _wait_status(agent, probe.id, "expired")
+    assert info.status == "expired"
+    assert shapes.plain.__code__ is original
+    statuses = [e.status for e in agent.drain_events() if e.kind == "status"]
+    assert statuses == ["installed", "expired"]
+
+
+def test_condition_that_keeps_failing_disables_itself(agent):
+    probe = agent.add_probe({"kind": "log", "where": where("plain"), "template": "a={a}", "when": "a.missing > 1"})
+    for i in range(20):
+        assert shapes.plain(i, 1) == (i + 1) * 2
+    info = _wait_status(agent, probe.id, "disabled")
+    assert info.status == "disabled" and "condition failed" in info.reason
+
+
+def test_cpu_budget_disables_expensive_probes():
+    agent = Agent(AgentLimits(cpu_budget=0.0001, cpu_window=2))
+    try:
+        probe = agent.add_probe({"kind": "snapshot", "where": where("inner_fail"), "rate": 10_000})
+        deadline = time.time() + 5
+        while agent.get_probe(probe.id).status != "disabled" and time.time() < deadline:
+            try:
+                shapes.deep_fail({"qty": 0, "blob": list(range(100))})
+            except ZeroDivisionError:
+                pass
+        info = _wait_status(agent, probe.id, "disabled")
+        assert "CPU budget exceeded" in info.reason
+    finally:
+        agent.close()
+
+
+def test_buffer_overflow_is_counted():
+    agent = Agent(AgentLimits(event_capacity=10))
+    try:
+        agent.add_probe({"kind": "log", "where": where("plain"), "template": "a={a}", "rate": 100_000})
+        for i in range(100):
+            shapes.plain(i, 1)
+        batch = agent.read_events(after=0)
+        assert batch.missed > 0
+        got = agent.drain_events()
+        assert len(got) == 10 and agent.dropped_events >= 90
+    finally:
+        agent.close()

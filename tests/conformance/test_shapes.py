@@ -1,0 +1,180 @@
+"""Every code shape accepts line probes, emits at the right place and is restored exactly."""
+
+import asyncio
+import sys
+import threading
+import time
+import traceback
+
+import pytest
+import shapes
+from conftest import events, marker_line, where
+
+from probebook.agent import LocationError
+
+MONITORING = sys.version_info >= (3, 12)
+
+
+def _log(agent, name, template, **extra):
+    spec = {"kind": "log", "where": where(name), "template": template, "rate": 1000}
+    spec.update(extra)
+    return agent.add_probe(spec)
+
+
+def _messages(agent):
+    return [e.message for e in events(agent, "log")]
+
+
+CASES = [
+    ("plain", "total={total} a={a}", lambda: shapes.plain(2, 3), ["total=<unbound> a=2"]),
+    ("method", "items={self.items}", lambda: shapes.Cart([1, 2]).total(), ["items=[1, 2]"]),
+    ("classmethod", "cls={cls.tax}", lambda: shapes.Cart.empty().items, ["cls=0.5"]),
+    ("staticmethod", "cents={cents}", lambda: shapes.Cart.price(250), ["cents=250"]),
+    ("property", "n={len(self.items)}", lambda: shapes.Cart([1, 2, 3]).count, ["n=3"]),
+    ("decorated", "x={x}", lambda: shapes.decorated(4), ["x=4"]),
+    ("decorated_bare", "x={x}", lambda: shapes.decorated_bare(5), ["x=5"]),
+    ("lambda", "v={v}", lambda: shapes.square(7), ["v=7"]),
+    ("recursion", "n={n}", lambda: shapes.fact(4), ["n=1"]),
+]
+
+
+@pytest.mark.parametrize("name,template,call,expected", CASES, ids=[c[0] for c in CASES])
+def test_line_probe_on_shape(agent, name, template, call, expected):
+    before = call()
+    probe = _log(agent, name, template)
+    assert probe.status == "installed", probe.reason
+    assert call() == before  # the host's result is unchanged
+    got = _messages(agent)
+    if name == "plain":  # `total` is not bound yet at the probed line
+        assert got and got[0].startswith("total={total: ") and got[0].endswith("a=2")
+    else:
+        assert got == expected
+    agent.remove_probe(probe.id)
+    call()
+    assert _messages(agent) == []
+
+
+def test_closure_created_before_and_after_probe(agent):
+    early = shapes.make_adder(10)
+    original = early.__code__
+    probe = _log(agent, "closure", "x={x} k={k}")
+    late = shapes.make_adder(20)
+    assert early(1) == 11 and late(1) == 21
+    assert _messages(agent) == ["x=1 k=10", "x=1 k=20"]
+    agent.remove_probe(probe.id)
+    assert early.__code__ is original
+    assert shapes.make_adder(1).__code__ is original
+    assert late.__code__ is original
+
+
+def test_async_def_generator_and_async_generator(agent):
+    p1 = _log(agent, "async", "n={n}")
+    p2 = _log(agent, "generator", "n={n}")
+    p3 = _log(agent, "asyncgen", "i={i}")
+
+    async def consume():
+        return [i async for i in shapes.acount(2)]
+
+    assert asyncio.run(shapes.fetch(1)) == 2
+    assert list(shapes.countdown(2)) == [2, 1]
+    assert asyncio.run(consume()) == [0, 1]
+    assert _messages(agent) == ["n=1", "n=2", "n=1", "i=0", "i=1"]
+    for p in (p1, p2, p3):
+        agent.remove_probe(p.id)
+
+
+def test_many_threads_at_once(agent):
+    probe = _log(agent, "plain", "a={a}", rate=1_000_000)
+    barrier = threading.Barrier(8)
+    results = []
+
+    def worker(k):
+        barrier.wait()
+        results.append(sum(shapes.plain(k, 1) for _ in range(200)))
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == sorted(200 * (k + 1) * 2 for k in range(8))
+    assert len(_messages(agent)) == 1600
+    assert agent.get_probe(probe.id).emitted == 1600
+
+
+def test_running_loop(agent):
+    looper = shapes.Looper()
+    t = threading.Thread(target=looper.run)
+    t.start()
+    try:
+        time.sleep(0.05)
+        _log(agent, "loop", "ticks={self.ticks}")
+        time.sleep(0.2)
+        running_hits = len(_messages(agent))
+    finally:
+        looper.stop.set()
+        t.join()
+    if MONITORING:
+        assert running_hits > 0, "3.12+: a probe must reach a frame that is already running"
+    else:
+        assert running_hits == 0, "<= 3.11: documented to affect new calls only"
+    # a new call is probed on every version
+    looper2 = shapes.Looper()
+    t2 = threading.Thread(target=looper2.run)
+    t2.start()
+    time.sleep(0.05)
+    looper2.stop.set()
+    t2.join()
+    assert len(_messages(agent)) > 0
+
+
+def test_exceptions_tracebacks_and_lines_unchanged(agent):
+    def tb_of(fn, *args):
+        try:
+            fn(*args)
+        except Exception as exc:
+            return type(exc), [(f.lineno, f.name, f.line) for f in traceback.extract_tb(exc.__traceback__)]
+
+    plain_tb = tb_of(shapes.fails, 0)
+    deep_tb = tb_of(shapes.deep_fail, {"qty": 0})
+    agent.add_probe({"kind": "log", "where": where("fails"), "template": "x={x}"})
+    agent.add_probe({"kind": "exception", "where": "shapes:_inner_fail"})
+    agent.add_probe({"kind": "metric", "where": "shapes:deep_fail", "metric": {"name": "d", "type": "duration"}})
+    assert tb_of(shapes.fails, 0) == plain_tb
+    assert tb_of(shapes.deep_fail, {"qty": 0}) == deep_tb
+    assert shapes.fails(5) == 2.0
+
+
+def test_line_without_code_is_refused_with_nearest_lines(agent):
+    line = marker_line("comment")
+    with pytest.raises(LocationError) as err:
+        agent.add_probe({"kind": "log", "where": f"conformance/shapes.py:{line}", "template": "x"})
+    assert "holds no code" in str(err.value) and "nearest lines" in str(err.value)
+    decorator_line = marker_line("decorated") - 2  # the `@with_wraps` line
+    with pytest.raises(LocationError):
+        agent.add_probe({"kind": "log", "where": f"conformance/shapes.py:{decorator_line}", "template": "x"})
+    assert agent.probes() == []
+
+
+def test_removal_restores_original_code_and_globals(agent):
+    funcs = [shapes.plain, shapes.Cart.total, shapes.fact, shapes.fetch, shapes.countdown, shapes.square,
+             shapes.deep_fail, shapes._inner_fail]
+    originals = [f.__code__ for f in funcs]
+    global_names = set(vars(shapes))
+    ids = [
+        _log(agent, "plain", "a={a}").id,
+        _log(agent, "method", "x={discount}").id,
+        _log(agent, "recursion", "n={n}").id,
+        agent.add_probe({"kind": "span", "where": "shapes:fact"}).id,
+        agent.add_probe({"kind": "exception", "where": "shapes:deep_fail"}).id,
+        agent.add_probe({"kind": "snapshot", "where": where("inner_fail")}).id,
+        _log(agent, "async", "n={n}").id,
+        _log(agent, "generator", "n={n}").id,
+        _log(agent, "lambda", "v={v}").id,
+    ]
+    shapes.fact(3)
+    for pid in ids:
+        agent.remove_probe(pid)
+    assert all(f.__code__ is c for f, c in zip(funcs, originals))
+    assert set(vars(shapes)) == global_names
+    assert agent.probes() == []

@@ -1,0 +1,189 @@
+"""Redaction: by identifier, by value pattern, by type glob, and reconfigured while running."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from probebook.agent.errors import SpecError
+from probebook.agent.redaction import (
+    DEFAULT_IDENTIFIERS,
+    RedactionConfig,
+    Redactor,
+    normalize_identifier,
+)
+
+
+@pytest.fixture
+def redactor() -> Redactor:
+    return Redactor()
+
+
+REQUIRED = """password passwd pwd secret token access_token refresh_token api_key apikey authorization auth
+cookie set_cookie session sessionid session_id csrf xsrf private_key ssn card_number cardnumber cvv cvc pin
+iban""".split()
+
+
+def test_default_identifiers_are_many_normalised_and_cover_the_usual_secrets():
+    assert len(DEFAULT_IDENTIFIERS) >= 80
+    assert all(n == normalize_identifier(n) for n in DEFAULT_IDENTIFIERS)
+    assert {normalize_identifier(n) for n in REQUIRED} <= DEFAULT_IDENTIFIERS
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["API_KEY", "apiKey", "x-api-key", "X-Api-Key", "ApiKey", "APIKey", "api-key", "password", "PASSWORD",
+     "Password", "db_password", "dbPassword", "password2", "HTTP_AUTHORIZATION", "Set-Cookie", "stripe_api_key",
+     "csrfToken", "__secret", "card-number", "user_ssn"],
+)
+def test_sensitive_names_match_whatever_their_case_and_separators(redactor, name):
+    assert redactor.is_redacted_name(name)
+
+
+@pytest.mark.parametrize(
+    "name", ["user", "total", "token_count", "shipping", "author", "spin", "tokens", "password_policy", "key",
+             "cache_key", "items", "self", "", "_"],
+)
+def test_ordinary_names_are_not_redacted(redactor, name):
+    assert not redactor.is_redacted_name(name)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Bearer abcdefghijklmnopqrstuvwxyz0123",
+        "Authorization: bearer abcdefghijklmnop.qrstu-vw",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+        "card 4111 1111 1111 1111 on file",
+        "4111-1111-1111-1111",
+        "5500005555555559",
+        "qty 1 4111 1111 1111 1111",  # a leading number joins the run; the card is still found
+        "ref 1234 5678 4111 1111 1111 1111",
+        "AKIAIOSFODNN7EXAMPLE",
+        "postgres://app:hunter2@db.internal:5432/orders",
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEow",
+        "ghp_" + "a" * 36,
+        "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc",
+    ],
+)
+def test_secret_shaped_values_are_redacted(redactor, value):
+    assert redactor.is_redacted_value(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "hello world",
+        "the bearer of this letter",
+        "4111 1111 1111 1112",  # fails the Luhn check
+        "order 41111111111111111111 shipped",  # 20 digits: no card number inside a longer run
+        "1700000000",  # a timestamp
+        "https://example.com/path?a=b",
+        "ada@example.com",
+        "",
+    ],
+)
+def test_ordinary_values_are_kept(redactor, value):
+    assert not redactor.is_redacted_value(value)
+
+
+def test_type_globs_match_module_qualified_names(redactor):
+    assert redactor.is_redacted_type("pydantic.types.SecretStr")
+    assert redactor.is_redacted_type("google.oauth2.credentials.Credentials")
+    assert not redactor.is_redacted_type("myapp.Cart")
+    redactor.configure(types=["myapp.secrets.*", "*.Vault"])
+    assert redactor.is_redacted_type("myapp.secrets.Key")
+    assert redactor.is_redacted_type("infra.Vault")
+    assert not redactor.is_redacted_type("pydantic.types.SecretStr")  # the list was replaced
+
+
+def test_configure_takes_effect_immediately_and_edits_identifiers(redactor):
+    assert not redactor.is_redacted_name("orderId")
+    config = redactor.configure(add_identifiers=["Order-ID"], remove_identifiers=["session"])
+    assert "orderid" in config.identifiers and "session" not in config.identifiers
+    assert redactor.config is config
+    assert redactor.is_redacted_name("order_id")
+    assert not redactor.is_redacted_name("session")
+    assert redactor.is_redacted_name("session_id")  # only the named identifier was removed
+
+
+def test_configure_patterns_replaces_the_list_even_for_values_checked_before(redactor):
+    assert not redactor.is_redacted_value("order-12345")  # also remembered as clean
+    redactor.configure(patterns=[r"order-\d+"])
+    assert redactor.is_redacted_value("order-12345")
+    assert not redactor.is_redacted_value("4111 1111 1111 1111")
+
+
+def test_user_patterns_with_groups_and_flags_work_beside_the_defaults(redactor):
+    redactor.configure(patterns=[r"(?i)internal-(\d+)", r"(a)\1x", r"plain"])
+    assert redactor.is_redacted_value("INTERNAL-7")
+    assert redactor.is_redacted_value("aax")
+    assert redactor.is_redacted_value("a plain one")
+    assert not redactor.is_redacted_value("abx")
+
+
+def test_disabling_redaction_lets_everything_through_and_reenabling_restores_it(redactor):
+    redactor.configure(enabled=False)
+    assert not redactor.is_redacted_name("password")
+    assert not redactor.is_redacted_value("4111 1111 1111 1111")
+    assert not redactor.is_redacted_type("pydantic.types.SecretStr")
+    redactor.configure(enabled=True)
+    assert redactor.is_redacted_name("password")
+    assert redactor.is_redacted_value("4111 1111 1111 1111")
+
+
+def test_a_snapshot_keeps_the_rules_it_was_taken_with(redactor):
+    before = redactor.snapshot()
+    redactor.configure(add_identifiers=["tenant"])
+    assert not before.is_redacted_name("tenant")
+    assert redactor.snapshot().is_redacted_name("tenant")
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"patterns": ["ok", "(unclosed"]}, "redaction.patterns"),
+        ({"patterns": "single string"}, "redaction.patterns"),
+        ({"add_identifiers": "password"}, "redaction.add_identifiers"),
+        ({"types": [3]}, "redaction.types"),
+        ({"enabled": "yes"}, "redaction.enabled"),
+    ],
+)
+def test_bad_configuration_is_refused_in_one_line_and_the_old_rules_stay(redactor, kwargs, field):
+    with pytest.raises(SpecError) as info:
+        redactor.configure(**kwargs)
+    assert info.value.field == field
+    assert "\n" not in str(info.value)
+    assert redactor.is_redacted_name("password")
+    assert redactor.is_redacted_value("4111 1111 1111 1111")
+
+
+def test_concurrent_configure_calls_lose_no_edit(redactor):
+    start = threading.Barrier(8)
+
+    def add(i: int) -> None:
+        start.wait()
+        for j in range(25):
+            redactor.configure(add_identifiers=[f"field_{i}_{j}"])
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(redactor.is_redacted_name(f"field{i}{j}") for i in range(8) for j in range(25))
+
+
+def test_config_normalises_identifiers_and_a_custom_config_replaces_the_defaults():
+    redactor = Redactor(RedactionConfig(identifiers=frozenset({"Tenant-ID"}), patterns=(), types=()))
+    assert redactor.config.identifiers == frozenset({"tenantid"})
+    assert redactor.is_redacted_name("tenant_id")
+    assert not redactor.is_redacted_name("password")
+    assert not redactor.is_redacted_value("4111 1111 1111 1111")
+
+
+def test_name_results_stay_right_past_the_cache_size(redactor):
+    names = [f"field_{i}" for i in range(10_000)]
+    assert not any(redactor.is_redacted_name(n) for n in names)
+    assert redactor.is_redacted_name("api_key") and redactor.is_redacted_name("API_KEY")
