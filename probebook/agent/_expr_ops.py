@@ -55,7 +55,6 @@ _DOWNCAST: Dict[int, Callable[[Any], Any]] = {
     id(bytes): lambda v: bytes.__getitem__(v, slice(None)),
 }
 _BUILTIN_OWNERS = {id(object), id(int), id(float), id(str), id(bytes)}
-_is_atom_id = ATOMS.__contains__
 _SLOT_TYPES = (types.WrapperDescriptorType, types.MethodDescriptorType)
 _type_getattribute = type.__getattribute__
 
@@ -148,13 +147,20 @@ def deep(value: Any, dunders: Optional[Sequence[str]], what: str, keys_only: boo
         else:
             parts = (v,)
         for part in parts:
-            if not all(map(_is_atom_id, map(id, map(type, part)))):
+            if not _all_atoms(part):
                 todo.extend((e, depth + 1) for e in part)
+
+
+def _all_atoms(values: Any) -> bool:
+    for v in values:  # a plain loop beats map() chains here, small or large
+        if id(type(v)) not in ATOMS:
+            return False
+    return True
 
 
 def keys_ok(mapping: Any, what: str) -> None:
     """A lookup compares the probe with stored keys of equal hash: they must not run a user `__eq__`."""
-    if not all(map(_is_atom_id, map(id, map(type, mapping)))):
+    if not _all_atoms(mapping):
         deep(mapping, EQ, what, keys_only=True)
 
 
