@@ -57,6 +57,7 @@ _DOWNCAST: Dict[int, Callable[[Any], Any]] = {
 _BUILTIN_OWNERS = {id(object), id(int), id(float), id(str), id(bytes)}
 _SLOT_TYPES = (types.WrapperDescriptorType, types.MethodDescriptorType)
 _type_getattribute = type.__getattribute__
+_TYPE_SUBCLASSCHECK = type.__dict__["__subclasscheck__"]
 
 
 def _fail(message: str) -> EvaluationError:
@@ -325,10 +326,22 @@ def item(obj: Any, key: Any) -> Any:
     return item(operand(obj, ("__getitem__",), "[]"), key)
 
 
+def _plain_class(cls: Any) -> bool:
+    """A class whose metaclass keeps type's `__subclasscheck__` (so not ABCs); Enum classes qualify."""
+    meta = type(cls)
+    return meta is type or (_is_class(cls) and _lookup_in_mro(meta, "__subclasscheck__") is _TYPE_SUBCLASSCHECK)
+
+
+def _is_class(x: Any) -> bool:
+    return any(k is type for k in _type_getattribute(type(x), "__mro__"))
+
+
 def isinstance_(value: Any, classes: Any) -> bool:
     for cls in classes if type(classes) is tuple else (classes,):
-        if type(cls) is not type:
-            raise _fail(f"isinstance() needs classes whose metaclass is type; {_short(cls)} could run a metaclass hook")
+        if not _plain_class(cls):
+            why = (f"{_type_getattribute(cls, '__qualname__')} would run its metaclass __subclasscheck__"
+                   if _is_class(cls) else f"{_short(cls)} is not a class")
+            raise _fail(f"isinstance() needs plain classes; {why}")
     return issubclass(type(value), classes)  # never isinstance(): it reads value.__class__ through user code
 
 
@@ -424,7 +437,7 @@ VALUES: Dict[str, Any] = {name: getattr(builtins, name) for name in CALLS}
 VALUES.update({t.__name__: t for t in (complex, bytes, bytearray, dict, range)})
 
 
-def _check_text(recv: Any, args: tuple) -> None:
+def check_text(recv: Any, args: tuple) -> None:
     for a in args:
         if id(type(a)) not in ATOMS:
             deep(a, STRICT, "method argument")
@@ -443,7 +456,7 @@ def _check_key(recv: Any, args: tuple) -> None:
 
 def _check_items(recv: Any, args: tuple) -> None:
     deep(recv, EQ, "method")
-    _check_text(recv, args)
+    check_text(recv, args)
 
 
 def _check_sets(recv: Any, args: tuple) -> None:
@@ -459,9 +472,9 @@ def _none(recv: Any, args: tuple) -> None:
 _Method = Tuple[Callable[..., Any], Callable[[Any, tuple], None]]
 _TEXT_METHODS = ("startswith endswith lower upper strip lstrip rstrip split rsplit count find rfind "
                  "isdigit isalpha isalnum isspace islower isupper partition rpartition splitlines").split()
-_METHOD_LIST = [(t, m, _check_text) for t in (str, bytes, bytearray) for m in _TEXT_METHODS]
+_METHOD_LIST = [(t, m, check_text) for t in (str, bytes, bytearray) for m in _TEXT_METHODS]
 _METHOD_LIST += [(t, "join", _check_join) for t in (str, bytes, bytearray)]
-_METHOD_LIST += [(str, m, _check_text) for m in ("casefold", "title", "isidentifier")] + [(bytes, "hex", _check_text)]
+_METHOD_LIST += [(str, m, check_text) for m in ("casefold", "title", "isidentifier")] + [(bytes, "hex", check_text)]
 _METHOD_LIST += [(t, m, _none) for t in (dict, collections.OrderedDict, collections.defaultdict)
                  for m in ("keys", "values", "items")]
 _METHOD_LIST += [(t, m, _check_items) for t in (list, tuple) for m in ("count", "index")]

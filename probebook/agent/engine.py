@@ -27,6 +27,7 @@ from .capture import CaptureLimits
 from .errors import LocationError, ProbebookError, ProbeNotFound, SpecError
 from .events import Event, EventBatch, EventBuffer, StatusEvent
 from .expressions import compile_expression, compile_template
+from .guards import inline_guard
 from .hookset import HookSet
 from .limits import AgentLimits, CpuBudget, RateLimiter
 from .locate import ModuleCode, Where, module_by_name, modules_for_file, parse_where
@@ -308,9 +309,15 @@ class Agent:
         self.emit(StatusEvent(probe_id=probe.id, status="installed", reason=probe.location))
 
     def _apply(self, site: Site) -> None:
+        guards = {}
+        if self._depth == 1:  # the bytecode backend can check simple conditions inline
+            for line, probes in site.line_probes.items():
+                guard = inline_guard(probes[0].spec.when, site.code) if len(probes) == 1 else None
+                if guard:
+                    guards[line] = guard
         hooks = None if site.empty else HookSet(
             lines=frozenset(site.line_probes), line_hook=site.line, function_hooks=site.needs_function_hooks,
-            enter_hook=site.enter, return_hook=site.leave, raise_hook=site.raised)
+            enter_hook=site.enter, return_hook=site.leave, raise_hook=site.raised, guards=guards)
         self._backend.update(site.code, hooks, site.parents)
         if site.empty:
             self._sites.pop(id(site.code), None)

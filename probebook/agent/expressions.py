@@ -36,6 +36,8 @@ _UNARY = {ast.USub: "-", ast.UAdd: "+", ast.Invert: "~"}
 _CONSTANT_TYPES = (int, float, complex, str, bytes, bool, type(None))
 _ALLOWED = ("allowed: names, attributes, [] on builtin containers, literals, comparisons, and/or/not, "
             "arithmetic, `a if c else b`, calls to " + ", ".join(sorted(ops.CALLS)) + " and pure methods of builtin types")
+_METHODS_HINT = ("pure methods of builtin types (str.startswith/endswith/split/strip/lower/upper/count/find/join/..., "
+                 "dict.get/keys/values/items, list.count/index, set.issubset/issuperset/isdisjoint)")
 _REFUSED = {
     ast.NamedExpr: "assignment (:=) is not allowed; expressions are read-only",
     ast.Lambda: "lambda is not allowed",
@@ -129,10 +131,13 @@ def _parse(text: str, field: str) -> ast.Expression:
     try:
         statement = ast.parse(text, mode="exec").body[0]
     except (SyntaxError, ValueError, RecursionError, MemoryError, IndexError):
-        where = f"line {error.lineno} column {error.offset}" if (error.lineno or 1) > 1 else f"column {error.offset}"
-        raise ExpressionError(f"{field}: syntax error at {where}: {error.msg}", field) from None
-    kind = _STATEMENTS.get(type(statement), f"a statement ({type(statement).__name__})")
-    raise ExpressionError(f"{field}: {kind} is not allowed; an expression is read-only and computes one value", field)
+        statement = None
+    if statement is not None and not isinstance(statement, ast.Expr):
+        kind = _STATEMENTS.get(type(statement), f"a statement ({type(statement).__name__})")
+        raise ExpressionError(f"{field}: {kind} is not allowed; an expression is read-only and computes one value", field)
+    line, column = error.lineno or 1, error.offset or 0
+    where = "the end" if column < 1 else f"line {line} column {column}" if line > 1 else f"column {column}"
+    raise ExpressionError(f"{field}: syntax error at {where}: {error.msg}", field)
 
 
 class _Compiler:
@@ -320,10 +325,12 @@ class _Compiler:
         func = node.func
         if isinstance(func, ast.Attribute) and func.attr in ops.METHODS:
             return self.method_call(node, func, depth), MISSING
+        if isinstance(func, ast.Attribute):
+            raise self.refuse(node, f"method .{func.attr}() is not allowed; calls are limited to {_METHODS_HINT}")
         spec = ops.CALLS.get(func.id) if isinstance(func, ast.Name) else None
         if spec is None:
             raise self.refuse(node, f"this call is not allowed; calls are limited to {', '.join(sorted(ops.CALLS))} "
-                                    f"and the builtin-type methods {', '.join(sorted(ops.METHODS))}")
+                                    f"and {_METHODS_HINT}")
         impl, least, most, keywords = spec
         if not least <= len(node.args) <= most or any(k.arg not in keywords for k in node.keywords):
             allowed = f" and keyword {', '.join(keywords)}" if keywords else ""
@@ -358,7 +365,19 @@ class _Compiler:
                 and self.redacted(first.value):
             raise self.refuse(node, f"names redacted identifier {first.value!r}; redacted values cannot be read")
         obj, args, name = self.build(func.value, depth)[0], self.fns(node.args, depth), func.attr
-        table, slow = ops.METHODS[name], ops.call_method
+        table, slow, atoms, text_check = ops.METHODS[name], ops.call_method, ops.ATOMS, ops.check_text
+        if len(args) == 1:
+            arg = args[0]
+
+            def call_method_one(L: Mapping[str, Any], G: Mapping[str, Any]) -> Any:
+                o, a = obj(L, G), arg(L, G)
+                entry = table.get(id(type(o)))
+                if entry is None:
+                    return slow(o, name, (a,))
+                if entry[1] is not text_check or id(type(a)) not in atoms:
+                    entry[1](o, (a,))
+                return entry[0](o, a)
+            return call_method_one
 
         def call_method(L: Mapping[str, Any], G: Mapping[str, Any]) -> Any:
             o = obj(L, G)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, FrozenSet, Optional
+from typing import Any, Callable, FrozenSet, Mapping, Optional, Tuple
 
 __all__ = ["HookSet"]
 
@@ -18,6 +18,8 @@ class HookSet:
     enter_hook: Optional[Callable[[Any], Any]] = None
     return_hook: Optional[Callable[[Any], Any]] = None
     raise_hook: Optional[Callable[[BaseException], Any]] = None
+    # line -> `guards.Conjunct`s checked inline before the line hook (bytecode backend only)
+    guards: Optional[Mapping[int, Tuple[Any, ...]]] = None
 
     @property
     def empty(self) -> bool:

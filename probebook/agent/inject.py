@@ -56,6 +56,35 @@ def _call(fn: Any, arg: Any, lineno: Optional[int]) -> List[Instr]:
     ]
 
 
+_JUMP_IF_FALSE = "POP_JUMP_FORWARD_IF_FALSE" if PY311 else "POP_JUMP_IF_FALSE"
+_COMPARE = {"<": _bc.Compare.LT, "<=": _bc.Compare.LE, ">": _bc.Compare.GT, ">=": _bc.Compare.GE,
+            "==": _bc.Compare.EQ, "!=": _bc.Compare.NE}
+
+
+def _guarded(conjuncts: Any, call: List[Instr], lineno: int) -> List[Any]:
+    """Skip `call` when the conjuncts are certainly false; any type surprise calls it anyway."""
+    to_hook, skip = Label(), Label()
+    out: List[Any] = []
+    for c in conjuncts:
+        if c.op in ("is", "is not"):
+            out += [Instr("LOAD_FAST", c.name, lineno=lineno), Instr("LOAD_CONST", c.const, lineno=lineno),
+                    Instr("IS_OP", 1 if c.op == "is not" else 0, lineno=lineno),
+                    Instr(_JUMP_IF_FALSE, skip, lineno=lineno)]
+            continue
+        if PY311:
+            out += [Instr("PUSH_NULL", lineno=lineno), Instr("LOAD_CONST", type, lineno=lineno),
+                    Instr("LOAD_FAST", c.name, lineno=lineno), Instr("PRECALL", 1, lineno=lineno),
+                    Instr("CALL", 1, lineno=lineno)]
+        else:
+            out += [Instr("LOAD_CONST", type, lineno=lineno), Instr("LOAD_FAST", c.name, lineno=lineno),
+                    Instr("CALL_FUNCTION", 1, lineno=lineno)]
+        out += [Instr("LOAD_CONST", type(c.const), lineno=lineno), Instr("IS_OP", 0, lineno=lineno),
+                Instr(_JUMP_IF_FALSE, to_hook, lineno=lineno),
+                Instr("LOAD_FAST", c.name, lineno=lineno), Instr("LOAD_CONST", c.const, lineno=lineno),
+                Instr("COMPARE_OP", _COMPARE[c.op], lineno=lineno), Instr(_JUMP_IF_FALSE, skip, lineno=lineno)]
+    return out + [to_hook] + call + [skip]
+
+
 def instrument_code(code: CodeType, hooks: HookSet) -> CodeType:
     """Return a copy of `code` with `hooks` injected; `code` itself is never modified."""
     bc = Bytecode.from_code(code)
@@ -71,7 +100,9 @@ def instrument_code(code: CodeType, hooks: HookSet) -> CodeType:
                     out.extend(_call(hooks.enter_hook, None, instr.lineno or first_lineno))
             if prologue_done and instr.lineno in pending_lines:
                 pending_lines.discard(instr.lineno)
-                out.extend(_call(hooks.line_hook, instr.lineno, instr.lineno))
+                call = _call(hooks.line_hook, instr.lineno, instr.lineno)
+                guard = (hooks.guards or {}).get(instr.lineno)
+                out.extend(_guarded(guard, call, instr.lineno) if guard else call)
             if hooks.function_hooks and instr.name == "RETURN_VALUE":
                 out.extend(_call(hooks.return_hook, None, instr.lineno))
         out.append(instr)

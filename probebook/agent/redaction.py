@@ -71,8 +71,8 @@ DEFAULT_IDENTIFIERS: frozenset = frozenset(
 )
 
 # A run of 13 or more digits, optionally grouped by single spaces or dashes. Inside a run, any
-# 13-19 digits made of whole groups that pass the Luhn check count as a card number, so "qty 1
-# 4111 1111 1111 1111" is caught while a bare 20-digit id is not.
+# 13-19 digits made of whole groups of 3 or more digits that pass the Luhn check count as a card
+# number, so "qty 1 4111 1111 1111 1111" is caught while a bare 20-digit id is not.
 CARD_NUMBER_PATTERN = r"[0-9](?:[ -]?[0-9]){12,}"
 
 # Each starts with a literal so the regex engine can skip ahead; that keeps a check near a
@@ -93,6 +93,8 @@ DEFAULT_PATTERNS: Tuple[str, ...] = (
 DEFAULT_TYPES: Tuple[str, ...] = ("*.SecretStr", "*.SecretBytes", "*Credentials", "*PrivateKey")
 
 _CARD_SEPARATOR = re.compile(r"[ -]")
+_LUHN_DOUBLED = {str(d): (2 * d) - 9 if d > 4 else 2 * d for d in range(10)}
+_MAX_LUHN_CHECKS = 64
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 _CACHE_MAX = 4096
 _SHORT_TEXT = 48
@@ -100,29 +102,28 @@ _SHORT_TEXT = 48
 
 def _card_check(rx: Pattern[str]) -> Callable[[str], bool]:
     def has_card_number(text: str) -> bool:
+        checks = 0
         for m in rx.finditer(text):
             groups = _CARD_SEPARATOR.split(m.group())
             for start in range(len(groups)):
-                digits = ""
-                for group in groups[start:]:
-                    digits += group
+                digits, j = "", start
+                while j < len(groups) and len(groups[j]) >= 3:
+                    digits += groups[j]
+                    j += 1
                     if len(digits) > 19:
                         break
-                    if len(digits) >= 13 and _luhn_ok(digits):
-                        return True
+                    if len(digits) >= 13:
+                        checks += 1
+                        # a text this full of digit groups is redacted rather than searched on
+                        if checks > _MAX_LUHN_CHECKS or _luhn_ok(digits):
+                            return True
         return False
 
     return has_card_number
 
 
 def _luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, d in enumerate(map(int, reversed(digits))):
-        if i % 2:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
+    total = sum(map(int, digits[-1::-2])) + sum(map(_LUHN_DOUBLED.__getitem__, digits[-2::-2]))
     return total % 10 == 0
 
 

@@ -66,10 +66,10 @@ def _lookup_in_mro(tp: type, name: str) -> Any:
 
 def instance_dict(obj: Any) -> Optional[dict]:
     """The instance `__dict__`, or None when it has none or a user override guards it."""
-    if isinstance(obj, type):
+    if issubclass(type(obj), type):  # isinstance() would read obj.__class__, which a user may override
         return None
     desc = _lookup_in_mro(type(obj), "__dict__")
-    if type(desc) is not _GETSET:
+    if type(desc) is not _GETSET and type(desc) is not _MEMBER:  # C-level descriptors only (modules: member)
         return None
     try:
         d = desc.__get__(obj, type(obj))
@@ -107,7 +107,7 @@ def iter_fields(obj: Any) -> Iterator[Tuple[str, Any]]:
 
 def safe_getattr(obj: Any, name: str) -> Any:
     """Read `obj.name` without running user code; raise `UnsafeAccess` when that is impossible."""
-    if isinstance(obj, types.ModuleType):
+    if issubclass(type(obj), types.ModuleType):
         ns = instance_dict(obj)
         if ns is not None and name in ns:
             return ns[name]
@@ -121,11 +121,11 @@ def safe_getattr(obj: Any, name: str) -> Any:
             raise UnsafeAccess(f"slot {name!r} of {type_name(obj)} is empty") from None
     if desc is not MISSING and _is_data_descriptor(desc):
         raise UnsafeAccess(f"{name!r} of {tp.__name__} is a property or descriptor; probes do not run user code")
-    if isinstance(obj, type):
+    if issubclass(tp, type):
         value = _lookup_in_mro(obj, name)
         if value is MISSING:
             raise UnsafeAccess(f"class {obj.__name__} has no attribute {name!r}")
-        if _has_get(value) and not isinstance(value, (types.FunctionType, staticmethod, classmethod)):
+        if _has_get(value) and type(value) not in (types.FunctionType, staticmethod, classmethod):
             raise UnsafeAccess(f"{name!r} of class {obj.__name__} is a descriptor; probes do not run user code")
         return value
     d = instance_dict(obj)
@@ -134,7 +134,7 @@ def safe_getattr(obj: Any, name: str) -> Any:
     if desc is not MISSING:
         if _has_get(desc):
             # methods and other non-data descriptors: reading them is safe only as plain functions
-            if isinstance(desc, types.FunctionType):
+            if type(desc) is types.FunctionType:
                 return types.MethodType(desc, obj)
             raise UnsafeAccess(f"{name!r} of {tp.__name__} is a descriptor; probes do not run user code")
         return desc

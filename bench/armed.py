@@ -1,0 +1,81 @@
+"""Armed probe whose condition is false: cost per hit, against peers in the same run.
+
+    python -m bench.armed [--n 200000]
+
+Peers: the plain call; ddtrace's `inject_hook` with a no-op hook (when ddtrace is installed);
+`sys.settrace` with a line tracer that checks the same condition. Prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from bench import _targets as T
+from probebook.agent import Agent, AgentLimits
+
+
+def _per_call_ns(fn, n: int, repeat: int = 7) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter_ns()
+        for i in range(n):
+            fn(i)
+        best = min(best, (time.perf_counter_ns() - t0) / n)
+    return best
+
+
+def main() -> dict:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=200_000)
+    n = ap.parse_args().n
+    line = T.line_of("# PROBE")
+    out = {"python": sys.version.split()[0], "n": n}
+    out["plain_ns"] = _per_call_ns(T.target, n)
+
+    agent = Agent(AgentLimits(cpu_budget=100.0))  # a benchmark is meant to be hot: no auto-disable
+    probe = agent.add_probe({"kind": "log", "where": f"bench/_targets.py:{line}", "template": "y={x}",
+                             "when": "x < 0"})
+    out["probebook_ns"] = _per_call_ns(T.target, n)
+    info = agent.remove_probe(probe.id)
+    assert info.hits == 0 and agent._probes == {}, info
+    agent.close()
+
+    try:
+        from ddtrace.internal.bytecode_injection import eject_hook, inject_hook
+    except Exception:  # ddtrace is optional: not installed, or no wheel for this Python
+        out["ddtrace_ns"] = None
+    else:
+        def noop(arg):
+            pass
+
+        original = T.target.__code__
+        inject_hook(T.target, noop, line, "probe")
+        out["ddtrace_ns"] = _per_call_ns(T.target, n)
+        eject_hook(T.target, noop, line, "probe")
+        T.target.__code__ = original
+
+    def tracer(frame, event, arg):
+        if event == "call":
+            return tracer if frame.f_code is T.target.__code__ else None
+        if event == "line" and frame.f_lineno == line and frame.f_locals["x"] < 0:
+            pass
+        return tracer
+
+    sys.settrace(tracer)
+    out["settrace_ns"] = _per_call_ns(T.target, n // 4)
+    sys.settrace(None)
+
+    plain = out["plain_ns"]
+    out["probebook_over_plain_ns"] = out["probebook_ns"] - plain
+    if out["ddtrace_ns"]:
+        out["ddtrace_over_plain_ns"] = out["ddtrace_ns"] - plain
+        out["probebook_vs_ddtrace"] = out["probebook_over_plain_ns"] / max(1e-9, out["ddtrace_over_plain_ns"])
+    out["settrace_over_plain_ns"] = out["settrace_ns"] - plain
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(), indent=1))

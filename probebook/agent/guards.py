@@ -1,0 +1,85 @@
+"""Inline guards: the cheap prefix of a condition, compiled into the probed code (Python <= 3.11).
+
+A condition such as ``x < 0`` or ``order_id == 42 and user is not None`` over the function's own
+parameters is checked by a few injected instructions, so a probe whose condition is false costs
+about as much as a no-op hook. Each comparison runs only after an exact type check (``type(x) is
+int``), so no user ``__lt__``/``__eq__`` can ever run; if a type check fails the hook is called
+and the full, checked evaluator decides. The guard can only skip the hook when the condition is
+certainly false, never the other way round.
+
+>>> import types
+>>> def f(x, name): pass
+>>> inline_guard("x < 0 and name == 'bob'", f.__code__)
+(Conjunct(name='x', op='<', const=0), Conjunct(name='name', op='==', const='bob'))
+>>> inline_guard("len(x) > 2", f.__code__) is None
+True
+"""
+
+from __future__ import annotations
+
+import ast
+import dis
+from dataclasses import dataclass
+from types import CodeType
+from typing import Any, Optional, Tuple
+
+__all__ = ["Conjunct", "inline_guard", "safe_parameters"]
+
+_OPS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=",
+        ast.Is: "is", ast.IsNot: "is not"}
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!=", "is": "is", "is not": "is not"}
+_GUARDED_TYPES = (int, float, str)
+
+
+@dataclass(frozen=True)
+class Conjunct:
+    """`name op const`; `is`/`is not` take only None, True or False and need no type check."""
+
+    name: str
+    op: str
+    const: Any
+
+
+def safe_parameters(code: CodeType) -> frozenset:
+    """Parameters that are always bound, plain fast locals: never deleted, not cells."""
+    n = code.co_argcount + code.co_kwonlyargcount
+    n += bool(code.co_flags & 0x04) + bool(code.co_flags & 0x08)
+    params = set(code.co_varnames[:n]) - set(code.co_cellvars)
+    deleted = {ins.argval for ins in dis.get_instructions(code) if ins.opname == "DELETE_FAST"}
+    return frozenset(params - deleted)
+
+
+def inline_guard(source: Optional[str], code: CodeType) -> Optional[Tuple[Conjunct, ...]]:
+    """Conjuncts for `source` when all of it can be guarded inline in `code`, else None."""
+    if not source:
+        return None
+    try:
+        tree = ast.parse(source, mode="eval").body
+    except SyntaxError:
+        return None
+    parts = tree.values if isinstance(tree, ast.BoolOp) and isinstance(tree.op, ast.And) else [tree]
+    params = safe_parameters(code)
+    out = []
+    for part in parts:
+        c = _conjunct(part, params)
+        if c is None:
+            return None
+        out.append(c)
+    return tuple(out)
+
+
+def _conjunct(node: ast.AST, params: frozenset) -> Optional[Conjunct]:
+    if not (isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _OPS):
+        return None
+    op = _OPS[type(node.ops[0])]
+    left, right = node.left, node.comparators[0]
+    if isinstance(right, ast.Name) and isinstance(left, ast.Constant):
+        left, right, op = right, left, _FLIP[op]
+    if not (isinstance(left, ast.Name) and isinstance(right, ast.Constant) and left.id in params):
+        return None
+    const = right.value
+    if op in ("is", "is not"):
+        return Conjunct(left.id, op, const) if const is None or const is True or const is False else None
+    if type(const) not in _GUARDED_TYPES:
+        return None
+    return Conjunct(left.id, op, const)
