@@ -462,6 +462,7 @@ _BRACKETS = {id(list): ("[", "]"), id(tuple): ("(", ")"), id(set): ("{", "}"), i
              id(dict): ("{", "}")}
 _REPR_SCALARS = {id(float), id(bool), id(type(None))}
 _REPR_DEPTH = 3
+_FAST_INT = 10**15
 
 
 def safe_repr(value: Any, max_len: int = 255, redactor: Optional[Redactor] = None) -> str:
@@ -473,6 +474,10 @@ def safe_repr(value: Any, max_len: int = 255, redactor: Optional[Redactor] = Non
     >>> safe_repr("x" * 300, max_len=10)
     "'xxxxxx..."
     """
+    tp = type(value)
+    if tp is float or tp is bool or value is None or (tp is int and -_FAST_INT < value < _FAST_INT):
+        text = repr(value)  # the common log values: no redaction rules apply to numbers
+        return text if len(text) <= max_len else text[: max(0, max_len - 3)] + "..."
     rules = redactor.snapshot() if redactor is not None else None
     out: List[str] = []
     try:

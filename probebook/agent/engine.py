@@ -27,7 +27,7 @@ from .capture import CaptureLimits
 from .errors import LocationError, ProbebookError, ProbeNotFound, SpecError
 from .events import Event, EventBatch, EventBuffer, StatusEvent
 from .expressions import compile_expression, compile_template
-from .guards import inline_guard
+from .guards import certainly_false, inline_guard
 from .hookset import HookSet
 from .limits import AgentLimits, CpuBudget, RateLimiter
 from .locate import ModuleCode, Where, module_by_name, modules_for_file, parse_where
@@ -303,6 +303,9 @@ class Agent:
                 raise ProbebookError(f"could not instrument {probe.spec.where}: {type(exc).__name__}: {exc}") from exc
         self._sites[id(code)] = site
         self._probe_site[probe.id] = (site, line)
+        if self._depth != 1 and line is not None:  # monitoring backend: guard in Python, not bytecode
+            guard = inline_guard(probe.spec.when, code)
+            probe.fast_false = certainly_false(guard) if guard else None
         at = f"{code.co_filename}:{line or code.co_firstlineno}"
         probe.location = f"{at} ({getattr(code, 'co_qualname', code.co_name)})"
         probe.status, probe.reason, probe.active = "installed", "", True

@@ -131,6 +131,7 @@ class EventBuffer:
         self._drain_cursor = 0
         self._dropped_unread = 0
         self._cond = threading.Condition(threading.Lock())
+        self._waiting = 0  # readers blocked in a long-poll; appends notify only when there are some
 
     def append(self, event: Event) -> int:
         with self._cond:
@@ -142,7 +143,8 @@ class EventBuffer:
                 self._evicted += 1
                 if old.seq > self._drain_cursor:
                     self._dropped_unread += 1
-            self._cond.notify_all()
+            if self._waiting:
+                self._cond.notify_all()
             return self._seq
 
     @property
@@ -162,7 +164,11 @@ class EventBuffer:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                self._cond.wait(left)
+                self._waiting += 1
+                try:
+                    self._cond.wait(left)
+                finally:
+                    self._waiting -= 1
             first = self._events[0].seq if self._events else self._seq + 1
             missed = max(0, first - after - 1) if self._seq > after else 0
             start = max(0, after + 1 - first)
@@ -176,15 +182,3 @@ class EventBuffer:
         with self._cond:
             self._drain_cursor = max(self._drain_cursor, batch.next_seq)
         return batch
-
-    def wait_for(self, after: int, timeout: float) -> bool:
-        with self._cond:
-            if self._seq > after:
-                return True
-            self._cond.wait(timeout)
-            return self._seq > after
-
-    def clear_counters(self) -> Optional[int]:
-        with self._cond:
-            dropped, self._dropped_unread = self._dropped_unread, 0
-            return dropped

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import ast
 import dis
+import operator
 from dataclasses import dataclass
 from types import CodeType
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Mapping, Optional, Tuple
 
-__all__ = ["Conjunct", "inline_guard", "safe_parameters"]
+__all__ = ["Conjunct", "inline_guard", "safe_parameters", "certainly_false"]
 
 _OPS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=",
         ast.Is: "is", ast.IsNot: "is not"}
@@ -83,3 +84,36 @@ def _conjunct(node: ast.AST, params: frozenset) -> Optional[Conjunct]:
     if type(const) not in _GUARDED_TYPES:
         return None
     return Conjunct(left.id, op, const)
+
+
+_CMP = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
+        "!=": operator.ne, "is": operator.is_, "is not": operator.is_not}
+
+
+def certainly_false(conjuncts: Tuple[Conjunct, ...]) -> Callable[[Mapping[str, Any]], bool]:
+    """A predicate over a frame's locals that is True only when the condition is certainly false.
+
+    The same rule as the injected guard, for the monitoring backend (>= 3.12), which reads the
+    frame's locals: anything unexpected (a missing name, another type) answers False, and the
+    full evaluator decides.
+
+    >>> check = certainly_false(inline_guard("x < 0", (lambda x: x).__code__))
+    >>> check({"x": 5}), check({"x": -1}), check({"x": "5"})
+    (True, False, False)
+    """
+    checks = [(c.name, _CMP[c.op], c.const, None if c.op in ("is", "is not") else type(c.const))
+              for c in conjuncts]
+
+    def check(f_locals: Mapping[str, Any]) -> bool:
+        for name, cmp, const, tp in checks:
+            try:
+                value = f_locals[name]
+            except KeyError:
+                return False
+            if tp is not None and type(value) is not tp:
+                return False
+            if not cmp(value, const):
+                return True
+        return False
+
+    return check

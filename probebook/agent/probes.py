@@ -80,6 +80,8 @@ class ProbeRuntime:
         self.failures = 0  # consecutive evaluation failures
         self.cpu_ns = 0
         self.location = ""  # "file:line (function)" once resolved
+        # set at install when the condition is simple enough: skips the evaluator when certainly false
+        self.fast_false: Optional[Callable[[Any], bool]] = None
         self._lock = threading.Lock()
         self._snapshot_like = spec.kind in ("snapshot", "exception")
         self._emit_fn = {"log": self._emit_log, "snapshot": self._emit_snapshot, "metric": self._emit_metric}.get(
@@ -93,6 +95,8 @@ class ProbeRuntime:
             return
         try:
             f_locals = frame.f_locals
+            if self.fast_false is not None and self.fast_false(f_locals):
+                return
             if self.condition is not None and not self._condition_holds(f_locals, frame.f_globals):
                 return
             if not self._admit():

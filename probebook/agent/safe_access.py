@@ -64,11 +64,30 @@ def _lookup_in_mro(tp: type, name: str) -> Any:
     return MISSING
 
 
+# (id(type), name) -> (type, class attribute or MISSING). Probes read the same few attributes of
+# the same few types at every hit. A class changed after it was cached can only make a read stale
+# (an attribute refused or read from the instance), never run user code. Bounded, cleared when full.
+_MRO_CACHE: dict = {}
+_MRO_CACHE_MAX = 4096
+
+
+def _class_attr(tp: type, name: str) -> Any:
+    key = (id(tp), name)
+    hit = _MRO_CACHE.get(key)
+    if hit is not None and hit[0] is tp:
+        return hit[1]
+    value = _lookup_in_mro(tp, name)
+    if len(_MRO_CACHE) >= _MRO_CACHE_MAX:
+        _MRO_CACHE.clear()
+    _MRO_CACHE[key] = (tp, value)
+    return value
+
+
 def instance_dict(obj: Any) -> Optional[dict]:
     """The instance `__dict__`, or None when it has none or a user override guards it."""
     if issubclass(type(obj), type):  # isinstance() would read obj.__class__, which a user may override
         return None
-    desc = _lookup_in_mro(type(obj), "__dict__")
+    desc = _class_attr(type(obj), "__dict__")
     if type(desc) is not _GETSET and type(desc) is not _MEMBER:  # C-level descriptors only (modules: member)
         return None
     try:
@@ -113,7 +132,7 @@ def safe_getattr(obj: Any, name: str) -> Any:
             return ns[name]
         raise UnsafeAccess(f"module {_type_getattribute(type(obj), '__name__')!s} has no attribute {name!r}")
     tp = type(obj)
-    desc = _lookup_in_mro(tp, name)
+    desc = _class_attr(tp, name)
     if desc is not MISSING and type(desc) is _MEMBER:
         try:
             return desc.__get__(obj, tp)
