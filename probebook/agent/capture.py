@@ -140,8 +140,19 @@ def _capture(value: Any, depth: int, b: _Budget) -> dict:
     if b.bytes_left <= 0:
         return _cut(value, "limit")
     tp = type(value)
-    if tp is str:  # the most common leaf: skip the dispatch
+    if tp is str:  # the most common leaves skip the dispatch
         return _text(value, b, "str")
+    if tp is int:
+        if -_I64 <= value < _I64:
+            b.bytes_left -= _NODE
+            return {"type": "int", "value": value}
+    elif tp is float:
+        if value - value == 0.0:
+            b.bytes_left -= _NODE
+            return {"type": "float", "value": value}
+    elif tp is bool or value is None:
+        b.bytes_left -= _NODE
+        return {"type": _SCALAR_NAME[tp], "value": value}
     handler, tname, _, learned = _DISPATCH.get(id(tp)) or _classify(tp)
     if learned and b.type_redacted(tname):  # globs name user types; builtins are never matched
         return {"type": tname, "not_captured": "redacted"}
@@ -414,6 +425,7 @@ _DISPATCH: Dict[int, Tuple[Callable[..., dict], str, type, bool]] = {
     )
 }
 _BUILTIN_COUNT = len(_DISPATCH)
+_SCALAR_NAME = {bool: _DISPATCH[id(bool)][1], type(None): _DISPATCH[id(type(None))][1]}
 _LEARNED_MAX = 2048
 _BASES = ((dict, None), (list, None), (tuple, None), (set, None), (frozenset, None), (collections.deque, None),
           (str, str.__str__), (bytes, None), (bytearray, None), (int, int.__index__), (float, float.__float__))
