@@ -8,6 +8,7 @@
 Stdlib only (plus ``bytecode`` on Python <= 3.11). Nothing here imports the notebook side.
 """
 
+from .bootstrap import start
 from .engine import Agent, ProbeInfo
 from .errors import (
     EvaluationError,
@@ -32,4 +33,5 @@ __all__ = [
     "ProbeSpec",
     "ProbebookError",
     "SpecError",
+    "start",
 ]

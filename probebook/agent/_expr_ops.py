@@ -136,13 +136,13 @@ def deep(value: Any, dunders: Optional[Sequence[str]], what: str, keys_only: boo
                 if not ok:
                     raise _refusal(v, what, dunders)
             continue
+        if kind == RANGE:  # ints only, and possibly too long for len()
+            continue
         if depth > _MAX_NEST:
             raise _fail(f"{what}: containers nest more than {_MAX_NEST} levels deep")
         budget -= len(v)
         if budget < 0:
             raise _fail(f"{what} would inspect more than {MAX_ITEMS} items")
-        if kind == RANGE:
-            continue
         if kind == MAP:
             parts: Tuple[Any, ...] = (dict.keys(v),) if keys_only and depth == 0 else (dict.keys(v), dict.values(v))
         else:
@@ -444,8 +444,8 @@ def check_text(recv: Any, args: tuple) -> None:
 
 
 def _check_join(recv: Any, args: tuple) -> None:
-    for a in args:
-        iterable(a, "join()")
+    for a in args:  # items must be builtin too: bytes.join reads any buffer, even a Python __buffer__
+        deep(iterable(a, "join()"), STRICT, "join()")
 
 
 def _check_key(recv: Any, args: tuple) -> None:

@@ -15,6 +15,8 @@ the user-facing reference.
 from __future__ import annotations
 
 import ast
+import functools
+import operator
 from typing import Any, Callable, FrozenSet, List, Mapping, Tuple, Union
 
 from . import _expr_ops as ops
@@ -33,6 +35,7 @@ _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv
 _CMPOPS = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=",
            ast.Is: "is", ast.IsNot: "is not", ast.In: "in", ast.NotIn: "not in"}
 _UNARY = {ast.USub: "-", ast.UAdd: "+", ast.Invert: "~"}
+_IDENTITY = {"is": operator.is_, "is not": operator.is_not}
 _CONSTANT_TYPES = (int, float, complex, str, bytes, bool, type(None))
 _ALLOWED = ("allowed: names, attributes, [] on builtin containers, literals, comparisons, and/or/not, "
             "arithmetic, `a if c else b`, calls to " + ", ".join(sorted(ops.CALLS)) + " and pure methods of builtin types")
@@ -166,8 +169,7 @@ class _Compiler:
             raise self.refuse(node, f"the expression nests more than {_MAX_DEPTH} levels")
         method = getattr(self, "_" + type(node).__name__, None)
         if method is None:
-            message = _REFUSED.get(type(node)) or _REFUSED.get(type(getattr(node, "op", None)))
-            raise self.refuse(node, message or f"{type(node).__name__} is not allowed; {_ALLOWED}")
+            raise self.refuse(node, _REFUSED.get(type(node)) or f"{type(node).__name__} is not allowed; {_ALLOWED}")
         return method(node, depth + 1)
 
     def fns(self, nodes: List[ast.AST], depth: int) -> List[_Fn]:
@@ -299,15 +301,14 @@ class _Compiler:
         left, right_const = self.build(node.left, depth)[0], self.build(node.comparators[0], depth)
         if len(syms) == 1:
             return _compare_one(syms[0], left, *right_const), MISSING
-        steps = [(sym, _compare_one(sym, lambda L, G: L, lambda L, G: G, MISSING))
-                 for sym in syms]
+        steps = [_IDENTITY.get(sym) or functools.partial(ops.compare, sym) for sym in syms]
         rights = [right_const[0]] + self.fns(node.comparators[1:], depth)
 
         def chain(L: Mapping[str, Any], G: Mapping[str, Any]) -> Any:
             a = left(L, G)
-            for (_, step), right in zip(steps, rights):
-                b = right(L, G)
-                result = step(a, b)  # the pair rides in the (L, G) slots of the one-pair closure
+            for step, right in zip(steps, rights):
+                b = right(L, G)  # each operand is evaluated once, and only while the chain holds
+                result = step(a, b)
                 if not (result if type(result) is bool else ops.truth(result)):
                     return result
                 a = b

@@ -67,7 +67,7 @@ class ProbeRuntime:
         self.limits = limits
         self.rate = rate
         self.ttl = ttl
-        self.limiter = RateLimiter(rate, burst=max(1.0, min(rate, 10.0)))
+        self.limiter = RateLimiter(rate, burst=max(1.0, rate))  # up to one second of events at once
         self.created = time.time()
         self.expires_at = time.monotonic() + ttl
         self.active = False

@@ -304,14 +304,16 @@ class Subscriber:
     """Keeps a SUBSCRIBE alive in a daemon thread and calls ``on_message(channel, data)``.
 
     After a lost connection it reconnects with backoff and subscribes again; `subscribed` is set
-    while the subscription is live. Exceptions from the callback are counted, never propagated.
+    while the subscription is live and `on_subscribe()` runs after each (re)subscription.
+    Exceptions from the callbacks are counted or retried, never propagated.
     """
 
     def __init__(self, url: str, channels: Sequence[str], on_message: Callable[[str, str], None],
-                 ping_every: float = 5.0, timeout: float = 5.0, name: str = "probebook-subscriber") -> None:
+                 on_subscribe: Optional[Callable[[], None]] = None, ping_every: float = 5.0,
+                 timeout: float = 5.0, name: str = "probebook-subscriber") -> None:
         self.address = parse_redis_url(url)
         self.channels = list(channels)
-        self.on_message = on_message
+        self.on_message, self.on_subscribe = on_message, on_subscribe
         self.ping_every, self.timeout, self.name = ping_every, timeout, name
         self.subscribed = threading.Event()
         self.last_error = ""
@@ -359,6 +361,8 @@ class Subscriber:
         self.connects += 1
         self.subscribed.set()
         backoff.reset()
+        if self.on_subscribe is not None:
+            self.on_subscribe()
         quiet_since, pinged = time.monotonic(), False
         while not self._stop.is_set():
             try:

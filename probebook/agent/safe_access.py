@@ -124,8 +124,39 @@ def iter_fields(obj: Any) -> Iterator[Tuple[str, Any]]:
             continue
 
 
+# id(type) -> (type, its C-level __dict__ descriptor or None, {name: class attribute or MISSING}) for
+# plain instance types (not classes, not modules): the hot path of `safe_getattr`, an attribute that
+# lives in the instance dict. Staleness rules as for _MRO_CACHE.
+_PLAIN: dict = {}
+_UNKNOWN = object()
+
+
 def safe_getattr(obj: Any, name: str) -> Any:
     """Read `obj.name` without running user code; raise `UnsafeAccess` when that is impossible."""
+    tp = type(obj)
+    plain = _PLAIN.get(id(tp))
+    if plain is not None and plain[0] is tp:
+        attrs = plain[2]
+        cls_attr = attrs.get(name, _UNKNOWN)
+        if cls_attr is _UNKNOWN:
+            cls_attr = _lookup_in_mro(tp, name)
+            if len(attrs) < 256:
+                attrs[name] = cls_attr
+        if cls_attr is MISSING and plain[1] is not None:
+            d = plain[1].__get__(obj, tp)
+            if type(d) is dict:
+                value = d.get(name, MISSING)
+                if value is not MISSING:
+                    return value
+    elif not issubclass(tp, (type, types.ModuleType)):
+        desc = _class_attr(tp, "__dict__")
+        if len(_PLAIN) >= _MRO_CACHE_MAX:
+            _PLAIN.clear()
+        _PLAIN[id(tp)] = (tp, desc if type(desc) is _GETSET else None, {})
+    return _safe_getattr_slow(obj, name)
+
+
+def _safe_getattr_slow(obj: Any, name: str) -> Any:
     if issubclass(type(obj), types.ModuleType):
         ns = instance_dict(obj)
         if ns is not None and name in ns:

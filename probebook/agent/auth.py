@@ -1,0 +1,147 @@
+"""Who may drive the agent: named bearer tokens, and a brake on guessing them.
+
+A token file holds ``name:secret`` lines (``#`` comments and blank lines are skipped; a line
+without a name gets the name ``default``). The name is what the audit log records as *who*.
+Presented tokens are compared in constant time against every known secret.
+
+>>> tokens = Tokens({"alice": "s3cret-alice-0123456789"})
+>>> tokens.match("s3cret-alice-0123456789"), tokens.match("guess")
+('alice', None)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from typing import Dict, Iterator, Mapping, Optional, Tuple
+
+from .errors import ProbebookError
+
+__all__ = ["Tokens", "FailedAuthLimiter", "TokenFileError", "write_token_file"]
+
+_MIN_SECRET = 8
+
+
+class TokenFileError(ProbebookError, ValueError):
+    """A token file is missing, unreadable or malformed."""
+
+
+class Tokens(Mapping[str, str]):
+    """Token name -> secret; `match` finds the name of a presented secret."""
+
+    def __init__(self, secrets_by_name: Mapping[str, str]) -> None:
+        if not secrets_by_name:
+            raise TokenFileError("no tokens given; pass a token or a token file with name:secret lines")
+        self._secrets: Dict[str, str] = dict(secrets_by_name)
+        self._digests = [(name, hashlib.sha256(s.encode("utf-8")).digest()) for name, s in self._secrets.items()]
+
+    @classmethod
+    def single(cls, secret: str, name: str = "default") -> "Tokens":
+        return cls({name: _checked_secret(secret, "token")})
+
+    @classmethod
+    def from_file(cls, path: str) -> "Tokens":
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as exc:
+            raise TokenFileError(f"token file {path}: {exc.strerror or exc}; give a readable file of name:secret lines") from None
+        found: Dict[str, str] = {}
+        for n, line in enumerate(text.splitlines(), 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            name, sep, secret = line.partition(":")
+            if not sep:
+                name, secret = "default", line
+            name = name.strip()
+            if not name or any(c.isspace() for c in name):
+                raise TokenFileError(f"token file {path} line {n}: expected name:secret with a name without spaces")
+            if name in found:
+                raise TokenFileError(f"token file {path} line {n}: token name {name!r} given twice")
+            found[name] = _checked_secret(secret.strip(), f"token file {path} line {n}")
+        if not found:
+            raise TokenFileError(f"token file {path} holds no tokens; add a line such as alice:<secret>")
+        return cls(found)
+
+    def match(self, presented: str) -> Optional[str]:
+        """The name of the token equal to `presented`, or None. Constant time in the secret."""
+        digest = hashlib.sha256(presented.encode("utf-8", "replace")).digest()
+        found = None
+        for name, known in self._digests:  # no early exit: every token is compared
+            if hmac.compare_digest(digest, known):
+                found = name
+        return found
+
+    def __getitem__(self, name: str) -> str:
+        return self._secrets[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._secrets)
+
+    def __len__(self) -> int:
+        return len(self._secrets)
+
+    def __repr__(self) -> str:  # never print secrets
+        return f"Tokens({sorted(self._secrets)})"
+
+
+def _checked_secret(secret: str, where: str) -> str:
+    if not isinstance(secret, str) or len(secret) < _MIN_SECRET or any(c.isspace() for c in secret):
+        raise TokenFileError(f"{where}: a token must be at least {_MIN_SECRET} characters without spaces")
+    return secret
+
+
+def write_token_file(directory: Optional[str] = None, name: str = "default") -> Tuple[str, str]:
+    """Make a fresh random token in a 0600 file; return (path, secret)."""
+    directory = directory or os.path.join(tempfile.gettempdir(), f"probebook-{os.getuid() if hasattr(os, 'getuid') else 0}")
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    secret = secrets.token_urlsafe(24)
+    fd, path = tempfile.mkstemp(prefix="token-", dir=directory)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"{name}:{secret}\n")
+    return path, secret
+
+
+class FailedAuthLimiter:
+    """Counts failed authentications per client address; after `max_failures` within `window`
+    seconds the address is refused (HTTP 429) until the window has passed. A success clears it."""
+
+    def __init__(self, max_failures: int = 10, window: float = 60.0, max_addresses: int = 4096) -> None:
+        self.max_failures = max_failures
+        self.window = window
+        self.max_addresses = max_addresses
+        self._failures: "OrderedDict[str, Tuple[float, int]]" = OrderedDict()  # addr -> (window start, count)
+        self._lock = threading.Lock()
+
+    def retry_after(self, address: str) -> float:
+        """Seconds until `address` may try again; 0 when it may try now."""
+        with self._lock:
+            start, count = self._failures.get(address, (0.0, 0))
+            left = start + self.window - time.monotonic()
+            if left <= 0:
+                self._failures.pop(address, None)
+                return 0.0
+            return left if count >= self.max_failures else 0.0
+
+    def failed(self, address: str) -> bool:
+        """Record a failure; True when this one locks the address out."""
+        now = time.monotonic()
+        with self._lock:
+            start, count = self._failures.pop(address, (now, 0))
+            if now - start >= self.window:
+                start, count = now, 0
+            self._failures[address] = (start, count + 1)
+            while len(self._failures) > self.max_addresses:
+                self._failures.popitem(last=False)
+            return count + 1 == self.max_failures
+
+    def succeeded(self, address: str) -> None:
+        with self._lock:
+            self._failures.pop(address, None)
