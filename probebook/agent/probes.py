@@ -89,14 +89,12 @@ class ProbeRuntime:
         )
 
     # ---------------------------------------------------------------- line / entry hits
-    def on_line(self, frame: FrameType) -> None:
-        """A hit at the probed line (or function entry for line kinds placed on a function)."""
+    def on_line(self, frame: FrameType, f_locals: Any) -> None:
+        """A hit at the probed line (or function entry for line kinds placed on a function);
+        the caller has already applied `fast_false`."""
         if not self.active:
             return
         try:
-            f_locals = frame.f_locals
-            if self.fast_false is not None and self.fast_false(f_locals):
-                return
             if self.condition is not None and not self._condition_holds(f_locals, frame.f_globals):
                 return
             if not self._admit():

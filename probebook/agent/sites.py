@@ -67,14 +67,18 @@ class Site:
         probes = self.line_probes.get(line)
         if probes:
             frame = _getframe(self.depth)
+            f_locals = frame.f_locals  # one read for all probes of the line (a dict build on <= 3.12)
             for p in probes:
-                p.on_line(frame)
+                fast_false = p.fast_false
+                if fast_false is not None and fast_false(f_locals):
+                    continue
+                p.on_line(frame, f_locals)
 
     def enter(self, _: Any) -> None:
         try:
             frame = _getframe(self.depth)
             for p in self.entry_probes:
-                p.on_line(frame)
+                p.on_line(frame, frame.f_locals)
             if self.exit_probes:
                 if len(self.calls) >= _MAX_CALLS_IN_FLIGHT:  # abandoned generators never return
                     self.lost_calls += len(self.calls)
