@@ -300,6 +300,8 @@ class _SpanToken:
         tok.start_wall_ns = time.time_ns()
         otel = sys.modules.get("opentelemetry.trace")
         name = probe.spec.name or getattr(frame.f_code, "co_qualname", frame.f_code.co_name)
+        parent = tracecontext.current()  # before our span becomes the current one
+        tok.parent = parent[1] if parent else ""
         if otel is not None:
             context = sys.modules["opentelemetry.context"]
             span = otel.get_tracer("probebook").start_span(name)
@@ -307,8 +309,6 @@ class _SpanToken:
             tok.otel_token = context.attach(otel.set_span_in_context(span))
             sc = span.get_span_context()
             tok.trace_id, tok.span_id = format(sc.trace_id, "032x"), format(sc.span_id, "016x")
-        parent = tracecontext.current()
-        tok.parent = parent[1] if parent and parent[1] != getattr(tok, "span_id", None) else ""
         if otel is None or tok.trace_id == "0" * 32:
             tok.trace_id = parent[0] if parent else tracecontext.new_trace_id()
             tok.span_id = tracecontext.new_span_id()
