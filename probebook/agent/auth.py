@@ -23,7 +23,7 @@ from typing import Dict, Iterator, Mapping, Optional, Tuple
 
 from .errors import ProbebookError
 
-__all__ = ["Tokens", "FailedAuthLimiter", "TokenFileError", "write_token_file"]
+__all__ = ["Tokens", "FailedAuthLimiter", "TokenFileError", "private_dir", "write_token_file"]
 
 _MIN_SECRET = 8
 
@@ -98,10 +98,24 @@ def _checked_secret(secret: str, where: str) -> str:
     return secret
 
 
+def private_dir() -> str:
+    """``<tmp>/probebook-<uid>``, made 0700 if missing; refused when someone else owns it or can write
+    to it (a directory planted in /tmp would let them swap our token file or edit our audit log)."""
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    path = os.path.join(tempfile.gettempdir(), f"probebook-{uid}")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    st = os.lstat(path)
+    if hasattr(os, "getuid") and (st.st_uid != uid or st.st_mode & 0o022 or not os.path.isdir(path)):
+        raise TokenFileError(f"{path} is not a private directory of this user; remove it, or give a token "
+                             f"file and an audit path explicitly")
+    return path
+
+
 def write_token_file(directory: Optional[str] = None, name: str = "default") -> Tuple[str, str]:
     """Make a fresh random token in a 0600 file; return (path, secret)."""
-    directory = directory or os.path.join(tempfile.gettempdir(), f"probebook-{os.getuid() if hasattr(os, 'getuid') else 0}")
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+    if directory:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    directory = directory or private_dir()
     secret = secrets.token_urlsafe(24)
     fd, path = tempfile.mkstemp(prefix="token-", dir=directory)
     with os.fdopen(fd, "w") as fh:

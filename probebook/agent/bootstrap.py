@@ -23,13 +23,12 @@ import json
 import os
 import socket
 import sys
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from .audit import AuditLog
-from .auth import Tokens, write_token_file
+from .auth import Tokens, private_dir, write_token_file
 from .control import ControlAPI
 from .engine import Agent
 from .errors import ProbebookError
@@ -193,8 +192,7 @@ def _safe(name: str) -> str:
 
 
 def _default_audit_path(name: str) -> str:
-    uid = os.getuid() if hasattr(os, "getuid") else 0
-    return os.path.join(tempfile.gettempdir(), f"probebook-{uid}", f"audit-{_safe(name)}.jsonl")
+    return os.path.join(private_dir(), f"audit-{_safe(name)}.jsonl")
 
 
 # ---------------------------------------------------------------- launching
@@ -204,7 +202,8 @@ def _launch(config: AgentConfig) -> RunningAgent:
     instance_id = f"{_safe(socket.gethostname())}-{os.getpid()}-{os.urandom(3).hex()}"
     control = ControlAPI(agent, audit, config.name, instance_id)
     running = RunningAgent(config, agent, control, audit, instance_id, os.getpid())
-    audit.append("agent", "start", instance_id, "ok")
+    if audit.append("agent", "start", instance_id, "ok") is None:  # health reports it while it lasts
+        print(f"probebook: {audit.error}", file=sys.stderr)
     port = 0 if _CHILD else config.port
     try:
         running.server = _serve(running, port)

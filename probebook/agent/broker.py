@@ -29,6 +29,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from .limits import RateLimiter
 from .resp import Backoff, RedisClient, RedisReplyError, Subscriber
 
 __all__ = [
@@ -110,6 +111,9 @@ class BrokerLink:
         self.dropped_commands = 0
         self.after = 0  # seq of the last event forwarded
         self._seen: "OrderedDict[str, float]" = OrderedDict()
+        self._refused: "OrderedDict[str, float]" = OrderedDict()
+        self._audit_rate = RateLimiter(rate=10.0, burst=50)
+        self.unaudited_refusals = 0
         self._commands: "queue.Queue[str]" = queue.Queue(maxsize=1000)
         self._stop = threading.Event()
         self._beat = threading.Event()
@@ -195,10 +199,12 @@ class BrokerLink:
             status, health = self.control.handle("health", {}, "broker")
             entry = dict(health) if isinstance(health, dict) else {"status": "unhealthy"}
             entry.update(instance_id=self.instance_id, service=self.service, seen=time.time())
-            ok, err = self._redis.try_execute("HSET", self.keys.instances, self.instance_id,  # type: ignore[union-attr]
-                                              json.dumps(entry, default=str))
-            if ok:
-                self._redis.try_execute("EXPIRE", self.keys.instances, int(STALE_AFTER_S * 6))  # type: ignore[union-attr]
+            redis = self._redis
+            if redis is None:
+                return
+            ok, err = redis.try_execute("HSET", self.keys.instances, self.instance_id, json.dumps(entry, default=str))
+            if ok:  # the whole registry goes once every instance has been gone a while
+                redis.try_execute("EXPIRE", self.keys.instances, int(STALE_AFTER_S * 6))
             else:
                 self.last_error = err
 
@@ -231,9 +237,11 @@ class BrokerLink:
         try:
             self._verify(msg)
         except _Refused as refusal:
+            self._remember(msg, verified=False)
             self._audit(who, op, f"broker command {cmd_id}", f"{refusal.status} refused: {refusal}")
             self._reply(cmd_id, refusal.status, {"error": str(refusal)})
             return
+        self._remember(msg, verified=True)
         if op not in BROKER_OPS:
             self._reply(cmd_id, 400, {"error": f"op: {op!r} is not available through the broker; "
                                                f"use one of {', '.join(BROKER_OPS)}", "field": "op"})
@@ -247,15 +255,21 @@ class BrokerLink:
     def _first_time(self, msg: Dict[str, Any]) -> bool:
         """False for a message seen before (same id and signature): it runs, or is refused, once."""
         key = f"{msg['id']}/{msg.get('sig')}"
-        if key in self._seen:
-            return False
-        self._seen[key] = time.time()
-        while len(self._seen) > _SEEN_IDS:
-            self._seen.popitem(last=False)
-        return True
+        return key not in self._seen and key not in self._refused
+
+    def _remember(self, msg: Dict[str, Any], verified: bool) -> None:
+        """Verified ids are kept while a replay of them could still pass the age check; refused ones
+        in a small separate memory, so that a flood of forgeries cannot push verified ids out."""
+        key, now = f"{msg['id']}/{msg.get('sig')}", time.time()
+        seen, cap = (self._seen, _SEEN_IDS) if verified else (self._refused, 1000)
+        seen[key] = now
+        while seen and (len(seen) > cap or next(iter(seen.values())) < now - 2 * COMMAND_MAX_AGE_S):
+            seen.popitem(last=False)
 
     def _verify(self, msg: Dict[str, Any]) -> None:
-        """Raise `_Refused` unless the command is signed with a known token and recent."""
+        """Raise `_Refused` unless the command is signed with a known token and recent.
+        (Known limitation: an instance started after a command was sent would still run a replay
+        of it within the age window.)"""
         cmd_id, op, who = msg["id"], msg["op"], msg["who"]
         secret = self._tokens.get(who)
         expected = sign_command(secret or "", cmd_id, op, msg["args"])
@@ -274,9 +288,9 @@ class BrokerLink:
                   "body", json.dumps(body, default=str))
         backoff = Backoff()
         deadline = time.monotonic() + 10.0  # a reply later than this is of no use to anyone waiting
-        while not self._stop.is_set():
-            ok, err = self._redis.try_execute("XADD", self.keys.replies, "MAXLEN", "~",  # type: ignore[union-attr]
-                                              self.replies_maxlen, "*", *fields)
+        redis = self._redis
+        while redis is not None and not self._stop.is_set():
+            ok, err = redis.try_execute("XADD", self.keys.replies, "MAXLEN", "~", self.replies_maxlen, "*", *fields)
             if ok or time.monotonic() > deadline:
                 if not ok:
                     self.last_error = f"broker: reply to {cmd_id} lost: {err}"
@@ -284,9 +298,16 @@ class BrokerLink:
             self._stop.wait(backoff.next())
 
     def _audit(self, who: str, action: str, target: str, result: str) -> None:
+        """Record a refusal; a flood of them is summarised instead of filling the audit log."""
         record = getattr(self.control, "audit_event", None)
         if record is None:
             return
+        if not self._audit_rate.allow():
+            self.unaudited_refusals += 1
+            return
+        if self.unaudited_refusals:
+            result += f" (and {self.unaudited_refusals} more refusals before this one, not logged one by one)"
+            self.unaudited_refusals = 0
         try:
             record(who, action, target, result)
         except Exception as exc:

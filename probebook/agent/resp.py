@@ -184,6 +184,10 @@ class RespConnection:
         sock, self._sock = self._sock, None
         if sock is not None:
             try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked reading it
+            except OSError:
+                pass
+            try:
                 sock.close()
             except OSError:
                 pass

@@ -16,7 +16,8 @@ from probebook.agent.resp import (
     _parse,
     parse_redis_url,
 )
-from probebook.lab.redis_server import RedisServer, free_port
+from probebook.lab.procs import free_port
+from probebook.lab.redis_server import RedisServer
 
 
 @pytest.fixture(scope="module")

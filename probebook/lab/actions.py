@@ -1,0 +1,161 @@
+"""Doing a scenario's steps to the running shop, and undoing them.
+
+Deploys, config changes, flag flips, restarts, migrations and data imports are real (a process
+restarted on another release, a file the services re-read, SQL run on a database, a job on the
+queue) and go into the change log. Traffic changes, the provider's behaviour, a killed process and
+a full disk are things that happen *to* the shop: they are not in the change log.
+
+Disk full is the kernel's own ENOSPC: today's receipts file on the archive volume is replaced by a
+link to /dev/full, so the worker's writes fail exactly as on a full disk; nothing else is touched.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import signal
+import sqlite3
+import time
+from typing import Any, Dict, List
+
+from .errors import LabError
+from .scenarios import Action, Scenario, find_scenario
+from .topology import SERVICES
+
+__all__ = ["inject", "recover", "perform"]
+
+_DB_OWNER = {"inventory": "inventory", "orders": "orders", "queue": "worker"}
+
+
+def _merge_json(lab: Any, rel: str, changes: Dict[str, Any]) -> Dict[str, Any]:
+    current = lab.read_json(rel)
+    before = {k: current.get(k) for k in changes}
+    current.update(changes)
+    lab.write_json(rel, current)
+    return before
+
+
+def _archive_files(lab: Any) -> List[str]:
+    today = datetime.date.today()
+    return [lab.path("volumes", "archive", (today + datetime.timedelta(days=d)).strftime("receipts-%Y%m%d.jsonl"))
+            for d in (0, 1)]
+
+
+def perform(lab: Any, action: Action) -> str:
+    """Do one step; answer a line saying what was done."""
+    f, kind = action.fields, action.kind
+    by = str(f.get("by", "lab"))
+    if kind == "deploy":
+        old = lab.deploy(f["service"], str(f["version"]), action.edits, action.code_dir)
+        summary = f.get("summary") or f"{f['service']} {f['version']} deployed"
+        lab.changes.record("deploy", f["service"], summary, by=by, from_version=old, to_version=str(f["version"]))
+        return f"deployed {f['service']} {old} -> {f['version']}"
+    if kind == "config":
+        before = _merge_json(lab, f"config/{f['service']}.json", dict(f["set"]))
+        summary = f.get("summary") or f"{f['service']} config: " + ", ".join(f"{k}={v}" for k, v in f["set"].items())
+        lab.changes.record("config", f["service"], summary, by=by, set=dict(f["set"]), before=before)
+        return f"config of {f['service']}: {json.dumps(f['set'])}"
+    if kind == "flag":
+        before = _merge_json(lab, "config/flags.json", {f["name"]: f["value"]})
+        summary = f.get("summary") or f"flag {f['name']} set to {json.dumps(f['value'])}"
+        lab.changes.record("flag", "gateway", summary, by=by, flag=f["name"], value=f["value"], before=before[f["name"]])
+        return f"flag {f['name']} = {json.dumps(f['value'])}"
+    if kind == "restart":
+        lab.restart_service(f["service"])
+        lab.changes.record("restart", f["service"], f.get("summary") or f"{f['service']} restarted", by=by)
+        return f"restarted {f['service']}"
+    if kind == "sql":
+        path = lab.path("data", f"{f['db']}.db")
+        if not os.path.exists(path):
+            raise LabError(f"sql: no database {f['db']!r}; the lab has {', '.join(_DB_OWNER)}")
+        conn = sqlite3.connect(path, timeout=10.0, isolation_level=None)
+        try:
+            for statement in f["statements"]:
+                conn.execute(statement)
+        except sqlite3.Error as exc:
+            raise LabError(f"sql on {f['db']}: {exc}; fix the statement in the scenario") from None
+        finally:
+            conn.close()
+        if f.get("change"):
+            lab.changes.record("migration", f.get("service") or _DB_OWNER[f["db"]], str(f["change"]), by=by)
+        return f"ran {len(f['statements'])} statement(s) on {f['db']}"
+    if kind == "job":
+        now = time.time()
+        conn = sqlite3.connect(lab.path("data", "queue.db"), timeout=10.0, isolation_level=None)
+        try:
+            conn.execute("INSERT INTO jobs (kind, payload, status, available_at, created) VALUES (?, ?, 'queued', ?, ?)",
+                         (f["kind"], json.dumps(f["payload"]), now, now))
+        finally:
+            conn.close()
+        if f.get("change"):
+            lab.changes.record("data", f.get("service") or "worker", str(f["change"]), by=by)
+        return f"queued a {f['kind']} job"
+    if kind == "load":
+        _merge_json(lab, "load.json", dict(f["set"]))
+        return f"traffic: {json.dumps(f['set'])}"
+    if kind == "external":
+        _merge_json(lab, "external/bank.json", dict(f["set"]))
+        return f"card provider: {json.dumps(f['set'])}"
+    if kind == "kill":
+        lab.procs.kill(f["service"], signal.SIGKILL)
+        return f"killed {f['service']}"
+    if kind == "disk_full":
+        for path in _archive_files(lab):
+            if os.path.lexists(path):
+                os.replace(path, path + ".before-full")
+            os.symlink("/dev/full", path)
+        return "archive volume full (writes get ENOSPC)"
+    if kind == "disk_free":
+        for path in _archive_files(lab):
+            if os.path.islink(path):
+                os.remove(path)
+                if os.path.exists(path + ".before-full"):
+                    os.replace(path + ".before-full", path)
+        return "archive volume has space again"
+    raise LabError(f"unknown action {kind!r}")  # the scenario loader refuses these first
+
+
+def inject(lab: Any, scenario: Scenario) -> List[str]:
+    """Do the scenario's inject steps; it stays active until `recover`."""
+    active = lab.manifest.get("scenario")
+    if active:
+        raise LabError(f"scenario {active!r} is active; run probebook lab recover first")
+    lab.manifest["scenario"] = scenario.id
+    lab.manifest["scenario_path"] = scenario.path
+    lab.save_manifest()
+    return [perform(lab, action) for action in scenario.inject]
+
+
+def recover(lab: Any) -> List[str]:
+    """Back to the baseline: roll back deploys, revert config and flags, reset traffic and the provider,
+    run the active scenario's own recover steps, start whatever is down."""
+    done: List[str] = []
+    path = lab.manifest.get("scenario_path")
+    scenario = find_scenario(path) if path else None
+    for svc in SERVICES:
+        running = lab.service(svc.name)["version"]
+        if running != svc.version:
+            lab.deploy(svc.name, svc.version)
+            lab.changes.record("rollback", svc.name, f"{svc.name} rolled back to {svc.version}", by="lab",
+                               from_version=running, to_version=svc.version)
+            done.append(f"rolled back {svc.name} {running} -> {svc.version}")
+    for rel in [f"config/{s.name}.json" for s in SERVICES] + ["config/flags.json"]:
+        if lab.read_json(rel):
+            lab.write_json(rel, {})
+            target = os.path.basename(rel)[:-5]
+            lab.changes.record("flag" if target == "flags" else "config", "gateway" if target == "flags" else target,
+                               f"{target} reverted to defaults", by="lab")
+            done.append(f"reverted {rel}")
+    lab.write_json("load.json", {"rps": lab.options.rps})
+    lab.write_json("external/bank.json", {})
+    if scenario is not None:
+        done += [perform(lab, action) for action in scenario.recover]
+    for svc in SERVICES:
+        if not lab.procs.alive(svc.name):
+            lab.restart_service(svc.name)
+            done.append(f"started {svc.name}")
+    lab.manifest["scenario"] = None
+    lab.manifest["scenario_path"] = None
+    lab.save_manifest()
+    return done

@@ -1,0 +1,373 @@
+"""An investigation: connected services, probes placed, evidence collected, a timeline.
+
+This is the typed API behind every magic, runbook and the assistant:
+
+>>> inv = Investigation("incident-42.duckdb")                                   # doctest: +SKIP
+>>> inv.connect("orders", "http://127.0.0.1:7801", token_file="tokens.txt")      # doctest: +SKIP
+>>> inv.probe("log", "orders", "orders/app.py:42", template="total={total}", alias="tot")  # doctest: +SKIP
+>>> inv.sql("SELECT message FROM logs")                                         # doctest: +SKIP
+
+A service that dies shows as unhealthy (`services()`), its evidence stays in the store, and the
+other services keep being collected.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
+
+import polars as pl
+
+from probebook.agent.auth import Tokens
+from probebook.agent.errors import ProbebookError
+from probebook.agent.spec import ProbeSpec
+from probebook.connectors.agent import RedisFleet, ServiceClient
+from probebook.connectors.agent_records import AgentEvent, FleetProbe
+from probebook.connectors.errors import ConnectorError
+from probebook.evidence import EvidenceStore
+
+from .collector import Collector
+
+__all__ = ["Investigation", "ProbeRecord", "SnapshotResult", "SessionError"]
+
+
+class SessionError(ProbebookError, ValueError):
+    """A request to the investigation that cannot be carried out as asked (one line, what to do)."""
+
+
+@dataclass
+class ProbeRecord:
+    """A probe placed through this investigation (possibly on many instances)."""
+
+    alias: str
+    fleet_id: str
+    service: str
+    kind: str
+    where: str
+    spec: Dict[str, Any]
+    placed_at: float
+    placed: FleetProbe
+    removed: bool = False
+
+    @property
+    def summary(self) -> str:
+        return self.placed.summary()
+
+
+@dataclass
+class SnapshotResult:
+    """What `Investigation.snapshot` waited for: the snapshots that arrived, newest last."""
+
+    alias: str
+    service: str
+    where: str
+    expressions: List[str]
+    snapshots: List[Dict[str, Any]] = field(default_factory=list)
+    evidence_ids: List[str] = field(default_factory=list)
+    timed_out: bool = False
+
+    @property
+    def values(self) -> List[Dict[str, Any]]:
+        """Per snapshot: expression -> captured value (the plain value when it is a scalar)."""
+        out = []
+        for snap in self.snapshots:
+            row = {}
+            for src, node in (snap.get("expressions") or {}).items():
+                row[src] = node.get("value", node) if isinstance(node, dict) else node
+            out.append(row)
+        return out
+
+
+def _secret_from(token: Optional[str], token_file: Optional[str]) -> str:
+    if token:
+        return token
+    path = token_file or os.environ.get("PROBEBOOK_TOKEN_FILE")
+    if path:
+        tokens = Tokens.from_file(path)
+        return next(iter(tokens.values()))
+    env = os.environ.get("PROBEBOOK_TOKEN")
+    if env:
+        return env
+    raise SessionError("no token: pass token= or token_file= (or set PROBEBOOK_TOKEN / PROBEBOOK_TOKEN_FILE)")
+
+
+class Investigation:
+    """Everything one investigation knows. `path`: the DuckDB file (":memory:" by default)."""
+
+    def __init__(self, path: str = ":memory:") -> None:
+        self.store = EvidenceStore(path)
+        self.collector = Collector(self.store)
+        self.handles: Dict[str, Any] = {}
+        self.targets: Dict[str, str] = {}
+        self.records: Dict[str, ProbeRecord] = {}
+        self._lock = threading.RLock()
+        self._aliases = 0
+
+    # ------------------------------------------------------------------ services
+    def connect(self, name: str, target: Union[str, Sequence[str]], token: Optional[str] = None,
+                token_file: Optional[str] = None) -> Dict[str, Any]:
+        """Connect to service `name`: one agent URL, a list of URLs, or a port-file directory."""
+        _check_name(name, "service name")
+        secret = _secret_from(token, token_file)
+        try:
+            handle = ServiceClient(target, token=secret)
+            health = handle.health()
+        except ConnectorError as exc:
+            raise SessionError(f"cannot connect to {name}: {exc}") from None
+        if all(isinstance(h, Exception) for h in health.values()):
+            first = next(iter(health.values()))
+            handle.close()
+            raise SessionError(f"cannot connect to {name}: {first}")
+        self._attach(name, handle, target if isinstance(target, str) else ", ".join(target))
+        return self._service_row(name)
+
+    def connect_redis(self, redis_url: str, service: str, token: Optional[str] = None,
+                      token_file: Optional[str] = None, token_name: Optional[str] = None) -> Dict[str, Any]:
+        """Reach every instance of `service` through the Redis broker its agents registered with."""
+        _check_name(service, "service name")
+        if token_file:
+            tokens = Tokens.from_file(token_file)
+            token_name = token_name or next(iter(tokens))
+            token = tokens[token_name]
+        if not token:
+            raise SessionError("no token: pass token= (and token_name=) or token_file=")
+        try:
+            fleet = RedisFleet(redis_url, service, token_name or "default", token)
+            if not fleet.instances():
+                raise SessionError(f"no instances of {service} registered at {redis_url}; start them with --broker")
+        except ConnectorError as exc:
+            raise SessionError(f"cannot reach {redis_url}: {exc}") from None
+        self._attach(service, fleet, redis_url)
+        return self._service_row(service)
+
+    def _attach(self, name: str, handle: Any, target: str) -> None:
+        with self._lock:
+            old = self.handles.pop(name, None)
+            if old is not None:
+                self.collector.remove(name)
+                old.close()
+            self.handles[name] = handle
+            self.targets[name] = target
+        self.collector.add(name, handle)
+        self.store.add_timeline(f"connected to {name} ({target})", source="connect")
+
+    def handle(self, name: str) -> Any:
+        try:
+            return self.handles[name]
+        except KeyError:
+            known = ", ".join(sorted(self.handles)) or "none yet (use %connect)"
+            raise SessionError(f"unknown service {name!r}; connected: {known}") from None
+
+    def _service_row(self, name: str) -> Dict[str, Any]:
+        handle = self.handles[name]
+        try:
+            health = handle.health()
+        except ConnectorError as exc:
+            health = {"?": exc}
+        ok = [h for h in health.values() if not isinstance(h, Exception)]
+        bad = [str(h) for h in health.values() if isinstance(h, Exception)]
+        return {
+            "service": name,
+            "target": self.targets.get(name, ""),
+            "instances": len(health),
+            "healthy": sum(1 for h in ok if h.ok),
+            "python": ", ".join(sorted({h.python for h in ok})),
+            "probes": sum(h.active_probes for h in ok),
+            "dropped_events": sum(h.dropped_events for h in ok),
+            "health": "ok" if ok and not bad and all(h.ok for h in ok) else ("down" if not ok else "degraded"),
+            "problem": (bad[0] if bad else self.collector.errors.get(name, ""))[:200],
+        }
+
+    def services(self) -> pl.DataFrame:
+        """One row per connected service: instances, Python, probes, health."""
+        rows = [self._service_row(n) for n in sorted(self.handles)]
+        return pl.DataFrame(rows) if rows else pl.DataFrame(schema={"service": pl.Utf8, "health": pl.Utf8})
+
+    def source(self, service: str, path: str, start: Optional[int] = None, end: Optional[int] = None) -> str:
+        """The code a service is running, with line numbers (from one of its instances)."""
+        handle = self.handle(service)
+        clients = list(getattr(handle, "clients", {}).values())
+        if not clients:
+            raise SessionError(f"{service}: source browsing needs HTTP access to an instance")
+        last: Optional[Exception] = None
+        for client in clients:
+            try:
+                src = client.source_file(path, start, end)
+                width = len(str(src.lines[-1][0])) if src.lines else 1
+                head = f"# {src.file}  sha256:{src.sha256[:12]}\n"
+                return head + "\n".join(f"{n:>{width}}  {text}" for n, text in src.lines)
+            except ConnectorError as exc:
+                last = exc
+        raise SessionError(f"{service}: {last}")
+
+    # ------------------------------------------------------------------ probes
+    def probe(self, kind: str, service: str, where: str, *, when: Optional[str] = None,
+              template: Optional[str] = None, capture: Iterable[str] = (), metric: Any = None,
+              ttl: Any = None, rate: Any = None, max_hits: Optional[int] = None, name: Optional[str] = None,
+              alias: Optional[str] = None) -> ProbeRecord:
+        """Place a probe on every instance of `service`; bad specs raise before anything is sent."""
+        raw: Dict[str, Any] = {"kind": kind, "where": where}
+        for key, value in (("when", when), ("template", template), ("metric", metric), ("ttl", ttl),
+                           ("rate", rate), ("max_hits", max_hits), ("name", name)):
+            if value is not None:
+                raw[key] = value
+        capture = list(capture)
+        if capture:
+            raw["capture"] = capture
+        spec = ProbeSpec.from_dict(raw)  # SpecError here, before any instance sees it
+        handle = self.handle(service)
+        with self._lock:
+            if alias is not None:
+                _check_name(alias, "alias")
+                if alias in self.records and not self.records[alias].removed:
+                    raise SessionError(f"alias {alias!r} is in use; remove it first (%probe rm {alias}) or pick another")
+            else:
+                self._aliases += 1
+                alias = f"{kind}{self._aliases}"
+        try:
+            placed = handle.add_probe(spec)
+        except ConnectorError as exc:
+            raise SessionError(f"{service}: {exc}") from None
+        if not placed.ok and not placed.probe_ids:
+            iid, why = sorted(placed.failed.items())[0] if placed.failed else ("?", "no instance answered")
+            raise SessionError(f"{service}: probe refused: {why}")
+        record = ProbeRecord(alias, placed.id, service, kind, where, spec.to_dict(), time.time(), placed)
+        with self._lock:
+            self.records[alias] = record
+        self.store.record_probe(placed.id, service, kind, where, spec.to_dict(), alias)
+        self.store.add_timeline(f"probe {alias} ({kind}) placed on {service} at {where}: {placed.summary()}",
+                                source="probe", ref=placed.id)
+        return record
+
+    def remove(self, alias: Optional[str] = None, everything: bool = False) -> List[str]:
+        """Remove one probe by alias, or all probes placed by this investigation."""
+        with self._lock:
+            if everything:
+                targets = [r for r in self.records.values() if not r.removed]
+            elif alias in self.records:
+                targets = [self.records[alias]]  # type: ignore[index]
+            else:
+                known = ", ".join(sorted(a for a, r in self.records.items() if not r.removed)) or "none"
+                raise SessionError(f"no probe {alias!r}; live probes: {known}")
+        done = []
+        for rec in targets:
+            handle = self.handles.get(rec.service)
+            if handle is not None:
+                try:
+                    handle.remove_probe(rec.fleet_id)
+                except ConnectorError:
+                    pass  # a dead service: its probes expire by TTL
+            rec.removed = True
+            done.append(rec.alias)
+            self.store.add_timeline(f"probe {rec.alias} removed from {rec.service}", source="probe", ref=rec.fleet_id)
+        return done
+
+    def probes(self) -> pl.DataFrame:
+        """Probes placed here with their live status per service (hits, emitted, TTL left)."""
+        rows = []
+        live: Dict[str, Dict[str, Any]] = {}
+        for service in {r.service for r in self.records.values() if not r.removed}:
+            try:
+                per_instance = self.handles[service].probes()
+            except (ConnectorError, KeyError):
+                continue
+            for infos in per_instance.values():
+                if isinstance(infos, Exception):
+                    continue
+                for info in infos:
+                    agg = live.setdefault(info.id, {"hits": 0, "emitted": 0, "statuses": set(), "expires_in": 0.0,
+                                                    "reason": ""})
+                    agg["hits"] += info.hits
+                    agg["emitted"] += info.emitted
+                    agg["statuses"].add(info.status)
+                    agg["expires_in"] = max(agg["expires_in"], info.expires_in)
+                    agg["reason"] = agg["reason"] or info.reason
+        for rec in self.records.values():
+            ids = set(rec.placed.probe_ids.values()) or {rec.fleet_id}
+            aggs = [live[i] for i in ids if i in live]
+            status = "removed" if rec.removed else (
+                "/".join(sorted(set().union(*(a["statuses"] for a in aggs)))) if aggs else "unknown")
+            rows.append({
+                "alias": rec.alias, "service": rec.service, "kind": rec.kind, "where": rec.where, "status": status,
+                "hits": sum(a["hits"] for a in aggs), "emitted": sum(a["emitted"] for a in aggs),
+                "ttl_left_s": max((a["expires_in"] for a in aggs), default=0.0),
+                "reason": next((a["reason"] for a in aggs if a["reason"]), ""), "id": rec.fleet_id,
+            })
+        return pl.DataFrame(rows) if rows else pl.DataFrame(schema={"alias": pl.Utf8, "status": pl.Utf8})
+
+    def snapshot(self, service: str, where: str, expressions: Sequence[str] = (), *, when: Optional[str] = None,
+                 wait: float = 30.0, hits: int = 1, alias: Optional[str] = None,
+                 progress: Optional[Callable[[int, int, float], None]] = None) -> SnapshotResult:
+        """Place a snapshot probe, wait until `hits` snapshots arrive or `wait` s pass, remove it."""
+        if hits < 1:
+            raise SessionError("hits must be at least 1")
+        record = self.probe("snapshot", service, where, when=when, capture=list(expressions),
+                            ttl=max(wait + 30, 60), max_hits=hits, rate=max(1, hits), alias=alias)
+        ids = set(record.placed.probe_ids.values()) | {record.fleet_id}
+        got: List[AgentEvent] = []
+        arrived = threading.Event()
+
+        def listener(name: str, events: List[AgentEvent]) -> None:
+            if name != service:
+                return
+            got.extend(e for e in events if e.kind == "snapshot" and e.probe_id in ids)
+            if len(got) >= hits:
+                arrived.set()
+
+        self.collector.listen(listener)
+        deadline = time.monotonic() + wait
+        try:
+            while not arrived.is_set():
+                left = deadline - time.monotonic()
+                if progress is not None:
+                    progress(len(got), hits, max(0.0, left))
+                if left <= 0:
+                    break
+                arrived.wait(min(0.1, left))
+        finally:
+            self.collector.unlisten(listener)
+            self.remove(record.alias)
+        if progress is not None:
+            progress(len(got), hits, max(0.0, deadline - time.monotonic()))
+        snaps = got[:hits]
+        return SnapshotResult(
+            alias=record.alias, service=service, where=where, expressions=list(expressions),
+            snapshots=[e.data for e in snaps],
+            evidence_ids=[f"snap:{service}:{e.instance_id}:{e.seq}" for e in snaps],
+            timed_out=len(snaps) < hits)
+
+    # ------------------------------------------------------------------ evidence
+    def sql(self, query: str) -> pl.DataFrame:
+        """SQL over the evidence store; a polars DataFrame."""
+        try:
+            return self.store.sql(query)
+        except Exception as exc:  # DuckDB's own words, on one line
+            raise SessionError(" ".join(str(exc).split())[:400]) from None
+
+    def mark(self, text: str) -> str:
+        """A note on the timeline; returns its evidence id."""
+        if not text.strip():
+            raise SessionError('mark needs text, e.g. %mark "rolled back orders to v41"')
+        return self.store.add_timeline(text.strip(), source="mark")
+
+    def timeline(self) -> pl.DataFrame:
+        return self.store.sql("SELECT ts, source, text, evidence_id, ref FROM timeline ORDER BY ts")
+
+    def metric_frame(self, name: Optional[str] = None) -> pl.DataFrame:
+        where = "" if name is None else f"WHERE name = '{name.replace(chr(39), '')}'"
+        return self.store.sql(f"SELECT ts, service, instance_id, name, value, error FROM metrics {where} ORDER BY ts")
+
+    def close(self) -> None:
+        self.collector.stop()
+        for handle in self.handles.values():
+            handle.close()
+        self.store.close()
+
+
+def _check_name(value: str, what: str) -> None:
+    if not isinstance(value, str) or not value or not all(c.isalnum() or c in "-_." for c in value):
+        raise SessionError(f"{what} {value!r}: use letters, digits, '-', '_' or '.'")
+

@@ -1,0 +1,147 @@
+"""The hash-chained audit log: appends, and verify naming the first edited, removed or reordered entry."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from probebook.agent.audit import GENESIS, AuditLog, entry_hash, verify
+
+
+@pytest.fixture
+def log_path(tmp_path):
+    path = str(tmp_path / "audit.jsonl")
+    log = AuditLog(path)
+    for i in range(1, 7):
+        log.append("alice", "add_probe", f"p{i} at app.py:{i}", "ok")
+    return path
+
+
+def _lines(path):
+    with open(path) as fh:
+        return fh.read().splitlines()
+
+
+def _write(path, lines):
+    with open(path, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def test_entries_chain_from_genesis_with_the_documented_fields(log_path):
+    entries = [json.loads(line) for line in _lines(log_path)]
+    assert [e["seq"] for e in entries] == [1, 2, 3, 4, 5, 6]
+    assert set(entries[0]) == {"seq", "ts", "who", "action", "target", "result", "prev", "hash"}
+    assert entries[0]["prev"] == GENESIS
+    for before, after in zip(entries, entries[1:]):
+        assert after["prev"] == before["hash"]
+    assert all(entry_hash(e) == e["hash"] for e in entries)
+    result = verify(log_path)
+    assert result.ok and result.entries == 6 and result.first_bad_seq is None
+
+
+def _edit_third_entry(path, change):
+    lines = _lines(path)
+    entry = json.loads(lines[2])
+    change(entry)
+    lines[2] = json.dumps(entry)
+    _write(path, lines)
+    return verify(path)
+
+
+def test_an_edited_entry_is_named(log_path):
+    result = _edit_third_entry(log_path, lambda e: e.update(who="mallory"))
+    assert not result.ok and result.first_bad_seq == 3 and "edited" in result.reason
+
+
+def test_an_edited_entry_with_a_recomputed_hash_is_still_named(log_path):
+    def forge(entry):
+        entry["result"] = "ok (nothing to see)"
+        entry["hash"] = entry_hash(entry)
+
+    result = _edit_third_entry(log_path, forge)
+    assert not result.ok and result.first_bad_seq == 3 and "rewritten" in result.reason
+
+
+def test_a_removed_entry_is_named(log_path):
+    lines = _lines(log_path)
+    del lines[3]
+    _write(log_path, lines)
+    result = verify(log_path)
+    assert not result.ok and result.first_bad_seq == 4 and "removed" in result.reason
+
+
+def test_a_removed_first_entry_is_named(log_path):
+    _write(log_path, _lines(log_path)[1:])
+    result = verify(log_path)
+    assert not result.ok and result.first_bad_seq == 1 and "removed" in result.reason
+
+
+def test_reordered_entries_are_named(log_path):
+    lines = _lines(log_path)
+    lines[1], lines[4] = lines[4], lines[1]
+    _write(log_path, lines)
+    result = verify(log_path)
+    assert not result.ok and result.first_bad_seq == 2 and "reordered" in result.reason
+
+
+def test_a_damaged_line_is_named(log_path):
+    lines = _lines(log_path)
+    lines[4] = lines[4][:40]
+    _write(log_path, lines)
+    result = verify(log_path)
+    assert not result.ok and result.first_bad_seq == 5
+
+
+def test_appending_after_a_torn_last_line_continues_the_chain_and_verify_reports_the_tear(log_path):
+    with open(log_path, "a") as fh:
+        fh.write('{"seq": 7, "ts": 1')  # a crash mid-write
+    entry = AuditLog(log_path).append("bob", "remove_all", "all probes", "ok")
+    assert entry is not None and entry.seq == 7
+    result = verify(log_path)
+    assert not result.ok and result.first_bad_seq == 7 and "line 7" in result.reason
+
+
+def test_threads_and_processes_appending_at_once_keep_one_chain(tmp_path):
+    path = str(tmp_path / "shared.jsonl")
+    script = ("import sys\nfrom probebook.agent.audit import AuditLog\nlog = AuditLog(sys.argv[1])\n"
+              "for i in range(40):\n    log.append('worker', 'add_probe', str(i), 'ok')\n")
+    procs = [subprocess.Popen([sys.executable, "-c", script, path]) for _ in range(2)]
+    log = AuditLog(path)
+    threads = [threading.Thread(target=lambda: [log.append("t", "set_limits", str(i), "ok") for i in range(40)])
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [p.wait(30) for p in procs] == [0, 0]
+    result = verify(path)
+    assert result.ok and result.entries == 200, result.reason
+
+
+def test_an_unwritable_log_never_raises_and_says_why(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    log = AuditLog(str(blocker / "audit.jsonl"))  # a directory that is a file
+    assert log.append("alice", "add_probe", "p1", "ok") is None
+    assert "not writable" in log.error and "PROBEBOOK_AUDIT" in log.error
+    assert "\n" not in log.error
+
+
+def test_verify_of_a_missing_file_says_so(tmp_path):
+    result = verify(str(tmp_path / "none.jsonl"))
+    assert not result.ok and "cannot read" in result.reason
+
+
+def test_fields_are_one_line_and_bounded(tmp_path):
+    path = str(tmp_path / "a.jsonl")
+    AuditLog(path).append("alice\nroot", "add_probe", "x" * 5000, "ok")
+    (line,) = _lines(path)
+    entry = json.loads(line)
+    assert entry["who"] == "alice root" and len(entry["target"]) == 1000
+    assert verify(path).ok
+    assert os.stat(path).st_mode & 0o777 == 0o600
