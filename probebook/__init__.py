@@ -6,3 +6,16 @@
 
 __version__ = "0.1.0"
 __all__ = ["__version__"]
+
+
+def load_ipython_extension(ipython):  # pragma: no cover - exercised through IPython in tests
+    """`%load_ext probebook`: the magics and `%config Probebook.*` (needs `probebook[lab]`)."""
+    from probebook.kernel_ext import load_ipython_extension as _load
+
+    _load(ipython)
+
+
+def unload_ipython_extension(ipython):  # pragma: no cover
+    from probebook.kernel_ext import unload_ipython_extension as _unload
+
+    _unload(ipython)
