@@ -124,7 +124,10 @@ def inject(lab: Any, scenario: Scenario) -> List[str]:
     lab.manifest["scenario"] = scenario.id
     lab.manifest["scenario_path"] = scenario.path
     lab.save_manifest()
-    return [perform(lab, action) for action in scenario.inject]
+    try:
+        return [perform(lab, action) for action in scenario.inject]
+    except LabError as exc:
+        raise type(exc)(f"{exc}; the scenario stays active: probebook lab recover undoes what was done") from None
 
 
 def recover(lab: Any) -> List[str]:

@@ -18,7 +18,7 @@ from .alerts import Firing
 from .evidence import ProofResult, place, watch
 from .scenarios import Scenario
 
-__all__ = ["Verification", "verify", "matching", "wait_for_alert"]
+__all__ = ["Verification", "verify", "matching", "wait_for_alert", "wait_quiet"]
 
 
 @dataclass
@@ -57,29 +57,55 @@ def wait_for_alert(lab: Any, scenario: Scenario, present: bool, timeout: float) 
         time.sleep(0.5)
 
 
+def wait_quiet(lab: Any, timeout: float) -> List[str]:
+    """Wait until no alert fires at all; answer what still fires after `timeout` (empty: quiet)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        firing = [f"{f.name}{f.labels}" for f in lab.firing()]
+        if not firing or time.monotonic() > deadline:
+            return firing
+        time.sleep(1.0)
+
+
 def verify(lab: Any, scenario: Scenario, symptom_timeout: Optional[float] = None, proof_timeout: float = 30.0,
-           clear_timeout: float = 45.0, quiet_s: float = 8.0) -> Verification:
-    """Inject, check, recover. The lab is back at its baseline afterwards, whatever happened."""
+           clear_timeout: float = 45.0, quiet_s: float = 8.0, settle_s: Optional[float] = None) -> Verification:
+    """Inject, check, recover; the lab is back at its baseline afterwards, whatever happened.
+
+    The symptom counts only if it is still firing `settle_s` after the injection (default: the alert
+    window plus 2 s), so a blip of a restart cannot pass for it. A control must stay quiet for
+    `quiet_s` and its probe must capture nothing then."""
     result = Verification(scenario.id)
     truth = scenario.truth
     assert truth is not None
+    settle = settle_s if settle_s is not None else _seconds(lab.options.window) + 2.0
+    noisy = wait_quiet(lab, clear_timeout)
+    if noisy:
+        result.firing = noisy
+        result.steps.append("the lab was not quiet before the injection")
+        return result
     try:
         result.steps += inject(lab, scenario)
-        client = lab.agent(truth.evidence.service)  # a deploy or restart gives the service a new agent
+        injected = time.monotonic()
+        client = lab.agent(truth.evidence.service)  # after the injection: a deploy starts a new agent
         probe_id = place(client, truth.evidence)
+        proof = truth.evidence.proof
         if scenario.alert:
             waited = wait_for_alert(lab, scenario, True, symptom_timeout or scenario.within_s)
-            result.symptom_seen, result.symptom_after_s = waited is not None, waited
+            result.proof = watch(client, probe_id, proof, proof_timeout)
+            time.sleep(max(0.0, injected + settle - time.monotonic()))
+            still = wait_for_alert(lab, scenario, True, 3.0) is not None
+            result.symptom_seen, result.symptom_after_s = waited is not None and still, waited
+            if waited is not None and not still:
+                result.steps.append(f"{scenario.alert} fired after {waited}s but was gone {settle:g}s after the injection")
         else:
-            time.sleep(quiet_s)
+            result.proof = watch(client, probe_id, proof, quiet_s)
             result.firing = [f"{f.name}{f.labels}" for f in lab.firing()]
             result.symptom_seen = not result.firing  # a control: nothing may fire
-        result.proof = watch(client, probe_id, truth.evidence.proof, proof_timeout)
-        if not result.firing:
+        if scenario.alert:
             result.firing = [f"{f.name}{f.labels}" for f in lab.firing()]
         try:
             client.remove_probe(probe_id)
-        except Exception:  # the service may be down in this scenario; the probe goes with it
+        except Exception:  # the service may be down in this scenario; the probe went with it
             pass
     finally:
         result.steps += recover(lab)
@@ -90,3 +116,8 @@ def verify(lab: Any, scenario: Scenario, symptom_timeout: Optional[float] = None
         result.cleared = not lab.firing()
     return result
 
+
+def _seconds(duration: str) -> float:
+    from probebook.agent.spec import parse_duration
+
+    return parse_duration(duration, "window")

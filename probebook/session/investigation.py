@@ -265,6 +265,30 @@ class Investigation:
             self.store.add_timeline(f"probe {rec.alias} removed from {rec.service}", source="probe", ref=rec.fleet_id)
         return done
 
+    def extend(self, alias: str, ttl: Any) -> ProbeRecord:
+        """Give a live probe a fresh `ttl`: its spec is placed again, then the old probe removed
+        (agents cannot change a TTL in place; this order leaves no gap, at worst a hit seen twice)."""
+        with self._lock:
+            old = self.records.get(alias)
+            if old is None or old.removed:
+                known = ", ".join(sorted(a for a, r in self.records.items() if not r.removed)) or "none"
+                raise SessionError(f"no live probe {alias!r} to extend; live probes: {known}")
+            old.removed = True  # frees the alias for the replacement
+        keep = {k: old.spec[k] for k in ("when", "template", "capture", "metric", "rate", "max_hits", "name")
+                if k in old.spec}
+        try:
+            new = self.probe(old.kind, old.service, old.where, ttl=ttl, alias=alias, **keep)
+        except BaseException:
+            old.removed = False
+            raise
+        handle = self.handles.get(old.service)
+        try:
+            if handle is not None:
+                handle.remove_probe(old.fleet_id)
+        except ConnectorError:
+            pass  # it expires by its TTL
+        return new
+
     def probes(self) -> pl.DataFrame:
         """Probes placed here with their live status per service (hits, emitted, TTL left)."""
         rows = []

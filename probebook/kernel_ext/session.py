@@ -1,0 +1,93 @@
+"""The kernel's one investigation, opened when a magic first needs it, with its live panels.
+
+`probebook.kernel_ext.investigation()` returns the same `Investigation` the magics use, so a cell
+can mix magics and plain Python calls.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, List, Optional, Sequence
+
+from probebook.session import Investigation, SessionError
+from probebook.widgets import LivePublisher, ProbeBoard, ProbePanel, TimelineView, kernel_dispatch
+
+from .config import Probebook
+
+__all__ = ["KernelSession"]
+
+
+class KernelSession:
+    """One per kernel (or per process outside one). `close()` removes the probes it placed."""
+
+    def __init__(self, shell: Any = None, config: Optional[Probebook] = None) -> None:
+        self.shell = shell
+        self.config = config if config is not None else Probebook(parent=shell)
+        self._inv: Optional[Investigation] = None
+        self._board: Optional[ProbeBoard] = None
+        self._publisher: Optional[LivePublisher] = None
+
+    # ------------------------------------------------------------------ the investigation
+    def evidence_path(self) -> str:
+        """`Probebook.evidence_path`, else beside the notebook, else the working directory."""
+        if self.config.evidence_path:
+            path = self.config.evidence_path
+            return path if path == ":memory:" else os.path.abspath(os.path.expanduser(path))
+        notebook = os.environ.get("JPY_SESSION_NAME", "")
+        if notebook.endswith(".ipynb") and os.path.isdir(os.path.dirname(notebook) or "."):
+            return os.path.abspath(notebook[: -len(".ipynb")] + ".evidence.duckdb")
+        return os.path.abspath("probebook-evidence.duckdb")
+
+    def investigation(self) -> Investigation:
+        if self._inv is None:
+            path = self.evidence_path()
+            try:
+                self._inv = Investigation(path)
+            except Exception as exc:  # DuckDB: in use by another process, a directory, no permission
+                why = " ".join(str(exc).split())[:200]
+                raise SessionError(f"cannot open the evidence file {path}: {why}; "
+                                   f"choose another with %config Probebook.evidence_path = 'FILE'") from None
+        return self._inv
+
+    @property
+    def board(self) -> ProbeBoard:
+        if self._board is None:
+            self._board = ProbeBoard(self.investigation(), poll_interval=self.config.status_interval)
+        return self._board
+
+    @property
+    def publisher(self) -> LivePublisher:
+        if self._publisher is None:
+            self._publisher = LivePublisher(kernel_dispatch(self.shell), max_hz=self.config.update_hz)
+        return self._publisher
+
+    # ------------------------------------------------------------------ panels
+    def probe_panel(self, aliases: Optional[Sequence[str]] = None) -> ProbePanel:
+        """A live panel of these probes (all when None); its buttons remove and extend."""
+        inv = self.investigation()
+        panel = ProbePanel(self.board, aliases, poke=self.publisher.poke, actions={
+            "remove": lambda alias: inv.remove(alias),
+            "extend": lambda alias: inv.extend(alias, self.config.extend_ttl),
+        })
+        self.publisher.add(panel)
+        return panel
+
+    def timeline_view(self) -> TimelineView:
+        view = TimelineView(self.investigation())
+        self.publisher.add(view)
+        return view
+
+    def close(self) -> List[str]:
+        """Stop the panels, remove the probes still live, close the evidence file."""
+        removed: List[str] = []
+        if self._publisher is not None:
+            self._publisher.stop()
+        if self._board is not None:
+            self._board.close()
+        if self._inv is not None:
+            try:
+                removed = self._inv.remove(everything=True)
+            finally:
+                self._inv.close()
+        self._inv = self._board = self._publisher = None
+        return removed

@@ -1,0 +1,28 @@
+"""Notebook panels: live probe panel, snapshot viewer, timeline, services table, metric charts.
+
+Every panel renders its HTML in Python; the same HTML is the live widget (anywidget) and the
+static fallback for nbconvert and GitHub. Live panels are refreshed by one `LivePublisher`.
+"""
+
+from .base import HtmlPanel
+from .plots import metric_figure
+from .probe_board import ProbeBoard, ProbeRow
+from .probe_panel import ProbePanel
+from .publisher import LivePublisher, LiveView, kernel_dispatch
+from .services import ServicesView
+from .snapshot_viewer import SnapshotViewer
+from .timeline import TimelineView
+
+__all__ = [
+    "HtmlPanel",
+    "LivePublisher",
+    "LiveView",
+    "ProbeBoard",
+    "ProbePanel",
+    "ProbeRow",
+    "ServicesView",
+    "SnapshotViewer",
+    "TimelineView",
+    "kernel_dispatch",
+    "metric_figure",
+]

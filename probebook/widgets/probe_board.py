@@ -1,0 +1,204 @@
+"""The live state of an investigation's probes, for the panels: one row per probe.
+
+Two sources, so a row moves as fast as evidence arrives and stays right when a service dies:
+events counted as the collector stores them (a listener: hits, rate, last value, status events),
+and the agents' own view (`Investigation.probes()`: hits, status, TTL) polled at most once per
+`poll_interval`. When a service stops answering, its rows keep the last known numbers and say
+`down` in the health column instead of raising.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
+
+from probebook.session import Investigation
+
+from .render import node_text
+
+__all__ = ["ProbeBoard", "ProbeRow"]
+
+_RATE_WINDOW = 5.0  # seconds of arrivals behind the rate column
+_FINAL = {"removed", "expired", "disabled", "error"}
+
+
+@dataclass(frozen=True)
+class ProbeRow:
+    alias: str
+    service: str
+    kind: str
+    where: str
+    status: str
+    health: str  # "ok", or "down: why" while the service does not answer
+    hits: int
+    rate: float  # events per second over the last few seconds
+    expires_at: float  # kernel clock; 0 when unknown or over
+    last: str  # the last value seen, one line
+    reason: str
+
+
+@dataclass
+class _Seen:
+    events: int = 0
+    last: Any = None  # the last AgentEvent that was not a status
+    status: Tuple[str, str, float] = ("", "", 0.0)  # status, reason, when
+    arrivals: Deque[Tuple[float, int]] = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self.arrivals = collections.deque(maxlen=64)
+
+
+@dataclass
+class _Polled:
+    status: str
+    hits: int
+    expires_at: float
+    reason: str
+    at: float
+
+
+class ProbeBoard:
+    """Attach to an investigation with the constructor; `close()` detaches."""
+
+    def __init__(self, inv: Investigation, poll_interval: float = 1.0) -> None:
+        self.inv = inv
+        self.poll_interval = poll_interval
+        self.polls = 0
+        self._lock = threading.Lock()
+        self._seen: Dict[str, _Seen] = {}  # alias -> what the collector saw
+        self._polled: Dict[str, _Polled] = {}
+        self._index: Dict[str, str] = {}  # probe id (fleet or instance) -> alias
+        self._foreign: set = set()  # ids of probes placed by someone else: not looked up again
+        self._last_poll = 0.0
+        inv.collector.listen(self._on_events)
+
+    # ------------------------------------------------------------------ sources
+    def _alias_of(self, probe_id: str) -> Optional[str]:
+        alias = self._index.get(probe_id)
+        if alias is None and probe_id not in self._foreign:  # placed (or extended) since the index was built
+            index = {}
+            for rec in list(self.inv.records.values()):
+                for pid in set(rec.placed.probe_ids.values()) | {rec.fleet_id}:
+                    index[pid] = rec.alias
+            self._index = index
+            alias = index.get(probe_id)
+            if alias is None:
+                self._foreign.add(probe_id)
+        return alias
+
+    def _on_events(self, service: str, events: Sequence[Any]) -> None:
+        """Collector thread: count, keep the last value; cheap and never raising."""
+        now = time.time()
+        with self._lock:
+            counted: Dict[str, int] = {}
+            for event in events:
+                alias = self._alias_of(event.probe_id)
+                if alias is None:
+                    continue
+                seen = self._seen.setdefault(alias, _Seen())
+                if event.kind == "status":
+                    seen.status = (str(event.data.get("status", "")), str(event.data.get("reason", "")), event.ts)
+                    continue
+                seen.events += 1
+                seen.last = event
+                counted[alias] = counted.get(alias, 0) + 1
+            for alias, n in counted.items():
+                self._seen[alias].arrivals.append((now, n))
+
+    def poll(self, now: Optional[float] = None, force: bool = False) -> None:
+        """Ask the agents (at most once per `poll_interval` unless `force`)."""
+        now = time.time() if now is None else now
+        if not force and now - self._last_poll < self.poll_interval:
+            return
+        self._last_poll = now
+        if not any(not r.removed for r in list(self.inv.records.values())) and not force:
+            return
+        frame = self.inv.probes()
+        self.polls += 1
+        if "hits" not in frame.columns:
+            return
+        with self._lock:
+            for row in frame.iter_rows(named=True):
+                if row["status"] == "unknown":  # nobody answered: keep what we knew
+                    continue
+                ttl = float(row["ttl_left_s"] or 0.0)
+                old = self._polled.get(row["alias"])
+                expires = now + ttl if ttl > 0 else 0.0
+                if old is not None and old.expires_at and abs(old.expires_at - expires) < 2.0:
+                    expires = old.expires_at  # the same TTL seen again: keep the anchor, no redraw
+                self._polled[row["alias"]] = _Polled(row["status"], int(row["hits"] or 0), expires,
+                                                     str(row["reason"] or ""), now)
+
+    # ------------------------------------------------------------------ rows
+    def rows(self, aliases: Optional[Sequence[str]] = None, now: Optional[float] = None) -> List[ProbeRow]:
+        """One row per probe placed in this investigation (only `aliases`, when given), in order."""
+        now = time.time() if now is None else now
+        wanted = None if aliases is None else set(aliases)
+        errors = dict(self.inv.collector.errors)
+        out = []
+        with self._lock:
+            for rec in list(self.inv.records.values()):
+                if wanted is not None and rec.alias not in wanted:
+                    continue
+                seen = self._seen.get(rec.alias) or _Seen()
+                polled = self._polled.get(rec.alias)
+                status, reason = self._status(rec.removed, seen, polled)
+                problem = errors.get(rec.service, "")
+                out.append(ProbeRow(
+                    alias=rec.alias, service=rec.service, kind=rec.kind, where=rec.where, status=status,
+                    health=("down: " + " ".join(problem.split())[:160]) if problem else "ok",
+                    hits=max(seen.events, polled.hits if polled else 0),
+                    rate=_rate(seen.arrivals, now),
+                    expires_at=polled.expires_at if polled and status not in _FINAL else 0.0,
+                    last=_last_value(seen.last), reason=reason))
+        return out
+
+    @staticmethod
+    def _status(removed: bool, seen: _Seen, polled: Optional[_Polled]) -> Tuple[str, str]:
+        if removed:
+            return "removed", ""
+        from_events = seen.status
+        if polled is not None and polled.at >= from_events[2]:
+            return polled.status, polled.reason
+        if from_events[0]:
+            return from_events[0], from_events[1]
+        return "placed", ""
+
+    def close(self) -> None:
+        self.inv.collector.unlisten(self._on_events)
+
+
+def _rate(arrivals: Deque[Tuple[float, int]], now: float) -> float:
+    recent = [(t, n) for t, n in arrivals if now - t <= _RATE_WINDOW]
+    if not recent:
+        return 0.0
+    return round(sum(n for _, n in recent) / _RATE_WINDOW, 1)
+
+
+def _last_value(event: Any) -> str:
+    """The last event of a probe as one line: the message, the value, the duration, the error."""
+    if event is None:
+        return ""
+    data = event.data
+    kind = event.kind
+    if kind == "log":
+        return str(data.get("message", ""))
+    if kind == "metric":
+        return f"{data.get('name', '')}={data.get('value')}{data.get('unit') or ''}" + (
+            " (raised)" if data.get("error") else "")
+    if kind == "span":
+        text = f"{data.get('name', '')} {int(data.get('duration_ns') or 0) / 1e6:.2f} ms"
+        return text + (f" error {data['error']}" if data.get("error") else "")
+    if kind == "exception":
+        args = (data.get("message") or {}).get("args") or {}
+        first = (args.get("elements") or [None])[0] if isinstance(args, dict) else None
+        return f"{data.get('exc_type', '')}: {node_text(first, 120) if first else ''}".rstrip(": ")
+    if kind == "snapshot":
+        exprs = data.get("expressions") or {}
+        if exprs:
+            return ", ".join(f"{k}={node_text(v, 40)}" for k, v in list(exprs.items())[:4])
+        return f"{len(data.get('locals') or {})} locals at {data.get('function', '')}:{data.get('line', '')}"
+    return kind

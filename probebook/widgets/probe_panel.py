@@ -1,0 +1,114 @@
+"""The probe panel: status, health, hits, rate, TTL countdown and last value of each probe, with
+remove and extend buttons; live through the `LivePublisher`, static HTML everywhere else.
+
+>>> panel = ProbePanel(board, ["tot"], actions={"remove": inv.remove})    # doctest: +SKIP
+>>> panel.rows[0].hits                                                   # doctest: +SKIP
+12
+>>> panel.plot()          # a metric probe's values over time (plotly)     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import polars as pl
+
+from .base import HtmlPanel
+from .probe_board import ProbeBoard, ProbeRow
+from .publisher import LiveView
+from .render import badge, esc, fmt_seconds, panel, table
+
+__all__ = ["ProbePanel"]
+
+_LIVE = {"placed", "installed", "emitting", "pending"}
+_HEADERS = ["probe", "kind", "where", "status", "health", "hits", "rate", "TTL", "last value", ""]
+
+
+class ProbePanel(HtmlPanel, LiveView):
+    """Rows of `board` (all probes, or only `aliases`). `actions` maps a button (`remove`,
+    `extend`) to a call taking the alias; what it raises is shown in the panel, not raised."""
+
+    def __init__(self, board: ProbeBoard, aliases: Optional[Sequence[str]] = None,
+                 actions: Optional[Dict[str, Callable[[str], Any]]] = None,
+                 poke: Optional[Callable[[], None]] = None, title: str = "") -> None:
+        super().__init__()
+        self.board = board
+        self.aliases = list(aliases) if aliases is not None else None
+        self.title = title or ("probes" if self.aliases is None else "probe " + ", ".join(self.aliases))
+        self.notice = ""
+        self.rows: List[ProbeRow] = []
+        self._signature: Any = None
+        self._poke = poke or (lambda: None)
+        for name, fn in (actions or {}).items():
+            self.on_action(name, self._guarded(name, fn))
+        board.poll(force=True)
+        self.html = self.compute(time.time())["html"]  # type: ignore[index]
+
+    # ------------------------------------------------------------------ live
+    def compute(self, now: float) -> Optional[Dict[str, Any]]:
+        self.board.poll(now)
+        rows = self.board.rows(self.aliases, now)
+        signature = (tuple((r.alias, r.status, r.health, r.hits, r.rate, round(r.expires_at), r.last, r.reason)
+                           for r in rows), self.notice)
+        self.rows = rows
+        if signature == self._signature:
+            return None
+        self._signature = signature
+        return {"html": self._render(rows, now)}
+
+    def _guarded(self, name: str, fn: Callable[[str], Any]) -> Callable[[str, str], None]:
+        def run(_action: str, alias: str) -> None:
+            try:
+                fn(alias)
+                self.notice = ""
+            except Exception as exc:  # shown where the click was; the kernel is not disturbed
+                self.notice = f"{name} {alias}: " + " ".join(str(exc).split())[:300]
+            self._poke()
+        return run
+
+    # ------------------------------------------------------------------ views
+    def _render(self, rows: List[ProbeRow], now: float) -> str:
+        cells, attrs = [], []
+        for r in rows:
+            live = r.status in _LIVE
+            ttl = (f'<span class="pb-ttl" data-ttl="{max(0.0, r.expires_at - now):.0f}">'
+                   f"{fmt_seconds(r.expires_at - now)}</span>") if r.expires_at and live else "—"
+            buttons = "".join(f'<button data-action="{a}" data-alias="{esc(r.alias)}">{a}</button>'
+                              for a in ("extend", "remove") if live and a in self._actions)
+            status = badge(r.status) + (f' <span class="pb-note">{esc(r.reason)}</span>' if r.reason else "")
+            cells.append([
+                f"<b>{esc(r.alias)}</b>", esc(r.kind), f"{esc(r.service)} · {esc(r.where)}", status, badge(r.health),
+                f'<span class="pb-hits" data-hits="{r.hits}">{r.hits}</span>', f"{r.rate:g}/s", ttl,
+                f'<div class="pb-last" title="{esc(r.last)}">{esc(r.last)}</div>', buttons])
+            attrs.append(f'data-alias="{esc(r.alias)}"')
+        body = table(_HEADERS, cells, attrs) if rows else '<div class="pb-note">no probes yet: %probe log ...</div>'
+        if self.notice:
+            body += f'<div class="pb-note pb-notice">{esc(self.notice)}</div>'
+        return panel(self.title, body, "probes")
+
+    def text(self) -> str:
+        lines = [self.title]
+        for r in self.rows:
+            ttl = fmt_seconds(r.expires_at - time.time()) if r.expires_at else "-"
+            lines.append(f"  {r.alias}: {r.kind} {r.service} {r.where} {r.status} ({r.health}) hits={r.hits} "
+                         f"rate={r.rate:g}/s ttl={ttl} last={r.last[:60]!r}")
+        return "\n".join(lines)
+
+    def frame(self) -> pl.DataFrame:
+        """The rows as a polars frame (what the panel shows, as data)."""
+        return pl.DataFrame([vars(r) for r in self.rows]) if self.rows else pl.DataFrame()
+
+    def plot(self) -> Any:
+        """A plotly figure of this panel's metric probes over time (one line per instance)."""
+        from .plots import metric_figure
+
+        names = []
+        for rec in list(self.board.inv.records.values()):
+            if rec.kind == "metric" and (self.aliases is None or rec.alias in self.aliases):
+                metric = rec.spec.get("metric") or {}
+                names.append((rec.service, metric.get("name") if isinstance(metric, dict) else str(metric)))
+        if not names:
+            raise ValueError(f"{self.title}: no metric probe to plot; place one with %probe metric ...")
+        frames = [self.board.inv.metric_frame(name).filter(pl.col("service") == service) for service, name in names]
+        return metric_figure(pl.concat(frames), title=", ".join(n for _, n in names))

@@ -1,0 +1,148 @@
+"""HTML and text for every panel, rendered in Python once and used twice: as the live widget's
+content and as the static fallback that nbconvert and GitHub show.
+
+Everything that came from a service is escaped: captured values are the target's data, never markup.
+
+>>> node_text({"type": "str", "not_captured": "redacted"})
+'<redacted>'
+>>> node_text({"type": "list", "elements": [{"type": "int", "value": 1}], "size": 40, "truncated": True})
+'list[40] (truncated)'
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any, Iterable, List, Mapping, Optional, Sequence
+
+__all__ = ["CSS", "esc", "table", "badge", "node_text", "node_html", "fmt_seconds", "panel", "json_text"]
+
+CSS = """
+.pb-panel { font: 12px/1.45 var(--jp-code-font-family, ui-monospace, monospace); color: var(--jp-ui-font-color1, #222); }
+.pb-panel table { border-collapse: collapse; margin: 2px 0; }
+.pb-panel th, .pb-panel td { padding: 2px 8px; border-bottom: 1px solid var(--jp-border-color2, #ddd); text-align: left;
+  vertical-align: top; }
+.pb-panel th { font-weight: 600; }
+.pb-title { font-weight: 600; margin: 2px 0 4px; }
+.pb-note { color: var(--jp-ui-font-color2, #666); }
+.pb-badge { display: inline-block; padding: 0 5px; border-radius: 3px; background: #eee; color: #333; }
+.pb-ok { background: #dff3e2; color: #17612a; }
+.pb-warn { background: #fff1cc; color: #7a5200; }
+.pb-bad { background: #fbdada; color: #8a1111; }
+.pb-mark { display: inline-block; padding: 0 4px; border-radius: 3px; background: #eee; color: #6a3d9a; font-size: 11px; }
+.pb-panel details > summary { cursor: pointer; }
+.pb-panel ul { list-style: none; margin: 0; padding-left: 16px; }
+.pb-panel button { font-size: 11px; margin-right: 4px; cursor: pointer; }
+.pb-last { max-width: 420px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+"""
+
+_BAD = {"error", "disabled", "down", "failed", "unhealthy", "refused"}
+_WARN = {"expired", "removed", "pending", "degraded", "unknown", "waiting", "timed out"}
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def badge(text: str) -> str:
+    """A status word coloured by what it means (ok, a warning, a failure)."""
+    words = set(str(text).replace("/", " ").split())
+    cls = "pb-bad" if words & _BAD else "pb-warn" if words & _WARN else "pb-ok"
+    return f'<span class="pb-badge {cls}">{esc(text)}</span>'
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]], attrs: Optional[List[str]] = None) -> str:
+    """A table of cells that are already HTML; `attrs` adds attributes to each row."""
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = []
+    for i, row in enumerate(rows):
+        extra = f" {attrs[i]}" if attrs else ""
+        body.append(f"<tr{extra}>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def panel(title: str, body: str, kind: str) -> str:
+    """The outer box every widget shares (one class per widget kind, for styling and tests)."""
+    return f'<div class="pb-panel pb-{kind}"><style>{CSS}</style><div class="pb-title">{esc(title)}</div>{body}</div>'
+
+
+def fmt_seconds(seconds: float) -> str:
+    """`2m05s`, `45s`, `1h02m`."""
+    s = max(0, int(round(seconds)))
+    if s >= 3600:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+# ---------------------------------------------------------------------- captured values
+def _marker(node: Mapping[str, Any]) -> str:
+    """What a cut node says about itself: redacted, depth, cycle, limit, error, truncated."""
+    parts = []
+    if node.get("not_captured"):
+        why = str(node["not_captured"])
+        if why == "error" and node.get("error"):
+            why = f"error: {node['error']}"
+        parts.append(why)
+    if node.get("truncated"):
+        parts.append("truncated")
+    return ", ".join(parts)
+
+
+def node_text(node: Any, limit: int = 80) -> str:
+    """One short line for a captured value (docs/capture.md node format)."""
+    if not isinstance(node, Mapping):
+        return str(node)[:limit]
+    kind = str(node.get("type", "?"))
+    if node.get("not_captured") and "size" not in node:
+        return f"<{_marker(node)}>"
+    if "value" in node and "entries" not in node and "elements" not in node:
+        value = node["value"]
+        text = repr(value) if isinstance(value, str) and kind == "str" else str(value)
+        if node.get("enum"):
+            text = f"{kind}.{node['enum']}"
+        text = text if len(text) <= limit else text[: limit - 1] + "…"
+        return text + (" (truncated)" if node.get("truncated") else "")
+    if "summary" in node:
+        return f"<{kind} {node['summary']}>"
+    size = node.get("size")
+    if size is None:
+        size = len(node.get("elements") or node.get("entries") or node.get("fields") or ())
+    mark = _marker(node)
+    return f"{kind}[{size}]" + (f" ({mark})" if mark else "")
+
+
+def _children(node: Mapping[str, Any]) -> List[tuple]:
+    if "elements" in node:
+        return [(f"[{i}]", child) for i, child in enumerate(node["elements"])]
+    if "entries" in node:
+        return [(node_text(k, 40), v) for k, v in node["entries"]]
+    out = []
+    if isinstance(node.get("args"), Mapping):
+        out.append(("args", node["args"]))
+    if isinstance(node.get("fields"), Mapping):
+        out.extend(node["fields"].items())
+    return out
+
+
+def node_html(name: str, node: Any, open_levels: int = 1) -> str:
+    """An expandable tree (native <details>, so it also works without JavaScript)."""
+    label = f"<b>{esc(name)}</b>"
+    if not isinstance(node, Mapping):
+        return f"<li>{label} = {esc(node)}</li>"
+    kind = esc(node.get("type", "?"))
+    mark = _marker(node)
+    mark_html = f' <span class="pb-mark">{esc(mark)}</span>' if mark else ""
+    kids = _children(node)
+    if not kids:
+        return f'<li>{label}: <span class="pb-note">{kind}</span> = {esc(node_text(node, 200))}{mark_html}</li>'
+    inner = "".join(node_html(k, v, open_levels - 1) for k, v in kids)
+    opened = " open" if open_levels > 0 else ""
+    return (f"<li><details{opened}><summary>{label}: <span class=\"pb-note\">{esc(node_text(node))}</span>"
+            f"{mark_html}</summary><ul>{inner}</ul></details></li>")
+
+
+def json_text(value: Any) -> str:
+    """Pretty JSON for "copy as JSON"."""
+    return json.dumps(value, indent=2, default=str, sort_keys=False)

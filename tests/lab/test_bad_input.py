@@ -1,0 +1,133 @@
+"""Bad input gets one line that names what to fix, and `lab down` still cleans everything up.
+
+The tests that start labs of their own come first, before the session's shared lab exists."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+
+import pytest
+
+from conftest import lab_cli, lab_processes
+from probebook.lab.errors import LabError
+from probebook.lab.runner import Lab, LabOptions
+from probebook.lab.scenarios import find_scenario
+from probebook.lab.verify import matching
+
+
+def _one_line(stderr: str) -> str:
+    lines = [l for l in stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got: {stderr!r}"
+    return lines[0]
+
+
+def _scenario_folder(root, name: str, scenario: str, truth: str = None) -> str:
+    folder = root / name
+    folder.mkdir()
+    (folder / "scenario.toml").write_text(scenario)
+    truth = truth or ('verdict = "proven"\nservice = "orders"\nlocus = "x"\nfault_type = "x"\ntrigger = "x"\n'
+                      'mitigation = "x"\ncheck = "x"\n[evidence]\nservice = "orders"\n'
+                      'probe = { kind = "exception", where = "shop.pricing:order_total" }\nproof = { absent = true }\n')
+    (folder / "ground_truth.toml").write_text(truth)
+    return str(folder)
+
+
+def test_malformed_scenario_files_are_named(tmp_path):
+    _scenario_folder(tmp_path, "broken", 'title = "unterminated\n')
+    out = lab_cli("scenarios", "--scenarios", str(tmp_path))
+    assert out.returncode == 1
+    line = _one_line(out.stderr)
+    assert "broken/scenario.toml: not valid TOML" in line
+    os.rename(tmp_path / "broken", tmp_path / "gone")
+    (tmp_path / "gone" / "scenario.toml").write_text('title = "t"\n[[inject]]\naction = "explode"\n')
+    out = lab_cli("scenarios", "--scenarios", str(tmp_path))
+    assert "unknown action 'explode'; use one of deploy" in _one_line(out.stderr)
+
+
+def test_unknown_scenario_fails_before_anything_starts(tmp_path):
+    state = str(tmp_path / "state")
+    out = lab_cli("up", "--scenario", "no-such-thing", "--state-dir", state)
+    assert out.returncode == 1
+    line = _one_line(out.stderr)
+    assert "unknown scenario 'no-such-thing'; known:" in line and "wrong-config" in line
+    assert lab_processes(state) == []
+
+
+def test_port_taken_is_named_and_down_cleans_up(tmp_path):
+    state = str(tmp_path / "state")
+    holder = socket.socket()
+    base = 0
+    for candidate in range(23100, 24000, 10):  # below the ephemeral range; 8 consecutive ports
+        try:
+            holder.bind(("127.0.0.1", candidate + 3))
+            base = candidate
+            break
+        except OSError:
+            continue
+    holder.listen()
+    try:
+        out = lab_cli("up", "--base-port", str(base), "--state-dir", state, "--rps", "4")
+    finally:
+        holder.close()
+    assert out.returncode == 1
+    assert f"port {base + 3} (for orders) is already in use" in _one_line(out.stderr)
+    down = lab_cli("down", "--state-dir", state)
+    assert down.returncode == 0
+    assert lab_processes(state) == []
+
+
+def test_without_prometheus_the_lab_says_so_and_its_health_check_sees_the_symptom(tmp_path):
+    state = str(tmp_path / "state")
+    env = {**os.environ, "PATH": str(tmp_path)}  # no prometheus, no alertmanager on this PATH
+    out = lab_cli("up", "--state-dir", state, "--rps", "12", env=env)
+    try:
+        assert out.returncode == 0, out.stderr
+        assert "skipped: prometheus and prometheus-alertmanager not installed" in out.stdout
+        status = lab_cli("status", "--state-dir", state, env=env)
+        assert "monitoring skipped" in status.stdout and "alerts firing (lab health check)" in status.stdout
+        lab = Lab.attach(state)
+        scenario = find_scenario("control-external")
+        lab_cli("inject", "control-external", "--state-dir", state, env=env)
+        deadline = time.monotonic() + 40
+        while not matching(lab.firing(), scenario) and time.monotonic() < deadline:
+            pass
+        assert matching(lab.firing(), scenario), "the lab health check did not see HighErrorRate"
+        assert lab_cli("recover", "--state-dir", state, env=env).returncode == 0
+        deadline = time.monotonic() + 30
+        while matching(lab.firing(), scenario) and time.monotonic() < deadline:
+            pass
+        assert not matching(lab.firing(), scenario)
+    finally:
+        lab_cli("down", "--state-dir", state, env=env)
+    assert lab_processes(state) == []
+
+
+def test_a_lab_already_running_is_not_started_twice(lab):
+    with pytest.raises(LabError, match="already running"):
+        Lab(LabOptions(state_dir=lab.state)).up()
+
+
+def test_unknown_scenario_on_a_running_lab(lab):
+    out = lab_cli("inject", "nope", "--state-dir", lab.state)
+    assert out.returncode == 1 and "unknown scenario 'nope'" in _one_line(out.stderr)
+    assert lab.manifest["scenario"] is None
+
+
+def test_a_release_that_fails_to_start_is_named_and_the_old_one_keeps_serving(lab, tmp_path):
+    folder = _scenario_folder(tmp_path, "broken-release", (
+        'title = "a release with a syntax error"\n[[inject]]\naction = "deploy"\nservice = "orders"\n'
+        'version = "9.9.9"\nedits = [{ file = "shop/orders.py", find = "class PriceCache:", '
+        'replace = "class PriceCache(:" }]\n'))
+    out = lab_cli("inject", folder, "--state-dir", lab.state)
+    assert out.returncode == 1
+    line = _one_line(out.stderr)
+    assert "orders 9.9.9 failed to start (exited)" in line and "SyntaxError" in line and "orders.out" in line
+    assert "probebook lab recover" in line
+    fresh = Lab.attach(lab.state)
+    assert fresh.service("orders")["version"] == "2.7.1" and fresh.procs.alive("orders")
+    assert lab_cli("recover", "--state-dir", lab.state).returncode == 0
+    lab._manifest = None  # re-read what the CLI wrote
+    assert lab.manifest["scenario"] is None
