@@ -113,6 +113,23 @@ class EvidenceStore:
                                 {"s": service, "i": instance_id}).fetchall()
         return int(row[0][0])
 
+    def write(self, statement: str, params: Optional[Any] = None) -> None:
+        """Run one writing statement (DDL, INSERT, UPDATE) under the store's write lock."""
+        with self._write:
+            self._con.execute(statement, params) if params is not None else self._con.execute(statement)
+
+    def insert_rows(self, table: str, rows: List[Mapping[str, Any]], schema: "pa.Schema") -> int:
+        """Append `rows` (dicts) to `table`, whose columns are `schema`'s, in that order."""
+        if not rows:
+            return 0
+        with self._write:
+            self._con.register("_pb_rows", pa.Table.from_pylist(rows, schema=schema))
+            try:
+                self._con.execute(f"INSERT INTO {table} SELECT * FROM _pb_rows")
+            finally:
+                self._con.unregister("_pb_rows")
+        return len(rows)
+
     def add_timeline(self, text: str, source: str = "mark", ref: Optional[str] = None,
                      ts: Optional[float] = None) -> str:
         """A timeline entry (a person's note, a probe placed, an alert); returns its evidence id."""
