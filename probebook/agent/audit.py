@@ -33,7 +33,7 @@ try:  # Unix: lets worker processes share one chain
 except ImportError:  # pragma: no cover - Windows: one process per file
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["AuditEntry", "AuditLog", "VerifyResult", "GENESIS", "entry_hash", "verify"]
+__all__ = ["AuditEntry", "AuditLog", "VerifyResult", "GENESIS", "canonical_json", "entry_hash", "verify"]
 
 GENESIS = "0" * 64
 _FIELDS = ("seq", "ts", "who", "action", "target", "result", "prev", "hash")
@@ -64,14 +64,15 @@ class VerifyResult:
     entries: int = 0
 
 
-def _canonical(fields: Dict[str, Any]) -> str:
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no spaces, UTF-8 kept: the bytes the audit chain hashes and fleet commands sign."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def entry_hash(fields: Dict[str, Any]) -> str:
     """The chain hash of an entry given as a dict (its "hash" key, if any, is ignored)."""
     body = {k: v for k, v in fields.items() if k != "hash"}
-    return hashlib.sha256((str(body.get("prev", "")) + _canonical(body)).encode("utf-8")).hexdigest()
+    return hashlib.sha256((str(body.get("prev", "")) + canonical_json(body)).encode("utf-8")).hexdigest()
 
 
 def _clip(text: Any) -> str:
@@ -113,7 +114,7 @@ class AuditLog:
             fields: Dict[str, Any] = {"seq": seq + 1, "ts": round(time.time(), 6), "who": who, "action": action,
                                       "target": target, "result": result, "prev": prev}
             fields["hash"] = entry_hash(fields)
-            line = ("\n" if torn else "") + _canonical(fields) + "\n"
+            line = ("\n" if torn else "") + canonical_json(fields) + "\n"
             os.write(fd, line.encode("utf-8"))
             now = time.monotonic()
             if now - self._last_sync >= _FSYNC_EVERY:

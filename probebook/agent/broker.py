@@ -29,6 +29,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from .audit import canonical_json
 from .limits import RateLimiter
 from .resp import Backoff, RedisClient, RedisReplyError, Subscriber
 
@@ -64,11 +65,6 @@ class FleetKeys:
     def for_service(cls, service: str) -> "FleetKeys":
         base = f"probebook:{service}"
         return cls(f"{base}:instances", f"{base}:commands", f"{base}:replies", f"{base}:events")
-
-
-def canonical_json(value: Any) -> str:
-    """Sorted keys, no spaces, UTF-8 kept: the bytes both sides sign."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def sign_command(secret: str, command_id: str, op: str, args: Mapping[str, Any]) -> str:
