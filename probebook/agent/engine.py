@@ -61,14 +61,26 @@ class ProbeInfo:
     spec: Dict[str, Any]
 
 
+_BACKEND: Optional[Tuple[Any, int]] = None
+_BACKEND_LOCK = threading.Lock()
+
+
 def _new_backend() -> Tuple[Any, int]:
-    if sys.version_info >= (3, 12):
-        from .monitor import MonitoringBackend
+    """The process's instrumentation backend, shared by every Agent: there is one set of
+    `sys.monitoring` callbacks per tool id, and one truth about which code objects are ours.
+    (One agent per process is the normal case; `probebook.agent.start` makes sure of it.)"""
+    global _BACKEND
+    with _BACKEND_LOCK:
+        if _BACKEND is None:
+            if sys.version_info >= (3, 12):
+                from .monitor import MonitoringBackend
 
-        return MonitoringBackend(), 2  # hooks run inside a monitoring callback
-    from .codeswap import CodeSwapBackend
+                _BACKEND = (MonitoringBackend(), 2)  # hooks run inside a monitoring callback
+            else:
+                from .codeswap import CodeSwapBackend
 
-    return CodeSwapBackend(), 1
+                _BACKEND = (CodeSwapBackend(), 1)
+        return _BACKEND
 
 
 class Agent:
@@ -232,8 +244,6 @@ class Agent:
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(2.0)
-        if self._backend is not None and hasattr(self._backend, "close"):
-            self._backend.close()
 
     # ---------------------------------------------------------------- building and installing
     def _build(self, spec: ProbeSpec) -> ProbeRuntime:
