@@ -6,21 +6,25 @@ PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $$HOME/.pyenv)
 # test-main runs everything on 3.11; the conformance suite also runs on each of these found
 CONFORMANCE_PYTHONS ?= 3.9 3.10 3.12 3.13
 
-.PHONY: venv demo test test-main test-conformance bench clean
+.PHONY: venv system-deps demo test test-main test-conformance bench clean
 
 $(VENV)/.installed: pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "need $(PY) on PATH (or run: make PY=python3)"; exit 1; }
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e ".[lab,test,bench]"
+	$(VENV)/bin/pip install -q -e ".[lab,test]"
 	touch $@
 
 venv: $(VENV)/.installed
 
-demo: venv
+# Debian packages (prometheus, alertmanager, redis, chromium, wrk): installed where apt and root allow
+system-deps:
+	@./.ci/apt-install
+
+demo: venv system-deps
 	$(VENV)/bin/python -m probebook.demo
 
-test: venv test-main test-conformance
+test: venv system-deps test-main test-conformance
 
 test-main: venv
 	$(VENV)/bin/python -m pytest -q tests
@@ -39,7 +43,8 @@ test-conformance:
 	  ran="$$ran $$v"; \
 	done; echo "conformance ran on:$$ran"
 
-bench: venv
+bench: venv system-deps
+	$(VENV)/bin/pip install -q -e ".[bench]"
 	$(VENV)/bin/python -m bench.run
 
 clean:
