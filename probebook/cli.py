@@ -161,7 +161,9 @@ def _audit_verify(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- the registry
-COMMANDS: List[Register] = [_add_agent, _add_audit]
+from probebook.connectors.cli_alerts import register as _add_alerts  # noqa: E402
+
+COMMANDS: List[Register] = [_add_agent, _add_audit, _add_alerts]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,17 +5,17 @@ Defaults < environment (``PROBEBOOK_EVIDENCE``, ``PROBEBOOK_DEFAULT_TTL``, ``PRO
 
     %config Probebook.evidence_path = "incident-42.duckdb"
     %config Probebook.default_ttl = "5m"
+
+Values are checked where they are used, so a wrong one is a one-line `UsageError` in the cell that
+uses it (a value refused here would instead break every later `%load_ext`).
 """
 
 from __future__ import annotations
 
 import os
 
-from traitlets import Float, TraitError, Unicode, default, validate
+from traitlets import Float, Unicode, default
 from traitlets.config import Configurable
-
-from probebook.agent.errors import SpecError
-from probebook.agent.spec import parse_duration
 
 __all__ = ["Probebook"]
 
@@ -34,8 +34,8 @@ class Probebook(Configurable):
     default_ttl = Unicode(help="TTL of probes placed without --ttl, e.g. 15m.").tag(config=True)
     default_wait = Unicode(help="How long %%snapshot waits without --wait, e.g. 30s.").tag(config=True)
     extend_ttl = Unicode("15m", help="The fresh TTL the extend button gives a probe.").tag(config=True)
-    update_hz = Float(10.0, help="Most updates a second of a live panel (at most 10).").tag(config=True)
-    status_interval = Float(1.0, help="Seconds between asking the agents for probe status.").tag(config=True)
+    update_hz = Float(10.0, help="Most updates a second of a live panel (0.1 to 10).").tag(config=True)
+    status_interval = Float(1.0, help="Seconds between asking the agents for probe status (>= 0.2).").tag(config=True)
 
     @default("evidence_path")
     def _default_evidence(self) -> str:
@@ -48,26 +48,3 @@ class Probebook(Configurable):
     @default("default_wait")
     def _default_wait(self) -> str:
         return os.environ.get("PROBEBOOK_DEFAULT_WAIT", "30s")
-
-    @validate("default_ttl", "default_wait", "extend_ttl")
-    def _check_duration(self, proposal: dict) -> str:
-        name = proposal["trait"].name
-        try:
-            parse_duration(proposal["value"], name)
-        except SpecError as exc:
-            raise TraitError(str(exc)) from None
-        return proposal["value"]
-
-    @validate("update_hz")
-    def _check_hz(self, proposal: dict) -> float:
-        value = float(proposal["value"])
-        if not 0.1 <= value <= 10.0:
-            raise TraitError(f"update_hz: expected 0.1 to 10 updates a second, got {value:g}")
-        return value
-
-    @validate("status_interval")
-    def _check_interval(self, proposal: dict) -> float:
-        value = float(proposal["value"])
-        if value < 0.2:
-            raise TraitError(f"status_interval: at least 0.2 seconds, got {value:g}")
-        return value

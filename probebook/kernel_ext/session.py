@@ -7,7 +7,7 @@ can mix magics and plain Python calls.
 from __future__ import annotations
 
 import os
-from typing import Any, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from probebook.session import Investigation, SessionError
 from probebook.widgets import LivePublisher, ProbeBoard, ProbePanel, TimelineView, kernel_dispatch
@@ -26,6 +26,7 @@ class KernelSession:
         self._inv: Optional[Investigation] = None
         self._board: Optional[ProbeBoard] = None
         self._publisher: Optional[LivePublisher] = None
+        self._live: Dict[Any, Any] = {}  # what a panel shows -> the panel kept live for it
 
     # ------------------------------------------------------------------ the investigation
     def evidence_path(self) -> str:
@@ -47,12 +48,14 @@ class KernelSession:
                 why = " ".join(str(exc).split())[:200]
                 raise SessionError(f"cannot open the evidence file {path}: {why}; "
                                    f"choose another with %config Probebook.evidence_path = 'FILE'") from None
+            # the board listens from the start, so panels count every event, even those before them
+            self._board = ProbeBoard(self._inv, poll_interval=max(0.2, self.config.status_interval))
         return self._inv
 
     @property
     def board(self) -> ProbeBoard:
-        if self._board is None:
-            self._board = ProbeBoard(self.investigation(), poll_interval=self.config.status_interval)
+        self.investigation()
+        assert self._board is not None
         return self._board
 
     @property
@@ -69,13 +72,22 @@ class KernelSession:
             "remove": lambda alias: inv.remove(alias),
             "extend": lambda alias: inv.extend(alias, self.config.extend_ttl),
         })
-        self.publisher.add(panel)
+        self._go_live(("probes", tuple(aliases) if aliases is not None else None), panel)
         return panel
 
     def timeline_view(self) -> TimelineView:
         view = TimelineView(self.investigation())
-        self.publisher.add(view)
+        self._go_live(("timeline",), view)
         return view
+
+    def _go_live(self, key: Any, view: Any) -> None:
+        """Only the newest view of the same thing stays live: a cell run again leaves its old
+        panel (whose output JupyterLab has cleared) frozen, so re-runs never add traffic."""
+        old = self._live.get(key)
+        if old is not None:
+            self.publisher.discard(old)
+        self._live[key] = view
+        self.publisher.add(view)
 
     def close(self) -> List[str]:
         """Stop the panels, remove the probes still live, close the evidence file."""
@@ -90,4 +102,5 @@ class KernelSession:
             finally:
                 self._inv.close()
         self._inv = self._board = self._publisher = None
+        self._live.clear()
         return removed

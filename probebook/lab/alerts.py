@@ -74,7 +74,7 @@ class AlertRule:
             return f"max by ({by}) (deriv({self.metric}{_sel(self.selector)}[{window}])) {self.op} {self.threshold:g}"
         if self.form == "rate_ratio":
             top = f"sum(rate({self.metric}{_sel(self.selector)}[{window}]))"
-            bottom = f"sum(rate({self.metric}{_sel(self.selector2)}[{window}]))"
+            bottom = f"sum(rate({self.metric2 or self.metric}{_sel(self.selector2)}[{window}]))"
             return f"({top} / {bottom}) {self.op} {self.threshold:g} and {bottom} > {self.min_rate:g}"
         if self.form == "down":
             return 'up{service!=""} == 0'
@@ -91,7 +91,7 @@ class AlertRule:
                 total = _rates(before, after, dt, "http_requests_total", {}, self.by)
             else:
                 bad = _rates(before, after, dt, self.metric, self.selector, ())
-                total = _rates(before, after, dt, self.metric, self.selector2, ())
+                total = _rates(before, after, dt, self.metric2 or self.metric, self.selector2, ())
             values = {k: bad.get(k, 0.0) / v for k, v in total.items() if v > self.min_rate}
         elif self.form == "latency_p95":
             buckets: Dict[Tuple[str, ...], Dict[float, float]] = defaultdict(dict)
@@ -190,9 +190,9 @@ RULES: Dict[str, AlertRule] = {r.name: r for r in (
     AlertRule("QueueBacklog", "gauge_above", 30, "more than 30 jobs wait in the queue", metric="queue_depth"),
     AlertRule("CacheGrowth", "growth", 2.0, "the availability cache grows by more than 2 entries a second",
               metric="cache_entries", selector={"cache": "availability"}),
-    AlertRule("RetryAmplification", "rate_ratio", 2.5, "more than 2.5 payment attempts per checkout",
-              metric="http_requests_total", selector={"service": "payments", "route": "/charges"},
-              selector2={"service": "gateway", "route": "/api/checkout"}),
+    AlertRule("RetryAmplification", "rate_ratio", 2.5, "orders makes more than 2.5 payment attempts per checkout",
+              metric="http_client_requests_total", selector={"service": "orders", "target": "payments"},
+              metric2="http_requests_total", selector2={"service": "gateway", "route": "/api/checkout"}),
     AlertRule("MemoryHigh", "gauge_above", 400e6, "a service holds more than 400 MB",
               metric="process_resident_memory_bytes"),
     AlertRule("ServiceDown", "down", 0, "Prometheus cannot scrape the service"),

@@ -64,7 +64,7 @@ class Lab:
     def __init__(self, options: Optional[LabOptions] = None) -> None:
         self.options = options or LabOptions()
         self.state = os.path.abspath(self.options.state_dir)
-        self.procs = ProcessTable(self.state) if os.path.isdir(self.state) else None
+        self.procs = ProcessTable(self.state)
         self.changes = ChangeLog(self.path("changes.jsonl"))
         self._manifest: Optional[Dict[str, Any]] = None
 
@@ -120,7 +120,7 @@ class Lab:
 
     # ---------------------------------------------------------------- up
     def running(self) -> List[str]:
-        return [n for n in (self.procs.names() if self.procs else []) if self.procs and self.procs.alive(n)]
+        return [n for n in self.procs.names() if self.procs.alive(n)]
 
     def up(self, scenario: Optional[str] = None) -> Dict[str, Any]:
         """Start everything; on any failure stop what was started and raise a one-line `StartError`."""
@@ -168,7 +168,10 @@ class Lab:
         services = {}
         for svc in SERVICES:
             self.write_json(f"config/{svc.name}.json", {})
+            metrics_port = ports.get(f"{svc.name} metrics", 0)
             services[svc.name] = {"port": ports[svc.name], "url": f"http://127.0.0.1:{ports[svc.name]}",
+                                  "metrics_port": metrics_port,
+                                  "metrics_url": f"http://127.0.0.1:{metrics_port}" if metrics_port else None,
                                   "version": svc.version, "probed": svc.probed, "role": svc.role,
                                   "release": build_release(self.path("releases"), svc.name, svc.version),
                                   "log": self.path("logs", f"{svc.name}.jsonl"),
@@ -184,7 +187,8 @@ class Lab:
 
     def _ports(self) -> Dict[str, int]:
         base, ports, taken = self.options.base_port, {}, set()
-        names = [s.name for s in SERVICES] + ["prometheus", "alertmanager"]
+        names = [s.name for s in SERVICES] + [f"{s.name} metrics" for s in SERVICES if s.probed] + [
+            "prometheus", "alertmanager"]
         for i, name in enumerate(names):
             if base:
                 port = base + i
@@ -218,7 +222,7 @@ class Lab:
         with ThreadPoolExecutor(max_workers=len(SERVICES)) as pool:
             list(pool.map(self.wait_service, [s.name for s in SERVICES]))
         self._wait_monitoring()
-        self.procs.spawn("loadgen", [sys.executable, "-m", "probebook.lab.loadgen", "--state", self.state,  # type: ignore[union-attr]
+        self.procs.spawn("loadgen", [sys.executable, "-m", "probebook.lab.loadgen", "--state", self.state,
                                      "--gateway", self.url("gateway"), "--seed", str(self.options.seed)],
                          self.path("logs", "loadgen.out"), env=self._env(None))
 
@@ -239,7 +243,7 @@ class Lab:
         self.write_json(f"run/{name}.json", {
             "name": name, "version": entry["version"], "port": entry["port"], "peers": peers,
             "config": self.path("config", f"{name}.json"), "flags": self.path("config", "flags.json"),
-            "log": entry["log"], "data_dir": self.path("data")})
+            "log": entry["log"], "data_dir": self.path("data"), "metrics_port": entry["metrics_port"]})
         command = [sys.executable, "-m", "shop", svc.name, "--spec", spec_path]
         if svc.probed:
             command = [sys.executable, "-m", "probebook.cli", "agent", "run", "--name", name, "--port", "0",
@@ -252,7 +256,7 @@ class Lab:
             if not port_free(int(entry["port"])):
                 raise StartError(f"port {entry['port']} (for {name}) is already in use; stop what listens there "
                                  f"or start the lab with another --base-port")
-        return self.procs.spawn(slot or name, command, entry["out"], env=self._env(entry["release"]),  # type: ignore[union-attr]
+        return self.procs.spawn(slot or name, command, entry["out"], env=self._env(entry["release"]),
                                 cwd=entry["release"])
 
     def wait_service(self, name: str, pid: Optional[int] = None, slot: Optional[str] = None,
@@ -260,11 +264,11 @@ class Lab:
         """Wait until process `pid` of `name` answers /health and its agent has said where it listens."""
         entry = self.service(name)
         slot = slot or name
-        pid = pid or self.procs.pid(slot)  # type: ignore[union-attr]
+        pid = pid or self.procs.pid(slot)
         port_file = self.path("run", f"{name}.agent.json")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self.procs.alive(slot):  # type: ignore[union-attr]
+            if not self.procs.alive(slot):
                 break
             agent = _read_json_file(port_file) if entry["probed"] else {"pid": pid}
             if agent.get("pid") == pid and _health_pid(entry["url"]) == pid:
@@ -272,7 +276,7 @@ class Lab:
                 return
             time.sleep(0.05)
         why = tail(entry["out"]) or "no output"
-        state = "exited" if not self.procs.alive(slot) else f"did not answer within {timeout:g}s"  # type: ignore[union-attr]
+        state = "exited" if not self.procs.alive(slot) else f"did not answer within {timeout:g}s"
         raise StartError(f"{name} {entry['version']} failed to start ({state}): {why} -- see {entry['out']}")
 
     def restart_service(self, name: str, version: Optional[str] = None, release: Optional[str] = None) -> None:
@@ -282,23 +286,23 @@ class Lab:
         previous = (entry["version"], entry["release"])
         if version:
             entry["version"], entry["release"] = version, release
-        handoff = self.procs.alive(name)  # type: ignore[union-attr]
+        handoff = self.procs.alive(name)
         slot = f"{name}~next" if handoff else name
         if not handoff:
-            self.procs.stop(name)  # type: ignore[union-attr]
+            self.procs.stop(name)
         try:
             pid = self.spawn_service(name, slot if handoff else None)
             self.wait_service(name, pid, slot)
         except BaseException:
-            self.procs.stop(slot)  # type: ignore[union-attr]
+            self.procs.stop(slot)
             if handoff:  # the old release keeps serving
                 entry["version"], entry["release"] = previous
             raise
         finally:
             self.save_manifest()
         if handoff:
-            self.procs.stop(name)  # type: ignore[union-attr]
-            self.procs.rename(slot, name)  # type: ignore[union-attr]
+            self.procs.stop(name)
+            self.procs.rename(slot, name)
             self.save_manifest()
 
     def deploy(self, name: str, version: str, edits: Sequence[Edit] = (), code: Optional[str] = None) -> str:
@@ -319,12 +323,12 @@ class Lab:
             mon["skipped"] = (f"{' and '.join(missing)} not installed (apt-get install -y prometheus "
                               f"prometheus-alertmanager); the lab's own health check evaluates the alert rules")
             return
-        targets = {s.name: self.service(s.name)["port"] for s in SERVICES if s.probed}
+        targets = {s.name: self.service(s.name)["metrics_port"] for s in SERVICES if s.probed}
         am_port, prom_port = self._monitor_ports["alertmanager"], self._monitor_ports["prometheus"]
         paths = write_configs(self.path("monitoring"), targets, am_port, self.options.scrape, self.options.window)
-        self.procs.spawn("alertmanager", alertmanager_argv(paths, self.path("monitoring", "am-data"), am_port),  # type: ignore[union-attr]
+        self.procs.spawn("alertmanager", alertmanager_argv(paths, self.path("monitoring", "am-data"), am_port),
                          self.path("logs", "alertmanager.out"))
-        self.procs.spawn("prometheus", prometheus_argv(paths, self.path("monitoring", "prom-data"), prom_port),  # type: ignore[union-attr]
+        self.procs.spawn("prometheus", prometheus_argv(paths, self.path("monitoring", "prom-data"), prom_port),
                          self.path("logs", "prometheus.out"))
         mon["prometheus"], mon["alertmanager"] = f"http://127.0.0.1:{prom_port}", f"http://127.0.0.1:{am_port}"
 
@@ -336,7 +340,7 @@ class Lab:
                 continue
             deadline = time.monotonic() + START_TIMEOUT
             while not ready(url):
-                if not self.procs.alive(name) or time.monotonic() > deadline:  # type: ignore[union-attr]
+                if not self.procs.alive(name) or time.monotonic() > deadline:
                     out = self.path("logs", f"{name}.out")
                     raise StartError(f"{name} failed to start: {tail(out) or 'no output'} -- see {out}")
                 time.sleep(0.1)
@@ -347,20 +351,20 @@ class Lab:
         am = self.manifest["monitoring"].get("alertmanager")
         if am:
             return alertmanager_firing(am)
-        targets = {n: e["url"] for n, e in self.manifest["services"].items() if e["probed"]}
+        targets = {n: e["metrics_url"] for n, e in self.manifest["services"].items() if e["metrics_url"]}
         return health_check(targets, window)
 
     def status(self) -> Dict[str, Any]:
         services = {}
         for name, entry in self.manifest["services"].items():
-            services[name] = {"version": entry["version"], "running": bool(self.procs and self.procs.alive(name)),
+            services[name] = {"version": entry["version"], "running": self.procs.alive(name),
                               "url": entry["url"], "agent_url": entry["agent_url"], "probed": entry["probed"]}
         try:
             users = self.read_json("loadgen.json")
         except (OSError, ValueError):
             users = None
         return {"state_dir": self.state, "scenario": self.manifest.get("scenario"), "services": services,
-                "loadgen": {"running": bool(self.procs and self.procs.alive("loadgen")), "last": users},
+                "loadgen": {"running": self.procs.alive("loadgen"), "last": users},
                 "monitoring": self.manifest["monitoring"]}
 
     # ---------------------------------------------------------------- down
@@ -368,8 +372,7 @@ class Lab:
         """Stop everything recorded in the state directory; answer what was running."""
         if not os.path.isdir(self.state):
             return []
-        procs = self.procs or ProcessTable(self.state)
-        stopped = procs.stop_all()
+        stopped = self.procs.stop_all()
         if os.path.exists(self.path("lab.json")):
             self.manifest["scenario"] = None
             self.save_manifest()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import sys
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 from .local_fleet import LocalFleet
 
@@ -31,6 +31,8 @@ class Order:
         self.user = user
         self.items = items
         self.total = 0.0
+        self.payment_token = f"tok_{order_id:08d}"  # redacted in every capture (by its name)
+        self.note = "gift wrap, " * 30  # longer than a capture keeps: shown truncated
 
 
 def price(order: Order) -> float:
@@ -82,31 +84,20 @@ def where(marker: str) -> str:
 class SampleService(LocalFleet):
     """The sample service under ``probebook agent run`` (one process, a free port, a fresh token file).
 
-    `start()` waits until the agent has written its port file; `stop()` ends the process and removes
-    its directory. Also a ``with`` block.
+    ``with SampleService() as svc`` waits until the agent is up and stops it at the end; or
+    ``svc = SampleService().start()`` and later ``svc.stop()`` (which also removes its directory).
     """
 
     def __init__(self, name: str = "sample", interval: float = 0.02, python: str = sys.executable) -> None:
         # `-c` rather than `-m`: the code then lives in module probebook.lab.sample (not __main__), so
         # `probebook.lab.sample:handle` names it as well as `lab/sample.py:LINE` does
-        run = "import sys; from probebook.lab.sample import main; main()"
+        run = "from probebook.lab.sample import main; main()"
         super().__init__(1, name, target=[python, "-c", run, str(interval)], python=python)
-
-    def start(self, count: Optional[int] = None) -> "SampleService":  # type: ignore[override]
-        super().start(count)
-        try:
-            self.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __enter__(self) -> "SampleService":
-        return self.start()
 
     @property
     def url(self) -> str:
-        return self.urls()[0]
+        """The agent's URL, once its port file is there (waits for it after a bare `start()`)."""
+        return self.wait_ready()[0]
 
     @staticmethod
     def where(marker: str) -> str:

@@ -328,32 +328,48 @@ class Investigation:
         """Place a snapshot probe, wait until `hits` snapshots arrive or `wait` s pass, remove it."""
         if hits < 1:
             raise SessionError("hits must be at least 1")
-        record = self.probe("snapshot", service, where, when=when, capture=list(expressions),
-                            ttl=max(wait + 30, 60), max_hits=hits, rate=max(1, hits), alias=alias)
-        ids = set(record.placed.probe_ids.values()) | {record.fleet_id}
-        got: List[AgentEvent] = []
+        # listen before placing: on a busy service the first snapshot can arrive before probe() returns
+        seen: List[AgentEvent] = []
+        ids: set = set()
         arrived = threading.Event()
+        lock = threading.Lock()
+
+        def matching() -> List[AgentEvent]:
+            with lock:
+                return [e for e in seen if e.probe_id in ids]
 
         def listener(name: str, events: List[AgentEvent]) -> None:
             if name != service:
                 return
-            got.extend(e for e in events if e.kind == "snapshot" and e.probe_id in ids)
-            if len(got) >= hits:
+            with lock:
+                seen.extend(e for e in events if e.kind == "snapshot")
+            if ids and len(matching()) >= hits:
                 arrived.set()
 
         self.collector.listen(listener)
+        try:
+            record = self.probe("snapshot", service, where, when=when, capture=list(expressions),
+                                ttl=max(wait + 30, 60), max_hits=hits, rate=max(1, hits), alias=alias)
+        except BaseException:
+            self.collector.unlisten(listener)
+            raise
+        with lock:
+            ids.update(set(record.placed.probe_ids.values()) | {record.fleet_id})
+        if len(matching()) >= hits:
+            arrived.set()
         deadline = time.monotonic() + wait
         try:
             while not arrived.is_set():
                 left = deadline - time.monotonic()
                 if progress is not None:
-                    progress(len(got), hits, max(0.0, left))
+                    progress(len(matching()), hits, max(0.0, left))
                 if left <= 0:
                     break
                 arrived.wait(min(0.1, left))
         finally:
             self.collector.unlisten(listener)
             self.remove(record.alias)
+        got = matching()
         if progress is not None:
             progress(len(got), hits, max(0.0, deadline - time.monotonic()))
         snaps = got[:hits]

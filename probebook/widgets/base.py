@@ -13,6 +13,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import anywidget
 import traitlets
 
+from .render import CSS
+
 __all__ = ["HtmlPanel"]
 
 _ESM = r"""
@@ -67,6 +69,7 @@ class HtmlPanel(anywidget.AnyWidget):
     """A panel showing `html`; `copy_json` holds what the copy buttons put on the clipboard."""
 
     _esm = _ESM
+    _css = CSS
     html = traitlets.Unicode("").tag(sync=True)
     copy_json = traitlets.List(traitlets.Unicode()).tag(sync=True)
 
@@ -92,12 +95,13 @@ class HtmlPanel(anywidget.AnyWidget):
             fn(str(content.get("action")), str(content.get("alias", "")))
 
     def _repr_html_(self) -> str:
-        return self.html
+        """The static fallback: the panel as it is now, with its styles (no script needed)."""
+        return f"<style>{CSS}</style>{self.html}"
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Tuple[Dict[str, Any], Dict[str, Any]]:
         bundle = super()._repr_mimebundle_(**kwargs)
         data, meta = bundle if isinstance(bundle, tuple) else (bundle or {}, {})
         data = dict(data)
-        data["text/html"] = self.html
+        data["text/html"] = self._repr_html_()
         data["text/plain"] = self.text()
         return data, dict(meta)

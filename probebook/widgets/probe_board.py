@@ -43,6 +43,7 @@ class ProbeRow:
 @dataclass
 class _Seen:
     events: int = 0
+    first: float = 0.0  # when the first event arrived (the rate's window is no longer than that)
     last: Any = None  # the last AgentEvent that was not a status
     status: Tuple[str, str, float] = ("", "", 0.0)  # status, reason, when
     arrivals: Deque[Tuple[float, int]] = None  # type: ignore[assignment]
@@ -106,7 +107,9 @@ class ProbeBoard:
                 seen.last = event
                 counted[alias] = counted.get(alias, 0) + 1
             for alias, n in counted.items():
-                self._seen[alias].arrivals.append((now, n))
+                seen = self._seen[alias]
+                seen.first = seen.first or now
+                seen.arrivals.append((now, n))
 
     def poll(self, now: Optional[float] = None, force: bool = False) -> None:
         """Ask the agents (at most once per `poll_interval` unless `force`)."""
@@ -151,7 +154,7 @@ class ProbeBoard:
                     alias=rec.alias, service=rec.service, kind=rec.kind, where=rec.where, status=status,
                     health=("down: " + " ".join(problem.split())[:160]) if problem else "ok",
                     hits=max(seen.events, polled.hits if polled else 0),
-                    rate=_rate(seen.arrivals, now),
+                    rate=_rate(seen.arrivals, seen.first, now),
                     expires_at=polled.expires_at if polled and status not in _FINAL else 0.0,
                     last=_last_value(seen.last), reason=reason))
         return out
@@ -171,11 +174,12 @@ class ProbeBoard:
         self.inv.collector.unlisten(self._on_events)
 
 
-def _rate(arrivals: Deque[Tuple[float, int]], now: float) -> float:
-    recent = [(t, n) for t, n in arrivals if now - t <= _RATE_WINDOW]
+def _rate(arrivals: Deque[Tuple[float, int]], first: float, now: float) -> float:
+    """Events a second over the last few seconds (over less when the probe is younger than that)."""
+    recent = [n for t, n in arrivals if now - t <= _RATE_WINDOW]
     if not recent:
         return 0.0
-    return round(sum(n for _, n in recent) / _RATE_WINDOW, 1)
+    return round(sum(recent) / max(1.0, min(_RATE_WINDOW, now - first)), 1)
 
 
 def _last_value(event: Any) -> str:

@@ -25,10 +25,6 @@ CSS = """
 .pb-panel th { font-weight: 600; }
 .pb-title { font-weight: 600; margin: 2px 0 4px; }
 .pb-note { color: var(--jp-ui-font-color2, #666); }
-.pb-badge { display: inline-block; padding: 0 5px; border-radius: 3px; background: #eee; color: #333; }
-.pb-ok { background: #dff3e2; color: #17612a; }
-.pb-warn { background: #fff1cc; color: #7a5200; }
-.pb-bad { background: #fbdada; color: #8a1111; }
 .pb-mark { display: inline-block; padding: 0 4px; border-radius: 3px; background: #eee; color: #6a3d9a; font-size: 11px; }
 .pb-panel details > summary { cursor: pointer; }
 .pb-panel ul { list-style: none; margin: 0; padding-left: 16px; }
@@ -37,6 +33,8 @@ CSS = """
 """
 
 _BAD = {"error", "disabled", "down", "failed", "unhealthy", "refused"}
+# inline styles, so a badge keeps its colour where no stylesheet goes (progress lines, GitHub)
+_COLOURS = {"pb-ok": ("#dff3e2", "#17612a"), "pb-warn": ("#fff1cc", "#7a5200"), "pb-bad": ("#fbdada", "#8a1111")}
 _WARN = {"expired", "removed", "pending", "degraded", "unknown", "waiting", "timed out"}
 
 
@@ -48,7 +46,9 @@ def badge(text: str) -> str:
     """A status word coloured by what it means (ok, a warning, a failure)."""
     words = set(str(text).replace("/", " ").split())
     cls = "pb-bad" if words & _BAD else "pb-warn" if words & _WARN else "pb-ok"
-    return f'<span class="pb-badge {cls}">{esc(text)}</span>'
+    bg, fg = _COLOURS[cls]
+    return (f'<span class="pb-badge {cls}" style="display:inline-block;padding:0 5px;border-radius:3px;'
+            f'background:{bg};color:{fg}">{esc(text)}</span>')
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]], attrs: Optional[List[str]] = None) -> str:
@@ -63,7 +63,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]], attrs: Optional
 
 def panel(title: str, body: str, kind: str) -> str:
     """The outer box every widget shares (one class per widget kind, for styling and tests)."""
-    return f'<div class="pb-panel pb-{kind}"><style>{CSS}</style><div class="pb-title">{esc(title)}</div>{body}</div>'
+    return f'<div class="pb-panel pb-{kind}"><div class="pb-title">{esc(title)}</div>{body}</div>'
 
 
 def fmt_seconds(seconds: float) -> str:

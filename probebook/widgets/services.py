@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from .render import badge, esc, panel, table
+from .render import CSS, badge, esc, panel, table
 
 __all__ = ["ServicesView"]
 
@@ -24,7 +24,7 @@ class ServicesView:
         cols = [c for c in _COLUMNS if c in self.frame.columns]
         rows = [[badge(r[c]) if c == "health" else esc(r[c]) for c in cols] for r in self.frame.iter_rows(named=True)]
         body = table(cols, rows) if rows else '<div class="pb-note">no service connected: %connect NAME URL</div>'
-        return panel("services", body, "services")
+        return f"<style>{CSS}</style>" + panel("services", body, "services")
 
     def __repr__(self) -> str:
         if not self.frame.height:

@@ -19,6 +19,7 @@ from .render import esc, json_text, node_html, node_text, panel
 __all__ = ["SnapshotViewer"]
 
 _SECTIONS = ("expressions", "arguments", "locals")
+_SHORT = {"expressions": "expr", "arguments": "arg", "locals": "local"}
 
 
 class SnapshotViewer(HtmlPanel):
@@ -85,5 +86,5 @@ class SnapshotViewer(HtmlPanel):
             lines.append(f"#{i + 1} {snap.get('function', '')} at {snap.get('file', '')}:{snap.get('line', '')}")
             for name in _SECTIONS:
                 for key, node in (snap.get(name) or {}).items():
-                    lines.append(f"  {name[:4]} {key} = {node_text(node)}")
+                    lines.append(f"  {_SHORT[name]:<5} {key} = {node_text(node)}")
         return "\n".join(lines)

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import time
 
 import pytest
 
-from conftest import lab_cli, lab_processes
+from labtools import lab_cli, lab_processes
 from probebook.lab.errors import LabError
 from probebook.lab.runner import Lab, LabOptions
 from probebook.lab.scenarios import find_scenario

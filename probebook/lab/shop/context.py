@@ -28,6 +28,7 @@ class ServiceContext:
     flags_path: str
     log_path: str
     data_dir: str
+    metrics_port: int = 0  # /metrics and /health on their own port; 0: none
     settings: Settings = field(init=False, repr=False)
     log: JsonLog = field(init=False, repr=False)
 
@@ -49,5 +50,5 @@ def load_context(argv: Optional[Sequence[str]], defaults: Mapping[str, Any]) -> 
     with open(args.spec, encoding="utf-8") as fh:
         raw = json.load(fh)
     ctx = ServiceContext(raw["name"], raw["version"], int(raw["port"]), dict(raw.get("peers", {})),
-                         raw["config"], raw["flags"], raw["log"], raw["data_dir"])
+                         raw["config"], raw["flags"], raw["log"], raw["data_dir"], int(raw.get("metrics_port", 0)))
     return ctx.setup(defaults)

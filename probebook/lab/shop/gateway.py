@@ -13,11 +13,10 @@ from typing import Any, Awaitable, Callable, Dict, Optional, Sequence
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .context import ServiceContext, load_context
 from .observe import METRICS, incoming_trace, outgoing_traceparent
-from .web import RetryPolicy, UpstreamError, health_body
+from .web import RetryPolicy, UpstreamError, health_body, start_admin
 
 DEFAULTS: Dict[str, Any] = {
     "orders": {"max_attempts": 1, "backoff_s": 0.1, "timeout_s": 5.0},
@@ -156,7 +155,7 @@ Endpoint = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def observed(ctx: ServiceContext) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Endpoint) -> web.StreamResponse:
-        if request.path in ("/metrics", "/health"):
+        if request.path == "/health":
             return await handler(request)
         started = time.perf_counter()
         info = request.match_info.route.resource
@@ -188,17 +187,20 @@ def observed(ctx: ServiceContext) -> Any:
 def build_app(ctx: ServiceContext) -> web.Application:
     gw = Gateway(ctx)
     app = web.Application(middlewares=[observed(ctx)])
-    app.on_startup.append(gw.start)
-    app.on_cleanup.append(gw.stop)
+    close_admin = start_admin(ctx)
 
-    async def metrics(request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    async def leave_admin_port(app: web.Application) -> None:
+        close_admin()
+
+    app.on_startup.append(gw.start)
+    app.on_shutdown.append(leave_admin_port)
+    app.on_cleanup.append(gw.stop)
 
     async def health(request: web.Request) -> web.Response:
         return web.json_response(health_body(ctx))
 
     app.add_routes([
-        web.get("/metrics", metrics), web.get("/health", health),
+        web.get("/health", health),
         web.get("/api/products/{sku}", gw.product), web.get("/api/search", gw.search),
         web.post("/api/checkout", gw.checkout), web.get("/api/orders/{order_id}", gw.order_status),
     ])

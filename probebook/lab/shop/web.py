@@ -24,6 +24,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from socketserver import ThreadingMixIn
 from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import parse_qsl, urlsplit
 
@@ -32,7 +33,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from .context import ServiceContext
 from .observe import METRICS, incoming_trace, outgoing_traceparent
 
-__all__ = ["Request", "Response", "Router", "serve", "Upstream", "UpstreamError", "RetryPolicy", "health_body"]
+__all__ = ["Request", "Response", "Router", "serve", "start_admin", "Upstream", "UpstreamError", "RetryPolicy",
+           "health_body"]
 
 
 def health_body(ctx: ServiceContext) -> Dict[str, Any]:
@@ -84,8 +86,6 @@ def _handler_class(ctx: ServiceContext, router: Router) -> type:
         def _dispatch(self, method: str) -> None:
             started = time.perf_counter()
             parts = urlsplit(self.path)
-            if parts.path == "/metrics":
-                return self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
             if parts.path == "/health":
                 return self._send(200, json.dumps(health_body(ctx)).encode())
             length = int(self.headers.get("Content-Length") or 0)
@@ -138,13 +138,52 @@ def _handler_class(ctx: ServiceContext, router: Router) -> type:
     return _Handler
 
 
-class _PooledServer(HTTPServer):
-    request_queue_size = 128
-
+class _SharedPortServer(HTTPServer):
     def server_bind(self) -> None:
         # the next release binds the same port before this one stops (a zero-downtime handoff)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         super().server_bind()
+
+
+class _AdminHandler(BaseHTTPRequestHandler):
+    ctx: ServiceContext
+
+    def do_GET(self) -> None:  # noqa: N802 (stdlib name)
+        if self.path.startswith("/metrics"):
+            data, ctype = generate_latest(), CONTENT_TYPE_LATEST
+        else:
+            data, ctype = json.dumps(health_body(self.ctx)).encode(), "application/json"
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        return
+
+
+class _AdminServer(ThreadingMixIn, _SharedPortServer):
+    daemon_threads = True
+
+
+def start_admin(ctx: ServiceContext) -> Callable[[], None]:
+    """/metrics and /health on their own port and thread: a saturated worker pool or a blocked event
+    loop must not make the service look down to Prometheus. Answers a function that closes it."""
+    if not ctx.metrics_port:
+        return lambda: None
+    handler = type("AdminHandler", (_AdminHandler,), {"ctx": ctx})
+    server = _AdminServer(("127.0.0.1", ctx.metrics_port), handler)
+    threading.Thread(target=server.serve_forever, name="admin", daemon=True).start()
+
+    def close() -> None:  # a stopping release leaves the port to its successor at once
+        server.shutdown()
+        server.server_close()
+    return close
+
+
+class _PooledServer(_SharedPortServer):
+    request_queue_size = 128
 
     def __init__(self, address: Tuple[str, int], handler: type, workers: int) -> None:
         super().__init__(address, handler)
@@ -164,11 +203,16 @@ class _PooledServer(HTTPServer):
 
 def serve(ctx: ServiceContext, router: Router, workers: int = 8) -> None:
     """Answer requests on 127.0.0.1:ctx.port until the process is stopped."""
+    close_admin = start_admin(ctx)
     server = _PooledServer(("127.0.0.1", ctx.port), _handler_class(ctx, router), workers)
     ctx.log.info("listening", port=ctx.port, workers=workers)
 
+    def stop() -> None:
+        close_admin()
+        server.shutdown()
+
     def drain(signum: int, frame: Any) -> None:  # SIGTERM: stop accepting, finish what is in flight
-        threading.Thread(target=server.shutdown, name="shutdown", daemon=True).start()
+        threading.Thread(target=stop, name="shutdown", daemon=True).start()
 
     signal.signal(signal.SIGTERM, drain)
     server.serve_forever(poll_interval=0.2)

@@ -1,0 +1,81 @@
+"""`%load_ext probebook`: magics over the investigation API, `%config Probebook.*`, live panels.
+
+>>> %load_ext probebook                                                  # doctest: +SKIP
+>>> %connect shop http://127.0.0.1:7801 --token-file tokens.txt          # doctest: +SKIP
+>>> %probe log shop cart.py:42 "total={cart.total}" --as tot             # doctest: +SKIP
+>>> probebook.kernel_ext.investigation().sql("SELECT count(*) FROM logs")  # doctest: +SKIP
+
+docs/notebook.md is the reference of every magic.
+"""
+
+from __future__ import annotations
+
+import atexit
+from typing import Any, Optional
+
+from IPython.core.error import UsageError
+
+from probebook.session import Investigation
+
+from .config import Probebook
+from .magics import ProbebookMagics
+from .session import KernelSession
+
+__all__ = ["Probebook", "ProbebookMagics", "KernelSession", "investigation", "current_session",
+           "load_ipython_extension", "unload_ipython_extension"]
+
+_SESSION: Optional[KernelSession] = None
+
+
+def current_session() -> KernelSession:
+    """The kernel's session (made on first use when the extension is not loaded, e.g. in a script)."""
+    global _SESSION
+    if _SESSION is None:
+        try:
+            from IPython import get_ipython
+
+            shell = get_ipython()
+        except ImportError:  # pragma: no cover - IPython is a dependency of probebook[lab]
+            shell = None
+        _SESSION = KernelSession(shell)
+    return _SESSION
+
+
+def investigation() -> Investigation:
+    """The investigation the magics use: `probebook.kernel_ext.investigation().sql(...)`."""
+    return current_session().investigation()
+
+
+def _loaded_session() -> KernelSession:
+    if _SESSION is None:
+        raise UsageError("probebook is unloaded; run %load_ext probebook")
+    return _SESSION
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    global _SESSION
+    if _SESSION is None or _SESSION.shell is not ipython:
+        _SESSION = KernelSession(ipython, Probebook(parent=ipython))
+    if _SESSION.config not in ipython.configurables:  # also adopts a session `investigation()` made
+        ipython.configurables.append(_SESSION.config)
+    ipython.register_magics(ProbebookMagics(ipython, _loaded_session))
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Removes the probes this kernel placed and closes the evidence file."""
+    global _SESSION
+    session, _SESSION = _SESSION, None
+    if session is None:
+        return
+    if session.config in ipython.configurables:
+        ipython.configurables.remove(session.config)
+    session.close()
+
+
+@atexit.register
+def _close_at_exit() -> None:  # a kernel that shuts down takes its probes out of the services
+    if _SESSION is not None:
+        try:
+            _SESSION.close()
+        except Exception:
+            pass

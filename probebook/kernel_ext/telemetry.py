@@ -1,0 +1,178 @@
+"""The telemetry magics: `%alerts`, `%promql`, `%logs`, `%changes` and `%telemetry` (the sources).
+
+    %alerts [--stored] [--recent 1h] [--listen [--port P]]
+    %promql [--range 30m] [--step 15s] [--at TIME] [--out NAME] QUERY       (also %%promql, QUERY in the cell)
+    %logs SERVICE [--grep TEXT] [--since 10m] [--trace ID] [--level L] [--limit N] [--out NAME]
+    %changes [--since 2h] [--service S] [--out NAME]
+    %telemetry [--lab [DIR]] [prometheus=URL] [alertmanager=URL] [loki=URL] [git_repo=PATH] [timeout=SECONDS]
+
+Each parses its line, calls the investigation's telemetry API (`probebook.session.telemetry`) and
+displays the answer; mistakes are `UsageError` one-liners. A partial result is shown with one line
+saying what is missing.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from IPython.core.error import UsageError
+
+from probebook.session.telemetry import PartialResultWarning, Telemetry, TelemetryMixin, promql_figure
+
+from .args import MagicParser, user_errors
+
+__all__ = ["register_telemetry_magics"]
+
+_PROMQL_USAGE = "%promql [--range 30m] [--step 15s] [--at TIME] [--out NAME] QUERY"
+_PROMQL_OPTION = re.compile(r"--(range|step|at|out)(?:=|\s+)(\S+)\s*")
+
+
+def _split_promql(line: str) -> Tuple[Dict[str, str], str]:
+    """Leading ``--option value`` pairs, then the query verbatim (PromQL keeps its quotes and spaces)."""
+    rest, opts = line.strip(), {}
+    while rest.startswith("--"):
+        m = _PROMQL_OPTION.match(rest)
+        if not m:
+            word = rest.split()[0]
+            raise UsageError(f"%promql: unknown option {word} or it lacks a value; usage: {_PROMQL_USAGE}")
+        opts[m.group(1)] = m.group(2)
+        rest = rest[m.end():]
+    return opts, rest.strip()
+
+
+def _bind(shell: Any, name: Optional[str], value: Any, magic: str) -> None:
+    if name is None:
+        return
+    if not name.isidentifier():
+        raise UsageError(f"{magic}: --out {name!r}: expected a Python variable name")
+    shell.user_ns[name] = value
+
+
+def _show_partial(caught: List[warnings.WarningMessage]) -> None:
+    for w in caught:
+        if issubclass(w.category, PartialResultWarning):
+            print(f"⚠ {w.message}")
+
+
+def register_telemetry_magics(ipython: Any, get_investigation: Callable[[], Any]) -> None:
+    """Register the telemetry magics on `ipython`; `get_investigation()` answers the session's
+    `Investigation` (any object with a `.store` works: its telemetry is kept on it)."""
+
+    def telemetry() -> Telemetry:
+        with user_errors():
+            inv = get_investigation()
+            return inv.telemetry if isinstance(getattr(inv, "telemetry", None), Telemetry) \
+                else TelemetryMixin.telemetry.fget(inv)  # type: ignore[attr-defined]
+
+    def call(fn: Callable[[], Any]) -> Any:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", PartialResultWarning)
+            with user_errors():
+                out = fn()
+        _show_partial(caught)
+        return out
+
+    def alerts(line: str) -> Any:
+        p = MagicParser("%alerts", "%alerts [--stored] [--recent 1h] [--listen [--port P]]")
+        p.add_argument("--stored", action="store_true")
+        p.add_argument("--recent", default="1h")
+        p.add_argument("--listen", action="store_true")
+        p.add_argument("--port", type=int, default=0)
+        p.add_argument("--out")
+        args = p.parse(line)
+        tel = telemetry()
+        if args.listen:
+            url = call(lambda: tel.listen_alerts(args.port))
+            print(f"receiving alerts at {url} (Alertmanager: receivers: - webhook_configs: - url: {url})")
+        frame = call(lambda: tel.alerts(poll=not args.stored, recent=args.recent))
+        _bind(ipython, args.out, frame, "%alerts")
+        return frame
+
+    def promql(line: str, cell: Optional[str] = None) -> Any:
+        opts, query = _split_promql(line)
+        if cell is not None:
+            query = (query + " " + cell).strip()
+        if not query:
+            raise UsageError(f"%promql: no query; usage: {_PROMQL_USAGE}")
+        tel = telemetry()
+        frame = call(lambda: tel.promql(query, range=opts.get("range"), step=opts.get("step"), at=opts.get("at")))
+        _bind(ipython, opts.get("out"), frame, "%promql")
+        if frame.height == 0:
+            print(f"no data for {query}")
+            return None
+        from IPython.display import display
+
+        display(promql_figure(frame, query))
+        series = frame["series"].n_unique()
+        print(f"{frame.height} samples of {series} series; evidence {frame['evidence_id'][0].rsplit(':', 2)[0]}:*"
+              f" (query {tel.last.query_id if tel.last else '?'})")
+        return None
+
+    def logs(line: str) -> Any:
+        usage = "%logs SERVICE [--grep TEXT] [--since 10m] [--trace ID] [--level L] [--limit N] [--out NAME]"
+        p = MagicParser("%logs", usage)
+        p.add_argument("service")
+        p.add_argument("--grep")
+        p.add_argument("--since")
+        p.add_argument("--trace")
+        p.add_argument("--level")
+        p.add_argument("--limit", type=int, default=1000)
+        p.add_argument("--out")
+        args = p.parse(line)
+        tel = telemetry()
+        frame = call(lambda: tel.logs(args.service, grep=args.grep, since=args.since, trace=args.trace,
+                                      level=args.level, limit=args.limit))
+        _bind(ipython, args.out, frame, "%logs")
+        return frame
+
+    def changes(line: str) -> Any:
+        p = MagicParser("%changes", "%changes [--since 2h] [--service S] [--out NAME]")
+        p.add_argument("--since")
+        p.add_argument("--service")
+        p.add_argument("--out")
+        args = p.parse(line)
+        tel = telemetry()
+        frame = call(lambda: tel.changes(since=args.since, service=args.service))
+        _bind(ipython, args.out, frame, "%changes")
+        return frame
+
+    def telemetry_magic(line: str) -> Any:
+        usage = "%telemetry [--lab [DIR]] [prometheus=URL] [alertmanager=URL] [loki=URL] [git_repo=PATH] [timeout=S]"
+        p = MagicParser("%telemetry", usage)
+        p.add_argument("--lab", nargs="?", const="", default=None)
+        p.add_argument("settings", nargs="*")
+        args = p.parse(line)
+        tel = telemetry()
+        if args.lab is not None:
+            call(lambda: tel.use_lab(args.lab or None))
+        changes_: Dict[str, Any] = {}
+        for item in args.settings:
+            key, eq, value = item.partition("=")
+            if not eq or key not in ("prometheus", "alertmanager", "loki", "git_repo", "timeout", "log_glob"):
+                raise UsageError(f"%telemetry: {item!r}: expected prometheus=, alertmanager=, loki=, log_glob=, "
+                                 f"git_repo= or timeout=; usage: {usage}")
+            if key == "timeout":
+                try:
+                    changes_[key] = float(value)
+                except ValueError:
+                    raise UsageError(f"%telemetry: timeout={value!r}: expected seconds, e.g. timeout=10") from None
+            else:
+                changes_[key] = value or None
+        if changes_:
+            call(lambda: tel.configure(**changes_))
+        s = tel.sources
+        receiver = tel.receiver.url if tel.receiver is not None else None
+        for name, value in (("prometheus", s.prometheus), ("alertmanager", s.alertmanager), ("alert receiver", receiver),
+                            ("loki", s.loki), ("log files", s.log_paths or None), ("log glob", s.log_glob),
+                            ("git", s.git_repo and f"{s.git_repo} {s.git_paths or ''}".strip()),
+                            ("change logs", s.change_logs or None), ("timeout", f"{s.timeout:g}s")):
+            print(f"{name:>14}: {value if value else '-'}")
+        return None
+
+    ipython.register_magic_function(alerts, "line", "alerts")
+    ipython.register_magic_function(promql, "line_cell", "promql")
+    ipython.register_magic_function(logs, "line", "logs")
+    ipython.register_magic_function(changes, "line", "changes")
+    ipython.register_magic_function(telemetry_magic, "line", "telemetry")
