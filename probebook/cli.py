@@ -162,8 +162,9 @@ def _audit_verify(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- the registry
 from probebook.connectors.cli_alerts import register as _add_alerts  # noqa: E402
+from probebook.lab.cli import register as _add_lab  # noqa: E402  (its heavy imports happen when it runs)
 
-COMMANDS: List[Register] = [_add_agent, _add_audit, _add_alerts]
+COMMANDS: List[Register] = [_add_agent, _add_audit, _add_lab, _add_alerts]
 
 
 def build_parser() -> argparse.ArgumentParser:
