@@ -28,6 +28,7 @@ test: venv system-deps test-main test-conformance
 
 test-main: venv
 	$(VENV)/bin/python -m pytest -q tests
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider --nbval-lax notebooks
 
 # One venv per Python found (pyenv or PATH); each runs the conformance and unit suites.
 test-conformance:
@@ -37,7 +38,7 @@ test-conformance:
 	  if [ -z "$$py" ]; then echo "conformance: python $$v not found, skipped"; continue; fi; \
 	  env=.venv-$$v; \
 	  if [ ! -f $$env/.installed ] || [ pyproject.toml -nt $$env/.installed ]; then \
-	    $$py -m venv $$env && $$env/bin/pip install -q -e ".[test]" && touch $$env/.installed; fi; \
+	    $$py -m venv $$env && $$env/bin/pip install -q -e ".[conformance]" && touch $$env/.installed; fi; \
 	  echo "== conformance on $$($$env/bin/python -V)"; \
 	  $$env/bin/python -m pytest -q -p no:cacheprovider tests/conformance tests/unit; \
 	  ran="$$ran $$v"; \

@@ -148,11 +148,12 @@ def store_alerts(store: "EvidenceStore", alerts: Sequence["Alert"], source: str,
 
 
 def close_missing_alerts(store: "EvidenceStore", present: Sequence["Alert"], source: str) -> int:
-    """Alerts stored as open that Alertmanager no longer holds ended while nobody listened: mark
-    them resolved as of now. Answers how many."""
+    """Alerts last polled from `source` as open that it no longer holds ended while nobody
+    listened: mark them resolved as of now. Answers how many."""
     ensure_tables(store)
     keep = {alert_id(a) for a in present}
-    open_rows = store.sql("SELECT evidence_id FROM alerts WHERE status <> 'resolved'")["evidence_id"].to_list()
+    open_rows = store.sql(f"SELECT evidence_id FROM alerts WHERE status <> 'resolved' AND source = "
+                          f"'{source.replace(chr(39), '')}'")["evidence_id"].to_list()
     gone = [eid for eid in open_rows if eid not in keep]
     for eid in gone:
         store.write("UPDATE alerts SET status = 'resolved', ends = to_timestamp(?), last_seen = to_timestamp(?), "

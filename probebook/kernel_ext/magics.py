@@ -158,7 +158,7 @@ class ProbebookMagics(Magics):
                 alias=a.alias)
         panel = self.session.probe_panel([record.alias])
         if not record.placed.ok:
-            panel.notice = record.summary  # placed on some instances only: say which failed
+            panel.say(record.summary)  # placed on some instances only: say which failed
         return panel
 
     def _remove(self, words: List[str]) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import sys
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from .local_fleet import LocalFleet
 
@@ -82,17 +82,19 @@ def where(marker: str) -> str:
 
 
 class SampleService(LocalFleet):
-    """The sample service under ``probebook agent run`` (one process, a free port, a fresh token file).
+    """The sample service under ``probebook agent run``: `count` processes (one by default), free ports,
+    a fresh token file, and with `broker` (``redis://...``) registered for fleet access.
 
     ``with SampleService() as svc`` waits until the agent is up and stops it at the end; or
     ``svc = SampleService().start()`` and later ``svc.stop()`` (which also removes its directory).
     """
 
-    def __init__(self, name: str = "sample", interval: float = 0.02, python: str = sys.executable) -> None:
+    def __init__(self, name: str = "sample", interval: float = 0.02, count: int = 1, broker: Optional[str] = None,
+                 python: str = sys.executable) -> None:
         # `-c` rather than `-m`: the code then lives in module probebook.lab.sample (not __main__), so
         # `probebook.lab.sample:handle` names it as well as `lab/sample.py:LINE` does
         run = "from probebook.lab.sample import main; main()"
-        super().__init__(1, name, target=[python, "-c", run, str(interval)], python=python)
+        super().__init__(count, name, broker=broker, target=[python, "-c", run, str(interval)], python=python)
 
     @property
     def url(self) -> str:

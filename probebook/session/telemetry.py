@@ -33,7 +33,7 @@ from probebook.connectors.alertmanager import Alert, AlertmanagerClient, AlertRe
 from probebook.connectors.changes import ChangeResult, GitHistory, read_change_log
 from probebook.connectors.http_json import check_base_url
 from probebook.connectors.logs import LogFilter, LokiClient, read_log_files
-from probebook.connectors.prometheus import PrometheusClient, PromResult, parse_step
+from probebook.connectors.prometheus import PrometheusClient, parse_step
 from probebook.connectors.source_errors import TelemetryInputError
 from probebook.connectors.timefmt import Since, parse_time, window_start
 from probebook.evidence import EvidenceStore

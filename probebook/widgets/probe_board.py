@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 
 from probebook.session import Investigation
@@ -46,10 +46,7 @@ class _Seen:
     first: float = 0.0  # when the first event arrived (the rate's window is no longer than that)
     last: Any = None  # the last AgentEvent that was not a status
     status: Tuple[str, str, float] = ("", "", 0.0)  # status, reason, when
-    arrivals: Deque[Tuple[float, int]] = None  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        self.arrivals = collections.deque(maxlen=64)
+    arrivals: Deque[Tuple[float, int]] = field(default_factory=lambda: collections.deque(maxlen=64))
 
 
 @dataclass

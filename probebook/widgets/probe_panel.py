@@ -57,6 +57,13 @@ class ProbePanel(HtmlPanel, LiveView):
         self._signature = signature
         return {"html": self._render(rows, now)}
 
+    def say(self, text: str) -> None:
+        """Show `text` under the rows now (from the kernel's thread: a partial placement, say)."""
+        self.notice = text
+        changes = self.compute(time.time())
+        if changes:
+            self.apply(changes)
+
     def _guarded(self, name: str, fn: Callable[[str], Any]) -> Callable[[str, str], None]:
         def run(_action: str, alias: str) -> None:
             try:

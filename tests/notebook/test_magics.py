@@ -250,3 +250,30 @@ def test_a_cell_run_again_leaves_one_live_panel(sample, run, shell):
     publisher = kernel_ext.current_session().publisher
     assert second in publisher._views and first not in publisher._views
     assert kernel_ext.current_session().probe_panel(["again"]) in publisher._views
+
+
+def test_connect_a_fleet_through_redis(run, shell):
+    from probebook.lab.redis_server import RedisServer
+
+    with RedisServer() as redis, SampleService(name="fleet", count=2, broker=redis.url) as svc:
+        line = f"%connect --redis {redis.url} --service fleet --token-file {svc.token_file}"
+        cell = wait_for(lambda: (lambda c: c if "2 of 2 instances healthy" in c.stdout else None)(run(line)), 15)
+        assert cell and cell.error is None, cell
+        assert run(f"p = %probe log fleet {LINE} x --as everywhere").error is None
+        inv = kernel_ext.investigation()
+        both = "SELECT count(DISTINCT instance_id) AS n FROM logs"
+        assert wait_for(lambda: inv.sql(both)["n"][0] == 2, 15)  # events of both instances, through Redis
+        assert wait_for(lambda: shell.user_ns["p"].rows[0].hits >= 10)
+        assert run("%probe rm everywhere").stdout.strip() == "removed everywhere"
+
+
+def test_a_probe_placed_on_some_instances_says_which_failed(run, shell):
+    with SampleService(name="pair", count=2) as svc:
+        cell = run(f"%connect pair {svc.port_dir} --token-file {svc.token_file}")
+        assert "2 of 2 instances healthy" in cell.stdout, cell.stderr
+        svc.kill(1)
+        cell = run(f"p = %probe log pair {LINE} x --as half")
+        assert cell.error is None, cell.stderr
+        panel = shell.user_ns["p"]
+        assert "failed on 1, installed on 1 of 2 instances (first failure:" in panel.notice
+        assert "Connection refused" in panel.html  # shown from the start, not only after a refresh

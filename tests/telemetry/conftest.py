@@ -43,10 +43,11 @@ class Monitoring:
     target: Target
     dead_port: int  # a scrape target nobody serves: the lab's ServiceDown fires for it
 
-    def wait_webhook(self, predicate, timeout: float = 30.0) -> Alert:
+    def wait_webhook(self, predicate, timeout: float = 30.0, after: int = 0) -> Alert:
+        """The first alert from the `after`-th delivery on for which `predicate` holds."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for alert in list(self.webhook):
+            for alert in list(self.webhook)[after:]:
                 if predicate(alert):
                     return alert
             time.sleep(0.1)
@@ -57,7 +58,8 @@ class Monitoring:
 def target() -> Iterator[Target]:
     registry = CollectorRegistry()
     queue = Gauge("queue_depth", "Jobs waiting", ["queue"], registry=registry)
-    flip = Gauge("telemetry_test_flip", "Raised and lowered by the tests", registry=registry)
+    flip = Gauge("telemetry_test_flip", "Raised and lowered by the tests, one label value per test", ["case"],
+                 registry=registry)
     requests = Counter("http_requests_total", "Requests", ["route", "method", "code"], registry=registry)
     queue.labels(queue="jobs").set(45)
     port = free_port()

@@ -7,8 +7,11 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Dict, List, Optional
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -100,3 +103,47 @@ def wait_for(predicate, timeout: float = 20.0, every: float = 0.2):
             return last
         time.sleep(every)
     raise AssertionError(f"not within {timeout}s (last answer: {last!r})")
+
+
+# ---------------------------------------------------------------------- Loki
+class _Loki(ThreadingHTTPServer):
+    """Answers /loki/api/v1/query_range in Loki's documented JSON format (no Loki server runs here:
+    this is the protocol-level fake DESIGN allows); records what it was asked in `asked`."""
+
+    daemon_threads = True
+
+    def __init__(self, streams, status=200, error=""):
+        super().__init__(("127.0.0.1", 0), _LokiHandler)
+        self.streams, self.status, self.error, self.asked = streams, status, error, []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _LokiHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        url = urlsplit(self.path)
+        self.server.asked.append((url.path, {k: v[0] for k, v in parse_qs(url.query).items()}))
+        if self.server.status != 200:  # Loki answers errors as plain text
+            body = self.server.error.encode()
+            ctype = "text/plain; charset=utf-8"
+        else:
+            body = json.dumps({"status": "success", "data": {"resultType": "streams", "result": self.server.streams,
+                                                             "stats": {"summary": {"totalLinesProcessed": 3}}}}).encode()
+            ctype = "application/json"
+        self.send_response(self.server.status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def loki_server(streams, status: int = 200, error: str = "") -> _Loki:
+    """A started fake Loki answering `streams` (or `status` with the text `error`); shut it down after."""
+    server = _Loki(streams, status, error)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return server

@@ -64,11 +64,13 @@ def test_webhook_delivers_each_alert_once_with_the_polled_fingerprint(monitoring
 
 
 def test_a_resolved_alert_arrives_resolved_and_stays_so(monitoring):
-    monitoring.target.flip.set(1)
-    fired = monitoring.wait_webhook(lambda a: a.name == "TelemetryTestFlip" and a.status == "firing")
+    flip = monitoring.target.flip.labels(case="resolve")
+    mine = lambda a: a.name == "TelemetryTestFlip" and a.labels.get("case") == "resolve"  # noqa: E731
+    flip.set(1)
+    fired = monitoring.wait_webhook(lambda a: mine(a) and a.status == "firing")
     assert fired.severity == "ticket" and fired.service == "worker"
-    monitoring.target.flip.set(0)
-    done = monitoring.wait_webhook(lambda a: a.name == "TelemetryTestFlip" and a.status == "resolved")
+    flip.set(0)
+    done = monitoring.wait_webhook(lambda a: mine(a) and a.status == "resolved")
     assert done.fingerprint == fired.fingerprint and done.ends and done.ends >= fired.started
     book = monitoring.receiver.book
     assert next(a for a in book.all() if a.fingerprint == fired.fingerprint).status == "resolved"

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-import time
 import tracemalloc
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from probebook.connectors.logs import LogFilter, LokiClient, read_log_files
 from probebook.connectors.source_errors import QueryRejected, TelemetryInputError
+from telemetry_support import loki_server
 
 T0 = 1_714_557_600.0
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -131,44 +128,13 @@ def test_a_huge_file_is_bisected_to_the_window(tmp_path):
 
 
 # ---------------------------------------------------------------------- Loki (protocol-level fake)
-class _Loki(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, streams, status=200, error=""):
-        super().__init__(("127.0.0.1", 0), _LokiHandler)
-        self.streams, self.status, self.error, self.asked = streams, status, error, []
-
-
-class _LokiHandler(BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        url = urlsplit(self.path)
-        self.server.asked.append((url.path, {k: v[0] for k, v in parse_qs(url.query).items()}))
-        if self.server.status != 200:  # Loki answers errors as plain text
-            body = self.server.error.encode()
-            ctype = "text/plain; charset=utf-8"
-        else:
-            body = json.dumps({"status": "success", "data": {"resultType": "streams", "result": self.server.streams,
-                                                             "stats": {"summary": {"totalLinesProcessed": 3}}}}).encode()
-            ctype = "application/json"
-        self.send_response(self.server.status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
 @pytest.fixture
 def loki():
     servers = []
 
     def start(streams=(), status=200, error=""):
-        server = _Loki(list(streams), status, error)
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        servers.append(server)
-        return server
+        servers.append(loki_server(list(streams), status, error))
+        return servers[-1]
 
     yield start
     for server in servers:

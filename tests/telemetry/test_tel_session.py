@@ -4,7 +4,6 @@ fetched is stored once, with evidence ids and its query, and survives failures o
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from probebook.kernel_ext.telemetry import register_telemetry_magics
 from probebook.lab.changes import ChangeLog
 from probebook.session import Investigation
 from probebook.session.telemetry import PartialResultWarning, Telemetry, TelemetryMixin, TelemetrySources, promql_figure
-from telemetry_support import wait_for
+from telemetry_support import loki_server, wait_for
 
 T0 = time.time() - 30
 
@@ -52,7 +51,8 @@ def tel(monitoring, tmp_path):
 
 
 def test_alerts_are_stored_once_with_ids_queries_and_timeline(tel, monitoring):
-    frame = wait_for(lambda: (f := tel.alerts()).filter(pl.col("name") == "QueueBacklog").height and f, timeout=30)
+    (frame,) = wait_for(lambda: (f := tel.alerts()).filter(pl.col("name") == "QueueBacklog").height and (f,),
+                        timeout=30)
     row = frame.filter(pl.col("name") == "QueueBacklog").row(0, named=True)
     assert row["status"] == "firing" and row["service"] == "worker"
     assert row["evidence_id"] == f"alert:{row['fingerprint']}:{int(row['started'].timestamp())}"
@@ -80,10 +80,17 @@ def test_the_session_receiver_stores_webhooks_and_resolution_keeps_the_first_sig
     assert recent.filter(pl.col("fingerprint") == "pay1")["status"].to_list() == ["resolved"]
 
 
-def test_an_open_alert_alertmanager_no_longer_holds_is_closed_on_poll(tel):
-    _webhook(tel.listen_alerts(), _hook_alert("gone1"))
-    tel.alerts()
-    assert tel.store.sql("SELECT status FROM alerts WHERE fingerprint = 'gone1'")["status"].to_list() == ["resolved"]
+def test_an_open_alert_alertmanager_no_longer_holds_is_closed_on_poll(tel, monitoring):
+    flip = monitoring.target.flip.labels(case="unheard")
+    flip.set(1)
+    (eid,) = wait_for(lambda: (f := tel.alerts().filter(pl.col("labels").str.contains('"case": "unheard"')))
+                      .height and tuple(f["evidence_id"]), timeout=30)
+    _webhook(tel.listen_alerts(), _hook_alert("webhook-only"))  # from elsewhere: not this Alertmanager's to close
+    flip.set(0)  # it resolves while nobody listens to this Alertmanager's webhooks
+    wait_for(lambda: tel.alerts().filter(pl.col("evidence_id") == eid)["status"].to_list() == ["resolved"],
+             timeout=30)
+    status = dict(tel.store.sql("SELECT fingerprint, status FROM alerts").rows())
+    assert status["webhook-only"] == "firing"
 
 
 def test_promql_stores_samples_once_and_reruns_the_stored_query(tel):
@@ -153,6 +160,26 @@ def test_logs_and_changes_are_evidence(tmp_path):
         "config orders: pool size 20 -> 2"]
     with pytest.raises(TelemetryInputError, match="since: expected a duration"):
         tel.changes(since="lately")
+
+
+def test_logs_come_from_loki_where_a_service_has_no_files():
+    line = json.dumps({"level": "error", "msg": "card declined", "trace_id": "b" * 32})
+    loki = loki_server([{"stream": {"service": "payments"}, "values": [[str(int(T0 * 1e9)), line]]}])
+    store = EvidenceStore(":memory:")
+    try:
+        tel = Telemetry(store, TelemetrySources(loki=loki.url, log_paths={"orders": ["/nowhere/*.jsonl"]}))
+        frame = tel.logs("payments", grep="declined", since="1h")
+        assert frame.select("service", "level", "message", "trace_id").row(0) == ("payments", "error", "card declined",
+                                                                                 "b" * 32)
+        assert loki.asked[0][1]["query"] == '{service="payments"} |~ "(?i)declined"'
+        kind, source, query = store.sql("SELECT kind, source, query FROM telemetry_queries").row(0)
+        assert (kind, source) == ("loki", loki.url) and json.loads(query)["logql"] == loki.asked[0][1]["query"]
+        with pytest.raises(TelemetryInputError, match="no log files match /nowhere"):
+            tel.logs("orders")
+    finally:
+        loki.shutdown()
+        loki.server_close()
+        store.close()
 
 
 def test_an_investigation_gets_telemetry_through_the_mixin(monitoring):
