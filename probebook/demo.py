@@ -1,22 +1,39 @@
-"""`make demo`: a small service runs, probes go in without a restart, evidence comes out.
+"""`make demo`: probes go into a running service, the incident lab breaks, JupyterLab opens.
 
-Run: ``python -m probebook.demo``. The checkout service answers some users with HTTP 500 and
-logs nothing useful; four probes (log, snapshot with a condition, duration metric, exception)
-show why, then come out again and the code is exactly as before.
+Run: ``python -m probebook.demo [--scenario ID] [--agent-only] [--no-lab]``.
+
+1. A small checkout service answers some users with HTTP 500 and logs nothing useful; four
+   probes (log, snapshot with a condition, duration metric, exception) show why, come out again,
+   and the code is exactly as before. This part prints its evidence and needs nothing else.
+2. The incident lab comes up with a scenario injected (`probebook lab up --scenario ID`).
+3. JupyterLab starts on the quickstart notebook (its URL, with the token, is printed).
+   Ctrl-C stops JupyterLab and the lab.
 """
 
 from __future__ import annotations
 
+import argparse
+import inspect
 import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
 import threading
+import time
 import urllib.error
 import urllib.request
-from typing import List
+from typing import List, Optional
 
 from probebook.agent import Agent
 from probebook.lab import minishop
 
-__all__ = ["main"]
+__all__ = ["main", "agent_demo"]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_SCENARIO = "cache-wrong-type"
 
 
 def _traffic(port: int, users: List[int]) -> List[int]:
@@ -32,13 +49,12 @@ def _traffic(port: int, users: List[int]) -> List[int]:
 
 
 def _line_of(func: object, text: str) -> int:
-    import inspect
-
     lines, start = inspect.getsourcelines(func)  # type: ignore[arg-type]
     return start + next(i for i, line in enumerate(lines) if text in line)
 
 
-def main() -> int:
+def agent_demo() -> int:
+    """Part 1: the agent in a running service, evidence printed. Returns 0 when the code was restored."""
     server = minishop.serve(0)
     port = server.server_address[1]
     threading.Thread(target=server.serve_forever, name="minishop", daemon=True).start()
@@ -87,6 +103,73 @@ def main() -> int:
     agent.close()
     server.shutdown()
     return 0 if restored else 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _lab(*args: str) -> int:
+    return subprocess.call([sys.executable, "-m", "probebook.lab.cli", *args])
+
+
+def _jupyter(notebook_dir: str) -> Optional[subprocess.Popen]:
+    if shutil.which("jupyter", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")) is None:
+        print("JupyterLab is not installed here: pip install 'probebook[lab]'")
+        return None
+    port = _free_port()
+    token = os.urandom(12).hex()
+    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={notebook_dir}"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=1).read()
+            break
+        except OSError:
+            time.sleep(0.5)
+    if proc.poll() is not None:
+        print("JupyterLab did not start; try: jupyter lab notebooks/quickstart.ipynb")
+        return None
+    print(f"\nJupyterLab: http://127.0.0.1:{port}/lab/tree/quickstart.ipynb?token={token}")
+    return proc
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m probebook.demo", description=__doc__.splitlines()[0])
+    ap.add_argument("--scenario", default=DEFAULT_SCENARIO, help=f"lab scenario to inject (default {DEFAULT_SCENARIO})")
+    ap.add_argument("--agent-only", action="store_true", help="only part 1: the agent in a service, no lab, no JupyterLab")
+    ap.add_argument("--no-lab", action="store_true", help="skip the incident lab")
+    opts = ap.parse_args(argv)
+    rc = agent_demo()
+    if opts.agent_only or rc != 0:
+        return rc
+    lab_up = False
+    if not opts.no_lab:
+        print(f"\n== the incident lab, scenario {opts.scenario}")
+        lab_up = _lab("up", "--scenario", opts.scenario) == 0
+        if lab_up:
+            _lab("status")
+            print("(the lab keeps running while JupyterLab does; `probebook lab down` stops it)")
+    jupyter = _jupyter(os.path.join(ROOT, "notebooks"))
+    try:
+        if jupyter is not None:
+            print("Ctrl-C to stop.")
+            jupyter.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if jupyter is not None and jupyter.poll() is None:
+            os.killpg(jupyter.pid, signal.SIGTERM)
+            jupyter.wait(10)
+        if lab_up:
+            _lab("down")
+    return 0
 
 
 if __name__ == "__main__":

@@ -151,7 +151,8 @@ def parse_webhook(body: bytes) -> List[Alert]:
 
 def alert_from_api(raw: Any, where: str = "alert") -> Alert:
     """One alert of ``GET /api/v2/alerts`` (a gettableAlert)."""
-    state = raw.get("status", {}).get("state") if isinstance(raw, dict) and isinstance(raw.get("status"), dict) else None
+    status = raw.get("status") if isinstance(raw, dict) else None
+    state = status.get("state") if isinstance(status, dict) else None
     if state not in _STATES:
         raise AlertPayloadError(f"{where}.status.state: expected active, suppressed or unprocessed, got {state!r}")
     return _normalize(raw, where, _STATES[state])
@@ -221,8 +222,9 @@ class AlertmanagerClient:
     @staticmethod
     def params(active: bool = True, silenced: bool = True, inhibited: bool = True,
                filters: Sequence[str] = ()) -> Dict[str, Any]:
-        return {"active": str(active).lower(), "silenced": str(silenced).lower(),
-                "inhibited": str(inhibited).lower(), "unprocessed": "true", **({"filter": list(filters)} if filters else {})}
+        params: Dict[str, Any] = {"active": str(active).lower(), "silenced": str(silenced).lower(),
+                                  "inhibited": str(inhibited).lower(), "unprocessed": "true"}
+        return {**params, "filter": list(filters)} if filters else params
 
     def alerts(self, active: bool = True, silenced: bool = True, inhibited: bool = True,
                filters: Sequence[str] = ()) -> List[Alert]:
@@ -235,7 +237,7 @@ class AlertmanagerClient:
         try:
             alerts = [alert_from_api(a, f"alerts[{i}]") for i, a in enumerate(raw)]
         except AlertPayloadError as exc:
-            raise SourceUnreachable(f"Alertmanager at {self.url} answered an alert of an unknown shape: {exc}") from None
+            raise SourceUnreachable(f"Alertmanager at {self.url} answered an alert of unknown shape: {exc}") from None
         return [replace(a, source_url=a.source_url or self.url) for a in alerts]
 
 

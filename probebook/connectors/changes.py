@@ -165,7 +165,7 @@ def read_change_log(path: str, since: Optional[float] = None, until: Optional[fl
     try:
         for _, raw, obj in reader.records():
             ts = parse_time(obj.get("ts")) if obj else None
-            if obj is None or ts is None or not isinstance(obj.get("kind"), str) or not isinstance(obj.get("service"), str):
+            if obj is None or ts is None or not all(isinstance(obj.get(k), str) for k in ("kind", "service")):
                 unreadable += obj is not None
                 continue
             if (since is not None and ts < since) or (until is not None and ts > until):

@@ -4,10 +4,11 @@ A socket timeout alone bounds each read, not the whole answer: a server that tri
 second would hold the caller forever. Here a watchdog shuts the socket at the deadline, so every
 call returns (or raises `SourceTimeout`) within `timeout` seconds.
 
->>> get_json("http://127.0.0.1:1", "/api/v1/query", {"query": "up"}, timeout=1.0, what="Prometheus")
-Traceback (most recent call last):
-...
-probebook.connectors.source_errors.SourceUnreachable: Prometheus at http://127.0.0.1:1 is not reachable (Connection refused); is it running, and is the URL right?
+>>> try:
+...     get_json("http://127.0.0.1:1", "/api/v1/query", {"query": "up"}, timeout=1.0, what="Prometheus")
+... except SourceUnreachable as exc:
+...     print(exc)
+Prometheus at http://127.0.0.1:1 is not reachable (Connection refused); is it running, and is the URL right?
 """
 
 from __future__ import annotations

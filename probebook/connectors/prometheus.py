@@ -198,7 +198,7 @@ def _frame(rows: List[Tuple[Dict[str, str], float, float]]) -> Tuple[pl.DataFram
     names = sorted({k for labels, _, _ in rows for k in labels if k != "__name__"})
     columns = {n: (f"label_{n}" if n in RESERVED_COLUMNS else n) for n in names}
     keys: Dict[int, str] = {}
-    data: Dict[str, List[Any]] = {"ts": [], "value": [], "series": [], "metric": [], **{c: [] for c in columns.values()}}
+    data: Dict[str, List[Any]] = {c: [] for c in ("ts", "value", "series", "metric", *columns.values())}
     for labels, ts, value in rows:
         key = keys.get(id(labels))
         if key is None:

@@ -139,7 +139,8 @@ def store_alerts(store: "EvidenceStore", alerts: Sequence["Alert"], source: str,
              _json(a.labels), _json(a.annotations), a.source_url, source, query, now, now])
         where = f" on {a.service}" if a.service else ""
         if a.status == "resolved":
-            _timeline(store, f"tl:alert-resolved:{eid[6:]}", a.ends or now, "alert", f"alert {a.name} resolved{where}", eid)
+            _timeline(store, f"tl:alert-resolved:{eid[6:]}", a.ends or now, "alert", f"alert {a.name} resolved{where}",
+                      eid)
         else:
             _timeline(store, f"tl:alert:{eid[6:]}", a.started or now, "alert",
                       f"alert {a.name} {a.status}{where}: {a.summary}".rstrip(": "), eid)

@@ -164,8 +164,9 @@ def register_telemetry_magics(ipython: Any, get_investigation: Callable[[], Any]
             call(lambda: tel.configure(**changes_))
         s = tel.sources
         receiver = tel.receiver.url if tel.receiver is not None else None
-        for name, value in (("prometheus", s.prometheus), ("alertmanager", s.alertmanager), ("alert receiver", receiver),
-                            ("loki", s.loki), ("log files", s.log_paths or None), ("log glob", s.log_glob),
+        for name, value in (("prometheus", s.prometheus), ("alertmanager", s.alertmanager),
+                            ("alert receiver", receiver), ("loki", s.loki), ("log files", s.log_paths or None),
+                            ("log glob", s.log_glob),
                             ("git", s.git_repo and f"{s.git_repo} {s.git_paths or ''}".strip()),
                             ("change logs", s.change_logs or None), ("timeout", f"{s.timeout:g}s")):
             print(f"{name:>14}: {value if value else '-'}")

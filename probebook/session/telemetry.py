@@ -87,13 +87,17 @@ class TelemetrySources:
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "TelemetrySources":
         env = os.environ if environ is None else environ
         get = lambda key: env.get(key) or None  # noqa: E731
-        timeout = get("PROBEBOOK_TELEMETRY_TIMEOUT")
+        timeout = get("PROBEBOOK_TELEMETRY_TIMEOUT") or "10"
+        try:
+            seconds = float(timeout)
+        except ValueError:
+            raise TelemetryInputError(f"PROBEBOOK_TELEMETRY_TIMEOUT: expected seconds, got {timeout!r}") from None
         return cls(prometheus=get("PROBEBOOK_PROMETHEUS_URL"), alertmanager=get("PROBEBOOK_ALERTMANAGER_URL"),
                    loki=get("PROBEBOOK_LOKI_URL"), log_glob=get("PROBEBOOK_LOG_GLOB"),
                    git_repo=get("PROBEBOOK_GIT_REPO"),
                    git_paths=_pairs(get("PROBEBOOK_GIT_PATHS") or "", "PROBEBOOK_GIT_PATHS"),
                    change_logs=[p for p in (get("PROBEBOOK_CHANGE_LOG") or "").split(os.pathsep) if p],
-                   timeout=float(timeout) if timeout else 10.0)
+                   timeout=seconds)
 
     def with_lab(self, state_dir: str) -> "TelemetrySources":
         """These sources plus a running lab's: its Prometheus, Alertmanager, service logs and change log."""
@@ -147,9 +151,12 @@ class Telemetry:
         return self.sources
 
     def use_lab(self, state_dir: Optional[str] = None) -> TelemetrySources:
-        state = state_dir or os.environ.get("PROBEBOOK_LAB_DIR") or os.path.join(
-            os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "probebook", "lab")
-        self.sources = self.sources.with_lab(state).checked()
+        """Add the sources of the lab running in `state_dir` (default: where `lab up` puts it)."""
+        if state_dir is None:
+            from probebook.lab.runner import default_state_dir  # the lab's own default, not a copy of it
+
+            state_dir = default_state_dir()
+        self.sources = self.sources.with_lab(state_dir).checked()
         return self.sources
 
     def _done(self, qid: str, rows: int, partial: bool, notes: Sequence[str]) -> None:

@@ -20,7 +20,8 @@ from probebook.lab.monitoring import ready
 from probebook.lab.procs import free_port
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
-ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager") or "/usr/bin/prometheus-alertmanager"
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager") or \
+    "/usr/bin/prometheus-alertmanager"
 WINDOW = "5s"
 
 
@@ -132,8 +133,9 @@ class _LokiHandler(BaseHTTPRequestHandler):
             body = self.server.error.encode()
             ctype = "text/plain; charset=utf-8"
         else:
-            body = json.dumps({"status": "success", "data": {"resultType": "streams", "result": self.server.streams,
-                                                             "stats": {"summary": {"totalLinesProcessed": 3}}}}).encode()
+            data = {"resultType": "streams", "result": self.server.streams,
+                    "stats": {"summary": {"totalLinesProcessed": 3}}}
+            body = json.dumps({"status": "success", "data": data}).encode()
             ctype = "application/json"
         self.send_response(self.server.status)
         self.send_header("Content-Type", ctype)

@@ -153,7 +153,8 @@ def test_logs_and_changes_are_evidence(tmp_path):
     with pytest.raises(TelemetryInputError, match="no log source for payments"):
         tel.logs("payments")
     got = tel.changes(since="2h")
-    assert got.select("kind", "service", "summary", "author").row(0) == ("config", "orders", "pool size 20 -> 2", "dana")
+    assert got.select("kind", "service", "summary", "author").row(0) == ("config", "orders", "pool size 20 -> 2",
+                                                                          "dana")
     tel.changes(since="2h")
     assert store.count("changes") == 1
     assert store.sql("SELECT text FROM timeline WHERE source = 'change'")["text"].to_list() == [
@@ -180,6 +181,22 @@ def test_logs_come_from_loki_where_a_service_has_no_files():
         loki.shutdown()
         loki.server_close()
         store.close()
+
+
+def test_sources_from_a_lab_manifest_and_the_environment(tmp_path):
+    manifest = {"services": {"orders": {"log": str(tmp_path / "logs" / "orders.jsonl")}, "bank": {"log": None}},
+                "changes": str(tmp_path / "changes.jsonl"),
+                "monitoring": {"prometheus": "http://127.0.0.1:9090", "alertmanager": None}}
+    (tmp_path / "lab.json").write_text(json.dumps(manifest))
+    env = {"PROBEBOOK_ALERTMANAGER_URL": "http://127.0.0.1:9093", "PROBEBOOK_GIT_PATHS": "orders=svc/orders"}
+    sources = TelemetrySources.from_env(env).with_lab(str(tmp_path)).checked()
+    assert (sources.prometheus, sources.alertmanager) == ("http://127.0.0.1:9090", "http://127.0.0.1:9093")
+    assert sources.log_files("orders") == [manifest["services"]["orders"]["log"]] and sources.log_files("bank") == []
+    assert sources.change_logs == [manifest["changes"]] and sources.git_paths == {"orders": "svc/orders"}
+    with pytest.raises(TelemetryInputError, match="no lab in .*python -m probebook.lab.cli up"):
+        TelemetrySources().with_lab(str(tmp_path / "empty"))
+    with pytest.raises(TelemetryInputError, match="PROBEBOOK_GIT_PATHS: expected SERVICE=VALUE"):
+        TelemetrySources.from_env({"PROBEBOOK_GIT_PATHS": "orders"})
 
 
 def test_an_investigation_gets_telemetry_through_the_mixin(monitoring):
