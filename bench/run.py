@@ -51,6 +51,9 @@ def main() -> int:
     main_py = _pythons()[0]
     results["loghit"] = _run(main_py, "bench.loghit")
     results["snapshot"] = _run(main_py, "bench.snapshot")
+    results["evidence"] = _run(main_py, "bench.evidence")
+    results["control"] = _run(main_py, "bench.control", "--rounds", "5", "--seconds", "5")
+    results["fleet"] = _run(main_py, "bench.fleet_arm", "--agents", "100", "--repeat", "5")
     with open(os.path.join(RESULTS, "agent.json"), "w") as fh:
         json.dump(results, fh, indent=1)
     text = render(results)
@@ -101,6 +104,34 @@ def render(r: Dict[str, Any]) -> str:
                 f"| ddtrace _capture_context (adds globals) | {sn['ddtrace_full_context']['p50_us']:.0f} | {sn['ddtrace_full_context']['p99_us']:.0f} |",
                 "", f"probebook / ddtrace args+locals: p50 {sn['ratio_p50_vs_ddtrace_args_locals']:.2f}x, "
                     f"p99 {sn['ratio_p99_vs_ddtrace_args_locals']:.2f}x (goal <= 0.5x, p99 <= 1 ms)."]
+    ev = r.get("evidence", {})
+    lines += ["", "**Evidence store** (`python -m bench.evidence`; 1M events, 75 % metric points, 25 % log lines)", ""]
+    lines.append(f"error: {ev['error']}" if "error" in ev else
+                 f"Ingestion {ev['ingest_events_per_s']:,} events/s (goal >= 200,000); grouped query (count, mean, "
+                 f"p99 by metric and minute) p50 {ev['query_p50_ms']} ms, p99 {ev['query_p99_ms']} ms (goal p99 < 200 ms).")
+    ct = r.get("control", {})
+    lines += ["", "**Control plane** (`python -m bench.control --rounds 5 --seconds 5`)", ""]
+    if "error" in ct:
+        lines.append(f"error: {ct['error']}")
+    else:
+        fe, tp = ct["first_event"], ct["throughput"]
+        lines.append(f"Client adds a probe -> first event received, loopback: p50 {fe['p50_ms']} ms, max {fe['p99_ms']} ms "
+                     f"over {fe['n']} (goal p50 < 100 ms).")
+        if "error" in tp:
+            lines.append(f"Throughput: error: {tp['error']}")
+        else:
+            med, cpu = tp["median_requests_per_s"], tp["server_cpu_us_per_request"]
+            lines += ["", "| minishop under wrk -t1 -c8 (server on CPU 1, wrk on CPU 0) | requests/s (median of rounds) | "
+                          "server CPU per request |", "|---|---|---|"]
+            for key, label in (("A_no_agent", "no agent"), ("B_agent_idle", "agent, no probes"),
+                               ("C_snapshot_probe", "agent, snapshot probe 1/s on the hot handler")):
+                lines.append(f"| {label} | {med[key]:,} | {cpu[key]} us |")
+            lines += ["", f"Agent idle: {tp['agent_idle_change_pct']:+.1f} % throughput (goal within 1 %); with the "
+                          f"snapshot probe: {tp['snapshot_probe_change_pct']:+.1f} % (goal within 2 %). Every round: "
+                          f"`{json.dumps(tp['requests_per_s'])}`."]
+    fl = r.get("fleet", {})
+    lines += ["", "**Fleet** (`python -m bench.fleet_arm --agents 100 --repeat 5`)", ""]
+    lines.append(f"error: {fl['error']}" if "error" in fl else "```\n" + json.dumps(fl, indent=1)[:1500] + "\n```")
     return "\n".join(lines)
 
 

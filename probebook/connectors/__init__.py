@@ -1,6 +1,9 @@
-"""Clients to the outside: agents (HTTP, Redis fleet); later Prometheus, Alertmanager, logs, deploys.
+"""Clients to the outside: agents (HTTP, Redis fleet), Prometheus, Alertmanager, logs, changes.
 
 >>> from probebook.connectors import AgentClient, ServiceClient, RedisFleet   # doctest: +SKIP
+
+The telemetry clients live in their modules (`prometheus`, `alertmanager`, `logs`, `changes`) and
+are imported from there, so the agent-side CLI does not pay for them.
 """
 
 from .agent import AgentClient, RedisFleet, ServiceClient, read_port_dir

@@ -20,6 +20,7 @@ from probebook.session import Investigation
 from .config import Probebook
 from .magics import ProbebookMagics
 from .session import KernelSession
+from .telemetry import register_telemetry_magics
 
 __all__ = ["Probebook", "ProbebookMagics", "KernelSession", "investigation", "current_session",
            "load_ipython_extension", "unload_ipython_extension"]
@@ -59,6 +60,7 @@ def load_ipython_extension(ipython: Any) -> None:
     if _SESSION.config not in ipython.configurables:  # also adopts a session `investigation()` made
         ipython.configurables.append(_SESSION.config)
     ipython.register_magics(ProbebookMagics(ipython, _loaded_session))
+    register_telemetry_magics(ipython, lambda: _loaded_session().investigation())
 
 
 def unload_ipython_extension(ipython: Any) -> None:

@@ -30,6 +30,7 @@ from probebook.connectors.errors import ConnectorError
 from probebook.evidence import EvidenceStore
 
 from .collector import Collector
+from .telemetry import TelemetryMixin
 
 __all__ = ["Investigation", "ProbeRecord", "SnapshotResult", "SessionError"]
 
@@ -94,7 +95,7 @@ def _secret_from(token: Optional[str], token_file: Optional[str]) -> str:
     raise SessionError("no token: pass token= or token_file= (or set PROBEBOOK_TOKEN / PROBEBOOK_TOKEN_FILE)")
 
 
-class Investigation:
+class Investigation(TelemetryMixin):
     """Everything one investigation knows. `path`: the DuckDB file (":memory:" by default)."""
 
     def __init__(self, path: str = ":memory:") -> None:
@@ -401,6 +402,7 @@ class Investigation:
         return self.store.sql(f"SELECT ts, service, instance_id, name, value, error FROM metrics {where} ORDER BY ts")
 
     def close(self) -> None:
+        self.close_telemetry()
         self.collector.stop()
         for handle in self.handles.values():
             handle.close()

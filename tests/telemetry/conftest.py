@@ -97,4 +97,4 @@ def monitoring(tmp_path_factory: pytest.TempPathFactory, target: Target) -> Iter
         prom.stop()
         am.stop()
         receiver.stop()
-    assert prom.proc.poll() is not None and am.proc.poll() is not None
+    assert not prom.running and not am.running

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,7 +16,7 @@ import pytest
 
 from probebook.lab.alerts import RULES
 from probebook.lab.monitoring import ready
-from probebook.lab.procs import free_port
+from probebook.lab.procs import ProcessTable, free_port, tail
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager") or \
@@ -26,33 +25,28 @@ WINDOW = "5s"
 
 
 class Server:
-    """One monitoring binary in its own process group; `stop` ends it."""
+    """One monitoring binary, run by the lab's `ProcessTable` (its own process group); `stop` ends it."""
 
-    def __init__(self, name: str, argv: List[str], url: str, log: str) -> None:
-        self.name, self.url, self.log = name, url, log
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+    def __init__(self, name: str, argv: List[str], url: str, directory: str) -> None:
+        self.name, self.url, self.log = name, url, os.path.join(directory, f"{name}.log")
+        self.table = ProcessTable(directory)
+        self.table.spawn(name, argv, log_path=self.log)
+
+    @property
+    def running(self) -> bool:
+        return self.table.alive(self.name)
 
     def wait_ready(self, timeout: float = 30.0) -> "Server":
         deadline = time.monotonic() + timeout
         while not ready(self.url, timeout=0.5):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                with open(self.log, encoding="utf-8", errors="replace") as fh:
-                    tail = fh.read()[-600:]
+            if not self.running or time.monotonic() > deadline:
                 self.stop()
-                pytest.fail(f"{self.name} did not start: {tail}")
+                pytest.fail(f"{self.name} did not start: {tail(self.log, 5)}")
             time.sleep(0.05)
         return self
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        self.table.stop(self.name)
 
 
 def start_prometheus(directory: str, scrape_targets: Dict[str, int], am_port: Optional[int],
@@ -78,7 +72,7 @@ def start_prometheus(directory: str, scrape_targets: Dict[str, int], am_port: Op
     port = free_port()
     argv = [PROMETHEUS, f"--config.file={directory}/prometheus.yml", f"--storage.tsdb.path={directory}/data",
             f"--web.listen-address=127.0.0.1:{port}", "--rules.alert.resend-delay=1s", "--log.level=warn"]
-    return Server("prometheus", argv, f"http://127.0.0.1:{port}", os.path.join(directory, "prometheus.log"))
+    return Server("prometheus", argv, f"http://127.0.0.1:{port}", directory)
 
 
 def start_alertmanager(directory: str, webhook_url: str) -> Server:
@@ -91,7 +85,7 @@ def start_alertmanager(directory: str, webhook_url: str) -> Server:
     port = free_port()
     argv = [ALERTMANAGER, f"--config.file={directory}/alertmanager.yml", f"--storage.path={directory}/data",
             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=warn"]
-    return Server("alertmanager", argv, f"http://127.0.0.1:{port}", os.path.join(directory, "alertmanager.log"))
+    return Server("alertmanager", argv, f"http://127.0.0.1:{port}", directory)
 
 
 def wait_for(predicate, timeout: float = 20.0, every: float = 0.2):
