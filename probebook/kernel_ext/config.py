@@ -1,7 +1,8 @@
 """`%config Probebook.<trait>`: the notebook side's settings.
 
-Defaults < environment (``PROBEBOOK_EVIDENCE``, ``PROBEBOOK_DEFAULT_TTL``, ``PROBEBOOK_DEFAULT_WAIT``)
-< IPython configuration files and ``%config``:
+Defaults < ``[tool.probebook]`` in the nearest ``pyproject.toml`` (working directory and up) <
+environment (``PROBEBOOK_EVIDENCE``, ``PROBEBOOK_DEFAULT_TTL``, ``PROBEBOOK_DEFAULT_WAIT``) < IPython
+configuration files and ``%config``:
 
     %config Probebook.evidence_path = "incident-42.duckdb"
     %config Probebook.default_ttl = "5m"
@@ -13,11 +14,48 @@ uses it (a value refused here would instead break every later `%load_ext`).
 from __future__ import annotations
 
 import os
+import sys
+from functools import lru_cache
+from typing import Any, Dict, Optional
 
 from traitlets import Float, Unicode, default
 from traitlets.config import Configurable
 
-__all__ = ["Probebook"]
+__all__ = ["Probebook", "project_settings"]
+
+
+@lru_cache(maxsize=8)
+def _settings_of(start: str) -> Dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - the lab extra brings tomli there
+        import tomli as tomllib
+    here = start
+    while True:
+        path = os.path.join(here, "pyproject.toml")
+        if os.path.isfile(path):
+            try:
+                with open(path, "rb") as fh:
+                    table = tomllib.load(fh).get("tool", {}).get("probebook", {})
+            except (OSError, ValueError):
+                return {}
+            return {str(k).replace("-", "_"): v for k, v in table.items()} if isinstance(table, dict) else {}
+        parent = os.path.dirname(here)
+        if parent == here:
+            return {}
+        here = parent
+
+
+def project_settings(start: Optional[str] = None) -> Dict[str, Any]:
+    """``[tool.probebook]`` of the nearest pyproject.toml from `start` (the working directory) up."""
+    return _settings_of(os.path.abspath(start or os.getcwd()))
+
+
+def _layered(name: str, env: Optional[str], fallback: str) -> str:
+    if env and os.environ.get(env):
+        return os.environ[env]
+    value = project_settings().get(name)
+    return str(value) if value is not None else fallback
 
 
 class Probebook(Configurable):
@@ -39,12 +77,16 @@ class Probebook(Configurable):
 
     @default("evidence_path")
     def _default_evidence(self) -> str:
-        return os.environ.get("PROBEBOOK_EVIDENCE", "")
+        return _layered("evidence_path", "PROBEBOOK_EVIDENCE", "")
+
+    @default("token_file")
+    def _default_token_file(self) -> str:
+        return _layered("token_file", None, "")
 
     @default("default_ttl")
     def _default_ttl(self) -> str:
-        return os.environ.get("PROBEBOOK_DEFAULT_TTL", "15m")
+        return _layered("default_ttl", "PROBEBOOK_DEFAULT_TTL", "15m")
 
     @default("default_wait")
     def _default_wait(self) -> str:
-        return os.environ.get("PROBEBOOK_DEFAULT_WAIT", "30s")
+        return _layered("default_wait", "PROBEBOOK_DEFAULT_WAIT", "30s")
