@@ -207,9 +207,7 @@ class Agent:
         """Change process-wide limits at run time, e.g. ``set_limits(cpu_budget=0.05)``."""
         with self._lock:
             self.limits = self.limits.with_changes(changes)
-            self._cpu.share, self._cpu.window = self.limits.cpu_budget, max(1, int(self.limits.cpu_window))
-            self._cpu._buckets = [0] * self._cpu.window
-            self._cpu._bucket_sec = [0] * self._cpu.window
+            self._cpu = CpuBudget(self.limits.cpu_budget, self.limits.cpu_window)
             rate = self.limits.process_snapshot_rate
             self._snapshots = RateLimiter(rate, rate)
             self.buffer.capacity = self.limits.event_capacity

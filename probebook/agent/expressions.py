@@ -428,23 +428,28 @@ class Template:
     'user=ann n=1'
     """
 
-    __slots__ = ("source", "expressions", "_parts")
+    __slots__ = ("source", "expressions", "_parts", "_names")
 
     def __init__(self, source: str, parts: List[Union[str, Expression]]) -> None:
         self.source = source
         self._parts = parts
         self.expressions: Tuple[Expression, ...] = tuple(p for p in parts if isinstance(p, Expression))
+        # a part that is a bare name (`{user}`, the common case) is a dict read of the frame's
+        # locals: the same answer as evaluating it, without the evaluator's calls
+        self._names = [p.source.strip() if isinstance(p, Expression) and p.source.strip().isidentifier() else None
+                       for p in parts]
 
     def render(self, f_locals: Mapping[str, Any], f_globals: Mapping[str, Any],
                format_value: Callable[[Any], str]) -> str:
         """The text; a part that fails renders inline as `{source: reason}` and never raises."""
         out = []
-        for part in self._parts:
+        for part, name in zip(self._parts, self._names):
             if type(part) is str:
                 out.append(part)
                 continue
             try:
-                text = format_value(part.evaluate(f_locals, f_globals))
+                value = f_locals.get(name, MISSING) if name is not None else MISSING
+                text = format_value(value if value is not MISSING else part.evaluate(f_locals, f_globals))
                 out.append(text if type(text) is str else f"{{{part.source}: format_value returned no str}}")
             except Exception as exc:  # EvaluationError, or a failing format_value
                 out.append(f"{{{part.source}: {exception_message(exc)}}}")
