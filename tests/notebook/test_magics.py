@@ -275,5 +275,8 @@ def test_a_probe_placed_on_some_instances_says_which_failed(run, shell):
         cell = run(f"p = %probe log pair {LINE} x --as half")
         assert cell.error is None, cell.stderr
         panel = shell.user_ns["p"]
-        assert "failed on 1, installed on 1 of 2 instances (first failure:" in panel.notice
+        # the live instance may already have had a hit by the time it answers: installed or emitting
+        assert re.search(r"(emitting|installed) on 1, failed on 1 of 2 instances \(first failure:|"
+                         r"failed on 1, (emitting|installed) on 1 of 2 instances \(first failure:", panel.notice), \
+            panel.notice
         assert "Connection refused" in panel.html  # shown from the start, not only after a refresh
