@@ -38,6 +38,7 @@ _SOURCE_COMMON = [("probe_id", "VARCHAR"), ("seq", "BIGINT"), ("ts", "DOUBLE"), 
 _SOURCE_SCHEMA = {table: pa.schema([(c, _ARROW[t.split()[0]]) for c, t in _SOURCE_COMMON + cols])
                   for table, cols in TABLES.items()}
 _PREFIX = {table: prefix for table, prefix in KIND_TABLE.values()}
+_TABLE_OF = {kind: table for kind, (table, _) in KIND_TABLE.items()}
 
 
 def _json(value: Any) -> Optional[str]:
@@ -70,8 +71,8 @@ class EvidenceStore:
     def ingest(self, events: Iterable[Mapping[str, Any]], service: str, instance_id: str) -> IngestResult:
         """Store agent events (`Event.to_dict()` shapes) from one instance of a service.
 
-        Rows are built by Arrow from the dicts (C++, not a Python loop per field) and the derived
-        columns (evidence id, timestamp, service, instance) are computed by DuckDB in the INSERT.
+        Columns are built one comprehension each and the derived columns (evidence id, timestamp,
+        service, instance) are computed by DuckDB in the INSERT.
         """
         by_table: Dict[str, List[Mapping[str, Any]]] = {}
         result = IngestResult()
@@ -81,17 +82,22 @@ class EvidenceStore:
             if high is None:
                 high = self._stored_high(service, instance_id)
             top = high
+            table_of, skipped, duplicates = _TABLE_OF.get, 0, 0
             for ev in events:
-                spec = KIND_TABLE.get(ev.get("kind"))  # type: ignore[arg-type]
+                table = table_of(ev.get("kind"))  # type: ignore[arg-type]
                 seq = ev.get("seq")
-                if spec is None or type(seq) is not int:
-                    result.skipped += 1
-                    continue
-                if seq <= high:  # already stored: a stream read again after a reconnect
-                    result.duplicates += 1
-                    continue
-                top = seq if seq > top else top
-                by_table.setdefault(spec[0], []).append(ev)
+                if table is None or type(seq) is not int:
+                    skipped += 1
+                elif seq <= high:  # already stored: a stream read again after a reconnect
+                    duplicates += 1
+                else:
+                    if seq > top:
+                        top = seq
+                    rows = by_table.get(table)
+                    if rows is None:
+                        rows = by_table[table] = []
+                    rows.append(ev)
+            result.skipped, result.duplicates = skipped, duplicates
             self._high[key] = top
             for table, rows in by_table.items():
                 self._insert(table, rows, service, instance_id)
