@@ -54,6 +54,7 @@ def main() -> int:
     results["evidence"] = _run(main_py, "bench.evidence")
     results["control"] = _run(main_py, "bench.control", "--rounds", "5", "--seconds", "5")
     results["fleet"] = _run(main_py, "bench.fleet_arm", "--agents", "100", "--repeat", "5")
+    results["instructions"] = _run(main_py, "bench.control_instructions", "--low", "50", "--high", "450")
     with open(os.path.join(RESULTS, "agent.json"), "w") as fh:
         json.dump(results, fh, indent=1)
     text = render(results)
@@ -129,6 +130,21 @@ def render(r: Dict[str, Any]) -> str:
             lines += ["", f"Agent idle: {tp['agent_idle_change_pct']:+.1f} % throughput (goal within 1 %); with the "
                           f"snapshot probe: {tp['snapshot_probe_change_pct']:+.1f} % (goal within 2 %). Every round: "
                           f"`{json.dumps(tp['requests_per_s'])}`."]
+    ins = r.get("instructions", {})
+    lines += ["", "**The agent's cost in instructions** (`python -m bench.control_instructions --low 50 --high 450`; "
+                  "valgrind callgrind, minishop, instructions per request)", ""]
+    if "error" in ins:
+        lines.append(f"error: {ins['error']}")
+    else:
+        cs = ins["cases"]
+        lines += ["| case | instructions per request |", "|---|---|"]
+        for key, label in (("A_no_agent", "no agent"), ("B_agent_idle", "agent, no probes"),
+                           ("C_snapshot_probe", "agent, snapshot probe 1/s (under valgrind's slow clock)")):
+            lines.append(f"| {label} | {cs[key]['per_request']:,} |")
+        lines += ["", f"Agent idle: {ins['agent_idle_pct']:+.2f} % instructions per request (run-to-run band of one "
+                      f"case: about 1 %). One snapshot costs {ins.get('instructions_per_snapshot', 0):,} instructions: "
+                      f"at {ins.get('real_rps', 0):,.0f} requests/s that is {ins.get('snapshot_share_at_real_rps_pct')} % "
+                      f"of the service's work."]
     fl = r.get("fleet", {})
     lines += ["", "**Fleet** (`python -m bench.fleet_arm --agents 100 --repeat 5`)", ""]
     lines.append(f"error: {fl['error']}" if "error" in fl else "```\n" + json.dumps(fl, indent=1)[:1500] + "\n```")
