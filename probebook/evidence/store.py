@@ -99,9 +99,18 @@ class EvidenceStore:
                     rows.append(ev)
             result.skipped, result.duplicates = skipped, duplicates
             self._high[key] = top
-            for table, rows in by_table.items():
-                self._insert(table, rows, service, instance_id)
-                result.inserted[table] = len(rows)
+            if not by_table:
+                return result
+            self._con.execute("BEGIN TRANSACTION")  # one commit (one WAL flush) per batch
+            try:
+                for table, rows in by_table.items():
+                    self._insert(table, rows, service, instance_id)
+                    result.inserted[table] = len(rows)
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                self._high[key] = high  # nothing of this batch is stored: it may come again
+                raise
         return result
 
     def _insert(self, table: str, rows: List[Mapping[str, Any]], service: str, instance_id: str) -> None:
