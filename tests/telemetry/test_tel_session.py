@@ -13,7 +13,6 @@ import warnings
 import polars as pl
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from probebook.connectors.source_errors import QueryRejected, SourceUnreachable, TelemetryInputError
@@ -212,7 +211,10 @@ def test_an_investigation_gets_telemetry_through_the_mixin(monitoring):
 def shell(monitoring, tmp_path):
     import plotly.io as pio
 
-    ip = InteractiveShell.instance()
+    from IPython.testing import globalipapp
+
+    globalipapp.start_ipython()  # the one shell of the process, shared with tests/notebook
+    ip = globalipapp.get_ipython()
     inv = Investigation(str(tmp_path / "magics.duckdb"))
     register_telemetry_magics(ip, lambda: inv)
     log = tmp_path / "orders.jsonl"
