@@ -30,6 +30,7 @@ from typing import Any, Dict, List
 from probebook.connectors.agent import AgentClient
 from probebook.lab import minishop
 from probebook.lab.local_fleet import LocalFleet
+from probebook.lab.procs import free_port
 from probebook.lab.ticker import TICK_LINE
 
 
@@ -53,12 +54,6 @@ def first_event_latency(n: int = 30) -> Dict[str, Any]:
     took.sort()
     return {"n": n, "p50_ms": round(statistics.median(took), 1), "p99_ms": round(took[-1], 1),
             "min_ms": round(took[0], 1)}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_port(port: int, timeout: float = 20.0) -> None:
@@ -93,7 +88,7 @@ def throughput(rounds: int, seconds: int) -> Dict[str, Any]:
     if shutil.which("wrk") is None:
         return {"error": "wrk not installed (apt-get install wrk)"}
     tmp = tempfile.mkdtemp(prefix="probebook-bench-")
-    port = _free_port()
+    port = free_port()
     script = os.path.join(tmp, "shop.py")
     with open(script, "w") as fh:
         fh.write(textwrap.dedent(f"""

@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,24 +33,9 @@ import urllib.request
 from typing import Any, Dict, Optional
 
 from probebook.connectors.agent import AgentClient
+from bench.control import _wait_port
 from probebook.lab import minishop
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(port: int, timeout: float = 120.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"service on {port} did not start under valgrind")
+from probebook.lab.procs import free_port
 
 
 def _instructions(path: str) -> int:
@@ -63,7 +47,7 @@ def _instructions(path: str) -> int:
 
 
 def _run(case: str, requests: int, tmp: str, hot_line: int) -> Dict[str, Any]:
-    port = _free_port()
+    port = free_port()
     script = os.path.join(tmp, "shop.py")
     out = os.path.join(tmp, f"cg-{case}-{requests}.out")
     vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, script, str(port)]
@@ -82,7 +66,7 @@ def _run(case: str, requests: int, tmp: str, hot_line: int) -> Dict[str, Any]:
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     snapshots = 0
     try:
-        _wait(port)
+        _wait_port(port, 120.0)
         client: Optional[AgentClient] = None
         if case != "A_no_agent":
             deadline = time.time() + 60
@@ -120,7 +104,9 @@ def main() -> Dict[str, Any]:
     with open(os.path.join(tmp, "shop.py"), "w") as fh:
         fh.write(textwrap.dedent("""
             import sys
-            from probebook.lab import minishop
+            from bench.control import _wait_port
+from probebook.lab import minishop
+from probebook.lab.procs import free_port
             srv = minishop.serve(int(sys.argv[1]))
             try:
                 srv.serve_forever()

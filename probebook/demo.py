@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ from typing import List, Optional
 
 from probebook.agent import Agent
 from probebook.lab import minishop
+from probebook.lab.procs import free_port
 
 __all__ = ["main", "agent_demo"]
 
@@ -105,12 +105,6 @@ def agent_demo() -> int:
     return 0 if restored else 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _lab(*args: str) -> int:
     return subprocess.call([sys.executable, "-m", "probebook.lab.cli", *args])
 
@@ -119,7 +113,7 @@ def _jupyter(notebook_dir: str) -> Optional[subprocess.Popen]:
     if shutil.which("jupyter", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")) is None:
         print("JupyterLab is not installed here: pip install 'probebook[lab]'")
         return None
-    port = _free_port()
+    port = free_port()
     token = os.urandom(12).hex()
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={notebook_dir}"]

@@ -35,7 +35,7 @@ class MonitoringBackend:
         self._mon = mon
         self._ev = mon.events
         self.tool_id = self._claim_tool_id()
-        self._hooks: Dict[int, MonitorHooks] = {}
+        self._hooks: Dict[int, HookSet] = {}
         self._codes: Dict[int, CodeType] = {}
         self._disabled_seen: set = set()
         # 3.13+ emits no LINE event for a body on the def line itself (lambdas, one-liners):
