@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from types import CodeType
 from typing import Any, Callable, Mapping, Optional, Tuple
 
+from .locate import parameter_names
+
 __all__ = ["Conjunct", "inline_guard", "safe_parameters", "certainly_false"]
 
 _OPS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=",
@@ -43,9 +45,7 @@ class Conjunct:
 
 def safe_parameters(code: CodeType) -> frozenset:
     """Parameters that are always bound, plain fast locals: never deleted, not cells."""
-    n = code.co_argcount + code.co_kwonlyargcount
-    n += bool(code.co_flags & 0x04) + bool(code.co_flags & 0x08)
-    params = set(code.co_varnames[:n]) - set(code.co_cellvars)
+    params = set(parameter_names(code)) - set(code.co_cellvars)
     deleted = {ins.argval for ins in dis.get_instructions(code) if ins.opname == "DELETE_FAST"}
     return frozenset(params - deleted)
 

@@ -19,7 +19,7 @@ import sys
 from types import CodeType
 from typing import Any, Callable, List, Optional
 
-__all__ = ["instrument_code", "PROLOGUE_OPS"]
+__all__ = ["instrument_code"]
 
 if sys.version_info >= (3, 12):  # pragma: no cover - guarded by the caller
     raise ImportError("probebook.agent.inject is for Python <= 3.11; use probebook.agent.monitor")
@@ -28,12 +28,11 @@ import bytecode as _bc
 from bytecode import Bytecode, ConcreteBytecode, ConcreteInstr, Instr, Label
 
 from .hookset import HookSet
+from .locate import PROLOGUE_OPS
 
 PY311 = sys.version_info >= (3, 11)
 PY310 = sys.version_info >= (3, 10)
 
-# Instructions that set a frame up; nothing may be injected before or among them.
-PROLOGUE_OPS = frozenset({"RESUME", "RETURN_GENERATOR", "GEN_START", "MAKE_CELL", "COPY_FREE_VARS", "NOP"})
 
 
 def _call(fn: Any, arg: Any, lineno: Optional[int]) -> List[Instr]:

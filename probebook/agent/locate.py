@@ -25,9 +25,12 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 from .errors import LocationError
 
-__all__ = ["Where", "parse_where", "ModuleCode", "modules_for_file", "module_by_name", "code_line_numbers"]
+__all__ = ["Where", "parse_where", "ModuleCode", "modules_for_file", "module_by_name", "code_line_numbers",
+           "parameter_names", "PROLOGUE_OPS"]
 
-_PROLOGUE = {"RESUME", "RETURN_GENERATOR", "GEN_START", "MAKE_CELL", "COPY_FREE_VARS", "NOP"}
+# Instructions that set a frame up: no line of user code is made of them alone, and nothing may be
+# injected before or among them.
+PROLOGUE_OPS = frozenset({"RESUME", "RETURN_GENERATOR", "GEN_START", "MAKE_CELL", "COPY_FREE_VARS", "NOP"})
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,7 @@ def code_line_numbers(code: CodeType) -> List[int]:
 
     lines = set()
     for ins in dis.get_instructions(code):
-        if ins.opname in _PROLOGUE:
+        if ins.opname in PROLOGUE_OPS:
             continue
         ln = getattr(ins, "positions", None)
         lineno = ln.lineno if ln is not None and ln.lineno is not None else None
@@ -80,6 +83,13 @@ def code_line_numbers(code: CodeType) -> List[int]:
         if lineno is not None:
             lines.add(lineno)
     return sorted(lines)
+
+
+def parameter_names(code: CodeType) -> Tuple[str, ...]:
+    """The function's parameters, in order: positional, keyword-only, then *args and **kwargs."""
+    n = code.co_argcount + code.co_kwonlyargcount
+    n += bool(code.co_flags & 0x04) + bool(code.co_flags & 0x08)  # CO_VARARGS, CO_VARKEYWORDS
+    return tuple(code.co_varnames[:n])
 
 
 def _starts_line(code: CodeType, offset: int) -> Optional[int]:

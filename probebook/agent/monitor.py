@@ -19,6 +19,7 @@ from typing import Any, Dict, Optional
 
 from .errors import ProbebookError
 from .hookset import HookSet
+from .locate import PROLOGUE_OPS
 
 __all__ = ["MonitoringBackend", "TOOL_IDS_TRIED"]
 
@@ -153,7 +154,7 @@ def _line_on_def(code: CodeType) -> Optional[int]:
     resume_line = None
     for ins in dis.get_instructions(code):
         line = ins.positions.lineno if ins.positions else None
-        if ins.opname in ("RESUME", "RETURN_GENERATOR", "POP_TOP", "MAKE_CELL", "COPY_FREE_VARS", "NOP"):
+        if ins.opname in PROLOGUE_OPS or ins.opname == "POP_TOP":  # POP_TOP after RETURN_GENERATOR
             resume_line = resume_line or line
             continue
         return line if line is not None and line == resume_line else None

@@ -19,6 +19,7 @@ from .errors import EvaluationError
 from .events import Event, ExceptionEvent, LogEvent, MetricEvent, SnapshotEvent, SpanEvent, StatusEvent
 from .expressions import Expression, Template
 from .limits import RateLimiter
+from .locate import parameter_names
 from .spec import ProbeSpec
 
 __all__ = ["ProbeRuntime", "ProbeHost"]
@@ -196,10 +197,7 @@ class ProbeRuntime:
         redactor, limits = self.host.redactor, self.limits
         captured = capture_locals(dict(f_locals), limits, redactor)
         code = frame.f_code
-        nargs = code.co_argcount + code.co_kwonlyargcount
-        nargs += bool(code.co_flags & 0x04) + bool(code.co_flags & 0x08)  # *args, **kwargs
-        argnames = code.co_varnames[:nargs]
-        arguments = {n: captured.pop(n) for n in argnames if n in captured}
+        arguments = {n: captured.pop(n) for n in parameter_names(code) if n in captured}
         exprs = {src: self._capture_expr(expr, f_locals, frame.f_globals) for src, expr in self.captures}
         stack = capture_stack(frame, limits, redactor)
         self.host.emit(SnapshotEvent(arguments=arguments, locals=captured, expressions=exprs, stack=stack,

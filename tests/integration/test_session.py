@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import json
 import os
 import signal
 import socket
@@ -17,15 +16,10 @@ import pytest
 
 from probebook.agent.errors import SpecError
 from probebook.lab import minishop
+from probebook.lab.procs import free_port
 from probebook.session import Investigation, SessionError
 
 TOKEN = "session-test-token-0001"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _line(text: str) -> int:
@@ -36,7 +30,7 @@ def _line(text: str) -> int:
 @pytest.fixture
 def shop(tmp_path):
     """minishop under the agent: (service port, port-file dir, token file, process)."""
-    port = _free_port()
+    port = free_port()
     script = tmp_path / "shop_main.py"
     script.write_text(textwrap.dedent(f"""
         from probebook.lab import minishop
