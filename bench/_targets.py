@@ -32,8 +32,52 @@ def handle(order, user, total):
     return ratio  # SNAP
 
 
+def handle_dd(order, user, total):
+    items = order.items
+    count = len(items)
+    prices = [i["price"] for i in items]
+    headers = {"content-type": "application/json", "x-request-id": "abc123", "accept": "*/*"}
+    config = {"retries": 3, "timeout": 2.5, "pool": {"size": 10, "used": 7}}
+    name = "checkout-service"
+    flag = True
+    ratio = total / max(count, 1)
+    note = "x" * 40
+    return ratio
+
+
+def handle_dd_full(order, user, total):
+    items = order.items
+    count = len(items)
+    prices = [i["price"] for i in items]
+    headers = {"content-type": "application/json", "x-request-id": "abc123", "accept": "*/*"}
+    config = {"retries": 3, "timeout": 2.5, "pool": {"size": 10, "used": 7}}
+    name = "checkout-service"
+    flag = True
+    ratio = total / max(count, 1)
+    note = "x" * 40
+    return ratio
+
+
+def handle_plain(order, user, total):
+    items = order.items
+    count = len(items)
+    prices = [i["price"] for i in items]
+    headers = {"content-type": "application/json", "x-request-id": "abc123", "accept": "*/*"}
+    config = {"retries": 3, "timeout": 2.5, "pool": {"size": 10, "used": 7}}
+    name = "checkout-service"
+    flag = True
+    ratio = total / max(count, 1)
+    note = "x" * 40
+    return ratio
+
+
 def log_target(order, user, total):
     ratio = total / 3  # LOG
+    return ratio
+
+
+def log_target_plain(order, user, total):
+    ratio = total / 3
     return ratio
 
 

@@ -90,8 +90,10 @@ def render(r: Dict[str, Any]) -> str:
     if "error" in lg:
         lines.append(f"error: {lg['error']}")
     else:
-        lines += [f"Python {lg['python']}, {lg['n']} calls: p50 {lg['cost_p50_us']:.1f} us, "
-                  f"p99 {lg['cost_p99_us']:.1f} us per hit (goal: p99 <= 10 us). Sample line: `{lg['sample']}`."]
+        per_round = ", ".join(f"{rd['cost_p50_us']:.1f}/{rd['cost_p99_us']:.1f}" for rd in lg["rounds"])
+        lines += [f"Python {lg['python']}, {len(lg['rounds'])} rounds of {lg['n']} calls, each probed call beside an "
+                  f"unprobed copy: median round p50 {lg['cost_p50_us']:.1f} us, p99 {lg['cost_p99_us']:.1f} us per hit "
+                  f"(goal: p99 <= 10 us); every round's p50/p99: {per_round} us. Sample line: `{lg['sample']}`."]
     sn = r["snapshot"]
     lines += ["", "**Snapshot of a 10-local frame, default limits** (`python -m bench.snapshot`; us per hit)", ""]
     if "error" in sn:

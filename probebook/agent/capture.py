@@ -25,19 +25,30 @@ import itertools
 import types
 import uuid
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from .errors import SpecError
 from .redaction import RedactionRules, Redactor
 from .safe_access import UnsafeAccess, instance_dict, iter_fields, safe_getattr, type_name
 
-__all__ = ["CaptureLimits", "capture_value", "capture_locals", "capture_stack", "safe_repr"]
+__all__ = ["CaptureLimits", "capture_value", "capture_locals", "capture_stack", "safe_repr", "repr_reads",
+           "capture_value_raw", "capture_locals_raw", "field_map_raw", "as_tree"]
 
 _MAX_DEPTH_CEILING = 32  # capture recurses once per level; stay far from the recursion limit
 _SCAN_MARGIN = 4096  # a secret straddling the string cut must still be seen by the patterns
 _NODE = 40  # approximate JSON size of a node's own keys, for the byte budget
 _I64 = 1 << 63
 _islice = itertools.islice
+
+# Inside a capture, nodes are tuples, turned into the documented dicts and lists by `as_tree` (for
+# snapshots, off the application thread). A tuple that holds only numbers, strings, None and such
+# tuples stops being tracked by the garbage collector at its first collection, so a snapshot waiting
+# in the event ring is not walked by the host's later collections nor promoted into the old
+# generation, where it would bring full ones. (A dict would stay tracked, and keep its tuple so.)
+# (_N, k1, v1, k2, v2, ...) is a node, (_F, name1, node1, ...) a field map, any other tuple a list.
+_N = "\x00node"  # markers compared by identity: captured strings are never these objects
+_F = "\x00fields"
+_Node = tuple
 
 
 @dataclass(frozen=True)
@@ -95,6 +106,11 @@ def capture_value(value: Any, limits: CaptureLimits, redactor: Redactor, name: O
     >>> capture_value(7, CaptureLimits(), Redactor())
     {'type': 'int', 'value': 7}
     """
+    return as_tree(capture_value_raw(value, limits, redactor, name))
+
+
+def capture_value_raw(value: Any, limits: CaptureLimits, redactor: Redactor, name: Optional[str] = None) -> _Node:
+    """`capture_value` as the internal node, for `as_tree` later (see `_N`)."""
     b = _Budget(limits, redactor.snapshot())
     if name is not None and b.name_redacted(name):
         return _cut(value, "redacted")
@@ -103,9 +119,35 @@ def capture_value(value: Any, limits: CaptureLimits, redactor: Redactor, name: O
 
 def capture_locals(f_locals: Mapping[str, Any], limits: CaptureLimits, redactor: Redactor) -> Dict[str, dict]:
     """Capture a frame's locals under one budget; redacted names are marked and their values unread."""
+    return {name: as_tree(node) for name, node in capture_locals_raw(f_locals, limits, redactor).items()}
+
+
+def capture_locals_raw(f_locals: Mapping[str, Any], limits: CaptureLimits, redactor: Redactor) -> Dict[str, _Node]:
+    """`capture_locals` with internal nodes, for `as_tree` later."""
     b = _Budget(limits, redactor.snapshot())
     items = dict.items(f_locals) if issubclass(type(f_locals), dict) else f_locals.items()
     return {name: _cut(value, "redacted") if b.name_redacted(name) else _capture(value, 0, b) for name, value in items}
+
+
+def field_map_raw(nodes: Mapping[str, Any]) -> tuple:
+    """Internal nodes by name as one internal field map (`as_tree` makes it a dict again)."""
+    out: List[Any] = [_F]
+    for item in nodes.items():
+        out += item
+    return tuple(out)
+
+
+def as_tree(raw: Any) -> Any:
+    """The documented JSON-ready form of an internal node (dicts and lists).
+
+    >>> as_tree(capture_value_raw([1, "a"], CaptureLimits(), Redactor()))
+    {'type': 'list', 'elements': [{'type': 'int', 'value': 1}, {'type': 'str', 'value': 'a'}], 'size': 2}
+    """
+    if type(raw) is not tuple:
+        return raw
+    if raw and (raw[0] is _N or raw[0] is _F):
+        return {raw[i]: as_tree(raw[i + 1]) for i in range(1, len(raw), 2)}
+    return [as_tree(item) for item in raw]
 
 
 def capture_stack(frame: Any, limits: CaptureLimits, redactor: Redactor, with_locals_for_top: bool = False) -> List[dict]:
@@ -132,11 +174,11 @@ def capture_stack(frame: Any, limits: CaptureLimits, redactor: Redactor, with_lo
     return out
 
 
-def _cut(value: Any, why: str) -> dict:
-    return {"type": type_name(value), "not_captured": why}
+def _cut(value: Any, why: str) -> _Node:
+    return (_N, "type", type_name(value), "not_captured", why)
 
 
-def _capture(value: Any, depth: int, b: _Budget) -> dict:
+def _capture(value: Any, depth: int, b: _Budget) -> _Node:
     if b.bytes_left <= 0:
         return _cut(value, "limit")
     tp = type(value)
@@ -145,21 +187,21 @@ def _capture(value: Any, depth: int, b: _Budget) -> dict:
     if tp is int:
         if -_I64 <= value < _I64:
             b.bytes_left -= _NODE
-            return {"type": "int", "value": value}
+            return (_N, "type", "int", "value", value)
     elif tp is float:
         if value - value == 0.0:
             b.bytes_left -= _NODE
-            return {"type": "float", "value": value}
+            return (_N, "type", "float", "value", value)
     elif tp is bool or value is None:
         b.bytes_left -= _NODE
-        return {"type": _SCALAR_NAME[tp], "value": value}
+        return (_N, "type", _SCALAR_NAME[tp], "value", value)
     handler, tname, _, learned = _DISPATCH.get(id(tp)) or _classify(tp)
     if learned and b.type_redacted(tname):  # globs name user types; builtins are never matched
-        return {"type": tname, "not_captured": "redacted"}
+        return (_N, "type", tname, "not_captured", "redacted")
     try:
         return handler(value, depth, b, tname)
     except Exception as exc:  # e.g. a dict resized by another thread: the rest of the capture goes on
-        return {"type": type_name(value), "not_captured": "error", "error": type_name(exc)}
+        return (_N, "type", type_name(value), "not_captured", "error", "error", type_name(exc))
 
 
 # --- scalars and text ---------------------------------------------------------------------
@@ -169,52 +211,51 @@ def _int_text(v: int) -> str:
     return str(v) if v.bit_length() < 12000 else hex(v)
 
 
-def _scalar(value: Any, depth: int, b: _Budget, tname: str) -> dict:
+def _scalar(value: Any, depth: int, b: _Budget, tname: str) -> _Node:
     b.bytes_left -= _NODE
-    return {"type": tname, "value": value}
+    return (_N, "type", tname, "value", value)
 
 
-def _int(value: int, depth: int, b: _Budget, tname: str) -> dict:
+def _int(value: int, depth: int, b: _Budget, tname: str) -> _Node:
     if -_I64 <= value < _I64:
         b.bytes_left -= _NODE
-        return {"type": tname, "value": value}
+        return (_N, "type", tname, "value", value)
     return _text(_int_text(value), b, tname, scan=False)  # beyond int64 JSON readers lose digits
 
 
-def _float(value: float, depth: int, b: _Budget, tname: str) -> dict:
+def _float(value: float, depth: int, b: _Budget, tname: str) -> _Node:
     return _scalar(value if value - value == 0.0 else repr(value), depth, b, tname)  # JSON has no nan/inf
 
 
-def _text(s: str, b: _Budget, tname: str, scan: bool = True) -> dict:
+def _text(s: str, b: _Budget, tname: str, scan: bool = True) -> _Node:
     n = len(s)
     if scan and b.value_redacted(s if n <= b.scan else s[: b.scan]):
         b.bytes_left -= _NODE
-        return {"type": tname, "not_captured": "redacted"}
+        return (_N, "type", tname, "not_captured", "redacted")
     limit = b.max_string
     if n > limit:
         s = s[:limit]
     # JSON escapes non-ASCII as \uXXXX: six characters each
     b.bytes_left -= _NODE + (len(s) if s.isascii() else 6 * len(s))
     if n <= limit:
-        return {"type": tname, "value": s}
-    return {"type": tname, "value": s, "truncated": True, "size": n}
+        return (_N, "type", tname, "value", s)
+    return (_N, "type", tname, "value", s, "truncated", True, "size", n)
 
 
-def _bytes(value: Any, depth: int, b: _Budget, tname: str) -> dict:
+def _bytes(value: Any, depth: int, b: _Budget, tname: str) -> _Node:
     base = bytes if issubclass(type(value), bytes) else bytearray
     n = base.__len__(value)
     if b.value_redacted(bytes(base.__getitem__(value, slice(0, b.scan))).decode("latin-1")):  # raw buffers
         b.bytes_left -= _NODE
-        return {"type": tname, "not_captured": "redacted"}
+        return (_N, "type", tname, "not_captured", "redacted")
     head = bytes(base.__getitem__(value, slice(0, b.max_string)))
-    node = {"type": tname, "value": repr(head)}
     b.bytes_left -= _NODE + 4 * len(head)
     if n > len(head):
-        node["truncated"], node["size"] = True, n
-    return node
+        return (_N, "type", tname, "value", repr(head), "truncated", True, "size", n)
+    return (_N, "type", tname, "value", repr(head))
 
 
-def _as_text(to_text: Callable[[Any], str]) -> Callable[..., dict]:
+def _as_text(to_text: Callable[[Any], str]) -> Callable[..., _Node]:
     # the text of a date, Decimal or UUID is the stdlib's: no secret pattern to look for
     return lambda value, depth, b, tname: _text(to_text(value), b, tname, scan=False)
 
@@ -229,23 +270,23 @@ def _iso(value: Any) -> str:
 
 # --- containers and objects ---------------------------------------------------------------
 
-def _enter(value: Any, depth: int, b: _Budget, tname: str, size: Optional[int]) -> Optional[dict]:
+def _enter(value: Any, depth: int, b: _Budget, tname: str, size: Optional[int]) -> Optional[_Node]:
     """The marker when `value` is not expanded here; else None, and `value` joins the path."""
     b.bytes_left -= _NODE
     if depth >= b.max_depth:
-        node = {"type": tname, "not_captured": "depth"}
+        why = "depth"
     elif id(value) in b.path:
-        node = {"type": tname, "not_captured": "cycle"}
+        why = "cycle"
     else:
         b.path.add(id(value))
         return None
     if size is not None:
-        node["size"] = size
-    return node
+        return (_N, "type", tname, "not_captured", why, "size", size)
+    return (_N, "type", tname, "not_captured", why)
 
 
 def _collection(value: Any, depth: int, b: _Budget, tname: str, size: int, items: Any,
-                kind: str = "elements", each: Optional[Callable[[Any, int, _Budget], Any]] = None) -> dict:
+                kind: str = "elements", each: Optional[Callable[[Any, int, _Budget], Any]] = None) -> _Node:
     cut = _enter(value, depth, b, tname, size)
     if cut is not None:
         return cut
@@ -258,73 +299,75 @@ def _collection(value: Any, depth: int, b: _Budget, tname: str, size: int, items
             out.append(each(item, depth + 1, b))
     finally:
         b.path.discard(id(value))
-    node = {"type": tname, kind: out, "size": size}
     if len(out) < size:
-        node["truncated"] = True
-    return node
+        return (_N, "type", tname, kind, tuple(out), "size", size, "truncated", True)
+    return (_N, "type", tname, kind, tuple(out), "size", size)
 
 
-def _sequence(base: type) -> Callable[..., dict]:
-    def handler(value: Any, depth: int, b: _Budget, tname: str) -> dict:
+def _sequence(base: type) -> Callable[..., _Node]:
+    def handler(value: Any, depth: int, b: _Budget, tname: str) -> _Node:
         head = base.__getitem__(value, slice(0, b.max_items))  # a plain list/tuple even for subclasses
         return _collection(value, depth, b, tname, base.__len__(value), head)
     return handler
 
 
-def _unordered(base: type) -> Callable[..., dict]:
-    def handler(value: Any, depth: int, b: _Budget, tname: str) -> dict:
+def _unordered(base: type) -> Callable[..., _Node]:
+    def handler(value: Any, depth: int, b: _Budget, tname: str) -> _Node:
         head = _islice(base.__iter__(value), b.max_items)  # walks the table; nothing is hashed
         return _collection(value, depth, b, tname, base.__len__(value), head)
     return handler
 
 
-def _dict(value: dict, depth: int, b: _Budget, tname: str) -> dict:
+def _dict(value: dict, depth: int, b: _Budget, tname: str) -> _Node:
     # dict.items reads the table directly: no user __iter__/__getitem__, no key hashing
     head = _islice(dict.items(value), b.max_items)
     return _collection(value, depth, b, tname, dict.__len__(value), head, "entries", _entry)
 
 
-def _entry(item: Tuple[Any, Any], depth: int, b: _Budget) -> list:
+def _entry(item: Tuple[Any, Any], depth: int, b: _Budget) -> _Node:
     k, v = item
     if type(k) is str:
-        return [_text(k, b, "str"), _cut(v, "redacted") if b.name_redacted(k) else _capture(v, depth, b)]
+        return (_text(k, b, "str"), _cut(v, "redacted") if b.name_redacted(k) else _capture(v, depth, b))
     redact = issubclass(type(k), str) and b.name_redacted(str.__str__(k))  # e.g. a str-valued Enum key
-    return [_capture(k, depth, b), _cut(v, "redacted") if redact else _capture(v, depth, b)]
+    return (_capture(k, depth, b), _cut(v, "redacted") if redact else _capture(v, depth, b))
 
 
-def _field_map(pairs: Any, depth: int, b: _Budget, node: dict) -> dict:
-    out: Dict[str, dict] = {}
+def _field_map(pairs: Any, depth: int, b: _Budget, node: List[Any]) -> _Node:
+    out: List[Any] = [_F]
+    count = 0
     for fname, fvalue in pairs:
-        if len(out) >= b.max_fields or b.bytes_left <= 0:
-            node["truncated"] = True
+        if count >= b.max_fields or b.bytes_left <= 0:
+            node += ("truncated", True)
             break
-        out[fname] = _cut(fvalue, "redacted") if b.name_redacted(fname) else _capture(fvalue, depth + 1, b)
+        out += (fname, _cut(fvalue, "redacted") if b.name_redacted(fname) else _capture(fvalue, depth + 1, b))
+        count += 1
         b.bytes_left -= len(fname)
-    node["fields"] = out
-    return node
+    node += ("fields", tuple(out))
+    return tuple(node)
 
 
-def _with_fields(pairs_of: Callable[[Any, int, _Budget, dict], Any]) -> Callable[..., dict]:
-    """A handler for kinds shown as `fields`; `pairs_of` yields (name, value) and may add to the node."""
-    def handler(value: Any, depth: int, b: _Budget, tname: str) -> dict:
+def _with_fields(pairs_of: Callable[[Any, int, _Budget, List[Any]], Any]) -> Callable[..., _Node]:
+    """A handler for kinds shown as `fields`; `pairs_of` yields (name, value) and may add to the node
+    (a list of the node's keys and values)."""
+    def handler(value: Any, depth: int, b: _Budget, tname: str) -> _Node:
         cut = _enter(value, depth, b, tname, None)
         if cut is not None:
             return cut
         try:
-            node = {"type": tname}
+            node: List[Any] = [_N, "type", tname]
             return _field_map(pairs_of(value, depth, b, node), depth, b, node)
         finally:
             b.path.discard(id(value))
     return handler
 
 
-def _exception_fields(value: BaseException, depth: int, b: _Budget, node: dict) -> Any:
-    node["args"] = _capture(_EXC_ARGS.__get__(value), depth + 1, b)
+def _exception_fields(value: BaseException, depth: int, b: _Budget, node: List[Any]) -> Any:
+    node += ("args", _capture(_EXC_ARGS.__get__(value), depth + 1, b))
     # BaseException's own members (__suppress_context__ ...) are interpreter state, not data
     return ((k, v) for k, v in iter_fields(value) if not k.startswith("__"))
 
 
-def _named_tuple_fields(value: tuple, depth: int, b: _Budget, node: dict) -> Any:
+def _named_tuple_fields(value: tuple, depth: int, b: _Budget, node: List[Any]) -> Any:
     names = safe_getattr(type(value), "_fields")
     return zip(names, tuple.__getitem__(value, slice(0, len(names))))
 
@@ -334,29 +377,29 @@ _exception = _with_fields(_exception_fields)
 _named_tuple = _with_fields(_named_tuple_fields)
 
 
-def _enum(value: enum.Enum, depth: int, b: _Budget, tname: str) -> dict:
+def _enum(value: enum.Enum, depth: int, b: _Budget, tname: str) -> _Node:
     state = instance_dict(value) or {}
-    node = {"type": tname, "enum": state.get("_name_")}
+    name = state.get("_name_")
     v = state.get("_value_")
-    if id(type(v)) in _JSON_SCALARS:
-        node["value"] = v
     b.bytes_left -= _NODE
-    return node
+    if id(type(v)) in _JSON_SCALARS:
+        return (_N, "type", tname, "enum", name if type(name) is str else None, "value", v)
+    return (_N, "type", tname, "enum", name if type(name) is str else None)
 
 
-def _subclass(base_handler: Callable[..., dict], to_base: Optional[Callable[[Any], Any]]) -> Callable[..., dict]:
+def _subclass(base_handler: Callable[..., _Node], to_base: Optional[Callable[[Any], Any]]) -> Callable[..., _Node]:
     """Subclasses of builtins: read as the base type (its C methods), named by their own type."""
-    def handler(value: Any, depth: int, b: _Budget, tname: str) -> dict:
+    def handler(value: Any, depth: int, b: _Budget, tname: str) -> _Node:
         return base_handler(to_base(value) if to_base else value, depth, b, tname)
     return handler
 
 
 # --- one-line summaries: modules, functions, classes, code ----------------------------------
 
-def _summary(describe: Callable[[Any], str]) -> Callable[..., dict]:
-    def handler(value: Any, depth: int, b: _Budget, tname: str) -> dict:
+def _summary(describe: Callable[[Any], str]) -> Callable[..., _Node]:
+    def handler(value: Any, depth: int, b: _Budget, tname: str) -> _Node:
         b.bytes_left -= _NODE + 40
-        return {"type": tname, "summary": describe(value)[: b.max_string]}
+        return (_N, "type", tname, "summary", describe(value)[: b.max_string])
     handler.describe = describe  # type: ignore[attr-defined]  # safe_repr's text for the same kinds
     return handler
 
@@ -406,7 +449,7 @@ _QUALNAME = _summary(lambda g: g.__qualname__)
 
 # id(type) -> (handler, type name, type, learned): ids because hashing a type may run a metaclass __hash__;
 # holding the type keeps its id from being reused while the entry exists
-_DISPATCH: Dict[int, Tuple[Callable[..., dict], str, type, bool]] = {
+_DISPATCH: Dict[int, Tuple[Callable[..., _Node], str, type, bool]] = {
     id(t): (h, _class_name(t), t, False) for t, h in (
         (int, _int), (bool, _scalar), (float, _float), (type(None), _scalar), (bytes, _bytes), (bytearray, _bytes),
         (list, _sequence(list)), (tuple, _sequence(tuple)), (set, _unordered(set)), (frozenset, _unordered(frozenset)),
@@ -431,9 +474,9 @@ _BASES = ((dict, None), (list, None), (tuple, None), (set, None), (frozenset, No
           (str, str.__str__), (bytes, None), (bytearray, None), (int, int.__index__), (float, float.__float__))
 
 
-def _classify(tp: type) -> Tuple[Callable[..., dict], str, type, bool]:
+def _classify(tp: type) -> Tuple[Callable[..., _Node], str, type, bool]:
     """The handler for a type seen for the first time; issubclass on builtin bases runs no user code."""
-    handler: Callable[..., dict] = _object
+    handler: Callable[..., _Node] = _object
     if issubclass(tp, type):
         handler = _CLASS_SUMMARY
     elif issubclass(tp, BaseException):
@@ -456,7 +499,7 @@ def _classify(tp: type) -> Tuple[Callable[..., dict], str, type, bool]:
     return entry
 
 
-def _text_handler(value: str, depth: int, b: _Budget, tname: str) -> dict:
+def _text_handler(value: str, depth: int, b: _Budget, tname: str) -> _Node:
     return _text(value, b, tname)
 
 
@@ -477,7 +520,7 @@ _REPR_DEPTH = 3
 _FAST_INT = 10**15
 
 
-def safe_repr(value: Any, max_len: int = 255, redactor: Optional[Redactor] = None) -> str:
+def safe_repr(value: Any, max_len: int = 255, redactor: Optional[Union[Redactor, RedactionRules]] = None) -> str:
     """One line for a log: builtin scalars and containers of them as `repr`, other objects as
     `<module.Class at 0x...>` (no user code), secrets as `[REDACTED]`, cut to `max_len` with `...`.
 
@@ -500,6 +543,16 @@ def safe_repr(value: Any, max_len: int = 255, redactor: Optional[Redactor] = Non
     if len(text) > max_len:
         text = text[: max_len - 3] + "..." if max_len > 3 else text[:max_len]
     return text
+
+
+def repr_reads(max_len: int) -> int:
+    """How much of a `str`/`bytes` `safe_repr(value, max_len)` reads: cut to this, it renders the same.
+
+    >>> s = "y" * 9000
+    >>> safe_repr(s[:repr_reads(20)], 20) == safe_repr(s, 20)
+    True
+    """
+    return max_len + 1 + _SCAN_MARGIN
 
 
 def _emit(out: List[str], room: List[int], text: str) -> None:

@@ -106,6 +106,7 @@ class Agent:
         self._thread: Optional[threading.Thread] = None
         self._modules_seen = 0
         self.started = time.time()
+        self.emit = self.buffer.append  # type: ignore[method-assign]  # every hit: one call, not two
 
     # ---------------------------------------------------------------- ProbeHost for probes
     @property
@@ -123,8 +124,7 @@ class Agent:
         return self._snapshots.allow()
 
     def cpu_spent(self, probe: ProbeRuntime, ns: int) -> None:
-        self._cpu.add(ns)
-        if probe.active and self._cpu.exceeded():
+        if self._cpu.spend(ns) and probe.active:
             probe.active = False
             used = self._cpu.used() * 100
             self.request_disable(probe, "disabled", (

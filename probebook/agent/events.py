@@ -18,7 +18,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from typing import Any, Deque, Dict, List
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 __all__ = [
     "Event",
@@ -31,6 +31,8 @@ __all__ = [
     "EventBatch",
     "EventBuffer",
 ]
+
+_time = time.time
 
 
 @dataclass
@@ -66,10 +68,58 @@ class _Located(Event):
     trace_id: str = ""
 
 
-@dataclass
-class LogEvent(_Located):
-    message: str = ""
+class LogEvent:
+    """A dynamic log line, with the header fields of every located event.
+
+    Not a dataclass, unlike the others: it is built on every log hit, so it has slots and a plain
+    positional constructor. The hit may leave the text unfinished (`finish` and the `values` it
+    takes); the first reader of `message` finishes it, off the application thread.
+
+    >>> LogEvent("p1", message="total=3").message
+    'total=3'
+    >>> LogEvent("p1", finish=" ".join, values=("a", "b")).to_dict()["message"]
+    'a b'
+    """
+
+    __slots__ = ("probe_id", "seq", "ts", "file", "line", "function", "thread", "trace_id", "_message", "_finish",
+                 "_values")
     kind = "log"
+
+    def __init__(self, probe_id: str, file: str = "", line: int = 0, function: str = "", thread: str = "",
+                 trace_id: str = "", message: str = "", finish: Optional[Callable[[Any], str]] = None,
+                 values: Any = None, ts: Optional[float] = None) -> None:
+        self.probe_id = probe_id
+        self.seq = 0
+        self.ts = _time() if ts is None else ts
+        self.file = file
+        self.line = line
+        self.function = function
+        self.thread = thread
+        self.trace_id = trace_id
+        self._message = message
+        self._finish = finish
+        self._values = values
+
+    @property
+    def message(self) -> str:
+        finish = self._finish
+        if finish is not None:
+            self._message = finish(self._values)
+            self._finish = self._values = None
+        return self._message
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"probe_id": self.probe_id, "seq": self.seq, "ts": self.ts, "file": self.file, "line": self.line,
+                "function": self.function, "thread": self.thread, "trace_id": self.trace_id,
+                "message": self.message, "kind": "log"}
+
+    def __repr__(self) -> str:
+        return f"LogEvent(probe_id={self.probe_id!r}, seq={self.seq}, line={self.line}, message={self.message!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is LogEvent and self.to_dict() == other.to_dict()  # type: ignore[union-attr]
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 @dataclass
@@ -121,31 +171,39 @@ class EventBatch:
 
 
 class EventBuffer:
-    """Bounded, thread-safe ring of events with monotonically increasing sequence numbers."""
+    """Bounded, thread-safe ring of events with monotonically increasing sequence numbers.
+
+    An entry is an `Event`, or a tuple `(factory, *args)` that becomes one when read: the hot
+    paths append tuples, so building the event object is the reader's work. Sequence numbers are
+    positions: the ring only ever appends on the right and evicts on the left, so the entry at
+    index i has seq `last_seq - len + 1 + i`.
+    """
 
     def __init__(self, capacity: int = 10_000) -> None:
-        self.capacity = max(1, int(capacity))
-        self._events: Deque[Event] = deque()
+        self._events: Deque[Any] = deque(maxlen=max(1, int(capacity)))
         self._seq = 0
-        self._evicted = 0
         self._drain_cursor = 0
-        self._dropped_unread = 0
-        self._cond = threading.Condition(threading.Lock())
+        self._dropped_drained = 0  # evicted unread, as seen by earlier drains
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._waiting = 0  # readers blocked in a long-poll; appends notify only when there are some
 
-    def append(self, event: Event) -> int:
-        with self._cond:
+    @property
+    def capacity(self) -> int:
+        return self._events.maxlen  # type: ignore[return-value]
+
+    @capacity.setter
+    def capacity(self, value: int) -> None:
+        with self._lock:
+            self._events = deque(self._events, maxlen=max(1, int(value)))
+
+    def append(self, event: Any) -> None:
+        """Add an event (or a `(factory, *args)` tuple); when full, the oldest entry is evicted."""
+        with self._lock:  # the condition's own lock, without Condition's Python-level __enter__
             self._seq += 1
-            event.seq = self._seq
             self._events.append(event)
-            if len(self._events) > self.capacity:
-                old = self._events.popleft()
-                self._evicted += 1
-                if old.seq > self._drain_cursor:
-                    self._dropped_unread += 1
             if self._waiting:
                 self._cond.notify_all()
-            return self._seq
 
     @property
     def last_seq(self) -> int:
@@ -154,7 +212,12 @@ class EventBuffer:
     @property
     def dropped(self) -> int:
         """Events evicted before anyone read them through `drain`."""
-        return self._dropped_unread
+        with self._lock:
+            return self._dropped_locked()
+
+    def _dropped_locked(self) -> int:
+        first = self._seq - len(self._events) + 1
+        return self._dropped_drained + max(0, first - 1 - self._drain_cursor)
 
     def read(self, after: int = 0, limit: int = 1000, timeout: float = 0.0) -> EventBatch:
         """Events with seq > `after` (at most `limit`), waiting up to `timeout` s for the first."""
@@ -169,16 +232,36 @@ class EventBuffer:
                     self._cond.wait(left)
                 finally:
                     self._waiting -= 1
-            first = self._events[0].seq if self._events else self._seq + 1
-            missed = max(0, first - after - 1) if self._seq > after else 0
-            start = max(0, after + 1 - first)
-            out = [self._events[i] for i in range(start, min(len(self._events), start + max(0, limit)))]
-            nxt = out[-1].seq if out else max(after, first - 1)
-            return EventBatch(out, nxt, missed, self._dropped_unread)
+            first, raw, missed, dropped = self._slice_locked(after, limit)
+        return EventBatch(_built(raw, first), first + len(raw) - 1 if raw else max(after, first - 1), missed, dropped)
+
+    def _slice_locked(self, after: int, limit: int) -> Tuple[int, List[Any], int, int]:
+        """(seq of the first entry returned, entries, missed, dropped) for entries after `after`."""
+        events = self._events
+        first = self._seq - len(events) + 1
+        missed = max(0, first - after - 1) if self._seq > after else 0
+        start = max(0, after + 1 - first)
+        stop = min(len(events), start + max(0, limit))
+        raw = [events[i] for i in range(start, stop)] if start < stop else []
+        return first + start, raw, missed, self._dropped_locked()
 
     def drain(self, limit: int = 100_000) -> EventBatch:
         """Everything not yet drained, for the in-process API; advances the drain cursor."""
-        batch = self.read(self._drain_cursor, limit)
-        with self._cond:
-            self._drain_cursor = max(self._drain_cursor, batch.next_seq)
-        return batch
+        with self._lock:
+            after = self._drain_cursor
+            first, raw, missed, dropped = self._slice_locked(after, limit)
+            self._dropped_drained += missed
+            nxt = first + len(raw) - 1 if raw else max(after, first - 1)
+            self._drain_cursor = max(after, nxt)
+        return EventBatch(_built(raw, first), nxt, missed, dropped)
+
+
+def _built(raw: List[Any], first: int) -> List[Any]:
+    """Events from ring entries (outside the lock: building and numbering is the reader's work)."""
+    out = []
+    for i, e in enumerate(raw):
+        if type(e) is tuple:
+            e = e[0](*e[1:])
+        e.seq = first + i
+        out.append(e)
+    return out

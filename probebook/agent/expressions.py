@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import ast
 import functools
+import keyword
 import operator
-from typing import Any, Callable, FrozenSet, List, Mapping, Tuple, Union
+from typing import Any, Callable, FrozenSet, List, Mapping, Optional, Tuple, Union
 
 from . import _expr_ops as ops
 from .errors import EvaluationError, ExpressionError, ProbebookError
@@ -37,6 +38,8 @@ _CMPOPS = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">
 _UNARY = {ast.USub: "-", ast.UAdd: "+", ast.Invert: "~"}
 _IDENTITY = {"is": operator.is_, "is not": operator.is_not}
 _CONSTANT_TYPES = (int, float, complex, str, bytes, bool, type(None))
+# immutable builtins whose formatting runs no user code: a template keeps them to format later
+_KEPT = frozenset(_CONSTANT_TYPES)
 _ALLOWED = ("allowed: names, attributes, [] on builtin containers, literals, comparisons, and/or/not, "
             "arithmetic, `a if c else b`, calls to " + ", ".join(sorted(ops.CALLS)) + " and pure methods of builtin types")
 _METHODS_HINT = ("pure methods of builtin types (str.startswith/endswith/split/strip/lower/upper/count/find/join/..., "
@@ -428,7 +431,7 @@ class Template:
     'user=ann n=1'
     """
 
-    __slots__ = ("source", "expressions", "_parts", "_names")
+    __slots__ = ("source", "expressions", "_parts", "_reads")
 
     def __init__(self, source: str, parts: List[Union[str, Expression]]) -> None:
         self.source = source
@@ -436,27 +439,76 @@ class Template:
         self.expressions: Tuple[Expression, ...] = tuple(p for p in parts if isinstance(p, Expression))
         # a part that is a bare name (`{user}`, the common case) is a dict read of the frame's
         # locals: the same answer as evaluating it, without the evaluator's calls
-        self._names = [p.source.strip() if isinstance(p, Expression) and p.source.strip().isidentifier() else None
-                       for p in parts]
+        # likewise `{order.total}`: a read of the root, then attribute reads without the evaluator
+        self._reads = tuple((e, _dotted(e.source)) for e in self.expressions)
 
     def render(self, f_locals: Mapping[str, Any], f_globals: Mapping[str, Any],
                format_value: Callable[[Any], str]) -> str:
         """The text; a part that fails renders inline as `{source: reason}` and never raises."""
+        return self.finish(self.read(f_locals, f_globals, format_value, 0), format_value)
+
+    def read(self, f_locals: Mapping[str, Any], f_globals: Mapping[str, Any],
+             format_value: Callable[[Any], str], keep_chars: int) -> Tuple[Any, ...]:
+        """Each part's value, read now in the probed frame; `finish` turns them into the text.
+
+        With `keep_chars` > 0, immutable builtin values (numbers, None, exact `str`/`bytes`, the
+        latter cut to `keep_chars`) are kept as they are, so formatting them can wait for another
+        thread with the same result. Anything else is formatted now and kept as `(text,)`.
+        """
+        out: List[Any] = []
+        for part, chain in self._reads:
+            try:
+                value = f_locals.get(chain[0], MISSING) if chain is not None else MISSING
+                if value is MISSING:
+                    value = part.evaluate(f_locals, f_globals)
+                elif len(chain) > 1:
+                    for attr in chain[1]:
+                        value = safe_getattr(value, attr)
+                tp = type(value)
+                if keep_chars and tp in _KEPT:
+                    out.append(value[:keep_chars] if (tp is str or tp is bytes) and len(value) > keep_chars
+                               else value)
+                    continue
+                text = format_value(value)
+                out.append((text if type(text) is str else f"{{{part.source}: format_value returned no str}}",))
+            except Exception as exc:  # EvaluationError, or a failing format_value
+                out.append((f"{{{part.source}: {exception_message(exc)}}}",))
+        return tuple(out)  # of immutable values: the garbage collector stops tracking it
+
+    def finish(self, values: Tuple[Any, ...], format_value: Callable[[Any], str]) -> str:
+        """The text from `read`'s values; never raises."""
         out = []
-        for part, name in zip(self._parts, self._names):
+        i = 0
+        for part in self._parts:
             if type(part) is str:
                 out.append(part)
                 continue
+            value = values[i]
+            i += 1
+            if type(value) is tuple:
+                out.append(value[0])
+                continue
             try:
-                value = f_locals.get(name, MISSING) if name is not None else MISSING
-                text = format_value(value if value is not MISSING else part.evaluate(f_locals, f_globals))
+                text = format_value(value)
                 out.append(text if type(text) is str else f"{{{part.source}: format_value returned no str}}")
-            except Exception as exc:  # EvaluationError, or a failing format_value
+            except Exception as exc:
                 out.append(f"{{{part.source}: {exception_message(exc)}}}")
         return "".join(out)
 
     def __repr__(self) -> str:
         return f"Template({self.source!r})"
+
+
+def _dotted(source: str) -> Optional[Tuple[str, ...]]:
+    """`("name",)` or `("name", ("a", "b"))` when `source` is just `name` or `name.a.b`, else None.
+
+    >>> _dotted(" order.user.id "), _dotted("user"), _dotted("len(x)")
+    (('order', ('user', 'id')), ('user',), None)
+    """
+    names = source.strip().split(".")
+    if not all(n.isidentifier() and not keyword.iskeyword(n) for n in names):
+        return None
+    return (names[0],) if len(names) == 1 else (names[0], tuple(names[1:]))
 
 
 def compile_template(template: str, *, field: str = "template",

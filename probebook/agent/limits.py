@@ -16,6 +16,8 @@ from .errors import SpecError
 
 __all__ = ["AgentLimits", "RateLimiter", "CpuBudget"]
 
+_monotonic = time.monotonic
+
 
 @dataclass(frozen=True)
 class AgentLimits:
@@ -63,15 +65,21 @@ class RateLimiter:
         self._lock = threading.Lock()
 
     def allow(self, now: float = 0.0) -> bool:
-        now = now or time.monotonic()
         with self._lock:
-            tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-            self._stamp = now
-            if tokens >= 1.0:
-                self._tokens = tokens - 1.0
-                return True
-            self._tokens = tokens
-            return False
+            return self.take(now)
+
+    def take(self, now: float = 0.0) -> bool:
+        """`allow` for a caller that already holds a lock guarding this bucket."""
+        now = now or _monotonic()
+        tokens = self._tokens + (now - self._stamp) * self.rate
+        if tokens > self.burst:
+            tokens = self.burst
+        self._stamp = now
+        if tokens >= 1.0:
+            self._tokens = tokens - 1.0
+            return True
+        self._tokens = tokens
+        return False
 
 
 class CpuBudget:
@@ -94,12 +102,18 @@ class CpuBudget:
         self._over = False
 
     def add(self, ns: int, now: float = 0.0) -> None:
-        sec = int(now or time.monotonic())
+        sec = int(now or _monotonic())
         i = sec % self.window
         if self._bucket_sec[i] != sec:
             self._bucket_sec[i] = sec
             self._buckets[i] = 0
         self._buckets[i] += ns
+
+    def spend(self, ns: int) -> bool:
+        """`add` then `exceeded`, with one clock read (the probes' hot path)."""
+        now = _monotonic()
+        self.add(ns, now)
+        return self.exceeded(now)
 
     def used(self) -> float:
         """Share of one core used by probes over the last window (0.0 .. n)."""
@@ -107,8 +121,8 @@ class CpuBudget:
         total = sum(b for b, s in zip(self._buckets, self._bucket_sec) if now - s < self.window)
         return total / (self.window * 1e9)
 
-    def exceeded(self) -> bool:
-        now = time.monotonic()
+    def exceeded(self, now: float = 0.0) -> bool:
+        now = now or _monotonic()
         if now >= self._next_check:
             self._next_check = now + self._RECHECK
             self._over = self.used() > self.share

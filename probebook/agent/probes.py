@@ -11,20 +11,23 @@ import sys
 import threading
 import time
 from types import FrameType
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import tracecontext
-from .capture import CaptureLimits, capture_locals, capture_stack, capture_value, safe_repr
+from .capture import (CaptureLimits, as_tree, capture_locals, capture_locals_raw, capture_stack, capture_value,
+                      capture_value_raw, field_map_raw, repr_reads, safe_repr)
 from .errors import EvaluationError
 from .events import Event, ExceptionEvent, LogEvent, MetricEvent, SnapshotEvent, SpanEvent, StatusEvent
 from .expressions import Expression, Template
 from .limits import RateLimiter
 from .locate import parameter_names
 from .spec import ProbeSpec
+from .tracecontext import thread_name
 
 __all__ = ["ProbeRuntime", "ProbeHost"]
 
 _now_ns = time.perf_counter_ns
+_time = time.time
 _TRUTHY_TYPES = (bool, int, float, str, bytes, list, tuple, dict, set, frozenset, type(None))
 _NUMBER = (int, float)
 
@@ -85,13 +88,15 @@ class ProbeRuntime:
         self.fast_false: Optional[Callable[[Any], bool]] = None
         self._lock = threading.Lock()
         self._snapshot_like = spec.kind in ("snapshot", "exception")
+        self._time_weight = 1 if self._snapshot_like else 8  # see on_line
+        self._log_format: Optional[Tuple[Any, Callable[[Any], str], Callable[[tuple], str], int]] = None
         self._emit_fn = {"log": self._emit_log, "snapshot": self._emit_snapshot, "metric": self._emit_metric}.get(
             spec.kind
         )
 
     # ---------------------------------------------------------------- line / entry hits
-    def on_line(self, frame: FrameType, f_locals: Any) -> None:
-        """A hit at the probed line (or function entry for line kinds placed on a function);
+    def on_line(self, frame: FrameType, f_locals: Any, line: int = 0) -> None:
+        """A hit at the probed `line` (0: function entry, for line kinds placed on a function);
         the caller has already applied `fast_false`."""
         if not self.active:
             return
@@ -100,9 +105,13 @@ class ProbeRuntime:
                 return
             if not self._admit():
                 return
-            t0 = _now_ns()
-            self._emit_fn(frame, f_locals)  # type: ignore[misc]
-            self._spent(_now_ns() - t0)
+            if self._snapshot_like or not self.emitted & 7 or self.spec.max_hits is not None:
+                t0 = _now_ns()
+                self._emit_fn(frame, f_locals, line)  # type: ignore[misc]
+                self._spent((_now_ns() - t0) * self._time_weight)
+            else:  # log and metric hits cost about the same each time: every 8th is timed for 8
+                self._emit_fn(frame, f_locals, line)  # type: ignore[misc]
+                self.emitted += 1  # what _spent does for an untimed hit of a probe without a hit cap
         except Exception as exc:  # never into the host
             self._internal_error(exc)
 
@@ -133,26 +142,28 @@ class ProbeRuntime:
 
     def _admit(self) -> bool:
         """Count the hit; apply hit cap, per-probe rate and the process snapshot cap."""
-        with self._lock:
+        with self._lock:  # also guards the probe's own rate limiter
             self.hits += 1
             cap = self.spec.max_hits
             if cap is not None and self.emitted >= cap:
                 self.active = False
                 self.host.request_disable(self, "disabled", f"max_hits reached ({cap})")
                 return False
-        if not self.limiter.allow():
-            self.rate_limited += 1
-            return False
+            if not self.limiter.take():
+                self.rate_limited += 1
+                return False
         if self._snapshot_like and not self.host.allow_snapshot():
             self.rate_limited += 1
             return False
         return True
 
     def _spent(self, ns: int) -> None:
+        """Count an emitted event; `ns` is its cost (0: this hit was not timed)."""
         first = self.emitted == 0
         self.emitted += 1
-        self.cpu_ns += ns
-        self.host.cpu_spent(self, ns)
+        if ns:
+            self.cpu_ns += ns
+            self.host.cpu_spent(self, ns)
         if first:
             self.status = "emitting"
             self.host.emit(StatusEvent(probe_id=self.id, status="emitting"))
@@ -174,42 +185,58 @@ class ProbeRuntime:
         self.host.request_disable(self, "error", f"probe failed and disabled itself: {type(exc).__name__}: {exc}")
 
     # ---------------------------------------------------------------- emitters
-    def _where(self, frame: FrameType) -> dict:
+    def _header(self, frame: FrameType, line: int = 0) -> Tuple[str, str, int, str, str, str]:
+        """(probe_id, file, line, function, thread, trace_id): the fields every located event starts with."""
         code = frame.f_code
         ctx = tracecontext.current()
-        return {
-            "probe_id": self.id,
-            "file": code.co_filename,
-            "line": frame.f_lineno,
-            "function": getattr(code, "co_qualname", code.co_name),
-            "thread": threading.current_thread().name,
-            "trace_id": ctx[0] if ctx else "",
-        }
+        # f_lineno walks the line table: the hooks know the line
+        return (self.id, code.co_filename, line or frame.f_lineno, getattr(code, "co_qualname", code.co_name),
+                thread_name(), ctx[0] if ctx else "")
 
-    def _emit_log(self, frame: FrameType, f_locals: Any) -> None:
-        redactor, limit = self.host.redactor, self.limits.max_string
-        message = self.template.render(  # type: ignore[union-attr]
-            f_locals, frame.f_globals, lambda v: safe_repr(v, limit, redactor)
-        )
-        self.host.emit(LogEvent(message=message, **self._where(frame)))
+    def _where(self, frame: FrameType, line: int = 0) -> dict:
+        return dict(zip(_HEADER, self._header(frame, line)))
 
-    def _emit_snapshot(self, frame: FrameType, f_locals: Any) -> None:
+    def _emit_log(self, frame: FrameType, f_locals: Any, line: int) -> None:
+        # Values read now, text finished by the reader: numbers and strings are immutable, so
+        # formatting them later on another thread gives the same line at a third of the cost here.
+        rules = self.host.redactor.snapshot()
+        fmt = self._log_format
+        if fmt is None or fmt[0] is not rules:
+            fmt = self._log_format = self._log_formatter(rules)
+        values = self.template.read(f_locals, frame.f_globals, fmt[1], fmt[3])  # type: ignore[union-attr]
+        # a tuple, not the event: the ring's reader builds the object (see EventBuffer)
+        self.host.emit((_log_event, self._header(frame, line), fmt[2], values, _time()))
+
+    def _log_formatter(self, rules: Any) -> Tuple[Any, Callable[[Any], str], Callable[[tuple], str], int]:
+        """(rules, format one value, finish a line from read values, chars kept of a string)."""
+        limit, template = self.limits.max_string, self.template
+
+        def format_value(value: Any) -> str:
+            return safe_repr(value, limit, rules)
+
+        def finish(values: tuple) -> str:
+            return template.finish(values, format_value)  # type: ignore[union-attr]
+
+        return rules, format_value, finish, repr_reads(limit)
+
+    def _emit_snapshot(self, frame: FrameType, f_locals: Any, line: int) -> None:
+        # Internal capture nodes, made into the documented trees by the ring's reader (_snapshot_event).
         redactor, limits = self.host.redactor, self.limits
-        captured = capture_locals(dict(f_locals), limits, redactor)
-        code = frame.f_code
-        arguments = {n: captured.pop(n) for n in parameter_names(code) if n in captured}
+        captured = capture_locals_raw(dict(f_locals), limits, redactor)
+        arguments = {n: captured.pop(n) for n in parameter_names(frame.f_code) if n in captured}
         exprs = {src: self._capture_expr(expr, f_locals, frame.f_globals) for src, expr in self.captures}
-        stack = capture_stack(frame, limits, redactor)
-        self.host.emit(SnapshotEvent(arguments=arguments, locals=captured, expressions=exprs, stack=stack,
-                                     **self._where(frame)))
+        # stack frames are dicts of strings and numbers: as one tuple each, nothing here stays tracked
+        stack = tuple(tuple(f.items()) for f in capture_stack(frame, limits, redactor))
+        self.host.emit((_snapshot_event, self._header(frame, line), field_map_raw(arguments),
+                        field_map_raw(captured), field_map_raw(exprs), stack, _time()))
 
-    def _capture_expr(self, expr: Expression, f_locals: Any, f_globals: Any) -> dict:
+    def _capture_expr(self, expr: Expression, f_locals: Any, f_globals: Any) -> Any:
         try:
-            return capture_value(expr.evaluate(f_locals, f_globals), self.limits, self.host.redactor)
+            return capture_value_raw(expr.evaluate(f_locals, f_globals), self.limits, self.host.redactor)
         except EvaluationError as exc:
-            return {"type": "error", "error": str(exc)}
+            return field_map_raw({"type": "error", "error": str(exc)})
 
-    def _emit_metric(self, frame: FrameType, f_locals: Any) -> None:
+    def _emit_metric(self, frame: FrameType, f_locals: Any, line: int) -> None:
         metric = self.spec.metric
         value: Any = 1
         if self.metric_value is not None:
@@ -222,7 +249,7 @@ class ProbeRuntime:
                 self._evaluation_failed(f"metric value is a {type(value).__name__}, expected a number")
                 return
         self.host.emit(MetricEvent(name=metric.name, metric_type=metric.type, value=float(value),  # type: ignore
-                                   unit=metric.unit, **self._where(frame)))  # type: ignore[union-attr]
+                                   unit=metric.unit, **self._where(frame, line)))  # type: ignore[union-attr]
 
     # ---------------------------------------------------------------- function enter / exit
     def on_enter(self, frame: FrameType) -> Any:
@@ -284,6 +311,23 @@ class ProbeRuntime:
         self.host.emit(ExceptionEvent(
             exc_type=f"{type(exc).__module__}.{type(exc).__qualname__}".replace("builtins.", ""),
             message=capture_value(exc, limits, redactor), frames=frames, **where))
+
+
+_HEADER = ("probe_id", "file", "line", "function", "thread", "trace_id")
+
+
+def _log_event(header: tuple, finish: Callable[[tuple], str], values: tuple, ts: float) -> LogEvent:
+    """The reader's half of a log hit (see `_emit_log`); the text is finished on first read."""
+    return LogEvent(*header, "", finish, values, ts)
+
+
+def _snapshot_event(header: tuple, arguments: tuple, captured: tuple, exprs: tuple, stack: tuple,
+                    ts: float) -> SnapshotEvent:
+    """The reader's half of a snapshot hit (see `_emit_snapshot`)."""
+    event = SnapshotEvent(**dict(zip(_HEADER, header)), arguments=as_tree(arguments), locals=as_tree(captured),
+                          expressions=as_tree(exprs), stack=[dict(f) for f in stack])
+    event.ts = ts
+    return event
 
 
 class _SpanToken:

@@ -191,6 +191,10 @@ class RedactionRules:
         object.__setattr__(self, "_types", {})
         object.__setattr__(self, "_clean", {})
 
+    def snapshot(self) -> "RedactionRules":
+        """Itself: rules never change, so they serve where a `Redactor` would be asked for its rules."""
+        return self
+
     def is_redacted_name(self, name: str) -> bool:
         """True when `name`, or a word-aligned suffix of it, is a sensitive identifier."""
         if type(name) is not str:

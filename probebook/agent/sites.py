@@ -72,7 +72,7 @@ class Site:
                 fast_false = p.fast_false
                 if fast_false is not None and fast_false(f_locals):
                     continue
-                p.on_line(frame, f_locals)
+                p.on_line(frame, f_locals, line)
 
     def enter(self, _: Any) -> None:
         try:

@@ -16,11 +16,13 @@ import contextvars
 import os
 import re
 import sys
+import threading
 from typing import Any, Optional, Tuple
 
-__all__ = ["current", "set_traceparent", "traceparent", "reset", "new_span_id", "new_trace_id", "push_span"]
+__all__ = ["current", "thread_name", "set_traceparent", "traceparent", "reset", "new_span_id", "new_trace_id", "push_span"]
 
 _CTX: contextvars.ContextVar[Optional[Tuple[str, str]]] = contextvars.ContextVar("probebook_trace", default=None)
+_modules = sys.modules
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 
 
@@ -32,22 +34,17 @@ def new_span_id() -> str:
     return os.urandom(8).hex()
 
 
-def _otel_current() -> Optional[Tuple[str, str]]:
-    trace = sys.modules.get("opentelemetry.trace")
-    if trace is None:
-        return None
-    try:
-        ctx = trace.get_current_span().get_span_context()
-        if ctx.is_valid:
-            return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
-    except Exception:  # a broken or partial OpenTelemetry install must not hurt the host
-        return None
-    return None
-
-
 def current() -> Optional[Tuple[str, str]]:
     """(trace_id, span_id) of the current context, or None."""
-    return _otel_current() or _CTX.get()
+    trace = _modules.get("opentelemetry.trace")  # every event asks: one call when OpenTelemetry is absent
+    if trace is not None:
+        try:
+            ctx = trace.get_current_span().get_span_context()
+            if ctx.is_valid:
+                return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+        except Exception:  # a broken or partial OpenTelemetry install must not hurt the host
+            pass
+    return _CTX.get()
 
 
 def set_traceparent(header: str) -> Any:
@@ -71,3 +68,16 @@ def traceparent() -> Optional[str]:
     """The ``traceparent`` header value to send downstream, if there is a context."""
     cur = current()
     return f"00-{cur[0]}-{cur[1]}-01" if cur else None
+
+
+_threads = threading.local()
+
+
+def thread_name() -> str:
+    """The current thread's name, remembered per thread after the first call (every event carries
+    it; a thread renamed after its first event keeps the old name in later ones)."""
+    try:
+        return _threads.name  # type: ignore[no-any-return]
+    except AttributeError:
+        name = _threads.name = threading.current_thread().name
+        return name
