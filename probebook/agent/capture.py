@@ -25,14 +25,15 @@ import itertools
 import types
 import uuid
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from .errors import SpecError
 from .redaction import RedactionRules, Redactor
 from .safe_access import UnsafeAccess, instance_dict, iter_fields, safe_getattr, type_name
 
 __all__ = ["CaptureLimits", "capture_value", "capture_locals", "capture_stack", "safe_repr", "repr_reads",
-           "capture_value_raw", "capture_locals_raw", "field_map_raw", "as_tree"]
+           "capture_value_raw", "capture_locals_raw", "field_map_raw", "error_raw", "as_tree",
+           "capture_stack_raw", "as_stack"]
 
 _MAX_DEPTH_CEILING = 32  # capture recurses once per level; stay far from the recursion limit
 _SCAN_MARGIN = 4096  # a secret straddling the string cut must still be seen by the patterns
@@ -40,15 +41,14 @@ _NODE = 40  # approximate JSON size of a node's own keys, for the byte budget
 _I64 = 1 << 63
 _islice = itertools.islice
 
-# Inside a capture, nodes are tuples, turned into the documented dicts and lists by `as_tree` (for
-# snapshots, off the application thread). A tuple that holds only numbers, strings, None and such
-# tuples stops being tracked by the garbage collector at its first collection, so a snapshot waiting
-# in the event ring is not walked by the host's later collections nor promoted into the old
-# generation, where it would bring full ones. (A dict would stay tracked, and keep its tuple so.)
-# (_N, k1, v1, k2, v2, ...) is a node, (_F, name1, node1, ...) a field map, any other tuple a list.
-_N = "\x00node"  # markers compared by identity: captured strings are never these objects
-_F = "\x00fields"
-_Node = tuple
+# Inside a capture, the tree is written as one flat stream of tokens: _OPEN starts a dict (key,
+# value, key, value ...), _LIST a list, _CLOSE ends either; anything else is a plain value (str,
+# int, float, bool, None). `as_tree` builds the documented dicts and lists from it, for snapshots
+# on the reader's thread. One tuple of plain values is, after its first collection, no longer
+# tracked by the garbage collector, so a snapshot waiting in the event ring costs the host's
+# collector nothing, where a tree of a few hundred dicts and lists would be walked by its
+# collections and promoted into the old generation, bringing full ones.
+_OPEN, _LIST, _CLOSE = object(), object(), object()  # not str: no captured value is ever one of these
 
 
 @dataclass(frozen=True)
@@ -87,9 +87,10 @@ class _Budget:
     """What every node of one capture call shares: limits, bytes left, the containers on the path."""
 
     __slots__ = ("bytes_left", "path", "max_depth", "max_items", "max_string", "max_fields",
-                 "scan", "name_redacted", "value_redacted", "type_redacted")
+                 "scan", "name_redacted", "value_redacted", "type_redacted", "out")
 
     def __init__(self, limits: CaptureLimits, rules: RedactionRules) -> None:
+        self.out: List[Any] = []  # the token stream being written
         self.bytes_left = limits.max_bytes
         self.path: set = set()  # ids of the containers being captured: a repeat is a cycle
         self.max_depth, self.max_items = limits.max_depth, limits.max_items
@@ -109,99 +110,178 @@ def capture_value(value: Any, limits: CaptureLimits, redactor: Redactor, name: O
     return as_tree(capture_value_raw(value, limits, redactor, name))
 
 
-def capture_value_raw(value: Any, limits: CaptureLimits, redactor: Redactor, name: Optional[str] = None) -> _Node:
-    """`capture_value` as the internal node, for `as_tree` later (see `_N`)."""
+def capture_value_raw(value: Any, limits: CaptureLimits, redactor: Redactor, name: Optional[str] = None) -> tuple:
+    """`capture_value` as a token stream, for `as_tree` later (see `_OPEN`)."""
     b = _Budget(limits, redactor.snapshot())
     if name is not None and b.name_redacted(name):
-        return _cut(value, "redacted")
-    return _capture(value, 0, b)
+        _cut(b.out, value, "redacted")
+    else:
+        _capture(value, 0, b)
+    return tuple(b.out)
 
 
 def capture_locals(f_locals: Mapping[str, Any], limits: CaptureLimits, redactor: Redactor) -> Dict[str, dict]:
     """Capture a frame's locals under one budget; redacted names are marked and their values unread."""
-    return {name: as_tree(node) for name, node in capture_locals_raw(f_locals, limits, redactor).items()}
+    return as_tree(capture_locals_raw(f_locals, (), limits, redactor)[1])
 
 
-def capture_locals_raw(f_locals: Mapping[str, Any], limits: CaptureLimits, redactor: Redactor) -> Dict[str, _Node]:
-    """`capture_locals` with internal nodes, for `as_tree` later."""
+def capture_locals_raw(f_locals: Mapping[str, Any], arguments: Iterable[str], limits: CaptureLimits,
+                       redactor: Redactor) -> Tuple[tuple, tuple]:
+    """The `arguments` among `f_locals`, and the other locals, as two token streams of `{name: node}`
+    captured under one budget (arguments first)."""
     b = _Budget(limits, redactor.snapshot())
     items = dict.items(f_locals) if issubclass(type(f_locals), dict) else f_locals.items()
-    return {name: _cut(value, "redacted") if b.name_redacted(name) else _capture(value, 0, b) for name, value in items}
+    wanted = set(arguments)
+    args_out: List[Any] = [_OPEN]
+    b.out = args_out
+    rest = []
+    for item in items:
+        if item[0] in wanted:
+            _named(item, b)
+        else:
+            rest.append(item)
+    args_out.append(_CLOSE)
+    b.out = [_OPEN]
+    for item in rest:
+        _named(item, b)
+    b.out.append(_CLOSE)
+    return tuple(args_out), tuple(b.out)
 
 
-def field_map_raw(nodes: Mapping[str, Any]) -> tuple:
-    """Internal nodes by name as one internal field map (`as_tree` makes it a dict again)."""
-    out: List[Any] = [_F]
-    for item in nodes.items():
-        out += item
+def _named(item: Tuple[str, Any], b: _Budget) -> None:
+    """Write `name, node` for one local."""
+    name, value = item
+    b.out.append(name)
+    if b.name_redacted(name):
+        _cut(b.out, value, "redacted")
+    else:
+        _capture(value, 0, b)
+
+
+def field_map_raw(streams: Mapping[str, tuple]) -> tuple:
+    """Token streams by name as one stream of `{name: node}`.
+
+    >>> as_tree(field_map_raw({"x": capture_value_raw(1, CaptureLimits(), Redactor())}))
+    {'x': {'type': 'int', 'value': 1}}
+    """
+    out: List[Any] = [_OPEN]
+    for name, stream in streams.items():
+        out.append(name)
+        out += stream
+    out.append(_CLOSE)
     return tuple(out)
 
 
-def as_tree(raw: Any) -> Any:
-    """The documented JSON-ready form of an internal node (dicts and lists).
+def error_raw(message: str) -> tuple:
+    """The stream of `{"type": "error", "error": message}`, for an expression that failed."""
+    return (_OPEN, "type", "error", "error", message, _CLOSE)
+
+
+def as_tree(stream: tuple) -> Any:
+    """The documented JSON-ready tree (dicts and lists) from a token stream.
 
     >>> as_tree(capture_value_raw([1, "a"], CaptureLimits(), Redactor()))
     {'type': 'list', 'elements': [{'type': 'int', 'value': 1}, {'type': 'str', 'value': 'a'}], 'size': 2}
     """
-    if type(raw) is not tuple:
-        return raw
-    if raw and (raw[0] is _N or raw[0] is _F):
-        return {raw[i]: as_tree(raw[i + 1]) for i in range(1, len(raw), 2)}
-    return [as_tree(item) for item in raw]
+    return _parse(stream, 0)[0]
+
+
+def _parse(t: tuple, i: int) -> Tuple[Any, int]:
+    tok = t[i]
+    if tok is _OPEN:
+        d = {}
+        i += 1
+        while t[i] is not _CLOSE:
+            key = t[i]
+            d[key], i = _parse(t, i + 1)
+        return d, i + 1
+    if tok is _LIST:
+        items = []
+        i += 1
+        while t[i] is not _CLOSE:
+            value, i = _parse(t, i)
+            items.append(value)
+        return items, i + 1
+    return tok, i + 1
 
 
 def capture_stack(frame: Any, limits: CaptureLimits, redactor: Redactor, with_locals_for_top: bool = False) -> List[dict]:
     """Up to `max_frames` frames from `frame` outwards; the last notes how many were left off."""
-    out: List[dict] = []
-    f = frame
-    while f is not None and len(out) < limits.max_frames:
-        code, g = f.f_code, f.f_globals
-        module = dict.get(g, "__name__") if issubclass(type(g), dict) else None
-        out.append({
-            "function": getattr(code, "co_qualname", code.co_name),
-            "file": code.co_filename,
-            "line": f.f_lineno,
-            "module": module if type(module) is str else None,
-        })
-        f = f.f_back
-    omitted = 0
-    while f is not None:
-        omitted, f = omitted + 1, f.f_back
-    if omitted:
-        out[-1]["frames_omitted"] = omitted
+    out = as_stack(capture_stack_raw(frame, limits))
     if with_locals_for_top and out:
         out[0]["locals"] = capture_locals(frame.f_locals, limits, redactor)
     return out
 
 
-def _cut(value: Any, why: str) -> _Node:
-    return (_N, "type", type_name(value), "not_captured", why)
+def capture_stack_raw(frame: Any, limits: CaptureLimits) -> tuple:
+    """`capture_stack` as one flat tuple (function, file, line, module per frame, then the number
+    of frames left off), for `as_stack` later."""
+    out: List[Any] = []
+    f = frame
+    n = 0
+    while f is not None and n < limits.max_frames:
+        code, g = f.f_code, f.f_globals
+        module = dict.get(g, "__name__") if issubclass(type(g), dict) else None
+        out += (getattr(code, "co_qualname", code.co_name), code.co_filename, f.f_lineno,
+                module if type(module) is str else None)
+        f = f.f_back
+        n += 1
+    omitted = 0
+    while f is not None:
+        omitted, f = omitted + 1, f.f_back
+    out.append(omitted)
+    return tuple(out)
 
 
-def _capture(value: Any, depth: int, b: _Budget) -> _Node:
+def as_stack(raw: tuple) -> List[dict]:
+    """The frames of `capture_stack_raw` as dicts."""
+    out = [{"function": raw[i], "file": raw[i + 1], "line": raw[i + 2], "module": raw[i + 3]}
+           for i in range(0, len(raw) - 1, 4)]
+    if raw[-1] and out:
+        out[-1]["frames_omitted"] = raw[-1]
+    return out
+
+
+# --- writers: each appends one node to b.out ------------------------------------------------
+
+
+def _cut(out: List[Any], value: Any, why: str) -> None:
+    out += (_OPEN, "type", type_name(value), "not_captured", why, _CLOSE)
+
+
+def _capture(value: Any, depth: int, b: _Budget) -> None:
+    out = b.out
     if b.bytes_left <= 0:
-        return _cut(value, "limit")
+        _cut(out, value, "limit")
+        return
     tp = type(value)
     if tp is str:  # the most common leaves skip the dispatch
-        return _text(value, b, "str")
+        _text(value, b, "str")
+        return
     if tp is int:
         if -_I64 <= value < _I64:
             b.bytes_left -= _NODE
-            return (_N, "type", "int", "value", value)
+            out += (_OPEN, "type", "int", "value", value, _CLOSE)
+            return
     elif tp is float:
         if value - value == 0.0:
             b.bytes_left -= _NODE
-            return (_N, "type", "float", "value", value)
+            out += (_OPEN, "type", "float", "value", value, _CLOSE)
+            return
     elif tp is bool or value is None:
         b.bytes_left -= _NODE
-        return (_N, "type", _SCALAR_NAME[tp], "value", value)
+        out += (_OPEN, "type", _SCALAR_NAME[tp], "value", value, _CLOSE)
+        return
     handler, tname, _, learned = _DISPATCH.get(id(tp)) or _classify(tp)
     if learned and b.type_redacted(tname):  # globs name user types; builtins are never matched
-        return (_N, "type", tname, "not_captured", "redacted")
+        out += (_OPEN, "type", tname, "not_captured", "redacted", _CLOSE)
+        return
+    mark = len(out)
     try:
-        return handler(value, depth, b, tname)
+        handler(value, depth, b, tname)
     except Exception as exc:  # e.g. a dict resized by another thread: the rest of the capture goes on
-        return (_N, "type", type_name(value), "not_captured", "error", "error", type_name(exc))
+        del out[mark:]  # what the handler wrote before failing
+        out += (_OPEN, "type", type_name(value), "not_captured", "error", "error", type_name(exc), _CLOSE)
 
 
 # --- scalars and text ---------------------------------------------------------------------
@@ -211,51 +291,55 @@ def _int_text(v: int) -> str:
     return str(v) if v.bit_length() < 12000 else hex(v)
 
 
-def _scalar(value: Any, depth: int, b: _Budget, tname: str) -> _Node:
+def _scalar(value: Any, depth: int, b: _Budget, tname: str) -> None:
     b.bytes_left -= _NODE
-    return (_N, "type", tname, "value", value)
+    b.out += (_OPEN, "type", tname, "value", value, _CLOSE)
 
 
-def _int(value: int, depth: int, b: _Budget, tname: str) -> _Node:
+def _int(value: int, depth: int, b: _Budget, tname: str) -> None:
     if -_I64 <= value < _I64:
-        b.bytes_left -= _NODE
-        return (_N, "type", tname, "value", value)
-    return _text(_int_text(value), b, tname, scan=False)  # beyond int64 JSON readers lose digits
+        _scalar(value, depth, b, tname)
+    else:
+        _text(_int_text(value), b, tname, scan=False)  # beyond int64 JSON readers lose digits
 
 
-def _float(value: float, depth: int, b: _Budget, tname: str) -> _Node:
-    return _scalar(value if value - value == 0.0 else repr(value), depth, b, tname)  # JSON has no nan/inf
+def _float(value: float, depth: int, b: _Budget, tname: str) -> None:
+    _scalar(value if value - value == 0.0 else repr(value), depth, b, tname)  # JSON has no nan/inf
 
 
-def _text(s: str, b: _Budget, tname: str, scan: bool = True) -> _Node:
+def _text(s: str, b: _Budget, tname: str, scan: bool = True) -> None:
     n = len(s)
     if scan and b.value_redacted(s if n <= b.scan else s[: b.scan]):
         b.bytes_left -= _NODE
-        return (_N, "type", tname, "not_captured", "redacted")
+        b.out += (_OPEN, "type", tname, "not_captured", "redacted", _CLOSE)
+        return
     limit = b.max_string
     if n > limit:
         s = s[:limit]
     # JSON escapes non-ASCII as \uXXXX: six characters each
     b.bytes_left -= _NODE + (len(s) if s.isascii() else 6 * len(s))
     if n <= limit:
-        return (_N, "type", tname, "value", s)
-    return (_N, "type", tname, "value", s, "truncated", True, "size", n)
+        b.out += (_OPEN, "type", tname, "value", s, _CLOSE)
+    else:
+        b.out += (_OPEN, "type", tname, "value", s, "truncated", True, "size", n, _CLOSE)
 
 
-def _bytes(value: Any, depth: int, b: _Budget, tname: str) -> _Node:
+def _bytes(value: Any, depth: int, b: _Budget, tname: str) -> None:
     base = bytes if issubclass(type(value), bytes) else bytearray
     n = base.__len__(value)
     if b.value_redacted(bytes(base.__getitem__(value, slice(0, b.scan))).decode("latin-1")):  # raw buffers
         b.bytes_left -= _NODE
-        return (_N, "type", tname, "not_captured", "redacted")
+        b.out += (_OPEN, "type", tname, "not_captured", "redacted", _CLOSE)
+        return
     head = bytes(base.__getitem__(value, slice(0, b.max_string)))
     b.bytes_left -= _NODE + 4 * len(head)
+    b.out += (_OPEN, "type", tname, "value", repr(head))
     if n > len(head):
-        return (_N, "type", tname, "value", repr(head), "truncated", True, "size", n)
-    return (_N, "type", tname, "value", repr(head))
+        b.out += ("truncated", True, "size", n)
+    b.out.append(_CLOSE)
 
 
-def _as_text(to_text: Callable[[Any], str]) -> Callable[..., _Node]:
+def _as_text(to_text: Callable[[Any], str]) -> Callable[..., None]:
     # the text of a date, Decimal or UUID is the stdlib's: no secret pattern to look for
     return lambda value, depth, b, tname: _text(to_text(value), b, tname, scan=False)
 
@@ -270,8 +354,8 @@ def _iso(value: Any) -> str:
 
 # --- containers and objects ---------------------------------------------------------------
 
-def _enter(value: Any, depth: int, b: _Budget, tname: str, size: Optional[int]) -> Optional[_Node]:
-    """The marker when `value` is not expanded here; else None, and `value` joins the path."""
+def _enter(value: Any, depth: int, b: _Budget, tname: str, size: Optional[int]) -> bool:
+    """True when `value` is not expanded here (its marker is written); else `value` joins the path."""
     b.bytes_left -= _NODE
     if depth >= b.max_depth:
         why = "depth"
@@ -279,127 +363,143 @@ def _enter(value: Any, depth: int, b: _Budget, tname: str, size: Optional[int]) 
         why = "cycle"
     else:
         b.path.add(id(value))
-        return None
+        return False
     if size is not None:
-        return (_N, "type", tname, "not_captured", why, "size", size)
-    return (_N, "type", tname, "not_captured", why)
+        b.out += (_OPEN, "type", tname, "not_captured", why, "size", size, _CLOSE)
+    else:
+        b.out += (_OPEN, "type", tname, "not_captured", why, _CLOSE)
+    return True
 
 
 def _collection(value: Any, depth: int, b: _Budget, tname: str, size: int, items: Any,
-                kind: str = "elements", each: Optional[Callable[[Any, int, _Budget], Any]] = None) -> _Node:
-    cut = _enter(value, depth, b, tname, size)
-    if cut is not None:
-        return cut
+                kind: str = "elements", each: Optional[Callable[[Any, int, _Budget], Any]] = None) -> None:
+    if _enter(value, depth, b, tname, size):
+        return
     each = each or _capture
-    out = []
+    out = b.out
+    out += (_OPEN, "type", tname, kind, _LIST)
+    count = 0
     try:
         for item in items:
             if b.bytes_left <= 0:
                 break
-            out.append(each(item, depth + 1, b))
+            each(item, depth + 1, b)
+            count += 1
     finally:
         b.path.discard(id(value))
-    if len(out) < size:
-        return (_N, "type", tname, kind, tuple(out), "size", size, "truncated", True)
-    return (_N, "type", tname, kind, tuple(out), "size", size)
+    if count < size:
+        out += (_CLOSE, "size", size, "truncated", True, _CLOSE)
+    else:
+        out += (_CLOSE, "size", size, _CLOSE)
 
 
-def _sequence(base: type) -> Callable[..., _Node]:
-    def handler(value: Any, depth: int, b: _Budget, tname: str) -> _Node:
+def _sequence(base: type) -> Callable[..., None]:
+    def handler(value: Any, depth: int, b: _Budget, tname: str) -> None:
         head = base.__getitem__(value, slice(0, b.max_items))  # a plain list/tuple even for subclasses
-        return _collection(value, depth, b, tname, base.__len__(value), head)
+        _collection(value, depth, b, tname, base.__len__(value), head)
     return handler
 
 
-def _unordered(base: type) -> Callable[..., _Node]:
-    def handler(value: Any, depth: int, b: _Budget, tname: str) -> _Node:
+def _unordered(base: type) -> Callable[..., None]:
+    def handler(value: Any, depth: int, b: _Budget, tname: str) -> None:
         head = _islice(base.__iter__(value), b.max_items)  # walks the table; nothing is hashed
-        return _collection(value, depth, b, tname, base.__len__(value), head)
+        _collection(value, depth, b, tname, base.__len__(value), head)
     return handler
 
 
-def _dict(value: dict, depth: int, b: _Budget, tname: str) -> _Node:
+def _dict(value: dict, depth: int, b: _Budget, tname: str) -> None:
     # dict.items reads the table directly: no user __iter__/__getitem__, no key hashing
     head = _islice(dict.items(value), b.max_items)
-    return _collection(value, depth, b, tname, dict.__len__(value), head, "entries", _entry)
+    _collection(value, depth, b, tname, dict.__len__(value), head, "entries", _entry)
 
 
-def _entry(item: Tuple[Any, Any], depth: int, b: _Budget) -> _Node:
+def _entry(item: Tuple[Any, Any], depth: int, b: _Budget) -> None:
+    """One `[key, value]` pair of a dict."""
     k, v = item
+    b.out.append(_LIST)
     if type(k) is str:
-        return (_text(k, b, "str"), _cut(v, "redacted") if b.name_redacted(k) else _capture(v, depth, b))
-    redact = issubclass(type(k), str) and b.name_redacted(str.__str__(k))  # e.g. a str-valued Enum key
-    return (_capture(k, depth, b), _cut(v, "redacted") if redact else _capture(v, depth, b))
+        _text(k, b, "str")
+        redact = b.name_redacted(k)
+    else:
+        _capture(k, depth, b)
+        redact = issubclass(type(k), str) and b.name_redacted(str.__str__(k))  # e.g. a str-valued Enum key
+    if redact:
+        _cut(b.out, v, "redacted")
+    else:
+        _capture(v, depth, b)
+    b.out.append(_CLOSE)
 
 
-def _field_map(pairs: Any, depth: int, b: _Budget, node: List[Any]) -> _Node:
-    out: List[Any] = [_F]
-    count = 0
-    for fname, fvalue in pairs:
-        if count >= b.max_fields or b.bytes_left <= 0:
-            node += ("truncated", True)
-            break
-        out += (fname, _cut(fvalue, "redacted") if b.name_redacted(fname) else _capture(fvalue, depth + 1, b))
-        count += 1
-        b.bytes_left -= len(fname)
-    node += ("fields", tuple(out))
-    return tuple(node)
-
-
-def _with_fields(pairs_of: Callable[[Any, int, _Budget, List[Any]], Any]) -> Callable[..., _Node]:
-    """A handler for kinds shown as `fields`; `pairs_of` yields (name, value) and may add to the node
-    (a list of the node's keys and values)."""
-    def handler(value: Any, depth: int, b: _Budget, tname: str) -> _Node:
-        cut = _enter(value, depth, b, tname, None)
-        if cut is not None:
-            return cut
+def _with_fields(pairs_of: Callable[[Any, int, _Budget], Any]) -> Callable[..., None]:
+    """A handler for kinds shown as `fields`; `pairs_of` yields (name, value) and may first write
+    more keys and values of the node."""
+    def handler(value: Any, depth: int, b: _Budget, tname: str) -> None:
+        if _enter(value, depth, b, tname, None):
+            return
+        out = b.out
         try:
-            node: List[Any] = [_N, "type", tname]
-            return _field_map(pairs_of(value, depth, b, node), depth, b, node)
+            out += (_OPEN, "type", tname)
+            pairs = pairs_of(value, depth, b)
+            out += ("fields", _OPEN)
+            count, truncated = 0, False
+            for fname, fvalue in pairs:
+                if count >= b.max_fields or b.bytes_left <= 0:
+                    truncated = True
+                    break
+                out.append(fname)
+                if b.name_redacted(fname):
+                    _cut(out, fvalue, "redacted")
+                else:
+                    _capture(fvalue, depth + 1, b)
+                count += 1
+                b.bytes_left -= len(fname)
+            out += (_CLOSE, "truncated", True, _CLOSE) if truncated else (_CLOSE, _CLOSE)
         finally:
             b.path.discard(id(value))
     return handler
 
 
-def _exception_fields(value: BaseException, depth: int, b: _Budget, node: List[Any]) -> Any:
-    node += ("args", _capture(_EXC_ARGS.__get__(value), depth + 1, b))
+def _exception_fields(value: BaseException, depth: int, b: _Budget) -> Any:
+    b.out.append("args")
+    _capture(_EXC_ARGS.__get__(value), depth + 1, b)
     # BaseException's own members (__suppress_context__ ...) are interpreter state, not data
     return ((k, v) for k, v in iter_fields(value) if not k.startswith("__"))
 
 
-def _named_tuple_fields(value: tuple, depth: int, b: _Budget, node: List[Any]) -> Any:
+def _named_tuple_fields(value: tuple, depth: int, b: _Budget) -> Any:
     names = safe_getattr(type(value), "_fields")
     return zip(names, tuple.__getitem__(value, slice(0, len(names))))
 
 
-_object = _with_fields(lambda value, depth, b, node: iter_fields(value))
+_object = _with_fields(lambda value, depth, b: iter_fields(value))
 _exception = _with_fields(_exception_fields)
 _named_tuple = _with_fields(_named_tuple_fields)
 
 
-def _enum(value: enum.Enum, depth: int, b: _Budget, tname: str) -> _Node:
+def _enum(value: enum.Enum, depth: int, b: _Budget, tname: str) -> None:
     state = instance_dict(value) or {}
     name = state.get("_name_")
     v = state.get("_value_")
     b.bytes_left -= _NODE
+    b.out += (_OPEN, "type", tname, "enum", name if type(name) is str else None)
     if id(type(v)) in _JSON_SCALARS:
-        return (_N, "type", tname, "enum", name if type(name) is str else None, "value", v)
-    return (_N, "type", tname, "enum", name if type(name) is str else None)
+        b.out += ("value", v)
+    b.out.append(_CLOSE)
 
 
-def _subclass(base_handler: Callable[..., _Node], to_base: Optional[Callable[[Any], Any]]) -> Callable[..., _Node]:
+def _subclass(base_handler: Callable[..., None], to_base: Optional[Callable[[Any], Any]]) -> Callable[..., None]:
     """Subclasses of builtins: read as the base type (its C methods), named by their own type."""
-    def handler(value: Any, depth: int, b: _Budget, tname: str) -> _Node:
-        return base_handler(to_base(value) if to_base else value, depth, b, tname)
+    def handler(value: Any, depth: int, b: _Budget, tname: str) -> None:
+        base_handler(to_base(value) if to_base else value, depth, b, tname)
     return handler
 
 
 # --- one-line summaries: modules, functions, classes, code ----------------------------------
 
-def _summary(describe: Callable[[Any], str]) -> Callable[..., _Node]:
-    def handler(value: Any, depth: int, b: _Budget, tname: str) -> _Node:
+def _summary(describe: Callable[[Any], str]) -> Callable[..., None]:
+    def handler(value: Any, depth: int, b: _Budget, tname: str) -> None:
         b.bytes_left -= _NODE + 40
-        return (_N, "type", tname, "summary", describe(value)[: b.max_string])
+        b.out += (_OPEN, "type", tname, "summary", describe(value)[: b.max_string], _CLOSE)
     handler.describe = describe  # type: ignore[attr-defined]  # safe_repr's text for the same kinds
     return handler
 
@@ -449,7 +549,7 @@ _QUALNAME = _summary(lambda g: g.__qualname__)
 
 # id(type) -> (handler, type name, type, learned): ids because hashing a type may run a metaclass __hash__;
 # holding the type keeps its id from being reused while the entry exists
-_DISPATCH: Dict[int, Tuple[Callable[..., _Node], str, type, bool]] = {
+_DISPATCH: Dict[int, Tuple[Callable[..., None], str, type, bool]] = {
     id(t): (h, _class_name(t), t, False) for t, h in (
         (int, _int), (bool, _scalar), (float, _float), (type(None), _scalar), (bytes, _bytes), (bytearray, _bytes),
         (list, _sequence(list)), (tuple, _sequence(tuple)), (set, _unordered(set)), (frozenset, _unordered(frozenset)),
@@ -474,9 +574,9 @@ _BASES = ((dict, None), (list, None), (tuple, None), (set, None), (frozenset, No
           (str, str.__str__), (bytes, None), (bytearray, None), (int, int.__index__), (float, float.__float__))
 
 
-def _classify(tp: type) -> Tuple[Callable[..., _Node], str, type, bool]:
+def _classify(tp: type) -> Tuple[Callable[..., None], str, type, bool]:
     """The handler for a type seen for the first time; issubclass on builtin bases runs no user code."""
-    handler: Callable[..., _Node] = _object
+    handler: Callable[..., None] = _object
     if issubclass(tp, type):
         handler = _CLASS_SUMMARY
     elif issubclass(tp, BaseException):
@@ -499,7 +599,7 @@ def _classify(tp: type) -> Tuple[Callable[..., _Node], str, type, bool]:
     return entry
 
 
-def _text_handler(value: str, depth: int, b: _Budget, tname: str) -> _Node:
+def _text_handler(value: str, depth: int, b: _Budget, tname: str) -> None:
     return _text(value, b, tname)
 
 

@@ -1,7 +1,8 @@
 """Budgets that keep probes cheap: rates, the process snapshot cap and the CPU budget.
 
 >>> bucket = RateLimiter(rate=1.0, burst=1)
->>> bucket.allow(now=100.0), bucket.allow(now=100.1), bucket.allow(now=101.2)
+>>> t = time.monotonic()
+>>> bucket.allow(now=t), bucket.allow(now=t + 0.1), bucket.allow(now=t + 1.2)
 (True, False, True)
 """
 

@@ -14,8 +14,8 @@ from types import FrameType
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import tracecontext
-from .capture import (CaptureLimits, as_tree, capture_locals, capture_locals_raw, capture_stack, capture_value,
-                      capture_value_raw, field_map_raw, repr_reads, safe_repr)
+from .capture import (CaptureLimits, as_stack, as_tree, capture_locals, capture_locals_raw, capture_stack_raw,
+                      capture_value, capture_value_raw, error_raw, field_map_raw, repr_reads, safe_repr)
 from .errors import EvaluationError
 from .events import Event, ExceptionEvent, LogEvent, MetricEvent, SnapshotEvent, SpanEvent, StatusEvent
 from .expressions import Expression, Template
@@ -222,19 +222,16 @@ class ProbeRuntime:
     def _emit_snapshot(self, frame: FrameType, f_locals: Any, line: int) -> None:
         # Internal capture nodes, made into the documented trees by the ring's reader (_snapshot_event).
         redactor, limits = self.host.redactor, self.limits
-        captured = capture_locals_raw(dict(f_locals), limits, redactor)
-        arguments = {n: captured.pop(n) for n in parameter_names(frame.f_code) if n in captured}
-        exprs = {src: self._capture_expr(expr, f_locals, frame.f_globals) for src, expr in self.captures}
-        # stack frames are dicts of strings and numbers: as one tuple each, nothing here stays tracked
-        stack = tuple(tuple(f.items()) for f in capture_stack(frame, limits, redactor))
-        self.host.emit((_snapshot_event, self._header(frame, line), field_map_raw(arguments),
-                        field_map_raw(captured), field_map_raw(exprs), stack, _time()))
+        arguments, captured = capture_locals_raw(dict(f_locals), parameter_names(frame.f_code), limits, redactor)
+        exprs = field_map_raw({src: self._capture_expr(expr, f_locals, frame.f_globals) for src, expr in self.captures})
+        stack = capture_stack_raw(frame, limits)
+        self.host.emit((_snapshot_event, self._header(frame, line), arguments, captured, exprs, stack, _time()))
 
-    def _capture_expr(self, expr: Expression, f_locals: Any, f_globals: Any) -> Any:
+    def _capture_expr(self, expr: Expression, f_locals: Any, f_globals: Any) -> tuple:
         try:
             return capture_value_raw(expr.evaluate(f_locals, f_globals), self.limits, self.host.redactor)
         except EvaluationError as exc:
-            return field_map_raw({"type": "error", "error": str(exc)})
+            return error_raw(str(exc))
 
     def _emit_metric(self, frame: FrameType, f_locals: Any, line: int) -> None:
         metric = self.spec.metric
@@ -325,7 +322,7 @@ def _snapshot_event(header: tuple, arguments: tuple, captured: tuple, exprs: tup
                     ts: float) -> SnapshotEvent:
     """The reader's half of a snapshot hit (see `_emit_snapshot`)."""
     event = SnapshotEvent(**dict(zip(_HEADER, header)), arguments=as_tree(arguments), locals=as_tree(captured),
-                          expressions=as_tree(exprs), stack=[dict(f) for f in stack])
+                          expressions=as_tree(exprs), stack=as_stack(stack))
     event.ts = ts
     return event
 

@@ -1,0 +1,24 @@
+"""The examples in the agent's docstrings run on every Python, so they stay true."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import pkgutil
+import sys
+
+import pytest
+
+import probebook.agent
+
+# one backend per interpreter family: bytecode injection and code swap (<= 3.11), sys.monitoring (>= 3.12)
+_OTHER_BACKEND = ({"probebook.agent.inject", "probebook.agent.codeswap"} if sys.version_info >= (3, 12)
+                  else {"probebook.agent.monitor"})
+MODULES = [m.name for m in pkgutil.iter_modules(probebook.agent.__path__, "probebook.agent.")
+           if not m.ispkg and m.name not in _OTHER_BACKEND]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples_hold(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0, f"{result.failed} docstring example(s) of {name} failed"
