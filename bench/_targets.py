@@ -32,6 +32,8 @@ def handle(order, user, total):
     return ratio  # SNAP
 
 
+# Identical copies of `handle`, by design: each peer in bench/snapshot.py gets its own code object
+# with the same body, so all of them can be called in turn within one run.
 def handle_dd(order, user, total):
     items = order.items
     count = len(items)

@@ -68,12 +68,56 @@ def main() -> dict:
     out["settrace_ns"] = _per_call_ns(T.target, n // 4)
     sys.settrace(None)
 
+    if sys.version_info >= (3, 12):
+        out.update(_monitoring_floor(n))
+
     plain = out["plain_ns"]
     out["probebook_over_plain_ns"] = out["probebook_ns"] - plain
     if out["ddtrace_ns"]:
         out["ddtrace_over_plain_ns"] = out["ddtrace_ns"] - plain
         out["probebook_vs_ddtrace"] = out["probebook_over_plain_ns"] / max(1e-9, out["ddtrace_over_plain_ns"])
     out["settrace_over_plain_ns"] = out["settrace_ns"] - plain
+    return out
+
+
+def _monitoring_floor(n: int) -> dict:
+    """What any `sys.monitoring` LINE probe pays per hit before its own work, over the plain call:
+    the callback alone; plus the frame object; plus reading one local through `f_locals`."""
+    mon = sys.monitoring
+    tool = next((t for t in (5, 2, 1, 0) if mon.get_tool(t) is None), None)
+    if tool is None:
+        return {}
+    mon.use_tool_id(tool, "bench-floor")
+    code, line, getframe = T.target_plain.__code__, T.target_plain.__code__.co_firstlineno + 1, sys._getframe
+    plain = _per_call_ns(T.target_plain, n)
+
+    disable = mon.DISABLE  # the return line, as the agent does for lines without probes
+
+    def empty(c, ln):
+        if ln != line:
+            return disable
+        return None
+
+    def frame_only(c, ln):
+        if ln != line:
+            return disable
+        getframe(1)
+
+    def one_local(c, ln):
+        if ln != line:
+            return disable
+        getframe(1).f_locals["x"]
+
+    out = {}
+    try:
+        for name, cb in (("empty_callback", empty), ("frame_object", frame_only), ("read_one_local", one_local)):
+            mon.register_callback(tool, mon.events.LINE, cb)
+            mon.set_local_events(tool, code, mon.events.LINE)
+            out[f"floor_{name}_ns"] = _per_call_ns(T.target_plain, n) - plain
+            mon.set_local_events(tool, code, 0)
+    finally:
+        mon.register_callback(tool, mon.events.LINE, None)
+        mon.free_tool_id(tool)
     return out
 
 

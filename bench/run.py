@@ -50,6 +50,7 @@ def main() -> int:
     results["armed"] = [_run(py, "bench.armed") for py in _pythons()]
     main_py = _pythons()[0]
     results["loghit"] = _run(main_py, "bench.loghit")
+    results["loghit_other"] = [_run(py, "bench.loghit", "--rounds", "3") for py in _pythons()[1:]]
     results["snapshot"] = _run(main_py, "bench.snapshot")
     results["evidence"] = _run(main_py, "bench.evidence")
     results["control"] = _run(main_py, "bench.control", "--rounds", "5", "--seconds", "5")
@@ -94,6 +95,10 @@ def render(r: Dict[str, Any]) -> str:
         lines += [f"Python {lg['python']}, {len(lg['rounds'])} rounds of {lg['n']} calls, each probed call beside an "
                   f"unprobed copy: median round p50 {lg['cost_p50_us']:.1f} us, p99 {lg['cost_p99_us']:.1f} us per hit "
                   f"(goal: p99 <= 10 us); every round's p50/p99: {per_round} us. Sample line: `{lg['sample']}`."]
+        other = [o for o in r.get("loghit_other", []) if "error" not in o]
+        if other:
+            lines += ["", "Other Pythons, 3 rounds each (median round): " + "; ".join(
+                f"{o['python']} p50 {o['cost_p50_us']:.1f} us, p99 {o['cost_p99_us']:.1f} us" for o in other) + "."]
     sn = r["snapshot"]
     lines += ["", "**Snapshot of a 10-local frame, default limits** (`python -m bench.snapshot`; us per hit)", ""]
     if "error" in sn:

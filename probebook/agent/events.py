@@ -261,7 +261,10 @@ def _built(raw: List[Any], first: int) -> List[Any]:
     out = []
     for i, e in enumerate(raw):
         if type(e) is tuple:
-            e = e[0](*e[1:])
+            try:
+                e = e[0](*e[1:])
+            except Exception as exc:  # a bug of ours must not cost the reader the rest of the batch
+                e = StatusEvent(probe_id="", status="error", reason=f"an event could not be read: {type(exc).__name__}")
         e.seq = first + i
         out.append(e)
     return out

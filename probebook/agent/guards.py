@@ -103,6 +103,17 @@ def certainly_false(conjuncts: Tuple[Conjunct, ...]) -> Callable[[Mapping[str, A
     """
     checks = [(c.name, _CMP[c.op], c.const, None if c.op in ("is", "is not") else type(c.const))
               for c in conjuncts]
+    if len(checks) == 1:  # the common case, without the loop: this runs on every hit
+        name, cmp, const, tp = checks[0]
+
+        def check_one(f_locals: Mapping[str, Any]) -> bool:
+            try:
+                value = f_locals[name]
+            except KeyError:
+                return False
+            return (tp is None or type(value) is tp) and not cmp(value, const)
+
+        return check_one
 
     def check(f_locals: Mapping[str, Any]) -> bool:
         for name, cmp, const, tp in checks:

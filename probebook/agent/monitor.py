@@ -37,6 +37,8 @@ class MonitoringBackend:
         self._ev = mon.events
         self.tool_id = self._claim_tool_id()
         self._hooks: Dict[int, HookSet] = {}
+        # id(code) -> {line: hook}: what a LINE event needs, in two dict reads
+        self._line_hooks: Dict[int, Dict[int, Any]] = {}
         self._codes: Dict[int, CodeType] = {}
         self._disabled_seen: set = set()
         # 3.13+ emits no LINE event for a body on the def line itself (lambdas, one-liners):
@@ -48,13 +50,15 @@ class MonitoringBackend:
         disabled_seen = self._disabled_seen
 
         start_lines = self._start_lines
+        line_hooks = self._line_hooks
 
-        def on_line(code: CodeType, line: int) -> Any:
-            h = hooks.get(id(code))
-            if h is None or line not in h.lines or start_lines.get(id(code)) == line:
+        def on_line(code: CodeType, line: int) -> Any:  # every hit of a probed line: kept short
+            by_line = line_hooks.get(id(code))
+            hook = by_line.get(line) if by_line is not None else None
+            if hook is None:
                 disabled_seen.add(id(code))
                 return disable
-            h.line_hook(line)  # type: ignore[misc]
+            hook(line)
             return None
 
         def on_start(code: CodeType, offset: int) -> Any:
@@ -110,6 +114,7 @@ class MonitoringBackend:
             key = id(code)
             if hooks is None or not (hooks.lines or hooks.function_hooks):
                 self._hooks.pop(key, None)
+                self._line_hooks.pop(key, None)
                 self._codes.pop(key, None)
                 self._start_lines.pop(key, None)
                 self._mon.set_local_events(self.tool_id, code, 0)
@@ -127,6 +132,8 @@ class MonitoringBackend:
                     self._start_lines.pop(key, None)
                 self._codes[key] = code
                 self._hooks[key] = hooks
+                # the def line of a 3.13 one-liner is hooked at PY_START, never at LINE
+                self._line_hooks[key] = {line: hooks.line_hook for line in hooks.lines if line != first}
                 self._mon.set_local_events(self.tool_id, code, wanted)
                 if key in self._disabled_seen:
                     # a line we answered DISABLE for may now carry a probe
@@ -143,6 +150,7 @@ class MonitoringBackend:
             for key, code in list(self._codes.items()):
                 self._mon.set_local_events(self.tool_id, code, 0)
             self._hooks.clear()
+            self._line_hooks.clear()
             self._codes.clear()
             self._mon.set_events(self.tool_id, 0)
 
