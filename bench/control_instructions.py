@@ -104,9 +104,7 @@ def main() -> Dict[str, Any]:
     with open(os.path.join(tmp, "shop.py"), "w") as fh:
         fh.write(textwrap.dedent("""
             import sys
-            from bench.control import _wait_port
-from probebook.lab import minishop
-from probebook.lab.procs import free_port
+            from probebook.lab import minishop
             srv = minishop.serve(int(sys.argv[1]))
             try:
                 srv.serve_forever()

@@ -2,6 +2,7 @@
 
     python -m bench.run            # print results
     python -m bench.run --write    # also rewrite the generated section of docs/performance.md
+    python -m bench.run --write --only loghit,snapshot   # re-measure some, keep the others' last results
 
 The armed-probe benchmark runs on every Python venv present (.venv, .venv-3.9 ...), each in its
 own process; the log and snapshot benchmarks run on the main venv. Results: bench/results/*.json.
@@ -40,23 +41,51 @@ def _run(python: str, module: str, *args: str) -> Dict[str, Any]:
     return json.loads(out.stdout)
 
 
+_BENCHES = ("armed", "loghit", "snapshot", "evidence", "control", "fleet", "instructions")
+
+
+def _measure(name: str, results: Dict[str, Any]) -> None:
+    main_py = _pythons()[0]
+    if name == "armed":
+        results["armed"] = [_run(py, "bench.armed") for py in _pythons()]
+    elif name == "loghit":
+        results["loghit"] = _run(main_py, "bench.loghit", "--instructions")
+        results["loghit_other"] = [_run(py, "bench.loghit", "--rounds", "3", "--instructions") for py in _pythons()[1:]]
+    elif name == "snapshot":
+        results["snapshot"] = _run(main_py, "bench.snapshot")
+    elif name == "evidence":
+        results["evidence"] = _run(main_py, "bench.evidence")
+    elif name == "control":
+        results["control"] = _run(main_py, "bench.control", "--rounds", "5", "--seconds", "5")
+    elif name == "fleet":
+        results["fleet"] = _run(main_py, "bench.fleet_arm", "--agents", "100", "--repeat", "5")
+    elif name == "instructions":
+        results["instructions"] = _run(main_py, "bench.control_instructions", "--low", "50", "--high", "450")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--write", action="store_true")
+    ap.add_argument("--only", default="", help=f"comma-separated subset of {','.join(_BENCHES)}; the others are "
+                                               "taken from the last results file, with the time each was measured")
     opts = ap.parse_args()
+    only = [n for n in opts.only.split(",") if n] or list(_BENCHES)
+    unknown = sorted(set(only) - set(_BENCHES))
+    if unknown:
+        ap.error(f"--only: unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(_BENCHES)}")
     os.makedirs(RESULTS, exist_ok=True)
-    results: Dict[str, Any] = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                               "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
-    results["armed"] = [_run(py, "bench.armed") for py in _pythons()]
-    main_py = _pythons()[0]
-    results["loghit"] = _run(main_py, "bench.loghit")
-    results["loghit_other"] = [_run(py, "bench.loghit", "--rounds", "3") for py in _pythons()[1:]]
-    results["snapshot"] = _run(main_py, "bench.snapshot")
-    results["evidence"] = _run(main_py, "bench.evidence")
-    results["control"] = _run(main_py, "bench.control", "--rounds", "5", "--seconds", "5")
-    results["fleet"] = _run(main_py, "bench.fleet_arm", "--agents", "100", "--repeat", "5")
-    results["instructions"] = _run(main_py, "bench.control_instructions", "--low", "50", "--high", "450")
-    with open(os.path.join(RESULTS, "agent.json"), "w") as fh:
+    path = os.path.join(RESULTS, "agent.json")
+    results: Dict[str, Any] = {}
+    if len(only) < len(_BENCHES) and os.path.exists(path):
+        with open(path) as fh:
+            results = json.load(fh)
+    now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    results.update({"when": now, "machine": f"{platform.machine()}, {os.cpu_count()} cores"})
+    measured = results.setdefault("measured", {})
+    for name in only:
+        _measure(name, results)
+        measured[name] = now
+    with open(path, "w") as fh:
         json.dump(results, fh, indent=1)
     text = render(results)
     print(text)
@@ -74,7 +103,11 @@ def _f(x: Any, nd: int = 0) -> str:
 
 
 def render(r: Dict[str, Any]) -> str:
-    lines = [f"Measured {r['when']} on {r['machine']} with `python -m bench.run --write`.", "",
+    when = r.get("measured", {})
+    stamps = sorted(set(when.values())) or [r["when"]]
+    lines = [f"Measured on {r['machine']} with `python -m bench.run --write`"
+             + (f", {stamps[0]}." if len(stamps) == 1 else ": " + "; ".join(
+                 f"{', '.join(n for n in _BENCHES if when.get(n) == t)} {t}" for t in stamps) + "."), "",
              "**Armed probe, condition false, cost per hit** (`python -m bench.armed`; ns per call, best of 7)", "",
              "| Python | plain call | probebook | ddtrace inject_hook (no-op hook) | sys.settrace | probebook over plain | ddtrace over plain | probebook / ddtrace |",
              "|---|---|---|---|---|---|---|---|"]
@@ -86,6 +119,13 @@ def render(r: Dict[str, Any]) -> str:
             python=a["python"], p=_f(a["plain_ns"]), o=_f(a["probebook_ns"]), d=_f(a.get("ddtrace_ns")),
             s=_f(a["settrace_ns"]), oo=_f(a["probebook_over_plain_ns"]), do=_f(a.get("ddtrace_over_plain_ns")),
             ratio=_f(a.get("probebook_vs_ddtrace"), 2)))
+    floors = [a for a in r["armed"] if "floor_empty_callback_ns" in a]
+    if floors:
+        lines += ["", "What any Python-level `sys.monitoring` LINE callback costs per hit over the plain call, before "
+                  "its own work (same runs): " + "; ".join(
+                      f"{a['python']}: empty callback {a['floor_empty_callback_ns']:.0f} ns, getting the frame "
+                      f"{a['floor_frame_object_ns']:.0f} ns, reading one local through `f_locals` "
+                      f"{a['floor_read_one_local_ns']:.0f} ns" for a in floors) + "."]
     lg = r["loghit"]
     lines += ["", "**Dynamic log line with 3 variables, cost on the application thread** (`python -m bench.loghit`)", ""]
     if "error" in lg:
@@ -99,6 +139,10 @@ def render(r: Dict[str, Any]) -> str:
         if other:
             lines += ["", "Other Pythons, 3 rounds each (median round): " + "; ".join(
                 f"{o['python']} p50 {o['cost_p50_us']:.1f} us, p99 {o['cost_p99_us']:.1f} us" for o in other) + "."]
+        counted = [o for o in [lg, *other] if o.get("instructions_per_hit")]
+        if counted:
+            lines += ["", "Instructions per hit (`--instructions`, callgrind; these repeat where wall time drifts): "
+                      + ", ".join(f"{o['python']} {o['instructions_per_hit']:,}" for o in counted) + "."]
     sn = r["snapshot"]
     lines += ["", "**Snapshot of a 10-local frame, default limits** (`python -m bench.snapshot`; us per hit)", ""]
     if "error" in sn:
