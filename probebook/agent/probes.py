@@ -26,7 +26,10 @@ from .tracecontext import thread_name
 
 __all__ = ["ProbeRuntime", "ProbeHost"]
 
-_now_ns = time.perf_counter_ns
+_now_ns = time.perf_counter_ns  # durations of the host's calls
+# What probes spend, for the CPU budget and the condition budget: the thread's CPU time, so that
+# being preempted (by the OS, or waiting for the GIL) is not charged as work.
+_cpu_ns = time.thread_time_ns
 _time = time.time
 _TRUTHY_TYPES = (bool, int, float, str, bytes, list, tuple, dict, set, frozenset, type(None))
 _NUMBER = (int, float)
@@ -88,7 +91,7 @@ class ProbeRuntime:
         self.fast_false: Optional[Callable[[Any], bool]] = None
         self._lock = threading.Lock()
         self._snapshot_like = spec.kind in ("snapshot", "exception")
-        self._time_weight = 1 if self._snapshot_like else 8  # see on_line
+        self._untimed = 0  # emitted hits since the last timed one (see on_line)
         self._log_format: Optional[Tuple[Any, Callable[[Any], str], Callable[[tuple], str], int]] = None
         self._emit_fn = {"log": self._emit_log, "snapshot": self._emit_snapshot, "metric": self._emit_metric}.get(
             spec.kind
@@ -106,26 +109,28 @@ class ProbeRuntime:
             if not self._admit():
                 return
             if self._snapshot_like or not self.emitted & 7 or self.spec.max_hits is not None:
-                t0 = _now_ns()
+                t0 = _cpu_ns()
                 self._emit_fn(frame, f_locals, line)  # type: ignore[misc]
-                self._spent((_now_ns() - t0) * self._time_weight)
-            else:  # log and metric hits cost about the same each time: every 8th is timed for 8
+                self._spent((_cpu_ns() - t0) * (1 + self._untimed))  # also for the untimed hits since the last
+                self._untimed = 0
+            else:  # log and metric hits cost about the same each time: one in eight is timed
                 self._emit_fn(frame, f_locals, line)  # type: ignore[misc]
                 self.emitted += 1  # what _spent does for an untimed hit of a probe without a hit cap
+                self._untimed += 1
         except Exception as exc:  # never into the host
             self._internal_error(exc)
 
     def _condition_holds(self, f_locals: Any, f_globals: Any) -> bool:
         self.evaluations += 1
         timed = (self.evaluations & 7) == 0
-        t0 = _now_ns() if timed else 0
+        t0 = _cpu_ns() if timed else 0
         try:
             value = self.condition.evaluate(f_locals, f_globals)  # type: ignore[union-attr]
         except EvaluationError as exc:
             self._evaluation_failed(f"condition failed: {exc}")
             return False
         if timed:
-            took = _now_ns() - t0
+            took = _cpu_ns() - t0
             self.host.cpu_spent(self, took * 8)
             if took > self.host.condition_budget_ns:
                 self._evaluation_failed(f"condition took {took / 1000:.0f} us, over its budget")
@@ -277,7 +282,7 @@ class ProbeRuntime:
                 if token is not None:
                     token.abandon()
                 return
-            t0 = _now_ns()
+            t0, c0 = _now_ns(), _cpu_ns()
             if kind == "span":
                 token.finish(self, frame, exc, t0 - start_ns)
             elif kind == "exception":
@@ -287,7 +292,7 @@ class ProbeRuntime:
                 where = self._where(frame) if frame is not None else {"probe_id": self.id}
                 self.host.emit(MetricEvent(name=metric.name, metric_type="duration",  # type: ignore[union-attr]
                                            value=(t0 - start_ns) / 1e6, unit="ms", error=exc is not None, **where))
-            self._spent(_now_ns() - t0)
+            self._spent(_cpu_ns() - c0)
         except Exception as err:
             self._internal_error(err)
 

@@ -1,5 +1,6 @@
 """Budgets: rate, hit cap, TTL, CPU budget, failing conditions, event buffer drops."""
 
+import threading
 import time
 
 import shapes
@@ -82,4 +83,33 @@ def test_buffer_overflow_is_counted():
         got = agent.drain_events()
         assert len(got) == 10 and agent.dropped_events >= 90
     finally:
+        agent.close()
+
+
+def test_cpu_budget_counts_work_not_waiting_for_the_gil():
+    # Two CPU-bound threads share the GIL about half and half. The probed loop spends nearly all its
+    # own time in snapshots, so the probe does about 50 % of a core of work, while its hits, which
+    # include the waits for the other thread's turn, last nearly all of the wall-clock time. A 75 %
+    # budget tells the two apart (being preempted by the OS on a loaded host is the same case).
+    agent = Agent(AgentLimits(cpu_budget=0.75, cpu_window=1, process_snapshot_rate=1e6))
+    stop = threading.Event()
+
+    def busy():
+        while not stop.is_set():
+            sum(range(1000))
+
+    hog = threading.Thread(target=busy, daemon=True)
+    payload = [list(range(50)), "x" * 100] * 10
+    try:
+        probe = agent.add_probe({"kind": "snapshot", "where": where("plain"), "rate": 1e6})
+        hog.start()
+        deadline = time.time() + 2.5
+        while time.time() < deadline:
+            shapes.plain(payload, payload)
+        info = agent.get_probe(probe.id)
+        assert info.status in ("installed", "emitting"), info.reason
+        assert len(events(agent, "snapshot")) > 50
+    finally:
+        stop.set()
+        hog.join()
         agent.close()
