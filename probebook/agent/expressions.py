@@ -440,7 +440,7 @@ class Template:
         # a part that is a bare name (`{user}`, the common case) is a dict read of the frame's
         # locals: the same answer as evaluating it, without the evaluator's calls
         # likewise `{order.total}`: a read of the root, then attribute reads without the evaluator
-        self._reads = tuple((e, _dotted(e.source)) for e in self.expressions)
+        self._reads = tuple((e, *(_dotted(e.source) or (None, ()))) for e in self.expressions)
 
     def render(self, f_locals: Mapping[str, Any], f_globals: Mapping[str, Any],
                format_value: Callable[[Any], str]) -> str:
@@ -456,13 +456,13 @@ class Template:
         thread with the same result. Anything else is formatted now and kept as `(text,)`.
         """
         out: List[Any] = []
-        for part, chain in self._reads:
+        for part, root, attrs in self._reads:
             try:
-                value = f_locals.get(chain[0], MISSING) if chain is not None else MISSING
+                value = f_locals.get(root, MISSING) if root is not None else MISSING
                 if value is MISSING:
                     value = part.evaluate(f_locals, f_globals)
-                elif len(chain) > 1:
-                    for attr in chain[1]:
+                else:
+                    for attr in attrs:
                         value = safe_getattr(value, attr)
                 tp = type(value)
                 if keep_chars and tp in _KEPT:
@@ -499,16 +499,16 @@ class Template:
         return f"Template({self.source!r})"
 
 
-def _dotted(source: str) -> Optional[Tuple[str, ...]]:
-    """`("name",)` or `("name", ("a", "b"))` when `source` is just `name` or `name.a.b`, else None.
+def _dotted(source: str) -> Optional[Tuple[str, Tuple[str, ...]]]:
+    """`(name, (attr, ...))` when `source` is just `name` or `name.a.b`, else None.
 
     >>> _dotted(" order.user.id "), _dotted("user"), _dotted("len(x)")
-    (('order', ('user', 'id')), ('user',), None)
+    (('order', ('user', 'id')), ('user', ()), None)
     """
     names = source.strip().split(".")
     if not all(n.isidentifier() and not keyword.iskeyword(n) for n in names):
         return None
-    return (names[0],) if len(names) == 1 else (names[0], tuple(names[1:]))
+    return names[0], tuple(names[1:])
 
 
 def compile_template(template: str, *, field: str = "template",

@@ -204,7 +204,7 @@ class ProbeRuntime:
     def _emit_log(self, frame: FrameType, f_locals: Any, line: int) -> None:
         # Values read now, text finished by the reader: numbers and strings are immutable, so
         # formatting them later on another thread gives the same line at a third of the cost here.
-        rules = self.host.redactor.snapshot()
+        rules = self.host.redactor.rules
         fmt = self._log_format
         if fmt is None or fmt[0] is not rules:
             fmt = self._log_format = self._log_formatter(rules)

@@ -258,25 +258,26 @@ class Redactor:
     """
 
     def __init__(self, config: Optional[RedactionConfig] = None) -> None:
-        self._rules = RedactionRules(config if config is not None else RedactionConfig())
+        # the current snapshot; a plain attribute (probes read it on every hit), replaced whole by `configure`
+        self.rules = RedactionRules(config if config is not None else RedactionConfig())
         self._lock = threading.Lock()
 
     @property
     def config(self) -> RedactionConfig:
-        return self._rules.config
+        return self.rules.config
 
     def snapshot(self) -> RedactionRules:
         """The current rules; they never change, a later `configure` replaces them."""
-        return self._rules
+        return self.rules
 
     def is_redacted_name(self, name: str) -> bool:
-        return self._rules.is_redacted_name(name)
+        return self.rules.is_redacted_name(name)
 
     def is_redacted_value(self, s: str) -> bool:
-        return self._rules.is_redacted_value(s)
+        return self.rules.is_redacted_value(s)
 
     def is_redacted_type(self, obj_type_name: str) -> bool:
-        return self._rules.is_redacted_type(obj_type_name)
+        return self.rules.is_redacted_type(obj_type_name)
 
     def configure(
         self,
@@ -299,7 +300,7 @@ class Redactor:
         """
         add, remove = _names_arg("add_identifiers", add_identifiers), _names_arg("remove_identifiers", remove_identifiers)
         with self._lock:  # read-modify-write: two concurrent calls must not lose an edit
-            old = self._rules.config
+            old = self.rules.config
             new = RedactionConfig(
                 identifiers=(old.identifiers | {normalize_identifier(n) for n in add})
                 - {normalize_identifier(n) for n in remove},
@@ -307,7 +308,7 @@ class Redactor:
                 types=old.types if types is None else _names_arg("types", types),
                 enabled=old.enabled if enabled is None else enabled,
             )
-            self._rules = RedactionRules(new)
+            self.rules = RedactionRules(new)
         return new
 
 
