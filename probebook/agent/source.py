@@ -6,8 +6,8 @@ arbitrary file through the agent. The hash is the sha256 of the file's bytes on 
 from the same bytes the lines are served from; `ModuleSource.changed` says the file was modified
 after the agent first hashed it (the process may be running older code than the disk holds).
 
->>> import json
->>> src = read_source("json/__init__.py", start=1, end=1)
+>>> import json.decoder
+>>> src = read_source("lib/python%d.%d/json/decoder.py" % sys.version_info[:2], start=1, end=1)
 >>> src.lines[0][0], len(src.sha256)
 (1, 64)
 """
