@@ -29,6 +29,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .errors import SpecError
 from .redaction import RedactionRules, Redactor
+from .locate import code_name
 from .safe_access import UnsafeAccess, instance_dict, iter_fields, safe_getattr, type_name
 
 __all__ = ["CaptureLimits", "capture_value", "capture_locals", "capture_stack", "safe_repr", "repr_reads",
@@ -222,7 +223,7 @@ def capture_stack_raw(frame: Any, limits: CaptureLimits) -> tuple:
     while f is not None and n < limits.max_frames:
         code, g = f.f_code, f.f_globals
         module = dict.get(g, "__name__") if issubclass(type(g), dict) else None
-        out += (getattr(code, "co_qualname", code.co_name), code.co_filename, f.f_lineno,
+        out += (code_name(code), code.co_filename, f.f_lineno,
                 module if type(module) is str else None)
         f = f.f_back
         n += 1
@@ -520,7 +521,7 @@ def _method_name(m: types.MethodType) -> str:
 
 
 def _code_text(c: types.CodeType) -> str:
-    return f"{getattr(c, 'co_qualname', c.co_name)} at {c.co_filename}:{c.co_firstlineno}"
+    return f"{code_name(c)} at {c.co_filename}:{c.co_firstlineno}"
 
 
 def _module_name(m: types.ModuleType) -> str:

@@ -30,7 +30,7 @@ from .expressions import compile_expression, compile_template
 from .guards import certainly_false, inline_guard
 from .hookset import HookSet
 from .limits import AgentLimits, CpuBudget, RateLimiter
-from .locate import ModuleCode, Where, module_by_name, modules_for_file, parse_where
+from .locate import ModuleCode, Where, code_name, module_by_name, modules_for_file, parse_where
 from .probes import ProbeRuntime
 from .redaction import RedactionConfig, Redactor
 from .sites import Site
@@ -315,7 +315,7 @@ class Agent:
             guard = inline_guard(probe.spec.when, code)
             probe.fast_false = certainly_false(guard) if guard else None
         at = f"{code.co_filename}:{line or code.co_firstlineno}"
-        probe.location = f"{at} ({getattr(code, 'co_qualname', code.co_name)})"
+        probe.location = f"{at} ({code_name(code)})"
         probe.status, probe.reason, probe.active = "installed", "", True
         self.emit(StatusEvent(probe_id=probe.id, status="installed", reason=probe.location))
 

@@ -16,6 +16,7 @@ Where(file='app/orders.py', line=42, module=None, qualname=None)
 
 from __future__ import annotations
 
+import operator
 import os
 import sys
 import types
@@ -26,7 +27,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 from .errors import LocationError
 
 __all__ = ["Where", "parse_where", "ModuleCode", "modules_for_file", "module_by_name", "code_line_numbers",
-           "parameter_names", "PROLOGUE_OPS"]
+           "parameter_names", "code_name", "PROLOGUE_OPS"]
 
 # Instructions that set a frame up: no line of user code is made of them alone, and nothing may be
 # injected before or among them.
@@ -83,6 +84,10 @@ def code_line_numbers(code: CodeType) -> List[int]:
         if lineno is not None:
             lines.add(lineno)
     return sorted(lines)
+
+
+# The qualified name of a code object (`Cart.total.<locals>.f`); before 3.11 code has only `co_name`.
+code_name = operator.attrgetter("co_qualname" if sys.version_info >= (3, 11) else "co_name")
 
 
 def parameter_names(code: CodeType) -> Tuple[str, ...]:

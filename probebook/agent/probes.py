@@ -20,7 +20,7 @@ from .errors import EvaluationError
 from .events import Event, ExceptionEvent, LogEvent, MetricEvent, SnapshotEvent, SpanEvent, StatusEvent
 from .expressions import Expression, Template
 from .limits import RateLimiter
-from .locate import parameter_names
+from .locate import code_name, parameter_names
 from .spec import ProbeSpec
 from .tracecontext import thread_name
 
@@ -195,7 +195,7 @@ class ProbeRuntime:
         code = frame.f_code
         ctx = tracecontext.current()
         # f_lineno walks the line table: the hooks know the line
-        return (self.id, code.co_filename, line or frame.f_lineno, getattr(code, "co_qualname", code.co_name),
+        return (self.id, code.co_filename, line or frame.f_lineno, code_name(code),
                 thread_name(), ctx[0] if ctx else "")
 
     def _where(self, frame: FrameType, line: int = 0) -> dict:
@@ -303,7 +303,7 @@ class ProbeRuntime:
         while tb is not None and len(frames) < limits.max_frames:
             f = tb.tb_frame
             frames.append({
-                "function": getattr(f.f_code, "co_qualname", f.f_code.co_name),
+                "function": code_name(f.f_code),
                 "file": f.f_code.co_filename,
                 "line": tb.tb_lineno,
                 "locals": capture_locals(dict(f.f_locals), limits, redactor),
@@ -343,7 +343,7 @@ class _SpanToken:
         tok.otel_span = tok.otel_token = None
         tok.start_wall_ns = time.time_ns()
         otel = sys.modules.get("opentelemetry.trace")
-        name = probe.spec.name or getattr(frame.f_code, "co_qualname", frame.f_code.co_name)
+        name = probe.spec.name or code_name(frame.f_code)
         parent = tracecontext.current()  # before our span becomes the current one
         tok.parent = parent[1] if parent else ""
         if otel is not None:
