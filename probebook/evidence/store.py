@@ -116,11 +116,13 @@ class EvidenceStore:
     def _insert(self, table: str, rows: List[Mapping[str, Any]], service: str, instance_id: str) -> None:
         json_cols = _JSON_COLS[table]
         schema = _SOURCE_SCHEMA[table]
-        # one list comprehension per column is faster than Arrow's from_pylist over the dicts;
-        # nested captures travel as JSON text (snapshots and exceptions: few, large)
-        arrays = [pa.array([_json(r.get(f.name)) for r in rows] if f.name in json_cols
-                           else [r.get(f.name) for r in rows], type=f.type) for f in schema]
-        self._con.register("_pb_batch", pa.Table.from_arrays(arrays, schema=schema))
+        if not json_cols:  # metrics, logs, spans: Arrow reads the dicts itself (pyarrow 26: ~3x a column at a time)
+            batch = pa.Table.from_pylist(rows, schema=schema)
+        else:  # nested captures travel as JSON text (snapshots and exceptions: few, large)
+            batch = pa.Table.from_arrays([pa.array([_json(r.get(f.name)) for r in rows] if f.name in json_cols
+                                                   else [r.get(f.name) for r in rows], type=f.type) for f in schema],
+                                         schema=schema)
+        self._con.register("_pb_batch", batch)
         try:
             extra = ", ".join(c for c, _ in TABLES[table])
             self._con.execute(
