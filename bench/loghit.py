@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Tuple
 
 from bench import _targets as T
 from probebook.agent import Agent, AgentLimits
@@ -53,14 +54,22 @@ def _round(args, n: int):
     return {"plain_p50_ns": base, "cost_p50_us": pct(over, 0.5) / 1000, "cost_p99_us": pct(over, 0.99) / 1000}
 
 
+ARGS = (T.Order(17, "u-42", [{"price": 3.5}, {"price": 9.25}]), "u-42", 12.75)
+
+
+def _probed() -> Tuple[Agent, str]:
+    """An agent with the benchmark's log probe on `log_target`, and the probe's id."""
+    agent = Agent(AgentLimits(cpu_budget=100.0))  # a benchmark is meant to be hot: no auto-disable
+    probe = agent.add_probe({"kind": "log", "where": f"bench/_targets.py:{T.line_of('# LOG')}", "rate": 1e9,
+                             "template": TEMPLATE})
+    return agent, probe.id
+
+
 def _hits_only(n: int) -> None:
     """What callgrind counts: n probed calls and nothing else that grows with n."""
-    order = T.Order(17, "u-42", [{"price": 3.5}, {"price": 9.25}])
-    agent = Agent(AgentLimits(cpu_budget=100.0))
-    agent.add_probe({"kind": "log", "where": f"bench/_targets.py:{T.line_of('# LOG')}", "rate": 1e9,
-                     "template": TEMPLATE})
+    agent, _ = _probed()
     for _ in range(n):
-        T.log_target(order, "u-42", 12.75)
+        T.log_target(*ARGS)
     agent.close()
 
 
@@ -88,19 +97,15 @@ def main() -> dict:
     if opts.hits_only:
         _hits_only(opts.hits_only)
         return {}
-    order = T.Order(17, "u-42", [{"price": 3.5}, {"price": 9.25}])
-    args = (order, "u-42", 12.75)
-    line = T.line_of("# LOG")
-    agent = Agent(AgentLimits(cpu_budget=100.0))  # a benchmark is meant to be hot: no auto-disable
-    probe = agent.add_probe({"kind": "log", "where": f"bench/_targets.py:{line}", "rate": 1e9,
-                             "template": TEMPLATE})
+    agent, probe_id = _probed()
+    args = ARGS
     _round(args, 2000)  # warm up
     agent.drain_events()
     rounds, events = [], []
     for _ in range(opts.rounds):
         rounds.append(_round(args, opts.n))
         events = [e for e in agent.drain_events() if e.kind == "log"]
-    agent.remove_probe(probe.id)
+    agent.remove_probe(probe_id)
     agent.close()
     out = {
         "python": sys.version.split()[0], "n": opts.n, "rounds": rounds, "events_last_round": len(events),

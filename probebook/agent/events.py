@@ -232,26 +232,26 @@ class EventBuffer:
                     self._cond.wait(left)
                 finally:
                     self._waiting -= 1
-            first, raw, missed, dropped = self._slice_locked(after, limit)
-        return EventBatch(_built(raw, first), first + len(raw) - 1 if raw else max(after, first - 1), missed, dropped)
+            first, raw, nxt, missed, dropped = self._slice_locked(after, limit)
+        return EventBatch(_built(raw, first), nxt, missed, dropped)
 
-    def _slice_locked(self, after: int, limit: int) -> Tuple[int, List[Any], int, int]:
-        """(seq of the first entry returned, entries, missed, dropped) for entries after `after`."""
+    def _slice_locked(self, after: int, limit: int) -> Tuple[int, List[Any], int, int, int]:
+        """(seq of the first entry returned, entries, next cursor, missed, dropped) after `after`."""
         events = self._events
         first = self._seq - len(events) + 1
         missed = max(0, first - after - 1) if self._seq > after else 0
         start = max(0, after + 1 - first)
         stop = min(len(events), start + max(0, limit))
         raw = [events[i] for i in range(start, stop)] if start < stop else []
-        return first + start, raw, missed, self._dropped_locked()
+        nxt = first + stop - 1 if raw else max(after, first - 1)
+        return first + start, raw, nxt, missed, self._dropped_locked()
 
     def drain(self, limit: int = 100_000) -> EventBatch:
         """Everything not yet drained, for the in-process API; advances the drain cursor."""
         with self._lock:
             after = self._drain_cursor
-            first, raw, missed, dropped = self._slice_locked(after, limit)
+            first, raw, nxt, missed, dropped = self._slice_locked(after, limit)
             self._dropped_drained += missed
-            nxt = first + len(raw) - 1 if raw else max(after, first - 1)
             self._drain_cursor = max(after, nxt)
         return EventBatch(_built(raw, first), nxt, missed, dropped)
 

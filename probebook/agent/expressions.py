@@ -464,15 +464,14 @@ class Template:
                 else:
                     for attr in attrs:
                         value = safe_getattr(value, attr)
-                tp = type(value)
-                if keep_chars and tp in _KEPT:
-                    out.append(value[:keep_chars] if (tp is str or tp is bytes) and len(value) > keep_chars
-                               else value)
-                    continue
-                text = format_value(value)
-                out.append((text if type(text) is str else f"{{{part.source}: format_value returned no str}}",))
-            except Exception as exc:  # EvaluationError, or a failing format_value
-                out.append((f"{{{part.source}: {exception_message(exc)}}}",))
+            except Exception as exc:  # EvaluationError, or UnsafeAccess from an attribute
+                out.append((_failed(part, exc),))
+                continue
+            tp = type(value)
+            if keep_chars and tp in _KEPT:
+                out.append(value[:keep_chars] if (tp is str or tp is bytes) and len(value) > keep_chars else value)
+            else:
+                out.append((_formatted(part, value, format_value),))
         return tuple(out)  # of immutable values: the garbage collector stops tracking it
 
     def finish(self, values: Tuple[Any, ...], format_value: Callable[[Any], str]) -> str:
@@ -485,18 +484,24 @@ class Template:
                 continue
             value = values[i]
             i += 1
-            if type(value) is tuple:
-                out.append(value[0])
-                continue
-            try:
-                text = format_value(value)
-                out.append(text if type(text) is str else f"{{{part.source}: format_value returned no str}}")
-            except Exception as exc:
-                out.append(f"{{{part.source}: {exception_message(exc)}}}")
+            out.append(value[0] if type(value) is tuple else _formatted(part, value, format_value))
         return "".join(out)
 
     def __repr__(self) -> str:
         return f"Template({self.source!r})"
+
+
+def _formatted(part: Expression, value: Any, format_value: Callable[[Any], str]) -> str:
+    """`format_value(value)`, or the part's inline failure text; never raises."""
+    try:
+        text = format_value(value)
+    except Exception as exc:
+        return _failed(part, exc)
+    return text if type(text) is str else f"{{{part.source}: format_value returned no str}}"
+
+
+def _failed(part: Expression, exc: BaseException) -> str:
+    return f"{{{part.source}: {exception_message(exc)}}}"
 
 
 def _dotted(source: str) -> Optional[Tuple[str, Tuple[str, ...]]]:

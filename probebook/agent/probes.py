@@ -199,7 +199,7 @@ class ProbeRuntime:
                 thread_name(), ctx[0] if ctx else "")
 
     def _where(self, frame: FrameType, line: int = 0) -> dict:
-        return dict(zip(_HEADER, self._header(frame, line)))
+        return _header_fields(self._header(frame, line))
 
     def _emit_log(self, frame: FrameType, f_locals: Any, line: int) -> None:
         # Values read now, text finished by the reader: numbers and strings are immutable, so
@@ -318,6 +318,11 @@ class ProbeRuntime:
 _HEADER = ("probe_id", "file", "line", "function", "thread", "trace_id")
 
 
+def _header_fields(header: tuple) -> dict:
+    """`ProbeRuntime._header`'s tuple as the keyword arguments of a located event."""
+    return dict(zip(_HEADER, header))
+
+
 def _log_event(header: tuple, finish: Callable[[tuple], str], values: tuple, ts: float) -> LogEvent:
     """The reader's half of a log hit (see `_emit_log`); the text is finished on first read."""
     return LogEvent(*header, "", finish, values, ts)
@@ -326,7 +331,7 @@ def _log_event(header: tuple, finish: Callable[[tuple], str], values: tuple, ts:
 def _snapshot_event(header: tuple, arguments: tuple, captured: tuple, exprs: tuple, stack: tuple,
                     ts: float) -> SnapshotEvent:
     """The reader's half of a snapshot hit (see `_emit_snapshot`)."""
-    event = SnapshotEvent(**dict(zip(_HEADER, header)), arguments=as_tree(arguments), locals=as_tree(captured),
+    event = SnapshotEvent(**_header_fields(header), arguments=as_tree(arguments), locals=as_tree(captured),
                           expressions=as_tree(exprs), stack=as_stack(stack))
     event.ts = ts
     return event
