@@ -116,7 +116,7 @@ class EvidenceStore:
     def _insert(self, table: str, rows: List[Mapping[str, Any]], service: str, instance_id: str) -> None:
         json_cols = _JSON_COLS[table]
         schema = _SOURCE_SCHEMA[table]
-        if not json_cols:  # metrics, logs, spans: Arrow reads the dicts itself (pyarrow 26: 2.8x a column at a time)
+        if not json_cols:  # metrics, logs, spans: Arrow reads the dicts itself (faster than a column at a time: docs/performance.md)
             batch = pa.Table.from_pylist(rows, schema=schema)
         else:  # nested captures travel as JSON text (snapshots and exceptions: few, large)
             batch = pa.Table.from_arrays([pa.array([_json(r.get(f.name)) for r in rows] if f.name in json_cols
