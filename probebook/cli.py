@@ -75,7 +75,7 @@ def _agent_run(args: argparse.Namespace) -> int:
         if path and not os.path.isfile(path):
             _usage(prog, f"--{flag.replace('_', '-')} {path}: no such file")
 
-    from probebook.agent.auth import TokenFileError, Tokens, write_token_file
+    from probebook.agent.control.auth import TokenFileError, Tokens, write_token_file
 
     env = dict(os.environ)
     token_file = args.token_file
@@ -148,7 +148,7 @@ def _add_audit(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    from probebook.agent.audit import verify
+    from probebook.agent.control.audit import verify
 
     if not os.path.isfile(args.file):
         _usage("probebook audit verify", f"{args.file}: no such file")

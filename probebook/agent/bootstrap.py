@@ -27,12 +27,12 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from .audit import AuditLog
-from .auth import Tokens, private_dir, write_token_file
-from .control import ControlAPI
+from .control.audit import AuditLog
+from .control.auth import Tokens, private_dir, write_token_file
+from .control.control import ControlAPI
 from .engine import Agent
 from .errors import ProbebookError
-from .server import DEFAULT_READ_TIMEOUT, AgentServer
+from .control.server import DEFAULT_READ_TIMEOUT, AgentServer
 
 __all__ = ["RunningAgent", "start", "current", "AgentConfig"]
 
@@ -241,7 +241,7 @@ def _report(running: RunningAgent, problem: str) -> None:
 
 def _start_broker(running: RunningAgent) -> Any:
     try:
-        from .broker import BrokerLink
+        from .control.broker import BrokerLink
 
         link = BrokerLink(running.control, running.config.broker, running.service, running.instance_id,
                           running.config.tokens)

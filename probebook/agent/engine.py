@@ -23,17 +23,17 @@ from dataclasses import dataclass
 from types import CodeType
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-from .capture import CaptureLimits
+from .capture.values import CaptureLimits
 from .errors import LocationError, ProbebookError, ProbeNotFound, SpecError
 from .events import Event, EventBatch, EventBuffer, StatusEvent
-from .expressions import compile_expression, compile_template
-from .guards import certainly_false, inline_guard
-from .hookset import HookSet
+from .expr.expressions import compile_expression, compile_template
+from .instrument.guards import certainly_false, inline_guard
+from .instrument.hookset import HookSet
 from .limits import AgentLimits, CpuBudget, RateLimiter
-from .locate import ModuleCode, Where, code_name, module_by_name, modules_for_file, parse_where
+from .instrument.locate import ModuleCode, Where, code_name, module_by_name, modules_for_file, parse_where
 from .probes import ProbeRuntime
-from .redaction import RedactionConfig, Redactor
-from .sites import Site
+from .capture.redaction import RedactionConfig, Redactor
+from .instrument.sites import Site
 from .spec import ProbeSpec
 
 __all__ = ["Agent", "ProbeInfo"]
@@ -73,11 +73,11 @@ def _new_backend() -> Tuple[Any, int]:
     with _BACKEND_LOCK:
         if _BACKEND is None:
             if sys.version_info >= (3, 12):
-                from .monitor import MonitoringBackend
+                from .instrument.monitor import MonitoringBackend
 
                 _BACKEND = (MonitoringBackend(), 2)  # hooks run inside a monitoring callback
             else:
-                from .codeswap import CodeSwapBackend
+                from .instrument.codeswap import CodeSwapBackend
 
                 _BACKEND = (CodeSwapBackend(), 1)
         return _BACKEND

@@ -14,13 +14,13 @@ from types import FrameType
 from typing import Any, Callable, List, Optional, Tuple
 
 from . import tracecontext
-from .capture import (CaptureLimits, as_stack, as_tree, capture_locals, capture_locals_raw, capture_stack_raw,
+from .capture.values import (CaptureLimits, as_stack, as_tree, capture_locals, capture_locals_raw, capture_stack_raw,
                       capture_value, capture_value_raw, error_raw, field_map_raw, repr_reads, safe_repr)
 from .errors import EvaluationError
 from .events import Event, ExceptionEvent, LogEvent, MetricEvent, SnapshotEvent, SpanEvent, StatusEvent
-from .expressions import Expression, Template
+from .expr.expressions import Expression, Template
 from .limits import RateLimiter
-from .locate import code_name, parameter_names
+from .instrument.locate import code_name, parameter_names
 from .spec import ProbeSpec
 from .tracecontext import thread_name
 

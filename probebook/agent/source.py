@@ -25,7 +25,7 @@ from types import ModuleType
 from typing import Dict, List, Optional, Tuple
 
 from .errors import LocationError, ProbebookError
-from .locate import modules_for_file
+from .instrument.locate import modules_for_file
 
 __all__ = ["ModuleSource", "SourceFile", "SourceNotFound", "loaded_modules", "read_source", "MAX_LINES"]
 

@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import quote, urlencode, urlsplit
 
 from probebook.agent.engine import ProbeInfo
-from probebook.agent.resp import Backoff
+from probebook.agent.control.resp import Backoff
 from probebook.agent.source import ModuleSource, SourceFile
 from probebook.agent.spec import ProbeSpec
 

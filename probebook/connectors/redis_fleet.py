@@ -23,10 +23,10 @@ import os
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar, Union
 
-from probebook.agent.broker import STALE_AFTER_S, FleetKeys, new_command_id, sign_command
+from probebook.agent.control.broker import STALE_AFTER_S, FleetKeys, new_command_id, sign_command
 from probebook.agent.engine import ProbeInfo
-from probebook.agent.locate import parse_where
-from probebook.agent.resp import Backoff, RedisClient, RedisConnectionError, RedisReplyError
+from probebook.agent.instrument.locate import parse_where
+from probebook.agent.control.resp import Backoff, RedisClient, RedisConnectionError, RedisReplyError
 from probebook.agent.spec import ProbeSpec
 
 from .agent_records import AgentEvent, AgentHealth, FleetInstance, FleetProbe, InstanceResult, from_mapping

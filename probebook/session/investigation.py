@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Unio
 
 import polars as pl
 
-from probebook.agent.auth import Tokens
+from probebook.agent.control.auth import Tokens
 from probebook.agent.errors import ProbebookError
 from probebook.agent.spec import ProbeSpec
 from probebook.connectors.agent import RedisFleet, ServiceClient

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from probebook.agent.audit import GENESIS, AuditLog, entry_hash, verify
+from probebook.agent.control.audit import GENESIS, AuditLog, entry_hash, verify
 
 
 @pytest.fixture
@@ -108,7 +108,7 @@ def test_appending_after_a_torn_last_line_continues_the_chain_and_verify_reports
 
 def test_threads_and_processes_appending_at_once_keep_one_chain(tmp_path):
     path = str(tmp_path / "shared.jsonl")
-    script = ("import sys\nfrom probebook.agent.audit import AuditLog\nlog = AuditLog(sys.argv[1])\n"
+    script = ("import sys\nfrom probebook.agent.control.audit import AuditLog\nlog = AuditLog(sys.argv[1])\n"
               "for i in range(40):\n    log.append('worker', 'add_probe', str(i), 'ok')\n")
     procs = [subprocess.Popen([sys.executable, "-c", script, path]) for _ in range(2)]
     log = AuditLog(path)

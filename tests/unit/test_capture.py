@@ -12,9 +12,9 @@ import uuid
 
 import pytest
 
-from probebook.agent.capture import CaptureLimits, capture_locals, capture_stack, capture_value, safe_repr
+from probebook.agent.capture.values import CaptureLimits, capture_locals, capture_stack, capture_value, safe_repr
 from probebook.agent.errors import SpecError
-from probebook.agent.redaction import Redactor
+from probebook.agent.capture.redaction import Redactor
 
 LIMITS = CaptureLimits()
 
@@ -418,7 +418,7 @@ def test_modules_functions_classes_and_code_get_one_line_summaries():
     assert summaries[3] == ("function", f"{__name__}.Recorder.__init__")
     assert summaries[4] == ("builtin_function_or_method", "len")
     assert summaries[5][0] == "code" and summaries[5][1].startswith("test_scalars at ")
-    assert summaries[6] == ("method", "probebook.agent.redaction.Redactor.configure")
+    assert summaries[6] == ("method", "probebook.agent.capture.redaction.Redactor.configure")
     assert all("fields" not in e for e in node["elements"])
 
 

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from probebook.agent import Agent
-from probebook.agent.audit import AuditLog, verify
-from probebook.agent.control import MUTATING_OPS, OPS, ControlAPI
+from probebook.agent.control.audit import AuditLog, verify
+from probebook.agent.control.control import MUTATING_OPS, OPS, ControlAPI
 
 
 def checkout(total, card_number="4111 1111 1111 1111"):

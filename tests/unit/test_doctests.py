@@ -12,8 +12,8 @@ import pytest
 import probebook.agent
 
 # one backend per interpreter family: bytecode injection and code swap (<= 3.11), sys.monitoring (>= 3.12)
-_OTHER_BACKEND = ({"probebook.agent.inject", "probebook.agent.codeswap"} if sys.version_info >= (3, 12)
-                  else {"probebook.agent.monitor"})
+_OTHER_BACKEND = ({"probebook.agent.instrument.inject", "probebook.agent.instrument.codeswap"} if sys.version_info >= (3, 12)
+                  else {"probebook.agent.instrument.monitor"})
 MODULES = [m.name for m in pkgutil.iter_modules(probebook.agent.__path__, "probebook.agent.")
            if not m.ispkg and m.name not in _OTHER_BACKEND]
 

@@ -15,7 +15,7 @@ import types
 import pytest
 
 from probebook.agent.errors import EvaluationError, ExpressionError
-from probebook.agent.expressions import Expression, Template, compile_expression, compile_template
+from probebook.agent.expr.expressions import Expression, Template, compile_expression, compile_template
 
 CALLS: list = []  # every user dunder, property or hook below appends here before failing loudly
 

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from probebook.agent.errors import SpecError
-from probebook.agent.redaction import (
+from probebook.agent.capture.redaction import (
     DEFAULT_IDENTIFIERS,
     RedactionConfig,
     Redactor,

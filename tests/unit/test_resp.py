@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from probebook.agent.resp import (
+from probebook.agent.control.resp import (
     RedisClient,
     RedisConnectionError,
     RedisReplyError,

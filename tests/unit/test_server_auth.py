@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from probebook.agent.auth import FailedAuthLimiter, TokenFileError, Tokens, write_token_file
+from probebook.agent.control.auth import FailedAuthLimiter, TokenFileError, Tokens, write_token_file
 
 
 def test_token_file_names_and_secrets(tmp_path):

@@ -20,8 +20,8 @@ import sys
 import types
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
-from .errors import EvaluationError
-from .safe_access import MISSING, _lookup_in_mro, type_name
+from ..errors import EvaluationError
+from ..capture.safe_access import MISSING, _lookup_in_mro, type_name
 
 MAX_ITEMS = 1_000_000  # items or characters one operation may produce or inspect
 MAX_INT_BITS = 33_220  # about 10**4 decimal digits

@@ -22,7 +22,7 @@ from typing import Any, Callable, List, Optional
 __all__ = ["instrument_code"]
 
 if sys.version_info >= (3, 12):  # pragma: no cover - guarded by the caller
-    raise ImportError("probebook.agent.inject is for Python <= 3.11; use probebook.agent.monitor")
+    raise ImportError("probebook.agent.instrument.inject is for Python <= 3.11; use probebook.agent.instrument.monitor")
 
 import bytecode as _bc
 from bytecode import Bytecode, ConcreteBytecode, ConcreteInstr, Instr, Label

@@ -21,7 +21,7 @@ import time
 from collections import OrderedDict
 from typing import Dict, Iterator, Mapping, Optional, Tuple
 
-from .errors import ProbebookError
+from ..errors import ProbebookError
 
 __all__ = ["Tokens", "FailedAuthLimiter", "TokenFileError", "private_dir", "write_token_file"]
 

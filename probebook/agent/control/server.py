@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, Optional
 
 from .auth import FailedAuthLimiter, Tokens
 from .control import ControlAPI
-from .errors import ProbebookError
+from ..errors import ProbebookError
 from .httpd import MAX_BODY, ROUTES, AgentHTTPServer
 
 __all__ = ["AgentServer", "ServerError", "MAX_BODY", "ROUTES", "DEFAULT_READ_TIMEOUT"]

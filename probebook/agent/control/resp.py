@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 from urllib.parse import unquote, urlsplit
 
-from .errors import ProbebookError
+from ..errors import ProbebookError
 
 __all__ = [
     "Backoff",

@@ -7,7 +7,7 @@ Every mutating operation is written to the audit log with who asked and what cam
 
 >>> import os, tempfile
 >>> from probebook.agent import Agent
->>> from probebook.agent.audit import AuditLog
+>>> from probebook.agent.control.audit import AuditLog
 >>> api = ControlAPI(Agent(), AuditLog(os.path.join(tempfile.mkdtemp(), "a.jsonl")), "shop", "i-1")
 >>> api.handle("list_probes", {}, "alice")
 (200, {'probes': []})
@@ -24,11 +24,11 @@ import threading
 from dataclasses import asdict
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from .. import __version__
+from ... import __version__
 from .audit import AuditLog
-from .engine import Agent
-from .errors import ProbebookError, SpecError
-from .source import loaded_modules, read_source
+from ..engine import Agent
+from ..errors import ProbebookError, SpecError
+from ..source import loaded_modules, read_source
 
 __all__ = ["ControlAPI", "OPS", "MUTATING_OPS", "Answer"]
 

@@ -12,7 +12,7 @@ import time
 from types import CodeType
 from typing import Any, Dict, List, Optional, Tuple
 
-from .probes import ProbeRuntime
+from ..probes import ProbeRuntime
 
 __all__ = ["Site"]
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .audit import canonical_json
-from .limits import RateLimiter
+from ..limits import RateLimiter
 from .resp import Backoff, RedisClient, RedisReplyError, Subscriber
 
 __all__ = [

@@ -21,8 +21,8 @@ import operator
 from typing import Any, Callable, FrozenSet, List, Mapping, Optional, Tuple, Union
 
 from . import _expr_ops as ops
-from .errors import EvaluationError, ExpressionError, ProbebookError
-from .safe_access import MISSING, safe_getattr
+from ..errors import EvaluationError, ExpressionError, ProbebookError
+from ..capture.safe_access import MISSING, safe_getattr
 
 __all__ = ["Expression", "Template", "compile_expression", "compile_template", "MAX_SOURCE_CHARS"]
 

@@ -8,7 +8,7 @@ A captured value is a dict with a `"type"` and, by kind, `"value"`, `"elements"`
 property of a user object runs. Types are looked up by `id`, so even a metaclass `__hash__` or
 `__eq__` is never called.
 
->>> from probebook.agent.redaction import Redactor
+>>> from probebook.agent.capture.redaction import Redactor
 >>> capture_value({"user": "ada", "password": "hunter2"}, CaptureLimits(), Redactor())["entries"][1]
 [{'type': 'str', 'value': 'password'}, {'type': 'str', 'not_captured': 'redacted'}]
 >>> safe_repr([1, "two", object()])[:23]
@@ -27,9 +27,9 @@ import uuid
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
-from .errors import SpecError
+from ..errors import SpecError
 from .redaction import RedactionRules, Redactor
-from .locate import code_name
+from ..instrument.locate import code_name
 from .safe_access import UnsafeAccess, instance_dict, iter_fields, safe_getattr, type_name
 
 __all__ = ["CaptureLimits", "capture_value", "capture_locals", "capture_stack", "safe_repr", "repr_reads",

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from types import CodeType, FunctionType, ModuleType
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from .errors import LocationError
+from ..errors import LocationError
 
 __all__ = ["Where", "parse_where", "ModuleCode", "modules_for_file", "module_by_name", "code_line_numbers",
            "parameter_names", "code_name", "PROLOGUE_OPS"]
