@@ -2,10 +2,77 @@
 
 `pip install probebook` gives the agent (``probebook.agent``), stdlib only plus
 ``bytecode`` on Python <= 3.11. The notebook side comes with ``probebook[lab]``.
+
+Every error probebook raises on purpose is a `ProbebookError` (the tree: ``probebook.errors``):
+
+>>> from probebook import ProbebookError, SpecError
+>>> issubclass(SpecError, (ProbebookError, ValueError))
+True
 """
 
+from .errors import (  # stdlib only: importing the package stays light
+    AgentAuthError,
+    AgentRequestError,
+    AgentUnreachable,
+    AlertPayloadError,
+    ConnectorError,
+    EvaluationError,
+    EvidenceError,
+    EvidenceQueryError,
+    ExpressionError,
+    FleetEmpty,
+    LabError,
+    LocationError,
+    ProbebookError,
+    ProbeNotFound,
+    QueryRejected,
+    RedisConnectionError,
+    RedisReplyError,
+    ScenarioError,
+    ServerError,
+    SessionError,
+    SourceNotFound,
+    SourceTimeout,
+    SourceUnreachable,
+    SpecError,
+    StartError,
+    TelemetryInputError,
+    TokenFileError,
+    UnsafeAccess,
+)
+
 __version__ = "0.1.0"
-__all__ = ["__version__"]
+__all__ = [
+    "__version__",
+    "AgentAuthError",
+    "AgentRequestError",
+    "AgentUnreachable",
+    "AlertPayloadError",
+    "ConnectorError",
+    "EvaluationError",
+    "EvidenceError",
+    "EvidenceQueryError",
+    "ExpressionError",
+    "FleetEmpty",
+    "LabError",
+    "LocationError",
+    "ProbebookError",
+    "ProbeNotFound",
+    "QueryRejected",
+    "RedisConnectionError",
+    "RedisReplyError",
+    "ScenarioError",
+    "ServerError",
+    "SessionError",
+    "SourceNotFound",
+    "SourceTimeout",
+    "SourceUnreachable",
+    "SpecError",
+    "StartError",
+    "TelemetryInputError",
+    "TokenFileError",
+    "UnsafeAccess",
+]
 
 
 def load_ipython_extension(ipython):  # pragma: no cover - exercised through IPython in tests

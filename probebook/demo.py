@@ -106,7 +106,7 @@ def agent_demo() -> int:
 
 
 def _lab(*args: str) -> int:
-    return subprocess.call([sys.executable, "-m", "probebook.lab.cli", *args])
+    return subprocess.call([sys.executable, "-m", "probebook.cli", "lab", *args])
 
 
 def _jupyter(notebook_dir: str) -> Optional[subprocess.Popen]:

@@ -5,12 +5,11 @@
 >>> agent.probes()
 []
 
-Stdlib only (plus ``bytecode`` on Python <= 3.11). Nothing here imports the notebook side.
+Stdlib only (plus ``bytecode`` on Python <= 3.11). Nothing here imports the notebook side; what the
+agent shares with it (specs, records, events, fleet keys) is `probebook.protocol`, which it implements.
 """
 
-from .bootstrap import start
-from .engine import Agent, ProbeInfo
-from .errors import (
+from probebook.errors import (
     EvaluationError,
     ExpressionError,
     LocationError,
@@ -18,8 +17,12 @@ from .errors import (
     ProbeNotFound,
     SpecError,
 )
+from probebook.protocol.records import ProbeInfo
+from probebook.protocol.spec import MetricSpec, ProbeSpec
+
+from .bootstrap import start
+from .engine import Agent
 from .limits import AgentLimits
-from .spec import MetricSpec, ProbeSpec
 
 __all__ = [
     "Agent",

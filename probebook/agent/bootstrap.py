@@ -27,11 +27,12 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from probebook.errors import ProbebookError
+from probebook.protocol.tokens import Tokens, private_dir, write_token_file
+
 from .control.audit import AuditLog
-from .control.auth import Tokens, private_dir, write_token_file
 from .control.control import ControlAPI
 from .engine import Agent
-from .errors import ProbebookError
 from .control.server import DEFAULT_READ_TIMEOUT, AgentServer
 
 __all__ = ["RunningAgent", "start", "current", "AgentConfig"]

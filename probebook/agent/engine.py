@@ -19,46 +19,31 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from types import CodeType
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
+from probebook.errors import LocationError, ProbebookError, ProbeNotFound, SpecError
+from probebook.protocol.events import Event, StatusEvent
+from probebook.protocol.kinds import ACTIVE, ENDED, Status
+from probebook.protocol.records import ProbeInfo
+from probebook.protocol.spec import ProbeSpec, Where, parse_where
+
 from .capture.values import CaptureLimits
-from .errors import LocationError, ProbebookError, ProbeNotFound, SpecError
-from .events import Event, EventBatch, EventBuffer, StatusEvent
-from .expr.expressions import compile_expression, compile_template
+from .events import EventBatch, EventBuffer
+from .expr.expressions import compile_expression
+from .expr.template import compile_template
 from .instrument.guards import certainly_false, inline_guard
 from .instrument.hookset import HookSet
 from .limits import AgentLimits, CpuBudget, RateLimiter
-from .instrument.locate import ModuleCode, Where, code_name, module_by_name, modules_for_file, parse_where
+from .instrument.locate import ModuleCode, code_name, module_by_name, modules_for_file
 from .probes import ProbeRuntime
 from .capture.redaction import RedactionConfig, Redactor
 from .instrument.sites import Site
-from .spec import ProbeSpec
 
-__all__ = ["Agent", "ProbeInfo"]
+__all__ = ["Agent"]
 
-_ENDED = ("disabled", "expired", "removed", "error")
 _KEEP_ENDED = 200
 _TICK = 0.2
-
-
-@dataclass(frozen=True)
-class ProbeInfo:
-    """A read-only view of a probe, as listed by `Agent.probes()`."""
-
-    id: str
-    kind: str
-    where: str
-    location: str
-    status: str
-    reason: str
-    hits: int
-    emitted: int
-    rate_limited: int
-    created: float
-    expires_in: float
-    spec: Dict[str, Any]
 
 
 _BACKEND: Optional[Tuple[Any, int]] = None
@@ -125,7 +110,7 @@ class Agent:
         if self._cpu.spend(ns) and probe.active:
             probe.active = False
             used = self._cpu.used() * 100
-            self.request_disable(probe, "disabled", (
+            self.request_disable(probe, Status.DISABLED, (
                 f"CPU budget exceeded: probes used {used:.1f}% of one core over {self._cpu.window}s "
                 f"(budget {self._cpu.share * 100:g}%); raise limits.cpu_budget or probe less often"))
 
@@ -143,14 +128,14 @@ class Agent:
         where = parse_where(spec.where)
         probe = self._build(spec)
         with self._lock:
-            if probe.id in self._probes and self._probes[probe.id].status not in _ENDED:
+            if probe.id in self._probes and self._probes[probe.id].status not in ENDED:
                 raise SpecError(f"id: a probe with id {probe.id!r} already exists; remove it first or pick another", "id")
             target = self._resolve(where, spec.function_level)
             self._probes[probe.id] = probe
             if target is None:
                 self._pending[probe.id] = where
-                probe.status, probe.reason = "pending", f"waiting for {where.file or where.module} to be imported"
-                self.emit(StatusEvent(probe_id=probe.id, status="pending", reason=probe.reason))
+                probe.status, probe.reason = Status.PENDING, f"waiting for {where.file or where.module} to be imported"
+                self.emit(StatusEvent(probe_id=probe.id, status=Status.PENDING, reason=probe.reason))
             else:
                 try:
                     self._install(probe, *target)
@@ -167,7 +152,7 @@ class Agent:
             probe = self._probes.get(probe_id)
             if probe is None:
                 raise ProbeNotFound(f"no probe with id {probe_id!r}; list them with probes()")
-            self._end(probe, "removed", "removed on request")
+            self._end(probe, Status.REMOVED, "removed on request")
             del self._probes[probe_id]
             return self._info(probe)
 
@@ -217,7 +202,7 @@ class Agent:
 
     def stats(self) -> Dict[str, Any]:
         with self._lock:
-            active = sum(1 for p in self._probes.values() if p.status in ("installed", "emitting"))
+            active = sum(1 for p in self._probes.values() if p.status in ACTIVE)
             return {
                 "pid": os.getpid(),
                 "python": sys.version.split()[0],
@@ -314,8 +299,8 @@ class Agent:
             probe.fast_false = certainly_false(guard) if guard else None
         at = f"{code.co_filename}:{line or code.co_firstlineno}"
         probe.location = f"{at} ({code_name(code)})"
-        probe.status, probe.reason, probe.active = "installed", "", True
-        self.emit(StatusEvent(probe_id=probe.id, status="installed", reason=probe.location))
+        probe.status, probe.reason, probe.active = Status.INSTALLED, "", True
+        self.emit(StatusEvent(probe_id=probe.id, status=Status.INSTALLED, reason=probe.location))
 
     def _apply(self, site: Site) -> None:
         guards = {}
@@ -342,19 +327,19 @@ class Agent:
             try:
                 self._apply(site)
             except Exception as exc:  # restoring must not fail silently
-                status, reason = "error", f"{reason}; restoring the code failed: {exc}"
-        if probe.status in _ENDED:
+                status, reason = Status.ERROR, f"{reason}; restoring the code failed: {exc}"
+        if probe.status in ENDED:
             return
         probe.status, probe.reason = status, reason
         self.emit(StatusEvent(probe_id=probe.id, status=status, reason=reason))
 
     def _info(self, p: ProbeRuntime) -> ProbeInfo:
-        left = max(0.0, p.expires_at - time.monotonic()) if p.status not in _ENDED else 0.0
+        left = max(0.0, p.expires_at - time.monotonic()) if p.status not in ENDED else 0.0
         return ProbeInfo(p.id, p.spec.kind, p.spec.where, p.location, p.status, p.reason, p.hits, p.emitted,
                          p.rate_limited, p.created, round(left, 3), p.spec.to_dict())
 
     def _trim_ended(self) -> None:
-        ended = [pid for pid, p in self._probes.items() if p.status in _ENDED]
+        ended = [pid for pid, p in self._probes.items() if p.status in ENDED]
         for pid in ended[: max(0, len(ended) - _KEEP_ENDED)]:
             del self._probes[pid]
 
@@ -372,7 +357,7 @@ class Agent:
             try:
                 self.tick()
             except Exception as exc:  # keep the thread alive; say what went wrong
-                self.emit(StatusEvent(probe_id="", status="error", reason=f"housekeeping: {exc}"))
+                self.emit(StatusEvent(probe_id="", status=Status.ERROR, reason=f"housekeeping: {exc}"))
 
     def tick(self) -> None:
         """One round of housekeeping: disable requests, TTL expiry, pending installs."""
@@ -382,8 +367,8 @@ class Agent:
                 self._end(probe, status, reason)
             now = time.monotonic()
             for probe in list(self._probes.values()):
-                if probe.status not in _ENDED and now >= probe.expires_at:
-                    self._end(probe, "expired", f"ttl of {probe.ttl:g}s reached")
+                if probe.status not in ENDED and now >= probe.expires_at:
+                    self._end(probe, Status.EXPIRED, f"ttl of {probe.ttl:g}s reached")
             if self._pending and len(sys.modules) != self._modules_seen:
                 self._modules_seen = len(sys.modules)
                 for pid, where in list(self._pending.items()):
@@ -395,5 +380,5 @@ class Agent:
                             self._install(probe, *target)
                     except ProbebookError as exc:
                         self._pending.pop(pid, None)
-                        probe.status, probe.reason = "error", str(exc)
-                        self.emit(StatusEvent(probe_id=pid, status="error", reason=str(exc)))
+                        probe.status, probe.reason = Status.ERROR, str(exc)
+                        self.emit(StatusEvent(probe_id=pid, status=Status.ERROR, reason=str(exc)))

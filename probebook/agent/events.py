@@ -1,9 +1,9 @@
-"""Events a probe emits, and the bounded buffer that holds them until a reader takes them.
+"""The bounded buffer that holds the events probes emit until a reader takes them.
 
-The application thread only builds a small dataclass (the snapshot tree is already plain data)
-and appends it; JSON encoding happens in whichever thread reads (`Event.to_dict`). The buffer is a
-ring: when full, the oldest event is evicted and counted, and a reader that fell behind is told
-how many it missed. Status events are never refused.
+The records themselves are the protocol's (`probebook.protocol.events`): the application thread
+only builds one and appends it; JSON encoding happens in whichever thread reads (`Event.to_dict`).
+The buffer is a ring: when full, the oldest event is evicted and counted, and a reader that fell
+behind is told how many it missed. Status events are never refused.
 
 >>> buf = EventBuffer(capacity=2)
 >>> for i in range(3): _ = buf.append(StatusEvent(probe_id="p1", status="emitting"))
@@ -17,149 +17,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Deque, List, Tuple
 
-__all__ = [
-    "Event",
-    "StatusEvent",
-    "LogEvent",
-    "SnapshotEvent",
-    "MetricEvent",
-    "SpanEvent",
-    "ExceptionEvent",
-    "EventBatch",
-    "EventBuffer",
-]
+from probebook.protocol.events import Event, StatusEvent
 
-_time = time.time
-
-
-@dataclass
-class Event:
-    """Common header: `seq` is set by the buffer, `ts` is wall-clock seconds."""
-
-    probe_id: str
-    seq: int = field(default=0, init=False)
-    ts: float = field(default_factory=time.time, init=False)
-    kind = "event"
-
-    def to_dict(self) -> Dict[str, Any]:
-        d = asdict(self)
-        d["kind"] = self.kind
-        return d
-
-
-@dataclass
-class StatusEvent(Event):
-    """installed / pending / emitting / disabled / expired / removed / error, with the reason."""
-
-    status: str = ""
-    reason: str = ""
-    kind = "status"
-
-
-@dataclass
-class _Located(Event):
-    file: str = ""
-    line: int = 0
-    function: str = ""
-    thread: str = ""
-    trace_id: str = ""
-
-
-class LogEvent:
-    """A dynamic log line, with the header fields of every located event.
-
-    Not a dataclass, unlike the others: it is built on every log hit, so it has slots and a plain
-    positional constructor. The hit may leave the text unfinished (`finish` and the `values` it
-    takes); the first reader of `message` finishes it, off the application thread.
-
-    >>> LogEvent("p1", message="total=3").message
-    'total=3'
-    >>> LogEvent("p1", finish=" ".join, values=("a", "b")).to_dict()["message"]
-    'a b'
-    """
-
-    __slots__ = ("probe_id", "seq", "ts", "file", "line", "function", "thread", "trace_id", "_message", "_finish",
-                 "_values")
-    kind = "log"
-
-    def __init__(self, probe_id: str, file: str = "", line: int = 0, function: str = "", thread: str = "",
-                 trace_id: str = "", message: str = "", finish: Optional[Callable[[Any], str]] = None,
-                 values: Any = None, ts: Optional[float] = None) -> None:
-        self.probe_id = probe_id
-        self.seq = 0
-        self.ts = _time() if ts is None else ts
-        self.file = file
-        self.line = line
-        self.function = function
-        self.thread = thread
-        self.trace_id = trace_id
-        self._message = message
-        self._finish = finish
-        self._values = values
-
-    @property
-    def message(self) -> str:
-        finish = self._finish
-        if finish is not None:
-            self._message = finish(self._values)
-            self._finish = self._values = None
-        return self._message
-
-    def to_dict(self) -> Dict[str, Any]:
-        return {"probe_id": self.probe_id, "seq": self.seq, "ts": self.ts, "file": self.file, "line": self.line,
-                "function": self.function, "thread": self.thread, "trace_id": self.trace_id,
-                "message": self.message, "kind": "log"}
-
-    def __repr__(self) -> str:
-        return f"LogEvent(probe_id={self.probe_id!r}, seq={self.seq}, line={self.line}, message={self.message!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is LogEvent and self.to_dict() == other.to_dict()  # type: ignore[union-attr]
-
-    __hash__ = None  # type: ignore[assignment]
-
-
-@dataclass
-class SnapshotEvent(_Located):
-    arguments: Dict[str, Any] = field(default_factory=dict)
-    locals: Dict[str, Any] = field(default_factory=dict)
-    expressions: Dict[str, Any] = field(default_factory=dict)
-    stack: List[Dict[str, Any]] = field(default_factory=list)
-    kind = "snapshot"
-
-
-@dataclass
-class MetricEvent(_Located):
-    name: str = ""
-    metric_type: str = "count"  # count | gauge | histogram | duration
-    value: float = 0.0
-    unit: str = ""
-    error: bool = False
-    kind = "metric"
-
-
-@dataclass
-class SpanEvent(_Located):
-    name: str = ""
-    trace_id: str = ""
-    span_id: str = ""
-    parent_span_id: str = ""
-    start_ns: int = 0
-    duration_ns: int = 0
-    error: str = ""
-    otel: bool = False
-    kind = "span"
-
-
-@dataclass
-class ExceptionEvent(_Located):
-    exc_type: str = ""
-    message: Dict[str, Any] = field(default_factory=dict)
-    frames: List[Dict[str, Any]] = field(default_factory=list)
-    kind = "exception"
+__all__ = ["EventBatch", "EventBuffer"]
 
 
 @dataclass

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, fields, replace
 from typing import Any, Dict, Mapping
 
-from .errors import SpecError
+from probebook.errors import SpecError
 
 __all__ = ["AgentLimits", "RateLimiter", "CpuBudget"]
 

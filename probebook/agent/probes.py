@@ -13,15 +13,21 @@ import time
 from types import FrameType
 from typing import Any, Callable, List, Optional, Tuple
 
+from probebook.errors import EvaluationError
+from probebook.protocol.events import (Event, ExceptionEvent, LogEvent, MetricEvent, SnapshotEvent, SpanEvent,
+                                       StatusEvent)
+from probebook.protocol.kinds import Status
+from probebook.protocol.spec import ProbeSpec
+
 from . import tracecontext
-from .capture.values import (CaptureLimits, as_stack, as_tree, capture_locals, capture_locals_raw, capture_stack_raw,
-                      capture_value, capture_value_raw, error_raw, field_map_raw, repr_reads, safe_repr)
-from .errors import EvaluationError
-from .events import Event, ExceptionEvent, LogEvent, MetricEvent, SnapshotEvent, SpanEvent, StatusEvent
-from .expr.expressions import Expression, Template
+from .capture.safe_repr import repr_reads, safe_repr
+from .capture.tree import as_stack, as_tree, error_raw, field_map_raw
+from .capture.values import (CaptureLimits, capture_locals, capture_locals_raw, capture_stack_raw, capture_value,
+                             capture_value_raw)
+from .expr.expressions import Expression
+from .expr.template import Template
 from .limits import RateLimiter
 from .instrument.locate import code_name, parameter_names
-from .spec import ProbeSpec
 from .tracecontext import thread_name
 
 __all__ = ["ProbeRuntime", "ProbeHost"]
@@ -152,7 +158,7 @@ class ProbeRuntime:
             cap = self.spec.max_hits
             if cap is not None and self.emitted >= cap:
                 self.active = False
-                self.host.request_disable(self, "disabled", f"max_hits reached ({cap})")
+                self.host.request_disable(self, Status.DISABLED, f"max_hits reached ({cap})")
                 return False
             if not self.limiter.take():
                 self.rate_limited += 1
@@ -170,24 +176,25 @@ class ProbeRuntime:
             self.cpu_ns += ns
             self.host.cpu_spent(self, ns)
         if first:
-            self.status = "emitting"
-            self.host.emit(StatusEvent(probe_id=self.id, status="emitting"))
+            self.status = Status.EMITTING
+            self.host.emit(StatusEvent(probe_id=self.id, status=Status.EMITTING))
         cap = self.spec.max_hits
         if cap is not None and self.emitted >= cap:
             self.active = False
-            self.host.request_disable(self, "disabled", f"max_hits reached ({cap})")
+            self.host.request_disable(self, Status.DISABLED, f"max_hits reached ({cap})")
 
     def _evaluation_failed(self, message: str) -> None:
         self.failures += 1
         if self.failures >= self.host.condition_failures and self.active:
             self.active = False
             self.host.request_disable(
-                self, "disabled", f"{message} ({self.failures} times in a row); fix the expression and add it again"
+                self, Status.DISABLED,
+                f"{message} ({self.failures} times in a row); fix the expression and add it again"
             )
 
     def _internal_error(self, exc: BaseException) -> None:
         self.active = False
-        self.host.request_disable(self, "error", f"probe failed and disabled itself: {type(exc).__name__}: {exc}")
+        self.host.request_disable(self, Status.ERROR, f"probe failed and disabled itself: {type(exc).__name__}: {exc}")
 
     # ---------------------------------------------------------------- emitters
     def _header(self, frame: FrameType, line: int = 0) -> Tuple[str, str, int, str, str, str]:

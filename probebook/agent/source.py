@@ -20,37 +20,17 @@ import os
 import sys
 import threading
 import tokenize
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Dict, List, Optional, Tuple
 
-from .errors import LocationError, ProbebookError
+from probebook.errors import LocationError, SourceNotFound
+from probebook.protocol.records import ModuleSource, SourceFile
+
 from .instrument.locate import modules_for_file
 
-__all__ = ["ModuleSource", "SourceFile", "SourceNotFound", "loaded_modules", "read_source", "MAX_LINES"]
+__all__ = ["loaded_modules", "read_source", "MAX_LINES"]
 
 MAX_LINES = 5000  # per answer; page with start/end
-
-
-class SourceNotFound(ProbebookError, LookupError):
-    """No loaded module has a file with that path."""
-
-
-@dataclass(frozen=True)
-class ModuleSource:
-    name: str
-    file: str
-    sha256: str
-    changed: bool = False  # modified on disk since the agent first hashed it
-
-
-@dataclass(frozen=True)
-class SourceFile:
-    file: str
-    sha256: str
-    lines: List[Tuple[int, str]]
-    total_lines: int
-    truncated: bool = False
 
 
 # realpath -> (mtime_ns, size, sha256, first sha256 seen)

@@ -6,16 +6,11 @@ The telemetry clients live in their modules (`prometheus`, `alertmanager`, `logs
 are imported from there, so the agent-side CLI does not pay for them.
 """
 
+from probebook.errors import AgentAuthError, AgentRequestError, AgentUnreachable, ConnectorError, FleetEmpty
+from probebook.protocol.records import AgentHealth
+
 from .agent import AgentClient, RedisFleet, ServiceClient, read_port_dir
-from .agent_records import (
-    AgentEvent,
-    AgentHealth,
-    EventPage,
-    FleetInstance,
-    FleetProbe,
-    InstanceResult,
-)
-from .errors import AgentAuthError, AgentRequestError, AgentUnreachable, ConnectorError, FleetEmpty
+from .agent_records import AgentEvent, EventPage, FleetInstance, FleetProbe, InstanceResult
 
 __all__ = [
     "AgentAuthError",

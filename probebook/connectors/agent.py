@@ -28,21 +28,12 @@ from dataclasses import asdict
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 from urllib.parse import quote, urlencode, urlsplit
 
-from probebook.agent.engine import ProbeInfo
-from probebook.agent.control.resp import Backoff
-from probebook.agent.source import ModuleSource, SourceFile
-from probebook.agent.spec import ProbeSpec
+from probebook.errors import AgentAuthError, AgentRequestError, AgentUnreachable, ConnectorError
+from probebook.protocol.records import AgentHealth, ModuleSource, ProbeInfo, SourceFile, from_mapping
+from probebook.protocol.resp import Backoff
+from probebook.protocol.spec import ProbeSpec
 
-from .agent_records import (
-    AgentEvent,
-    AgentHealth,
-    EventPage,
-    FleetProbe,
-    InstanceResult,
-    from_mapping,
-    merge_events,
-)
-from .errors import AgentAuthError, AgentRequestError, AgentUnreachable, ConnectorError
+from .agent_records import AgentEvent, EventPage, FleetProbe, InstanceResult, merge_events
 from .redis_fleet import RedisFleet, fleet_probe_spec
 
 __all__ = ["AgentClient", "ServiceClient", "RedisFleet", "read_port_dir"]
@@ -349,6 +340,16 @@ class ServiceClient:
     def remove_all(self) -> Dict[str, InstanceResult]:
         answers = self._each(lambda c: c.remove_all())
         return {iid: _result(iid, a, lambda n: {"removed": n}) for iid, a in answers.items()}
+
+    def source_file(self, path: str, start: Optional[int] = None, end: Optional[int] = None) -> SourceFile:
+        """The file as one instance runs it: the first that answers (they run the same code)."""
+        last: Optional[ConnectorError] = None
+        for client in list(self.clients.values()):
+            try:
+                return client.source_file(path, start, end)
+            except ConnectorError as exc:
+                last = exc
+        raise last or ConnectorError("no instance to read source from")
 
     def events(self, timeout: float = 0.0, limit: int = 1000) -> List[AgentEvent]:
         """New events of every instance, merged in time order and labelled with the instance id.

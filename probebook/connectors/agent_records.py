@@ -1,4 +1,6 @@
-"""Typed answers of agents, shared by the HTTP clients and the Redis fleet.
+"""Typed answers of agents as a client gathers them, shared by the HTTP clients and the Redis fleet:
+events with the instance they came from, pages of them, and a fleet operation's answers. The records
+an agent itself sends (`ProbeInfo`, `AgentHealth`, the events) are the protocol's.
 
 >>> e = AgentEvent.from_dict({"kind": "log", "seq": 3, "ts": 1.5, "probe_id": "p1", "message": "hi"}, "shop-1")
 >>> e.instance_id, e.seq, e.kind, e.data["message"]
@@ -9,38 +11,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Type, TypeVar
+from typing import Any, Dict, List, Mapping, Optional
 
-from probebook.agent.engine import ProbeInfo
+from probebook.protocol.records import AgentHealth, ProbeInfo, from_mapping
 
 __all__ = [
     "AgentEvent",
-    "AgentHealth",
     "EventPage",
     "FleetInstance",
     "FleetProbe",
     "InstanceResult",
-    "from_mapping",
     "merge_events",
 ]
-
-T = TypeVar("T")
-_ZERO = {"int": 0, "float": 0.0, "str": "", "bool": False}
-
-
-def from_mapping(cls: Type[T], data: Mapping[str, Any]) -> T:
-    """Build dataclass `cls` from what an agent sent: unknown keys are ignored (a newer agent may
-    say more), missing ones get a zero value (an older agent may say less)."""
-    kwargs: Dict[str, Any] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.name in data:
-            kwargs[f.name] = data[f.name]
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
-            kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
-            kwargs[f.name] = {"Dict": {}, "List": []}.get(kind.split("[")[0], _ZERO.get(kind))
-    return cls(**kwargs)
 
 
 @dataclass(frozen=True)
@@ -74,26 +57,6 @@ class EventPage:
 def merge_events(events: List[AgentEvent]) -> List[AgentEvent]:
     """Several instances' events in one timeline (by time, then instance and sequence)."""
     return sorted(events, key=lambda e: (e.ts, e.instance_id, e.seq))
-
-
-@dataclass(frozen=True)
-class AgentHealth:
-    status: str
-    service: str
-    instance_id: str
-    pid: int
-    python: str
-    uptime_s: float
-    probes: int
-    active_probes: int
-    dropped_events: int
-    cpu_budget_used: float
-    backend: str
-    version: str
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,12 @@ from dataclasses import asdict, dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from probebook.errors import AlertPayloadError, SourceUnreachable, TelemetryInputError, one_line
+
 from .http_json import check_base_url, get_json
-from .source_errors import SourceUnreachable, TelemetryInputError
 from .timefmt import parse_time
 
-__all__ = ["Alert", "AlertBook", "AlertPayloadError", "AlertReceiver", "AlertmanagerClient", "parse_webhook",
+__all__ = ["Alert", "AlertBook", "AlertReceiver", "AlertmanagerClient", "parse_webhook",
            "alert_from_api", "MAX_BODY"]
 
 MAX_BODY = 4 * 1024 * 1024  # a group of thousands of alerts fits; a 10 MB body is refused unread
@@ -60,14 +61,6 @@ class Alert:
         """``FIRING QueueBacklog service=worker severity=page: more than 30 jobs wait``."""
         return (f"{self.status.upper()} {self.name} service={self.service or '-'} "
                 f"severity={self.severity or '-'}: {self.summary}").rstrip(": ")
-
-
-class AlertPayloadError(TelemetryInputError):
-    """An alert payload of the wrong shape; `status` is the HTTP status to answer (400 or 422)."""
-
-    def __init__(self, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 # ---------------------------------------------------------------------- normalizing
@@ -312,7 +305,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             changed = receiver.deliver(alerts)
         except Exception as exc:  # the sink (the evidence store) failed: say so, keep serving
-            return 500, {"error": f"could not keep the alerts: {' '.join(str(exc).split())[:200]}"}
+            return 500, {"error": f"could not keep the alerts: {one_line(exc, 200)}"}
         return 200, {"received": len(alerts), "new_or_changed": len(changed)}
 
     def _drain(self, length: int) -> None:

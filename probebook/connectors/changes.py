@@ -22,8 +22,9 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from probebook.errors import TelemetryInputError, one_line
+
 from .logs import JsonLinesFile
-from .source_errors import TelemetryInputError
 from .timefmt import parse_time, rfc3339
 
 __all__ = ["Change", "ChangeResult", "GitHistory", "read_change_log", "classify_paths"]
@@ -89,7 +90,7 @@ class GitHistory:
         except subprocess.TimeoutExpired:
             raise TelemetryInputError(f"git {args[0]} in {self.repo} took over {self.timeout:g}s") from None
         if done.returncode != 0:
-            why = " ".join(done.stderr.decode("utf-8", "replace").split())[:200]
+            why = one_line(done.stderr.decode("utf-8", "replace"), 200)
             if "not a git repository" in why:
                 raise TelemetryInputError(f"{self.repo} is not a git repository")
             if "does not have any commits" in why:

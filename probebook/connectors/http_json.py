@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 from urllib.parse import urlencode, urlsplit
 
-from .source_errors import SourceTimeout, SourceUnreachable, TelemetryInputError
+from probebook.errors import SourceTimeout, SourceUnreachable, TelemetryInputError
 
 __all__ = ["HttpAnswer", "get", "get_json", "check_base_url", "MAX_ANSWER_BYTES"]
 

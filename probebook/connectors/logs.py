@@ -28,8 +28,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Deque, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+from probebook.errors import QueryRejected, SourceUnreachable, TelemetryInputError
+
 from .http_json import check_base_url, get
-from .source_errors import QueryRejected, SourceUnreachable, TelemetryInputError
 from .timefmt import parse_time
 
 __all__ = ["LogLine", "LogFilter", "LogResult", "JsonLinesFile", "read_log_files", "LokiClient", "logql_for",

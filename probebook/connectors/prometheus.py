@@ -27,11 +27,10 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import polars as pl
 
-from probebook.agent.errors import SpecError
-from probebook.agent.spec import parse_duration
+from probebook.errors import QueryRejected, SourceUnreachable, SpecError, TelemetryInputError
+from probebook.protocol.spec import parse_duration
 
 from .http_json import check_base_url, get
-from .source_errors import QueryRejected, SourceUnreachable, TelemetryInputError
 
 __all__ = ["PrometheusClient", "PromResult", "series_key", "RESERVED_COLUMNS", "MAX_POINTS", "parse_step"]
 

@@ -23,14 +23,14 @@ import os
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar, Union
 
-from probebook.agent.control.broker import STALE_AFTER_S, FleetKeys, new_command_id, sign_command
-from probebook.agent.engine import ProbeInfo
-from probebook.agent.instrument.locate import parse_where
-from probebook.agent.control.resp import Backoff, RedisClient, RedisConnectionError, RedisReplyError
-from probebook.agent.spec import ProbeSpec
+from probebook.errors import (AgentRequestError, AgentUnreachable, ConnectorError, FleetEmpty, RedisConnectionError,
+                              RedisReplyError)
+from probebook.protocol.fleet import STALE_AFTER_S, FleetKeys, new_command_id, sign_command
+from probebook.protocol.records import AgentHealth, ProbeInfo, from_mapping
+from probebook.protocol.resp import Backoff, RedisClient
+from probebook.protocol.spec import ProbeSpec, parse_where
 
-from .agent_records import AgentEvent, AgentHealth, FleetInstance, FleetProbe, InstanceResult, from_mapping
-from .errors import AgentRequestError, AgentUnreachable, ConnectorError, FleetEmpty
+from .agent_records import AgentEvent, FleetInstance, FleetProbe, InstanceResult
 
 __all__ = ["RedisFleet", "fleet_probe_spec"]
 
@@ -179,10 +179,10 @@ class RedisFleet:
         return _typed(self.command("health", {}, timeout=timeout), lambda body: from_mapping(AgentHealth, body))
 
     # ------------------------------------------------------------------ events
-    def events(self, timeout: float = 0.0, count: int = 1000) -> List[AgentEvent]:
+    def events(self, timeout: float = 0.0, limit: int = 1000) -> List[AgentEvent]:
         """Events after the cursor, in the order the instances sent them, each once; waits up to
-        `timeout` s when there are none yet."""
-        args: Tuple[Any, ...] = ("XREAD", "COUNT", count)
+        `timeout` s when there are none yet. At most `limit` stream entries a read."""
+        args: Tuple[Any, ...] = ("XREAD", "COUNT", limit)
         if timeout > 0:
             args += ("BLOCK", max(1, int(timeout * 1000)))
         reply = self._redis(self._events, *args, "STREAMS", self.keys.events, self.cursor,

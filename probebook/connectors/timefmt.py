@@ -17,10 +17,9 @@ import re
 import time
 from typing import Any, Optional, Union
 
-from probebook.agent.errors import SpecError
-from probebook.agent.spec import parse_duration
+from probebook.errors import SpecError, TelemetryInputError
+from probebook.protocol.spec import parse_duration
 
-from .source_errors import TelemetryInputError
 
 __all__ = ["parse_time", "window_start", "rfc3339", "Since"]
 

@@ -1,4 +1,6 @@
 """Tables of the evidence store: one per kind of evidence, every row with a stable evidence id.
+The columns are the fields of the protocol's event records (`probebook.protocol.events`), so a field
+an event gains is a column without a second edit here.
 
 An evidence id names where a fact came from and is the same every time the same event is
 ingested, so re-reading a stream never duplicates and a verdict can cite it:
@@ -7,40 +9,50 @@ ingested, so re-reading a stream never duplicates and a verdict can cite it:
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
-__all__ = ["TABLES", "KIND_TABLE", "COMMON", "ddl", "evidence_id"]
+from probebook.protocol.events import HEADER, RECORDS, fields_of
+from probebook.protocol.kinds import STATUS_KIND, Kind
 
-# (column, DuckDB type) shared by every event table, in order
+__all__ = ["TABLES", "KIND_TABLE", "COMMON", "HEADER_COLUMNS", "ddl", "duckdb_type", "evidence_id"]
+
+# event kind -> (table, evidence id prefix)
+KIND_TABLE: Dict[str, Tuple[str, str]] = {
+    Kind.LOG.value: ("logs", "log"), Kind.SNAPSHOT.value: ("snapshots", "snap"),
+    Kind.METRIC.value: ("metrics", "metric"), Kind.SPAN.value: ("spans", "span"),
+    Kind.EXCEPTION.value: ("exceptions", "exc"), STATUS_KIND: ("probe_status", "status"),
+}
+
+_SCALARS = {str: "VARCHAR", int: "BIGINT", float: "DOUBLE", bool: "BOOLEAN"}
+_NARROW = {"line": "INTEGER"}  # a line number fits 32 bits
+
+
+def duckdb_type(name: str, py_type: Any) -> str:
+    """The column type for a record field: scalars as themselves, dicts and lists (capture trees,
+    frames) as JSON.
+
+    >>> duckdb_type("value", float), duckdb_type("line", int), duckdb_type("frames", List[Dict[str, Any]])
+    ('DOUBLE', 'INTEGER', 'JSON')
+    """
+    return _NARROW.get(name) or _SCALARS.get(py_type, "JSON")
+
+
+# the header of every event as the agent sends it (`ts` in epoch seconds), in the records' order
+HEADER_COLUMNS: List[Tuple[str, str]] = [(name, duckdb_type(name, t)) for name, t in HEADER]
+_HEADER_NAMES = {name for name, _ in HEADER}
+
+# (column, DuckDB type) shared by every event table, in order: where the row came from, then the header
 COMMON: List[Tuple[str, str]] = [
     ("evidence_id", "VARCHAR"),  # unique by construction; no index (it would halve ingestion)
     ("ts", "TIMESTAMPTZ"),
     ("service", "VARCHAR"),
     ("instance_id", "VARCHAR"),
-    ("probe_id", "VARCHAR"),
-    ("seq", "BIGINT"),
-    ("file", "VARCHAR"),
-    ("line", "INTEGER"),
-    ("function", "VARCHAR"),
-    ("thread", "VARCHAR"),
-    ("trace_id", "VARCHAR"),
-]
+] + [(name, t) for name, t in HEADER_COLUMNS if name != "ts"]
 
+# table -> the columns of its kind's record beyond the header
 TABLES: Dict[str, List[Tuple[str, str]]] = {
-    "logs": [("message", "VARCHAR")],
-    "snapshots": [("arguments", "JSON"), ("locals", "JSON"), ("expressions", "JSON"), ("stack", "JSON")],
-    "metrics": [("name", "VARCHAR"), ("metric_type", "VARCHAR"), ("value", "DOUBLE"), ("unit", "VARCHAR"),
-                ("error", "BOOLEAN")],
-    "spans": [("name", "VARCHAR"), ("span_id", "VARCHAR"), ("parent_span_id", "VARCHAR"), ("start_ns", "BIGINT"),
-              ("duration_ns", "BIGINT"), ("error", "VARCHAR"), ("otel", "BOOLEAN")],
-    "exceptions": [("exc_type", "VARCHAR"), ("message", "JSON"), ("frames", "JSON")],
-    "probe_status": [("status", "VARCHAR"), ("reason", "VARCHAR")],
-}
-
-# event kind -> (table, evidence id prefix)
-KIND_TABLE: Dict[str, Tuple[str, str]] = {
-    "log": ("logs", "log"), "snapshot": ("snapshots", "snap"), "metric": ("metrics", "metric"),
-    "span": ("spans", "span"), "exception": ("exceptions", "exc"), "status": ("probe_status", "status"),
+    table: [(name, duckdb_type(name, t)) for name, t in fields_of(RECORDS[kind]) if name not in _HEADER_NAMES]
+    for kind, (table, _) in KIND_TABLE.items()
 }
 
 _EXTRA = {

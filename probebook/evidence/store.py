@@ -10,21 +10,32 @@
 Writes are serialised by a lock; each reading thread gets its own DuckDB cursor (a connection is
 not thread-safe). Each instance's events carry increasing sequence numbers, so ingesting a stream
 again after a reconnect stores nothing twice.
+
+DuckDB's errors do not leave the store: a query it refuses is an `EvidenceQueryError` (a
+`ValueError`), anything else an `EvidenceError`, each in DuckDB's words on one line.
+
+>>> store.sql("SELECT nope FROM logs")
+Traceback (most recent call last):
+...
+probebook.errors.EvidenceQueryError: Binder Error: Referenced column "nope" not found in FROM clause! ...
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, TypeVar
 
 import duckdb
 import polars as pl
 import pyarrow as pa
 
-from .schema import KIND_TABLE, TABLES, ddl
+from probebook.errors import EvidenceError, EvidenceQueryError, one_line
+
+from .schema import HEADER_COLUMNS, KIND_TABLE, TABLES, ddl
 
 __all__ = ["EvidenceStore", "IngestResult"]
 
@@ -33,9 +44,7 @@ _ARROW = {"VARCHAR": pa.string(), "JSON": pa.string(), "BIGINT": pa.int64(), "IN
           "DOUBLE": pa.float64(), "BOOLEAN": pa.bool_()}
 
 
-_SOURCE_COMMON = [("probe_id", "VARCHAR"), ("seq", "BIGINT"), ("ts", "DOUBLE"), ("file", "VARCHAR"),
-                  ("line", "INTEGER"), ("function", "VARCHAR"), ("thread", "VARCHAR"), ("trace_id", "VARCHAR")]
-_SOURCE_SCHEMA = {table: pa.schema([(c, _ARROW[t.split()[0]]) for c, t in _SOURCE_COMMON + cols])
+_SOURCE_SCHEMA = {table: pa.schema([(c, _ARROW[t.split()[0]]) for c, t in HEADER_COLUMNS + cols])
                   for table, cols in TABLES.items()}
 _PREFIX = {table: prefix for table, prefix in KIND_TABLE.values()}
 _TABLE_OF = {kind: table for kind, (table, _) in KIND_TABLE.items()}
@@ -43,6 +52,24 @@ _TABLE_OF = {kind: table for kind, (table, _) in KIND_TABLE.items()}
 
 def _json(value: Any) -> Optional[str]:
     return None if value is None else json.dumps(value, default=str)
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _ours(method: _F) -> _F:
+    """DuckDB's errors out of a public method as ours: the query's fault (bad SQL, an unknown table
+    or column, a bad cast) is an `EvidenceQueryError`, the store's (cannot open, I/O) an `EvidenceError`."""
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except duckdb.Error as exc:
+            query_fault = isinstance(exc, (duckdb.ProgrammingError, duckdb.DataError))
+            raise (EvidenceQueryError if query_fault else EvidenceError)(one_line(exc)) from exc
+
+    return call  # type: ignore[return-value]
 
 
 @dataclass
@@ -55,6 +82,7 @@ class IngestResult:
 class EvidenceStore:
     """Evidence of one investigation. `path` is a file (created if missing) or ``":memory:"``."""
 
+    @_ours
     def __init__(self, path: str = ":memory:") -> None:
         self.path = path
         self._con = duckdb.connect(path)
@@ -68,6 +96,7 @@ class EvidenceStore:
             self._con.execute(stmt)
 
     # ------------------------------------------------------------------ writing
+    @_ours
     def ingest(self, events: Iterable[Mapping[str, Any]], service: str, instance_id: str) -> IngestResult:
         """Store agent events (`Event.to_dict()` shapes) from one instance of a service.
 
@@ -140,11 +169,13 @@ class EvidenceStore:
                                 {"s": service, "i": instance_id}).fetchall()
         return int(row[0][0])
 
+    @_ours
     def write(self, statement: str, params: Optional[Any] = None) -> None:
         """Run one writing statement (DDL, INSERT, UPDATE) under the store's write lock."""
         with self._write:
             self._con.execute(statement, params) if params is not None else self._con.execute(statement)
 
+    @_ours
     def insert_rows(self, table: str, rows: List[Mapping[str, Any]], schema: "pa.Schema") -> int:
         """Append `rows` (dicts) to `table`, whose columns are `schema`'s, in that order."""
         if not rows:
@@ -157,6 +188,7 @@ class EvidenceStore:
                 self._con.unregister("_pb_rows")
         return len(rows)
 
+    @_ours
     def add_timeline(self, text: str, source: str = "mark", ref: Optional[str] = None,
                      ts: Optional[float] = None) -> str:
         """A timeline entry (a person's note, a probe placed, an alert); returns its evidence id."""
@@ -167,6 +199,7 @@ class EvidenceStore:
                               [eid, when, source, text, ref])
         return eid
 
+    @_ours
     def record_probe(self, probe_id: str, service: str, kind: str, location: str, spec: Mapping[str, Any],
                      alias: Optional[str] = None) -> None:
         with self._write:
@@ -181,22 +214,27 @@ class EvidenceStore:
             cur = self._local.cursor = self._con.cursor()
         return cur
 
+    @_ours
     def sql(self, query: str) -> pl.DataFrame:
         """Run SQL over the evidence; the result as a polars DataFrame (Arrow, no copies)."""
         return self._cursor().sql(query).pl()
 
+    @_ours
     def frame(self, table: str) -> pl.DataFrame:
         if table not in TABLES and table not in ("probes", "timeline", "audit"):
-            raise ValueError(f"unknown table {table!r}; tables: {', '.join(self.tables())}")
+            raise EvidenceQueryError(f"unknown table {table!r}; tables: {', '.join(self.tables())}")
         return self.sql(f"SELECT * FROM {table} ORDER BY 1")
 
+    @_ours
     def tables(self) -> List[str]:
         rows = self._cursor().sql("SELECT table_name FROM information_schema.tables").fetchall()
         return sorted(r[0] for r in rows)
 
+    @_ours
     def count(self, table: str) -> int:
         return int(self._cursor().sql(f"SELECT count(*) FROM {table}").fetchall()[0][0])
 
+    @_ours
     def close(self) -> None:
         with self._write:
             self._con.close()

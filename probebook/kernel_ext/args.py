@@ -13,19 +13,14 @@ import argparse
 import contextlib
 import re
 import shlex
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from IPython.core.error import UsageError
 
-from probebook.agent.errors import ProbebookError
-from probebook.agent.spec import METRIC_TYPES, parse_duration
+from probebook.errors import ProbebookError, one_line
+from probebook.protocol.spec import METRIC_TYPES, parse_duration
 
-__all__ = ["MagicParser", "one_line", "user_errors", "parse_metric", "parse_range", "parse_seconds", "split_line"]
-
-
-def one_line(text: Any, limit: int = 400) -> str:
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+__all__ = ["MagicParser", "user_errors", "parse_metric", "parse_range", "parse_seconds", "split_line"]
 
 
 @contextlib.contextmanager

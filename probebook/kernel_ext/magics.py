@@ -11,7 +11,7 @@ from typing import Any, Callable, List, Optional
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 
-from probebook.agent.spec import KINDS
+from probebook.protocol.kinds import KINDS
 from probebook.session import Investigation
 from probebook.widgets import ServicesView, SnapshotViewer
 from probebook.widgets.progress import WaitProgress

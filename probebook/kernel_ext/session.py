@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
-from probebook.session import Investigation, SessionError
+from probebook.errors import EvidenceError, SessionError, one_line
+from probebook.session import Investigation
 from probebook.widgets import LivePublisher, ProbeBoard, ProbePanel, TimelineView, kernel_dispatch
 
 from .config import Probebook
@@ -44,9 +45,8 @@ class KernelSession:
             path = self.evidence_path()
             try:
                 self._inv = Investigation(path)
-            except Exception as exc:  # DuckDB: in use by another process, a directory, no permission
-                why = " ".join(str(exc).split())[:200]
-                raise SessionError(f"cannot open the evidence file {path}: {why}; "
+            except EvidenceError as exc:  # in use by another process, a directory, no permission
+                raise SessionError(f"cannot open the evidence file {path}: {one_line(exc, 200)}; "
                                    f"choose another with %config Probebook.evidence_path = 'FILE'") from None
             # the board listens from the start, so panels count every event, even those before them
             self._board = ProbeBoard(self._inv, poll_interval=max(0.2, self.config.status_interval))

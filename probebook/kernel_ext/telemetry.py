@@ -6,24 +6,34 @@
     %changes [--since 2h] [--service S] [--out NAME]
     %telemetry [--lab [DIR]] [prometheus=URL] [alertmanager=URL] [loki=URL] [git_repo=PATH] [timeout=SECONDS]
 
-Each parses its line, calls the investigation's telemetry API (`probebook.session.telemetry`) and
+Each parses its line, calls the investigation's telemetry API (`Investigation.telemetry`) and
 displays the answer; mistakes are `UsageError` one-liners. A partial result is shown with one line
 saying what is missing.
+
+``%telemetry --lab`` adds a running lab's sources. The lab sits above this extension, so it is not
+imported: it offers its sources as the ``lab`` entry point of the ``probebook.telemetry_sources``
+group, a callable ``(telemetry, where) -> TelemetrySources`` (any package may offer one).
 """
 
 from __future__ import annotations
 
 import re
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from importlib.metadata import entry_points
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from IPython.core.error import UsageError
 
-from probebook.session.telemetry import PartialResultWarning, Telemetry, TelemetryMixin, promql_figure
+from probebook.session import Investigation
+from probebook.session.telemetry import PartialResultWarning, Telemetry, TelemetrySources
+from probebook.widgets.plots import promql_figure
 
 from .args import MagicParser, user_errors
 
 __all__ = ["register_telemetry_magics"]
+
+SOURCES_GROUP = "probebook.telemetry_sources"
+SourcesJoiner = Callable[[Telemetry, Optional[str]], TelemetrySources]
 
 _PROMQL_USAGE = "%promql [--range 30m] [--step 15s] [--at TIME] [--out NAME] QUERY"
 _PROMQL_OPTION = re.compile(r"--(range|step|at|out)(?:=|\s+)(\S+)\s*")
@@ -56,15 +66,27 @@ def _show_partial(caught: List[warnings.WarningMessage]) -> None:
             print(f"⚠ {w.message}")
 
 
-def register_telemetry_magics(ipython: Any, get_investigation: Callable[[], Any]) -> None:
+def sources_joiner(name: str) -> SourcesJoiner:
+    """The installed `SOURCES_GROUP` entry point `name` (``lab``: the lab's `use_lab`)."""
+    found = entry_points()
+    group = found.select(group=SOURCES_GROUP) if hasattr(found, "select") else found.get(SOURCES_GROUP, [])
+    for ep in group:
+        if ep.name == name:
+            joiner: SourcesJoiner = ep.load()
+            return joiner
+    raise UsageError(f"%telemetry --{name}: no {name!r} telemetry sources installed; reinstall probebook "
+                     f"(pip install -e '.[lab]') so its entry points are registered")
+
+
+def register_telemetry_magics(ipython: Any,
+                              get_investigation: Callable[[], Union[Investigation, Telemetry]]) -> None:
     """Register the telemetry magics on `ipython`; `get_investigation()` answers the session's
-    `Investigation` (any object with a `.store` works: its telemetry is kept on it)."""
+    `Investigation` (or a bare `Telemetry`, whose calls the magics then make)."""
 
     def telemetry() -> Telemetry:
         with user_errors():
             inv = get_investigation()
-            return inv.telemetry if isinstance(getattr(inv, "telemetry", None), Telemetry) \
-                else TelemetryMixin.telemetry.fget(inv)  # type: ignore[attr-defined]
+            return inv if isinstance(inv, Telemetry) else inv.telemetry
 
     def call(fn: Callable[[], Any]) -> Any:
         with warnings.catch_warnings(record=True) as caught:
@@ -146,7 +168,8 @@ def register_telemetry_magics(ipython: Any, get_investigation: Callable[[], Any]
         args = p.parse(line)
         tel = telemetry()
         if args.lab is not None:
-            call(lambda: tel.use_lab(args.lab or None))
+            use_lab = sources_joiner("lab")
+            call(lambda: use_lab(tel, args.lab or None))
         changes_: Dict[str, Any] = {}
         for item in args.settings:
             key, eq, value = item.partition("=")
@@ -159,7 +182,7 @@ def register_telemetry_magics(ipython: Any, get_investigation: Callable[[], Any]
                 except ValueError:
                     raise UsageError(f"%telemetry: timeout={value!r}: expected seconds, e.g. timeout=10") from None
             else:
-                changes_[key] = value or None
+                changes_[key] = value  # "" clears it
         if changes_:
             call(lambda: tel.configure(**changes_))
         s = tel.sources

@@ -19,7 +19,8 @@ import sqlite3
 import time
 from typing import Any, Dict, List
 
-from .errors import LabError
+from probebook.errors import LabError
+
 from .scenarios import Action, Scenario, find_scenario
 from .topology import SERVICES
 

@@ -11,77 +11,18 @@ True
 
 from __future__ import annotations
 
-import re
-import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping
 
-from .errors import ScenarioError
+from probebook.errors import ScenarioError
+from probebook.evidence.predicate import brief, holds, judge, value_of
+from probebook.protocol.capture_tree import plain  # noqa: F401  (the docstring shows it)
+from probebook.protocol.kinds import KINDS
+
 from .scenarios import Evidence, Proof
 
-__all__ = ["plain", "value_of", "holds", "ProofResult", "resolve_probe", "place", "watch"]
-
-_KINDS_WITH_DATA = ("snapshot", "log", "metric", "span", "exception")
-
-
-def plain(node: Any) -> Any:
-    """A captured node (docs/capture.md) as a plain value: numbers, text, lists, dicts; an exception
-    as ``Type(arg, ...)`` text, a summarised object as its summary."""
-    if not isinstance(node, Mapping):
-        return node
-    if "value" in node:
-        return node["value"]
-    if "args" in node:
-        args = plain(node["args"])
-        return f"{node.get('type')}({', '.join(repr(a) for a in (args or []))})"
-    if "elements" in node:
-        return [plain(e) for e in node["elements"]]
-    if "entries" in node:
-        return {str(plain(k)): plain(v) for k, v in node["entries"]}
-    if "fields" in node:
-        return {k: plain(v) for k, v in node["fields"].items()}
-    return node.get("summary")
-
-
-def _compare(actual: Any, op: str, expected: Any) -> bool:
-    try:
-        if op == "==":
-            return bool(actual == expected)
-        if op == "!=":
-            return bool(actual != expected)
-        if op == "contains":
-            return str(expected) in str(actual)
-        if op == "matches":
-            return re.search(str(expected), str(actual)) is not None
-        if op in (">", ">=", "<", "<="):
-            a, b = float(actual), float(expected)
-            return {">": a > b, ">=": a >= b, "<": a < b, "<=": a <= b}[op]
-    except (TypeError, ValueError):
-        return False
-    return False
-
-
-def value_of(proof: Proof, event: Mapping[str, Any]) -> Any:
-    """What `proof` looks at in one event: a capture (plain, or the node for op "type"), a field, the stack."""
-    if proof.capture:
-        node = (event.get("expressions") or {}).get(proof.capture)
-        if node is None:
-            node = (event.get("locals") or {}).get(proof.capture)
-        return node if proof.op == "type" else plain(node)
-    if proof.field:
-        return event.get(proof.field)
-    return [f.get("function") for f in event.get("stack") or []]
-
-
-def holds(proof: Proof, event: Mapping[str, Any]) -> bool:
-    """Does this one event show what `proof` asks for?"""
-    actual = value_of(proof, event)
-    if proof.stack:
-        return proof.stack in (actual or [])
-    if proof.op == "type":
-        return isinstance(actual, Mapping) and actual.get("type") == proof.value
-    return _compare(actual, proof.op, proof.value)
+__all__ = ["value_of", "holds", "ProofResult", "resolve_probe", "place", "watch"]
 
 
 @dataclass
@@ -129,41 +70,19 @@ def watch(client: Any, probe_id: str, proof: Proof, timeout: float, after: int =
                 continue
             if e.kind == "status":
                 statuses.append(f"{e.data.get('status')}: {e.data.get('reason')}")
-            elif e.kind in _KINDS_WITH_DATA:
+            elif e.kind in KINDS:
                 seen.append(e.data)
         if proof.absent:
             if seen:
-                return ProofResult(False, f"expected no events, got {len(seen)} (first: {_brief(proof, seen[0])})",
+                return ProofResult(False, f"expected no events, got {len(seen)} (first: {brief(proof, seen[0])})",
                                    seen, statuses)
             if left <= 0:
                 return ProofResult(True, f"no events in {timeout:g}s, as expected", seen, statuses)
             continue
-        verdict = _judge(proof, seen)
+        verdict = judge(proof, seen)
         if verdict is not None:
             return ProofResult(True, verdict, seen, statuses)
         if left <= 0:
-            last = _brief(proof, seen[-1]) if seen else "no events"
+            last = brief(proof, seen[-1]) if seen else "no events"
             return ProofResult(False, f"not proven in {timeout:g}s: {len(seen)} events, last {last}; "
                                       f"probe status: {statuses[-1] if statuses else 'none'}", seen, statuses)
-
-
-def _judge(proof: Proof, seen: List[Dict[str, Any]]) -> Optional[str]:
-    if len(seen) < proof.min_events:
-        return None
-    if proof.agg == "median":
-        values = [v for v in (value_of(proof, e) for e in seen) if isinstance(v, (int, float))]
-        if len(values) >= proof.min_events and _compare(statistics.median(values), proof.op, proof.value):
-            return f"median {statistics.median(values):g} over {len(values)} events {proof.op} {proof.value}"
-        return None
-    for event in seen:
-        if holds(proof, event):
-            return f"{_brief(proof, event)} {proof.op} {proof.value!r}" if not proof.stack else \
-                f"stack holds {proof.stack}"
-    return None
-
-
-def _brief(proof: Proof, event: Mapping[str, Any]) -> str:
-    value = value_of(proof, event)
-    name = proof.capture or proof.field or "stack"
-    text = repr(value)
-    return f"{name}={text[:120]}"

@@ -18,7 +18,8 @@ import shutil
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from .errors import ScenarioError
+from probebook.errors import ScenarioError
+
 
 __all__ = ["Edit", "build_release", "SHOP_SOURCE"]
 

@@ -25,9 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
+from probebook.errors import LabError, StartError
+
 from .alerts import Firing
 from .changes import ChangeLog
-from .errors import LabError, StartError
 from .health import health_check
 from .loadgen import DEFAULT_PROFILE
 from .monitoring import (alertmanager_argv, alertmanager_firing, missing_binaries, prometheus_argv, ready,
@@ -37,7 +38,7 @@ from .releases import Edit, build_release
 from .seed import seed_data
 from .topology import SERVICES, ServiceDef, service_def
 
-__all__ = ["Lab", "LabOptions", "default_state_dir"]
+__all__ = ["Lab", "LabOptions", "default_state_dir", "read_manifest"]
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 START_TIMEOUT = 20.0
@@ -46,6 +47,18 @@ START_TIMEOUT = 20.0
 def default_state_dir() -> str:
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return os.environ.get("PROBEBOOK_LAB_DIR") or os.path.join(base, "probebook", "lab")
+
+
+def read_manifest(state_dir: str) -> Dict[str, Any]:
+    """The manifest (``lab.json``) of the lab running in `state_dir`; `LabError` when there is none."""
+    try:
+        with open(os.path.join(state_dir, "lab.json"), encoding="utf-8") as fh:
+            manifest = json.load(fh)
+    except (OSError, ValueError):
+        raise LabError(f"no lab in {state_dir}; start one with: probebook lab up") from None
+    if not isinstance(manifest, dict):
+        raise LabError(f"{state_dir}/lab.json is not a lab manifest; start the lab again: probebook lab up")
+    return manifest
 
 
 @dataclass
@@ -72,11 +85,7 @@ class Lab:
     def attach(cls, state_dir: Optional[str] = None) -> "Lab":
         """The lab running in `state_dir`, with the options it was started with."""
         state = os.path.abspath(state_dir or default_state_dir())
-        try:
-            with open(os.path.join(state, "lab.json"), encoding="utf-8") as fh:
-                manifest = json.load(fh)
-        except (OSError, ValueError):
-            raise LabError(f"no lab in {state}; start one with: probebook lab up") from None
+        manifest = read_manifest(state)
         lab = cls(LabOptions(**{**manifest["options"], "state_dir": state}))
         lab._manifest = manifest
         return lab

@@ -18,8 +18,10 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from probebook.errors import ScenarioError
+from probebook.evidence.predicate import Predicate
+
 from .alerts import RULES
-from .errors import ScenarioError
 from .releases import Edit
 from .topology import SERVICES
 
@@ -47,7 +49,6 @@ ACTIONS: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
     "disk_full": ((), ()),
     "disk_free": ((), ()),
 }
-_OPS = ("==", "!=", ">", ">=", "<", "<=", "contains", "matches", "type")
 _SERVICE_NAMES = tuple(s.name for s in SERVICES)
 
 
@@ -69,20 +70,8 @@ class Action:
         return os.path.join(self.base_dir, code) if code else None
 
 
-@dataclass(frozen=True)
-class Proof:
-    """What the decisive probe must capture: a snapshot's `capture` expression, an event `field`
-    (metric ``value``, exception ``exc_type``), or a `stack` frame; compared with `op` and `value`.
-    `absent`: no event may arrive at all while the scenario runs (controls)."""
-
-    capture: str = ""
-    field: str = ""
-    stack: str = ""
-    op: str = "=="
-    value: Any = None
-    absent: bool = False
-    agg: str = "any"  # "any": one event shows it; "median": the median over the events does
-    min_events: int = 1
+# the ground truth's proof is the one predicate model the assistant's verdicts use too
+Proof = Predicate
 
 
 @dataclass(frozen=True)
@@ -170,17 +159,10 @@ def _action(raw: Any, where: str, base_dir: str) -> Action:
 def _proof(raw: Any, where: str) -> Proof:
     if not isinstance(raw, Mapping):
         raise ScenarioError(f"{where}: [evidence.proof] must be a table")
-    op = raw.get("op", "==")
-    if op not in _OPS:
-        raise ScenarioError(f"{where}: proof op {op!r} unknown; use one of {', '.join(_OPS)}")
-    agg = raw.get("agg", "any")
-    if agg not in ("any", "median"):
-        raise ScenarioError(f"{where}: proof agg {agg!r} unknown; use any or median")
-    proof = Proof(str(raw.get("capture", "")), str(raw.get("field", "")), str(raw.get("stack", "")), op,
-                  raw.get("value"), bool(raw.get("absent", False)), agg, int(raw.get("min_events", 1)))
-    if not (proof.capture or proof.field or proof.stack or proof.absent):
-        raise ScenarioError(f"{where}: proof needs one of capture, field, stack or absent = true")
-    return proof
+    try:
+        return Predicate.from_dict(raw)
+    except (TypeError, ValueError) as exc:
+        raise ScenarioError(f"{where}: proof: {exc}") from None
 
 
 def _truth(path: str) -> GroundTruth:

@@ -120,6 +120,6 @@ def verify(lab: Any, scenario: Scenario, symptom_timeout: Optional[float] = None
 
 
 def _seconds(duration: str) -> float:
-    from probebook.agent.spec import parse_duration
+    from probebook.protocol.spec import parse_duration
 
     return parse_duration(duration, "window")

@@ -11,12 +11,15 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from probebook.connectors.errors import ConnectorError
+from probebook.errors import ConnectorError
+from probebook.connectors.agent_records import AgentEvent
 from probebook.evidence import EvidenceStore
+
+from .handles import ServiceHandle
 
 __all__ = ["Collector"]
 
-Listener = Callable[[str, List[Any]], None]
+Listener = Callable[[str, List[AgentEvent]], None]  # (service, the events that arrived)
 
 
 class Collector:
@@ -25,7 +28,7 @@ class Collector:
     def __init__(self, store: EvidenceStore, poll_timeout: float = 0.25) -> None:
         self.store = store
         self.poll_timeout = poll_timeout
-        self._services: Dict[str, Any] = {}
+        self._services: Dict[str, ServiceHandle] = {}
         self._lock = threading.Lock()
         self._listeners: List[Listener] = []
         self.errors: Dict[str, str] = {}
@@ -34,7 +37,7 @@ class Collector:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
-    def add(self, name: str, handle: Any) -> None:
+    def add(self, name: str, handle: ServiceHandle) -> None:
         with self._lock:
             self._services[name] = handle
             self.received.setdefault(name, 0)

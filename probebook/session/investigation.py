@@ -6,8 +6,10 @@ This is the typed API behind every magic, runbook and the assistant:
 >>> inv.connect("orders", "http://127.0.0.1:7801", token_file="tokens.txt")      # doctest: +SKIP
 >>> inv.probe("log", "orders", "orders/app.py:42", template="total={total}", alias="tot")  # doctest: +SKIP
 >>> inv.sql("SELECT message FROM logs")                                         # doctest: +SKIP
+>>> inv.telemetry.promql("rate(http_requests_total[1m])", range="30m")          # doctest: +SKIP
 
-A service that dies shows as unhealthy (`services()`), its evidence stays in the store, and the
+A service is reached through a `ServiceHandle` (HTTP, a Redis fleet, or an agent in this process
+with `attach`). A service that dies shows as unhealthy (`services()`), its evidence stays in the store, and the
 other services keep being collected.
 """
 
@@ -17,26 +19,28 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import polars as pl
 
-from probebook.agent.control.auth import Tokens
-from probebook.agent.errors import ProbebookError
-from probebook.agent.spec import ProbeSpec
+from probebook.protocol.tokens import Tokens
+from probebook.agent.engine import Agent
+from probebook.protocol.capture_tree import scalar
+from probebook.protocol.spec import ProbeSpec
 from probebook.connectors.agent import RedisFleet, ServiceClient
 from probebook.connectors.agent_records import AgentEvent, FleetProbe
-from probebook.connectors.errors import ConnectorError
+from probebook.errors import ConnectorError, EvidenceError, SessionError
 from probebook.evidence import EvidenceStore
 
 from .collector import Collector
-from .telemetry import TelemetryMixin
+from .handles import ServiceHandle, ServiceRow, SourceReader, service_row
+from .inprocess import InProcessHandle
+from .telemetry import Telemetry
 
-__all__ = ["Investigation", "ProbeRecord", "SnapshotResult", "SessionError"]
+__all__ = ["Investigation", "ProbeRecord", "SnapshotResult", "SessionError", "Duration", "Rate"]
 
-
-class SessionError(ProbebookError, ValueError):
-    """A request to the investigation that cannot be carried out as asked (one line, what to do)."""
+Duration = Union[float, int, str]  # seconds, or "30s", "15m", "1h"
+Rate = Union[float, int, str]  # events a second, or "10/m"
 
 
 @dataclass
@@ -48,7 +52,7 @@ class ProbeRecord:
     service: str
     kind: str
     where: str
-    spec: Dict[str, Any]
+    spec: Dict[str, object]  # the checked spec, as sent (`ProbeSpec.to_dict()`)
     placed_at: float
     placed: FleetProbe
     removed: bool = False
@@ -66,7 +70,7 @@ class SnapshotResult:
     service: str
     where: str
     expressions: List[str]
-    snapshots: List[Dict[str, Any]] = field(default_factory=list)
+    snapshots: List[Dict[str, object]] = field(default_factory=list)
     evidence_ids: List[str] = field(default_factory=list)
     timed_out: bool = False
 
@@ -77,7 +81,7 @@ class SnapshotResult:
         for snap in self.snapshots:
             row = {}
             for src, node in (snap.get("expressions") or {}).items():
-                row[src] = node.get("value", node) if isinstance(node, dict) else node
+                row[src] = scalar(node)
             out.append(row)
         return out
 
@@ -95,21 +99,22 @@ def _secret_from(token: Optional[str], token_file: Optional[str]) -> str:
     raise SessionError("no token: pass token= or token_file= (or set PROBEBOOK_TOKEN / PROBEBOOK_TOKEN_FILE)")
 
 
-class Investigation(TelemetryMixin):
+class Investigation:
     """Everything one investigation knows. `path`: the DuckDB file (":memory:" by default)."""
 
     def __init__(self, path: str = ":memory:") -> None:
         self.store = EvidenceStore(path)
         self.collector = Collector(self.store)
-        self.handles: Dict[str, Any] = {}
+        self.handles: Dict[str, ServiceHandle] = {}
         self.targets: Dict[str, str] = {}
+        self._telemetry: Optional[Telemetry] = None
         self.records: Dict[str, ProbeRecord] = {}
         self._lock = threading.RLock()
         self._aliases = 0
 
     # ------------------------------------------------------------------ services
     def connect(self, name: str, target: Union[str, Sequence[str]], token: Optional[str] = None,
-                token_file: Optional[str] = None) -> Dict[str, Any]:
+                token_file: Optional[str] = None) -> ServiceRow:
         """Connect to service `name`: one agent URL, a list of URLs, or a port-file directory."""
         _check_name(name, "service name")
         secret = _secret_from(token, token_file)
@@ -126,7 +131,7 @@ class Investigation(TelemetryMixin):
         return self._service_row(name)
 
     def connect_redis(self, redis_url: str, service: str, token: Optional[str] = None,
-                      token_file: Optional[str] = None, token_name: Optional[str] = None) -> Dict[str, Any]:
+                      token_file: Optional[str] = None, token_name: Optional[str] = None) -> ServiceRow:
         """Reach every instance of `service` through the Redis broker its agents registered with."""
         _check_name(service, "service name")
         if token_file:
@@ -144,7 +149,20 @@ class Investigation(TelemetryMixin):
         self._attach(service, fleet, redis_url)
         return self._service_row(service)
 
-    def _attach(self, name: str, handle: Any, target: str) -> None:
+    def attach(self, name: str, agent: Agent, audit_path: Optional[str] = None) -> ServiceRow:
+        """Investigate `agent`, an agent of this very process, as service `name` (see `InProcessHandle`).
+
+        >>> from probebook.agent import Agent
+        >>> inv = Investigation()
+        >>> inv.attach("self", Agent())["health"]
+        'ok'
+        >>> inv.close()
+        """
+        _check_name(name, "service name")
+        self._attach(name, InProcessHandle(agent, name, audit_path=audit_path), "in-process")
+        return self._service_row(name)
+
+    def _attach(self, name: str, handle: ServiceHandle, target: str) -> None:
         with self._lock:
             old = self.handles.pop(name, None)
             if old is not None:
@@ -155,32 +173,16 @@ class Investigation(TelemetryMixin):
         self.collector.add(name, handle)
         self.store.add_timeline(f"connected to {name} ({target})", source="connect")
 
-    def handle(self, name: str) -> Any:
+    def handle(self, name: str) -> ServiceHandle:
+        """The handle of connected service `name`; `SessionError` naming the connected ones if none."""
         try:
             return self.handles[name]
         except KeyError:
             known = ", ".join(sorted(self.handles)) or "none yet (use %connect)"
             raise SessionError(f"unknown service {name!r}; connected: {known}") from None
 
-    def _service_row(self, name: str) -> Dict[str, Any]:
-        handle = self.handles[name]
-        try:
-            health = handle.health()
-        except ConnectorError as exc:
-            health = {"?": exc}
-        ok = [h for h in health.values() if not isinstance(h, Exception)]
-        bad = [str(h) for h in health.values() if isinstance(h, Exception)]
-        return {
-            "service": name,
-            "target": self.targets.get(name, ""),
-            "instances": len(health),
-            "healthy": sum(1 for h in ok if h.ok),
-            "python": ", ".join(sorted({h.python for h in ok})),
-            "probes": sum(h.active_probes for h in ok),
-            "dropped_events": sum(h.dropped_events for h in ok),
-            "health": "ok" if ok and not bad and all(h.ok for h in ok) else ("down" if not ok else "degraded"),
-            "problem": (bad[0] if bad else self.collector.errors.get(name, ""))[:200],
-        }
+    def _service_row(self, name: str) -> ServiceRow:
+        return service_row(name, self.targets.get(name, ""), self.handles[name], self.collector.errors.get(name, ""))
 
     def services(self) -> pl.DataFrame:
         """One row per connected service: instances, Python, probes, health."""
@@ -190,27 +192,26 @@ class Investigation(TelemetryMixin):
     def source(self, service: str, path: str, start: Optional[int] = None, end: Optional[int] = None) -> str:
         """The code a service is running, with line numbers (from one of its instances)."""
         handle = self.handle(service)
-        clients = list(getattr(handle, "clients", {}).values())
-        if not clients:
+        if not isinstance(handle, SourceReader):
             raise SessionError(f"{service}: source browsing needs HTTP access to an instance")
-        last: Optional[Exception] = None
-        for client in clients:
-            try:
-                src = client.source_file(path, start, end)
-                width = len(str(src.lines[-1][0])) if src.lines else 1
-                head = f"# {src.file}  sha256:{src.sha256[:12]}\n"
-                return head + "\n".join(f"{n:>{width}}  {text}" for n, text in src.lines)
-            except ConnectorError as exc:
-                last = exc
-        raise SessionError(f"{service}: {last}")
+        try:
+            src = handle.source_file(path, start, end)
+        except ConnectorError as exc:
+            raise SessionError(f"{service}: {exc}") from None
+        width = len(str(src.lines[-1][0])) if src.lines else 1
+        head = f"# {src.file}  sha256:{src.sha256[:12]}\n"
+        return head + "\n".join(f"{n:>{width}}  {text}" for n, text in src.lines)
 
     # ------------------------------------------------------------------ probes
     def probe(self, kind: str, service: str, where: str, *, when: Optional[str] = None,
-              template: Optional[str] = None, capture: Iterable[str] = (), metric: Any = None,
-              ttl: Any = None, rate: Any = None, max_hits: Optional[int] = None, name: Optional[str] = None,
+              template: Optional[str] = None, capture: Iterable[str] = (),
+              metric: Union[str, Mapping[str, str], None] = None, ttl: Optional[Duration] = None,
+              rate: Optional[Rate] = None, max_hits: Optional[int] = None, name: Optional[str] = None,
               alias: Optional[str] = None) -> ProbeRecord:
-        """Place a probe on every instance of `service`; bad specs raise before anything is sent."""
-        raw: Dict[str, Any] = {"kind": kind, "where": where}
+        """Place a probe on every instance of `service`; bad specs raise before anything is sent.
+        `ttl`: seconds or ``"15m"``; `rate`: events a second or ``"10/m"``; `metric`: a name or
+        ``{"name", "type", "value", "unit"}``."""
+        raw: Dict[str, object] = {"kind": kind, "where": where}
         for key, value in (("when", when), ("template", template), ("metric", metric), ("ttl", ttl),
                            ("rate", rate), ("max_hits", max_hits), ("name", name)):
             if value is not None:
@@ -266,7 +267,7 @@ class Investigation(TelemetryMixin):
             self.store.add_timeline(f"probe {rec.alias} removed from {rec.service}", source="probe", ref=rec.fleet_id)
         return done
 
-    def extend(self, alias: str, ttl: Any) -> ProbeRecord:
+    def extend(self, alias: str, ttl: Duration) -> ProbeRecord:
         """Give a live probe a fresh `ttl`: its spec is placed again, then the old probe removed
         (agents cannot change a TTL in place; this order leaves no gap, at worst a hit seen twice)."""
         with self._lock:
@@ -278,7 +279,7 @@ class Investigation(TelemetryMixin):
         keep = {k: old.spec[k] for k in ("when", "template", "capture", "metric", "rate", "max_hits", "name")
                 if k in old.spec}
         try:
-            new = self.probe(old.kind, old.service, old.where, ttl=ttl, alias=alias, **keep)
+            new = self.probe(old.kind, old.service, old.where, ttl=ttl, alias=alias, **keep)  # type: ignore[arg-type]
         except BaseException:
             old.removed = False
             raise
@@ -385,8 +386,8 @@ class Investigation(TelemetryMixin):
         """SQL over the evidence store; a polars DataFrame."""
         try:
             return self.store.sql(query)
-        except Exception as exc:  # DuckDB's own words, on one line
-            raise SessionError(" ".join(str(exc).split())[:400]) from None
+        except EvidenceError as exc:  # DuckDB's own words, on one line
+            raise SessionError(str(exc)) from None
 
     def mark(self, text: str) -> str:
         """A note on the timeline; returns its evidence id."""
@@ -401,8 +402,18 @@ class Investigation(TelemetryMixin):
         where = "" if name is None else f"WHERE name = '{name.replace(chr(39), '')}'"
         return self.store.sql(f"SELECT ts, service, instance_id, name, value, error FROM metrics {where} ORDER BY ts")
 
+    @property
+    def telemetry(self) -> Telemetry:
+        """Alerts, PromQL, logs and changes of this investigation, stored in its evidence (made on
+        first use, with sources from the environment); see `probebook.session.telemetry`."""
+        with self._lock:
+            if self._telemetry is None:
+                self._telemetry = Telemetry(self.store)
+            return self._telemetry
+
     def close(self) -> None:
-        self.close_telemetry()
+        if self._telemetry is not None:
+            self._telemetry.close()
         self.collector.stop()
         for handle in self.handles.values():
             handle.close()

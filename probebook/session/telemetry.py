@@ -1,31 +1,33 @@
 """The investigation's view of the existing telemetry: alerts, PromQL, logs and changes, each
 fetched, stored as evidence (with its query) and returned as a polars frame.
 
->>> inv = Investigation("incident-42.duckdb")                                     # doctest: +SKIP
->>> inv.configure_telemetry(prometheus="http://127.0.0.1:9090", alertmanager="http://127.0.0.1:9093",
-...                         log_paths={"orders": ["/var/log/orders/*.jsonl"]})      # doctest: +SKIP
->>> inv.alerts()                      # open and recently resolved alerts          # doctest: +SKIP
->>> inv.promql("sum by (route) (rate(http_requests_total[1m]))", range="30m", step="15s")   # doctest: +SKIP
->>> inv.logs("orders", grep="timeout", since="10m")                                # doctest: +SKIP
->>> inv.changes(since="2h")                                                        # doctest: +SKIP
+>>> tel = Investigation("incident-42.duckdb").telemetry                           # doctest: +SKIP
+>>> tel.configure(prometheus="http://127.0.0.1:9090", alertmanager="http://127.0.0.1:9093",
+...               log_paths={"orders": ["/var/log/orders/*.jsonl"]})                # doctest: +SKIP
+>>> tel.alerts()                      # open and recently resolved alerts          # doctest: +SKIP
+>>> tel.promql("sum by (route) (rate(http_requests_total[1m]))", range="30m", step="15s")   # doctest: +SKIP
+>>> tel.logs("orders", grep="timeout", since="10m")                                # doctest: +SKIP
+>>> tel.changes(since="2h")                                                        # doctest: +SKIP
 
 Sources come from the environment (``PROBEBOOK_PROMETHEUS_URL``, ``PROBEBOOK_ALERTMANAGER_URL``,
 ``PROBEBOOK_LOKI_URL``, ``PROBEBOOK_LOG_GLOB``, ``PROBEBOOK_GIT_REPO``, ``PROBEBOOK_GIT_PATHS``,
-``PROBEBOOK_CHANGE_LOG``), from a running lab (`use_lab`), and from `configure_telemetry`, in that
-order of strength. A result that is not whole (a chunk that failed, a half-written log line, a
-limit reached) comes back all the same, with a `PartialResultWarning`; `telemetry.last` says why.
+``PROBEBOOK_CHANGE_LOG``), then from `join` (what a running system offers; its caller reads
+that system's own description), then from `configure`, in that order of strength. A result
+that is not whole (a chunk that failed, a half-written log line, a limit reached) comes back all
+the same, with a `PartialResultWarning`; `telemetry.last` says why.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import math
 import os
 import threading
 import time
 import warnings
-from dataclasses import dataclass, field, fields, replace
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import polars as pl
 
@@ -34,14 +36,17 @@ from probebook.connectors.changes import ChangeResult, GitHistory, read_change_l
 from probebook.connectors.http_json import check_base_url
 from probebook.connectors.logs import LogFilter, LokiClient, read_log_files
 from probebook.connectors.prometheus import PrometheusClient, parse_step
-from probebook.connectors.source_errors import TelemetryInputError
 from probebook.connectors.timefmt import Since, parse_time, window_start
+from probebook.errors import TelemetryInputError
 from probebook.evidence import EvidenceStore
 from probebook.evidence import telemetry as ev
 
-__all__ = ["Telemetry", "TelemetryMixin", "TelemetrySources", "FetchInfo", "PartialResultWarning", "promql_figure"]
+__all__ = ["Telemetry", "TelemetrySources", "FetchInfo", "PartialResultWarning", "Instant", "Step"]
 
 DEFAULT_CHANGES_SINCE = "24h"
+
+Instant = Union[float, int, str, _dt.datetime]  # epoch seconds (or ms, us, ns), ISO 8601, or a datetime
+Step = Union[float, int, str]  # seconds, or a duration such as "15s"
 
 
 class PartialResultWarning(UserWarning):
@@ -99,21 +104,18 @@ class TelemetrySources:
                    change_logs=[p for p in (get("PROBEBOOK_CHANGE_LOG") or "").split(os.pathsep) if p],
                    timeout=seconds)
 
-    def with_lab(self, state_dir: str) -> "TelemetrySources":
-        """These sources plus a running lab's: its Prometheus, Alertmanager, service logs and change log."""
-        manifest = os.path.join(state_dir, "lab.json")
-        try:
-            with open(manifest, encoding="utf-8") as fh:
-                lab = json.load(fh)
-        except (OSError, ValueError) as exc:
-            raise TelemetryInputError(f"no lab in {state_dir} ({getattr(exc, 'strerror', None) or exc}); "
-                                      f"start one with python -m probebook.lab.cli up") from None
-        mon = lab.get("monitoring") or {}
-        logs = {name: [entry["log"]] for name, entry in (lab.get("services") or {}).items() if entry.get("log")}
-        return replace(self, prometheus=mon.get("prometheus") or self.prometheus,
-                       alertmanager=mon.get("alertmanager") or self.alertmanager,
-                       log_paths={**self.log_paths, **logs},
-                       change_logs=sorted(set(self.change_logs) | ({lab["changes"]} if lab.get("changes") else set())))
+    def joined(self, prometheus: Optional[str] = None, alertmanager: Optional[str] = None,
+               log_paths: Optional[Mapping[str, Sequence[str]]] = None,
+               change_logs: Sequence[str] = ()) -> "TelemetrySources":
+        """These sources and more: a URL given replaces this one, log files and change logs are added.
+
+        >>> TelemetrySources(change_logs=["a.jsonl"]).joined(prometheus="http://p:9090",
+        ...     log_paths={"orders": ["orders.jsonl"]}, change_logs=["b.jsonl"]).change_logs
+        ['a.jsonl', 'b.jsonl']
+        """
+        return replace(self, prometheus=prometheus or self.prometheus, alertmanager=alertmanager or self.alertmanager,
+                       log_paths={**self.log_paths, **{k: list(v) for k, v in (log_paths or {}).items()}},
+                       change_logs=sorted(set(self.change_logs) | set(change_logs)))
 
     def checked(self) -> "TelemetrySources":
         for name in ("prometheus", "alertmanager", "loki"):
@@ -141,22 +143,36 @@ class Telemetry:
         self._lock = threading.Lock()
         ev.ensure_tables(store)
 
-    def configure(self, **changes: Any) -> TelemetrySources:
-        """Change sources by name (``prometheus="http://..."``); unknown names are a one-line error."""
-        known = {f.name for f in fields(TelemetrySources)}
-        wrong = sorted(set(changes) - known)
-        if wrong:
-            raise TelemetryInputError(f"unknown telemetry setting {wrong[0]!r}; settings: {', '.join(sorted(known))}")
-        self.sources = replace(self.sources, **changes).checked()
+    def configure(self, *, prometheus: Optional[str] = None, alertmanager: Optional[str] = None,
+                  loki: Optional[str] = None, loki_label: Optional[str] = None,
+                  log_paths: Optional[Mapping[str, Sequence[str]]] = None, log_glob: Optional[str] = None,
+                  git_repo: Optional[str] = None, git_paths: Optional[Mapping[str, str]] = None,
+                  change_logs: Optional[Sequence[str]] = None, timeout: Optional[float] = None) -> TelemetrySources:
+        """Set the sources named; None leaves one as it is, ``""`` (or an empty mapping) clears it.
+        A bad URL or timeout is a one-line `TelemetryInputError` and changes nothing."""
+        changes: Dict[str, object] = {}
+        for name, url in (("prometheus", prometheus), ("alertmanager", alertmanager), ("loki", loki),
+                          ("log_glob", log_glob), ("git_repo", git_repo)):
+            if url is not None:
+                changes[name] = url or None
+        if loki_label is not None:
+            changes["loki_label"] = loki_label or "service"
+        if log_paths is not None:
+            changes["log_paths"] = {k: list(v) for k, v in log_paths.items()}
+        if git_paths is not None:
+            changes["git_paths"] = dict(git_paths)
+        if change_logs is not None:
+            changes["change_logs"] = list(change_logs)
+        if timeout is not None:
+            changes["timeout"] = timeout
+        self.sources = replace(self.sources, **changes).checked()  # type: ignore[arg-type]
         return self.sources
 
-    def use_lab(self, state_dir: Optional[str] = None) -> TelemetrySources:
-        """Add the sources of the lab running in `state_dir` (default: where `lab up` puts it)."""
-        if state_dir is None:
-            from probebook.lab.runner import default_state_dir  # the lab's own default, not a copy of it
-
-            state_dir = default_state_dir()
-        self.sources = self.sources.with_lab(state_dir).checked()
+    def join(self, prometheus: Optional[str] = None, alertmanager: Optional[str] = None,
+             log_paths: Optional[Mapping[str, Sequence[str]]] = None,
+             change_logs: Sequence[str] = ()) -> TelemetrySources:
+        """Add what a running system offers (`TelemetrySources.joined`); `configure` still wins after."""
+        self.sources = self.sources.joined(prometheus, alertmanager, log_paths, change_logs).checked()
         return self.sources
 
     def _done(self, qid: str, rows: int, partial: bool, notes: Sequence[str]) -> None:
@@ -171,7 +187,7 @@ class Telemetry:
         cutoff = window_start(recent, what="recent")
         if poll:
             if not self.sources.alertmanager and self.receiver is None:
-                raise TelemetryInputError("no Alertmanager configured: configure_telemetry(alertmanager=URL), set "
+                raise TelemetryInputError("no Alertmanager configured: telemetry.configure(alertmanager=URL), set "
                                           "PROBEBOOK_ALERTMANAGER_URL, or receive alerts with listen_alerts()")
             if self.sources.alertmanager:
                 client = AlertmanagerClient(self.sources.alertmanager, self.sources.timeout)
@@ -195,12 +211,12 @@ class Telemetry:
         ev.store_alerts(self.store, alerts, "webhook", f"POST {self.receiver.url if self.receiver else ''}")
 
     # ------------------------------------------------------------------ metrics
-    def promql(self, query: str, range: Optional[Since] = None, step: Optional[Any] = None,  # noqa: A002
-               end: Optional[Any] = None, at: Optional[Any] = None,
+    def promql(self, query: str, range: Since = None, step: Optional[Step] = None,  # noqa: A002
+               end: Optional[Instant] = None, at: Optional[Instant] = None,
                progress: Optional[Callable[[int, int], None]] = None) -> pl.DataFrame:
         """An instant query (no `range`), or `range` back from `end` (default now) every `step`."""
         if not self.sources.prometheus:
-            raise TelemetryInputError("no Prometheus configured: configure_telemetry(prometheus=URL) or set "
+            raise TelemetryInputError("no Prometheus configured: telemetry.configure(prometheus=URL) or set "
                                       "PROBEBOOK_PROMETHEUS_URL")
         client = PrometheusClient(self.sources.prometheus, self.sources.timeout)
         if range is None:
@@ -219,7 +235,7 @@ class Telemetry:
 
     # ------------------------------------------------------------------ logs
     def logs(self, service: str, grep: Optional[str] = None, since: Since = None, trace: Optional[str] = None,
-             level: Optional[str] = None, until: Since = None, fields: Optional[Mapping[str, str]] = None,
+             level: Optional[str] = None, until: Optional[Instant] = None, fields: Optional[Mapping[str, str]] = None,
              limit: int = 10000) -> pl.DataFrame:
         """Lines of `service` from its files (`log_paths`, `log_glob`) or else from Loki."""
         if not isinstance(service, str) or not service.strip():
@@ -235,14 +251,15 @@ class Telemetry:
                 flt, limit=limit)
             kind = "loki"
         else:
-            raise TelemetryInputError(f"no log source for {service}: configure_telemetry(log_paths={{'{service}': "
+            raise TelemetryInputError(f"no log source for {service}: telemetry.configure(log_paths={{'{service}': "
                                       f"['/var/log/{service}/*.jsonl']}}), log_glob=..., or loki=URL")
         frame, qid = ev.store_log_lines(self.store, result, kind)
         self._done(qid, frame.height, result.partial, result.notes)
         return frame
 
     # ------------------------------------------------------------------ changes
-    def changes(self, since: Since = None, service: Optional[str] = None, until: Since = None) -> pl.DataFrame:
+    def changes(self, since: Since = None, service: Optional[str] = None, until: Optional[Instant] = None
+                ) -> pl.DataFrame:
         """Commits, tags and change-log entries since `since` (default the last 24 hours), oldest first."""
         lo = window_start(since if since is not None else DEFAULT_CHANGES_SINCE)
         hi = _instant(until, "until")
@@ -254,8 +271,8 @@ class Telemetry:
         for path in self.sources.change_logs:
             results.append(read_change_log(path, lo, hi, services))
         if not results:
-            raise TelemetryInputError("no change source configured: configure_telemetry(git_repo=PATH, "
-                                      "git_paths={...}) or change_logs=[FILE], or use_lab()")
+            raise TelemetryInputError("no change source configured: telemetry.configure(git_repo=PATH, "
+                                      "git_paths={...}) or change_logs=[FILE]")
         frame, qids = ev.store_changes(self.store, results)
         notes = [n for r in results for n in r.notes]
         self._done(", ".join(qids), frame.height, bool(notes), notes)
@@ -287,75 +304,10 @@ class Telemetry:
                 self.receiver = None
 
 
-def _instant(value: Any, what: str) -> Optional[float]:
+def _instant(value: Optional[Instant], what: str) -> Optional[float]:
     if value is None:
         return None
     stamp = parse_time(value)
     if stamp is None:
         raise TelemetryInputError(f"{what}: expected a time (epoch seconds, ISO 8601 or datetime), got {value!r}")
     return stamp
-
-
-def promql_figure(frame: pl.DataFrame, title: str = "") -> Any:
-    """A plotly figure of a `promql` frame: a line per series over time, or bars for an instant query."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    instant = frame.height > 0 and frame["ts"].n_unique() == 1
-    for (series,), part in frame.group_by(["series"], maintain_order=True):
-        name = series if len(series) <= 80 else series[:79] + "…"
-        if instant:
-            fig.add_trace(go.Bar(x=[name], y=part["value"].to_list(), name=name))
-        else:
-            fig.add_trace(go.Scatter(x=part["ts"].to_list(), y=part["value"].to_list(), mode="lines", name=name))
-    fig.update_layout(title=title[:120], height=360, margin={"l": 40, "r": 20, "t": 40, "b": 30},
-                      showlegend=frame["series"].n_unique() <= 20 if frame.height else False)
-    return fig
-
-
-_MIXIN_LOCK = threading.Lock()
-
-
-class TelemetryMixin:
-    """What `Investigation` gains: `alerts`, `promql`, `logs`, `changes`, `listen_alerts`,
-    `configure_telemetry`, `use_lab`; `close_telemetry` stops the alert receiver."""
-
-    store: EvidenceStore
-
-    @property
-    def telemetry(self) -> Telemetry:
-        tel = self.__dict__.get("_telemetry")
-        if tel is None:
-            with _MIXIN_LOCK:
-                tel = self.__dict__.get("_telemetry")
-                if tel is None:
-                    tel = self.__dict__["_telemetry"] = Telemetry(self.store)
-        return tel
-
-    def configure_telemetry(self, **sources: Any) -> TelemetrySources:
-        return self.telemetry.configure(**sources)
-
-    def use_lab(self, state_dir: Optional[str] = None) -> TelemetrySources:
-        return self.telemetry.use_lab(state_dir)
-
-    def alerts(self, poll: bool = True, recent: Since = "1h") -> pl.DataFrame:
-        return self.telemetry.alerts(poll, recent)
-
-    def listen_alerts(self, port: int = 0) -> str:
-        return self.telemetry.listen_alerts(port)
-
-    def promql(self, query: str, range: Optional[Since] = None, step: Optional[Any] = None,  # noqa: A002
-               **kw: Any) -> pl.DataFrame:
-        return self.telemetry.promql(query, range, step, **kw)
-
-    def logs(self, service: str, grep: Optional[str] = None, since: Since = None, trace: Optional[str] = None,
-             **kw: Any) -> pl.DataFrame:
-        return self.telemetry.logs(service, grep, since, trace, **kw)
-
-    def changes(self, since: Since = None, **kw: Any) -> pl.DataFrame:
-        return self.telemetry.changes(since, **kw)
-
-    def close_telemetry(self) -> None:
-        tel = self.__dict__.get("_telemetry")
-        if tel is not None:
-            tel.close()

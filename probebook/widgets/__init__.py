@@ -5,7 +5,7 @@ static fallback for nbconvert and GitHub. Live panels are refreshed by one `Live
 """
 
 from .base import HtmlPanel
-from .plots import metric_figure
+from .plots import metric_figure, promql_figure
 from .probe_board import ProbeBoard, ProbeRow
 from .probe_panel import ProbePanel
 from .publisher import LivePublisher, LiveView, kernel_dispatch
@@ -25,4 +25,5 @@ __all__ = [
     "TimelineView",
     "kernel_dispatch",
     "metric_figure",
+    "promql_figure",
 ]

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 
+from probebook.errors import one_line
+from probebook.protocol.kinds import ENDED
 from probebook.session import Investigation
 
 from .render import node_text
@@ -22,7 +24,6 @@ from .render import node_text
 __all__ = ["ProbeBoard", "ProbeRow"]
 
 _RATE_WINDOW = 5.0  # seconds of arrivals behind the rate column
-_FINAL = {"removed", "expired", "disabled", "error"}
 
 
 @dataclass(frozen=True)
@@ -149,10 +150,10 @@ class ProbeBoard:
                 problem = errors.get(rec.service, "")
                 out.append(ProbeRow(
                     alias=rec.alias, service=rec.service, kind=rec.kind, where=rec.where, status=status,
-                    health=("down: " + " ".join(problem.split())[:160]) if problem else "ok",
+                    health=("down: " + one_line(problem, 160)) if problem else "ok",
                     hits=max(seen.events, polled.hits if polled else 0),
                     rate=_rate(seen.arrivals, seen.first, now),
-                    expires_at=polled.expires_at if polled and status not in _FINAL else 0.0,
+                    expires_at=polled.expires_at if polled and status not in ENDED else 0.0,
                     last=_last_value(seen.last), reason=reason))
         return out
 

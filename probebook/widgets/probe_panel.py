@@ -14,6 +14,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import polars as pl
 
+from probebook.errors import ProbebookError, one_line
+from probebook.protocol.kinds import ACTIVE, Status
+
 from .base import HtmlPanel
 from .probe_board import ProbeBoard, ProbeRow
 from .publisher import LiveView
@@ -21,7 +24,7 @@ from .render import badge, esc, fmt_seconds, panel, table
 
 __all__ = ["ProbePanel"]
 
-_LIVE = {"placed", "installed", "emitting", "pending"}
+_LIVE = ACTIVE | {Status.PENDING, "placed"}  # "placed": asked for, no word from the agent yet
 _HEADERS = ["probe", "kind", "where", "status", "health", "hits", "rate", "TTL", "last value", ""]
 
 
@@ -69,8 +72,8 @@ class ProbePanel(HtmlPanel, LiveView):
             try:
                 fn(alias)
                 self.notice = ""
-            except Exception as exc:  # shown where the click was; the kernel is not disturbed
-                self.notice = f"{name} {alias}: " + " ".join(str(exc).split())[:300]
+            except ProbebookError as exc:  # shown where the click was; the kernel is not disturbed
+                self.notice = f"{name} {alias}: " + one_line(exc, 300)
             self._poke()
         return run
 

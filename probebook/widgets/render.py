@@ -15,6 +15,8 @@ import html
 import json
 from typing import Any, Iterable, List, Mapping, Optional, Sequence
 
+from probebook.protocol.capture_tree import children, cut, has_value, size
+
 __all__ = ["CSS", "esc", "table", "badge", "node_text", "node_html", "fmt_seconds", "panel", "json_text"]
 
 CSS = """
@@ -77,27 +79,15 @@ def fmt_seconds(seconds: float) -> str:
 
 
 # ---------------------------------------------------------------------- captured values
-def _marker(node: Mapping[str, Any]) -> str:
-    """What a cut node says about itself: redacted, depth, cycle, limit, error, truncated."""
-    parts = []
-    if node.get("not_captured"):
-        why = str(node["not_captured"])
-        if why == "error" and node.get("error"):
-            why = f"error: {node['error']}"
-        parts.append(why)
-    if node.get("truncated"):
-        parts.append("truncated")
-    return ", ".join(parts)
-
-
+# the nodes are read through `probebook.protocol.capture_tree`; only the markup is here
 def node_text(node: Any, limit: int = 80) -> str:
     """One short line for a captured value (docs/capture.md node format)."""
     if not isinstance(node, Mapping):
         return str(node)[:limit]
     kind = str(node.get("type", "?"))
     if node.get("not_captured") and "size" not in node:
-        return f"<{_marker(node)}>"
-    if "value" in node and "entries" not in node and "elements" not in node:
+        return f"<{cut(node)}>"
+    if has_value(node):
         value = node["value"]
         text = repr(value) if isinstance(value, str) and kind == "str" else str(value)
         if node.get("enum"):
@@ -106,24 +96,12 @@ def node_text(node: Any, limit: int = 80) -> str:
         return text + (" (truncated)" if node.get("truncated") else "")
     if "summary" in node:
         return f"<{kind} {node['summary']}>"
-    size = node.get("size")
-    if size is None:
-        size = len(node.get("elements") or node.get("entries") or node.get("fields") or ())
-    mark = _marker(node)
-    return f"{kind}[{size}]" + (f" ({mark})" if mark else "")
+    mark = cut(node)
+    return f"{kind}[{size(node)}]" + (f" ({mark})" if mark else "")
 
 
-def _children(node: Mapping[str, Any]) -> List[tuple]:
-    if "elements" in node:
-        return [(f"[{i}]", child) for i, child in enumerate(node["elements"])]
-    if "entries" in node:
-        return [(node_text(k, 40), v) for k, v in node["entries"]]
-    out = []
-    if isinstance(node.get("args"), Mapping):
-        out.append(("args", node["args"]))
-    if isinstance(node.get("fields"), Mapping):
-        out.extend(node["fields"].items())
-    return out
+def _key_text(key: Any) -> str:
+    return node_text(key, 40)
 
 
 def node_html(name: str, node: Any, open_levels: int = 1) -> str:
@@ -132,9 +110,9 @@ def node_html(name: str, node: Any, open_levels: int = 1) -> str:
     if not isinstance(node, Mapping):
         return f"<li>{label} = {esc(node)}</li>"
     kind = esc(node.get("type", "?"))
-    mark = _marker(node)
+    mark = cut(node)
     mark_html = f' <span class="pb-mark">{esc(mark)}</span>' if mark else ""
-    kids = _children(node)
+    kids = children(node, _key_text)
     if not kids:
         return f'<li>{label}: <span class="pb-note">{kind}</span> = {esc(node_text(node, 200))}{mark_html}</li>'
     inner = "".join(node_html(k, v, open_levels - 1) for k, v in kids)

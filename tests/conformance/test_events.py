@@ -7,7 +7,8 @@ import shapes
 from conftest import events, where
 
 from probebook.agent import Agent, AgentLimits
-from probebook.agent.events import EventBuffer, StatusEvent
+from probebook.agent.events import EventBuffer
+from probebook.protocol.events import StatusEvent
 
 
 def test_ring_numbers_evicts_and_counts_exactly():

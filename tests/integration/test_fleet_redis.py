@@ -7,8 +7,8 @@ import time
 import pytest
 from fleet_support import assert_contiguous, read_until, wait_for
 
-from probebook.agent.control.broker import FleetKeys, new_command_id, sign_command
-from probebook.agent.control.resp import RedisClient
+from probebook.protocol.fleet import FleetKeys, new_command_id, sign_command
+from probebook.protocol.resp import RedisClient
 from probebook.connectors import FleetEmpty, RedisFleet
 from probebook.lab.local_fleet import LocalFleet
 from probebook.lab.redis_server import RedisServer

@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from probebook.agent.errors import SpecError
+from probebook.errors import SpecError
 from probebook.lab import minishop
 from probebook.lab.procs import free_port
 from probebook.session import Investigation, SessionError

@@ -29,5 +29,5 @@ def lab_processes(state_dir: str) -> List[str]:
 
 
 def lab_cli(*args: str, env: Optional[Dict[str, str]] = None) -> "subprocess.CompletedProcess[str]":
-    return subprocess.run([sys.executable, "-m", "probebook.lab.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "probebook.cli", "lab", *args], capture_output=True, text=True,
                           timeout=120, env=env)

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from labtools import lab_cli, lab_processes
-from probebook.lab.errors import LabError
+from probebook.errors import LabError
 from probebook.lab.runner import Lab, LabOptions
 from probebook.lab.scenarios import find_scenario
 from probebook.lab.verify import matching

@@ -10,6 +10,7 @@ from IPython.core.error import UsageError
 from notebook_support import wait_for
 
 from probebook import kernel_ext
+from probebook.errors import SessionError
 from probebook.kernel_ext import KernelSession, Probebook
 from probebook.lab.sample import SampleService, where
 
@@ -203,6 +204,8 @@ def test_config_traits_and_the_shared_investigation(sample, run, shell, tmp_path
     assert KernelSession(config=Probebook()).evidence_path() == str(tmp_path / "incident.evidence.duckdb")
     monkeypatch.setenv("PROBEBOOK_EVIDENCE", ":memory:")
     assert KernelSession(config=Probebook()).evidence_path() == ":memory:"
+    with pytest.raises(SessionError, match=r"^cannot open the evidence file .*: IO Error: .*; choose another with"):
+        KernelSession(config=Probebook(evidence_path=str(tmp_path))).investigation()  # a folder
 
 
 def test_extend_and_remove_buttons(sample, run, shell):

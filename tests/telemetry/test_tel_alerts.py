@@ -13,7 +13,7 @@ import time
 import pytest
 
 from probebook.connectors.alertmanager import AlertBook, AlertmanagerClient, AlertReceiver, parse_webhook
-from probebook.connectors.source_errors import SourceUnreachable
+from probebook.errors import SourceUnreachable
 from telemetry_support import wait_for
 
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from probebook.connectors.changes import GitHistory, classify_paths, read_change_log
-from probebook.connectors.source_errors import TelemetryInputError
+from probebook.errors import TelemetryInputError
 from probebook.lab.changes import ChangeLog
 
 NOW = time.time()

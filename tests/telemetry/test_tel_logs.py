@@ -13,7 +13,7 @@ import tracemalloc
 import pytest
 
 from probebook.connectors.logs import LogFilter, LokiClient, read_log_files
-from probebook.connectors.source_errors import QueryRejected, TelemetryInputError
+from probebook.errors import QueryRejected, TelemetryInputError
 from telemetry_support import loki_server
 
 T0 = 1_714_557_600.0

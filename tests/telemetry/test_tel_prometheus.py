@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from probebook.connectors.prometheus import PrometheusClient
-from probebook.connectors.source_errors import QueryRejected, SourceTimeout, SourceUnreachable, TelemetryInputError
+from probebook.errors import QueryRejected, SourceTimeout, SourceUnreachable, TelemetryInputError
 from telemetry_support import start_prometheus, wait_for
 
 

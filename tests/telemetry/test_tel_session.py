@@ -15,12 +15,14 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
-from probebook.connectors.source_errors import QueryRejected, SourceUnreachable, TelemetryInputError
+from probebook.errors import LabError, QueryRejected, SourceUnreachable, TelemetryInputError
 from probebook.evidence import EvidenceStore
 from probebook.kernel_ext.telemetry import register_telemetry_magics
 from probebook.lab.changes import ChangeLog
+from probebook.lab.endpoints import lab_endpoints, use_lab
 from probebook.session import Investigation
-from probebook.session.telemetry import PartialResultWarning, Telemetry, TelemetryMixin, TelemetrySources, promql_figure
+from probebook.session.telemetry import PartialResultWarning, Telemetry, TelemetrySources
+from probebook.widgets.plots import promql_figure
 from telemetry_support import loki_server, wait_for
 
 T0 = time.time() - 30
@@ -124,8 +126,8 @@ def test_failed_fetches_lose_nothing_already_stored(tel):
     with pytest.raises(SourceUnreachable, match="not reachable"):
         tel.promql("queue_depth")
     assert tel.store.count("metric_series") == stored
-    with pytest.raises(TelemetryInputError, match="unknown telemetry setting 'promethues'"):
-        tel.configure(promethues="http://x:1")
+    with pytest.raises(TypeError, match="promethues"):
+        tel.configure(promethues="http://x:1")  # type: ignore[call-arg]
     with pytest.raises(TelemetryInputError, match="expected http://HOST:PORT"):
         tel.configure(alertmanager="am:9093")
     with pytest.raises(TelemetryInputError, match="step needs a range"):
@@ -188,21 +190,34 @@ def test_sources_from_a_lab_manifest_and_the_environment(tmp_path):
                 "monitoring": {"prometheus": "http://127.0.0.1:9090", "alertmanager": None}}
     (tmp_path / "lab.json").write_text(json.dumps(manifest))
     env = {"PROBEBOOK_ALERTMANAGER_URL": "http://127.0.0.1:9093", "PROBEBOOK_GIT_PATHS": "orders=svc/orders"}
-    sources = TelemetrySources.from_env(env).with_lab(str(tmp_path)).checked()
-    assert (sources.prometheus, sources.alertmanager) == ("http://127.0.0.1:9090", "http://127.0.0.1:9093")
-    assert sources.log_files("orders") == [manifest["services"]["orders"]["log"]] and sources.log_files("bank") == []
-    assert sources.change_logs == [manifest["changes"]] and sources.git_paths == {"orders": "svc/orders"}
-    with pytest.raises(TelemetryInputError, match="no lab in .*python -m probebook.lab.cli up"):
-        TelemetrySources().with_lab(str(tmp_path / "empty"))
+    store = EvidenceStore(":memory:")
+    tel = Telemetry(store, TelemetrySources.from_env(env))
+    try:
+        sources = use_lab(tel, str(tmp_path))
+        assert tel.sources == sources
+        assert (sources.prometheus, sources.alertmanager) == ("http://127.0.0.1:9090", "http://127.0.0.1:9093")
+        assert sources.log_files("orders") == [manifest["services"]["orders"]["log"]]
+        assert sources.log_files("bank") == []
+        assert sources.change_logs == [manifest["changes"]] and sources.git_paths == {"orders": "svc/orders"}
+        assert tel.configure(prometheus="http://127.0.0.1:9091").prometheus == "http://127.0.0.1:9091"  # set wins
+        assert tel.configure(prometheus="").prometheus is None and tel.sources.alertmanager  # "" clears one
+    finally:
+        tel.close()
+        store.close()
+    with pytest.raises(LabError, match="no lab in .*probebook lab up"):
+        lab_endpoints(str(tmp_path / "empty"))
     with pytest.raises(TelemetryInputError, match="PROBEBOOK_GIT_PATHS: expected SERVICE=VALUE"):
         TelemetrySources.from_env({"PROBEBOOK_GIT_PATHS": "orders"})
 
 
-def test_an_investigation_gets_telemetry_through_the_mixin(monitoring):
+def test_an_investigation_has_one_telemetry_over_its_store(monitoring):
     inv = Investigation(":memory:")
     try:
-        tel = TelemetryMixin.telemetry.fget(inv)
-        assert TelemetryMixin.telemetry.fget(inv) is tel and tel.store is inv.store
+        tel = inv.telemetry
+        assert inv.telemetry is tel and tel.store is inv.store
+        tel.configure(prometheus=monitoring.prometheus.url)
+        assert inv.telemetry.promql("queue_depth").height > 0
+        assert inv.sql("SELECT count(*) AS n FROM metric_series")["n"][0] > 0  # in the investigation's evidence
     finally:
         inv.close()
 
@@ -220,11 +235,10 @@ def shell(monitoring, tmp_path):
     log = tmp_path / "orders.jsonl"
     log.write_text(json.dumps({"ts": time.time(), "level": "error", "service": "orders", "msg": "boom"}) + "\n")
     ip.run_line_magic("telemetry", f"prometheus={monitoring.prometheus.url} alertmanager={monitoring.alertmanager.url}")
-    TelemetryMixin.telemetry.fget(inv).configure(log_paths={"orders": [str(log)]})
+    inv.telemetry.configure(log_paths={"orders": [str(log)]})
     renderer, pio.renderers.default = pio.renderers.default, "plotly_mimetype"
     yield ip
     pio.renderers.default = renderer
-    TelemetryMixin.close_telemetry(inv)
     inv.close()
 
 
@@ -243,6 +257,19 @@ def test_magics_show_data_and_bind_frames(shell):
     assert "prometheus: http://127.0.0.1:" in out.stdout
 
 
+def test_telemetry_magic_adds_a_running_labs_sources(shell, tmp_path):
+    state = tmp_path / "lab"
+    state.mkdir()
+    (state / "lab.json").write_text(json.dumps({
+        "services": {"orders": {"log": str(state / "orders.jsonl")}}, "changes": str(state / "changes.jsonl"),
+        "monitoring": {"prometheus": "http://127.0.0.1:9099", "alertmanager": None}}))
+    with capture_output() as out:
+        shell.run_line_magic("telemetry", f"--lab {state}")
+    assert "prometheus: http://127.0.0.1:9099" in out.stdout  # the lab's, over the one set before
+    assert "alertmanager: http://127.0.0.1:" in out.stdout  # kept: this lab has none
+    assert str(state / "changes.jsonl") in out.stdout and str(state / "orders.jsonl") in out.stdout
+
+
 @pytest.mark.parametrize("magic,line,words", [
     ("promql", "", "%promql: no query"),
     ("promql", "--window 5m up", "unknown option --window"),
@@ -257,6 +284,7 @@ def test_magics_show_data_and_bind_frames(shell):
     ("alerts", "--recent whenever", "recent: expected a duration"),
     ("telemetry", "promethus=http://x:1", "expected prometheus="),
     ("telemetry", "loki=nowhere", "Loki URL: expected http://HOST:PORT"),
+    ("telemetry", "--lab /nonexistent/probebook-lab", "no lab in /nonexistent/probebook-lab"),
 ])
 def test_magic_mistakes_are_one_line_usage_errors(shell, magic, line, words):
     with pytest.raises(UsageError) as err:
@@ -293,3 +321,7 @@ def test_probebook_alerts_listen_prints_alerts_and_stores_them(tmp_path):
                          capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and bad.stderr.strip() == \
         "probebook alerts listen: error: --port must be from 0 to 65535, got 70000"
+    folder = subprocess.run([sys.executable, "-m", "probebook.cli", "alerts", "listen", "--port", "0",
+                             "--evidence", str(tmp_path)], capture_output=True, text=True, timeout=30)
+    assert folder.returncode == 2 and folder.stderr.count("\n") == 1 and \
+        folder.stderr.startswith(f"probebook alerts listen: error: cannot open {tmp_path}: IO Error")

@@ -12,8 +12,9 @@ import uuid
 
 import pytest
 
-from probebook.agent.capture.values import CaptureLimits, capture_locals, capture_stack, capture_value, safe_repr
-from probebook.agent.errors import SpecError
+from probebook.agent.capture.safe_repr import safe_repr
+from probebook.agent.capture.values import CaptureLimits, capture_locals, capture_stack, capture_value
+from probebook.errors import SpecError
 from probebook.agent.capture.redaction import Redactor
 
 LIMITS = CaptureLimits()

@@ -14,8 +14,9 @@ import probebook.agent
 # one backend per interpreter family: bytecode injection and code swap (<= 3.11), sys.monitoring (>= 3.12)
 _OTHER_BACKEND = ({"probebook.agent.instrument.inject", "probebook.agent.instrument.codeswap"} if sys.version_info >= (3, 12)
                   else {"probebook.agent.instrument.monitor"})
-MODULES = [m.name for m in pkgutil.iter_modules(probebook.agent.__path__, "probebook.agent.")
-           if not m.ispkg and m.name not in _OTHER_BACKEND]
+# every module of the agent's subpackages too; _boot's sitecustomize starts an agent when imported
+MODULES = [m.name for m in pkgutil.walk_packages(probebook.agent.__path__, "probebook.agent.")
+           if not m.ispkg and m.name not in _OTHER_BACKEND and not m.name.startswith("probebook.agent._boot.")]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -14,8 +14,9 @@ import types
 
 import pytest
 
-from probebook.agent.errors import EvaluationError, ExpressionError
-from probebook.agent.expr.expressions import Expression, Template, compile_expression, compile_template
+from probebook.errors import EvaluationError, ExpressionError
+from probebook.agent.expr.expressions import Expression, compile_expression
+from probebook.agent.expr.template import Template, compile_template
 
 CALLS: list = []  # every user dunder, property or hook below appends here before failing loudly
 

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from probebook.agent.errors import SpecError
+from probebook.errors import SpecError
 from probebook.agent.capture.redaction import (
     DEFAULT_IDENTIFIERS,
     RedactionConfig,

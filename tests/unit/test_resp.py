@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from probebook.agent.control.resp import (
+from probebook.protocol.resp import (
     RedisClient,
     RedisConnectionError,
     RedisReplyError,

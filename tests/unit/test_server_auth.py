@@ -7,7 +7,9 @@ import stat
 
 import pytest
 
-from probebook.agent.control.auth import FailedAuthLimiter, TokenFileError, Tokens, write_token_file
+from probebook.agent.control.auth import FailedAuthLimiter
+from probebook.protocol.tokens import Tokens, write_token_file
+from probebook.errors import TokenFileError
 
 
 def test_token_file_names_and_secrets(tmp_path):

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from probebook.agent.errors import LocationError
-from probebook.agent.source import MAX_LINES, SourceNotFound, loaded_modules, read_source
+from probebook.agent.source import MAX_LINES, loaded_modules, read_source
+from probebook.errors import LocationError, SourceNotFound
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, List, Optional, Pattern, Tuple
 
-from ..errors import SpecError
+from probebook.errors import SpecError
 
 __all__ = [
     "CARD_NUMBER_PATTERN",

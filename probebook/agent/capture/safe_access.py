@@ -14,7 +14,7 @@ an instance `__dict__` (through the C-level getset descriptor, never a user over
 >>> safe_getattr(P(), "boom")
 Traceback (most recent call last):
 ...
-probebook.agent.capture.safe_access.UnsafeAccess: 'boom' of P is a property or descriptor; probes do not run user code
+probebook.errors.UnsafeAccess: 'boom' of P is a property or descriptor; probes do not run user code
 """
 
 from __future__ import annotations
@@ -22,13 +22,9 @@ from __future__ import annotations
 import types
 from typing import Any, Iterator, Optional, Tuple
 
-from ..errors import ProbebookError
+from probebook.errors import UnsafeAccess
 
-__all__ = ["UnsafeAccess", "MISSING", "safe_getattr", "instance_dict", "slot_names", "iter_fields", "type_name"]
-
-
-class UnsafeAccess(ProbebookError, AttributeError):
-    """Reading the attribute would run user code, or it does not exist."""
+__all__ = ["MISSING", "safe_getattr", "instance_dict", "slot_names", "iter_fields", "type_name"]
 
 
 class _Missing:

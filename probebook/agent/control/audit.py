@@ -33,7 +33,9 @@ try:  # Unix: lets worker processes share one chain
 except ImportError:  # pragma: no cover - Windows: one process per file
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["AuditEntry", "AuditLog", "VerifyResult", "GENESIS", "canonical_json", "entry_hash", "verify"]
+from probebook.protocol.fleet import canonical_json
+
+__all__ = ["AuditEntry", "AuditLog", "VerifyResult", "GENESIS", "entry_hash", "verify"]
 
 GENESIS = "0" * 64
 _FIELDS = ("seq", "ts", "who", "action", "target", "result", "prev", "hash")
@@ -62,11 +64,6 @@ class VerifyResult:
     first_bad_seq: Optional[int]
     reason: str
     entries: int = 0
-
-
-def canonical_json(value: Any) -> str:
-    """Sorted keys, no spaces, UTF-8 kept: the bytes the audit chain hashes and fleet commands sign."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def entry_hash(fields: Dict[str, Any]) -> str:

@@ -2,15 +2,9 @@
 
 With ``--broker redis://HOST:PORT`` every agent of a service registers in a hash, listens on one
 command channel, answers on a replies stream and copies its events to an events stream (key
-names in `FleetKeys`). Redis is transport, not the trust boundary: a command runs only when its
-``sig`` is an HMAC made with the secret of the token it names, so anyone who can write to Redis
-still cannot place a probe.
-
->>> args = {"where": "shop/cart.py:42", "kind": "log", "template": "hit"}
->>> sign_command("s3cret", "1700000000000-ab", "add_probe", args)[:16]
-'e7f0e5e254e9294d'
->>> FleetKeys.for_service("shop").events
-'probebook:shop:events'
+names in `probebook.protocol.fleet.FleetKeys`). Redis is transport, not the trust boundary: a command
+runs only when its ``sig`` is an HMAC made with the secret of the token it names
+(`probebook.protocol.fleet.sign_command`), so anyone who can write to Redis still cannot place a probe.
 
 Nothing here raises into the host: each thread catches, records `last_error`, backs off and
 goes on.
@@ -18,64 +12,25 @@ goes on.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
-import os
 import queue
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from .audit import canonical_json
+from probebook.errors import RedisReplyError
+from probebook.protocol.fleet import (BROKER_OPS, COMMAND_MAX_AGE_S, HEARTBEAT_S, STALE_AFTER_S, FleetKeys,
+                                      sign_command)
+from probebook.protocol.resp import Backoff, RedisClient, Subscriber
+
 from ..limits import RateLimiter
-from .resp import Backoff, RedisClient, RedisReplyError, Subscriber
 
-__all__ = [
-    "BROKER_OPS",
-    "BrokerLink",
-    "FleetKeys",
-    "HEARTBEAT_S",
-    "STALE_AFTER_S",
-    "canonical_json",
-    "new_command_id",
-    "sign_command",
-]
+__all__ = ["BrokerLink"]
 
-BROKER_OPS = ("add_probe", "remove_probe", "remove_all", "list_probes", "health", "set_redaction", "set_limits")
-HEARTBEAT_S = 2.0
-STALE_AFTER_S = 10.0
-COMMAND_MAX_AGE_S = 300.0  # a signed command older than this (or as far in the future) is a replay
 _SEEN_IDS = 50_000
 _EVENT_BATCH = 500
-
-
-@dataclass(frozen=True)
-class FleetKeys:
-    """The Redis keys of one service (docs/protocol.md, "Fleets through Redis")."""
-
-    instances: str
-    commands: str
-    replies: str
-    events: str
-
-    @classmethod
-    def for_service(cls, service: str) -> "FleetKeys":
-        base = f"probebook:{service}"
-        return cls(f"{base}:instances", f"{base}:commands", f"{base}:replies", f"{base}:events")
-
-
-def sign_command(secret: str, command_id: str, op: str, args: Mapping[str, Any]) -> str:
-    """hex(hmac_sha256(secret, id + "\\n" + op + "\\n" + canonical JSON of args))."""
-    message = f"{command_id}\n{op}\n{canonical_json(args)}".encode("utf-8")
-    return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
-
-
-def new_command_id() -> str:
-    """``<unix ms>-<random hex>``: the time lets agents refuse old commands replayed later."""
-    return f"{int(time.time() * 1000)}-{os.urandom(8).hex()}"
 
 
 class _Refused(Exception):

@@ -24,10 +24,11 @@ import threading
 from dataclasses import asdict
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
+from probebook.errors import ProbebookError, SpecError
+
 from ... import __version__
 from .audit import AuditLog
 from ..engine import Agent
-from ..errors import ProbebookError, SpecError
 from ..source import loaded_modules, read_source
 
 __all__ = ["ControlAPI", "OPS", "MUTATING_OPS", "Answer"]

@@ -19,7 +19,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .auth import FailedAuthLimiter, Tokens
+from probebook.protocol.tokens import Tokens
+
+from .auth import FailedAuthLimiter
 from .control import ControlAPI
 
 __all__ = ["AgentHTTPServer", "MAX_BODY", "ROUTES"]

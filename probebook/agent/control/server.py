@@ -18,21 +18,19 @@ import threading
 import time
 from typing import Any, Callable, Dict, Optional
 
-from .auth import FailedAuthLimiter, Tokens
+from probebook.errors import ServerError
+from probebook.protocol.tokens import Tokens
+
+from .auth import FailedAuthLimiter
 from .control import ControlAPI
-from ..errors import ProbebookError
 from .httpd import MAX_BODY, ROUTES, AgentHTTPServer
 
-__all__ = ["AgentServer", "ServerError", "MAX_BODY", "ROUTES", "DEFAULT_READ_TIMEOUT"]
+__all__ = ["AgentServer", "MAX_BODY", "ROUTES", "DEFAULT_READ_TIMEOUT"]
 
 DEFAULT_READ_TIMEOUT = 10.0
 _CHECK_EVERY = 0.5
 _PROBE_EVERY = 5.0  # connect to ourselves this often to catch a wedged or stolen socket
 _MOVE_AFTER = 5  # failed rebinds of an ephemeral port before taking a new one
-
-
-class ServerError(ProbebookError, OSError):
-    """The server could not start (address in use, bad certificate...)."""
 
 
 class AgentServer:

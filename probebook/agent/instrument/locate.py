@@ -8,10 +8,11 @@ Two forms:
 
 Code objects are found by walking what a module holds (functions, classes, static/class methods,
 properties, decorator wrappers through ``__wrapped__`` and closure cells) and then every nested
-code object in their constants, so closures not yet created are covered too.
+code object in their constants, so closures not yet created are covered too. Parsing a `where`
+is the protocol's (`probebook.protocol.spec.parse_where`); this module finds what a parsed one names.
 
->>> parse_where("app/orders.py:42")
-Where(file='app/orders.py', line=42, module=None, qualname=None)
+>>> parameter_names((lambda a, *rest, k=1: a).__code__)
+('a', 'k', 'rest')
 """
 
 from __future__ import annotations
@@ -24,49 +25,14 @@ from dataclasses import dataclass, field
 from types import CodeType, FunctionType, ModuleType
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from ..errors import LocationError
+from probebook.errors import LocationError
 
-__all__ = ["Where", "parse_where", "ModuleCode", "modules_for_file", "module_by_name", "code_line_numbers",
+__all__ = ["ModuleCode", "modules_for_file", "module_by_name", "code_line_numbers",
            "parameter_names", "code_name", "PROLOGUE_OPS"]
 
 # Instructions that set a frame up: no line of user code is made of them alone, and nothing may be
 # injected before or among them.
 PROLOGUE_OPS = frozenset({"RESUME", "RETURN_GENERATOR", "GEN_START", "MAKE_CELL", "COPY_FREE_VARS", "NOP"})
-
-
-@dataclass(frozen=True)
-class Where:
-    """A parsed location: a file line, or a module function."""
-
-    file: Optional[str] = None
-    line: Optional[int] = None
-    module: Optional[str] = None
-    qualname: Optional[str] = None
-
-    @property
-    def is_line(self) -> bool:
-        return self.file is not None
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}" if self.is_line else f"{self.module}:{self.qualname}"
-
-
-def parse_where(text: object) -> Where:
-    """Parse ``file.py:LINE`` or ``package.module:Qual.name``; raise `LocationError` otherwise."""
-    usage = "where: expected 'path/to/file.py:LINE' or 'package.module:Qualified.name'"
-    if not isinstance(text, str) or ":" not in text:
-        raise LocationError(f"{usage}, got {text!r}")
-    left, _, right = text.strip().rpartition(":")
-    if not left or not right:
-        raise LocationError(f"{usage}, got {text!r}")
-    if left.endswith(".py"):
-        if not right.isdigit() or int(right) < 1:
-            raise LocationError(f"where: line must be a positive whole number, got {right!r} in {text!r}")
-        return Where(file=left.replace("\\", "/"), line=int(right))
-    parts = left.split(".") + right.split(".")
-    if not all(p.isidentifier() or p == "<locals>" for p in parts):
-        raise LocationError(f"{usage}, got {text!r}")
-    return Where(module=left, qualname=right)
 
 
 def code_line_numbers(code: CodeType) -> List[int]:

@@ -17,7 +17,7 @@ import threading
 from types import CodeType
 from typing import Any, Dict, Optional
 
-from ..errors import ProbebookError
+from probebook.errors import ProbebookError
 from .hookset import HookSet
 from .locate import PROLOGUE_OPS
 

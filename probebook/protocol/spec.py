@@ -1,4 +1,5 @@
-"""The probe-spec format: what users write in files, notebooks and HTTP requests.
+"""The probe-spec format: what users write in files, notebooks and HTTP requests, and `where`
+parsed (`parse_where`); finding the code a `where` names is the agent's.
 
 >>> spec = ProbeSpec.from_dict({"kind": "log", "where": "shop/cart.py:42",
 ...                             "template": "total={cart.total}", "ttl": "5m"})
@@ -7,7 +8,7 @@
 >>> ProbeSpec.from_dict({"kind": "log", "where": "a.py:1", "template": "x", "ttl": "banana"})
 Traceback (most recent call last):
 ...
-probebook.agent.errors.SpecError: ttl: expected a duration such as 30s, 15m, 1h or a number of seconds, got 'banana'
+probebook.errors.SpecError: ttl: expected a duration such as 30s, 15m, 1h or a number of seconds, got 'banana'
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from .errors import SpecError
+from probebook.errors import LocationError, SpecError
 
-__all__ = ["KINDS", "METRIC_TYPES", "FUNCTION_KINDS", "MetricSpec", "ProbeSpec", "parse_duration", "parse_rate"]
+from .kinds import FUNCTION_KINDS, KINDS, METRIC_TYPES
 
-KINDS = ("log", "snapshot", "metric", "span", "exception")
-METRIC_TYPES = ("count", "gauge", "histogram", "duration")
-FUNCTION_KINDS = ("span", "exception")  # always placed on a whole function
+__all__ = ["KINDS", "METRIC_TYPES", "FUNCTION_KINDS", "MetricSpec", "ProbeSpec", "Where", "parse_duration",
+           "parse_rate", "parse_where"]
+
 _KEYS = ("id", "kind", "where", "when", "template", "capture", "metric", "ttl", "rate", "max_hits", "limits", "name")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -31,8 +32,53 @@ _RATE_UNITS = {None: 1.0, "s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min":
                "h": 3600.0, "hour": 3600.0}
 
 
+@dataclass(frozen=True)
+class Where:
+    """A parsed location: a file line, or a module function."""
+
+    file: Optional[str] = None
+    line: Optional[int] = None
+    module: Optional[str] = None
+    qualname: Optional[str] = None
+
+    @property
+    def is_line(self) -> bool:
+        return self.file is not None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}" if self.is_line else f"{self.module}:{self.qualname}"
+
+
+def parse_where(text: object) -> Where:
+    """Parse ``file.py:LINE`` or ``package.module:Qual.name``; raise `LocationError` otherwise.
+
+    >>> parse_where("app/orders.py:42")
+    Where(file='app/orders.py', line=42, module=None, qualname=None)
+    >>> str(parse_where("shop.cart:Cart.total"))
+    'shop.cart:Cart.total'
+    """
+    usage = "where: expected 'path/to/file.py:LINE' or 'package.module:Qualified.name'"
+    if not isinstance(text, str) or ":" not in text:
+        raise LocationError(f"{usage}, got {text!r}")
+    left, _, right = text.strip().rpartition(":")
+    if not left or not right:
+        raise LocationError(f"{usage}, got {text!r}")
+    if left.endswith(".py"):
+        if not right.isdigit() or int(right) < 1:
+            raise LocationError(f"where: line must be a positive whole number, got {right!r} in {text!r}")
+        return Where(file=left.replace("\\", "/"), line=int(right))
+    parts = left.split(".") + right.split(".")
+    if not all(p.isidentifier() or p == "<locals>" for p in parts):
+        raise LocationError(f"{usage}, got {text!r}")
+    return Where(module=left, qualname=right)
+
+
 def parse_duration(value: Any, field_name: str = "ttl") -> float:
-    """Seconds from ``30``, ``"30s"``, ``"500ms"``, ``"15m"``, ``"1h"``, ``"1d"``."""
+    """Seconds from ``30``, ``"30s"``, ``"500ms"``, ``"15m"``, ``"1h"``, ``"1d"``.
+
+    >>> parse_duration("500ms"), parse_duration("15m")
+    (0.5, 900.0)
+    """
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
         return float(value)
     m = _DURATION.match(value) if isinstance(value, str) else None
@@ -45,7 +91,11 @@ def parse_duration(value: Any, field_name: str = "ttl") -> float:
 
 
 def parse_rate(value: Any, field_name: str = "rate") -> float:
-    """Events per second from ``5``, ``"5/s"``, ``"10/m"``, ``"60/h"``."""
+    """Events per second from ``5``, ``"5/s"``, ``"10/m"``, ``"60/h"``.
+
+    >>> parse_rate("60/m")
+    1.0
+    """
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
         return float(value)
     m = _RATE.match(value) if isinstance(value, str) else None

@@ -18,17 +18,17 @@ import threading
 from dataclasses import asdict
 from typing import Any, List
 
-from .alertmanager import MAX_BODY, Alert, AlertReceiver
-from .source_errors import TelemetryInputError
+from probebook.connectors.alertmanager import MAX_BODY, Alert, AlertReceiver
+from probebook.errors import EvidenceError, TelemetryInputError, one_line
+
+from .usage import Subparsers, add_group, usage_error
 
 __all__ = ["register"]
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    alerts = sub.add_parser("alerts", help="receive alerts from Alertmanager")
-    alerts_sub = alerts.add_subparsers(dest="alerts_command", metavar="{listen}", parser_class=type(alerts))
-    alerts_sub.required = True
-    listen = alerts_sub.add_parser(
+def register(sub: Subparsers) -> None:
+    commands = add_group(sub, "alerts", "receive alerts from Alertmanager", "{listen}")
+    listen = commands.add_parser(
         "listen", help="run a webhook receiver for Alertmanager on 127.0.0.1",
         description="Receive Alertmanager's webhook notifications on 127.0.0.1 and print each new or changed "
                     "alert (de-duplicated by fingerprint).")
@@ -42,20 +42,17 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 def _listen(args: argparse.Namespace) -> int:
     prog = "probebook alerts listen"
     if not 0 <= args.port <= 65535:
-        print(f"{prog}: error: --port must be from 0 to 65535, got {args.port}", file=sys.stderr)
-        return 2
+        usage_error(prog, f"--port must be from 0 to 65535, got {args.port}")
     if args.max_body < 1024:
-        print(f"{prog}: error: --max-body must be at least 1024 bytes, got {args.max_body}", file=sys.stderr)
-        return 2
+        usage_error(prog, f"--max-body must be at least 1024 bytes, got {args.max_body}")
     store: Any = None
     if args.evidence:
         from probebook.evidence import EvidenceStore
 
         try:
             store = EvidenceStore(args.evidence)
-        except Exception as exc:  # DuckDB: in use by another process, a folder, no permission
-            print(f"{prog}: error: cannot open {args.evidence}: {' '.join(str(exc).split())[:200]}", file=sys.stderr)
-            return 2
+        except EvidenceError as exc:  # in use by another process, a folder, no permission
+            usage_error(prog, f"cannot open {args.evidence}: {one_line(exc, 200)}")
     out_lock = threading.Lock()
 
     def on_alerts(alerts: List[Alert]) -> None:
@@ -75,8 +72,9 @@ def _listen(args: argparse.Namespace) -> int:
     try:
         receiver.start()
     except TelemetryInputError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        if store is not None:
+            store.close()
+        usage_error(prog, str(exc))
     print(f"probebook: receiving alerts at {receiver.url} (Ctrl-C stops)", file=sys.stderr, flush=True)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -7,8 +7,8 @@
     probebook lab down
     probebook lab scenarios
 
-`register(subparsers)` adds the group to the `probebook` command; ``python -m probebook.lab.cli``
-runs it alone. Errors are one line on stderr and exit status 1 (2 for bad usage).
+Errors are one line on stderr and exit status 1 (2 for bad usage). The lab's heavy imports happen
+when a command runs, not when the `probebook` command starts.
 """
 
 from __future__ import annotations
@@ -16,24 +16,26 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, List, Optional, Sequence
+from typing import Any, List
 
-from probebook.agent.errors import ProbebookError
+from probebook.errors import ProbebookError
 
-__all__ = ["register", "main"]
+from .usage import Subparsers, add_group
+
+__all__ = ["register"]
 
 
 def _common(p: argparse.ArgumentParser) -> None:
+    p.set_defaults(handler=_run)
     p.add_argument("--state-dir", default=None, help="where the lab keeps its state "
                                                      "(default $PROBEBOOK_LAB_DIR or ~/.local/state/probebook/lab)")
     p.add_argument("--scenarios", action="append", default=[], metavar="DIR",
                    help="another folder of scenario folders (repeatable; also $PROBEBOOK_LAB_SCENARIOS)")
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    lab = sub.add_parser("lab", help="the incident lab: a live shop with reproducible faults")
-    lab_sub = lab.add_subparsers(dest="lab_command", metavar="{up,status,inject,recover,down,scenarios}")
-    lab_sub.required = True
+def register(sub: Subparsers) -> None:
+    lab_sub = add_group(sub, "lab", "the incident lab: a live shop with reproducible faults",
+                        "{up,status,inject,recover,down,scenarios}")
     up = lab_sub.add_parser("up", help="start the shop, its load, Prometheus and Alertmanager")
     _common(up)
     up.add_argument("--scenario", help="inject this scenario once the shop is up")
@@ -51,7 +53,6 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     for name, text in (("recover", "undo the active scenario: back to the baseline"),
                        ("down", "stop everything the lab started"), ("scenarios", "list the scenarios")):
         _common(lab_sub.add_parser(name, help=text))
-    lab.set_defaults(handler=run)
 
 
 def _print_status(status: Any, firing: List[Any], source: str) -> None:
@@ -75,10 +76,10 @@ def _print_status(status: Any, firing: List[Any], source: str) -> None:
         print(f"  {f.name} {{{labels}}}: {f.summary}")
 
 
-def run(args: argparse.Namespace) -> int:
-    from .actions import inject, recover
-    from .runner import Lab, LabOptions, default_state_dir
-    from .scenarios import all_scenarios, find_scenario
+def _run(args: argparse.Namespace) -> int:
+    from probebook.lab.actions import inject, recover
+    from probebook.lab.runner import Lab, LabOptions, default_state_dir
+    from probebook.lab.scenarios import all_scenarios, find_scenario
 
     state = args.state_dir or default_state_dir()
     try:
@@ -127,17 +128,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"probebook lab {args.lab_command}: error: {exc}", file=sys.stderr)
         return 1
     return 2
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] != ["lab"]:  # `python -m probebook.lab.cli up` as well as `... lab up`
-        argv.insert(0, "lab")
-    parser = argparse.ArgumentParser(prog="probebook")
-    register(parser.add_subparsers(dest="group"))
-    args = parser.parse_args(argv)
-    return int(args.handler(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

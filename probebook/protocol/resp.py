@@ -1,6 +1,7 @@
-"""A small Redis client (RESP2 over a socket) for the agent's fleet link; stdlib only.
+"""A small Redis client (RESP2 over a socket), the wire of a fleet: the agent's broker link and the
+notebook's `RedisFleet` both speak through it; stdlib only.
 
-Only what the broker needs: commands and pipelines on a reconnecting `RedisClient`, and a
+Only what a fleet needs: commands and pipelines on a reconnecting `RedisClient`, and a
 `Subscriber` thread that keeps a pub/sub subscription alive across server restarts.
 
 >>> parse_redis_url("redis://:pw@10.0.0.5:6380/2")
@@ -23,14 +24,12 @@ from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 from urllib.parse import unquote, urlsplit
 
-from ..errors import ProbebookError
+from probebook.errors import RedisConnectionError, RedisReplyError
 
 __all__ = [
     "Backoff",
     "RedisAddress",
     "RedisClient",
-    "RedisConnectionError",
-    "RedisReplyError",
     "RespConnection",
     "Subscriber",
     "encode_command",
@@ -38,14 +37,6 @@ __all__ = [
 ]
 
 Arg = Union[str, bytes, int, float]
-
-
-class RedisConnectionError(ProbebookError, ConnectionError):
-    """The server cannot be reached, closed the connection, or did not answer in time."""
-
-
-class RedisReplyError(ProbebookError, RuntimeError):
-    """The server answered a command with an error reply (``-ERR ...``)."""
 
 
 class _Incomplete(Exception):

@@ -1,0 +1,210 @@
+"""What an expression may call: a few builtins and the pure methods of builtin types, each guarded.
+
+`CALLS` holds the builtins by name with their arity and keywords; `VALUES` the builtin names an
+expression may read as values; `METHODS` the whitelisted methods by name and exact receiver type,
+each with the check its arguments must pass first (`value_checks`), so no call runs user code.
+
+>>> CALLS["len"][0]([1, 2]), CALLS["sorted"][0]((3, 1, 2))
+(2, [1, 2, 3])
+>>> call_method("a,b", "split", (",",))
+['a', 'b']
+"""
+
+from __future__ import annotations
+
+import builtins
+import collections
+import sys
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+
+from ..capture.safe_access import MISSING, _lookup_in_mro, type_name
+from .value_checks import (ATOMS, EQ, HASH, KIND, MAX_INT_BITS, ORDER, REPR, STRICT, TEXT, deep, downcast, fail,
+                           inherits_builtin, is_int, iterable, keys_ok, operand, short_repr, truth)
+
+__all__ = ["CALLS", "VALUES", "METHODS", "call_method", "check_text", "isinstance_"]
+
+_MAX_STR_DIGITS = 5_000
+_NUMBERS = {id(int), id(bool), id(float), id(complex)}
+_LEN = TEXT | set(KIND)
+_type_getattribute = type.__getattribute__
+_TYPE_SUBCLASSCHECK = type.__dict__["__subclasscheck__"]
+
+
+def _plain_class(cls: Any) -> bool:
+    """A class whose metaclass keeps type's `__subclasscheck__` (so not ABCs); Enum classes qualify."""
+    meta = type(cls)
+    return meta is type or (_is_class(cls) and _lookup_in_mro(meta, "__subclasscheck__") is _TYPE_SUBCLASSCHECK)
+
+
+def _is_class(x: Any) -> bool:
+    return any(k is type for k in _type_getattribute(type(x), "__mro__"))
+
+
+def isinstance_(value: Any, classes: Any) -> bool:
+    """`isinstance()` for plain classes, read from the exact type (never `value.__class__`)."""
+    for cls in classes if type(classes) is tuple else (classes,):
+        if not _plain_class(cls):
+            why = (f"{_type_getattribute(cls, '__qualname__')} would run its metaclass __subclasscheck__"
+                   if _is_class(cls) else f"{short_repr(cls)} is not a class")
+            raise fail(f"isinstance() needs plain classes; {why}")
+    return issubclass(type(value), classes)  # never isinstance(): it reads value.__class__ through user code
+
+
+def _round(x: Any, ndigits: Any = None) -> Any:
+    x = operand(x, ("__round__",), "round()")
+    if ndigits is None:
+        return round(x)
+    if not is_int(ndigits) or abs(ndigits) > 4000:
+        raise fail("round() ndigits must be an int between -4000 and 4000")
+    return round(x, ndigits)
+
+
+def _int(x: Any, base: Any = MISSING) -> int:
+    x = operand(x, ("__int__", "__index__", "__trunc__"), "int()")
+    dec = sys.modules.get("decimal")
+    if id(type(x)) in TEXT and len(x) > _MAX_STR_DIGITS:
+        raise fail(f"int() of text longer than {_MAX_STR_DIGITS} characters is not allowed")
+    if dec is not None and type(x) is dec.Decimal and x.is_finite() and x.adjusted() > 4 * _MAX_STR_DIGITS:
+        raise fail("int() of this Decimal would be too large")
+    if base is MISSING:
+        return int(x)
+    if not is_int(base):
+        raise fail("int() base must be an int")
+    return int(x, base)
+
+
+def _str(x: Any) -> str:
+    if is_int(x) and int.bit_length(x) > MAX_INT_BITS:
+        raise fail(f"str() of an int over {MAX_INT_BITS} bits is not allowed")
+    deep(x, REPR, "str()")
+    return str(x)
+
+
+def _minmax(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def call(*args: Any, default: Any = MISSING) -> Any:
+        what = f"{fn.__name__}()"
+        if len(args) == 1:
+            deep(iterable(args[0], what), ORDER, what)
+        else:
+            for a in args:
+                deep(a, ORDER, what)
+        return fn(*args) if default is MISSING else fn(*args, default=default)
+    return call
+
+
+def _sorted(x: Any, reverse: Any = False) -> list:
+    deep(iterable(x, "sorted()"), ORDER, "sorted()")
+    return sorted(x, reverse=truth(reverse))
+
+
+def _sum(x: Any, start: Any = 0) -> Any:
+    if id(type(start)) not in _NUMBERS:
+        raise fail("sum() start must be a number")
+    deep(iterable(x, "sum()"), ("__add__", "__radd__"), "sum()")
+    return sum(x, start)
+
+
+def _over(fn: Callable[[Any], Any], dunders: Optional[Sequence[str]]) -> Callable[..., Any]:
+    """fn(iterable) after checking the iterable and, for `dunders`, its items."""
+    def call(x: Any = ()) -> Any:
+        what = f"{fn.__name__}()"
+        iterable(x, what)
+        if dunders:
+            deep(x, dunders, what)
+        return fn(x)
+    return call
+
+
+# name -> (implementation, min args, max args, allowed keywords)
+CALLS: Dict[str, Tuple[Callable[..., Any], int, int, Tuple[str, ...]]] = {
+    "len": (lambda x: len(x if id(type(x)) in _LEN else operand(x, ("__len__",), "len()")), 1, 1, ()),
+    "isinstance": (isinstance_, 2, 2, ()),
+    "type": (type, 1, 1, ()),
+    "bool": (truth, 1, 1, ()),
+    "abs": (lambda x: abs(operand(x, ("__abs__",), "abs()")), 1, 1, ()),
+    "round": (_round, 1, 2, ()),
+    "int": (_int, 1, 2, ()),
+    "float": (lambda x: float(operand(x, ("__float__", "__index__"), "float()")), 1, 1, ()),
+    "str": (_str, 1, 1, ()),
+    "min": (_minmax(min), 1, 64, ("default",)),
+    "max": (_minmax(max), 1, 64, ("default",)),
+    "sorted": (_sorted, 1, 1, ("reverse",)),
+    "sum": (_sum, 1, 2, ()),
+    "any": (_over(any, ("__bool__", "__len__")), 1, 1, ()),
+    "all": (_over(all, ("__bool__", "__len__")), 1, 1, ()),
+    "list": (_over(list, ()), 0, 1, ()),
+    "tuple": (_over(tuple, ()), 0, 1, ()),
+    "set": (_over(set, HASH), 0, 1, ()),
+    "frozenset": (_over(frozenset, HASH), 0, 1, ()),
+}
+# builtin names an expression may read as values: the callables above and types for isinstance()
+VALUES: Dict[str, Any] = {name: getattr(builtins, name) for name in CALLS}
+VALUES.update({t.__name__: t for t in (complex, bytes, bytearray, dict, range)})
+
+
+def check_text(recv: Any, args: tuple) -> None:
+    """The argument check of text methods: builtin values only."""
+    for a in args:
+        if id(type(a)) not in ATOMS:
+            deep(a, STRICT, "method argument")
+
+
+def _check_join(recv: Any, args: tuple) -> None:
+    for a in args:  # items must be builtin too: bytes.join reads any buffer, even a Python __buffer__
+        deep(iterable(a, "join()"), STRICT, "join()")
+
+
+def _check_key(recv: Any, args: tuple) -> None:
+    if args:
+        deep(args[0], HASH, "dict.get()")
+    keys_ok(recv, "dict.get()")
+
+
+def _check_items(recv: Any, args: tuple) -> None:
+    deep(recv, EQ, "method")
+    check_text(recv, args)
+
+
+def _check_sets(recv: Any, args: tuple) -> None:
+    deep(recv, HASH, "set method")
+    for a in args:
+        deep(iterable(a, "set method"), HASH, "set method")
+
+
+def _none(recv: Any, args: tuple) -> None:
+    return None
+
+
+_Method = Tuple[Callable[..., Any], Callable[[Any, tuple], None]]
+_TEXT_METHODS = ("startswith endswith lower upper strip lstrip rstrip split rsplit count find rfind "
+                 "isdigit isalpha isalnum isspace islower isupper partition rpartition splitlines").split()
+_METHOD_LIST = [(t, m, check_text) for t in (str, bytes, bytearray) for m in _TEXT_METHODS]
+_METHOD_LIST += [(t, "join", _check_join) for t in (str, bytes, bytearray)]
+_METHOD_LIST += [(str, m, check_text) for m in ("casefold", "title", "isidentifier")] + [(bytes, "hex", check_text)]
+_METHOD_LIST += [(t, m, _none) for t in (dict, collections.OrderedDict, collections.defaultdict)
+                 for m in ("keys", "values", "items")]
+_METHOD_LIST += [(t, m, _check_items) for t in (list, tuple) for m in ("count", "index")]
+_METHOD_LIST += [(t, m, _check_sets) for t in (set, frozenset) for m in ("issubset", "issuperset", "isdisjoint")]
+_METHOD_LIST += [(int, "bit_length", _none), (float, "is_integer", _none)]
+# method name -> {id(exact receiver type): (unbound method, argument check)}
+METHODS: Dict[str, Dict[int, _Method]] = {}
+for _t, _m, _check in _METHOD_LIST:
+    METHODS.setdefault(_m, {})[id(_t)] = (getattr(_t, _m), _check)
+METHODS["get"] = {id(t): (dict.get, _check_key) for t in (dict, collections.OrderedDict, collections.defaultdict)}
+del _t, _m, _check
+
+
+def call_method(obj: Any, name: str, args: tuple) -> Any:
+    """`obj.name(*args)` for the whitelisted pure methods of builtin types."""
+    table = METHODS[name]
+    entry = table.get(id(type(obj)))
+    if entry is None:
+        conv = downcast(type(obj))
+        if conv is not None and inherits_builtin(type(obj), name):
+            obj = conv(obj)
+            entry = table.get(id(type(obj)))
+    if entry is None:
+        raise fail(f"{type_name(obj)}.{name}() is not an allowed method; methods apply to builtin values only")
+    fn, check = entry
+    check(obj, args)
+    return fn(obj, *args)

@@ -1,0 +1,162 @@
+"""The operators of restricted expressions: arithmetic, comparisons, `in` and `[]`, run on checked operands.
+
+Each operation first checks its operands (`value_checks`): it runs only C code of builtin types,
+and refuses results that would grow without bound (huge ints, repeated sequences) before computing
+them. The compiler calls the plain `operator` function directly when both operands are atoms and
+falls back to these for anything else.
+
+>>> compare("<", 2, 3), binary("*", "ab", 2)
+(True, 'abab')
+>>> item([10, 20], -1), contains("b", {"a": 1, "b": 2})
+(20, True)
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any, Callable, Dict, Sequence, Tuple
+
+from ..capture.safe_access import MISSING, type_name
+from .value_checks import (ATOMS, EQ, HASH, ITEMS, KIND, MAP, MAX_INT_BITS, MAX_ITEMS, ORDER, SET, TEXT, deep, fail,
+                           is_int, keys_ok, operand, short_repr, special_atom, user_ok)
+
+__all__ = ["BINARY", "UNARY", "COMPARE", "binary", "unary", "compare", "contains", "item"]
+
+_SIZED = TEXT | {id(list), id(tuple)}
+
+
+def _mul(a: Any, b: Any) -> Any:
+    if is_int(a) and is_int(b):
+        if int.bit_length(a) + int.bit_length(b) > MAX_INT_BITS:
+            raise fail(f"'*' would produce an int over {MAX_INT_BITS} bits")
+    else:
+        for seq, n in ((a, b), (b, a)):
+            if is_int(n) and id(type(seq)) in _SIZED and n > 0 and len(seq) * n > MAX_ITEMS:
+                raise fail(f"'*' would produce {len(seq) * n} items; the limit is {MAX_ITEMS}")
+    return a * b
+
+
+def _pow(a: Any, b: Any) -> Any:
+    if is_int(a) and is_int(b) and b > 0 and int.bit_length(a) > 1 and b * math.log2(abs(a)) > MAX_INT_BITS:
+        raise fail(f"'**' would produce an int over {MAX_INT_BITS} bits")
+    return a ** b
+
+
+def _lshift(a: Any, b: Any) -> Any:
+    if is_int(a) and is_int(b) and b > 0 and a and int.bit_length(a) + b > MAX_INT_BITS:
+        raise fail(f"'<<' would produce an int over {MAX_INT_BITS} bits")
+    return a << b
+
+
+def _mod(a: Any, b: Any) -> Any:
+    if id(type(a)) in TEXT:
+        raise fail("%-formatting is not allowed; use a log template such as 'total={cart.total}'")
+    return a % b
+
+
+# symbol -> (function, forward dunder, reflected dunder)
+BINARY: Dict[str, Tuple[Callable[[Any, Any], Any], str, str]] = {
+    "+": (operator.add, "__add__", "__radd__"), "-": (operator.sub, "__sub__", "__rsub__"),
+    "*": (_mul, "__mul__", "__rmul__"), "/": (operator.truediv, "__truediv__", "__rtruediv__"),
+    "//": (operator.floordiv, "__floordiv__", "__rfloordiv__"), "%": (_mod, "__mod__", "__rmod__"),
+    "**": (_pow, "__pow__", "__rpow__"), "<<": (_lshift, "__lshift__", "__rlshift__"),
+    ">>": (operator.rshift, "__rshift__", "__rrshift__"), "&": (operator.and_, "__and__", "__rand__"),
+    "|": (operator.or_, "__or__", "__ror__"), "^": (operator.xor, "__xor__", "__rxor__"),
+}
+UNARY: Dict[str, Tuple[Callable[[Any], Any], str]] = {
+    "-": (operator.neg, "__neg__"), "+": (operator.pos, "__pos__"), "~": (operator.invert, "__invert__"),
+}
+COMPARE: Dict[str, Tuple[Callable[[Any, Any], Any], str, str]] = {
+    "==": (operator.eq, "__eq__", "__eq__"), "!=": (operator.ne, "__ne__", "__ne__"),
+    "<": (operator.lt, "__lt__", "__gt__"), "<=": (operator.le, "__le__", "__ge__"),
+    ">": (operator.gt, "__gt__", "__lt__"), ">=": (operator.ge, "__ge__", "__le__"),
+}
+
+
+def binary(sym: str, a: Any, b: Any) -> Any:
+    """`a <sym> b` for any operands, refused when it would run user code or grow without bound."""
+    fn, fwd, rev = BINARY[sym]
+    a, b = operand(a, (fwd, rev), f"'{sym}'"), operand(b, (fwd, rev), f"'{sym}'")
+    kinds = (KIND.get(id(type(a))), KIND.get(id(type(b))))
+    if MAP in kinds or SET in kinds or ITEMS in kinds:  # set and dict algebra hashes and compares items
+        deep(a, HASH, f"'{sym}'")
+        deep(b, HASH, f"'{sym}'")
+    return fn(a, b)
+
+
+def unary(sym: str, a: Any) -> Any:
+    """`<sym>a` for `-`, `+`, `~`, refused when it would run user code."""
+    fn, dunder = UNARY[sym]
+    return fn(operand(a, (dunder,), f"unary '{sym}'"))
+
+
+def _eq_ready(v: Any, dunders: Sequence[str], what: str) -> None:
+    t = type(v)
+    if not (id(t) in ATOMS or id(t) in KIND or special_atom(v) or user_ok(t, dunders)):
+        raise fail(f"{what} would call {type_name(v)}.__eq__; compare a field (a.id == b.id) or use `is`")
+
+
+def compare(sym: str, a: Any, b: Any) -> Any:
+    """One comparison of `==`, `!=`, `<`, `<=`, `>`, `>=`, `in`, `not in`; user `__eq__` is never called."""
+    if sym == "in":
+        return contains(a, b)
+    if sym == "not in":
+        return not contains(a, b)
+    fn, fwd, rev = COMPARE[sym]
+    what = f"'{sym}'"
+    if sym == "==" or sym == "!=":  # objects that inherit object.__eq__ compare by identity, as in Python
+        _eq_ready(a, EQ, what)
+        _eq_ready(b, EQ, what)
+        dunders: Sequence[str] = EQ
+    else:
+        a, b = operand(a, (fwd, rev), what), operand(b, (fwd, rev), what)
+        dunders = ORDER
+    if id(type(a)) in KIND and id(type(b)) in KIND:  # container against container compares items
+        deep(a, dunders, what)
+        deep(b, dunders, what)
+    return fn(a, b)
+
+
+def contains(x: Any, c: Any) -> bool:
+    """`x in c` for builtin containers and text."""
+    t = type(c)
+    kind = KIND.get(id(t))
+    if kind is None:
+        if id(t) in TEXT:
+            return x in c if type(x) is str and t is str else operand(x, (), "'in'") in c
+        if id(t) in ATOMS or special_atom(c):
+            raise fail(f"'in' needs a builtin container or text on the right; {type_name(c)} is not one")
+        return contains(x, operand(c, ("__contains__", "__iter__"), "'in'"))
+    if kind == MAP or kind == SET:
+        deep(x, HASH, "'in'")
+        keys_ok(c, "'in'")
+    else:
+        deep(x, HASH + EQ if kind == ITEMS else EQ, "'in'")
+        deep(c, EQ, "'in'")
+    return x in c
+
+
+def item(obj: Any, key: Any) -> Any:
+    """`obj[key]` on builtin sequences (int or slice keys) and dicts (never `__missing__`)."""
+    t = type(obj)
+    kind = KIND.get(id(t))
+    if kind == MAP:
+        if id(type(key)) not in ATOMS:
+            deep(key, HASH, "[]")
+        keys_ok(obj, "[]")
+        value = dict.get(obj, key, MISSING)
+        if value is MISSING:
+            raise fail(f"key {short_repr(key)} not found")
+        return value
+    if kind is not None or id(t) in TEXT:
+        if type(key) is slice:
+            for part in (key.start, key.stop, key.step):
+                if part is not None and not is_int(part):
+                    raise fail(f"slice bounds must be ints or None, not {type_name(part)}")
+        elif not is_int(key):
+            raise fail(f"index of {type_name(obj)} must be an int or a slice, not {type_name(key)}")
+        return obj[key]
+    if id(t) in ATOMS or special_atom(obj):
+        raise fail(f"[] applies to builtin containers and text; {type_name(obj)} is not one")
+    return item(operand(obj, ("__getitem__",), "[]"), key)

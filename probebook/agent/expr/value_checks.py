@@ -1,0 +1,202 @@
+"""Which values an expression may operate on, so that an operation runs no user code.
+
+An operation runs only when every value it would touch is a builtin value, a subclass of
+int/float/str/bytes that inherits the dunders the operation uses (IntEnum, StrEnum), or, where only
+identity matters, a plain object whose `__eq__`/`__hash__` are `object`'s. Values are recognised by
+the `id` of their exact type, because hashing a type could call a metaclass `__hash__`. The
+operators (`operators`) and calls (`calls`) of the language check their operands here first.
+
+>>> import enum
+>>> class Level(enum.IntEnum):
+...     HIGH = 3
+>>> operand(Level.HIGH, ("__add__",), "'+'"), truth([0])
+(3, True)
+>>> deep({"k": [object()]}, HASH, "a set display")  # object's __eq__/__hash__: identity, no user code
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as _dt
+import sys
+import types
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+
+from probebook.errors import EvaluationError
+
+from ..capture.safe_access import MISSING, _lookup_in_mro, type_name
+
+__all__ = ["MAX_ITEMS", "MAX_INT_BITS", "EQ", "ORDER", "HASH", "REPR", "STRICT", "ATOMS", "TEXT", "KIND",
+           "SEQ", "MAP", "SET", "ITEMS", "RANGE", "fail", "special_atom", "inherits_builtin", "downcast",
+           "user_ok", "operand", "deep", "keys_ok", "iterable", "truth", "is_int", "short_repr"]
+
+MAX_ITEMS = 1_000_000  # items or characters one operation may produce or inspect
+MAX_INT_BITS = 33_220  # about 10**4 decimal digits
+_MAX_NEST = 32
+
+# the dunders an operation would call on a user value (see `operand` and `deep`)
+EQ = ("__eq__", "__ne__")
+ORDER = EQ + ("__lt__", "__le__", "__gt__", "__ge__")
+HASH = ("__eq__", "__hash__")
+REPR = ("__str__", "__repr__")
+STRICT = None  # as `dunders`: no user object at all, not even a plain one
+
+_NoneType = type(None)
+_ATOM_TYPES = (int, float, complex, bool, str, bytes, bytearray, _NoneType, type, _dt.date, _dt.timedelta, _dt.timezone)
+ATOMS = {id(t) for t in _ATOM_TYPES}  # grows by decimal.Decimal once one is seen
+_INTS = {id(int), id(bool)}
+TEXT = {id(str), id(bytes), id(bytearray)}
+SEQ, MAP, SET, ITEMS, RANGE = range(5)
+_od = collections.OrderedDict()
+# id(exact builtin container type) -> its kind
+KIND: Dict[int, int] = {
+    id(list): SEQ, id(tuple): SEQ, id(type({}.values())): SEQ, id(type(_od.values())): SEQ,
+    id(dict): MAP, id(collections.OrderedDict): MAP, id(collections.defaultdict): MAP,
+    id(set): SET, id(frozenset): SET, id(type({}.keys())): SET, id(type(_od.keys())): SET,
+    id(type({}.items())): ITEMS, id(type(_od.items())): ITEMS, id(range): RANGE,
+}
+_DOWNCAST: Dict[int, Callable[[Any], Any]] = {
+    id(int): int.__int__, id(float): float.__float__, id(str): str.__str__,
+    id(bytes): lambda v: bytes.__getitem__(v, slice(None)),
+}
+_BUILTIN_OWNERS = {id(object), id(int), id(float), id(str), id(bytes)}
+_SLOT_TYPES = (types.WrapperDescriptorType, types.MethodDescriptorType)
+_type_getattribute = type.__getattribute__
+
+
+def fail(message: str) -> EvaluationError:
+    """The error an expression stops with; the caller raises it."""
+    return EvaluationError(message)
+
+
+def special_atom(v: Any) -> bool:
+    """datetime/time whose tzinfo is C code, and decimal.Decimal: pure C values outside ATOMS."""
+    t = type(v)
+    if t is _dt.datetime or t is _dt.time:
+        tz = v.tzinfo
+        zi = sys.modules.get("zoneinfo")
+        return tz is None or type(tz) is _dt.timezone or (zi is not None and type(tz) is zi.ZoneInfo)
+    dec = sys.modules.get("decimal")
+    if dec is not None and t is dec.Decimal:
+        ATOMS.add(id(t))
+        return True
+    return False
+
+
+def inherits_builtin(t: type, name: str) -> bool:
+    """True when `t` has no `name` or the one it has is a C slot of object/int/float/str/bytes."""
+    impl = _lookup_in_mro(t, name)
+    if impl is MISSING or impl is None:
+        return True
+    it = type(impl)
+    return (it is _SLOT_TYPES[0] or it is _SLOT_TYPES[1]) and id(impl.__objclass__) in _BUILTIN_OWNERS
+
+
+def downcast(t: type) -> Optional[Callable[[Any], Any]]:
+    """The conversion of a subclass of int/float/str/bytes to its builtin base, or None."""
+    for klass in _type_getattribute(t, "__mro__"):
+        conv = _DOWNCAST.get(id(klass))
+        if conv is not None:
+            return conv
+    return None
+
+
+def user_ok(t: type, dunders: Optional[Sequence[str]]) -> bool:
+    """A user type is fine for an operation when it inherits every dunder the operation calls."""
+    return dunders is not None and all(inherits_builtin(t, d) for d in dunders)
+
+
+def _refusal(v: Any, what: str, dunders: Optional[Sequence[str]]) -> EvaluationError:
+    t = type(v)
+    for d in dunders or ():
+        if not inherits_builtin(t, d):
+            return fail(f"{what} would call {type_name(v)}.{d}; probes do not run user code")
+    return fail(f"{what} applies to builtin values; {type_name(v)} is not one")
+
+
+def operand(v: Any, dunders: Sequence[str], what: str) -> Any:
+    """`v` as a builtin value: itself, or an int/float/str/bytes subclass downcast when it inherits `dunders`."""
+    t = type(v)
+    if id(t) in ATOMS or id(t) in KIND or special_atom(v):
+        return v
+    conv = downcast(t)
+    if conv is None or not user_ok(t, dunders):
+        raise _refusal(v, what, dunders)
+    return conv(v)
+
+
+def deep(value: Any, dunders: Optional[Sequence[str]], what: str, keys_only: bool = False) -> None:
+    """Refuse unless every value reachable through builtin containers is safe for `dunders`."""
+    if id(type(value)) in ATOMS:
+        return
+    todo = [(value, 0)]
+    budget = MAX_ITEMS
+    seen: Dict[int, bool] = {}
+    while todo:
+        v, depth = todo.pop()
+        t = type(v)
+        kind = KIND.get(id(t))
+        if kind is None:
+            if id(t) not in ATOMS and not special_atom(v):
+                ok = seen.get(id(t))
+                if ok is None:
+                    ok = seen[id(t)] = user_ok(t, dunders)
+                if not ok:
+                    raise _refusal(v, what, dunders)
+            continue
+        if kind == RANGE:  # ints only, and possibly too long for len()
+            continue
+        if depth > _MAX_NEST:
+            raise fail(f"{what}: containers nest more than {_MAX_NEST} levels deep")
+        budget -= len(v)
+        if budget < 0:
+            raise fail(f"{what} would inspect more than {MAX_ITEMS} items")
+        if kind == MAP:
+            parts: Tuple[Any, ...] = (dict.keys(v),) if keys_only and depth == 0 else (dict.keys(v), dict.values(v))
+        else:
+            parts = (v,)
+        for part in parts:
+            if not _all_atoms(part):
+                todo.extend((e, depth + 1) for e in part)
+
+
+def _all_atoms(values: Any) -> bool:
+    for v in values:  # a plain loop beats map() chains here, small or large
+        if id(type(v)) not in ATOMS:
+            return False
+    return True
+
+
+def keys_ok(mapping: Any, what: str) -> None:
+    """A lookup compares the probe with stored keys of equal hash: they must not run a user `__eq__`."""
+    if not _all_atoms(mapping):
+        deep(mapping, EQ, what, keys_only=True)
+
+
+def iterable(v: Any, what: str) -> Any:
+    """A builtin container or text to iterate (a user iterable would run `__iter__`), at most MAX_ITEMS long."""
+    tid = id(type(v))
+    if tid not in KIND and tid not in TEXT:
+        raise fail(f"{what} needs a builtin container; {type_name(v)} is not one")
+    if len(v) > MAX_ITEMS:
+        raise fail(f"{what} would touch {len(v)} items; the limit is {MAX_ITEMS}")
+    return v
+
+
+def truth(v: Any) -> bool:
+    """`bool(v)` when that runs no user `__bool__`/`__len__`."""
+    t = type(v)
+    if id(t) in ATOMS or id(t) in KIND or special_atom(v) or user_ok(t, ("__bool__", "__len__")):
+        return bool(v)
+    raise fail(f"truth of {type_name(v)} would call its __bool__/__len__; compare explicitly, e.g. `x is not None`")
+
+
+def is_int(v: Any) -> bool:
+    """An exact int or bool."""
+    return id(type(v)) in _INTS
+
+
+def short_repr(v: Any) -> str:
+    """A value for an error message: the `repr` of a builtin atom, else `<type>`."""
+    text = repr(v) if id(type(v)) in ATOMS else f"<{type_name(v)}>"
+    return text if len(text) <= 60 else text[:57] + "..."

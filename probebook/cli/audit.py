@@ -1,0 +1,34 @@
+"""`probebook audit verify FILE`: check an agent's hash-chained audit log.
+
+Exit status 0 when the chain holds, 1 with the first edited, removed or reordered entry named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from .usage import Subparsers, add_group, usage_error
+
+__all__ = ["register"]
+
+
+def register(sub: Subparsers) -> None:
+    commands = add_group(sub, "audit", "check an agent's audit log", "{verify}")
+    verify = commands.add_parser("verify", help="check the hash chain; name the first edited, removed or "
+                                                 "reordered entry")
+    verify.add_argument("file")
+    verify.set_defaults(handler=_verify)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from probebook.agent.control.audit import verify
+
+    if not os.path.isfile(args.file):
+        usage_error("probebook audit verify", f"{args.file}: no such file")
+    result = verify(args.file)
+    if result.ok:
+        print(f"ok: {args.file}: {result.reason}")
+        return 0
+    print(f"FAILED: {args.file}: first bad entry seq {result.first_bad_seq}: {result.reason}")
+    return 1

@@ -1,0 +1,115 @@
+"""The investigation over an agent of this very process (`Investigation.attach`): probes placed on
+code of this file, evidence read back from the DuckDB store, no subprocess anywhere."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import threading
+from contextlib import contextmanager
+from typing import Dict, Iterator, List
+
+import pytest
+
+from probebook.agent import Agent
+from probebook.errors import SpecError
+from probebook.session import InProcessHandle, Investigation, ServiceHandle, SessionError, SourceReader
+
+FILE = "session/test_session_inprocess.py"
+
+
+def settle(invoice: Dict[str, List[float]]) -> float:
+    subtotal = sum(invoice["lines"])
+    fee = round(subtotal * 0.03, 2)
+    return subtotal + fee  # marker: settled
+
+
+def _line(marker: str) -> int:
+    lines, start = inspect.getsourcelines(settle)
+    return start + next(i for i, text in enumerate(lines) if marker in text)
+
+
+@contextmanager
+def _traffic(invoice: Dict[str, List[float]]) -> Iterator[List[float]]:
+    """Call `settle` from another thread until the block ends, as a service's requests would."""
+    stop, answers = threading.Event(), []
+
+    def run() -> None:
+        while not stop.is_set():
+            answers.append(settle(invoice))
+            stop.wait(0.01)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    try:
+        yield answers
+    finally:
+        stop.set()
+        worker.join(5)
+
+
+@pytest.fixture
+def inv(tmp_path):
+    agent = Agent()
+    investigation = Investigation(str(tmp_path / "evidence.duckdb"))
+    row = investigation.attach("billing", agent, audit_path=str(tmp_path / "audit.jsonl"))
+    assert (row["health"], row["instances"], row["target"]) == ("ok", 1, "in-process")
+    yield investigation
+    investigation.remove(everything=True)
+    investigation.close()
+    agent.close()
+
+
+def test_a_snapshot_on_a_function_here_is_evidence_in_the_store(inv):
+    where = f"{FILE}:{_line('marker: settled')}"
+    with _traffic({"lines": [10.0, 20.0, 30.0]}) as answers:
+        result = inv.snapshot("billing", where, ["subtotal", "fee"], wait=20, hits=2)
+    assert not result.timed_out and len(result.evidence_ids) == 2
+    ids = ", ".join(f"'{e}'" for e in result.evidence_ids)
+    stored = inv.sql(f"SELECT evidence_id, service, expressions FROM snapshots WHERE evidence_id IN ({ids})")
+    assert sorted(stored["evidence_id"].to_list()) == sorted(result.evidence_ids)
+    assert set(stored["service"].to_list()) == {"billing"}
+    for text in stored["expressions"].to_list():
+        captured = json.loads(text)
+        assert (captured["subtotal"]["value"], captured["fee"]["value"]) == (60.0, 1.8)
+    # the probe is gone and the function answers as before
+    assert inv.probes()["status"].to_list() == ["removed"]
+    (listed,) = inv.handle("billing").probes().values()
+    assert listed == []  # the agent holds no probe of ours
+    assert answers and set(answers) == {61.8} and settle({"lines": [1.0]}) == 1.03
+
+
+def test_log_probe_lines_reach_the_logs_table_and_the_audit_log(inv, tmp_path):
+    record = inv.probe("log", "billing", f"{FILE}:{_line('marker: settled')}", template="fee={fee}", alias="fee")
+    assert record.placed.ok and "installed on 1 of 1" in record.summary
+    stored = threading.Event()  # listeners hear of events once they are in the store
+    inv.collector.listen(lambda service, events: stored.set() if any(e.kind == "log" for e in events) else None)
+    settle({"lines": [100.0]})
+    assert stored.wait(10)
+    assert inv.sql("SELECT message FROM logs")["message"].to_list() == ["fee=3.0"]
+    assert inv.probes().row(0, named=True)["emitted"] >= 1
+    assert inv.remove("fee") == ["fee"]
+    audit = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert [(e["who"], e["action"]) for e in audit] == [("in-process", "add_probe"), ("in-process", "remove_probe")]
+
+
+def test_the_handle_is_a_service_handle_with_source(inv):
+    handle = inv.handle("billing")
+    assert isinstance(handle, InProcessHandle) and isinstance(handle, ServiceHandle)
+    assert isinstance(handle, SourceReader)
+    line = _line("marker: settled")
+    text = inv.source("billing", FILE, line, line)
+    assert text.splitlines()[1].split(None, 1) == [str(line), "return subtotal + fee  # marker: settled"]
+    assert inv.services().row(0, named=True)["health"] == "ok"
+
+
+def test_refusals_are_one_line_and_place_nothing(inv):
+    with pytest.raises(SessionError, match="probe refused: .*(no code|nearest)") as err:
+        inv.probe("log", "billing", f"{FILE}:1", template="x")  # the docstring: no code to probe
+    assert "\n" not in str(err.value)
+    with pytest.raises(SpecError, match="^ttl"):
+        inv.probe("log", "billing", f"{FILE}:{_line('marker: settled')}", template="x", ttl="banana")
+    with pytest.raises(SessionError, match="billing: .*404"):
+        inv.source("billing", "session/no_such_file.py")
+    assert inv.records == {} and all(v == [] for v in inv.handle("billing").probes().values())
+
