@@ -351,6 +351,16 @@ class ServiceClient:
                 last = exc
         raise last or ConnectorError("no instance to read source from")
 
+    def source_modules(self) -> List[ModuleSource]:
+        """The modules one instance has loaded: the first that answers."""
+        last: Optional[ConnectorError] = None
+        for client in list(self.clients.values()):
+            try:
+                return client.source_modules()
+            except ConnectorError as exc:
+                last = exc
+        raise last or ConnectorError("no instance to read source from")
+
     def events(self, timeout: float = 0.0, limit: int = 1000) -> List[AgentEvent]:
         """New events of every instance, merged in time order and labelled with the instance id.
         An instance that cannot be reached keeps its cursor and is read again next time (see

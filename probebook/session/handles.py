@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Protocol, TypedDict, Union, runtime_che
 
 from probebook.connectors.agent_records import AgentEvent, FleetProbe, InstanceResult
 from probebook.errors import ConnectorError
-from probebook.protocol.records import AgentHealth, ProbeInfo, SourceFile
+from probebook.protocol.records import AgentHealth, ModuleSource, ProbeInfo, SourceFile
 from probebook.protocol.spec import ProbeSpec
 
 __all__ = ["ServiceHandle", "ServiceRow", "SourceReader", "service_row"]
@@ -64,6 +64,10 @@ class SourceReader(Protocol):
 
     def source_file(self, path: str, start: Optional[int] = None, end: Optional[int] = None) -> SourceFile:
         """Lines `start`..`end` of the loaded file whose path ends with `path`, from one instance."""
+        ...
+
+    def source_modules(self) -> List[ModuleSource]:
+        """The modules one instance has loaded, with their files."""
         ...
 
 

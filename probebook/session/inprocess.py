@@ -26,7 +26,7 @@ from probebook.agent.engine import Agent
 from probebook.connectors.agent_records import AgentEvent, FleetProbe, InstanceResult
 from probebook.connectors.redis_fleet import fleet_probe_spec
 from probebook.errors import AgentAuthError, AgentRequestError, ConnectorError, one_line
-from probebook.protocol.records import AgentHealth, ProbeInfo, SourceFile, from_mapping
+from probebook.protocol.records import AgentHealth, ModuleSource, ProbeInfo, SourceFile, from_mapping
 from probebook.protocol.spec import ProbeSpec
 
 __all__ = ["InProcessHandle"]
@@ -95,6 +95,9 @@ class InProcessHandle:
         body = dict(self._call("read_source", args))
         body["lines"] = [(int(n), str(text)) for n, text in body.get("lines", [])]  # type: ignore[attr-defined]
         return from_mapping(SourceFile, body)
+
+    def source_modules(self) -> List[ModuleSource]:
+        return [from_mapping(ModuleSource, m) for m in self._call("list_modules", {})["modules"]]  # type: ignore[union-attr]
 
     # ------------------------------------------------------------------ the transport
     def _results(self, op: str, args: _Args) -> Dict[str, InstanceResult]:

@@ -19,13 +19,14 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, TypeVar, Union
 
 import polars as pl
 
 from probebook.protocol.tokens import Tokens
 from probebook.agent.engine import Agent
 from probebook.protocol.capture_tree import scalar
+from probebook.protocol.records import ModuleSource, SourceFile
 from probebook.protocol.spec import ProbeSpec
 from probebook.connectors.agent import RedisFleet, ServiceClient
 from probebook.connectors.agent_records import AgentEvent, FleetProbe
@@ -41,6 +42,7 @@ __all__ = ["Investigation", "ProbeRecord", "SnapshotResult", "SessionError", "Du
 
 Duration = Union[float, int, str]  # seconds, or "30s", "15m", "1h"
 Rate = Union[float, int, str]  # events a second, or "10/m"
+T = TypeVar("T")
 
 
 @dataclass
@@ -191,16 +193,28 @@ class Investigation:
 
     def source(self, service: str, path: str, start: Optional[int] = None, end: Optional[int] = None) -> str:
         """The code a service is running, with line numbers (from one of its instances)."""
+        src = self.source_file(service, path, start, end)
+        width = len(str(src.lines[-1][0])) if src.lines else 1
+        head = f"# {src.file}  sha256:{src.sha256[:12]}\n"
+        return head + "\n".join(f"{n:>{width}}  {text}" for n, text in src.lines)
+
+    def source_file(self, service: str, path: str, start: Optional[int] = None,
+                    end: Optional[int] = None) -> SourceFile:
+        """The lines of a file as `service` runs it (typed: file, sha256, (number, text) lines)."""
+        return self._reader(service, lambda r: r.source_file(path, start, end))
+
+    def modules(self, service: str) -> List[ModuleSource]:
+        """The modules `service` has loaded, with their files and content hashes."""
+        return self._reader(service, lambda r: r.source_modules())
+
+    def _reader(self, service: str, call: Callable[[SourceReader], T]) -> T:
         handle = self.handle(service)
         if not isinstance(handle, SourceReader):
             raise SessionError(f"{service}: source browsing needs HTTP access to an instance")
         try:
-            src = handle.source_file(path, start, end)
+            return call(handle)
         except ConnectorError as exc:
             raise SessionError(f"{service}: {exc}") from None
-        width = len(str(src.lines[-1][0])) if src.lines else 1
-        head = f"# {src.file}  sha256:{src.sha256[:12]}\n"
-        return head + "\n".join(f"{n:>{width}}  {text}" for n, text in src.lines)
 
     # ------------------------------------------------------------------ probes
     def probe(self, kind: str, service: str, where: str, *, when: Optional[str] = None,

@@ -1,0 +1,11 @@
+"""The AI SRE: investigates an incident with live probes and proves the root cause, or says plainly
+that it cannot (docs/assistant.md).
+
+Only the proof gate (`proof.ProofGate`) turns a verdict into `proven`, `outside` or `no-fault`.
+"""
+
+from .assistant import Assistant
+from .model import Alert, Finding, Hypothesis, Incident, Verdict
+from .proof import GateResult, ProofGate
+
+__all__ = ["Alert", "Assistant", "Finding", "GateResult", "Hypothesis", "Incident", "ProofGate", "Verdict"]

@@ -1,0 +1,68 @@
+"""`Assistant`: one call from an incident to a verdict, over an `Investigation`.
+
+>>> from probebook.session import Investigation
+>>> inv = Investigation()
+>>> Assistant(inv).investigate("checkout 502s since 10:40").kind
+'inconclusive'
+>>> inv.close()
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Callable, List, Optional
+
+from probebook.errors import ProbebookError
+from probebook.session import Investigation
+
+from .investigator import Investigator
+from .journal import Journal
+from .model import Alert, Incident, Verdict
+from .proof import ProofGate
+from .tools import ProbeBudget, ToolBox
+
+__all__ = ["Assistant"]
+
+
+class Assistant:
+    """The AI SRE bound to one investigation. `budget`: what it may place without asking."""
+
+    def __init__(self, inv: Investigation, budget: Optional[ProbeBudget] = None) -> None:
+        self.inv = inv
+        self.budget = budget or ProbeBudget()
+        self.journal = Journal(inv.store)
+
+    def firing_alerts(self) -> List[Alert]:
+        """Alerts open now, from the investigation's Alertmanager (none when it has no source)."""
+        try:
+            frame = self.inv.telemetry.alerts()
+        except ProbebookError:
+            return []
+        out = []
+        for row in frame.to_dicts():
+            if row.get("status") == "resolved":
+                continue
+            labels = row.get("labels")
+            labels = json.loads(labels) if isinstance(labels, str) else dict(labels or {})
+            started = row.get("started")
+            out.append(Alert(str(row.get("name")), {str(k): str(v) for k, v in labels.items()},
+                             str(row.get("summary") or ""), started.timestamp() if hasattr(started, "timestamp")
+                             else 0.0))
+        return out
+
+    def investigate(self, text: str = "", alerts: Optional[List[Alert]] = None, title: str = "",
+                    budget_s: float = 110.0, progress: Optional[Callable[[str], None]] = None,
+                    wait_s: float = 20.0) -> Verdict:
+        """Investigate from the reporter's `text` and the `alerts` (default: those firing now); the
+        verdict has passed the proof gate and is journaled with every finding."""
+        if alerts is None:
+            alerts = self.firing_alerts()
+        title = title or (text.strip().splitlines()[0][:120] if text.strip() else
+                          ", ".join(a.name for a in alerts) or "an incident")
+        incident = self.journal.open_incident(Incident(title, text, list(alerts)))
+        tools = ToolBox(self.inv, incident, self.journal, self.budget)
+        gate = ProofGate(self.inv.store, incident.opened_at)
+        verdict = Investigator(tools, gate, incident, budget_s, progress, wait_s).run()
+        for h in verdict.ranked:
+            self.journal.hypothesis(incident, h)
+        return self.journal.verdict(incident, verdict)

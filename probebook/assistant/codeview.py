@@ -1,0 +1,237 @@
+"""Reading the code a service runs, as the assistant needs it: the functions of a file, the calls a
+function makes, the function that holds a line, where a text appears. Pure functions over the source
+text the agent returned (`Investigation.source_file`), so what is read is what runs, not a checkout.
+
+>>> src = '''
+... class Cart:
+...     def total(self, rate):
+...         sub = self.subtotal()
+...         return round(sub * (1 - rate), 2)
+...     def subtotal(self):
+...         return sum(i.price for i in self.items)
+... '''
+>>> [(f.qualname, f.start, f.end) for f in functions(src)]
+[('Cart.total', 3, 5), ('Cart.subtotal', 6, 7)]
+>>> [c.name for c in callees(src, "Cart.total")]
+['self.subtotal', 'round']
+>>> enclosing(src, 5).qualname
+'Cart.total'
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from typing import List, Optional, Union
+
+__all__ = ["FunctionInfo", "Call", "functions", "callees", "enclosing", "find_text", "raises", "assigned_from",
+           "returns", "names_in", "argument_for", "SourceError"]
+
+
+class SourceError(ValueError):
+    """The text is not Python this interpreter can parse, or the function is not in it."""
+
+
+@dataclass(frozen=True)
+class FunctionInfo:
+    qualname: str
+    start: int  # the `def` line (decorators excluded)
+    end: int
+    is_async: bool = False
+    params: tuple = ()
+
+
+@dataclass(frozen=True)
+class Call:
+    name: str  # as written: ``self.ledger.available``, ``urlopen``
+    line: int
+    awaited: bool = False
+
+
+_Def = Union[ast.FunctionDef, ast.AsyncFunctionDef]
+
+
+def _parse(source: str) -> ast.Module:
+    try:
+        return ast.parse(source)
+    except SyntaxError as exc:
+        raise SourceError(f"cannot parse the source: {exc.msg} at line {exc.lineno}") from None
+
+
+def _walk(node: ast.AST, prefix: str, out: List[tuple]) -> None:
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            qual = f"{prefix}{child.name}"
+            out.append((qual, child))
+            _walk(child, f"{qual}.<locals>.", out)
+        elif isinstance(child, ast.ClassDef):
+            _walk(child, f"{prefix}{child.name}.", out)
+        else:
+            _walk(child, prefix, out)
+
+
+def _defs(source: str) -> List[tuple]:
+    out: List[tuple] = []
+    _walk(_parse(source), "", out)
+    return out
+
+
+def _info(qual: str, node: _Def) -> FunctionInfo:
+    args = node.args
+    names = [a.arg for a in (*getattr(args, "posonlyargs", ()), *args.args, *args.kwonlyargs)]
+    return FunctionInfo(qual, node.lineno, getattr(node, "end_lineno", node.lineno) or node.lineno,
+                        isinstance(node, ast.AsyncFunctionDef), tuple(names))
+
+
+def functions(source: str) -> List[FunctionInfo]:
+    """Every function and method in the file, in source order, with qualified names."""
+    return [_info(q, n) for q, n in _defs(source)]
+
+
+def _find(source: str, qualname: str) -> _Def:
+    for q, node in _defs(source):
+        if q == qualname:
+            return node
+    short = [q for q, _ in _defs(source) if q.split(".")[-1] == qualname.split(".")[-1]]
+    hint = f"; did you mean {', '.join(short[:3])}" if short else ""
+    raise SourceError(f"no function {qualname!r} in this file{hint}")
+
+
+def _dotted(node: ast.AST) -> Optional[str]:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted(node.value)
+        return f"{base}.{node.attr}" if base else f"?.{node.attr}"
+    if isinstance(node, ast.Call):
+        base = _dotted(node.func)
+        return f"{base}()" if base else None
+    return None
+
+
+def callees(source: str, qualname: str) -> List[Call]:
+    """The calls `qualname`'s own body makes (not those of nested functions), in line order."""
+    fn = _find(source, qualname)
+    awaited = {id(n.value) for n in ast.walk(fn) if isinstance(n, ast.Await)}
+    calls: List[Call] = []
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+                continue
+            if isinstance(child, ast.Call):
+                name = _dotted(child.func)
+                if name:
+                    calls.append(Call(name, child.lineno, id(child) in awaited))
+            visit(child)
+
+    for stmt in fn.body:
+        if isinstance(stmt, ast.Call):  # pragma: no cover - a body holds statements
+            continue
+        visit(ast.Module(body=[stmt], type_ignores=[]))
+    calls.sort(key=lambda c: c.line)
+    return calls
+
+
+def enclosing(source: str, line: int) -> Optional[FunctionInfo]:
+    """The innermost function whose body holds `line`."""
+    best: Optional[FunctionInfo] = None
+    for q, node in _defs(source):
+        info = _info(q, node)
+        if info.start <= line <= info.end and (best is None or info.start >= best.start):
+            best = info
+    return best
+
+
+def find_text(source: str, text: str) -> List[int]:
+    """Line numbers (1-based) whose text contains `text`."""
+    return [i for i, ln in enumerate(source.splitlines(), 1) if text in ln]
+
+
+def raises(source: str, qualname: str) -> List[tuple]:
+    """``(line, exception name, test text, test line)`` of each ``raise`` in the function; the test is
+    the source of the innermost ``if`` whose body holds the raise (what must hold for it to happen)."""
+    fn = _find(source, qualname)
+    out: List[tuple] = []
+
+    def visit(node: ast.AST, guard: str, gline: int) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+                continue
+            if isinstance(child, ast.If):
+                test = ast.unparse(child.test) if hasattr(ast, "unparse") else ""
+                for stmt in child.body:
+                    visit(ast.Module(body=[stmt], type_ignores=[]), test, child.lineno)
+                for stmt in child.orelse:
+                    visit(ast.Module(body=[stmt], type_ignores=[]), "", 0)
+                continue
+            if isinstance(child, ast.Raise) and child.exc is not None:
+                exc = child.exc.func if isinstance(child.exc, ast.Call) else child.exc
+                out.append((child.lineno, _dotted(exc) or "?", guard, gline))
+            visit(child, guard, gline)
+
+    visit(fn, "", 0)
+    out.sort()
+    return out
+
+
+def assigned_from(source: str, qualname: str, name: str) -> List[tuple]:
+    """``(line, expression text)`` of each assignment to `name` in the function's own body."""
+    fn = _find(source, qualname)
+    out = []
+    for node in ast.walk(fn):
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                out.append((node.lineno, ast.unparse(node.value) if hasattr(ast, "unparse") else ""))
+    return sorted(out)
+
+
+def returns(source: str, qualname: str) -> List[tuple]:
+    """``(line, expression text)`` of each ``return <expr>`` in the function's own body."""
+    fn = _find(source, qualname)
+    out = []
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+                continue
+            if isinstance(child, ast.Return) and child.value is not None:
+                out.append((child.lineno, ast.unparse(child.value) if hasattr(ast, "unparse") else ""))
+            visit(child)
+
+    visit(fn)
+    return sorted(out)
+
+
+def argument_for(source: str, qualname: str, line: int, callee: str, params: tuple, param: str) -> Optional[str]:
+    """The source of the argument that `qualname`, at `line`, passes as `param` to a call of `callee`
+    (matched by its last name; `params` are the callee's parameter names, ``self`` included)."""
+    fn = _find(source, qualname)
+    for node in ast.walk(fn):
+        if not (isinstance(node, ast.Call) and node.lineno <= line <= (getattr(node, "end_lineno", line) or line)):
+            continue
+        name = _dotted(node.func) or ""
+        if name.split(".")[-1] != callee:
+            continue
+        for kw in node.keywords:
+            if kw.arg == param:
+                return ast.unparse(kw.value) if hasattr(ast, "unparse") else None
+        names = [p for p in params if p not in ("self", "cls")] if isinstance(node.func, ast.Attribute) else list(params)
+        if param in names and names.index(param) < len(node.args):
+            arg = node.args[names.index(param)]
+            return ast.unparse(arg) if hasattr(ast, "unparse") else None
+    return None
+
+
+def names_in(expression: str) -> List[str]:
+    """Bare names an expression reads, in order (``total < 0 or rate > 1`` -> total, rate)."""
+    try:
+        tree = ast.parse(expression, mode="eval")
+    except SyntaxError:
+        return []
+    seen: List[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id not in seen:
+            seen.append(node.id)
+    return seen

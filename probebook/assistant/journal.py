@@ -1,0 +1,86 @@
+"""The assistant's record in the investigation's DuckDB file: incidents, hypotheses, findings and
+verdicts, one row each with an evidence-style id, so `%%sql` and the postmortem read them like any
+other evidence.
+
+>>> from probebook.evidence import EvidenceStore
+>>> j = Journal(EvidenceStore())
+>>> inc = j.open_incident(Incident("checkout 502s"))
+>>> inc.id.startswith("inc:")
+True
+>>> j.finding(inc, Finding("alerts", "2 alerts firing", ["alert:HighErrorRate:1"])).id.startswith("find:")
+True
+>>> j.store.sql("SELECT tool, summary FROM assistant_findings").rows()
+[('alerts', '2 alerts firing')]
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from typing import List
+
+from probebook.evidence import EvidenceStore
+
+from .model import Finding, Hypothesis, Incident, Verdict
+
+__all__ = ["Journal", "TABLES"]
+
+TABLES = {
+    "assistant_incidents": "evidence_id VARCHAR PRIMARY KEY, ts TIMESTAMPTZ, title VARCHAR, body JSON",
+    "assistant_hypotheses": "evidence_id VARCHAR PRIMARY KEY, ts TIMESTAMPTZ, incident VARCHAR, service VARCHAR, "
+                            "locus VARCHAR, status VARCHAR, statement VARCHAR, body JSON",
+    "assistant_findings": "evidence_id VARCHAR PRIMARY KEY, ts TIMESTAMPTZ, incident VARCHAR, tool VARCHAR, "
+                          "summary VARCHAR, evidence JSON",
+    "assistant_verdicts": "evidence_id VARCHAR PRIMARY KEY, ts TIMESTAMPTZ, incident VARCHAR, kind VARCHAR, "
+                          "service VARCHAR, locus VARCHAR, cause VARCHAR, body JSON",
+}
+
+
+class Journal:
+    """Writes the assistant's model objects into `store` (tables created on first use)."""
+
+    def __init__(self, store: EvidenceStore) -> None:
+        self.store = store
+        self._n = itertools.count(1)
+        self._lock = threading.Lock()
+        self._stamp = f"{int(time.time() * 1000) % 10**9:x}"
+        for table, cols in TABLES.items():
+            store.write(f"CREATE TABLE IF NOT EXISTS {table} ({cols})")
+
+    def _id(self, prefix: str) -> str:
+        with self._lock:
+            return f"{prefix}:{self._stamp}:{next(self._n)}"
+
+    def open_incident(self, incident: Incident) -> Incident:
+        incident.id = incident.id or self._id("inc")
+        self.store.write("INSERT OR REPLACE INTO assistant_incidents VALUES (?, to_timestamp(?), ?, ?)",
+                         [incident.id, incident.opened_at, incident.title, json.dumps(incident.to_dict())])
+        self.store.add_timeline(f"incident opened: {incident.title}", source="assistant", ref=incident.id,
+                                ts=incident.opened_at)
+        return incident
+
+    def hypothesis(self, incident: Incident, h: Hypothesis) -> Hypothesis:
+        """Insert or update `h` (its id is kept across status changes)."""
+        h.id = h.id or self._id("hyp")
+        self.store.write("INSERT OR REPLACE INTO assistant_hypotheses VALUES (?, now(), ?, ?, ?, ?, ?, ?)",
+                         [h.id, incident.id, h.service, h.locus, h.status, h.statement, json.dumps(h.to_dict())])
+        return h
+
+    def finding(self, incident: Incident, f: Finding) -> Finding:
+        f.id = f.id or self._id("find")
+        self.store.write("INSERT INTO assistant_findings VALUES (?, to_timestamp(?), ?, ?, ?, ?)",
+                         [f.id, f.ts, incident.id, f.tool, f.summary, json.dumps(f.evidence)])
+        return f
+
+    def verdict(self, incident: Incident, v: Verdict) -> Verdict:
+        v.id = v.id or self._id("verdict")
+        self.store.write("INSERT OR REPLACE INTO assistant_verdicts VALUES (?, now(), ?, ?, ?, ?, ?, ?)",
+                         [v.id, incident.id, v.kind, v.service, v.locus, v.cause, json.dumps(v.to_dict())])
+        self.store.add_timeline(f"verdict: {v.headline()}", source="assistant", ref=v.id)
+        return v
+
+    def verdicts(self) -> List[Verdict]:
+        rows = self.store.sql("SELECT body FROM assistant_verdicts ORDER BY ts").rows()
+        return [Verdict.from_dict(json.loads(r[0])) for r in rows]

@@ -1,0 +1,184 @@
+"""The proof gate: the only way a verdict becomes `proven`, `outside` or `no-fault`.
+
+It runs in code on every verdict, whichever planner wrote it (the deterministic investigator, an
+LLM, a person through the API). A cited evidence id counts only when it
+
+(a) exists in the investigation's store,
+(b) was captured by a probe this investigation placed after the incident opened,
+(c) was captured inside the claimed locus (for an exception: that function is among its frames),
+    on the claimed service,
+(d) and, with the other cited ids that pass (a)-(c), satisfies the verdict's predicate.
+
+`outside` needs the same at the boundary function of ours that calls the outside system;
+`no-fault` needs at least `NO_FAULT_MIN_HITS` events from such probes with the predicate false in
+every one. A verdict that fails is downgraded (`proven`/`outside` to `likely` when it names a
+service and locus, else `inconclusive`) and carries the reasons.
+
+>>> from probebook.evidence import EvidenceStore
+>>> gate = ProofGate(EvidenceStore(), opened_at=0.0)
+>>> v = gate.check(Verdict("proven", "orders", "shop/a.py:f", "x", Predicate(capture="x", op=">", value=1),
+...                        evidence=["snap:orders:i1:1"]))
+>>> v.kind, v.reasons[0]
+('likely', 'snap:orders:i1:1: no such evidence in this investigation')
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from probebook.evidence import EvidenceStore
+from probebook.evidence.predicate import Predicate, holds, judge  # noqa: F401  (Predicate: the docstring)
+
+from .model import Verdict, locus_matches
+
+__all__ = ["ProofGate", "GateResult", "NO_FAULT_MIN_HITS", "load_events"]
+
+NO_FAULT_MIN_HITS = 20
+_ID = re.compile(r"^[A-Za-z0-9_.:@/-]{1,200}$")
+# evidence id prefix -> (table, the columns an event dict needs beyond the common ones)
+_TABLES = {
+    "snap": ("snapshots", ("arguments", "locals", "expressions", "stack")),
+    "exc": ("exceptions", ("exc_type", "message", "frames")),
+    "metric": ("metrics", ("name", "metric_type", "value", "unit", "error")),
+    "log": ("logs", ("message",)),
+    "span": ("spans", ("name", "span_id", "parent_span_id", "start_ns", "duration_ns", "error")),
+}
+_JSON = {"arguments", "locals", "expressions", "stack", "message", "frames"}
+
+
+@dataclass
+class GateResult:
+    """Per cited id: None when it passed (a)-(c), else the reason; and the verdict after the gate."""
+
+    verdict: Verdict
+    passed: List[str] = field(default_factory=list)
+    refused: Dict[str, str] = field(default_factory=dict)
+
+
+def load_events(store: EvidenceStore, ids: Sequence[str]) -> Dict[str, Dict[str, Any]]:
+    """Stored events by evidence id, as event dicts (JSON columns parsed), with `service`, `probe_id`,
+    `file`, `function` and a `placed_at` epoch of the probe that captured it (None if this
+    investigation did not place that probe)."""
+    out: Dict[str, Dict[str, Any]] = {}
+    wanted: Dict[str, List[str]] = {}
+    for eid in ids:
+        if _ID.match(eid) and eid.split(":", 1)[0] in _TABLES:
+            wanted.setdefault(eid.split(":", 1)[0], []).append(eid)
+    for prefix, eids in wanted.items():
+        table, cols = _TABLES[prefix]
+        quoted = ", ".join("'" + e.replace("'", "''") + "'" for e in eids)
+        frame = store.sql(
+            f"SELECT t.evidence_id, epoch(t.ts) AS ts, t.service, t.instance_id, t.probe_id, t.seq, t.file, t.line, "
+            f"t.function, t.trace_id, {', '.join('t.' + c for c in cols)}, epoch(p.placed_at) AS placed_at, "
+            f"p.service AS probe_service FROM {table} t LEFT JOIN probes p "
+            f"ON p.probe_id = t.probe_id AND p.service = t.service WHERE t.evidence_id IN ({quoted})")
+        for row in frame.to_dicts():
+            for c in _JSON & set(row):
+                if isinstance(row[c], str):
+                    try:
+                        row[c] = json.loads(row[c])
+                    except ValueError:
+                        pass
+            row["kind"] = {"snapshots": "snapshot", "exceptions": "exception", "metrics": "metric",
+                           "logs": "log", "spans": "span"}[table]
+            out[row["evidence_id"]] = row
+    return out
+
+
+class ProofGate:
+    """Checks verdicts against the store; see the module docstring. `opened_at`: epoch seconds."""
+
+    def __init__(self, store: EvidenceStore, opened_at: float, no_fault_min_hits: int = NO_FAULT_MIN_HITS) -> None:
+        self.store = store
+        self.opened_at = opened_at
+        self.no_fault_min_hits = no_fault_min_hits
+
+    def check(self, verdict: Verdict) -> Verdict:
+        """The verdict as the gate lets it stand (a downgraded copy, with reasons, when it fails)."""
+        return self.examine(verdict).verdict
+
+    def examine(self, verdict: Verdict) -> GateResult:
+        if verdict.kind in ("likely", "inconclusive"):
+            return GateResult(verdict)
+        if verdict.kind == "proven":
+            return self._located(verdict, verdict.service, verdict.locus, "the claimed locus")
+        if verdict.kind == "outside":
+            if not (verdict.boundary_service and verdict.boundary_locus):
+                return self._downgrade(verdict, {}, ["an outside verdict names the boundary: boundary_service and "
+                                                     "boundary_locus (our function that calls the outside system)"])
+            return self._located(verdict, verdict.boundary_service, verdict.boundary_locus, "the boundary call")
+        return self._no_fault(verdict)
+
+    # ------------------------------------------------------------------ the checks
+    def _admissible(self, verdict: Verdict, service: str, locus: Optional[str]) -> Tuple[List[Dict[str, Any]],
+                                                                                           Dict[str, str]]:
+        refused: Dict[str, str] = {}
+        ok: List[Dict[str, Any]] = []
+        cited = list(dict.fromkeys(verdict.evidence))
+        events = load_events(self.store, cited)
+        for eid in cited:
+            ev = events.get(eid)
+            if ev is None:
+                refused[eid] = "no such evidence in this investigation"
+            elif ev.get("placed_at") is None:
+                refused[eid] = f"captured by probe {ev.get('probe_id')}, which this investigation did not place"
+            elif ev["placed_at"] < self.opened_at:
+                refused[eid] = f"captured by probe {ev.get('probe_id')}, placed before the incident opened"
+            elif ev.get("service") != service:
+                refused[eid] = f"captured on {ev.get('service')}, not on {service}"
+            elif locus is not None and not self._inside(ev, locus):
+                refused[eid] = f"captured in {ev.get('function') or '?'} ({ev.get('file') or '?'}), not inside {locus}"
+            else:
+                ok.append(ev)
+        return ok, refused
+
+    @staticmethod
+    def _inside(ev: Mapping[str, Any], locus: str) -> bool:
+        if locus_matches(locus, ev.get("file") or "", ev.get("function") or ""):
+            return True
+        frames = ev.get("frames") if ev.get("kind") == "exception" else None
+        return any(isinstance(f, Mapping) and locus_matches(locus, f.get("file") or "", f.get("function") or "")
+                   for f in frames or [])
+
+    def _located(self, verdict: Verdict, service: str, locus: str, what: str) -> GateResult:
+        reasons: List[str] = []
+        if not verdict.predicate:
+            reasons.append("no predicate: say what the evidence must show")
+        if not service or not locus:
+            reasons.append(f"no service and locus for {what}")
+        if reasons:
+            return self._downgrade(verdict, {}, reasons)
+        ok, refused = self._admissible(verdict, service, locus)
+        if not ok:
+            return self._downgrade(verdict, refused, ["no cited evidence passed"] if not refused else [])
+        why = judge(verdict.predicate, ok)  # type: ignore[arg-type]
+        if why is None:
+            return self._downgrade(verdict, refused, [f"the cited evidence does not show "
+                                                      f"{verdict.predicate.describe()}"])  # type: ignore[union-attr]
+        passed = [e["evidence_id"] for e in ok if verdict.predicate.agg == "median"  # type: ignore[union-attr]
+                  or holds(verdict.predicate, e)]  # type: ignore[arg-type]
+        return GateResult(replace(verdict, reasons=[f"proof: {why}"]), passed, refused)
+
+    def _no_fault(self, verdict: Verdict) -> GateResult:
+        pred = verdict.predicate
+        if pred is None:
+            return self._downgrade(verdict, {}, ["no predicate: say what a fault would have shown"])
+        ok, refused = self._admissible(verdict, verdict.service, verdict.locus or None)
+        bad = [e["evidence_id"] for e in ok if holds(pred, e)]
+        if bad:
+            return self._downgrade(verdict, refused, [f"{bad[0]} shows {pred.describe()}: that is the fault"])
+        if len(ok) < self.no_fault_min_hits:
+            return self._downgrade(verdict, refused, [f"only {len(ok)} admissible events with the predicate false; "
+                                                      f"no-fault needs {self.no_fault_min_hits}"])
+        return GateResult(replace(verdict, reasons=[f"proof: {len(ok)} events on the suspected path, none shows "
+                                                    f"{pred.describe()}"]), [e["evidence_id"] for e in ok], refused)
+
+    @staticmethod
+    def _downgrade(verdict: Verdict, refused: Mapping[str, str], reasons: List[str]) -> GateResult:
+        kind = "likely" if verdict.kind != "no-fault" and verdict.service and (verdict.locus or verdict.kind ==
+                                                                             "outside") else "inconclusive"
+        why = [f"{eid}: {r}" for eid, r in refused.items()] + reasons
+        return GateResult(replace(verdict, kind=kind, reasons=why), [], dict(refused))

@@ -1,0 +1,69 @@
+"""The deterministic investigator on a service written here (never the lab's): it proves where a bad
+value is made, two calls away from where it breaks, and where the time of a slow route goes."""
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import tinyshop  # noqa: E402
+
+from probebook.agent import Agent  # noqa: E402
+from probebook.assistant import Alert, Assistant  # noqa: E402
+from probebook.session import Investigation  # noqa: E402
+
+
+@pytest.fixture()
+def shop(tmp_path):
+    agent = Agent()
+    inv = Investigation()
+    inv.attach("tinyshop", agent, audit_path=str(tmp_path / "audit.jsonl"))
+    yield inv, agent
+    inv.close()
+    agent.close() if hasattr(agent, "close") else None
+
+
+def test_errors_are_followed_to_where_the_bad_value_is_made(shop):
+    inv, _ = shop
+    api, stop, t = tinyshop.start("pay")
+    try:
+        lines = []
+        verdict = Assistant(inv).investigate(
+            "POST /pay answers 500 for some customers",
+            alerts=[Alert("HighErrorRate", {"service": "tinyshop", "route": "/pay"})],
+            progress=lines.append, wait_s=5)
+    finally:
+        stop.set()
+        t.join()
+    assert verdict.kind == "proven", "\n".join(lines + verdict.reasons)
+    assert verdict.locus.endswith("tinyshop.py:Billing.discount_for")
+    assert verdict.predicate.op == ">" and verdict.predicate.value == 0.2
+    # the cited evidence is in the store, from the assistant's own probe, and the verdict is journaled
+    rows = inv.sql("SELECT count(*) AS n FROM snapshots WHERE evidence_id IN ("
+                   + ", ".join(f"'{e}'" for e in verdict.evidence) + ")")
+    assert rows["n"][0] == len(verdict.evidence) > 0
+    assert inv.sql("SELECT kind FROM assistant_verdicts")["kind"].to_list() == ["proven"]
+    assert inv.probes().filter(inv.probes()["status"] != "removed").height == 0  # nothing left behind
+
+
+def test_latency_descends_into_the_callee_that_holds_the_time(shop):
+    inv, _ = shop
+    api, stop, t = tinyshop.start("report")
+    try:
+        lines = []
+        verdict = Assistant(inv).investigate("GET /report is slow", alerts=[
+            Alert("HighLatency", {"service": "tinyshop", "route": "/report"})], progress=lines.append, wait_s=3)
+    finally:
+        stop.set()
+        t.join()
+    assert verdict.kind == "proven", "\n".join(lines + verdict.reasons)
+    assert verdict.locus.endswith("tinyshop.py:slow_lookup")
+
+
+def test_nothing_to_see_is_inconclusive_not_a_guess(shop):
+    inv, _ = shop
+    verdict = Assistant(inv).investigate("POST /pay answers 500", alerts=[
+        Alert("HighErrorRate", {"service": "tinyshop", "route": "/pay"})], wait_s=1)
+    assert verdict.kind == "inconclusive"
