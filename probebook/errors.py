@@ -30,6 +30,8 @@ Messages are one line and say what to do.
         ├── EvidenceError             RuntimeError   the evidence store failed (cannot open, write)
         │   └── EvidenceQueryError    ValueError     the store refused a query (bad SQL, unknown table)
         ├── SessionError              ValueError     an investigation request that cannot be carried out
+        ├── AssistantError            RuntimeError   the assistant cannot run as asked
+        │   └── LlmError                             the model endpoint is not configured or failed
         └── LabError                  RuntimeError   the lab
             ├── ScenarioError         ValueError     an unknown or malformed scenario
             └── StartError                           a process of the lab did not come up
@@ -71,6 +73,8 @@ __all__ = [
     "EvidenceError",
     "EvidenceQueryError",
     "SessionError",
+    "AssistantError",
+    "LlmError",
     "LabError",
     "ScenarioError",
     "StartError",
@@ -215,6 +219,14 @@ class EvidenceQueryError(EvidenceError, ValueError):
 
 class SessionError(ProbebookError, ValueError):
     """A request to the investigation that cannot be carried out as asked (one line, what to do)."""
+
+
+class AssistantError(ProbebookError, RuntimeError):
+    """The assistant cannot run as asked (an unknown planner, a planner that cannot start)."""
+
+
+class LlmError(AssistantError):
+    """The LLM planner's endpoint is not configured (what to set is in the message) or failed."""
 
 
 class LabError(ProbebookError, RuntimeError):

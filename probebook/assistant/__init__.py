@@ -5,7 +5,9 @@ Only the proof gate (`proof.ProofGate`) turns a verdict into `proven`, `outside`
 """
 
 from .assistant import Assistant
+from .llm import LlmConfig, LlmPlanner
 from .model import Alert, Finding, Hypothesis, Incident, Verdict
 from .proof import GateResult, ProofGate
 
-__all__ = ["Alert", "Assistant", "Finding", "GateResult", "Hypothesis", "Incident", "ProofGate", "Verdict"]
+__all__ = ["Alert", "Assistant", "Finding", "GateResult", "Hypothesis", "Incident", "LlmConfig", "LlmPlanner",
+           "ProofGate", "Verdict"]

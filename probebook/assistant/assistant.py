@@ -10,13 +10,15 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Callable, List, Optional
 
-from probebook.errors import ProbebookError
+from probebook.errors import AssistantError, ProbebookError
 from probebook.session import Investigation
 
 from .investigator import Investigator
 from .journal import Journal
+from .llm import LlmConfig, LlmPlanner
 from .model import Alert, Incident, Verdict
 from .proof import ProofGate
 from .tools import ProbeBudget, ToolBox
@@ -52,9 +54,17 @@ class Assistant:
 
     def investigate(self, text: str = "", alerts: Optional[List[Alert]] = None, title: str = "",
                     budget_s: float = 110.0, progress: Optional[Callable[[str], None]] = None,
-                    wait_s: float = 20.0) -> Verdict:
+                    wait_s: float = 20.0, stop: Optional[threading.Event] = None, planner: Optional[str] = None,
+                    llm: Optional[LlmConfig] = None) -> Verdict:
         """Investigate from the reporter's `text` and the `alerts` (default: those firing now); the
-        verdict has passed the proof gate and is journaled with every finding."""
+        verdict has passed the proof gate and is journaled with every finding. `planner`:
+        ``"deterministic"`` (the default) or ``"llm"`` (the default when `llm` is given; `llm` defaults
+        to `LlmConfig.from_env()`)."""
+        planner = planner or ("llm" if llm is not None else "deterministic")
+        if planner not in ("deterministic", "llm"):
+            raise AssistantError(f"planner {planner!r} unknown; use 'deterministic' or 'llm'")
+        if planner == "llm":
+            llm = (llm or LlmConfig.from_env()).validated()  # before the incident opens: a setup mistake
         if alerts is None:
             alerts = self.firing_alerts()
         title = title or (text.strip().splitlines()[0][:120] if text.strip() else
@@ -62,7 +72,10 @@ class Assistant:
         incident = self.journal.open_incident(Incident(title, text, list(alerts)))
         tools = ToolBox(self.inv, incident, self.journal, self.budget)
         gate = ProofGate(self.inv.store, incident.opened_at)
-        verdict = Investigator(tools, gate, incident, budget_s, progress, wait_s).run()
+        if llm is not None and planner == "llm":
+            verdict = LlmPlanner(llm, tools, gate, incident, budget_s, progress, wait_s, stop).run()
+        else:
+            verdict = Investigator(tools, gate, incident, budget_s, progress, wait_s, stop).run()
         for h in verdict.ranked:
             self.journal.hypothesis(incident, h)
         return self.journal.verdict(incident, verdict)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Union
 
 __all__ = ["FunctionInfo", "Call", "functions", "callees", "enclosing", "find_text", "raises", "assigned_from",
-           "returns", "names_in", "argument_for", "SourceError"]
+           "returns", "names_in", "operands", "argument_for", "SourceError"]
 
 
 class SourceError(ValueError):
@@ -222,6 +222,24 @@ def argument_for(source: str, qualname: str, line: int, callee: str, params: tup
             arg = node.args[names.index(param)]
             return ast.unparse(arg) if hasattr(ast, "unparse") else None
     return None
+
+
+def operands(expression: str) -> List[str]:
+    """The non-constant sides of each comparison in a condition, as source text, in order
+    (``resp.status >= 500 and not ok`` -> ``resp.status``); the names for a bare truth test."""
+    try:
+        tree = ast.parse(expression, mode="eval")
+    except SyntaxError:
+        return []
+    out: List[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            for side in [node.left, *node.comparators]:
+                if not isinstance(side, ast.Constant) and hasattr(ast, "unparse"):
+                    text = ast.unparse(side)
+                    if text not in out:
+                        out.append(text)
+    return out
 
 
 def names_in(expression: str) -> List[str]:

@@ -6,6 +6,7 @@
     probebook lab recover
     probebook lab down
     probebook lab scenarios
+    probebook lab eval [--only ID,ID] [--scenarios DIR] [--json OUT] [--llm] [--budget S]
 
 Errors are one line on stderr and exit status 1 (2 for bad usage). The lab's heavy imports happen
 when a command runs, not when the `probebook` command starts.
@@ -35,7 +36,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def register(sub: Subparsers) -> None:
     lab_sub = add_group(sub, "lab", "the incident lab: a live shop with reproducible faults",
-                        "{up,status,inject,recover,down,scenarios}")
+                        "{up,status,inject,recover,down,scenarios,eval}")
     up = lab_sub.add_parser("up", help="start the shop, its load, Prometheus and Alertmanager")
     _common(up)
     up.add_argument("--scenario", help="inject this scenario once the shop is up")
@@ -50,6 +51,12 @@ def register(sub: Subparsers) -> None:
     inject = lab_sub.add_parser("inject", help="inject a scenario into the running shop")
     _common(inject)
     inject.add_argument("id", help="a scenario id (see: probebook lab scenarios) or the path of a scenario folder")
+    ev = lab_sub.add_parser("eval", help="score the assistant blind against the scenarios' ground truth")
+    _common(ev)
+    ev.add_argument("--only", default="", help="comma-separated scenario ids (default: every scenario)")
+    ev.add_argument("--json", dest="json_out", default=None, metavar="OUT", help="also write the results as JSON")
+    ev.add_argument("--llm", action="store_true", help="the LLM planner ($PROBEBOOK_LLM_BASE_URL, _MODEL, _API_KEY)")
+    ev.add_argument("--budget", type=float, default=110.0, help="seconds per investigation (default 110)")
     for name, text in (("recover", "undo the active scenario: back to the baseline"),
                        ("down", "stop everything the lab started"), ("scenarios", "list the scenarios")):
         _common(lab_sub.add_parser(name, help=text))
@@ -76,6 +83,40 @@ def _print_status(status: Any, firing: List[Any], source: str) -> None:
         print(f"  {f.name} {{{labels}}}: {f.summary}")
 
 
+def _eval(args: argparse.Namespace, state: str) -> int:
+    import os
+
+    from probebook.lab.evaluate import evaluate, table, to_json
+    from probebook.lab.runner import Lab, LabOptions
+    from probebook.lab.scenarios import all_scenarios, find_scenario
+
+    only = [s for s in args.only.split(",") if s.strip()]
+    scenarios = [find_scenario(s.strip(), args.scenarios) for s in only] if only else all_scenarios(args.scenarios)
+    if args.scenarios and not only:  # a user's folder: its scenarios, not the built-in ones again
+        roots = [os.path.abspath(d) for d in args.scenarios]
+        scenarios = [s for s in scenarios if any(s.path.startswith(r + os.sep) for r in roots)]
+    started = not os.path.exists(os.path.join(state, "lab.json"))
+    lab = Lab(LabOptions(state_dir=state, scenario_dirs=args.scenarios)) if started else Lab.attach(state)
+    if started:
+        lab.up()
+        print(f"lab up in {state} for the evaluation")
+    planner, llm = "deterministic", None
+    if args.llm:
+        from probebook.assistant.llm import LlmConfig
+
+        planner, llm = "llm", LlmConfig.from_env()
+    try:
+        results = evaluate(lab, scenarios, budget_s=args.budget, planner=planner, llm=llm)
+    finally:
+        if started:
+            lab.down()
+    print(table(results))
+    if args.json_out:
+        with open(args.json_out, "w", encoding="utf-8") as fh:
+            fh.write(to_json(results))
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from probebook.lab.actions import inject, recover
     from probebook.lab.runner import Lab, LabOptions, default_state_dir
@@ -100,6 +141,8 @@ def _run(args: argparse.Namespace) -> int:
             if args.scenario:
                 print(f"  scenario {args.scenario} injected")
             return 0
+        if cmd == "eval":
+            return _eval(args, state)
         if cmd == "down":
             stopped = Lab(LabOptions(state_dir=state)).down()
             print(f"stopped {', '.join(stopped)}" if stopped else f"nothing was running in {state}")

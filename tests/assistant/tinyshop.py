@@ -32,8 +32,10 @@ def final_amount(subtotal, discount):
 
 
 def slow_lookup(n):
-    time.sleep(0.03)
-    return n * 2
+    total = 0
+    for i in range(60000):  # its own Python code holds the time
+        total += i % 7
+    return n * 2 + total % 2
 
 
 def fast_format(n):

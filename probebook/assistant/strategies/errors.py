@@ -1,0 +1,198 @@
+"""The errors strategy: from failing requests to the place where the bad value is made.
+
+1. An exception probe on the entry functions: the raise site and every frame's locals.
+2. If the failure came from a call out of the service (the innermost frame is library code, or the
+   value that decides the raise was read from a call outside our code), the URLs in the raise
+   frame's locals name the path of the next hop; the connected service that serves that path is
+   investigated the same way.
+3. Else the ``if`` guarding the raise is captured on failing and healthy calls; the variable that
+   separates them is followed: made here from healthy inputs -> this function; passed in -> what the
+   caller passed, and the function that produced it is probed at its ``return``.
+
+Nothing here is `proven` until the gate says so; a separated value at the raise site without an
+origin is `likely`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+
+from probebook.evidence.predicate import Predicate
+from probebook.protocol.capture_tree import plain
+
+from ..codeview import argument_for, assigned_from, callees, functions, names_in, operands, raises, returns
+from ..differential import separate, values_of
+from ..entrypoints import EntryPoint, is_app_file
+from ..model import Hypothesis, Verdict
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..investigator import Investigator
+
+__all__ = ["errors", "PURE_CALLS"]
+
+# calls that compute in the process from their arguments (the builtins but I/O and code loading):
+# a value made with them is made here, and time spent in them is the caller's own work
+PURE_CALLS = ({n for n in dir(builtins) if not n.startswith("_")}
+              - {"open", "input", "print", "exec", "eval", "compile", "breakpoint", "help", "exit", "quit"}) | {"Decimal"}
+_URL = re.compile(r"https?://[^/\s'\"]+(/[^\s'\"?#]*)")
+Event = Dict[str, Any]
+
+
+def errors(ctx: "Investigator", service: str, eps: List[EntryPoint], depth: int = 0) -> Optional[Verdict]:
+    probes = [ctx.place(service, "exception", ctx.where(service, ep.file, ep.function), rate=20) for ep in eps]
+    events: List[Event] = []
+    for alias in probes:
+        events += [e for e in ctx.events(alias, 3) if e.get("frames")]
+    if not events:
+        ctx.progress(f"{service}: the entry points raised nothing while watched")
+        return None
+    sites: Dict[Tuple[str, str, int], List[Event]] = {}
+    for e in events:
+        inner = next((f for f in reversed(e["frames"]) if is_app_file(f.get("file") or "")), None)
+        if inner is not None:
+            sites.setdefault((inner["file"], inner["function"], inner["line"]), []).append(e)
+    if not sites:
+        return None
+    (file, function, line), evs = max(sites.items(), key=lambda kv: len(kv[1]))
+    exc_type = evs[0].get("exc_type") or "?"
+    ctx.progress(f"{service}: {len(evs)} x {exc_type} raised in {function} ({file}:{line})")
+    ctx.hypotheses.append(Hypothesis(f"{exc_type} raised in {function}", service, f"{file}:{function}", score=0.4,
+                                     evidence=[e["evidence_id"] for e in evs[:5]]))
+    library_raised = not is_app_file(evs[0]["frames"][-1].get("file") or "")
+    if library_raised:
+        hop = _next_hop(ctx, service, evs, depth)
+        if hop is not None:
+            return hop
+        return Verdict("likely", service, f"{file}:{function}", f"{exc_type} from a call {function} makes "
+                       f"(raised in library code)", evidence=[e["evidence_id"] for e in evs[:5]])
+    verdict = _origin(ctx, service, file, function, line, evs[0]["frames"])
+    if verdict is not None and verdict.kind == "likely" and "from outside" in verdict.cause:
+        hop = _next_hop(ctx, service, evs, depth)
+        return hop or verdict
+    return verdict
+
+
+def _next_hop(ctx: "Investigator", service: str, evs: List[Event], depth: int) -> Optional[Verdict]:
+    """The connected service that serves a path named by a URL in the failing frames' locals."""
+    if depth >= 3:
+        return None
+    paths: List[str] = []
+    for e in evs[:5]:
+        for frame in reversed(e["frames"]):
+            for node in (frame.get("locals") or {}).values():
+                for m in _URL.finditer(str(plain(node))):
+                    path = m.group(1).rstrip("/")
+                    if path and path not in paths:
+                        paths.append(path)
+    if not paths:
+        return None
+    ctx.progress(f"{service}: the failing call went to {', '.join(paths[:3])}")
+    for other in ctx.services():
+        if other == service:
+            continue
+        eps = ctx.entries(other, paths[:3])
+        if eps:
+            ctx.progress(f"following to {other} ({eps[0].function} serves {paths[0]})")
+            return errors(ctx, other, eps, depth + 1)
+    return None
+
+
+def _origin(ctx: "Investigator", service: str, file: str, function: str, line: int,
+            frames: List[Event]) -> Optional[Verdict]:
+    src = ctx.text(service, file)
+    guards = [r for r in raises(src, function) if r[0] == line and r[2]]
+    if not guards:
+        ctx.progress(f"{function}: the raise at line {line} has no guard to test")
+        return None
+    _, _, guard, gline = guards[0]
+    names = names_in(guard)
+    fn = next(f for f in functions(src) if f.qualname == function)
+    feeds = list(names)  # the guard's names and what they are computed from here
+    for n in names:
+        for _, expr in assigned_from(src, function, n):
+            feeds += [x for x in names_in(expr) if x not in feeds]
+    capture = [o for o in operands(guard) if o not in feeds]  # `resp.status`, not only `resp`
+    capture += [n for n in feeds if n in fn.params or assigned_from(src, function, n)]
+    where = f"{file}:{gline}"
+    bad = ctx.place(service, "snapshot", where, when=guard, capture=capture, rate=20)
+    good = ctx.place(service, "snapshot", where, when=f"not ({guard})", capture=capture, rate=20)
+    bad_ev, good_ev = ctx.events(bad, 3), ctx.events(good, 5)
+    likely: Optional[Verdict] = None
+    for name in capture:
+        split = separate(values_of(bad_ev, name), values_of(good_ev, name), nodes=True)
+        if split is None:
+            continue
+        op, value = split
+        pred = Predicate(capture=name, op=op, value=value)
+        ids = [e["evidence_id"] for e in bad_ev]
+        ctx.progress(f"{function}: failing calls have {name} {op} {value!r}, healthy ones do not")
+        likely = likely or Verdict("likely", service, f"{file}:{function}", f"{function} fails when {name} {op} "
+                                   f"{value!r}", pred, evidence=ids)
+        base = names_in(name)[:1] or [name]  # `resp.status` is made where `resp` is
+        if base[0] in fn.params:
+            found = _from_caller(ctx, service, function, base[0], pred, frames) if base[0] == name else None
+            if found is not None:
+                return found
+            continue
+        if any(n in fn.params and separate(values_of(bad_ev, n), values_of(good_ev, n), nodes=True)
+               for n in feeds if n not in names and n not in base):
+            continue  # made here from a bad argument: the loop follows that argument next
+        made = [expr for _, expr in assigned_from(src, function, base[0])]
+        if not made:
+            continue
+        calls = [c.name for c in callees(src, function) if any(c.name.split(".")[-1] + "(" in e for e in made)]
+        impure = [c for c in calls if c.split(".")[-1] not in PURE_CALLS]
+        if impure:
+            found = _probe_producers(ctx, service, file, impure, pred, function, name)
+            if found is not None:
+                return found
+            return Verdict("likely", service, f"{file}:{function}", f"{name} {op} {value!r} comes from outside "
+                           f"{function} ({', '.join(impure[:2])})", pred, evidence=ids)
+        return ctx.conclude("proven", service, f"{file}:{function}",
+                            f"{function} computes {name} {op} {value!r} on failing calls", pred, ids) or likely
+    return likely
+
+
+def _from_caller(ctx: "Investigator", service: str, function: str, param: str, pred: Predicate,
+                 frames: List[Event]) -> Optional[Verdict]:
+    idx = next((i for i in range(len(frames) - 1, -1, -1) if frames[i].get("function") == function), None)
+    if not idx:
+        return None
+    caller = frames[idx - 1]
+    cfile, cfunc, cline = caller.get("file") or "", caller.get("function") or "", caller.get("line") or 0
+    if not is_app_file(cfile):
+        return None
+    csrc = ctx.text(service, cfile)
+    src = ctx.text(service, frames[idx].get("file") or "")
+    params = next((f.params for f in functions(src) if f.qualname == function), ())
+    arg = argument_for(csrc, cfunc, cline, function.split(".")[-1], params, param)
+    if arg is None:
+        ctx.progress(f"{cfunc}: cannot tell what it passes as {param} at line {cline}")
+        return None
+    made_by = [arg] + [expr for n in names_in(arg) for _, expr in assigned_from(csrc, cfunc, n)]
+    producers = [c.name for c in callees(csrc, cfunc) if any(c.name.split(".")[-1] + "(" in e for e in made_by)]
+    ctx.progress(f"{cfunc} passes {arg} as {param}; made by {', '.join(producers) or 'nothing we can probe'}")
+    return _probe_producers(ctx, service, cfile, producers, pred, function, param)
+
+
+def _probe_producers(ctx: "Investigator", service: str, near: str, producers: List[str], pred: Predicate,
+                     function: str, name: str) -> Optional[Verdict]:
+    """Probe the returns of the functions of ours that made the value; the claim is tested there."""
+    for call in producers:
+        target = ctx.resolve(service, call.split(".")[-1].rstrip("()"), near)
+        if target is None:
+            continue
+        tfile, tfunc = target
+        for rline, expr in returns(ctx.text(service, tfile), tfunc)[:2]:
+            alias = ctx.place(service, "snapshot", f"{tfile}:{rline}", capture=[expr], rate=20)
+            got = [e for e in ctx.events(alias, 5) if (e.get("expressions") or {}).get(expr) is not None]
+            if got:
+                claim = Predicate(capture=expr, op=pred.op, value=pred.value)
+                v = ctx.conclude("proven", service, f"{tfile}:{tfunc}",
+                                 f"{tfunc} returns {expr} {pred.op} {pred.value!r}, which reaches {function} as "
+                                 f"{name} and makes it fail", claim, [e["evidence_id"] for e in got])
+                if v is not None:
+                    return v
+    return None

@@ -1,0 +1,110 @@
+"""The latency strategy: duration probes on a function and the functions of ours it calls, descending
+into the callee that holds most of the time, until no callee of ours holds it.
+
+When the function itself holds the time but calls out of our code (a client library, a socket), the
+time may be another service's: the URLs in its locals name the path of the next hop, and the
+connected service that serves it is measured the same way. Only a function whose own code holds the
+time, with no call out left to blame, is claimed.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+
+from probebook.evidence.predicate import Predicate
+from probebook.protocol.capture_tree import plain
+
+from ..codeview import callees
+from ..entrypoints import EntryPoint
+from ..model import Verdict
+from .errors import PURE_CALLS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..investigator import Investigator
+
+__all__ = ["latency", "DOMINATES"]
+
+DOMINATES = 0.6  # a callee holding this share of its caller's median time is where to look next
+_URL = re.compile(r"https?://[^/\s'\"]+(/[^\s'\"?#]*)")
+
+
+def _medians(ctx: "Investigator", probes: Dict[Tuple[str, str], Optional[str]]) -> Dict[Tuple[str, str], tuple]:
+    out = {}
+    for key, alias in probes.items():
+        evs = ctx.tools.events_of(alias) if alias else []
+        vals = [e["value"] for e in evs if isinstance(e.get("value"), (int, float))]
+        if len(vals) >= 3:
+            out[key] = (statistics.median(vals), [e["evidence_id"] for e in evs])
+        if alias:
+            ctx.call("remove_probe", probe=alias)
+    return out
+
+
+def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0) -> Optional[Verdict]:
+    current = entry
+    for _ in range(5):
+        if ctx.out_of_time():
+            return None
+        calls = callees(ctx.text(service, current.file), current.function)
+        names = sorted({c.name.split(".")[-1] for c in calls})
+        kids = [t for t in (ctx.resolve(service, n, current.file) for n in names) if t is not None][:5]
+        outside = [c for c in calls if ctx.resolve(service, c.name.split(".")[-1], current.file) is None
+                   and c.name.split(".")[-1] not in PURE_CALLS]
+        probes = {(current.file, current.function): ctx.place(
+            service, "metric", ctx.where(service, current.file, current.function), metric="entry_ms", rate=50)}
+        for kfile, kfunc in kids:
+            probes[(kfile, kfunc)] = ctx.place(service, "metric", ctx.where(service, kfile, kfunc),
+                                               metric="callee_ms", rate=50)
+        ctx.pause(ctx.wait_s)
+        med = _medians(ctx, probes)
+        top = med.get((current.file, current.function))
+        if top is None:
+            ctx.progress(f"latency: {current.function} ran fewer than 3 times while measured")
+            return None
+        kid = max(((k, v) for k, v in med.items() if k != (current.file, current.function)),
+                  key=lambda kv: kv[1][0], default=None)
+        if kid is not None and kid[1][0] >= DOMINATES * top[0]:
+            (kfile, kfunc), _ = kid
+            ctx.progress(f"latency: {kfunc} holds {kid[1][0]:.1f} of {top[0]:.1f} ms; descending")
+            current = EntryPoint(service, kfile, kfunc, 0, "holds the time")
+            continue
+        pred = Predicate(field="value", op=">", value=round(top[0] / 2, 3), agg="median", min_events=3)
+        locus = f"{current.file}:{current.function}"
+        if outside:  # the time may be another service's, or a wait on a lock or a disk: not claimed
+            hop = _next_hop(ctx, service, current, [c.line for c in outside], depth)
+            if hop is not None:
+                return hop
+            return Verdict("likely", service, locus, f"{current.function} holds the time (median {top[0]:.1f} ms) "
+                           f"in its calls out of our code ({', '.join(sorted({c.name for c in outside})[:3])}): "
+                           f"work there, or a wait for something else", pred, evidence=top[1])
+        return ctx.conclude("proven", service, locus, f"{current.function}'s own code holds the time: median "
+                            f"{top[0]:.1f} ms", pred, top[1])
+    return None
+
+
+def _next_hop(ctx: "Investigator", service: str, fn: EntryPoint, lines: List[int], depth: int) -> Optional[Verdict]:
+    """The connected service that serves a URL the slow function's locals hold at its calls out."""
+    if depth >= 3:
+        return None
+    paths: List[str] = []
+    for line in sorted(set(lines))[:2]:
+        alias = ctx.place(service, "snapshot", f"{fn.file}:{line}", rate=20)
+        for e in ctx.events(alias, 2, timeout=min(ctx.wait_s, 10.0)):
+            for node in list((e.get("locals") or {}).values()) + list((e.get("arguments") or {}).values()):
+                for m in _URL.finditer(str(plain(node))):
+                    path = m.group(1).rstrip("/")
+                    if path and path not in paths:
+                        paths.append(path)
+    if not paths:
+        return None
+    ctx.progress(f"{fn.function} calls {', '.join(paths[:3])}")
+    for other in ctx.services():
+        if other == service:
+            continue
+        eps = ctx.entries(other, paths[:3])
+        if eps:
+            ctx.progress(f"following to {other} ({eps[0].function} serves {paths[0]})")
+            return latency(ctx, other, eps[0], depth + 1)
+    return None

@@ -1,0 +1,158 @@
+"""`probebook lab eval`: the assistant scored blind against the scenarios' ground truth.
+
+For each scenario: wait until the lab is quiet, inject, wait for the symptom, then run the assistant
+with only what an on-call engineer gets: the alerts firing (from Alertmanager), the scenario's title
+and summary as the reporter's text, and the tools over the lab's services and telemetry. It never
+sees the scenario id, its inject steps or its ground truth. Then recover.
+
+Scores, worst first: ``confident-wrong`` (a `proven`/`outside`/`no-fault` verdict that is wrong),
+``wrong`` (an unproven answer naming the wrong place), ``abstained`` (`inconclusive`),
+``unproven-correct`` (right service and locus, gate not passed), ``proven-correct``.
+
+>>> from probebook.assistant.model import Verdict
+>>> truth = _Truth("proven", "orders", "shop/orders.py:OrderService.coupon_rate")
+>>> score(truth, Verdict("proven", "orders", "/srv/r/2.8.0/shop/orders.py:OrderService.coupon_rate"))
+'proven-correct'
+>>> score(truth, Verdict("proven", "orders", "/srv/shop/pricing.py:order_total"))
+'confident-wrong'
+>>> score(_Truth("no-fault", "", ""), Verdict("inconclusive"))
+'abstained'
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Dict, List, Sequence
+
+from probebook.assistant import Assistant
+from probebook.assistant.model import Verdict, parse_locus
+from probebook.session import Investigation
+
+from .actions import inject, recover
+from .endpoints import use_lab
+from .scenarios import Scenario
+from .verify import wait_for_alert, wait_quiet
+
+__all__ = ["EvalResult", "evaluate", "score", "table", "SCORES"]
+
+SCORES = ("proven-correct", "unproven-correct", "abstained", "wrong", "confident-wrong")
+_CLAIMS = ("proven", "outside", "no-fault")
+
+
+@dataclass(frozen=True)
+class _Truth:
+    verdict: str
+    service: str
+    locus: str
+
+
+@dataclass
+class EvalResult:
+    scenario: str
+    verdict: Dict[str, Any]
+    score: str
+    seconds: float
+    symptom_seen: bool
+    probes: int = 0
+    tool_calls: int = 0
+    truth: Dict[str, str] = field(default_factory=dict)
+    notes: List[str] = field(default_factory=list)
+
+
+def _same_locus(truth: str, claimed: str) -> bool:
+    tpath, tqual = parse_locus(truth)
+    cpath, cqual = parse_locus(claimed)
+    if not tqual or tqual != cqual:
+        return False
+    want = [p for p in tpath.split("/") if p]
+    have = [p for p in cpath.split("/") if p]
+    return not want or have[len(have) - len(want):] == want
+
+
+def score(truth: Any, v: Verdict) -> str:
+    """One of SCORES for verdict `v` against a ground truth (verdict kind, service, locus)."""
+    if v.kind == "inconclusive":
+        return "abstained"
+    if truth.verdict == "proven":
+        right = v.service == truth.service and _same_locus(truth.locus, v.locus)
+    else:  # outside: the outside system named; no-fault: nothing to name
+        right = v.kind == truth.verdict and (truth.verdict != "outside" or v.service == truth.service)
+    if v.kind in _CLAIMS:
+        return "proven-correct" if right and v.kind == truth.verdict else "confident-wrong"
+    return "unproven-correct" if right else "wrong"
+
+
+def _connect(inv: Investigation, lab: Any) -> List[str]:
+    names = []
+    for name, entry in lab.manifest["services"].items():
+        if entry.get("agent_url"):
+            inv.connect(name, entry["agent_url"], token=lab.token)
+            names.append(name)
+    use_lab(inv.telemetry, lab.state)
+    return names
+
+
+def evaluate(lab: Any, scenarios: Sequence[Scenario], budget_s: float = 110.0, wait_s: float = 15.0,
+             log: Callable[[str], None] = print, planner: str = "deterministic", llm: Any = None) -> List[EvalResult]:
+    """Run every scenario blind against the running `lab`; the lab is back at its baseline after each."""
+    results = []
+    for sc in scenarios:
+        truth = sc.truth
+        assert truth is not None
+        log(f"== {sc.id}: waiting for a quiet lab")
+        noisy = wait_quiet(lab, 60.0)
+        notes = [f"not quiet before the injection: {noisy}"] if noisy else []
+        inv = Investigation()
+        started = time.monotonic()
+        verdict = Verdict("inconclusive", cause="not run")
+        seen = False
+        try:
+            inject(lab, sc)
+            if sc.alert:
+                seen = wait_for_alert(lab, sc, True, sc.within_s) is not None
+            else:
+                time.sleep(8.0)
+                seen = True
+            _connect(inv, lab)
+            started = time.monotonic()
+            text = f"{sc.title}. {sc.summary}".strip()
+            assistant = Assistant(inv)
+            verdict = assistant.investigate(text, budget_s=budget_s, wait_s=wait_s,
+                                            progress=lambda line: log(f"   {line}"),
+                                            **({"planner": planner, "llm": llm} if planner != "deterministic" else {}))
+        finally:
+            elapsed = round(time.monotonic() - started, 1)
+            probes = inv.probes().height
+            calls = inv.sql("SELECT count(*) AS n FROM assistant_findings")["n"][0] \
+                if "assistant_findings" in inv.store.tables() else 0
+            inv.close()
+            recover(lab)
+        s = score(truth, verdict)
+        log(f"   -> {verdict.headline()} [{s}] in {elapsed}s")
+        results.append(EvalResult(sc.id, {"kind": verdict.kind, "service": verdict.service, "locus": verdict.locus,
+                                          "cause": verdict.cause, "evidence": verdict.evidence,
+                                          "reasons": verdict.reasons}, s, elapsed, seen, probes, int(calls),
+                                  {"verdict": truth.verdict, "service": truth.service, "locus": truth.locus}, notes))
+    return results
+
+
+def table(results: Sequence[EvalResult]) -> str:
+    """The table `lab eval` prints (Markdown), with the totals under it."""
+    lines = ["| scenario | verdict | service | locus | score | seconds | probes | tool calls |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        v = r.verdict
+        lines.append(f"| {r.scenario} | {v['kind']} | {v['service'] or '-'} | {v['locus'].split('/')[-1] or '-'} | "
+                     f"{r.score} | {r.seconds:g} | {r.probes} | {r.tool_calls} |")
+    counts = {s: sum(1 for r in results if r.score == s) for s in SCORES}
+    p50 = statistics.median([r.seconds for r in results]) if results else 0.0
+    lines.append("")
+    lines.append(", ".join(f"{s} {n}" for s, n in counts.items()) + f"; time to verdict p50 {p50:g}s")
+    return "\n".join(lines)
+
+
+def to_json(results: Sequence[EvalResult]) -> str:
+    return json.dumps([asdict(r) for r in results], indent=1, default=str)
