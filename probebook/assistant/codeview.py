@@ -176,15 +176,30 @@ def raises(source: str, qualname: str) -> List[tuple]:
 
 
 def assigned_from(source: str, qualname: str, name: str) -> List[tuple]:
-    """``(line, expression text)`` of each assignment to `name` in the function's own body."""
+    """``(line, expression text)`` of each binding of `name` in the function: assignments, ``with ... as
+    name`` (the context expression) and ``for name in ...`` (the iterable)."""
     fn = _find(source, qualname)
     out = []
+    text = getattr(ast, "unparse", lambda n: "")
     for node in ast.walk(fn):
         if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)) and node.value is not None:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
-                out.append((node.lineno, ast.unparse(node.value) if hasattr(ast, "unparse") else ""))
+            if any(_binds(t, name) for t in targets):
+                out.append((node.lineno, text(node.value)))
+        elif isinstance(node, (ast.With, ast.AsyncWith)):  # `with open_thing() as name:`
+            out += [(node.lineno, text(i.context_expr)) for i in node.items
+                    if i.optional_vars is not None and _binds(i.optional_vars, name)]
+        elif isinstance(node, (ast.For, ast.AsyncFor)) and _binds(node.target, name):
+            out.append((node.lineno, text(node.iter)))
     return sorted(out)
+
+
+def _binds(target: ast.AST, name: str) -> bool:
+    if isinstance(target, ast.Name):
+        return target.id == name
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return any(_binds(t, name) for t in target.elts)
+    return False
 
 
 def returns(source: str, qualname: str) -> List[tuple]:

@@ -95,8 +95,11 @@ def _eval(args: argparse.Namespace, state: str) -> int:
     if args.scenarios and not only:  # a user's folder: its scenarios, not the built-in ones again
         roots = [os.path.abspath(d) for d in args.scenarios]
         scenarios = [s for s in scenarios if any(s.path.startswith(r + os.sep) for r in roots)]
-    started = not os.path.exists(os.path.join(state, "lab.json"))
-    lab = Lab(LabOptions(state_dir=state, scenario_dirs=args.scenarios)) if started else Lab.attach(state)
+    lab = Lab(LabOptions(state_dir=state, scenario_dirs=args.scenarios))
+    started = not lab.running()  # a running lab is used as it is; else one is started for the evaluation
+    if not started:
+        lab = Lab.attach(state)
+        lab.options.scenario_dirs += args.scenarios
     if started:
         lab.up()
         print(f"lab up in {state} for the evaluation")

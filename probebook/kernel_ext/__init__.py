@@ -17,6 +17,7 @@ from IPython.core.error import UsageError
 
 from probebook.session import Investigation
 
+from .assistant import AssistantMagics
 from .config import Probebook
 from .magics import ProbebookMagics
 from .session import KernelSession
@@ -60,6 +61,7 @@ def load_ipython_extension(ipython: Any) -> None:
     if _SESSION.config not in ipython.configurables:  # also adopts a session `investigation()` made
         ipython.configurables.append(_SESSION.config)
     ipython.register_magics(ProbebookMagics(ipython, _loaded_session))
+    ipython.register_magics(AssistantMagics(ipython, _loaded_session))
     register_telemetry_magics(ipython, lambda: _loaded_session().investigation())
 
 

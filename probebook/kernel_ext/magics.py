@@ -19,7 +19,7 @@ from probebook.widgets.progress import WaitProgress
 from .args import MagicParser, parse_metric, parse_range, parse_seconds, split_line, user_errors
 from .session import KernelSession
 
-__all__ = ["ProbebookMagics"]
+__all__ = ["ProbebookMagics", "SessionMagics"]
 
 _PROBE_USAGE = ("%probe log|snapshot|metric|span|exception NAME WHERE [TEMPLATE] [--when EXPR] [--template T] "
                 "[--capture EXPR] [--metric NAME[:TYPE][=EXPR]] [--unit U] [--ttl 15m] [--rate 5/s] [--max-hits N] "
@@ -51,9 +51,8 @@ def _bind_name(parser: MagicParser, name: Optional[str]) -> Optional[str]:
     return name
 
 
-@magics_class
-class ProbebookMagics(Magics):
-    """`%connect`, `%services`, `%source`, `%probe`, `%%snapshot`, `%%sql`, `%mark`, `%timeline`."""
+class SessionMagics(Magics):
+    """Magics over the kernel's session; `session()` answers it (it changes on %reload_ext)."""
 
     def __init__(self, shell: Any, session: Callable[[], KernelSession]) -> None:
         super().__init__(shell)
@@ -67,6 +66,11 @@ class ProbebookMagics(Magics):
     def inv(self) -> Investigation:
         with user_errors():
             return self.session.investigation()
+
+
+@magics_class
+class ProbebookMagics(SessionMagics):
+    """`%connect`, `%services`, `%source`, `%probe`, `%%snapshot`, `%%sql`, `%mark`, `%timeline`."""
 
     # ------------------------------------------------------------------ services
     @line_magic

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
+from probebook.assistant.background import AssistantRun
 from probebook.errors import EvidenceError, SessionError, one_line
 from probebook.session import Investigation
-from probebook.widgets import LivePublisher, ProbeBoard, ProbePanel, TimelineView, kernel_dispatch
+from probebook.widgets import AssistantView, LivePublisher, ProbeBoard, ProbePanel, TimelineView, kernel_dispatch
 
 from .config import Probebook
 
@@ -28,6 +29,7 @@ class KernelSession:
         self._board: Optional[ProbeBoard] = None
         self._publisher: Optional[LivePublisher] = None
         self._live: Dict[Any, Any] = {}  # what a panel shows -> the panel kept live for it
+        self.assistant_run: Optional[AssistantRun] = None  # the last one %%assistant / %investigate started
 
     # ------------------------------------------------------------------ the investigation
     def evidence_path(self) -> str:
@@ -80,6 +82,14 @@ class KernelSession:
         self._go_live(("timeline",), view)
         return view
 
+    def assistant_view(self, run: AssistantRun, live: bool = True) -> AssistantView:
+        """The view of `run`; `live`: refreshed by the publisher (else by `view.refresh()`, from a cell
+        that waits for the run)."""
+        view = AssistantView(run, self.board, poke=self.publisher.poke)
+        if live:
+            self._go_live(("assistant",), view)
+        return view
+
     def _go_live(self, key: Any, view: Any) -> None:
         """Only the newest view of the same thing stays live: a cell run again leaves its old
         panel (whose output JupyterLab has cleared) frozen, so re-runs never add traffic."""
@@ -92,6 +102,10 @@ class KernelSession:
     def close(self) -> List[str]:
         """Stop the panels, remove the probes still live, close the evidence file."""
         removed: List[str] = []
+        run, self.assistant_run = self.assistant_run, None
+        if run is not None and not run.done:  # it removes its own probes; the rest are removed below
+            run.stop()
+            run.wait(30)
         if self._publisher is not None:
             self._publisher.stop()
         if self._board is not None:

@@ -1,9 +1,10 @@
-"""Notebook panels: live probe panel, snapshot viewer, timeline, services table, metric charts.
+"""Notebook panels: assistant view, live probe panel, snapshot viewer, timeline, services table, metric charts.
 
 Every panel renders its HTML in Python; the same HTML is the live widget (anywidget) and the
 static fallback for nbconvert and GitHub. Live panels are refreshed by one `LivePublisher`.
 """
 
+from .assistant_view import AssistantView
 from .base import HtmlPanel
 from .plots import metric_figure, promql_figure
 from .probe_board import ProbeBoard, ProbeRow
@@ -14,6 +15,7 @@ from .snapshot_viewer import SnapshotViewer
 from .timeline import TimelineView
 
 __all__ = [
+    "AssistantView",
     "HtmlPanel",
     "LivePublisher",
     "LiveView",

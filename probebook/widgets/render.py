@@ -32,12 +32,18 @@ CSS = """
 .pb-panel ul { list-style: none; margin: 0; padding-left: 16px; }
 .pb-panel button { font-size: 11px; margin-right: 4px; cursor: pointer; }
 .pb-last { max-width: 420px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.pb-verdict { border: 1px solid var(--jp-border-color1, #bbb); border-radius: 4px; padding: 4px 8px; margin: 6px 0; }
+.pb-verdict th { white-space: nowrap; }
+.pb-sql { margin: 2px 0; padding: 4px 6px; background: var(--jp-layout-color2, #f4f4f4); white-space: pre-wrap;
+  user-select: all; }
 """
 
 _BAD = {"error", "disabled", "down", "failed", "unhealthy", "refused"}
 # inline styles, so a badge keeps its colour where no stylesheet goes (progress lines, GitHub)
 _COLOURS = {"pb-ok": ("#dff3e2", "#17612a"), "pb-warn": ("#fff1cc", "#7a5200"), "pb-bad": ("#fbdada", "#8a1111")}
-_WARN = {"expired", "removed", "pending", "degraded", "unknown", "waiting", "timed out"}
+_WARN = {"expired", "removed", "pending", "degraded", "unknown", "waiting", "timed out",
+         # the assistant: anything short of a verdict the proof gate let through
+         "starting", "running", "stopping", "stopped", "open", "supported", "refuted", "likely", "inconclusive"}
 
 
 def esc(value: Any) -> str:

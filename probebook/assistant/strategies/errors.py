@@ -38,6 +38,7 @@ PURE_CALLS = ({n for n in dir(builtins) if not n.startswith("_")}
               - {"open", "input", "print", "exec", "eval", "compile", "breakpoint", "help", "exit", "quit"}) | {"Decimal"}
 _URL = re.compile(r"https?://[^/\s'\"]+(/[^\s'\"?#]*)")
 Event = Dict[str, Any]
+_FROM_OUTSIDE = "comes from outside"  # a decisive value read from a call out of our code: look further
 
 
 def errors(ctx: "Investigator", service: str, eps: List[EntryPoint], depth: int = 0) -> Optional[Verdict]:
@@ -68,7 +69,7 @@ def errors(ctx: "Investigator", service: str, eps: List[EntryPoint], depth: int 
         return Verdict("likely", service, f"{file}:{function}", f"{exc_type} from a call {function} makes "
                        f"(raised in library code)", evidence=[e["evidence_id"] for e in evs[:5]])
     verdict = _origin(ctx, service, file, function, line, evs[0]["frames"])
-    if verdict is not None and verdict.kind == "likely" and "from outside" in verdict.cause:
+    if verdict is not None and verdict.kind == "likely" and _FROM_OUTSIDE in verdict.cause:
         hop = _next_hop(ctx, service, evs, depth)
         return hop or verdict
     return verdict
@@ -148,7 +149,7 @@ def _origin(ctx: "Investigator", service: str, file: str, function: str, line: i
             found = _probe_producers(ctx, service, file, impure, pred, function, name)
             if found is not None:
                 return found
-            return Verdict("likely", service, f"{file}:{function}", f"{name} {op} {value!r} comes from outside "
+            return Verdict("likely", service, f"{file}:{function}", f"{name} {op} {value!r} {_FROM_OUTSIDE} "
                            f"{function} ({', '.join(impure[:2])})", pred, evidence=ids)
         return ctx.conclude("proven", service, f"{file}:{function}",
                             f"{function} computes {name} {op} {value!r} on failing calls", pred, ids) or likely

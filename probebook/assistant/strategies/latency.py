@@ -30,13 +30,14 @@ DOMINATES = 0.6  # a callee holding this share of its caller's median time is wh
 _URL = re.compile(r"https?://[^/\s'\"]+(/[^\s'\"?#]*)")
 
 
-def _medians(ctx: "Investigator", probes: Dict[Tuple[str, str], Optional[str]]) -> Dict[Tuple[str, str], tuple]:
+def _timings(ctx: "Investigator", probes: Dict[Tuple[str, str], Optional[str]]) -> Dict[Tuple[str, str], tuple]:
+    """Per probed function: (median ms per call, total ms over the window, evidence ids); the probes go."""
     out = {}
     for key, alias in probes.items():
-        evs = ctx.tools.events_of(alias) if alias else []
+        evs = ctx.tools.events_of(alias, limit=2000) if alias else []
         vals = [e["value"] for e in evs if isinstance(e.get("value"), (int, float))]
         if len(vals) >= 3:
-            out[key] = (statistics.median(vals), [e["evidence_id"] for e in evs])
+            out[key] = (statistics.median(vals), sum(vals), [e["evidence_id"] for e in evs][:200])
         if alias:
             ctx.call("remove_probe", probe=alias)
     return out
@@ -58,16 +59,18 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
             probes[(kfile, kfunc)] = ctx.place(service, "metric", ctx.where(service, kfile, kfunc),
                                                metric="callee_ms", rate=50)
         ctx.pause(ctx.wait_s)
-        med = _medians(ctx, probes)
-        top = med.get((current.file, current.function))
+        timing = _timings(ctx, probes)
+        top = timing.get((current.file, current.function))
         if top is None:
             ctx.progress(f"latency: {current.function} ran fewer than 3 times while measured")
             return None
-        kid = max(((k, v) for k, v in med.items() if k != (current.file, current.function)),
-                  key=lambda kv: kv[1][0], default=None)
-        if kid is not None and kid[1][0] >= DOMINATES * top[0]:
+        # a callee's share is its total time over the parent's: a call made twice a request counts twice
+        kid = max(((k, v) for k, v in timing.items() if k != (current.file, current.function)),
+                  key=lambda kv: kv[1][1], default=None)
+        if kid is not None and kid[1][1] >= DOMINATES * top[1]:
             (kfile, kfunc), _ = kid
-            ctx.progress(f"latency: {kfunc} holds {kid[1][0]:.1f} of {top[0]:.1f} ms; descending")
+            ctx.progress(f"latency: {kfunc} holds {100 * kid[1][1] / top[1]:.0f}% of {current.function}'s time "
+                         f"(median {kid[1][0]:.1f} ms a call); descending")
             current = EntryPoint(service, kfile, kfunc, 0, "holds the time")
             continue
         pred = Predicate(field="value", op=">", value=round(top[0] / 2, 3), agg="median", min_events=3)
@@ -78,9 +81,9 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
                 return hop
             return Verdict("likely", service, locus, f"{current.function} holds the time (median {top[0]:.1f} ms) "
                            f"in its calls out of our code ({', '.join(sorted({c.name for c in outside})[:3])}): "
-                           f"work there, or a wait for something else", pred, evidence=top[1])
+                           f"work there, or a wait for something else", pred, evidence=top[2])
         return ctx.conclude("proven", service, locus, f"{current.function}'s own code holds the time: median "
-                            f"{top[0]:.1f} ms", pred, top[1])
+                            f"{top[0]:.1f} ms", pred, top[2])
     return None
 
 
