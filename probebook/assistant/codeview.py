@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Union
 
 __all__ = ["FunctionInfo", "Call", "functions", "callees", "enclosing", "find_text", "raises", "assigned_from",
-           "returns", "names_in", "operands", "argument_for", "SourceError"]
+           "returns", "names_in", "operands", "reads_into", "handlers", "argument_for", "SourceError"]
 
 
 class SourceError(ValueError):
@@ -255,6 +255,30 @@ def operands(expression: str) -> List[str]:
                     if text not in out:
                         out.append(text)
     return out
+
+
+def handlers(source: str, qualname: str) -> List[tuple]:
+    """``(line, name, calls)`` of each ``except ... as name`` in the function's own body: the line of the
+    handler's first statement (where a probe sees `name` bound) and the calls its ``try`` body makes."""
+    fn = _find(source, qualname)
+    out = []
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Try):
+            tried = [_dotted(c.func) for stmt in node.body for c in ast.walk(stmt) if isinstance(c, ast.Call)]
+            for h in node.handlers:
+                if h.name and h.body:
+                    out.append((h.body[0].lineno, h.name, [t for t in tried if t]))
+    return sorted(out)
+
+
+def reads_into(expression: str) -> bool:
+    """Does the expression read an attribute, an item or call something (a value made elsewhere), rather
+    than compute only with names and constants (``order_id % 17``: computed here)?"""
+    try:
+        tree = ast.parse(expression, mode="eval")
+    except SyntaxError:
+        return True
+    return any(isinstance(n, (ast.Attribute, ast.Subscript, ast.Call)) for n in ast.walk(tree))
 
 
 def names_in(expression: str) -> List[str]:

@@ -16,7 +16,7 @@ from typing import List, Optional, Sequence
 
 from .codeview import functions
 
-__all__ = ["EntryPoint", "words", "handler_names", "is_app_file", "symptom_class", "SYMPTOMS"]
+__all__ = ["EntryPoint", "words", "handler_names", "is_app_file", "symptom_class", "SYMPTOMS", "paths_in"]
 
 # SRE vocabulary, not names of any service: the class of a symptom decides the first strategy
 SYMPTOMS = {
@@ -27,6 +27,9 @@ SYMPTOMS = {
     "down": ("down", "unreachable", "unavailable", "scrape"),
     "retries": ("retry", "retries", "amplif"),
 }
+# probebook's own rooms, which share a process with what they probe only in tests and notebooks (the lab
+# is a user of the agent like any service: its code is application code)
+_OURS = ("agent", "assistant", "session", "connectors", "evidence", "protocol", "widgets", "kernel_ext", "cli")
 _STOP = {"since", "the", "and", "for", "with", "from", "into", "are", "is", "on", "in", "of", "to", "a", "an",
          "all", "some", "users", "requests", "errors", "error", "slow", "high", "rate", "alert", "firing"}
 
@@ -61,6 +64,44 @@ def words(text: str) -> List[str]:
     return out
 
 
+_URL_PATH = re.compile(r"https?://[^/\s'\"]+(/[^\s'\"?#]*)")
+_PATH = re.compile(r"^/[A-Za-z0-9_\-./{}:]{1,120}$")
+
+
+def paths_in(values: Sequence[object]) -> List[str]:
+    """Request paths a call out may have gone to: the path of each URL in the values, and values that
+    are themselves paths (a client that joins a base URL and a path holds them apart).
+
+    >>> paths_in(["http://127.0.0.1:8080/orders/42?x=1", "/charges", "no path", {"base": "http://h:1"}])
+    ['/orders/42', '/charges']
+    """
+    out: List[str] = []
+
+    def add(p: str) -> None:
+        p = p.rstrip("/")
+        if p and p not in out and not p.startswith(("/tmp/", "/usr/", "/proc/", "/dev/", "/etc/", "/var/")):
+            out.append(p)
+
+    def walk(v: object, depth: int = 0) -> None:
+        if depth > 4:
+            return
+        if isinstance(v, str):
+            for m in _URL_PATH.finditer(v):
+                add(m.group(1))
+            if _PATH.match(v) and not v.endswith(".py"):
+                add(v)
+        elif isinstance(v, dict):
+            for x in v.values():
+                walk(x, depth + 1)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                walk(x, depth + 1)
+
+    for v in values:
+        walk(v)
+    return out
+
+
 def handler_names(line: str) -> List[str]:
     """Names a route-registration line hands the request to: ``self.checkout`` -> ``checkout``."""
     rest = re.sub(r"(['\"]).*?\1", " ", line)  # drop string literals (the route itself)
@@ -71,8 +112,10 @@ def handler_names(line: str) -> List[str]:
 def is_app_file(path: str) -> bool:
     """Code of the service itself, not the interpreter's, an installed package's or probebook's own."""
     p = path.replace("\\", "/")
+    if any(f"/probebook/{room}/" in p for room in _OURS):
+        return False
     return p.endswith(".py") and not any(s in p for s in ("/site-packages/", "/dist-packages/", "/lib/python3",
-                                                           "/lib64/python3", "/probebook/", "<frozen"))
+                                                           "/lib64/python3", "<frozen"))
 
 
 def entry_points(service: str, files: Sequence[str], read, route_words: Sequence[str],
@@ -98,6 +141,23 @@ def entry_points(service: str, files: Sequence[str], read, route_words: Sequence
                     found.append(ep)
         if found:
             break
+    if not found:  # no route: the code that raises what the reporter quotes ("payment declined")
+        for word in route_words:
+            for path in files:
+                try:
+                    lines = read(path).splitlines()
+                except Exception:  # noqa: BLE001 - skipped like above
+                    continue
+                fns = None
+                for i, ln in enumerate(lines, 1):
+                    if "raise " in ln and word in ln and len(word) >= 5:
+                        fns = fns if fns is not None else functions("\n".join(lines))
+                        holders = [f for f in fns if f.start <= i <= f.end]
+                        if holders:
+                            f = max(holders, key=lambda f: f.start)
+                            found.append(EntryPoint(service, path, f.qualname, f.start, f"raises {word!r}"))
+            if found:
+                break
     # a route handed to a function or a decorated handler before a function that merely mentions it
     found.sort(key=lambda ep: 0 if ep.why.startswith("decorated") else 1 if " is handed to " in ep.why else 2)
     return found[:limit]

@@ -30,6 +30,7 @@ from .model import Hypothesis, Incident, Verdict
 from .proof import ProofGate
 from .strategies.errors import errors
 from .strategies.latency import latency
+from .strategies.quiet import quiet
 from .tools import ToolBox
 
 __all__ = ["Investigator", "Stopped"]
@@ -54,6 +55,7 @@ class Investigator:
         self.wait_s = wait_s
         self.hypotheses: List[Hypothesis] = []
         self._files: Dict[str, Dict[str, str]] = {}
+        self._connected: Optional[List[str]] = None
 
     # ------------------------------------------------------------------ the run
     def run(self) -> Verdict:
@@ -71,7 +73,7 @@ class Investigator:
         text = " ".join([self.incident.title, self.incident.text] +
                         [f"{a.name} {a.summary} {' '.join(a.labels.values())}" for a in self.incident.alerts])
         cls = symptom_class(text)
-        services = self._services()
+        services = self.services()
         focus = [s for s in dict.fromkeys(a.labels.get("service", "") for a in self.incident.alerts) if s in services]
         focus += [s for s in services if s in text and s not in focus]
         focus = focus or services
@@ -83,6 +85,9 @@ class Investigator:
         self._note_changes()
         if not services:
             return Verdict("inconclusive", cause="no service is connected: connect the services first")
+        if not self.incident.alerts and cls == "unknown":  # nothing fires, no symptom named: is anything wrong?
+            return quiet(self, focus) or Verdict("inconclusive", cause="no alert fires and the requests watched "
+                                                                       "were too few to say that nothing is wrong")
         for service in focus:
             if time.monotonic() > self.deadline:
                 break
@@ -114,7 +119,10 @@ class Investigator:
         return time.monotonic() > self.deadline
 
     def services(self) -> List[str]:
-        return list(self._files) or self._services()
+        """Every connected service (asked once per investigation)."""
+        if self._connected is None:
+            self._connected = self._services()
+        return list(self._connected)
 
     def call(self, tool: str, **args: Any) -> Any:
         self.check_stop()

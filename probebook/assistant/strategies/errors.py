@@ -16,16 +16,17 @@ origin is `likely`.
 from __future__ import annotations
 
 import builtins
-import re
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from probebook.evidence.predicate import Predicate
+from probebook.evidence.predicate import Predicate, holds
 from probebook.protocol.capture_tree import plain
 
-from ..codeview import argument_for, assigned_from, callees, functions, names_in, operands, raises, returns
+from ..codeview import (argument_for, assigned_from, callees, functions, names_in, operands, raises, reads_into,
+                        returns)
 from ..differential import separate, values_of
-from ..entrypoints import EntryPoint, is_app_file
+from ..entrypoints import EntryPoint, is_app_file, paths_in
 from ..model import Hypothesis, Verdict
+from .caught import PEER_FIELDS, caught
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..investigator import Investigator
@@ -36,7 +37,6 @@ __all__ = ["errors", "PURE_CALLS"]
 # a value made with them is made here, and time spent in them is the caller's own work
 PURE_CALLS = ({n for n in dir(builtins) if not n.startswith("_")}
               - {"open", "input", "print", "exec", "eval", "compile", "breakpoint", "help", "exit", "quit"}) | {"Decimal"}
-_URL = re.compile(r"https?://[^/\s'\"]+(/[^\s'\"?#]*)")
 Event = Dict[str, Any]
 _FROM_OUTSIDE = "comes from outside"  # a decisive value read from a call out of our code: look further
 
@@ -48,7 +48,7 @@ def errors(ctx: "Investigator", service: str, eps: List[EntryPoint], depth: int 
         events += [e for e in ctx.events(alias, 3) if e.get("frames")]
     if not events:
         ctx.progress(f"{service}: the entry points raised nothing while watched")
-        return None
+        return caught(ctx, service, eps, depth)
     sites: Dict[Tuple[str, str, int], List[Event]] = {}
     for e in events:
         inner = next((f for f in reversed(e["frames"]) if is_app_file(f.get("file") or "")), None)
@@ -71,22 +71,43 @@ def errors(ctx: "Investigator", service: str, eps: List[EntryPoint], depth: int 
     verdict = _origin(ctx, service, file, function, line, evs[0]["frames"])
     if verdict is not None and verdict.kind == "likely" and _FROM_OUTSIDE in verdict.cause:
         hop = _next_hop(ctx, service, evs, depth)
-        return hop or verdict
+        return hop or _outside(ctx, service, evs, verdict) or verdict
     return verdict
+
+
+
+
+def _outside(ctx: "Investigator", service: str, evs: List[Event], at: Verdict) -> Optional[Verdict]:
+    """The failing call out names its peer (a client's `name`/`peer`/... field) and no connected service is
+    that peer: the cause is outside our services; the proof is what our boundary function saw."""
+    peers: List[str] = []
+    for e in evs[:5]:
+        frame = e["frames"][-1]
+        for node in (frame.get("locals") or {}).values():
+            value = plain(node)
+            if isinstance(value, dict):
+                peers += [str(value[f]) for f in PEER_FIELDS if isinstance(value.get(f), str) and value.get(f)]
+    peers = list(dict.fromkeys(peers))
+    known = set(ctx.services())
+    if len(peers) != 1 or peers[0] in known or at.predicate is None:
+        return None
+    ctx.progress(f"{service}: the failing call goes to {peers[0]}, which is none of our services")
+    v = Verdict("outside", peers[0], f"outside our services: {peers[0]}",
+                f"{peers[0]} answers the calls of {service} with {at.predicate.describe()}; our code passes the "
+                f"failure on", at.predicate, evidence=at.evidence, boundary_service=service, boundary_locus=at.locus,
+                mitigation=f"nothing to fix in our code: contact the owner of {peers[0]}, fail over if there is "
+                           f"another", check=f"the boundary probe shows {at.predicate.describe()} no longer")
+    checked = ctx.gate.check(v)
+    ctx.progress(f"gate: {checked.kind}: {'; '.join(checked.reasons)[:200]}")
+    return checked if checked.kind == "outside" else None
 
 
 def _next_hop(ctx: "Investigator", service: str, evs: List[Event], depth: int) -> Optional[Verdict]:
     """The connected service that serves a path named by a URL in the failing frames' locals."""
     if depth >= 3:
         return None
-    paths: List[str] = []
-    for e in evs[:5]:
-        for frame in reversed(e["frames"]):
-            for node in (frame.get("locals") or {}).values():
-                for m in _URL.finditer(str(plain(node))):
-                    path = m.group(1).rstrip("/")
-                    if path and path not in paths:
-                        paths.append(path)
+    paths = paths_in([plain(node) for e in evs[:5] for frame in reversed(e["frames"])
+                      for node in (frame.get("locals") or {}).values()])
     if not paths:
         return None
     ctx.progress(f"{service}: the failing call went to {', '.join(paths[:3])}")
@@ -133,6 +154,11 @@ def _origin(ctx: "Investigator", service: str, file: str, function: str, line: i
                                    f"{value!r}", pred, evidence=ids)
         base = names_in(name)[:1] or [name]  # `resp.status` is made where `resp` is
         if base[0] in fn.params:
+            if name != base[0] and not reads_into(name) and not separate(
+                    values_of(bad_ev, base[0]), values_of(good_ev, base[0]), nodes=True):
+                # arithmetic on healthy arguments (`order_id % 17`): this function's own rule decides
+                return ctx.conclude("proven", service, f"{file}:{function}", f"{function} fails on its own rule: "
+                                    f"{name} {op} {value!r} on failing calls", pred, ids) or likely
             found = _from_caller(ctx, service, function, base[0], pred, frames) if base[0] == name else None
             if found is not None:
                 return found
@@ -180,20 +206,23 @@ def _from_caller(ctx: "Investigator", service: str, function: str, param: str, p
 
 def _probe_producers(ctx: "Investigator", service: str, near: str, producers: List[str], pred: Predicate,
                      function: str, name: str) -> Optional[Verdict]:
-    """Probe the returns of the functions of ours that made the value; the claim is tested there."""
+    """Probe every ``return`` of the functions of ours that made the value (a function has several: the
+    bad value leaves by one of them); the claim is tested at each, with what that return captured."""
     for call in producers:
         target = ctx.resolve(service, call.split(".")[-1].rstrip("()"), near)
         if target is None:
             continue
         tfile, tfunc = target
-        for rline, expr in returns(ctx.text(service, tfile), tfunc)[:2]:
-            alias = ctx.place(service, "snapshot", f"{tfile}:{rline}", capture=[expr], rate=20)
-            got = [e for e in ctx.events(alias, 5) if (e.get("expressions") or {}).get(expr) is not None]
-            if got:
-                claim = Predicate(capture=expr, op=pred.op, value=pred.value)
+        placed = [(expr, ctx.place(service, "snapshot", f"{tfile}:{rline}", capture=[expr], rate=20))
+                  for rline, expr in returns(ctx.text(service, tfile), tfunc)[:4]]
+        ctx.pause(min(ctx.wait_s, 10.0))
+        for expr, alias in placed:
+            got = [e for e in ctx.events(alias, 1, timeout=1.0) if (e.get("expressions") or {}).get(expr) is not None]
+            claim = Predicate(capture=expr, op=pred.op, value=pred.value)
+            if got and any(holds(claim, e) for e in got):
                 v = ctx.conclude("proven", service, f"{tfile}:{tfunc}",
                                  f"{tfunc} returns {expr} {pred.op} {pred.value!r}, which reaches {function} as "
-                                 f"{name} and makes it fail", claim, [e["evidence_id"] for e in got])
+                                 f"{name} and makes it fail", claim, [e["evidence_id"] for e in got if holds(claim, e)])
                 if v is not None:
                     return v
     return None

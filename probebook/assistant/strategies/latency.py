@@ -9,7 +9,6 @@ time, with no call out left to blame, is claimed.
 
 from __future__ import annotations
 
-import re
 import statistics
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
@@ -17,7 +16,7 @@ from probebook.evidence.predicate import Predicate
 from probebook.protocol.capture_tree import plain
 
 from ..codeview import callees
-from ..entrypoints import EntryPoint
+from ..entrypoints import EntryPoint, paths_in
 from ..model import Verdict
 from .errors import PURE_CALLS
 
@@ -27,7 +26,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["latency", "DOMINATES"]
 
 DOMINATES = 0.6  # a callee holding this share of its caller's median time is where to look next
-_URL = re.compile(r"https?://[^/\s'\"]+(/[^\s'\"?#]*)")
 
 
 def _timings(ctx: "Investigator", probes: Dict[Tuple[str, str], Optional[str]]) -> Dict[Tuple[str, str], tuple]:
@@ -91,15 +89,12 @@ def _next_hop(ctx: "Investigator", service: str, fn: EntryPoint, lines: List[int
     """The connected service that serves a URL the slow function's locals hold at its calls out."""
     if depth >= 3:
         return None
-    paths: List[str] = []
+    values: List[object] = []
     for line in sorted(set(lines))[:2]:
         alias = ctx.place(service, "snapshot", f"{fn.file}:{line}", rate=20)
         for e in ctx.events(alias, 2, timeout=min(ctx.wait_s, 10.0)):
-            for node in list((e.get("locals") or {}).values()) + list((e.get("arguments") or {}).values()):
-                for m in _URL.finditer(str(plain(node))):
-                    path = m.group(1).rstrip("/")
-                    if path and path not in paths:
-                        paths.append(path)
+            values += [plain(n) for n in list((e.get("locals") or {}).values()) + list((e.get("arguments") or {}).values())]
+    paths = paths_in(values)
     if not paths:
         return None
     ctx.progress(f"{fn.function} calls {', '.join(paths[:3])}")

@@ -1,0 +1,106 @@
+"""Errors that are caught and answered, not raised: the handler turns a failure into an error response
+(or logs it and carries on), so no exception leaves the entry function.
+
+The ``except ... as err`` handlers of the entry functions and of the functions of ours they call are
+watched with snapshot probes; the one that runs holds the caught error in its locals. From there:
+a path in it names the next service of ours (followed), a peer field names a system that is none of
+ours (`outside`, proven at our boundary function with what the peer answered), or the ``try`` body's
+calls of ours are watched for the raise itself (the errors strategy again).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+
+from probebook.evidence.predicate import Predicate
+from probebook.protocol.capture_tree import plain
+
+from ..codeview import callees, handlers
+from ..entrypoints import EntryPoint, paths_in
+from ..model import Verdict
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..investigator import Investigator
+
+__all__ = ["caught", "PEER_FIELDS"]
+
+PEER_FIELDS = ("name", "peer", "service", "target", "host")
+Site = Tuple[str, str, int, str, List[str]]
+
+
+def _sites(ctx: "Investigator", service: str, eps: List[EntryPoint]) -> List[Site]:
+    fns: List[Tuple[str, str]] = []
+    for ep in eps:
+        fns.append((ep.file, ep.function))
+        for c in callees(ctx.text(service, ep.file), ep.function):
+            target = ctx.resolve(service, c.name.split(".")[-1], ep.file)
+            if target and target not in fns:
+                fns.append(target)
+    sites: List[Site] = []
+    for file, fn in fns[:10]:
+        sites += [(file, fn, line, var, tried) for line, var, tried in handlers(ctx.text(service, file), fn)]
+    return sites[:6]
+
+
+def caught(ctx: "Investigator", service: str, eps: List[EntryPoint], depth: int = 0) -> Optional[Verdict]:
+    from .errors import errors  # the two strategies hand over to each other
+
+    sites = _sites(ctx, service, eps)
+    if not sites or depth > 3:
+        return None
+    placed = [(site, ctx.place(service, "snapshot", f"{site[0]}:{site[2]}", rate=20)) for site in sites]
+    ctx.pause(min(ctx.wait_s, 10.0))
+    fired = [(site, ctx.events(alias, 1, timeout=1.0)) for site, alias in placed]
+    fired = [(site, evs) for site, evs in fired if evs]
+    if not fired:
+        ctx.progress(f"{service}: no error handler ran while watched")
+        return None
+    (file, fn, line, var, tried), evs = max(fired, key=lambda f: len(f[1]))
+    errs = [plain((e.get("locals") or {}).get(var)) for e in evs]
+    ctx.progress(f"{service}: {fn} catches {var} = {str(errs[0])[:120]} ({len(evs)} times)")
+    paths = paths_in([plain(v) for e in evs[:5] for v in (e.get("locals") or {}).values()])
+    for other in ctx.services():
+        if other != service and paths:
+            nxt = ctx.entries(other, paths[:3])
+            if nxt:
+                ctx.progress(f"following to {other} ({nxt[0].function} serves {paths[0]})")
+                found = errors(ctx, other, nxt, depth + 1)
+                if found is not None:
+                    return found
+    verdict = _outside(ctx, service, file, fn, line, var, errs)
+    if verdict is not None:
+        return verdict
+    inner = [t for t in (ctx.resolve(service, name.split(".")[-1], file) for name in tried) if t]
+    if inner:
+        nxt = [EntryPoint(service, f, q, 0, f"called in the try of {fn}") for f, q in dict.fromkeys(inner)][:3]
+        return errors(ctx, service, nxt, depth + 1)
+    return None
+
+
+def _outside(ctx: "Investigator", service: str, file: str, fn: str, line: int, var: str,
+             errs: List[Any]) -> Optional[Verdict]:
+    peers = list(dict.fromkeys(str(e[f]) for e in errs if isinstance(e, dict) for f in PEER_FIELDS
+                               if isinstance(e.get(f), str) and e.get(f)))
+    if len(peers) != 1 or peers[0] in set(ctx.services()):
+        return None
+    statuses: Dict[str, List[int]] = {}
+    for e in errs:
+        for k, v in (e.items() if isinstance(e, dict) else []):
+            if isinstance(v, int) and not isinstance(v, bool) and 400 <= v <= 599:
+                statuses.setdefault(k, []).append(v)
+    if not statuses:
+        return None
+    field = max(statuses, key=lambda k: len(statuses[k]))
+    expr = f"{var}.{field}"
+    alias = ctx.place(service, "snapshot", f"{file}:{line}", capture=[expr], rate=20)
+    got = [e for e in ctx.events(alias, 3) if (e.get("expressions") or {}).get(expr) is not None]
+    pred = Predicate(capture=expr, op=">=", value=400)
+    v = Verdict("outside", peers[0], f"outside our services: {peers[0]}",
+                f"{peers[0]} answers {service}'s calls with errors ({field} {sorted(set(statuses[field]))[:3]}); "
+                f"{fn} catches them and passes the failure on", pred, evidence=[e["evidence_id"] for e in got],
+                boundary_service=service, boundary_locus=f"{file}:{fn}",
+                mitigation=f"nothing to fix in our code: contact the owner of {peers[0]}, or fail over",
+                check=f"the boundary probe shows {pred.describe()} no longer")
+    checked = ctx.gate.check(v)
+    ctx.progress(f"gate: {checked.kind}: {'; '.join(checked.reasons)[:200]}")
+    return checked if checked.kind == "outside" else None
