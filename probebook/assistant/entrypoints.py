@@ -6,10 +6,13 @@ source for the route or words named in the incident; it knows no framework and n
 ['/api/checkout', 'checkout']
 >>> handler_names('    app.router.add_post("/api/checkout", self.checkout)')
 ['checkout']
+>>> handler_names(': lambda q: shop.pay(float(q["amount"]))}')
+['pay']
 """
 
 from __future__ import annotations
 
+import builtins
 import re
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
@@ -30,6 +33,7 @@ SYMPTOMS = {
 # probebook's own rooms, which share a process with what they probe only in tests and notebooks (the lab
 # is a user of the agent like any service: its code is application code)
 _OURS = ("agent", "assistant", "session", "connectors", "evidence", "protocol", "widgets", "kernel_ext", "cli")
+_BUILTIN_NAMES = set(dir(builtins))
 _STOP = {"since", "the", "and", "for", "with", "from", "into", "are", "is", "on", "in", "of", "to", "a", "an",
          "all", "some", "users", "requests", "errors", "error", "slow", "high", "rate", "alert", "firing"}
 
@@ -105,6 +109,10 @@ def paths_in(values: Sequence[object]) -> List[str]:
 def handler_names(line: str) -> List[str]:
     """Names a route-registration line hands the request to: ``self.checkout`` -> ``checkout``."""
     rest = re.sub(r"(['\"]).*?\1", " ", line)  # drop string literals (the route itself)
+    if re.match(r"\s*[:,]?\s*lambda\b", rest):  # a lambda: the first function of ours it calls
+        called = [n for n in re.findall(r"(\w+)\s*\(", rest) if n not in _BUILTIN_NAMES]
+        if called:
+            return called[:1]
     names = re.findall(r"(?:\b\w+\.)*?(\w+)\s*(?=[,)\]}])", rest)
     return [n for n in names if n not in ("self", "None", "True", "False") and not n.isdigit()]
 

@@ -166,6 +166,9 @@ class Investigator:
         return f"{module}:{qualname}" if module else f"{file}:{qualname}"
 
     def place(self, service: str, kind: str, where: str, **kw: Any) -> Optional[str]:
+        """Place a probe; at the live-probe budget the oldest of ours makes room (a strategy is done with it)."""
+        while self.tools.live and len(self.tools.live) >= self.tools.budget.max_live:
+            self.call("remove_probe", probe=self.tools.live[0])
         res = self.call("place_probe", service=service, kind=kind, where=where, **kw)
         return res.data["probe"] if res else None
 

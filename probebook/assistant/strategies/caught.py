@@ -56,9 +56,12 @@ def caught(ctx: "Investigator", service: str, eps: List[EntryPoint], depth: int 
         ctx.progress(f"{service}: no error handler ran while watched")
         return None
     (file, fn, line, var, tried), evs = max(fired, key=lambda f: len(f[1]))
-    errs = [plain((e.get("locals") or {}).get(var)) for e in evs]
+    errs = [_fields((e.get("locals") or {}).get(var)) for e in evs]
     ctx.progress(f"{service}: {fn} catches {var} = {str(errs[0])[:120]} ({len(evs)} times)")
-    paths = paths_in([plain(v) for e in evs[:5] for v in (e.get("locals") or {}).values()])
+    paths = paths_in([plain(v) for e in evs[:5] for part in ("arguments", "locals")
+                      for v in (e.get(part) or {}).values()])
+    if paths:
+        ctx.progress(f"{service}: the failing call went to {', '.join(paths[:3])}")
     for other in ctx.services():
         if other != service and paths:
             nxt = ctx.entries(other, paths[:3])
@@ -75,6 +78,13 @@ def caught(ctx: "Investigator", service: str, eps: List[EntryPoint], depth: int 
         nxt = [EntryPoint(service, f, q, 0, f"called in the try of {fn}") for f, q in dict.fromkeys(inner)][:3]
         return errors(ctx, service, nxt, depth + 1)
     return None
+
+
+def _fields(node: Any) -> Any:
+    """A caught error as its fields (an exception's attributes: `peer`, `status` ...), else its plain value."""
+    if isinstance(node, dict) and isinstance(node.get("fields"), dict):
+        return {k: plain(v) for k, v in node["fields"].items()}
+    return plain(node)
 
 
 def _outside(ctx: "Investigator", service: str, file: str, fn: str, line: int, var: str,

@@ -46,9 +46,12 @@ def quiet(ctx: "Investigator", services: List[str]) -> Optional[Verdict]:
         eps = ctx.entries(service, routes[:6]) if routes else []
         if not eps:
             continue
-        ep = eps[0]
-        alias = ctx.place(service, "metric", ctx.where(service, ep.file, ep.function), metric="entry_ms", rate=50)
-        events = ctx.events(alias, NO_FAULT_MIN_HITS, timeout=max(ctx.wait_s, 20.0))
+        # the entry points that serve traffic here (a file may hold handlers this process does not run)
+        placed = [(ep, ctx.place(service, "metric", ctx.where(service, ep.file, ep.function), metric="entry_ms",
+                                 rate=50)) for ep in eps[:3]]
+        ctx.pause(max(ctx.wait_s, 10.0))
+        ep, events = max(((ep, ctx.events(alias, NO_FAULT_MIN_HITS, timeout=1.0)) for ep, alias in placed),
+                         key=lambda pair: len(pair[1]))
         if len(events) < NO_FAULT_MIN_HITS:
             ctx.progress(f"{service}: {ep.function} ran {len(events)} times while watched; not enough to say")
             continue

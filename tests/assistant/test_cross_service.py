@@ -1,0 +1,105 @@
+"""The investigator across real processes (never the lab's): two services under `probebook agent run`,
+an outside provider without an agent, real HTTP between them. It follows a failure from the service
+that alerts to the one that makes the bad value, and says `outside` when the cause is a system that
+is none of ours, proven at our boundary."""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from support import end_process, wait_for
+
+from probebook.assistant import Alert, Assistant
+from probebook.protocol.tokens import write_token_file
+from probebook.session import Investigation
+
+APP = os.path.join(os.path.dirname(__file__), "twoshop_app", "twoshop.py")
+
+
+def _start(tmp, role, arg, agent=True, token_file=None):
+    port_file = os.path.join(tmp, f"{role}.port")
+    cmd = [sys.executable, APP, role, port_file, arg]
+    if agent:
+        cmd = [sys.executable, "-m", "probebook.cli", "agent", "run", "--name", role, "--port-file",
+               os.path.join(tmp, f"{role}-agents") + "/", "--token-file", token_file, "--"] + cmd
+    proc = subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_for(lambda: os.path.exists(port_file) or proc.poll() is not None, what=f"{role} to start")
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    with open(port_file) as fh:
+        return proc, f"http://127.0.0.1:{int(fh.read())}"
+
+
+@pytest.fixture()
+def shop(tmp_path, request):
+    mode = request.param
+    tmp = str(tmp_path)
+    token_file, _ = write_token_file(tmp)
+    procs = []
+    try:
+        provider, provider_url = _start(tmp, "provider", mode, agent=False)
+        procs.append(provider)
+        back, back_url = _start(tmp, "back", provider_url, token_file=token_file)
+        procs.append(back)
+        front, front_url = _start(tmp, "front", back_url, token_file=token_file)
+        procs.append(front)
+        inv = Investigation()
+        for name in ("front", "back"):
+            port_dir = os.path.join(tmp, f"{name}-agents")
+            wait_for(lambda: os.path.isdir(port_dir) and os.listdir(port_dir), what=f"{name}'s agent")
+            inv.connect(name, port_dir + "/", token_file=token_file)
+        stop = threading.Event()
+        codes = ["", "SPRING", "VIP", "BROKEN"] if mode == "steady" else ["", "SPRING", "VIP"]
+
+        def customers():
+            i = 0
+            while not stop.is_set():
+                i += 1
+                try:
+                    urllib.request.urlopen(f"{front_url}/pay?amount=20&code={codes[i % len(codes)]}", timeout=5).read()
+                except (urllib.error.URLError, OSError):
+                    pass
+                time.sleep(0.03)
+
+        t = threading.Thread(target=customers, daemon=True)
+        t.start()
+        yield inv
+        stop.set()
+        t.join()
+        inv.close()
+    finally:
+        for p in reversed(procs):
+            end_process(p)
+
+
+@pytest.mark.parametrize("shop", ["steady"], indirect=True)
+def test_a_failure_is_followed_to_the_service_that_makes_the_bad_value(shop):
+    lines = []
+    verdict = Assistant(shop).investigate("payments fail with 502", alerts=[
+        Alert("HighErrorRate", {"service": "front", "route": "/pay"})], progress=lines.append, wait_s=6)
+    assert verdict.kind == "proven", "\n".join(lines + verdict.reasons)
+    assert verdict.service == "back"
+    assert verdict.locus.endswith("twoshop.py:fee_rate")
+
+
+@pytest.mark.parametrize("shop", ["flaky"], indirect=True)
+def test_a_provider_that_fails_is_outside_proven_at_our_boundary(shop):
+    lines = []
+    verdict = Assistant(shop).investigate("payments fail with 502", alerts=[
+        Alert("HighErrorRate", {"service": "front", "route": "/pay"})], progress=lines.append, wait_s=6)
+    assert verdict.kind == "outside", "\n".join(lines + verdict.reasons)
+    assert verdict.service == "acquirer"
+    assert verdict.boundary_service == "back" and verdict.boundary_locus.endswith("twoshop.py:Back.charge")
+
+
+@pytest.mark.parametrize("shop", ["healthy"], indirect=True)
+def test_nothing_wrong_and_nothing_firing_is_no_fault(shop):
+    lines = []
+    verdict = Assistant(shop).investigate("is everything fine with payments?", alerts=[], progress=lines.append,
+                                          wait_s=6)
+    assert verdict.kind == "no-fault", "\n".join(lines + verdict.reasons)
+    assert len(verdict.evidence) >= 20

@@ -1,0 +1,128 @@
+"""Two small HTTP services and an outside provider, for the assistant's cross-service tests.
+
+    python twoshop.py front PORT_FILE BACK_URL     /pay -> calls back /charge; 5xx from back -> 502
+    python twoshop.py back PORT_FILE PROVIDER_URL  /charge -> a fee from a rate table (one code is a
+                                                   whole percent: ValueError), then the provider
+    python twoshop.py provider PORT_FILE MODE      the outside card provider (no agent); MODE
+                                                   "flaky" answers 503 to every third call
+"""
+
+import json
+import sys
+import threading
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+RATES = {"": 0.0, "SPRING": 0.02, "VIP": 0.03, "BROKEN": 3}
+
+
+class UpstreamError(Exception):
+    def __init__(self, peer, status, path):
+        super().__init__(f"{peer} answered {status} to {path}")
+        self.peer, self.status, self.path = peer, status, path
+
+
+class Peer:
+    """A client of another HTTP service, with its name."""
+
+    def __init__(self, name, base_url):
+        self.name, self.base_url = name, base_url.rstrip("/")
+
+    def get(self, path, query):
+        try:
+            with urllib.request.urlopen(f"{self.base_url}{path}?{query}", timeout=5) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            status = err.code
+        if status >= 500:
+            raise UpstreamError(self.name, status, path)
+        return {}
+
+
+def fee_rate(code):
+    return RATES.get(code, 0.0)
+
+
+def fee_for(amount, rate):
+    fee = round(amount * rate, 2)
+    if fee > amount:
+        raise ValueError(f"fee {fee} above the amount {amount}")
+    return fee
+
+
+class Back:
+    def __init__(self, provider_url):
+        self.provider = Peer("acquirer", provider_url)
+
+    def charge(self, amount, code):
+        fee = fee_for(amount, fee_rate(code))
+        try:
+            self.provider.get("/authorize", f"amount={amount + fee}")
+        except UpstreamError as err:
+            return 502, {"error": f"{err.peer} failed"}
+        return 200, {"fee": fee}
+
+
+class Front:
+    def __init__(self, back_url):
+        self.back = Peer("back", back_url)
+
+    def pay(self, amount, code):
+        try:
+            return 200, self.back.get("/charge", f"amount={amount}&code={code}")
+        except UpstreamError:
+            return 502, {"error": "payment failed"}
+
+
+def serve(port_file, handle):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            url = urlsplit(self.path)
+            q = {k: v[0] for k, v in parse_qs(url.query).items()}
+            try:
+                status, body = handle(url.path, q)
+            except Exception as exc:  # noqa: BLE001 - an unhandled error answers 500, like a framework
+                status, body = 500, {"error": type(exc).__name__}
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    with open(port_file + ".tmp", "w") as fh:
+        fh.write(str(server.server_address[1]))
+    import os
+    os.replace(port_file + ".tmp", port_file)
+    server.serve_forever()
+
+
+def main():
+    role, port_file, arg = sys.argv[1], sys.argv[2], sys.argv[3]
+    if role == "front":
+        front = Front(arg)
+        routes = {"/pay": lambda q: front.pay(float(q.get("amount", 10)), q.get("code", ""))}
+    elif role == "back":
+        back = Back(arg)
+        routes = {"/charge": lambda q: back.charge(float(q.get("amount", 10)), q.get("code", ""))}
+    else:
+        counter = {"n": 0}
+        lock = threading.Lock()
+
+        def authorize(q):
+            with lock:
+                counter["n"] += 1
+                n = counter["n"]
+            return (503, {"error": "busy"}) if arg == "flaky" and n % 3 == 0 else (200, {"ok": True})
+        routes = {"/authorize": authorize}
+    serve(port_file, lambda path, q: routes[path](q) if path in routes else (404, {}))
+
+
+if __name__ == "__main__":
+    main()
