@@ -23,9 +23,10 @@ from .errors import PURE_CALLS
 if TYPE_CHECKING:  # pragma: no cover
     from ..investigator import Investigator
 
-__all__ = ["latency", "DOMINATES"]
+__all__ = ["latency", "DOMINATES", "EXPLAINS"]
 
-DOMINATES = 0.6  # a callee holding this share of its caller's median time is where to look next
+DOMINATES = 0.6  # a callee holding this share of its caller's time is where to look next
+EXPLAINS = 0.5  # a function is claimed only when it holds at least this share of the slow request's time
 
 
 def _timings(ctx: "Investigator", probes: Dict[Tuple[str, str], Optional[str]]) -> Dict[Tuple[str, str], tuple]:
@@ -41,7 +42,10 @@ def _timings(ctx: "Investigator", probes: Dict[Tuple[str, str], Optional[str]]) 
     return out
 
 
-def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0) -> Optional[Verdict]:
+def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0,
+            share: float = 1.0, caller_ms: Optional[float] = None) -> Optional[Verdict]:
+    """`share`: the part of the slow request's time that `entry` holds (1.0 where the slowness was seen);
+    a function is claimed only when it holds at least `EXPLAINS` of it (a fast one explains nothing)."""
     current = entry
     for _ in range(5):
         if ctx.out_of_time():
@@ -62,19 +66,28 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
         if top is None:
             ctx.progress(f"latency: {current.function} ran fewer than 3 times while measured")
             return None
+        if caller_ms:  # another service's entry: how much of the caller's wait it explains
+            share *= min(1.0, top[0] / caller_ms)
+            caller_ms = None
+        if share < EXPLAINS:
+            ctx.progress(f"latency: {current.function} holds {100 * share:.0f}% of the slow request's time, "
+                         f"too little to explain it")
+            return None
         # a callee's share is its total time over the parent's: a call made twice a request counts twice
         kid = max(((k, v) for k, v in timing.items() if k != (current.file, current.function)),
                   key=lambda kv: kv[1][1], default=None)
         if kid is not None and kid[1][1] >= DOMINATES * top[1]:
             (kfile, kfunc), _ = kid
+            share *= kid[1][1] / top[1]
             ctx.progress(f"latency: {kfunc} holds {100 * kid[1][1] / top[1]:.0f}% of {current.function}'s time "
                          f"(median {kid[1][0]:.1f} ms a call); descending")
             current = EntryPoint(service, kfile, kfunc, 0, "holds the time")
             continue
-        pred = Predicate(field="value", op=">", value=round(top[0] / 2, 3), agg="median", min_events=3)
+        # the claim: the function's calls take this long (the descent showed they hold the request's time)
+        pred = Predicate(field="value", op=">=", value=round(top[0] / 2, 3), agg="median", min_events=3)
         locus = f"{current.file}:{current.function}"
         if outside:  # the time may be another service's, or a wait on a lock or a disk: not claimed
-            hop = _next_hop(ctx, service, current, [c.line for c in outside], depth)
+            hop = _next_hop(ctx, service, current, [c.line for c in outside], depth, share, top[0])
             if hop is not None:
                 return hop
             return Verdict("likely", service, locus, f"{current.function} holds the time (median {top[0]:.1f} ms) "
@@ -85,7 +98,8 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
     return None
 
 
-def _next_hop(ctx: "Investigator", service: str, fn: EntryPoint, lines: List[int], depth: int) -> Optional[Verdict]:
+def _next_hop(ctx: "Investigator", service: str, fn: EntryPoint, lines: List[int], depth: int,
+              share: float, caller_ms: float) -> Optional[Verdict]:
     """The connected service that serves a URL the slow function's locals hold at its calls out."""
     if depth >= 3:
         return None
@@ -104,5 +118,5 @@ def _next_hop(ctx: "Investigator", service: str, fn: EntryPoint, lines: List[int
         eps = ctx.entries(other, paths[:3])
         if eps:
             ctx.progress(f"following to {other} ({eps[0].function} serves {paths[0]})")
-            return latency(ctx, other, eps[0], depth + 1)
+            return latency(ctx, other, eps[0], depth + 1, share, caller_ms)
     return None
