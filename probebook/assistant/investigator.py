@@ -118,6 +118,21 @@ class Investigator:
     def out_of_time(self) -> bool:
         return time.monotonic() > self.deadline
 
+    def serving(self, service: str, paths: List[str], what: str) -> Optional[Tuple[str, List[EntryPoint]]]:
+        """The other connected service whose code serves one of `paths` (where a call out of `service`
+        went), with its entry points; None when no service of ours serves them."""
+        if not paths:
+            return None
+        self.progress(f"{service}: {what} went to {', '.join(paths[:3])}")
+        for other in self.services():
+            if other == service:
+                continue
+            eps = self.entries(other, paths[:3])
+            if eps:
+                self.progress(f"following to {other} ({eps[0].function} serves {paths[0]})")
+                return other, eps
+        return None
+
     def services(self) -> List[str]:
         """Every connected service (asked once per investigation)."""
         if self._connected is None:

@@ -60,16 +60,10 @@ def caught(ctx: "Investigator", service: str, eps: List[EntryPoint], depth: int 
     ctx.progress(f"{service}: {fn} catches {var} = {str(errs[0])[:120]} ({len(evs)} times)")
     paths = paths_in([plain(v) for e in evs[:5] for part in ("arguments", "locals")
                       for v in (e.get(part) or {}).values()])
-    if paths:
-        ctx.progress(f"{service}: the failing call went to {', '.join(paths[:3])}")
-    for other in ctx.services():
-        if other != service and paths:
-            nxt = ctx.entries(other, paths[:3])
-            if nxt:
-                ctx.progress(f"following to {other} ({nxt[0].function} serves {paths[0]})")
-                found = errors(ctx, other, nxt, depth + 1)
-                if found is not None:
-                    return found
+    hop = ctx.serving(service, paths, "the failing call")
+    found = errors(ctx, hop[0], hop[1], depth + 1) if hop else None
+    if found is not None:
+        return found
     verdict = _outside(ctx, service, file, fn, line, var, errs)
     if verdict is not None:
         return verdict

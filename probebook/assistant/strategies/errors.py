@@ -108,17 +108,8 @@ def _next_hop(ctx: "Investigator", service: str, evs: List[Event], depth: int) -
         return None
     paths = paths_in([plain(node) for e in evs[:5] for frame in reversed(e["frames"])
                       for node in (frame.get("locals") or {}).values()])
-    if not paths:
-        return None
-    ctx.progress(f"{service}: the failing call went to {', '.join(paths[:3])}")
-    for other in ctx.services():
-        if other == service:
-            continue
-        eps = ctx.entries(other, paths[:3])
-        if eps:
-            ctx.progress(f"following to {other} ({eps[0].function} serves {paths[0]})")
-            return errors(ctx, other, eps, depth + 1)
-    return None
+    hop = ctx.serving(service, paths, "the failing call")
+    return errors(ctx, hop[0], hop[1], depth + 1) if hop else None
 
 
 def _origin(ctx: "Investigator", service: str, file: str, function: str, line: int,

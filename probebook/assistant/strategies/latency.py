@@ -108,15 +108,5 @@ def _next_hop(ctx: "Investigator", service: str, fn: EntryPoint, lines: List[int
         alias = ctx.place(service, "snapshot", f"{fn.file}:{line}", rate=20)
         for e in ctx.events(alias, 2, timeout=min(ctx.wait_s, 10.0)):
             values += [plain(n) for n in list((e.get("locals") or {}).values()) + list((e.get("arguments") or {}).values())]
-    paths = paths_in(values)
-    if not paths:
-        return None
-    ctx.progress(f"{fn.function} calls {', '.join(paths[:3])}")
-    for other in ctx.services():
-        if other == service:
-            continue
-        eps = ctx.entries(other, paths[:3])
-        if eps:
-            ctx.progress(f"following to {other} ({eps[0].function} serves {paths[0]})")
-            return latency(ctx, other, eps[0], depth + 1, share, caller_ms)
-    return None
+    hop = ctx.serving(service, paths_in(values), f"{fn.function}'s call out")
+    return latency(ctx, hop[0], hop[1][0], depth + 1, share, caller_ms) if hop else None
