@@ -39,7 +39,7 @@ Progress = Callable[[str], None]
 
 
 class Stopped(Exception):
-    """The user asked the investigation to stop (an interrupt, a Stop button)."""
+    """The user asked the investigation to stop (an interrupt, a Stop button), or its time ran out."""
 
 
 class Investigator:
@@ -61,8 +61,8 @@ class Investigator:
     def run(self) -> Verdict:
         try:
             verdict = self._investigate()
-        except Stopped:
-            verdict = Verdict("inconclusive", cause="stopped before a verdict; every probe it placed is removed")
+        except Stopped as why:
+            verdict = Verdict("inconclusive", cause=f"{why} before a verdict; every probe it placed is removed")
         finally:
             self.tools.remove_all()
         checked = self.gate.check(verdict)
@@ -109,6 +109,8 @@ class Investigator:
     def check_stop(self) -> None:
         if self.stop.is_set():
             raise Stopped("stopped by the user")
+        if time.monotonic() > self.deadline + 10.0:  # a step may finish; a new one may not start
+            raise Stopped("out of its time budget")
 
     def pause(self, seconds: float) -> None:
         """Let probes collect for `seconds` (within the budget), honouring a stop request."""
