@@ -4,7 +4,7 @@ probed line saw, numbered without gaps, with every loss counted."""
 import gc
 
 import shapes
-from conftest import events, where
+from conformance_support import events, where
 
 from probebook.agent import Agent, AgentLimits
 from probebook.agent.events import EventBuffer

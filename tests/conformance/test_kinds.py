@@ -9,7 +9,7 @@ import time
 
 import pytest
 import shapes
-from conftest import events, where
+from conformance_support import events, where
 
 from probebook.agent import ExpressionError, SpecError
 

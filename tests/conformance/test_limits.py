@@ -4,19 +4,15 @@ import threading
 import time
 
 import shapes
-from conftest import events, where
+from conformance_support import events, where
+from support import wait_for
 
 from probebook.agent import Agent, AgentLimits
 
 
 def _wait_status(agent, pid, status, timeout=5.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        info = agent.get_probe(pid)
-        if info.status == status:
-            return info
-        time.sleep(0.02)
-    return agent.get_probe(pid)
+    return wait_for(lambda: (lambda info: info if info.status == status else None)(agent.get_probe(pid)),
+                    timeout, 0.02, what=lambda: f"probe {pid} {status}, it is {agent.get_probe(pid)}")
 
 
 def test_snapshot_rate_defaults_to_one_per_second(agent):

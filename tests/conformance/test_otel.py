@@ -1,7 +1,7 @@
 """Span probes use OpenTelemetry when the service has it."""
 
 import shapes
-from conftest import events
+from conformance_support import events
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor

@@ -8,7 +8,7 @@ import traceback
 
 import pytest
 import shapes
-from conftest import events, marker_line, where
+from conformance_support import events, marker_line, where
 
 from probebook.agent import LocationError
 

@@ -5,8 +5,6 @@ import time
 from collections import defaultdict
 from typing import Callable, Dict, List
 
-from test_agent_run_support import wait_for  # noqa: F401  (re-exported for the fleet tests)
-
 from probebook.connectors import AgentEvent
 
 

@@ -11,16 +11,15 @@ import sys
 import textwrap
 
 import pytest
+from support import end_process, wait_for
 
+from probebook.lab.procs import free_port
 from test_agent_run_support import (  # noqa: F401
     ALICE,
     Service,
     agent_command,
-    end_process,
-    free_port,
     request,
     service,
-    wait_for,
     work_line,
 )
 
@@ -82,10 +81,7 @@ def test_python_dash_m_gets_the_agent_named_after_the_module(tmp_path):
         assert proc.wait(10) == 0
         assert not port_file.exists()  # removed at a normal exit
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        proc.stderr.close()
+        end_process(proc)
 
 
 def test_an_existing_sitecustomize_still_runs(tmp_path):
@@ -293,7 +289,4 @@ def test_without_a_token_file_a_private_token_is_generated_and_works(tmp_path):
         assert token_file in proc.stderr.read()
         os.remove(token_file)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-        proc.stderr.close()
+        end_process(proc)

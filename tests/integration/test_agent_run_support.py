@@ -9,17 +9,15 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
-import socket
 import ssl
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.parse
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
+from support import end_process, wait_for
 
 TOKENS = {"alice": "alice-secret-token-0001", "bob": "bob-secret-token-0002"}
 ALICE = TOKENS["alice"]
@@ -130,23 +128,6 @@ def work_line(target: str) -> int:
         return next(i for i, line in enumerate(fh, 1) if "# at:work" in line)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
-
-
 def agent_command(*options: str) -> List[str]:
     return [sys.executable, "-m", "probebook.cli", "agent", "run", *options]
 
@@ -243,20 +224,6 @@ def request(url: str, method: str, path: str, body: Any = None, token: Optional[
         return resp.status, json.loads(resp.read() or b"{}")
     finally:
         conn.close()
-
-
-def end_process(proc: subprocess.Popen, wait: float = 5.0) -> None:
-    """SIGTERM, then SIGKILL after `wait` seconds; close its pipes."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(wait)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
 
 
 @pytest.fixture

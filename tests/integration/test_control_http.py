@@ -12,7 +12,10 @@ import sys
 import threading
 import time
 
-from test_agent_run_support import ALICE, TOKENS, Service, request, service, wait_for  # noqa: F401
+from support import wait_for
+
+from probebook.lab.procs import free_port
+from test_agent_run_support import ALICE, TOKENS, Service, request, service  # noqa: F401
 
 
 def _log_probe(svc, **extra):
@@ -297,8 +300,6 @@ def test_server_thread_dies_the_service_keeps_serving_and_the_agent_restarts(ser
 
 
 def test_server_that_cannot_restart_reports_unhealthy_then_recovers(tmp_path):
-    from test_agent_run_support import free_port
-
     port = free_port()
     svc = Service.start(tmp_path, "--port", str(port))
     try:

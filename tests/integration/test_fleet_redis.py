@@ -5,25 +5,18 @@ import json
 import time
 
 import pytest
-from fleet_support import assert_contiguous, read_until, wait_for
+from fleet_support import assert_contiguous, read_until
+from support import wait_for
 
 from probebook.protocol.fleet import FleetKeys, new_command_id, sign_command
 from probebook.protocol.resp import RedisClient
 from probebook.connectors import FleetEmpty, RedisFleet
 from probebook.lab.local_fleet import LocalFleet
-from probebook.lab.redis_server import RedisServer
 from probebook.lab.ticker import TICK_LINE
 
 N = 3
 SERVICE = "ticker"
 WHERE = f"lab/ticker.py:{TICK_LINE}"
-
-
-@pytest.fixture(scope="module")
-def redis():
-    server = RedisServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

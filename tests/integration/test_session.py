@@ -13,6 +13,7 @@ import time
 import urllib.request
 
 import pytest
+from support import wait_for
 
 from probebook.errors import SpecError
 from probebook.lab import minishop
@@ -69,16 +70,6 @@ def _traffic(port: int, users):
             pass
 
 
-def _wait(predicate, timeout=10.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    return predicate()
-
-
 @pytest.fixture
 def inv(tmp_path):
     investigation = Investigation(str(tmp_path / "evidence.duckdb"))
@@ -95,8 +86,8 @@ def test_connect_probe_and_query_evidence(shop, inv):
                     alias="disc")
     assert rec.placed.ok, rec.summary
     _traffic(port, [13, 7])
-    logs = _wait(lambda: inv.sql("SELECT evidence_id, message FROM logs ORDER BY seq").rows()
-                 if inv.store.count("logs") >= 2 else None)
+    logs = wait_for(lambda: inv.sql("SELECT evidence_id, message FROM logs ORDER BY seq").rows()
+                    if inv.store.count("logs") >= 2 else None, what="two stored log lines")
     assert [m for _, m in logs] == ["user=13 discount='15'", "user=7 discount=0.1"]
     assert all(eid.startswith("log:shop:") for eid, _ in logs)
     table = inv.probes()
@@ -129,10 +120,11 @@ def test_dead_service_is_unhealthy_and_evidence_stays(shop, inv):
     line = _line("cart.total = round(")
     inv.probe("metric", "shop", f"lab/minishop.py:{line}", metric={"name": "priced"})
     _traffic(port, [1, 2, 3])
-    assert _wait(lambda: inv.store.count("metrics") >= 3)
+    wait_for(lambda: inv.store.count("metrics") >= 3, what="three stored metrics")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(10)
-    row = _wait(lambda: (lambda r: r if r["health"] == "down" else None)(inv.services().row(0, named=True)), 15)
+    row = wait_for(lambda: (lambda r: r if r["health"] == "down" else None)(inv.services().row(0, named=True)), 15,
+                   what="the service down")
     assert row["health"] == "down" and row["problem"]
     assert inv.sql("SELECT count(*) AS n FROM metrics")["n"].to_list() == [3]
     with pytest.raises(SessionError) as err:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 
 import pytest
 
@@ -14,7 +13,7 @@ from labtools import lab_cli, lab_processes
 from probebook.errors import LabError
 from probebook.lab.runner import Lab, LabOptions
 from probebook.lab.scenarios import find_scenario
-from probebook.lab.verify import matching
+from probebook.lab.verify import wait_for_alert
 
 
 def _one_line(stderr: str) -> str:
@@ -90,15 +89,11 @@ def test_without_prometheus_the_lab_says_so_and_its_health_check_sees_the_sympto
         lab = Lab.attach(state)
         scenario = find_scenario("control-external")
         lab_cli("inject", "control-external", "--state-dir", state, env=env)
-        deadline = time.monotonic() + 40
-        while not matching(lab.firing(), scenario) and time.monotonic() < deadline:
-            pass
-        assert matching(lab.firing(), scenario), "the lab health check did not see HighErrorRate"
+        assert wait_for_alert(lab, scenario, present=True, timeout=40) is not None, \
+            "the lab health check did not see HighErrorRate"
         assert lab_cli("recover", "--state-dir", state, env=env).returncode == 0
-        deadline = time.monotonic() + 30
-        while matching(lab.firing(), scenario) and time.monotonic() < deadline:
-            pass
-        assert not matching(lab.firing(), scenario)
+        assert wait_for_alert(lab, scenario, present=False, timeout=30) is not None, \
+            "HighErrorRate still fires after recover"
     finally:
         lab_cli("down", "--state-dir", state, env=env)
     assert lab_processes(state) == []

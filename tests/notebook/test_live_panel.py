@@ -12,6 +12,7 @@ from typing import Any, Dict, List
 
 import pytest
 from jupyter_client.manager import start_new_kernel
+from support import wait_for
 
 from probebook.lab.sample import where
 
@@ -126,12 +127,13 @@ def test_nothing_is_sent_while_a_cell_runs_then_one_coalesced_update(kernel, pan
 def test_remove_button_message_removes_the_probe(kernel, panel_id):
     sent = time.monotonic()
     kernel.send_custom(panel_id, {"action": "remove", "alias": "live"})
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
+
+    def htmls() -> List[str]:
         kernel.collect(0.2)
-        htmls = [u["content"]["data"]["state"]["html"] for u in kernel.updates(panel_id, since=sent)]
-        if any(">removed<" in h for h in htmls):
-            break
-    assert any(">removed<" in h and 'data-action="remove"' not in h for h in htmls), htmls[-1:]
+        return [u["content"]["data"]["state"]["html"] for u in kernel.updates(panel_id, since=sent)]
+
+    removed = wait_for(lambda: [h for h in htmls() if ">removed<" in h], 5, every=0,
+                       what="a panel update that shows the probe removed")
+    assert any('data-action="remove"' not in h for h in removed), removed[-1:]
     out = kernel.execute("import probebook.kernel_ext as k; print(k.investigation().records['live'].removed)")
     assert "True" in "".join(m["content"].get("text", "") for m in out if m["msg_type"] == "stream")

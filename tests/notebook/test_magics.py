@@ -7,7 +7,7 @@ import re
 
 import pytest
 from IPython.core.error import UsageError
-from notebook_support import wait_for
+from support import wait_for
 
 from probebook import kernel_ext
 from probebook.errors import SessionError
@@ -46,14 +46,14 @@ def test_log_probe_panel_counts_hits_live(sample, run, shell):
     panel = shell.user_ns["p"]
     first = _hits(panel.html)
     # the publisher (not this thread) refreshes the panel while the service runs
-    assert wait_for(lambda: _hits(panel.html) > first + 5), panel.html
+    wait_for(lambda: _hits(panel.html) > first + 5, what=lambda: f"more than {first + 5} hits in {panel.html}")
     assert 'data-alias="orders"' in panel.html and "emitting" in panel.html
     cell = run("%%sql --out msgs\nSELECT message FROM logs ORDER BY seq LIMIT 3")
     assert cell.error is None, cell.stderr
     assert all(re.fullmatch(r"user=\d total=[\d.]+", m) for m in shell.user_ns["msgs"]["message"].to_list())
     assert cell.result.result is shell.user_ns["msgs"]  # displayed and bound
     assert run("%probe rm orders").stdout.strip() == "removed orders"
-    assert wait_for(lambda: "removed" in panel.html)
+    wait_for(lambda: "removed" in panel.html, what=lambda: f"'removed' in {panel.html}")
     run('%mark "orders look fine"')
     timeline = run("%timeline").result.result.text()
     assert "probe orders (log) placed on sample" in timeline and "orders look fine" in timeline
@@ -70,8 +70,8 @@ def test_every_kind_of_probe_and_a_metric_plot(sample, run, shell):
         assert cell.error is None, (line, cell.stderr)
     inv = kernel_ext.investigation()
     wanted = {"metrics": 5, "spans": 5, "exceptions": 1, "snapshots": 2}
-    assert wait_for(lambda: all(inv.store.count(t) >= n for t, n in wanted.items()), 15), {
-        t: inv.store.count(t) for t in wanted}
+    wait_for(lambda: all(inv.store.count(t) >= n for t, n in wanted.items()), 15,
+             what=lambda: f"{wanted} rows; stored {({t: inv.store.count(t) for t in wanted})}")
     exc = run("%%sql\nSELECT exc_type, frames FROM exceptions LIMIT 1").result.result
     assert exc["exc_type"].to_list() == ["ValueError"] and '"function": "handle"' in exc["frames"][0]
     snap = inv.sql("SELECT expressions FROM snapshots LIMIT 1")["expressions"][0]
@@ -164,11 +164,11 @@ def test_dead_service_shows_down_and_keeps_its_evidence(run, shell, tmp_path):
         _connect(run, svc, "doomed")
         assert run(f"%probe metric doomed {RETURN} --metric t=order.total --as t").error is None
         inv = kernel_ext.investigation()
-        assert wait_for(lambda: inv.store.count("metrics") >= 10)
+        wait_for(lambda: inv.store.count("metrics") >= 10, what="10 stored metrics")
         svc.kill(0)
         stored = inv.store.count("metrics")
         board = kernel_ext.current_session().board
-        assert wait_for(lambda: board.rows()[0].health.startswith("down"), 15), board.rows()
+        wait_for(lambda: board.rows()[0].health.startswith("down"), 15, what=lambda: f"down in {board.rows()}")
         listing = run("%probe ls")  # no error in every cell: the panel says it
         assert listing.error is None and "down: " in listing.result.result.html
         assert listing.result.result.rows[0].hits >= stored
@@ -221,7 +221,8 @@ def test_extend_and_remove_buttons(sample, run, shell):
     assert [p.id for p in live] == [after.fleet_id]  # the old probe went; one probe, fresh TTL
     panel._on_front_end_msg(panel, {"action": "remove", "alias": "short"}, [])
     assert inv.records["short"].removed and panel.notice == ""
-    assert wait_for(lambda: "removed" in panel.html and 'data-action="remove"' not in panel.html)
+    wait_for(lambda: "removed" in panel.html and 'data-action="remove"' not in panel.html,
+             what=lambda: f"a removed probe without its remove button in {panel.html}")
     panel._on_front_end_msg(panel, {"action": "extend", "alias": "short"}, [])  # a stale button
     assert panel.notice.startswith("extend short: no live probe 'short' to extend")
 
@@ -260,13 +261,14 @@ def test_connect_a_fleet_through_redis(run, shell):
 
     with RedisServer() as redis, SampleService(name="fleet", count=2, broker=redis.url) as svc:
         line = f"%connect --redis {redis.url} --service fleet --token-file {svc.token_file}"
-        cell = wait_for(lambda: (lambda c: c if "2 of 2 instances healthy" in c.stdout else None)(run(line)), 15)
-        assert cell and cell.error is None, cell
+        cell = wait_for(lambda: (lambda c: c if "2 of 2 instances healthy" in c.stdout else None)(run(line)), 15,
+                        what="both instances healthy")
+        assert cell.error is None, cell
         assert run(f"p = %probe log fleet {LINE} x --as everywhere").error is None
         inv = kernel_ext.investigation()
         both = "SELECT count(DISTINCT instance_id) AS n FROM logs"
-        assert wait_for(lambda: inv.sql(both)["n"][0] == 2, 15)  # events of both instances, through Redis
-        assert wait_for(lambda: shell.user_ns["p"].rows[0].hits >= 10)
+        wait_for(lambda: inv.sql(both)["n"][0] == 2, 15, what="events of both instances, through Redis")
+        wait_for(lambda: shell.user_ns["p"].rows[0].hits >= 10, what="10 hits on the panel")
         assert run("%probe rm everywhere").stdout.strip() == "removed everywhere"
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from typing import Iterator, List
 
@@ -20,6 +19,7 @@ if HERE not in sys.path:
 
 from probebook.connectors.alertmanager import Alert, AlertReceiver  # noqa: E402
 from probebook.lab.procs import free_port  # noqa: E402
+from support import wait_for  # noqa: E402
 from telemetry_support import Server, start_alertmanager, start_prometheus  # noqa: E402
 
 
@@ -45,13 +45,8 @@ class Monitoring:
 
     def wait_webhook(self, predicate, timeout: float = 30.0, after: int = 0) -> Alert:
         """The first alert from the `after`-th delivery on for which `predicate` holds."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for alert in list(self.webhook)[after:]:
-                if predicate(alert):
-                    return alert
-            time.sleep(0.1)
-        raise AssertionError(f"no such alert by webhook within {timeout}s; got {[a.line() for a in self.webhook]}")
+        return wait_for(lambda: next((a for a in list(self.webhook)[after:] if predicate(a)), None), timeout,
+                        what=lambda: f"such an alert by webhook; got {[a.line() for a in self.webhook]}")
 
 
 @pytest.fixture(scope="session")

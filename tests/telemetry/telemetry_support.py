@@ -1,5 +1,5 @@
 """Starting real Prometheus and Alertmanager (Debian's binaries) on free loopback ports with temp
-configs and data dirs; waiting for things."""
+configs and data dirs; a fake Loki."""
 
 from __future__ import annotations
 
@@ -86,18 +86,6 @@ def start_alertmanager(directory: str, webhook_url: str) -> Server:
     argv = [ALERTMANAGER, f"--config.file={directory}/alertmanager.yml", f"--storage.path={directory}/data",
             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=warn"]
     return Server("alertmanager", argv, f"http://127.0.0.1:{port}", directory)
-
-
-def wait_for(predicate, timeout: float = 20.0, every: float = 0.2):
-    """`predicate()`'s first true answer within `timeout` seconds, else an AssertionError."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"not within {timeout}s (last answer: {last!r})")
 
 
 # ---------------------------------------------------------------------- Loki

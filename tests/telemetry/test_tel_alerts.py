@@ -14,7 +14,7 @@ import pytest
 
 from probebook.connectors.alertmanager import AlertBook, AlertmanagerClient, AlertReceiver, parse_webhook
 from probebook.errors import SourceUnreachable
-from telemetry_support import wait_for
+from support import wait_for
 
 
 def _post(port: int, body: bytes, headers=None, timeout: float = 5.0):

@@ -12,7 +12,8 @@ import pytest
 
 from probebook.connectors.prometheus import PrometheusClient
 from probebook.errors import QueryRejected, SourceTimeout, SourceUnreachable, TelemetryInputError
-from telemetry_support import start_prometheus, wait_for
+from support import wait_for
+from telemetry_support import start_prometheus
 
 
 def test_instant_query_has_one_row_per_series_with_labels_as_columns(monitoring):

@@ -23,7 +23,8 @@ from probebook.lab.endpoints import lab_endpoints, use_lab
 from probebook.session import Investigation
 from probebook.session.telemetry import PartialResultWarning, Telemetry, TelemetrySources
 from probebook.widgets.plots import promql_figure
-from telemetry_support import loki_server, wait_for
+from support import end_process, wait_for
+from telemetry_support import loki_server
 
 T0 = time.time() - 30
 
@@ -311,9 +312,7 @@ def test_probebook_alerts_listen_prints_alerts_and_stores_them(tmp_path):
         proc.terminate()
         assert proc.wait(10) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+        end_process(proc)
     store = EvidenceStore(evidence)
     assert store.sql("SELECT name, status FROM alerts").rows() == [("PaymentsSlow", "firing")]
     store.close()

@@ -17,14 +17,6 @@ from probebook.protocol.resp import (
     parse_redis_url,
 )
 from probebook.lab.procs import free_port
-from probebook.lab.redis_server import RedisServer
-
-
-@pytest.fixture(scope="module")
-def redis():
-    server = RedisServer().start()
-    yield server
-    server.stop()
 
 
 def test_commands_pipelines_and_error_replies(redis):

@@ -22,7 +22,7 @@ ORIGINAL = checkout.__code__
 
 def _where() -> str:
     lines, start = inspect.getsourcelines(checkout)
-    return f"unit/test_control_api.py:{start + next(i for i, l in enumerate(lines) if 'at:checkout' in l)}"
+    return f"control/test_control_api.py:{start + next(i for i, l in enumerate(lines) if 'at:checkout' in l)}"
 
 
 @pytest.fixture
@@ -86,7 +86,7 @@ def test_bad_requests_are_one_line_4xx_with_the_field(api, op, args, status, fie
 def test_every_op_answers_and_only_mutations_are_audited(api):
     args = {"add_probe": {"kind": "log", "where": _where(), "template": "t", "id": "a1"},
             "remove_probe": {"id": "a1"}, "get_probe": {"id": "a1"},
-            "read_source": {"path": "unit/test_control_api.py", "start": 1, "end": 2}}
+            "read_source": {"path": "control/test_control_api.py", "start": 1, "end": 2}}
     order = ["add_probe", "get_probe", "remove_probe"] + [op for op in OPS if op not in
                                                           ("add_probe", "get_probe", "remove_probe")]
     for op in order:

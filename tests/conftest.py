@@ -1,0 +1,20 @@
+"""Fixtures more than one test folder uses. Plain helpers are in support.py (`from support import wait_for`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterator
+
+import pytest
+
+if TYPE_CHECKING:
+    from probebook.lab.redis_server import RedisServer
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator["RedisServer"]:
+    """A real redis-server on a free loopback port, one for a module's tests; stopped after them."""
+    from probebook.lab.redis_server import RedisServer
+
+    server = RedisServer().start()
+    yield server
+    server.stop()

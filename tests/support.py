@@ -1,0 +1,58 @@
+"""Helpers every test folder shares: waiting for something to come true, and ending a process started by
+a test. Stdlib only, so the agent's suites import it on every Python 3.9-3.13.
+
+Importable as `support` from any test (`pythonpath = ["tests"]` in pyproject.toml's pytest settings)::
+
+    from support import end_process, wait_for
+
+    port = wait_for(lambda: read_port(path), timeout=15, what="the agent's port file")
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from typing import Callable, TypeVar, Union
+
+__all__ = ["wait_for", "end_process"]
+
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 20.0, every: float = 0.1,
+             what: Union[str, Callable[[], str]] = "the condition") -> T:
+    """`predicate()`'s first true answer, asked every `every` seconds for up to `timeout` seconds.
+
+    Past the deadline it raises AssertionError naming `what` was waited for and the last answer. `what` may
+    be a callable, read only then, to show state at the moment of failure (a panel's HTML, a log's tail).
+
+    >>> wait_for(lambda: 3)
+    3
+    >>> wait_for(lambda: [], timeout=0.05, every=0.01, what="events")
+    Traceback (most recent call last):
+    AssertionError: timed out after 0.05s waiting for events (last answer: [])
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        last = predicate()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            text = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout}s waiting for {text} (last answer: {last!r})")
+        time.sleep(every)
+
+
+def end_process(proc: "subprocess.Popen", wait: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL after `wait` seconds; close its pipes. Safe on a process that already ended."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
