@@ -56,6 +56,8 @@ class Investigator:
         self.hypotheses: List[Hypothesis] = []
         self._files: Dict[str, Dict[str, str]] = {}
         self._connected: Optional[List[str]] = None
+        self._texts: Dict[Tuple[str, str], str] = {}
+        self._functions: Dict[Tuple[str, str], list] = {}
 
     # ------------------------------------------------------------------ the run
     def run(self) -> Verdict:
@@ -172,7 +174,11 @@ class Investigator:
         return self._files[service]
 
     def text(self, service: str, path: str) -> str:
-        return self.tools._text(service, path)
+        """A running file's text, read once per investigation (strategies read the same files often)."""
+        key = (service, path)
+        if key not in self._texts:
+            self._texts[key] = self.tools._text(service, path)
+        return self._texts[key]
 
     def entries(self, service: str, route_words: List[str]) -> List[EntryPoint]:
         files = list(self.app_files(service))
@@ -215,13 +221,13 @@ class Investigator:
         folder = near.rsplit("/", 1)[0]
         files = sorted(self.app_files(service), key=lambda f: (f != near, not f.startswith(folder + "/")))
         for file in files:
-            try:
-                fns = functions(self.text(service, file))
-            except ProbebookError:
-                continue
-            except ValueError:
-                continue
-            for f in fns:
+            key = (service, file)
+            if key not in self._functions:
+                try:
+                    self._functions[key] = functions(self.text(service, file))
+                except (ProbebookError, ValueError):  # unreadable or not parseable here: not a candidate
+                    self._functions[key] = []
+            for f in self._functions[key]:
                 if f.qualname.split(".")[-1] == name and "<locals>" not in f.qualname:
                     return file, f.qualname
         return None

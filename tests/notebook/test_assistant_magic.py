@@ -78,7 +78,7 @@ def test_assistant_cell_proves_the_cause_while_the_kernel_stays_usable(failing_s
     assert view.run.state in ("starting", "running"), view.text()
     wait_for(lambda: view.run.done, timeout=100, what=view.text)
     # the publisher draws the end: the verdict card with its kind, where, and the proof
-    wait_for(lambda: "pb-verdict" in view.html, what=lambda: view.html)
+    wait_for(lambda: "pb-verdict" in view.html, timeout=60, what=lambda: view.html)
     verdict = view.verdict
     assert verdict.kind == "proven", view.text() + "\n" + "\n".join(verdict.reasons)
     assert verdict.locus.endswith("tinyshop.py:Billing.discount_for")
@@ -112,7 +112,7 @@ def test_investigate_the_newest_alert_then_stop_it(quiet_shop, run):
     view = cell.result.result
     assert [a.name for a in view.run.alerts] == ["HighErrorRate"]
     # it watches the failing route for exceptions that do not come (the customers only call /report)
-    wait_for(lambda: any(not r.removed for r in view.run.probes()), what=view.text)
+    wait_for(lambda: any(not r.removed for r in view.run.probes()), timeout=90, what=view.text)
     assert quiet_shop.probes() != []
     _one_line_usage_error(run("%%assistant\nanother incident"), "an investigation is running")
     stopped = run("%investigate --stop")
@@ -127,7 +127,7 @@ def test_investigate_the_newest_alert_then_stop_it(quiet_shop, run):
 
 def test_the_stop_button_stops_it(quiet_shop, run):
     view = run("%%assistant --wait 60s\nPOST /pay fails with 500").result.result
-    wait_for(lambda: any(not r.removed for r in view.run.probes()), what=view.text)
+    wait_for(lambda: any(not r.removed for r in view.run.probes()), timeout=90, what=view.text)
     assert 'data-action="stop"' in view.html
     view._on_front_end_msg(view, {"action": "stop", "alias": ""}, [])  # what the button's click sends
     assert view.run.wait(30) is not None and view.run.state == "stopped"
@@ -136,8 +136,8 @@ def test_the_stop_button_stops_it(quiet_shop, run):
 
 def test_a_blocking_cell_is_stopped_by_the_kernel_interrupt(quiet_shop, run):
     def interrupt_once_probing():  # what the kernel's interrupt does: SIGINT to the kernel's process
-        run_ = wait_for(lambda: kernel_ext.current_session().assistant_run, what="a run")
-        wait_for(lambda: any(not r.removed for r in run_.probes()), what="a live probe")
+        run_ = wait_for(lambda: kernel_ext.current_session().assistant_run, timeout=90, what="a run")
+        wait_for(lambda: any(not r.removed for r in run_.probes()), timeout=90, what="a live probe")
         os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=interrupt_once_probing, daemon=True).start()
