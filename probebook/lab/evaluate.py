@@ -29,6 +29,7 @@ from typing import Any, Callable, Dict, List, Sequence
 
 from probebook.assistant import Assistant
 from probebook.assistant.model import Verdict, parse_locus
+from probebook.errors import ProbebookError, one_line
 from probebook.session import Investigation
 
 from .actions import inject, recover
@@ -85,12 +86,17 @@ def score(truth: Any, v: Verdict) -> str:
     return "unproven-correct" if right else "wrong"
 
 
-def _connect(inv: Investigation, lab: Any) -> List[str]:
+def _connect(inv: Investigation, lab: Any, log: Callable[[str], None]) -> List[str]:
+    """Connect every service that has an agent; one that does not answer (it may be the incident) is
+    left out and said so, as an on-call engineer would find it."""
     names = []
     for name, entry in lab.manifest["services"].items():
         if entry.get("agent_url"):
-            inv.connect(name, entry["agent_url"], token=lab.token)
-            names.append(name)
+            try:
+                inv.connect(name, entry["agent_url"], token=lab.token)
+                names.append(name)
+            except ProbebookError as exc:
+                log(f"   {name}: not connected: {one_line(exc, 160)}")
     use_lab(inv.telemetry, lab.state)
     return names
 
@@ -116,13 +122,16 @@ def evaluate(lab: Any, scenarios: Sequence[Scenario], budget_s: float = 110.0, w
             else:
                 time.sleep(8.0)
                 seen = True
-            _connect(inv, lab)
+            _connect(inv, lab, log)
             started = time.monotonic()
             text = f"{sc.title}. {sc.summary}".strip()
-            assistant = Assistant(inv)
-            verdict = assistant.investigate(text, budget_s=budget_s, wait_s=wait_s,
-                                            progress=lambda line: log(f"   {line}"),
-                                            **({"planner": planner, "llm": llm} if planner != "deterministic" else {}))
+            try:
+                verdict = Assistant(inv).investigate(text, budget_s=budget_s, wait_s=wait_s,
+                                                     progress=lambda line: log(f"   {line}"),
+                                                     **({"planner": planner, "llm": llm} if planner != "deterministic"
+                                                        else {}))
+            except ProbebookError as exc:  # one scenario's failure is its score, not the end of the run
+                verdict = Verdict("inconclusive", cause=f"the investigation failed: {one_line(exc, 200)}")
         finally:
             elapsed = round(time.monotonic() - started, 1)
             probes = inv.probes().height
