@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import List, Optional, Union
 
 __all__ = ["FunctionInfo", "Call", "functions", "callees", "enclosing", "find_text", "raises", "assigned_from",
-           "returns", "names_in", "operands", "reads_into", "handlers", "argument_for", "SourceError"]
+           "returns", "names_in", "operands", "reads_into", "handlers", "argument_for",
+           "passes_through", "next_line", "SourceError"]
 
 
 class SourceError(ValueError):
@@ -271,6 +272,34 @@ def handlers(source: str, qualname: str) -> List[tuple]:
     return sorted(out)
 
 
+def passes_through(expression: str, params: tuple) -> bool:
+    """Is the expression only a parameter, or a part of one (``items``, ``cart.lines[0]``)? Then a value
+    bound from it was made by the caller, not here."""
+    try:
+        node = ast.parse(expression, mode="eval").body
+    except SyntaxError:
+        return False
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return isinstance(node, ast.Name) and node.id in params
+
+
+def next_line(source: str, qualname: str, line: int) -> Optional[int]:
+    """The first line of the statement that runs after the one at `line` in the same block (reached only
+    when that statement completes), or None when it is the last of its block."""
+    fn = _find(source, qualname)
+    for node in ast.walk(fn):
+        for field in ("body", "orelse", "finalbody"):
+            block = getattr(node, field, None)
+            if not isinstance(block, list):
+                continue
+            for i, stmt in enumerate(block):
+                end = getattr(stmt, "end_lineno", stmt.lineno) or stmt.lineno
+                if isinstance(stmt, ast.stmt) and stmt.lineno <= line <= end and not hasattr(stmt, "body"):
+                    return block[i + 1].lineno if i + 1 < len(block) else None
+    return None
+
+
 def reads_into(expression: str) -> bool:
     """Does the expression read an attribute, an item or call something (a value made elsewhere), rather
     than compute only with names and constants (``order_id % 17``: computed here)?"""
@@ -284,7 +313,7 @@ def reads_into(expression: str) -> bool:
 def names_in(expression: str) -> List[str]:
     """Bare names an expression reads, in order (``total < 0 or rate > 1`` -> total, rate)."""
     try:
-        tree = ast.parse(expression, mode="eval")
+        tree = ast.parse(expression.strip(), mode="eval")
     except SyntaxError:
         return []
     seen: List[str] = []

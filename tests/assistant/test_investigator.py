@@ -48,6 +48,21 @@ def test_errors_are_followed_to_where_the_bad_value_is_made(shop):
     assert inv.probes().filter(inv.probes()["status"] != "removed").height == 0  # nothing left behind
 
 
+def test_a_failed_operation_is_traced_to_the_function_that_returns_the_wrong_type(shop):
+    inv, _ = shop
+    api, stop, t = tinyshop.start("line")
+    try:
+        lines = []
+        verdict = Assistant(inv).investigate("GET /line fails with 500 for some products", alerts=[
+            Alert("HighErrorRate", {"service": "tinyshop", "route": "/line"})], progress=lines.append, wait_s=5)
+    finally:
+        stop.set()
+        t.join()
+    assert verdict.kind == "proven", "\n".join(lines + verdict.reasons)
+    assert verdict.locus.endswith("tinyshop.py:PriceBook.price")
+    assert (verdict.predicate.op, verdict.predicate.value) == ("type", "str")
+
+
 def test_latency_descends_into_the_callee_that_holds_the_time(shop):
     inv, _ = shop
     api, stop, t = tinyshop.start("report")

@@ -31,6 +31,22 @@ def final_amount(subtotal, discount):
     return amount
 
 
+class PriceBook:
+    """Unit prices, as a nightly import left them: one is text."""
+
+    def __init__(self):
+        self._cache = {"sku-1": 9.5, "sku-2": 4.0, "sku-3": "12.00"}
+
+    def price(self, sku):
+        return self._cache[sku]
+
+
+def line_total(book, sku, qty):
+    unit = book.price(sku)
+    amount = unit * 1.2 * qty
+    return round(amount, 2)
+
+
 def slow_lookup(n):
     total = 0
     for i in range(60000):  # its own Python code holds the time
@@ -45,7 +61,11 @@ def fast_format(n):
 class Api:
     def __init__(self):
         self.billing = Billing()
-        self.routes = {"/pay": self.pay, "/report": self.report}
+        self.book = PriceBook()
+        self.routes = {"/pay": self.pay, "/report": self.report, "/line": self.line}
+
+    def line(self, sku, qty):
+        return {"status": 200, "total": line_total(self.book, sku, qty)}
 
     def pay(self, items, code):
         return {"status": 200, "amount": self.billing.charge(items, code)}
@@ -64,9 +84,11 @@ def serve(api, stop, kind="pay"):
         try:
             if kind == "pay":
                 api.pay([10.0, 5.5], codes[i % len(codes)])
+            elif kind == "line":
+                api.line(f"sku-{1 + i % 3}", 1 + i % 4)
             else:
                 api.report(i)
-        except PriceError:
+        except (PriceError, TypeError):
             pass
         time.sleep(0.02)
 

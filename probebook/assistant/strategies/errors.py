@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 from probebook.evidence.predicate import Predicate, holds
 from probebook.protocol.capture_tree import plain
 
-from ..codeview import (argument_for, assigned_from, callees, functions, names_in, operands, raises, reads_into,
-                        returns)
+from ..codeview import (argument_for, assigned_from, callees, functions, names_in, next_line, operands,
+                        passes_through, raises, reads_into, returns)
 from ..differential import separate, values_of
 from ..entrypoints import EntryPoint, is_app_file, paths_in
 from ..model import Hypothesis, Verdict
@@ -68,7 +68,7 @@ def errors(ctx: "Investigator", service: str, eps: List[EntryPoint], depth: int 
             return hop
         return Verdict("likely", service, f"{file}:{function}", f"{exc_type} from a call {function} makes "
                        f"(raised in library code)", evidence=[e["evidence_id"] for e in evs[:5]])
-    verdict = _origin(ctx, service, file, function, line, evs[0]["frames"])
+    verdict = _origin(ctx, service, file, function, line, evs)
     if verdict is not None and verdict.kind == "likely" and _FROM_OUTSIDE in verdict.cause:
         hop = _next_hop(ctx, service, evs, depth)
         return hop or _outside(ctx, service, evs, verdict) or verdict
@@ -113,25 +113,59 @@ def _next_hop(ctx: "Investigator", service: str, evs: List[Event], depth: int) -
 
 
 def _origin(ctx: "Investigator", service: str, file: str, function: str, line: int,
-            frames: List[Event]) -> Optional[Verdict]:
+            evs: List[Event]) -> Optional[Verdict]:
+    """From the raise site (`evs`: the exception events that end there) to where the bad value is made."""
+    frames = evs[0]["frames"]
     src = ctx.text(service, file)
+    fn = next(f for f in functions(src) if f.qualname == function)
     guards = [r for r in raises(src, function) if r[0] == line and r[2]]
     if not guards:
-        ctx.progress(f"{function}: the raise at line {line} has no guard to test")
-        return None
+        return _failed_operation(ctx, service, file, function, line, evs, src, fn)
     _, _, guard, gline = guards[0]
     names = names_in(guard)
-    fn = next(f for f in functions(src) if f.qualname == function)
-    feeds = list(names)  # the guard's names and what they are computed from here
-    for n in names:
-        for _, expr in assigned_from(src, function, n):
-            feeds += [x for x in names_in(expr) if x not in feeds]
+    feeds = _feeds(src, function, names)
     capture = [o for o in operands(guard) if o not in feeds]  # `resp.status`, not only `resp`
     capture += [n for n in feeds if n in fn.params or assigned_from(src, function, n)]
     where = f"{file}:{gline}"
     bad = ctx.place(service, "snapshot", where, when=guard, capture=capture, rate=20)
     good = ctx.place(service, "snapshot", where, when=f"not ({guard})", capture=capture, rate=20)
-    bad_ev, good_ev = ctx.events(bad, 3), ctx.events(good, 5)
+    return _decide(ctx, service, file, fn, src, names, feeds, capture, ctx.events(bad, 3), ctx.events(good, 5),
+                   frames)
+
+
+def _feeds(src: str, function: str, names: List[str]) -> List[str]:
+    """`names` and the names they are computed from in the function."""
+    feeds = list(names)
+    for n in names:
+        for _, expr in assigned_from(src, function, n):
+            feeds += [x for x in names_in(expr) if x not in feeds]
+    return feeds
+
+
+def _failed_operation(ctx: "Investigator", service: str, file: str, function: str, line: int,
+                      evs: List[Event], src: str, fn: Any) -> Optional[Verdict]:
+    """No `raise` guards it: an operation at `line` failed (a TypeError, a KeyError). The failing frames'
+    locals are compared with healthy calls captured at the statement after it (reached only when the
+    operation succeeded)."""
+    after = next_line(src, function, line)
+    stmt = src.splitlines()[line - 1].strip() if 0 < line <= len(src.splitlines()) else ""
+    names = [n for n in names_in(stmt.rstrip(":").split("=", 1)[-1].strip())
+             if n in fn.params or assigned_from(src, function, n)]
+    if after is None or not names:
+        ctx.progress(f"{function}: line {line} failed and nothing after it tells healthy calls apart")
+        return None
+    bad_ev = [{"evidence_id": e["evidence_id"], "locals": f.get("locals") or {}} for e in evs
+              for f in e["frames"][-1:] if f.get("function") == function]
+    good = ctx.place(service, "snapshot", f"{file}:{after}", rate=20)
+    ctx.progress(f"{function}: comparing the locals of failing calls at line {line} with healthy ones")
+    return _decide(ctx, service, file, fn, src, names, _feeds(src, function, names), names, bad_ev,
+                   ctx.events(good, 5), evs[0]["frames"])
+
+
+def _decide(ctx: "Investigator", service: str, file: str, fn: Any, src: str, names: List[str], feeds: List[str],
+            capture: List[str], bad_ev: List[Event], good_ev: List[Event], frames: List[Event]) -> Optional[Verdict]:
+    """What separates failing from healthy calls, and where it is made; see the module docstring."""
+    function = fn.qualname
     likely: Optional[Verdict] = None
     for name in capture:
         split = separate(values_of(bad_ev, name), values_of(good_ev, name), nodes=True)
@@ -139,7 +173,7 @@ def _origin(ctx: "Investigator", service: str, file: str, function: str, line: i
             continue
         op, value = split
         pred = Predicate(capture=name, op=op, value=value)
-        ids = [e["evidence_id"] for e in bad_ev]
+        ids = [e["evidence_id"] for e in bad_ev if e.get("evidence_id")]
         ctx.progress(f"{function}: failing calls have {name} {op} {value!r}, healthy ones do not")
         likely = likely or Verdict("likely", service, f"{file}:{function}", f"{function} fails when {name} {op} "
                                    f"{value!r}", pred, evidence=ids)
@@ -154,15 +188,19 @@ def _origin(ctx: "Investigator", service: str, file: str, function: str, line: i
             if found is not None:
                 return found
             continue
-        if any(n in fn.params and separate(values_of(bad_ev, n), values_of(good_ev, n), nodes=True)
-               for n in feeds if n not in names and n not in base):
-            continue  # made here from a bad argument: the loop follows that argument next
         made = [expr for _, expr in assigned_from(src, function, base[0])]
         if not made:
             continue
+        if any(passes_through(e, fn.params) for e in made):  # bound from an argument: made by the caller
+            likely = Verdict("likely", service, f"{file}:{function}", f"{function} fails when {name} {op} "
+                             f"{value!r}; {base[0]} comes from its arguments", pred, evidence=ids)
+            continue
         calls = [c.name for c in callees(src, function) if any(c.name.split(".")[-1] + "(" in e for e in made)]
         impure = [c for c in calls if c.split(".")[-1] not in PURE_CALLS]
-        if impure:
+        if not impure and any(n in fn.params and separate(values_of(bad_ev, n), values_of(good_ev, n), nodes=True)
+                              for n in feeds if n not in names and n not in base):
+            continue  # computed here from a bad argument: the loop follows that argument next
+        if impure:  # returned by a call: the function that returned it is where it is made
             found = _probe_producers(ctx, service, file, impure, pred, function, name)
             if found is not None:
                 return found

@@ -1,0 +1,33 @@
+"""`probebook lab eval` on a scenario folder it has never seen (the public format, written here), against
+the session's running lab: blind, scored, written as JSON; a wrong claim of proof would fail it."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from probebook.lab.evaluate import SCORES
+from probebook.lab.runner import Lab
+from probebook.lab.scenarios import BUILTIN_DIR
+
+
+def test_eval_scores_a_users_scenario_folder(lab, tmp_path):
+    folder = tmp_path / "my-scenarios"
+    # a user's incident: the coupon deploy under another name, its files copied as a user would write them
+    shutil.copytree(os.path.join(BUILTIN_DIR, "bad-deploy"), folder / "coupons-go-negative")
+    out = tmp_path / "eval.json"
+    done = subprocess.run([sys.executable, "-m", "probebook.cli", "lab", "eval", "--state-dir", lab.state,
+                           "--scenarios", str(folder), "--json", str(out), "--budget", "90"],
+                          capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| coupons-go-negative |" in done.stdout  # the table a person reads
+    results = json.loads(out.read_text())
+    assert [r["scenario"] for r in results] == ["coupons-go-negative"]  # only the user's folder, not the 14
+    r = results[0]
+    assert set(r["verdict"]) >= {"kind", "service", "locus", "cause", "evidence"}
+    assert r["score"] in SCORES and r["seconds"] > 0
+    assert r["score"] != "confident-wrong", r
+    if r["verdict"]["kind"] == "proven":  # a proof cites what it rests on
+        assert r["verdict"]["evidence"]
+    assert not Lab.attach(lab.state).manifest.get("scenario")  # recovered: the lab is back at its baseline
