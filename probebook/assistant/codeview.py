@@ -3,30 +3,35 @@ function makes, the function that holds a line, where a text appears. Pure funct
 text the agent returned (`Investigation.source_file`), so what is read is what runs, not a checkout.
 
 >>> src = '''
-... class Cart:
-...     def total(self, rate):
-...         sub = self.subtotal()
-...         return round(sub * (1 - rate), 2)
-...     def subtotal(self):
-...         return sum(i.price for i in self.items)
+... class Quota:
+...     def left(self, factor):
+...         used = self.used()
+...         return max(self.limit * factor - used, 0)
+...     def used(self):
+...         return len(self.events)
 ... '''
 >>> [(f.qualname, f.start, f.end) for f in functions(src)]
-[('Cart.total', 3, 5), ('Cart.subtotal', 6, 7)]
->>> [c.name for c in callees(src, "Cart.total")]
-['self.subtotal', 'round']
+[('Quota.left', 3, 5), ('Quota.used', 6, 7)]
+>>> [c.name for c in callees(src, "Quota.left")]
+['self.used', 'max']
 >>> enclosing(src, 5).qualname
-'Cart.total'
+'Quota.left'
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
 from dataclasses import dataclass
 from typing import List, Optional, Union
 
 __all__ = ["FunctionInfo", "Call", "functions", "callees", "enclosing", "find_text", "raises", "assigned_from",
            "returns", "names_in", "operands", "reads_into", "handlers", "argument_for",
-           "passes_through", "next_line", "SourceError"]
+           "passes_through", "next_line", "reads_state", "local_names", "waits",
+           "SourceError"]
+
+
+_BUILTINS = set(dir(builtins))
 
 
 class SourceError(ValueError):
@@ -44,7 +49,7 @@ class FunctionInfo:
 
 @dataclass(frozen=True)
 class Call:
-    name: str  # as written: ``self.ledger.available``, ``urlopen``
+    name: str  # as written: ``self.store.get``, ``urlopen``
     line: int
     awaited: bool = False
 
@@ -300,9 +305,49 @@ def next_line(source: str, qualname: str, line: int) -> Optional[int]:
     return None
 
 
+def waits(source: str, qualname: str) -> List[str]:
+    """Where the function's own body may wait without a call of ours to show for it: ``await``s and
+    ``with`` on an object rather than a call (a lock). Their time looks like the function's own."""
+    fn = _find(source, qualname)
+    text = getattr(ast, "unparse", lambda n: "?")
+    out: List[str] = []
+    for n in ast.walk(fn):
+        if isinstance(n, ast.Await):
+            out.append(f"await {text(n.value)}")
+        elif isinstance(n, (ast.With, ast.AsyncWith)):
+            out += [f"with {text(i.context_expr)}" for i in n.items if not isinstance(i.context_expr, ast.Call)]
+    return out
+
+
+def local_names(source: str, qualname: str) -> tuple:
+    """Parameters and every name the function binds: what is not among them is a global."""
+    fn = _find(source, qualname)
+    names = set(_info(qualname, fn).params)
+    for n in ast.walk(fn):
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+            names.add(n.id)
+    return tuple(sorted(names))
+
+
+def reads_state(expression: str, local_names: tuple = ()) -> bool:
+    """Does the expression read state rather than compute: an attribute, an item, or a global name
+    (not a local, not a builtin)? ``CONFIG["rate"]``, ``self.rate`` and ``RATE`` read state;
+    ``subtotal * (1 - rate)`` computes (with `subtotal` and `rate` local)."""
+    try:
+        tree = ast.parse(expression.strip(), mode="eval")
+    except SyntaxError:
+        return True
+    for n in ast.walk(tree):
+        if isinstance(n, (ast.Attribute, ast.Subscript)):
+            return True
+        if isinstance(n, ast.Name) and n.id not in local_names and n.id not in _BUILTINS:
+            return True
+    return False
+
+
 def reads_into(expression: str) -> bool:
     """Does the expression read an attribute, an item or call something (a value made elsewhere), rather
-    than compute only with names and constants (``order_id % 17``: computed here)?"""
+    than compute only with names and constants (``n % 7``: computed here)?"""
     try:
         tree = ast.parse(expression, mode="eval")
     except SyntaxError:

@@ -1,9 +1,9 @@
 """Telling a bad value from a good one: the same variables captured on failing and on healthy calls,
-and the claim that separates them (``rate > 0.15`` when every failing call has a larger rate than any
+and the claim that separates them (``fee > 0.3`` when every failing call has a larger rate than any
 healthy one). Generic: numbers by range, anything else by captured type.
 
->>> separate([15, 20], [0.0, 0.1, 0.15])
-('>', 0.15)
+>>> separate([4, 9], [0.0, 0.2, 0.3])
+('>', 0.3)
 >>> separate([{"type": "str"}], [{"type": "float"}, {"type": "float"}], nodes=True)
 ('type', 'str')
 >>> separate([1, 5], [2, 3]) is None

@@ -2,10 +2,10 @@
 alert's labels, the reporter's words) and the code the service runs. Generic: it reads the running
 source for the route or words named in the incident; it knows no framework and no service.
 
->>> sorted(words("checkout 502s since 10:40 on /api/checkout"))
-['/api/checkout', 'checkout']
->>> handler_names('    app.router.add_post("/api/checkout", self.checkout)')
-['checkout']
+>>> sorted(words("signup 502s since 10:40 on /v2/signup"))
+['/v2/signup', 'signup']
+>>> handler_names('    app.router.add_post("/v2/signup", self.signup)')
+['signup']
 >>> handler_names(': lambda q: shop.pay(float(q["amount"]))}')
 ['pay']
 """
@@ -17,13 +17,14 @@ import re
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
-from .codeview import functions
+from .codeview import SourceError, functions
 
 __all__ = ["EntryPoint", "words", "handler_names", "is_app_file", "symptom_class", "SYMPTOMS", "paths_in"]
 
 # SRE vocabulary, not names of any service: the class of a symptom decides the first strategy
 SYMPTOMS = {
-    "errors": ("error", "5xx", "500", "502", "503", "fail", "exception", "crash"),
+    "errors": ("error", "5xx", "500", "502", "503", "fail", "exception", "crash", "wrong", "incorrect", "negative",
+               "missing", "duplicate", "broken"),
     "latency": ("latency", "slow", "p95", "p99", "duration", "timeout", "lag"),
     "saturation": ("saturat", "pool", "exhaust", "connections", "backlog", "queue"),
     "growth": ("growth", "leak", "memory", "grow", "cache"),
@@ -47,9 +48,18 @@ class EntryPoint:
     why: str
 
 
+_NEGATED = re.compile(r"\b(nothing|no|not|never|without|isn't|aren't)\b(\s+[\w']+){0,2}?\s+"
+                      r"(wrong|errors?|fail\w*|broken|slow|problems?|issues?)\b")
+
+
 def symptom_class(text: str) -> str:
-    """The first symptom class whose words appear in `text` (alert name, summary, reporter's text)."""
-    low = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", text).lower()
+    """The first symptom class whose words appear in `text` (alert name, summary, reporter's text);
+    words under a negation ("nothing is wrong", "no errors") do not count.
+
+    >>> symptom_class("Control: nothing is wrong; no errors"), symptom_class("totals are wrong")
+    ('unknown', 'errors')
+    """
+    low = _NEGATED.sub(" ", re.sub(r"(?<=[a-z])(?=[A-Z])", " ", text).lower())
     for cls, keys in SYMPTOMS.items():
         if any(k in low for k in keys):
             return cls
@@ -107,7 +117,7 @@ def paths_in(values: Sequence[object]) -> List[str]:
 
 
 def handler_names(line: str) -> List[str]:
-    """Names a route-registration line hands the request to: ``self.checkout`` -> ``checkout``."""
+    """Names a route-registration line hands the request to: ``self.signup`` -> ``signup``."""
     rest = re.sub(r"(['\"]).*?\1", " ", line)  # drop string literals (the route itself)
     if re.match(r"\s*[:,]?\s*lambda\b", rest):  # a lambda: the first function of ours it calls
         called = [n for n in re.findall(r"(\w+)\s*\(", rest) if n not in _BUILTIN_NAMES]
@@ -140,7 +150,10 @@ def entry_points(service: str, files: Sequence[str], read, route_words: Sequence
             except Exception:  # noqa: BLE001 - an unreadable file is skipped, the next one may hold it
                 continue
             lines = text.splitlines()
-            fns = functions(text)
+            try:
+                fns = functions(text)
+            except SourceError:  # not Python this interpreter parses: not an entry point
+                continue
             for i, ln in enumerate(lines, 1):
                 if f'"{word}' not in ln and f"'{word}" not in ln:
                     continue
@@ -149,7 +162,7 @@ def entry_points(service: str, files: Sequence[str], read, route_words: Sequence
                     found.append(ep)
         if found:
             break
-    if not found:  # no route: the code that raises what the reporter quotes ("payment declined")
+    if not found:  # no route: the code that raises what the reporter quotes ("quota exceeded")
         for word in route_words:
             for path in files:
                 try:
@@ -159,7 +172,10 @@ def entry_points(service: str, files: Sequence[str], read, route_words: Sequence
                 fns = None
                 for i, ln in enumerate(lines, 1):
                     if "raise " in ln and word in ln and len(word) >= 5:
-                        fns = fns if fns is not None else functions("\n".join(lines))
+                        try:
+                            fns = fns if fns is not None else functions("\n".join(lines))
+                        except SourceError:
+                            break
                         holders = [f for f in fns if f.start <= i <= f.end]
                         if holders:
                             f = max(holders, key=lambda f: f.start)

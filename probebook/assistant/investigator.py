@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from probebook.errors import ProbebookError
+from probebook.errors import ProbebookError, one_line
 from probebook.evidence.predicate import Predicate
 
 from .codeview import functions
@@ -65,6 +65,9 @@ class Investigator:
             verdict = self._investigate()
         except Stopped as why:
             verdict = Verdict("inconclusive", cause=f"{why} before a verdict; every probe it placed is removed")
+        except Exception as exc:  # noqa: BLE001 - a strategy's bug is an honest inconclusive, never a crash
+            verdict = Verdict("inconclusive", cause=f"the investigation failed ({type(exc).__name__}: "
+                                                    f"{one_line(exc, 160)}); every probe it placed is removed")
         finally:
             self.tools.remove_all()
         checked = self.gate.check(verdict)

@@ -3,11 +3,11 @@
 Plain dataclasses with a JSON round trip (`to_dict`/`from_dict`), stored as rows of the
 investigation's DuckDB file by `probebook.assistant.journal`, each with an evidence-style id.
 
->>> v = Verdict(kind="likely", service="orders", locus="shop/pricing.py:order_total", cause="negative totals")
+>>> v = Verdict(kind="likely", service="orders", locus="app/quota.py:Quota.left", cause="negative quota")
 >>> Verdict.from_dict(v.to_dict()) == v
 True
->>> parse_locus("shop/orders.py:OrderService.coupon_rate")
-('shop/orders.py', 'OrderService.coupon_rate')
+>>> parse_locus("app/quota.py:Quota.left")
+('app/quota.py', 'Quota.left')
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ class Verdict:
                      ranked=[Hypothesis.from_dict(h) for h in raw.get("ranked", [])])
 
     def headline(self) -> str:
-        """One line for a terminal or a card: ``PROVEN orders shop/orders.py:OrderService.coupon_rate: ...``."""
+        """One line for a terminal or a card: ``PROVEN accounts app/quota.py:Quota.left: ...``."""
         where = " ".join(x for x in (self.service, self.locus) if x)
         return f"{self.kind.upper()} {where}: {self.cause}".strip()
 
@@ -166,11 +166,11 @@ def locus_matches(locus: str, file: str, function: str) -> bool:
     the end (``shop/orders.py`` matches ``/srv/releases/2.8/shop/orders.py``); the function by its
     qualified name (an event may carry ``Class.method`` or only ``method``)."""
     path, qual = parse_locus(locus)
-    if not qual or not function:
+    if not qual or not function or not path:
         return False
-    if path:
-        want = [p for p in path.replace("\\", "/").split("/") if p]
-        have = [p for p in (file or "").replace("\\", "/").split("/") if p]
-        if len(have) < len(want) or have[len(have) - len(want):] != want:
-            return False
-    return function == qual or qual.endswith("." + function) and "." not in function
+    want = [p for p in path.replace("\\", "/").split("/") if p]
+    have = [p for p in (file or "").replace("\\", "/").split("/") if p]
+    if len(have) < len(want) or have[len(have) - len(want):] != want:
+        return False
+    # Python < 3.11 reports a method by its bare name: it matches the locus's last part only
+    return function == qual or ("." not in function and qual.split(".")[-1] == function)

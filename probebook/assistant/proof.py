@@ -30,9 +30,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from probebook.evidence import EvidenceStore
-from probebook.evidence.predicate import Predicate, holds, judge  # noqa: F401  (Predicate: the docstring)
+from probebook.evidence.predicate import Predicate, holds, judge, value_of
 
-from .model import Verdict, locus_matches
+from .model import Verdict, locus_matches, parse_locus
 
 __all__ = ["ProofGate", "GateResult", "NO_FAULT_MIN_HITS", "load_events"]
 
@@ -56,6 +56,15 @@ class GateResult:
     verdict: Verdict
     passed: List[str] = field(default_factory=list)
     refused: Dict[str, str] = field(default_factory=dict)
+
+
+def _vacuous(pred: Predicate, locus: str) -> List[str]:
+    """Claims true of every capture at the locus, whatever happened: refused."""
+    _, qual = parse_locus(locus)
+    if pred.stack and qual and (pred.stack == qual or qual.endswith("." + pred.stack)
+                                or pred.stack.endswith("." + qual.split(".")[-1])):
+        return [f"the stack of a capture in {qual} always holds {pred.stack}: name another frame"]
+    return []
 
 
 def load_events(store: EvidenceStore, ids: Sequence[str]) -> Dict[str, Dict[str, Any]]:
@@ -129,26 +138,35 @@ class ProofGate:
                 refused[eid] = f"captured by probe {ev.get('probe_id')}, placed before the incident opened"
             elif ev.get("service") != service:
                 refused[eid] = f"captured on {ev.get('service')}, not on {service}"
-            elif locus is not None and not self._inside(ev, locus):
+            elif locus is not None and self._at_locus(ev, locus) is None:
                 refused[eid] = f"captured in {ev.get('function') or '?'} ({ev.get('file') or '?'}), not inside {locus}"
             else:
-                ok.append(ev)
+                ok.append(self._at_locus(ev, locus) if locus is not None else ev)
         return ok, refused
 
     @staticmethod
-    def _inside(ev: Mapping[str, Any], locus: str) -> bool:
-        if locus_matches(locus, ev.get("file") or "", ev.get("function") or ""):
-            return True
-        frames = ev.get("frames") if ev.get("kind") == "exception" else None
-        return any(isinstance(f, Mapping) and locus_matches(locus, f.get("file") or "", f.get("function") or "")
-                   for f in frames or [])
+    def _at_locus(ev: Dict[str, Any], locus: str) -> Optional[Dict[str, Any]]:
+        """The event as seen inside `locus`: itself when it was captured there; for an exception, the
+        event narrowed to the innermost frame of that function (its locals are what the predicate reads,
+        never another frame's), or None when the locus is not among its frames."""
+        if ev.get("kind") != "exception":
+            return ev if locus_matches(locus, ev.get("file") or "", ev.get("function") or "") else None
+        frames = [f for f in ev.get("frames") or [] if isinstance(f, Mapping)
+                  and locus_matches(locus, f.get("file") or "", f.get("function") or "")]
+        if not frames:
+            return None
+        return {**ev, "frames": [frames[-1]], "locals": frames[-1].get("locals") or {}}
 
     def _located(self, verdict: Verdict, service: str, locus: str, what: str) -> GateResult:
         reasons: List[str] = []
         if not verdict.predicate:
             reasons.append("no predicate: say what the evidence must show")
+        else:
+            reasons += _vacuous(verdict.predicate, locus)
         if not service or not locus:
             reasons.append(f"no service and locus for {what}")
+        elif not all(parse_locus(locus)):
+            reasons.append(f"the locus {locus!r} needs a file and a function: path.py:Qualified.name")
         if reasons:
             return self._downgrade(verdict, {}, reasons)
         ok, refused = self._admissible(verdict, service, locus)
@@ -166,7 +184,13 @@ class ProofGate:
         pred = verdict.predicate
         if pred is None:
             return self._downgrade(verdict, {}, ["no predicate: say what a fault would have shown"])
-        ok, refused = self._admissible(verdict, verdict.service, verdict.locus or None)
+        if not verdict.locus or not all(parse_locus(verdict.locus)):
+            return self._downgrade(verdict, {}, ["no-fault names the path it watched: a locus path.py:Qualified.name"])
+        ok, refused = self._admissible(verdict, verdict.service, verdict.locus)
+        blind = [e["evidence_id"] for e in ok if value_of(pred, e) is None and not pred.stack]
+        if blind:  # a predicate on something the events do not hold is false of anything
+            return self._downgrade(verdict, refused, [f"{blind[0]} holds no {pred.capture or pred.field}: the "
+                                                      f"predicate cannot be false there, only absent"])
         bad = [e["evidence_id"] for e in ok if holds(pred, e)]
         if bad:
             return self._downgrade(verdict, refused, [f"{bad[0]} shows {pred.describe()}: that is the fault"])

@@ -27,11 +27,33 @@ from .journal import Journal
 from .model import Finding, Incident
 from .tool_specs import SPECS
 
-__all__ = ["ToolBox", "ToolResult", "ProbeBudget", "MAX_ROWS", "MAX_BYTES"]
+__all__ = ["ToolBox", "ToolResult", "ProbeBudget", "MAX_ROWS", "MAX_BYTES", "check_read_only"]
 
 MAX_ROWS = 40
 MAX_BYTES = 6000
-_SELECT = re.compile(r"^\s*(WITH|SELECT)\b", re.I)
+# what a read of the evidence never needs: files, the network, settings, other databases
+_OUTSIDE_SQL = re.compile(r"\b(read_\w+|glob|copy|attach|detach|install|load|pragma|export|import|set|reset|"
+                          r"call|checkpoint|sniff_csv|parquet_\w+|http\w*|s3)\b|\b(from|join)\s*\(?\s*['\"]", re.I)
+
+
+def check_read_only(query: str) -> None:
+    """One SELECT over the evidence tables, or ValueError: no writes (a forged row would forge a proof),
+    no files, no network, no settings.
+
+    >>> check_read_only("SELECT evidence_id FROM snapshots")
+    >>> check_read_only("WITH x AS (SELECT 1) INSERT INTO probes SELECT 1")
+    Traceback (most recent call last):
+    ...
+    ValueError: sql: one SELECT (or WITH ... SELECT) over the evidence tables only
+    """
+    import duckdb  # the store's engine parses it the way it would run it
+
+    try:
+        statements = duckdb.extract_statements(query)
+    except duckdb.Error as exc:
+        raise ValueError(f"sql: {one_line(exc, 200)}") from None
+    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT or _OUTSIDE_SQL.search(query):
+        raise ValueError("sql: one SELECT (or WITH ... SELECT) over the evidence tables only")
 _KIND_TABLE = {"snapshot": ("snapshots", "snap"), "log": ("logs", "log"), "metric": ("metrics", "metric"),
                "span": ("spans", "span"), "exception": ("exceptions", "exc")}
 
@@ -110,6 +132,8 @@ class ToolBox:
                 result = ToolResult(name, "", error=f"bad arguments for {name}: {one_line(exc, 200)}")
             except (ProbebookError, ValueError, LookupError) as exc:
                 result = ToolResult(name, "", error=one_line(exc, 300))
+            except Exception as exc:  # noqa: BLE001 - a tool never ends an investigation; the planner reads why
+                result = ToolResult(name, "", error=f"{type(exc).__name__}: {one_line(exc, 280)}")
         text = result.summary if not result.error else f"error: {result.error}"
         self.journal.finding(self.incident, Finding(name, one_line(text, 300), list(result.evidence)))
         return result
@@ -254,9 +278,12 @@ class ToolBox:
         return ToolResult("wait_events", f"{len(events)} events of {probe}", rows, [e["evidence_id"] for e in events])
 
     def _t_sql(self, query: str) -> ToolResult:
-        if not _SELECT.match(query) or ";" in query.strip().rstrip(";"):
-            raise ValueError("sql: one SELECT (or WITH ... SELECT) statement only")
-        frame = self.inv.sql(query)
+        check_read_only(query)
+        unknown = sorted(set(self.inv.store.tables_read(query)) - set(self.inv.store.tables()))
+        if unknown:
+            raise ValueError(f"sql: reads {unknown[0]!r}, which is not an evidence table; tables: "
+                             f"{', '.join(self.inv.store.tables())}")
+        frame = self.inv.sql(f"SELECT * FROM ({query.strip().rstrip(';')}) LIMIT {MAX_ROWS + 1}")
         rows = _rows(frame)
         ids = [r["evidence_id"] for r in rows if isinstance(r.get("evidence_id"), str)]
         return ToolResult("sql", f"{frame.height} rows", rows, ids)

@@ -226,6 +226,11 @@ class EvidenceStore:
         return self.sql(f"SELECT * FROM {table} ORDER BY 1")
 
     @_ours
+    def tables_read(self, query: str) -> List[str]:
+        """The tables (and files named in place of one) a query would read, bound against this store."""
+        return sorted(self._cursor().get_table_names(query))
+
+    @_ours
     def tables(self) -> List[str]:
         rows = self._cursor().sql("SELECT table_name FROM information_schema.tables").fetchall()
         return sorted(r[0] for r in rows)

@@ -10,10 +10,10 @@ Scores, worst first: ``confident-wrong`` (a `proven`/`outside`/`no-fault` verdic
 ``unproven-correct`` (right service and locus, gate not passed), ``proven-correct``.
 
 >>> from probebook.assistant.model import Verdict
->>> truth = _Truth("proven", "orders", "shop/orders.py:OrderService.coupon_rate")
->>> score(truth, Verdict("proven", "orders", "/srv/r/2.8.0/shop/orders.py:OrderService.coupon_rate"))
+>>> truth = _Truth("proven", "accounts", "app/quota.py:Quota.left")
+>>> score(truth, Verdict("proven", "accounts", "/srv/r/1.2/app/quota.py:Quota.left"))
 'proven-correct'
->>> score(truth, Verdict("proven", "orders", "/srv/shop/pricing.py:order_total"))
+>>> score(truth, Verdict("proven", "accounts", "/srv/app/limits.py:check"))
 'confident-wrong'
 >>> score(_Truth("no-fault", "", ""), Verdict("inconclusive"))
 'abstained'
@@ -130,7 +130,7 @@ def evaluate(lab: Any, scenarios: Sequence[Scenario], budget_s: float = 110.0, w
                                                      progress=lambda line: log(f"   {line}"),
                                                      **({"planner": planner, "llm": llm} if planner != "deterministic"
                                                         else {}))
-            except ProbebookError as exc:  # one scenario's failure is its score, not the end of the run
+            except Exception as exc:  # noqa: BLE001 - one scenario's failure is its score, not the end of the run
                 verdict = Verdict("inconclusive", cause=f"the investigation failed: {one_line(exc, 200)}")
         finally:
             elapsed = round(time.monotonic() - started, 1)

@@ -110,3 +110,60 @@ def test_median_predicate_is_judged_over_the_cited_events(world):
     ids = [f"metric:orders:i1:{100 + i}" for i in range(5)]
     assert gate.check(proven(*ids, pred=pred)).kind == "proven"
     assert gate.check(proven(*ids[:4], pred=pred)).kind == "likely"
+
+
+def test_a_claim_true_of_every_capture_there_is_refused(world):
+    _, gate = world
+    v = gate.check(proven("snap:orders:i1:2", pred=Predicate(stack="order_total")))
+    assert v.kind == "likely" and "always holds" in v.reasons[-1]
+
+
+def test_a_locus_without_a_file_is_not_a_place(world):
+    _, gate = world
+    v = gate.check(proven("snap:orders:i1:2", locus="order_total"))
+    assert v.kind == "likely" and "needs a file and a function" in v.reasons[-1]
+
+
+def test_an_exception_is_judged_at_the_claimed_frame_not_another(world):
+    store, gate = world
+    store.record_probe("exc", "orders", "exception", "shop.api:handler", {})
+    frames = [{"function": "handler", "file": "/srv/shop/api.py", "line": 5, "locals": {}},
+              {"function": "order_total", "file": "/srv/shop/pricing.py", "line": 9,
+               "locals": {"rate": {"type": "int", "value": 15}}}]
+    store.ingest([{"kind": "exception", "seq": 50, "ts": time.time(), "probe_id": "exc", "file": "/srv/shop/api.py",
+                   "line": 5, "function": "handler", "thread": "", "trace_id": "", "exc_type": "ValueError",
+                   "message": {"type": "ValueError"}, "frames": frames}], "orders", "i1")
+    # the rate lives in order_total's frame: proven there, not at the caller whose frame merely holds it
+    assert gate.check(proven("exc:orders:i1:50")).kind == "proven"
+    assert gate.check(proven("exc:orders:i1:50", locus="shop/api.py:handler")).kind == "likely"
+
+
+def test_no_fault_on_something_the_events_do_not_hold_is_refused(world):
+    store, gate = world
+    store.ingest([snap(60 + i, "ours", 0.1) for i in range(20)], "orders", "i1")
+    v = Verdict("no-fault", "orders", LOCUS, "quiet", Predicate(capture="no_such_name", op="==", value=1),
+                evidence=[f"snap:orders:i1:{60 + i}" for i in range(20)])
+    assert gate.check(v).kind == "inconclusive"
+    v.predicate, v.locus = Predicate(capture="rate", op=">", value=1), ""
+    assert "names the path it watched" in gate.check(v).reasons[-1]
+
+
+def test_the_sql_tool_reads_evidence_and_nothing_else(world):
+    from probebook.assistant.journal import Journal
+    from probebook.assistant.model import Incident
+    from probebook.assistant.tools import ToolBox
+    from probebook.session import Investigation
+
+    inv = Investigation()
+    try:
+        journal = Journal(inv.store)
+        tools = ToolBox(inv, journal.open_incident(Incident("x")), journal)
+        forged = tools.call("sql", {"query": "WITH x AS (SELECT 1) INSERT INTO probes SELECT 'p', 'orders', "
+                                             "'snapshot', 'a.py:1', '{}', now(), NULL"})
+        assert "one SELECT" in forged.error and inv.store.count("probes") == 0
+        assert "not an evidence table" in tools.call("sql", {"query": "SELECT * FROM probes, '/etc/hostname'"}).error
+        assert "one SELECT" in tools.call("sql", {"query": "SELECT * FROM read_text('/etc/hostname')"}).error
+        many = tools.call("sql", {"query": "SELECT * FROM range(100000000)"})
+        assert not many.error and len(many.data) <= 40
+    finally:
+        inv.close()

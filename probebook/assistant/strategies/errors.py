@@ -15,14 +15,14 @@ origin is `likely`.
 
 from __future__ import annotations
 
-import builtins
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from probebook.evidence.predicate import Predicate, holds
 from probebook.protocol.capture_tree import plain
 
 from ..codeview import (argument_for, assigned_from, callees, functions, names_in, next_line, operands,
-                        passes_through, raises, reads_into, returns)
+                        local_names, passes_through, raises, reads_into, reads_state,
+                        returns)
 from ..differential import separate, values_of
 from ..entrypoints import EntryPoint, is_app_file, paths_in
 from ..model import Hypothesis, Verdict
@@ -33,10 +33,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["errors", "PURE_CALLS"]
 
-# calls that compute in the process from their arguments (the builtins but I/O and code loading):
-# a value made with them is made here, and time spent in them is the caller's own work
-PURE_CALLS = ({n for n in dir(builtins) if not n.startswith("_")}
-              - {"open", "input", "print", "exec", "eval", "compile", "breakpoint", "help", "exit", "quit"}) | {"Decimal"}
+# calls that compute in the process from their arguments alone: a value made with them is made here,
+# and time spent in them is the caller's own work. Nothing that iterates or reads attributes (a user's
+# generator or property may do I/O), nothing that reads files or code.
+PURE_CALLS = {"abs", "bool", "chr", "complex", "divmod", "float", "format", "hash", "hex", "int", "isinstance",
+              "issubclass", "len", "oct", "ord", "pow", "range", "repr", "round", "str", "Decimal"}
 Event = Dict[str, Any]
 _FROM_OUTSIDE = "comes from outside"  # a decisive value read from a call out of our code: look further
 
@@ -81,12 +82,10 @@ def _outside(ctx: "Investigator", service: str, evs: List[Event], at: Verdict) -
     """The failing call out names its peer (a client's `name`/`peer`/... field) and no connected service is
     that peer: the cause is outside our services; the proof is what our boundary function saw."""
     peers: List[str] = []
-    for e in evs[:5]:
-        frame = e["frames"][-1]
-        for node in (frame.get("locals") or {}).values():
-            value = plain(node)
-            if isinstance(value, dict):
-                peers += [str(value[f]) for f in PEER_FIELDS if isinstance(value.get(f), str) and value.get(f)]
+    for e in evs[:5]:  # the client making the call names its peer: `self` of the boundary frame, nothing else
+        client = plain((e["frames"][-1].get("locals") or {}).get("self"))
+        if isinstance(client, dict):
+            peers += [str(client[f]) for f in PEER_FIELDS if isinstance(client.get(f), str) and client.get(f)]
     peers = list(dict.fromkeys(peers))
     known = set(ctx.services())
     if len(peers) != 1 or peers[0] in known or at.predicate is None:
@@ -117,7 +116,10 @@ def _origin(ctx: "Investigator", service: str, file: str, function: str, line: i
     """From the raise site (`evs`: the exception events that end there) to where the bad value is made."""
     frames = evs[0]["frames"]
     src = ctx.text(service, file)
-    fn = next(f for f in functions(src) if f.qualname == function)
+    fn = next((f for f in functions(src) if f.qualname == function), None)
+    if fn is None:  # a lambda or a comprehension, or a bare method name from Python < 3.11
+        ctx.progress(f"{function}: not a function of {file} the investigator can read")
+        return None
     guards = [r for r in raises(src, function) if r[0] == line and r[2]]
     if not guards:
         return _failed_operation(ctx, service, file, function, line, evs, src, fn)
@@ -129,7 +131,7 @@ def _origin(ctx: "Investigator", service: str, file: str, function: str, line: i
     where = f"{file}:{gline}"
     bad = ctx.place(service, "snapshot", where, when=guard, capture=capture, rate=20)
     good = ctx.place(service, "snapshot", where, when=f"not ({guard})", capture=capture, rate=20)
-    return _decide(ctx, service, file, fn, src, names, feeds, capture, ctx.events(bad, 3), ctx.events(good, 5),
+    return _decide(ctx, service, file, fn, src, names, feeds, capture, ctx.events(bad, 3), ctx.events(good, 10),
                    frames)
 
 
@@ -159,7 +161,7 @@ def _failed_operation(ctx: "Investigator", service: str, file: str, function: st
     good = ctx.place(service, "snapshot", f"{file}:{after}", rate=20)
     ctx.progress(f"{function}: comparing the locals of failing calls at line {line} with healthy ones")
     return _decide(ctx, service, file, fn, src, names, _feeds(src, function, names), names, bad_ev,
-                   ctx.events(good, 5), evs[0]["frames"])
+                   ctx.events(good, 10), evs[0]["frames"])
 
 
 def _decide(ctx: "Investigator", service: str, file: str, fn: Any, src: str, names: List[str], feeds: List[str],
@@ -181,7 +183,7 @@ def _decide(ctx: "Investigator", service: str, file: str, fn: Any, src: str, nam
         if base[0] in fn.params:
             if name != base[0] and not reads_into(name) and not separate(
                     values_of(bad_ev, base[0]), values_of(good_ev, base[0]), nodes=True):
-                # arithmetic on healthy arguments (`order_id % 17`): this function's own rule decides
+                # arithmetic on healthy arguments (`n % 7`): this function's own rule decides
                 return ctx.conclude("proven", service, f"{file}:{function}", f"{function} fails on its own rule: "
                                     f"{name} {op} {value!r} on failing calls", pred, ids) or likely
             found = _from_caller(ctx, service, function, base[0], pred, frames) if base[0] == name else None
@@ -206,6 +208,10 @@ def _decide(ctx: "Investigator", service: str, file: str, fn: Any, src: str, nam
                 return found
             return Verdict("likely", service, f"{file}:{function}", f"{name} {op} {value!r} {_FROM_OUTSIDE} "
                            f"{function} ({', '.join(impure[:2])})", pred, evidence=ids)
+        if any(reads_state(e, local_names(src, function)) for e in made):  # read from an object, a table or a global: made elsewhere
+            likely = Verdict("likely", service, f"{file}:{function}", f"{function} fails when {name} {op} "
+                             f"{value!r}, read from {made[0][:60]}", pred, evidence=ids)
+            continue
         return ctx.conclude("proven", service, f"{file}:{function}",
                             f"{function} computes {name} {op} {value!r} on failing calls", pred, ids) or likely
     return likely
@@ -248,7 +254,7 @@ def _probe_producers(ctx: "Investigator", service: str, near: str, producers: Li
         for expr, alias in placed:
             got = [e for e in ctx.events(alias, 1, timeout=1.0) if (e.get("expressions") or {}).get(expr) is not None]
             claim = Predicate(capture=expr, op=pred.op, value=pred.value)
-            if got and any(holds(claim, e) for e in got):
+            if sum(1 for e in got if holds(claim, e)) >= 2:  # seen more than once, not a single odd call
                 v = ctx.conclude("proven", service, f"{tfile}:{tfunc}",
                                  f"{tfunc} returns {expr} {pred.op} {pred.value!r}, which reaches {function} as "
                                  f"{name} and makes it fail", claim, [e["evidence_id"] for e in got if holds(claim, e)])

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 from probebook.evidence.predicate import Predicate
 from probebook.protocol.capture_tree import plain
 
-from ..codeview import callees
+from ..codeview import callees, waits
 from ..entrypoints import EntryPoint, paths_in
 from ..model import Verdict
 from .errors import PURE_CALLS
@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["latency", "DOMINATES", "EXPLAINS"]
 
+_MEASURED = 6  # callees timed at once (with the function itself, within the live-probe budget)
 DOMINATES = 0.6  # a callee holding this share of its caller's time is where to look next
 EXPLAINS = 0.5  # a function is claimed only when it holds at least this share of the slow request's time
 
@@ -50,9 +51,11 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
     for _ in range(5):
         if ctx.out_of_time():
             return None
-        calls = callees(ctx.text(service, current.file), current.function)
-        names = sorted({c.name.split(".")[-1] for c in calls})
-        kids = [t for t in (ctx.resolve(service, n, current.file) for n in names) if t is not None][:5]
+        src = ctx.text(service, current.file)
+        calls = callees(src, current.function)
+        names = list(dict.fromkeys(c.name.split(".")[-1] for c in calls))  # in the order they are called
+        resolved = list(dict.fromkeys(t for t in (ctx.resolve(service, n, current.file) for n in names) if t))
+        kids = resolved[:_MEASURED]
         outside = [c for c in calls if ctx.resolve(service, c.name.split(".")[-1], current.file) is None
                    and c.name.split(".")[-1] not in PURE_CALLS]
         probes = {(current.file, current.function): ctx.place(
@@ -86,6 +89,11 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
         # the claim: the function's calls take this long (the descent showed they hold the request's time)
         pred = Predicate(field="value", op=">=", value=round(top[0] / 2, 3), agg="median", min_events=3)
         locus = f"{current.file}:{current.function}"
+        blind = [f"{len(resolved) - len(kids)} of its calls were not measured"] if len(resolved) > len(kids) else []
+        blind += waits(src, current.function)[:2]
+        if blind and not outside:  # its time may be in what the probes did not see: not claimed
+            return Verdict("likely", service, locus, f"{current.function} holds the time (median {top[0]:.1f} ms), "
+                           f"but the probes cannot see all of it: {'; '.join(blind)}", pred, evidence=top[2])
         if outside:  # the time may be another service's, or a wait on a lock or a disk: not claimed
             hop = _next_hop(ctx, service, current, [c.line for c in outside], depth, share, top[0])
             if hop is not None:
