@@ -76,22 +76,25 @@ def shop(tmp_path, request):
             end_process(p)
 
 
+def _payments_fail(inv):
+    lines = []
+    verdict = Assistant(inv).investigate("payments fail with 502", alerts=[
+        Alert("HighErrorRate", {"service": "front", "route": "/pay"})], progress=lines.append, wait_s=6)
+    return verdict, "\n".join(lines + verdict.reasons)
+
+
 @pytest.mark.parametrize("shop", ["steady"], indirect=True)
 def test_a_failure_is_followed_to_the_service_that_makes_the_bad_value(shop):
-    lines = []
-    verdict = Assistant(shop).investigate("payments fail with 502", alerts=[
-        Alert("HighErrorRate", {"service": "front", "route": "/pay"})], progress=lines.append, wait_s=6)
-    assert verdict.kind == "proven", "\n".join(lines + verdict.reasons)
+    verdict, why = _payments_fail(shop)
+    assert verdict.kind == "proven", why
     assert verdict.service == "back"
     assert verdict.locus.endswith("twoshop.py:fee_rate")
 
 
 @pytest.mark.parametrize("shop", ["flaky"], indirect=True)
 def test_a_provider_that_fails_is_outside_proven_at_our_boundary(shop):
-    lines = []
-    verdict = Assistant(shop).investigate("payments fail with 502", alerts=[
-        Alert("HighErrorRate", {"service": "front", "route": "/pay"})], progress=lines.append, wait_s=6)
-    assert verdict.kind == "outside", "\n".join(lines + verdict.reasons)
+    verdict, why = _payments_fail(shop)
+    assert verdict.kind == "outside", why
     assert verdict.service == "acquirer"
     assert verdict.boundary_service == "back" and verdict.boundary_locus.endswith("twoshop.py:Back.charge")
 

@@ -25,19 +25,24 @@ def shop(tmp_path):
     agent.close() if hasattr(agent, "close") else None
 
 
-def test_errors_are_followed_to_where_the_bad_value_is_made(shop):
-    inv, _ = shop
-    api, stop, t = tinyshop.start("pay")
+def investigate(inv, traffic, text, alert, route, wait_s=5):
+    """Customers on `traffic` while the assistant investigates `text` with one alert on `route`; the
+    verdict, and the progress lines to show when an assertion fails."""
+    api, stop, t = tinyshop.start(traffic)
+    lines = []
     try:
-        lines = []
-        verdict = Assistant(inv).investigate(
-            "POST /pay answers 500 for some customers",
-            alerts=[Alert("HighErrorRate", {"service": "tinyshop", "route": "/pay"})],
-            progress=lines.append, wait_s=5)
+        verdict = Assistant(inv).investigate(text, alerts=[Alert(alert, {"service": "tinyshop", "route": route})],
+                                             progress=lines.append, wait_s=wait_s)
     finally:
         stop.set()
         t.join()
-    assert verdict.kind == "proven", "\n".join(lines + verdict.reasons)
+    return verdict, "\n".join(lines + verdict.reasons)
+
+
+def test_errors_are_followed_to_where_the_bad_value_is_made(shop):
+    inv, _ = shop
+    verdict, why = investigate(inv, "pay", "POST /pay answers 500 for some customers", "HighErrorRate", "/pay")
+    assert verdict.kind == "proven", why
     assert verdict.locus.endswith("tinyshop.py:Billing.discount_for")
     assert verdict.predicate.op == ">" and verdict.predicate.value == 0.2
     # the cited evidence is in the store, from the assistant's own probe, and the verdict is journaled
@@ -50,30 +55,16 @@ def test_errors_are_followed_to_where_the_bad_value_is_made(shop):
 
 def test_a_failed_operation_is_traced_to_the_function_that_returns_the_wrong_type(shop):
     inv, _ = shop
-    api, stop, t = tinyshop.start("line")
-    try:
-        lines = []
-        verdict = Assistant(inv).investigate("GET /line fails with 500 for some products", alerts=[
-            Alert("HighErrorRate", {"service": "tinyshop", "route": "/line"})], progress=lines.append, wait_s=5)
-    finally:
-        stop.set()
-        t.join()
-    assert verdict.kind == "proven", "\n".join(lines + verdict.reasons)
+    verdict, why = investigate(inv, "line", "GET /line fails with 500 for some products", "HighErrorRate", "/line")
+    assert verdict.kind == "proven", why
     assert verdict.locus.endswith("tinyshop.py:PriceBook.price")
     assert (verdict.predicate.op, verdict.predicate.value) == ("type", "str")
 
 
 def test_latency_descends_into_the_callee_that_holds_the_time(shop):
     inv, _ = shop
-    api, stop, t = tinyshop.start("report")
-    try:
-        lines = []
-        verdict = Assistant(inv).investigate("GET /report is slow", alerts=[
-            Alert("HighLatency", {"service": "tinyshop", "route": "/report"})], progress=lines.append, wait_s=3)
-    finally:
-        stop.set()
-        t.join()
-    assert verdict.kind == "proven", "\n".join(lines + verdict.reasons)
+    verdict, why = investigate(inv, "report", "GET /report is slow", "HighLatency", "/report", wait_s=3)
+    assert verdict.kind == "proven", why
     assert verdict.locus.endswith("tinyshop.py:slow_lookup")
 
 
