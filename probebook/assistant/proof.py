@@ -24,13 +24,13 @@ service and locus, else `inconclusive`) and carries the reasons.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from probebook.evidence import EvidenceStore
 from probebook.evidence.predicate import Predicate, holds, judge, value_of
+from probebook.evidence.schema import PREFIX_TABLE, TABLES, decode_row
 
 from .model import Verdict, locus_matches, parse_locus
 
@@ -38,17 +38,6 @@ __all__ = ["ProofGate", "GateResult", "NO_FAULT_MIN_HITS", "load_events"]
 
 NO_FAULT_MIN_HITS = 20
 _ID = re.compile(r"^[A-Za-z0-9_.:@/-]{1,200}$")
-# evidence id prefix -> (table, the columns an event dict needs beyond the common ones)
-_TABLES = {
-    "snap": ("snapshots", ("arguments", "locals", "expressions", "stack")),
-    "exc": ("exceptions", ("exc_type", "message", "frames")),
-    "metric": ("metrics", ("name", "metric_type", "value", "unit", "error")),
-    "log": ("logs", ("message",)),
-    "span": ("spans", ("name", "span_id", "parent_span_id", "start_ns", "duration_ns", "error")),
-}
-_JSON = {"arguments", "locals", "expressions", "stack", "message", "frames"}
-
-
 @dataclass
 class GateResult:
     """Per cited id: None when it passed (a)-(c), else the reason; and the verdict after the gate."""
@@ -74,26 +63,18 @@ def load_events(store: EvidenceStore, ids: Sequence[str]) -> Dict[str, Dict[str,
     out: Dict[str, Dict[str, Any]] = {}
     wanted: Dict[str, List[str]] = {}
     for eid in ids:
-        if _ID.match(eid) and eid.split(":", 1)[0] in _TABLES:
-            wanted.setdefault(eid.split(":", 1)[0], []).append(eid)
-    for prefix, eids in wanted.items():
-        table, cols = _TABLES[prefix]
+        table = PREFIX_TABLE.get(eid.split(":", 1)[0]) if _ID.match(eid) else None
+        if table is not None and table != "probe_status":  # a status event is no evidence of a cause
+            wanted.setdefault(table, []).append(eid)
+    for table, eids in wanted.items():
         quoted = ", ".join("'" + e.replace("'", "''") + "'" for e in eids)
         frame = store.sql(
             f"SELECT t.evidence_id, epoch(t.ts) AS ts, t.service, t.instance_id, t.probe_id, t.seq, t.file, t.line, "
-            f"t.function, t.trace_id, {', '.join('t.' + c for c in cols)}, epoch(p.placed_at) AS placed_at, "
-            f"p.service AS probe_service FROM {table} t LEFT JOIN probes p "
+            f"t.function, t.trace_id, {', '.join('t.' + c for c, _ in TABLES[table])}, epoch(p.placed_at) AS "
+            f"placed_at, p.service AS probe_service FROM {table} t LEFT JOIN probes p "
             f"ON p.probe_id = t.probe_id AND p.service = t.service WHERE t.evidence_id IN ({quoted})")
         for row in frame.to_dicts():
-            for c in _JSON & set(row):
-                if isinstance(row[c], str):
-                    try:
-                        row[c] = json.loads(row[c])
-                    except ValueError:
-                        pass
-            row["kind"] = {"snapshots": "snapshot", "exceptions": "exception", "metrics": "metric",
-                           "logs": "log", "spans": "span"}[table]
-            out[row["evidence_id"]] = row
+            out[row["evidence_id"]] = decode_row(table, row)
     return out
 
 

@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import polars as pl
 
 from probebook.errors import ProbebookError, one_line
+from probebook.evidence.schema import KIND_TABLE, decode_row
 from probebook.session import Investigation
 
 from .codeview import callees, enclosing, find_text, functions, raises
@@ -54,8 +55,6 @@ def check_read_only(query: str) -> None:
         raise ValueError(f"sql: {one_line(exc, 200)}") from None
     if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT or _OUTSIDE_SQL.search(query):
         raise ValueError("sql: one SELECT (or WITH ... SELECT) over the evidence tables only")
-_KIND_TABLE = {"snapshot": ("snapshots", "snap"), "log": ("logs", "log"), "metric": ("metrics", "metric"),
-               "span": ("spans", "span"), "exception": ("exceptions", "exc")}
 
 
 @dataclass
@@ -254,19 +253,10 @@ class ToolBox:
         rec = self.inv.records.get(alias)
         if rec is None:
             raise LookupError(f"no probe {alias!r} in this investigation; place_probe first")
-        table, _ = _KIND_TABLE[rec.kind]
+        table, _ = KIND_TABLE[rec.kind]
         frame = self.inv.store.sql(f"SELECT * FROM {table} WHERE probe_id = '{rec.fleet_id}' ORDER BY ts LIMIT "
                                    f"{int(limit)}")
-        out = []
-        for row in frame.to_dicts():
-            for k in ("arguments", "locals", "expressions", "stack", "message", "frames"):
-                if isinstance(row.get(k), str) and k != "message" or (k == "message" and table == "exceptions"):
-                    try:
-                        row[k] = json.loads(row[k])
-                    except (TypeError, ValueError):
-                        pass
-            out.append(row)
-        return out
+        return [decode_row(table, row) for row in frame.to_dicts()]
 
     def _t_wait_events(self, probe: str, count: int = 1, timeout: float = 20.0) -> ToolResult:
         deadline = time.monotonic() + max(0.0, min(float(timeout), 120.0))

@@ -9,12 +9,14 @@ ingested, so re-reading a stream never duplicates and a verdict can cite it:
 
 from __future__ import annotations
 
+import json
 from typing import Any, Dict, List, Tuple
 
 from probebook.protocol.events import HEADER, RECORDS, fields_of
 from probebook.protocol.kinds import STATUS_KIND, Kind
 
-__all__ = ["TABLES", "KIND_TABLE", "COMMON", "HEADER_COLUMNS", "ddl", "duckdb_type", "evidence_id"]
+__all__ = ["TABLES", "KIND_TABLE", "PREFIX_TABLE", "COMMON", "HEADER_COLUMNS", "ddl", "duckdb_type", "evidence_id",
+           "decode_row"]
 
 # event kind -> (table, evidence id prefix)
 KIND_TABLE: Dict[str, Tuple[str, str]] = {
@@ -54,6 +56,30 @@ TABLES: Dict[str, List[Tuple[str, str]]] = {
     table: [(name, duckdb_type(name, t)) for name, t in fields_of(RECORDS[kind]) if name not in _HEADER_NAMES]
     for kind, (table, _) in KIND_TABLE.items()
 }
+
+# evidence id prefix -> table, and table -> its kind and the columns stored as JSON (capture trees, frames)
+PREFIX_TABLE: Dict[str, str] = {prefix: table for table, prefix in KIND_TABLE.values()}
+_TABLE_KIND = {table: kind for kind, (table, _) in KIND_TABLE.items()}
+_JSON_COLUMNS = {table: {c for c, t in cols if t == "JSON"} for table, cols in TABLES.items()}
+
+
+def decode_row(table: str, row: Dict[str, Any]) -> Dict[str, Any]:
+    """A stored row of an event table as the event it was: JSON columns parsed, `kind` set (in place).
+
+    >>> decode_row("snapshots", {"locals": '{"n": {"type": "int", "value": 1}}'})["locals"]["n"]["value"]
+    1
+    >>> decode_row("logs", {"message": "42"})  # a log line stays text, whatever it looks like
+    {'message': '42', 'kind': 'log'}
+    """
+    for column in _JSON_COLUMNS[table] & set(row):
+        if isinstance(row[column], str):
+            try:
+                row[column] = json.loads(row[column])
+            except ValueError:
+                pass
+    row["kind"] = _TABLE_KIND[table]
+    return row
+
 
 _EXTRA = {
     "probes": [("probe_id", "VARCHAR"), ("service", "VARCHAR"), ("kind", "VARCHAR"), ("location", "VARCHAR"),
