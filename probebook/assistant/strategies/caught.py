@@ -22,7 +22,7 @@ from ..model import Verdict
 if TYPE_CHECKING:  # pragma: no cover
     from ..investigator import Investigator
 
-__all__ = ["caught", "PEER_FIELDS"]
+__all__ = ["caught", "outside", "peer_of", "PEER_FIELDS"]
 
 PEER_FIELDS = ("name", "peer", "service", "target", "host")
 Site = Tuple[str, str, int, str, List[str]]
@@ -81,11 +81,31 @@ def _fields(node: Any) -> Any:
     return plain(node)
 
 
+def peer_of(ctx: "Investigator", values: List[Any]) -> Optional[str]:
+    """The one peer the `values` (a client's or a caught error's fields) name, when it is none of our
+    connected services; None when they name none, several, or one of ours."""
+    peers = list(dict.fromkeys(str(v[f]) for v in values if isinstance(v, dict) for f in PEER_FIELDS
+                               if isinstance(v.get(f), str) and v.get(f)))
+    return peers[0] if len(peers) == 1 and peers[0] not in set(ctx.services()) else None
+
+
+def outside(ctx: "Investigator", peer: str, service: str, boundary_locus: str, cause: str, pred: Predicate,
+            evidence: List[str]) -> Optional[Verdict]:
+    """The `outside` verdict for `peer`, proven at our boundary function; None when the gate refuses it."""
+    ctx.progress(f"{service}: the failing call goes to {peer}, which is none of our services")
+    v = Verdict("outside", peer, f"outside our services: {peer}", cause, pred, evidence=evidence,
+                boundary_service=service, boundary_locus=boundary_locus,
+                mitigation=f"nothing to fix in our code: contact the owner of {peer}, or fail over to another",
+                check=f"the boundary probe shows {pred.describe()} no longer")
+    checked = ctx.gate.check(v)
+    ctx.progress(f"gate: {checked.kind}: {'; '.join(checked.reasons)[:200]}")
+    return checked if checked.kind == "outside" else None
+
+
 def _outside(ctx: "Investigator", service: str, file: str, fn: str, line: int, var: str,
              errs: List[Any]) -> Optional[Verdict]:
-    peers = list(dict.fromkeys(str(e[f]) for e in errs if isinstance(e, dict) for f in PEER_FIELDS
-                               if isinstance(e.get(f), str) and e.get(f)))
-    if len(peers) != 1 or peers[0] in set(ctx.services()):
+    peer = peer_of(ctx, errs)
+    if peer is None:
         return None
     statuses: Dict[str, List[int]] = {}
     for e in errs:
@@ -98,13 +118,6 @@ def _outside(ctx: "Investigator", service: str, file: str, fn: str, line: int, v
     expr = f"{var}.{field}"
     alias = ctx.place(service, "snapshot", f"{file}:{line}", capture=[expr], rate=20)
     got = [e for e in ctx.events(alias, 3) if (e.get("expressions") or {}).get(expr) is not None]
-    pred = Predicate(capture=expr, op=">=", value=400)
-    v = Verdict("outside", peers[0], f"outside our services: {peers[0]}",
-                f"{peers[0]} answers {service}'s calls with errors ({field} {sorted(set(statuses[field]))[:3]}); "
-                f"{fn} catches them and passes the failure on", pred, evidence=[e["evidence_id"] for e in got],
-                boundary_service=service, boundary_locus=f"{file}:{fn}",
-                mitigation=f"nothing to fix in our code: contact the owner of {peers[0]}, or fail over",
-                check=f"the boundary probe shows {pred.describe()} no longer")
-    checked = ctx.gate.check(v)
-    ctx.progress(f"gate: {checked.kind}: {'; '.join(checked.reasons)[:200]}")
-    return checked if checked.kind == "outside" else None
+    return outside(ctx, peer, service, f"{file}:{fn}", f"{peer} answers {service}'s calls with errors ({field} "
+                   f"{sorted(set(statuses[field]))[:3]}); {fn} catches them and passes the failure on",
+                   Predicate(capture=expr, op=">=", value=400), [e["evidence_id"] for e in got])

@@ -26,7 +26,7 @@ from ..codeview import (argument_for, assigned_from, callees, functions, names_i
 from ..differential import separate, values_of
 from ..entrypoints import EntryPoint, is_app_file, paths_in
 from ..model import Hypothesis, Verdict
-from .caught import PEER_FIELDS, caught
+from .caught import caught, outside, peer_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..investigator import Investigator
@@ -81,24 +81,12 @@ def errors(ctx: "Investigator", service: str, eps: List[EntryPoint], depth: int 
 def _outside(ctx: "Investigator", service: str, evs: List[Event], at: Verdict) -> Optional[Verdict]:
     """The failing call out names its peer (a client's `name`/`peer`/... field) and no connected service is
     that peer: the cause is outside our services; the proof is what our boundary function saw."""
-    peers: List[str] = []
-    for e in evs[:5]:  # the client making the call names its peer: `self` of the boundary frame, nothing else
-        client = plain((e["frames"][-1].get("locals") or {}).get("self"))
-        if isinstance(client, dict):
-            peers += [str(client[f]) for f in PEER_FIELDS if isinstance(client.get(f), str) and client.get(f)]
-    peers = list(dict.fromkeys(peers))
-    known = set(ctx.services())
-    if len(peers) != 1 or peers[0] in known or at.predicate is None:
+    # the client making the call names its peer: `self` of the boundary frame, nothing else
+    peer = peer_of(ctx, [plain((e["frames"][-1].get("locals") or {}).get("self")) for e in evs[:5]])
+    if peer is None or at.predicate is None:
         return None
-    ctx.progress(f"{service}: the failing call goes to {peers[0]}, which is none of our services")
-    v = Verdict("outside", peers[0], f"outside our services: {peers[0]}",
-                f"{peers[0]} answers the calls of {service} with {at.predicate.describe()}; our code passes the "
-                f"failure on", at.predicate, evidence=at.evidence, boundary_service=service, boundary_locus=at.locus,
-                mitigation=f"nothing to fix in our code: contact the owner of {peers[0]}, fail over if there is "
-                           f"another", check=f"the boundary probe shows {at.predicate.describe()} no longer")
-    checked = ctx.gate.check(v)
-    ctx.progress(f"gate: {checked.kind}: {'; '.join(checked.reasons)[:200]}")
-    return checked if checked.kind == "outside" else None
+    return outside(ctx, peer, service, at.locus, f"{peer} answers the calls of {service} with "
+                   f"{at.predicate.describe()}; our code passes the failure on", at.predicate, at.evidence)
 
 
 def _next_hop(ctx: "Investigator", service: str, evs: List[Event], depth: int) -> Optional[Verdict]:
