@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 from typing import Optional, Sequence, Tuple
 
 from .usage import Parser, UsageExit, add_group, usage_error

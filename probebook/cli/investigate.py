@@ -62,14 +62,10 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     try:
         if args.lab:
-            from probebook.lab.endpoints import use_lab
+            from probebook.lab.endpoints import connect_lab
             from probebook.lab.runner import Lab
 
-            lab = Lab.attach(args.state_dir)
-            for name, entry in lab.manifest["services"].items():
-                if entry.get("agent_url"):
-                    inv.connect(name, entry["agent_url"], token=lab.token)
-            use_lab(inv.telemetry, lab.state)
+            connect_lab(inv, Lab.attach(args.state_dir))
         for name, target in targets:
             inv.connect(name, target, token_file=args.token_file)
         if args.prometheus or args.alertmanager:

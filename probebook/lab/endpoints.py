@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+
+from probebook.errors import ProbebookError, one_line
 
 from probebook.session.telemetry import Telemetry, TelemetrySources
 
 from .runner import default_state_dir, read_manifest
 
-__all__ = ["LabEndpoints", "lab_endpoints", "use_lab"]
+if TYPE_CHECKING:  # pragma: no cover
+    from probebook.session import Investigation
+
+__all__ = ["LabEndpoints", "lab_endpoints", "use_lab", "connect_lab"]
 
 
 @dataclass(frozen=True)
@@ -63,3 +68,22 @@ def use_lab(telemetry: Telemetry, state_dir: Optional[str] = None) -> TelemetryS
     return telemetry.join(prometheus=ends.prometheus, alertmanager=ends.alertmanager,
                           log_paths={name: [path] for name, path in ends.logs.items()},
                           change_logs=[ends.change_log] if ends.change_log else [])
+
+
+def connect_lab(inv: "Investigation", lab: Any, skipped: Optional[Callable[[str, str], None]] = None) -> List[str]:
+    """Connect `inv` to every service of the running `lab` that has an agent, and its telemetry; the
+    names connected. A service that does not answer raises, or with `skipped(name, why)` is left out
+    and said so (it may be the incident: an evaluation goes on as an on-call engineer would)."""
+    names = []
+    for name, entry in lab.manifest["services"].items():
+        if not entry.get("agent_url"):
+            continue
+        try:
+            inv.connect(name, entry["agent_url"], token=lab.token)
+            names.append(name)
+        except ProbebookError as exc:
+            if skipped is None:
+                raise
+            skipped(name, one_line(exc, 160))
+    use_lab(inv.telemetry, lab.state)
+    return names

@@ -29,11 +29,11 @@ from typing import Any, Callable, Dict, List, Sequence
 
 from probebook.assistant import Assistant
 from probebook.assistant.model import Verdict, parse_locus
-from probebook.errors import ProbebookError, one_line
+from probebook.errors import one_line
 from probebook.session import Investigation
 
 from .actions import inject, recover
-from .endpoints import use_lab
+from .endpoints import connect_lab
 from .scenarios import Scenario
 from .verify import wait_for_alert, wait_quiet
 
@@ -86,21 +86,6 @@ def score(truth: Any, v: Verdict) -> str:
     return "unproven-correct" if right else "wrong"
 
 
-def _connect(inv: Investigation, lab: Any, log: Callable[[str], None]) -> List[str]:
-    """Connect every service that has an agent; one that does not answer (it may be the incident) is
-    left out and said so, as an on-call engineer would find it."""
-    names = []
-    for name, entry in lab.manifest["services"].items():
-        if entry.get("agent_url"):
-            try:
-                inv.connect(name, entry["agent_url"], token=lab.token)
-                names.append(name)
-            except ProbebookError as exc:
-                log(f"   {name}: not connected: {one_line(exc, 160)}")
-    use_lab(inv.telemetry, lab.state)
-    return names
-
-
 def evaluate(lab: Any, scenarios: Sequence[Scenario], budget_s: float = 110.0, wait_s: float = 15.0,
              log: Callable[[str], None] = print, planner: str = "deterministic", llm: Any = None) -> List[EvalResult]:
     """Run every scenario blind against the running `lab`; the lab is back at its baseline after each."""
@@ -122,7 +107,7 @@ def evaluate(lab: Any, scenarios: Sequence[Scenario], budget_s: float = 110.0, w
             else:
                 time.sleep(8.0)
                 seen = True
-            _connect(inv, lab, log)
+            connect_lab(inv, lab, lambda name, why: log(f"   {name}: not connected: {why}"))
             started = time.monotonic()
             text = f"{sc.title}. {sc.summary}".strip()
             try:
