@@ -262,9 +262,12 @@ class ProbeRuntime:
 
     # ---------------------------------------------------------------- function enter / exit
     def on_enter(self, frame: FrameType) -> Any:
-        """Start of a call of a function-level probe; returns a token for `on_exit`."""
-        if not self.active or self.spec.kind != "span":
+        """Start of a call of a function-level probe; returns a token for `on_exit`: a span in flight, or
+        for a duration metric the thread's CPU clock (so the event tells work from waiting)."""
+        if not self.active:
             return None
+        if self.spec.kind != "span":
+            return _cpu_ns() if self.spec.kind == "metric" else None
         try:
             return _SpanToken.start(self, frame)
         except Exception as exc:
@@ -272,9 +275,10 @@ class ProbeRuntime:
             return None
 
     def on_exit(self, frame: Optional[FrameType], exc: Optional[BaseException], start_ns: int, token: Any) -> None:
+        span = token if isinstance(token, _SpanToken) else None
         if not self.active:
-            if token is not None:
-                token.abandon()
+            if span is not None:
+                span.abandon()
             return
         try:
             kind = self.spec.kind
@@ -282,12 +286,12 @@ class ProbeRuntime:
                 return
             if self.condition is not None and frame is not None:
                 if not self._condition_holds(frame.f_locals, frame.f_globals):
-                    if token is not None:
-                        token.abandon()
+                    if span is not None:
+                        span.abandon()
                     return
             if not self._admit():
-                if token is not None:
-                    token.abandon()
+                if span is not None:
+                    span.abandon()
                 return
             t0, c0 = _now_ns(), _cpu_ns()
             if kind == "span":
@@ -297,8 +301,10 @@ class ProbeRuntime:
             else:  # duration metric
                 metric = self.spec.metric
                 where = self._where(frame) if frame is not None else {"probe_id": self.id}
+                cpu = (c0 - token) / 1e6 if type(token) is int else 0.0
                 self.host.emit(MetricEvent(name=metric.name, metric_type="duration",  # type: ignore[union-attr]
-                                           value=(t0 - start_ns) / 1e6, unit="ms", error=exc is not None, **where))
+                                           value=(t0 - start_ns) / 1e6, unit="ms", error=exc is not None,
+                                           cpu_ms=cpu, **where))
             self._spent(_cpu_ns() - c0)
         except Exception as err:
             self._internal_error(err)

@@ -23,12 +23,12 @@ from __future__ import annotations
 import ast
 import builtins
 from dataclasses import dataclass
-from typing import List, Optional, Union
+from typing import Callable, List, Optional, Union
 
 __all__ = ["FunctionInfo", "Call", "functions", "callees", "enclosing", "find_text", "raises", "assigned_from",
            "returns", "names_in", "operands", "reads_into", "handlers", "argument_for",
            "passes_through", "next_line", "reads_state", "local_names", "waits",
-           "SourceError"]
+           "SourceError", "guarded", "literals", "handler_at"]
 
 
 _BUILTINS = set(dir(builtins))
@@ -154,10 +154,10 @@ def find_text(source: str, text: str) -> List[int]:
     return [i for i, ln in enumerate(source.splitlines(), 1) if text in ln]
 
 
-def raises(source: str, qualname: str) -> List[tuple]:
-    """``(line, exception name, test text, test line)`` of each ``raise`` in the function; the test is
-    the source of the innermost ``if`` whose body holds the raise (what must hold for it to happen)."""
-    fn = _find(source, qualname)
+def guarded(fn: ast.AST, pick: Callable[[ast.AST], Optional[str]]) -> List[tuple]:
+    """``(line, what pick said, test text, test line)`` of each statement of the function's own body that
+    `pick` names; the test is the source of the innermost ``if`` whose body holds it (what must hold
+    for it to happen), empty when none does."""
     out: List[tuple] = []
 
     def visit(node: ast.AST, guard: str, gline: int) -> None:
@@ -171,14 +171,24 @@ def raises(source: str, qualname: str) -> List[tuple]:
                 for stmt in child.orelse:
                     visit(ast.Module(body=[stmt], type_ignores=[]), "", 0)
                 continue
-            if isinstance(child, ast.Raise) and child.exc is not None:
-                exc = child.exc.func if isinstance(child.exc, ast.Call) else child.exc
-                out.append((child.lineno, _dotted(exc) or "?", guard, gline))
+            what = pick(child)
+            if what is not None:
+                out.append((child.lineno, what, guard, gline))
             visit(child, guard, gline)
 
     visit(fn, "", 0)
-    out.sort()
-    return out
+    return sorted(out)
+
+
+def raises(source: str, qualname: str) -> List[tuple]:
+    """``(line, exception name, test text, test line)`` of each ``raise`` in the function; the test is
+    the source of the innermost ``if`` whose body holds the raise (what must hold for it to happen)."""
+    def pick(node: ast.AST) -> Optional[str]:
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+            return _dotted(exc) or "?"
+        return None
+    return guarded(_find(source, qualname), pick)
 
 
 def assigned_from(source: str, qualname: str, name: str) -> List[tuple]:
@@ -277,6 +287,22 @@ def handlers(source: str, qualname: str) -> List[tuple]:
     return sorted(out)
 
 
+def handler_at(source: str, qualname: str, line: int) -> Optional[tuple]:
+    """``(name, calls, swallowed)`` of the innermost ``except`` handler of the function whose body holds
+    `line`: the name it binds ("" for none), the calls its ``try`` body makes, and whether its body
+    never reads the exception (what was caught leaves no trace); None when no handler holds it."""
+    best = None
+    for node in ast.walk(_find(source, qualname)):
+        if isinstance(node, ast.Try):
+            for h in node.handlers:
+                end = getattr(h, "end_lineno", None) or h.lineno
+                if h.body and h.body[0].lineno <= line <= end and (best is None or h.lineno > best[0]):
+                    tried = [_dotted(c.func) for stmt in node.body for c in ast.walk(stmt) if isinstance(c, ast.Call)]
+                    used = any(isinstance(n, ast.Name) and n.id == h.name for b in h.body for n in ast.walk(b))
+                    best = (h.lineno, h.name or "", [t for t in tried if t], not used)
+    return best[1:] if best else None
+
+
 def passes_through(expression: str, params: tuple) -> bool:
     """Is the expression only a parameter, or a part of one (``items``, ``cart.lines[0]``)? Then a value
     bound from it was made by the caller, not here."""
@@ -291,7 +317,8 @@ def passes_through(expression: str, params: tuple) -> bool:
 
 def next_line(source: str, qualname: str, line: int) -> Optional[int]:
     """The first line of the statement that runs after the one at `line` in the same block (reached only
-    when that statement completes), or None when it is the last of its block."""
+    when that statement completes; for an ``if`` whose body returns, only when its test was false), or
+    None when it is the last of its block."""
     fn = _find(source, qualname)
     for node in ast.walk(fn):
         for field in ("body", "orelse", "finalbody"):
@@ -300,9 +327,23 @@ def next_line(source: str, qualname: str, line: int) -> Optional[int]:
                 continue
             for i, stmt in enumerate(block):
                 end = getattr(stmt, "end_lineno", stmt.lineno) or stmt.lineno
-                if isinstance(stmt, ast.stmt) and stmt.lineno <= line <= end and not hasattr(stmt, "body"):
-                    return block[i + 1].lineno if i + 1 < len(block) else None
+                if isinstance(stmt, ast.stmt) and (stmt.lineno == line or stmt.lineno <= line <= end
+                                                   and not hasattr(stmt, "body")):
+                    return _first_code(block[i + 1]) if i + 1 < len(block) else None
     return None
+
+
+def _first_code(stmt: ast.stmt) -> int:
+    """The first line of `stmt` that runs code: a ``try:`` line runs none, its body's first does."""
+    while isinstance(stmt, ast.Try) and stmt.body:
+        stmt = stmt.body[0]
+    return stmt.lineno
+
+
+def literals(source: str, qualname: str) -> List[str]:
+    """The string constants in the function's own body, in order (a path a client is called with)."""
+    return [n.value for stmt in _find(source, qualname).body for n in ast.walk(stmt)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str)]
 
 
 def waits(source: str, qualname: str) -> List[str]:

@@ -8,15 +8,18 @@ healthy one). Generic: numbers by range, anything else by captured type.
 ('type', 'str')
 >>> separate([1, 5], [2, 3]) is None
 True
+>>> separate(["eur", "usd"], ["EUR", "USD", "GBP"])      # text told apart by its shape
+('matches', '^[a-z]{3}$')
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, List, Optional, Sequence, Tuple
 
 from probebook.protocol.capture_tree import plain
 
-__all__ = ["separate", "values_of"]
+__all__ = ["separate", "values_of", "shape"]
 
 
 def _num(v: Any) -> bool:
@@ -43,10 +46,36 @@ def separate(bad: Sequence[Any], good: Sequence[Any], nodes: bool = False) -> Op
         if max(bad) < min(good):
             return "<", min(good)
         return None
+    if len(bad) >= 2 and all(isinstance(v, str) for v in list(bad) + list(good)):
+        # the shape first: "lower-case codes fail" explains more than the one code seen failing
+        bad_shapes = {shape(b) for b in bad}
+        if len(bad_shapes) <= 3 and not bad_shapes & {shape(g) for g in good}:
+            return "matches", "|".join(sorted(bad_shapes))
     bad_set = {repr(b) for b in bad}
     if len(bad_set) == 1 and not bad_set & {repr(g) for g in good}:
         return "==", bad[0]
     return None
+
+
+_CLASSES = ((str.isupper, "[A-Z]"), (str.islower, "[a-z]"), (str.isdigit, "[0-9]"))
+
+
+def shape(text: str) -> str:
+    """An anchored pattern of the text's character classes (``'eur'`` -> ``^[a-z]{3}$``, ``'A-12'`` ->
+    ``^[A-Z]\\-[0-9]{2}$``): what an identifier, a code or a format looks like, whatever its value."""
+    out: List[str] = []
+    run, n = "", 0
+    for ch in text[:64]:
+        cls = next((c for test, c in _CLASSES if test(ch)), re.escape(ch))
+        if cls == run:
+            n += 1
+            continue
+        if run:
+            out.append(run + (f"{{{n}}}" if n > 1 else ""))
+        run, n = cls, 1
+    if run:
+        out.append(run + (f"{{{n}}}" if n > 1 else ""))
+    return "^" + "".join(out) + ("$" if len(text) <= 64 else "")
 
 
 def values_of(events: Sequence[dict], name: str) -> List[Any]:

@@ -8,8 +8,12 @@ requests enter the service's own code (`entrypoints`), and tests hypotheses with
   guard and its negation as conditions); the variable that separates them is followed to where it
   is first made (a parameter -> the caller's argument -> the function that returned it), and the
   claim is tested there with a probe of its own;
-- latency: duration probes on the entry function and the functions it calls in the same service,
-  descending into the callee that holds most of the time until no callee dominates.
+- a log line the reporter quotes, written by an ``except`` handler that drops what it caught: the
+  exception is caught with exception probes on what the ``try`` calls, and proven where it is raised;
+- latency: in an async service, first the plain functions its coroutines call on the loop's thread
+  (one that holds the loop is the cause of every slow page); then duration probes on the entry
+  function and the functions it calls, descending into the callee that holds most of the time until
+  no callee dominates (following calls out to the service of ours that serves them).
 
 Only the proof gate makes a verdict `proven`; whatever it refuses stays `likely`, and a strategy
 that finds nothing answers `inconclusive` with what it tried.
@@ -28,8 +32,10 @@ from .codeview import functions
 from .entrypoints import EntryPoint, entry_points, is_app_file, symptom_class, words
 from .model import Hypothesis, Incident, Verdict
 from .proof import ProofGate
+from .strategies.blocking import blocking
 from .strategies.errors import errors
 from .strategies.latency import latency
+from .strategies.logged import logged
 from .strategies.quiet import quiet
 from .tools import ToolBox
 
@@ -93,6 +99,10 @@ class Investigator:
         if not self.incident.alerts and cls == "unknown":  # nothing fires, no symptom named: is anything wrong?
             return quiet(self, focus) or Verdict("inconclusive", cause="no alert fires and the requests watched "
                                                                        "were too few to say that nothing is wrong")
+        said = logged(self, focus + [s for s in services if s not in focus], text)  # a quoted log line
+        if said is not None:
+            return said
+        fallback: Optional[Verdict] = None  # a `likely` answer does not end the search while time is left
         for service in focus:
             if time.monotonic() > self.deadline:
                 break
@@ -101,11 +111,19 @@ class Investigator:
                 self.progress(f"{service}: no entry point found for {', '.join(route_words) or 'the incident'}")
                 continue
             if cls in ("latency",):
-                verdict = next((v for v in (latency(self, service, ep) for ep in eps) if v is not None), None)
+                verdict = blocking(self, service, [ep.file for ep in eps]) \
+                    if any(self.is_async(service, ep) for ep in eps) else None
+                verdict = verdict or next((v for v in (latency(self, service, ep) for ep in eps) if v is not None),
+                                          None)
             else:
                 verdict = errors(self, service, eps, depth=0)
-            if verdict is not None:
+            if verdict is not None and verdict.kind != "likely":
                 return verdict
+            if verdict is not None:
+                self.progress(f"{service}: {verdict.headline()[:160]}; looking further while time is left")
+            fallback = fallback or verdict
+        if fallback is not None:
+            return fallback
         return Verdict("inconclusive", cause=f"the {cls} strategy found no decisive evidence in "
                                              f"{', '.join(focus)}; the probes placed saw nothing that separates "
                                              f"failing calls from healthy ones")
@@ -187,6 +205,9 @@ class Investigator:
         files = list(self.app_files(service))
         return entry_points(service, files, lambda p: self.text(service, p), route_words)
 
+    def is_async(self, service: str, ep: EntryPoint) -> bool:
+        return any(f.qualname == ep.function and f.is_async for f in functions(self.text(service, ep.file)))
+
     def where(self, service: str, file: str, qualname: str) -> str:
         module = self.app_files(service).get(file)
         return f"{module}:{qualname}" if module else f"{file}:{qualname}"
@@ -207,6 +228,15 @@ class Investigator:
             events = self.tools.events_of(alias)
             if len(events) >= want or time.monotonic() >= end:
                 return events
+
+    def busiest(self, service: str, sites: List[tuple]) -> Optional[Tuple[tuple, List[Dict[str, Any]]]]:
+        """A snapshot probe on each site's line (``site[0]`` the file, ``site[2]`` the line); the site that
+        ran most while watched, with its events, or None when none ran."""
+        placed = [(site, self.place(service, "snapshot", f"{site[0]}:{site[2]}", rate=20)) for site in sites]
+        self.pause(min(self.wait_s, 10.0))
+        fired = [(site, self.events(alias, 1, timeout=1.0)) for site, alias in placed]
+        fired = [(site, evs) for site, evs in fired if evs]
+        return max(fired, key=lambda f: len(f[1])) if fired else None
 
     def conclude(self, kind: str, service: str, locus: str, cause: str, pred: Predicate,
                   evidence: List[str]) -> Optional[Verdict]:

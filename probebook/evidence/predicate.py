@@ -115,8 +115,8 @@ def value_of(pred: Predicate, event: Mapping[str, Any]) -> Any:
                 if node is not None:
                     break
         return node if pred.op == "type" else plain(node)
-    if pred.field:
-        return event.get(pred.field)
+    if pred.field:  # a field of the event; a captured one (an exception's message) as its plain value
+        return plain(event.get(pred.field))
     frames = event.get("stack") or event.get("frames") or []
     return [f.get("function") for f in frames if isinstance(f, Mapping)]
 

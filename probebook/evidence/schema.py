@@ -93,11 +93,13 @@ _EXTRA = {
 
 
 def ddl() -> List[str]:
-    """CREATE TABLE statements for every table (idempotent)."""
+    """CREATE TABLE statements for every table (idempotent); a store written by an older version gets
+    the columns added since (an event record grows at its end, so its columns stay in order)."""
     out = []
     for table, cols in TABLES.items():
         body = ", ".join(f"{c} {t}" for c, t in COMMON + cols)
         out.append(f"CREATE TABLE IF NOT EXISTS {table} ({body})")
+        out += [f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {c} {t}" for c, t in cols]
     for table, cols in _EXTRA.items():
         body = ", ".join(f"{c} {t}" for c, t in cols)
         out.append(f"CREATE TABLE IF NOT EXISTS {table} ({body})")

@@ -36,6 +36,7 @@ class LabEndpoints:
     alertmanager: Optional[str] = None
     logs: Dict[str, str] = field(default_factory=dict)  # service -> its JSON-lines log file
     change_log: Optional[str] = None  # the JSON-lines log of deploys, flags and config changes
+    catalog: Dict[str, str] = field(default_factory=dict)  # every system of the lab -> its base URL
 
 
 def lab_endpoints(state_dir: Optional[str] = None) -> LabEndpoints:
@@ -59,7 +60,8 @@ def lab_endpoints(state_dir: Optional[str] = None) -> LabEndpoints:
         alertmanager=monitoring.get("alertmanager") or None,
         logs={name: str(entry["log"]) for name, entry in services.items()
               if isinstance(entry, dict) and entry.get("log")},
-        change_log=manifest.get("changes") or None)
+        change_log=manifest.get("changes") or None,
+        catalog={name: str(entry["url"]) for name, entry in services.items() if isinstance(entry, dict) and entry.get("url")})
 
 
 def use_lab(telemetry: Telemetry, state_dir: Optional[str] = None) -> TelemetrySources:
@@ -67,7 +69,7 @@ def use_lab(telemetry: Telemetry, state_dir: Optional[str] = None) -> TelemetryS
     ends = lab_endpoints(state_dir)
     return telemetry.join(prometheus=ends.prometheus, alertmanager=ends.alertmanager,
                           log_paths={name: [path] for name, path in ends.logs.items()},
-                          change_logs=[ends.change_log] if ends.change_log else [])
+                          change_logs=[ends.change_log] if ends.change_log else [], catalog=ends.catalog)
 
 
 def connect_lab(inv: "Investigation", lab: Any, skipped: Optional[Callable[[str, str], None]] = None) -> List[str]:

@@ -154,6 +154,10 @@ class MetricEvent(_Located):
     value: float = 0.0
     unit: str = ""
     error: bool = False
+    # duration metrics: the thread CPU time between entry and exit, ms. Near `value`: the call worked;
+    # near 0: it waited (I/O, a lock, a sleep). A coroutine's or generator's counts what else ran on the
+    # thread while it was suspended.
+    cpu_ms: float = 0.0
     kind = Kind.METRIC.value
 
 

@@ -27,7 +27,8 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from urllib.parse import urlsplit
 
 import polars as pl
 
@@ -63,6 +64,15 @@ class FetchInfo:
     notes: List[str] = field(default_factory=list)
 
 
+def _host_port(url: str) -> Optional[Tuple[str, int]]:
+    try:
+        parts = urlsplit(url if "//" in url else f"//{url}")
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme or "http")
+    except ValueError:
+        return None
+    return (parts.hostname or "", port) if parts.hostname and port else None
+
+
 def _pairs(text: str, what: str) -> Dict[str, str]:
     out = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
@@ -86,6 +96,7 @@ class TelemetrySources:
     git_repo: Optional[str] = None
     git_paths: Dict[str, str] = field(default_factory=dict)  # service -> its folder in git_repo
     change_logs: List[str] = field(default_factory=list)  # JSON-lines change logs (the lab's changes.jsonl)
+    catalog: Dict[str, str] = field(default_factory=dict)  # system -> its base URL, ours or an outside one's
     timeout: float = 10.0
 
     @classmethod
@@ -102,12 +113,13 @@ class TelemetrySources:
                    git_repo=get("PROBEBOOK_GIT_REPO"),
                    git_paths=_pairs(get("PROBEBOOK_GIT_PATHS") or "", "PROBEBOOK_GIT_PATHS"),
                    change_logs=[p for p in (get("PROBEBOOK_CHANGE_LOG") or "").split(os.pathsep) if p],
-                   timeout=seconds)
+                   catalog=_pairs(get("PROBEBOOK_CATALOG") or "", "PROBEBOOK_CATALOG"), timeout=seconds)
 
     def joined(self, prometheus: Optional[str] = None, alertmanager: Optional[str] = None,
                log_paths: Optional[Mapping[str, Sequence[str]]] = None,
-               change_logs: Sequence[str] = ()) -> "TelemetrySources":
-        """These sources and more: a URL given replaces this one, log files and change logs are added.
+               change_logs: Sequence[str] = (), catalog: Optional[Mapping[str, str]] = None) -> "TelemetrySources":
+        """These sources and more: a URL given replaces this one; log files, change logs and catalog
+        entries are added.
 
         >>> TelemetrySources(change_logs=["a.jsonl"]).joined(prometheus="http://p:9090",
         ...     log_paths={"orders": ["orders.jsonl"]}, change_logs=["b.jsonl"]).change_logs
@@ -115,7 +127,17 @@ class TelemetrySources:
         """
         return replace(self, prometheus=prometheus or self.prometheus, alertmanager=alertmanager or self.alertmanager,
                        log_paths={**self.log_paths, **{k: list(v) for k, v in (log_paths or {}).items()}},
-                       change_logs=sorted(set(self.change_logs) | set(change_logs)))
+                       change_logs=sorted(set(self.change_logs) | set(change_logs)),
+                       catalog={**self.catalog, **dict(catalog or {})})
+
+    def system_at(self, url: str) -> Optional[str]:
+        """The catalog's name for the system a URL points at (same host and port), or None.
+
+        >>> TelemetrySources(catalog={"bank": "http://10.0.0.9:8443"}).system_at("http://10.0.0.9:8443/v1/pay")
+        'bank'
+        """
+        want = _host_port(url)
+        return next((name for name, base in self.catalog.items() if want and _host_port(base) == want), None)
 
     def checked(self) -> "TelemetrySources":
         for name in ("prometheus", "alertmanager", "loki"):
@@ -170,9 +192,9 @@ class Telemetry:
 
     def join(self, prometheus: Optional[str] = None, alertmanager: Optional[str] = None,
              log_paths: Optional[Mapping[str, Sequence[str]]] = None,
-             change_logs: Sequence[str] = ()) -> TelemetrySources:
+             change_logs: Sequence[str] = (), catalog: Optional[Mapping[str, str]] = None) -> TelemetrySources:
         """Add what a running system offers (`TelemetrySources.joined`); `configure` still wins after."""
-        self.sources = self.sources.joined(prometheus, alertmanager, log_paths, change_logs).checked()
+        self.sources = self.sources.joined(prometheus, alertmanager, log_paths, change_logs, catalog).checked()
         return self.sources
 
     def _done(self, qid: str, rows: int, partial: bool, notes: Sequence[str]) -> None:

@@ -60,7 +60,9 @@ def shop(tmp_path, request):
             while not stop.is_set():
                 i += 1
                 try:
-                    urllib.request.urlopen(f"{front_url}/pay?amount=20&code={codes[i % len(codes)]}", timeout=5).read()
+                    url = f"{front_url}/ship?user={i}" if mode == "ship" else \
+                        f"{front_url}/pay?amount=20&code={codes[i % len(codes)]}"
+                    urllib.request.urlopen(url, timeout=5).read()
                 except (urllib.error.URLError, OSError):
                     pass
                 time.sleep(0.03)
@@ -89,6 +91,20 @@ def test_a_failure_is_followed_to_the_service_that_makes_the_bad_value(shop):
     assert verdict.kind == "proven", why
     assert verdict.service == "back"
     assert verdict.locus.endswith("twoshop.py:fee_rate")
+
+
+@pytest.mark.parametrize("shop", ["ship"], indirect=True)
+def test_an_error_answered_by_a_peer_is_traced_to_where_the_value_it_refuses_is_made(shop):
+    """back answers 422 to some regions; the region comes in its request from front, which got it from
+    `region_of`: the claim is proven there, with the shape of the refused values."""
+    lines = []
+    verdict = Assistant(shop).investigate("some shipments fail with 502", alerts=[
+        Alert("HighErrorRate", {"service": "front", "route": "/ship"})], progress=lines.append, wait_s=6)
+    why = "\n".join(lines + verdict.reasons)
+    assert verdict.kind == "proven", why
+    assert verdict.service == "front"
+    assert verdict.locus.endswith("twoshop.py:region_of")
+    assert (verdict.predicate.op, verdict.predicate.value) == ("matches", "^[a-z]{2}$")
 
 
 @pytest.mark.parametrize("shop", ["flaky"], indirect=True)

@@ -68,8 +68,42 @@ def test_latency_descends_into_the_callee_that_holds_the_time(shop):
     assert verdict.locus.endswith("tinyshop.py:slow_lookup")
 
 
+def test_latency_in_a_library_call_is_claimed_when_the_thread_works(shop):
+    inv, _ = shop
+    verdict, why = investigate(inv, "search", "GET /search is slow", "HighLatency", "/search", wait_s=3)
+    assert verdict.kind == "proven", why
+    assert verdict.locus.endswith("tinyshop.py:check_query")
+    assert verdict.predicate.field == "cpu_ms" and verdict.predicate.value > 1
+
+
+def test_latency_that_waits_in_a_library_call_is_not_claimed(shop):
+    inv, _ = shop
+    verdict, why = investigate(inv, "export", "GET /export is slow", "HighLatency", "/export", wait_s=3)
+    assert verdict.kind == "likely", why
+    assert verdict.locus.endswith("tinyshop.py:wait_for_disk")
+    assert "calls out of our code" in verdict.cause, verdict.cause
+
+
 def test_nothing_to_see_is_inconclusive_not_a_guess(shop):
     inv, _ = shop
     verdict = Assistant(inv).investigate("POST /pay answers 500", alerts=[
         Alert("HighErrorRate", {"service": "tinyshop", "route": "/pay"})], wait_s=1)
     assert verdict.kind == "inconclusive"
+
+
+def test_a_plain_call_that_holds_the_event_loop_is_found(shop):
+    inv, _ = shop
+    verdict, why = investigate(inv, "storefront", "every storefront page is slow", "HighLatency", "/storefront",
+                               wait_s=3)
+    assert verdict.kind == "proven", why
+    assert verdict.locus.endswith("tinyshop.py:fraud_score")
+    assert verdict.predicate.field == "value" and verdict.predicate.value >= 5
+
+
+def test_an_error_swallowed_under_a_quoted_log_line_is_proven_where_it_is_raised(shop):
+    inv, _ = shop
+    verdict, why = investigate(inv, "jobs", "receipts are not written; the runner logs 'job failed, will retry' "
+                               "with no reason", "QueueBacklog", "", wait_s=3)
+    assert verdict.kind == "proven", why
+    assert verdict.locus.endswith("tinyshop.py:Receipts.save")
+    assert verdict.predicate.field == "message" and "No space left on device" in verdict.predicate.value

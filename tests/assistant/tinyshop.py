@@ -1,6 +1,8 @@
 """A tiny service the assistant has never seen: routes, a price calculation that refuses negative
 totals, and a discount lookup that returns a whole percent for one code (the defect)."""
 
+import asyncio
+import re
 import threading
 import time
 
@@ -58,11 +60,64 @@ def fast_format(n):
     return str(n)
 
 
+QUERY = re.compile(r"^(\w+\s?)*$")
+
+
+def check_query(q):
+    return QUERY.match(q) is not None  # the time is the regex engine's work, in a library call
+
+
+def wait_for_disk(n):
+    time.sleep(0.03)  # the time is a wait in a library call: no CPU
+    return n
+
+
+class Receipts:
+    def save(self, n):
+        if n % 3 == 0:
+            raise OSError(28, "No space left on device")  # the volume is full for every third receipt
+        return n
+
+
+class Jobs:
+    """A job runner that drops what it caught: its log line says a job failed, never why."""
+
+    def __init__(self):
+        self.receipts, self.failed, self.log = Receipts(), 0, []
+
+    def run(self, n):
+        self.receipts.save(n)
+
+    def step(self, n):
+        try:
+            self.run(n)
+        except Exception:
+            self.log.append("job failed, will retry")
+            self.failed += 1
+
+
+def fraud_score(user):
+    time.sleep(0.015)  # a blocking wait on the event loop's thread: every request waits with it
+    return user % 3
+
+
+class AsyncApi:
+    def __init__(self):
+        self.routes = {"/storefront": self.storefront}
+
+    async def storefront(self, user):
+        score = fraud_score(user)
+        await asyncio.sleep(0.001)
+        return {"status": 200, "score": score}
+
+
 class Api:
     def __init__(self):
         self.billing = Billing()
         self.book = PriceBook()
-        self.routes = {"/pay": self.pay, "/report": self.report, "/line": self.line}
+        self.jobs = Jobs()
+        self.routes = {"/pay": self.pay, "/report": self.report, "/line": self.line, "/search": self.search,
+                       "/export": self.export}
 
     def line(self, sku, qty):
         return {"status": 200, "total": line_total(self.book, sku, qty)}
@@ -73,6 +128,12 @@ class Api:
     def report(self, n):
         v = slow_lookup(n)
         return fast_format(v)
+
+    def search(self, q):
+        return {"status": 200 if check_query(q) else 400}
+
+    def export(self, n):
+        return {"status": 200, "rows": wait_for_disk(n)}
 
 
 def serve(api, stop, kind="pay"):
@@ -86,6 +147,12 @@ def serve(api, stop, kind="pay"):
                 api.pay([10.0, 5.5], codes[i % len(codes)])
             elif kind == "line":
                 api.line(f"sku-{1 + i % 3}", 1 + i % 4)
+            elif kind == "search":
+                api.search("A" * 17 + "?")
+            elif kind == "export":
+                api.export(i)
+            elif kind == "jobs":
+                api.jobs.step(i)
             else:
                 api.report(i)
         except (PriceError, TypeError):
@@ -93,8 +160,23 @@ def serve(api, stop, kind="pay"):
         time.sleep(0.02)
 
 
+def serve_async(stop):
+    """Customers of the async storefront: a few concurrent requests on one event loop."""
+    api = AsyncApi()
+
+    async def customers():
+        i = 0
+        while not stop.is_set():
+            i += 1
+            await asyncio.gather(*(api.storefront(i + k) for k in range(3)))
+            await asyncio.sleep(0.02)
+
+    asyncio.run(customers())
+
+
 def start(kind="pay"):
     api, stop = Api(), threading.Event()
-    t = threading.Thread(target=serve, args=(api, stop, kind), daemon=True)
+    t = threading.Thread(target=serve_async, args=(stop,), daemon=True) if kind == "storefront" else \
+        threading.Thread(target=serve, args=(api, stop, kind), daemon=True)
     t.start()
     return api, stop, t

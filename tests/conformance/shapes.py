@@ -137,4 +137,11 @@ def slow(ms):
     return ms  # at:slow
 
 
+def busy(n):
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
 # a comment line for the no-code test  at:comment

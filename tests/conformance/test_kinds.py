@@ -51,6 +51,18 @@ def test_metric_count_gauge_and_duration(agent):
     assert by_name["cart_size"][0].value == 3.0 and by_name["cart_size"][0].metric_type == "gauge"
     (dur,) = by_name["slow_ms"]
     assert dur.metric_type == "duration" and 15 <= dur.value < 1000 and dur.unit == "ms"
+    assert dur.cpu_ms < 10, "a call that sleeps uses next to no CPU"
+
+
+def test_duration_tells_work_from_waiting(agent):
+    agent.add_probe({"kind": "metric", "where": "shapes:busy", "metric": {"name": "busy_ms", "type": "duration"}})
+    before = time.thread_time()
+    shapes.busy(300_000)
+    spent_ms = (time.thread_time() - before) * 1000
+    (dur,) = events(agent, "metric")
+    assert spent_ms > 1
+    assert 0.5 * spent_ms <= dur.cpu_ms <= spent_ms + 1, (dur.cpu_ms, spent_ms)
+    assert dur.cpu_ms <= dur.value + 1
 
 
 def test_duration_of_async_function_and_errors(agent):

@@ -10,21 +10,26 @@ calls of ours are watched for the raise itself (the errors strategy again).
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
+from probebook.errors import ProbebookError
 from probebook.evidence.predicate import Predicate
 from probebook.protocol.capture_tree import plain
 
 from ..codeview import callees, handlers
 from ..entrypoints import EntryPoint, paths_in
 from ..model import Verdict
+from .answered import answered
+from .timeouts import timed_out, too_tight
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..investigator import Investigator
 
-__all__ = ["caught", "outside", "peer_of", "PEER_FIELDS"]
+__all__ = ["caught", "outside", "peer_of", "system_name", "PEER_FIELDS"]
 
 PEER_FIELDS = ("name", "peer", "service", "target", "host")
+_URL = re.compile(r"\bhttps?://[^\s/'\"?#]+")
 Site = Tuple[str, str, int, str, List[str]]
 
 
@@ -48,23 +53,30 @@ def caught(ctx: "Investigator", service: str, eps: List[EntryPoint], depth: int 
     sites = _sites(ctx, service, eps)
     if not sites or depth > 3:
         return None
-    placed = [(site, ctx.place(service, "snapshot", f"{site[0]}:{site[2]}", rate=20)) for site in sites]
-    ctx.pause(min(ctx.wait_s, 10.0))
-    fired = [(site, ctx.events(alias, 1, timeout=1.0)) for site, alias in placed]
-    fired = [(site, evs) for site, evs in fired if evs]
-    if not fired:
+    fired = ctx.busiest(service, sites)
+    if fired is None:
         ctx.progress(f"{service}: no error handler ran while watched")
         return None
-    (file, fn, line, var, tried), evs = max(fired, key=lambda f: len(f[1]))
+    (file, fn, line, var, tried), evs = fired
     errs = [_fields((e.get("locals") or {}).get(var)) for e in evs]
     ctx.progress(f"{service}: {fn} catches {var} = {str(errs[0])[:120]} ({len(evs)} times)")
+    ours = _ours(ctx, service, errs)
+    if ours is not None:  # a service of ours answered the error: why it did
+        found = answered(ctx, ours[0], ours[1], depth + 1)
+        if found is not None:
+            return found
     paths = paths_in([plain(v) for e in evs[:5] for part in ("arguments", "locals")
                       for v in (e.get(part) or {}).values()])
     hop = ctx.serving(service, paths, "the failing call")
     found = errors(ctx, hop[0], hop[1], depth + 1) if hop else None
     if found is not None:
         return found
-    verdict = _outside(ctx, service, file, fn, line, var, errs)
+    if timed_out(errs):  # cut off by our own timeout: too tight, or the other side hanging?
+        verdict = too_tight(ctx, service, file, fn, line)
+        if verdict is not None:
+            return verdict
+    verdict = _outside(ctx, service, file, fn, line, var, errs,
+                       [plain(v) for e in evs[:3] for v in (e.get("locals") or {}).values()])
     if verdict is not None:
         return verdict
     inner = [t for t in (ctx.resolve(service, name.split(".")[-1], file) for name in tried) if t]
@@ -72,6 +84,51 @@ def caught(ctx: "Investigator", service: str, eps: List[EntryPoint], depth: int 
         nxt = [EntryPoint(service, f, q, 0, f"called in the try of {fn}") for f, q in dict.fromkeys(inner)][:3]
         return errors(ctx, service, nxt, depth + 1)
     return None
+
+
+def _ours(ctx: "Investigator", service: str, errs: List[Any]) -> Optional[Tuple[str, int]]:
+    """The other connected service the caught errors name, and the error status it answered most."""
+    named = {str(e[f]) for e in errs if isinstance(e, dict) for f in PEER_FIELDS if isinstance(e.get(f), str)}
+    ours = [s for s in ctx.services() if s in named and s != service]
+    statuses = [v for e in errs if isinstance(e, dict) for v in e.values()
+                if isinstance(v, int) and not isinstance(v, bool) and 400 <= v <= 599]
+    if len(ours) != 1 or not statuses:
+        return None
+    failed = [v for v in statuses if v >= 500] or statuses  # a server error before a refusal (a decline)
+    return ours[0], max(set(failed), key=failed.count)
+
+
+def system_name(ctx: "Investigator", peer: str, values: List[Any]) -> str:
+    """What the environment calls the outside system our client calls `peer`: the catalog's name for the
+    URL the client holds (a URL next to the peer's name first, then any other), else `peer` itself."""
+    near: List[str] = []
+    other: List[str] = []
+
+    def walk(v: Any, depth: int, close: bool) -> None:
+        if depth > 6:
+            return
+        if isinstance(v, str):
+            (near if close else other).extend(_URL.findall(v))
+        elif isinstance(v, dict):
+            here = close or any(v.get(f) == peer for f in PEER_FIELDS)
+            for x in v.values():
+                walk(x, depth + 1, here and not isinstance(x, (dict, list)))
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                walk(x, depth + 1, False)
+
+    for v in values:
+        walk(v, 0, False)
+    try:
+        sources = ctx.tools.inv.telemetry.sources
+    except ProbebookError:
+        return peer
+    ours = set(ctx.services())
+    for urls in (near, other):
+        names = {sources.system_at(u) for u in urls} - {None} - ours
+        if len(names) == 1:
+            return str(names.pop())
+    return peer
 
 
 def _fields(node: Any) -> Any:
@@ -103,10 +160,11 @@ def outside(ctx: "Investigator", peer: str, service: str, boundary_locus: str, c
 
 
 def _outside(ctx: "Investigator", service: str, file: str, fn: str, line: int, var: str,
-             errs: List[Any]) -> Optional[Verdict]:
+             errs: List[Any], seen: List[Any]) -> Optional[Verdict]:
     peer = peer_of(ctx, errs)
     if peer is None:
         return None
+    name = system_name(ctx, peer, seen)
     statuses: Dict[str, List[int]] = {}
     for e in errs:
         for k, v in (e.items() if isinstance(e, dict) else []):
@@ -115,9 +173,15 @@ def _outside(ctx: "Investigator", service: str, file: str, fn: str, line: int, v
     if not statuses:
         return None
     field = max(statuses, key=lambda k: len(statuses[k]))
+    if 2 * len(statuses[field]) <= len(errs):  # most caught errors are no answer at all (timeouts, refusals)
+        ctx.progress(f"{service}: {peer} answered an error status to {len(statuses[field])} of {len(errs)} failed "
+                     f"calls; the rest got no answer: not enough to blame it")
+        return None
+    floor = 500 if any(v >= 500 for v in statuses[field]) else 400  # its failures, not its refusals
     expr = f"{var}.{field}"
     alias = ctx.place(service, "snapshot", f"{file}:{line}", capture=[expr], rate=20)
     got = [e for e in ctx.events(alias, 3) if (e.get("expressions") or {}).get(expr) is not None]
-    return outside(ctx, peer, service, f"{file}:{fn}", f"{peer} answers {service}'s calls with errors ({field} "
+    called = f"{name} (called {peer!r} in {service}'s code)" if name != peer else peer
+    return outside(ctx, name, service, f"{file}:{fn}", f"{called} answers {service}'s calls with errors ({field} "
                    f"{sorted(set(statuses[field]))[:3]}); {fn} catches them and passes the failure on",
-                   Predicate(capture=expr, op=">=", value=400), [e["evidence_id"] for e in got])
+                   Predicate(capture=expr, op=">=", value=floor), [e["evidence_id"] for e in got])

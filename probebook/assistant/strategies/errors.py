@@ -26,7 +26,7 @@ from ..codeview import (argument_for, assigned_from, callees, functions, names_i
 from ..differential import separate, values_of
 from ..entrypoints import EntryPoint, is_app_file, paths_in
 from ..model import Hypothesis, Verdict
-from .caught import caught, outside, peer_of
+from .caught import caught, outside, peer_of, system_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..investigator import Investigator
@@ -85,7 +85,9 @@ def _outside(ctx: "Investigator", service: str, evs: List[Event], at: Verdict) -
     peer = peer_of(ctx, [plain((e["frames"][-1].get("locals") or {}).get("self")) for e in evs[:5]])
     if peer is None or at.predicate is None:
         return None
-    return outside(ctx, peer, service, at.locus, f"{peer} answers the calls of {service} with "
+    name = system_name(ctx, peer, [plain(v) for e in evs[:3] for v in (e["frames"][-1].get("locals") or {}).values()])
+    called = f"{name} (called {peer!r} in {service}'s code)" if name != peer else peer
+    return outside(ctx, name, service, at.locus, f"{called} answers the calls of {service} with "
                    f"{at.predicate.describe()}; our code passes the failure on", at.predicate, at.evidence)
 
 

@@ -4,7 +4,9 @@ into the callee that holds most of the time, until no callee of ours holds it.
 When the function itself holds the time but calls out of our code (a client library, a socket), the
 time may be another service's: the URLs in its locals name the path of the next hop, and the
 connected service that serves it is measured the same way. Only a function whose own code holds the
-time, with no call out left to blame, is claimed.
+time, with no call out left to blame, is claimed, or (a plain function, not a coroutine) one whose
+thread is on the CPU for most of its time: the duration probe's CPU clock says it works, in its code or
+in the library calls it makes, rather than waits for a peer, a lock or a disk.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 from probebook.evidence.predicate import Predicate
 from probebook.protocol.capture_tree import plain
 
-from ..codeview import callees, waits
+from ..codeview import callees, functions, literals, waits
 from ..entrypoints import EntryPoint, paths_in
 from ..model import Verdict
 from .errors import PURE_CALLS
@@ -23,21 +25,26 @@ from .errors import PURE_CALLS
 if TYPE_CHECKING:  # pragma: no cover
     from ..investigator import Investigator
 
-__all__ = ["latency", "DOMINATES", "EXPLAINS"]
+__all__ = ["latency", "DOMINATES", "EXPLAINS", "WORKS"]
 
 _MEASURED = 6  # callees timed at once (with the function itself, within the live-probe budget)
 DOMINATES = 0.6  # a callee holding this share of its caller's time is where to look next
 EXPLAINS = 0.5  # a function is claimed only when it holds at least this share of the slow request's time
+WORKS = 0.6  # a function whose thread is on the CPU this share of its time is working, not waiting
 
 
 def _timings(ctx: "Investigator", probes: Dict[Tuple[str, str], Optional[str]]) -> Dict[Tuple[str, str], tuple]:
-    """Per probed function: (median ms per call, total ms over the window, evidence ids); the probes go."""
+    """Per probed function: (median ms per call, total ms over the window, evidence ids, the share of its
+    time its thread was on the CPU, median CPU ms per call); the probes go."""
     out = {}
     for key, alias in probes.items():
         evs = ctx.tools.events_of(alias, limit=2000) if alias else []
-        vals = [e["value"] for e in evs if isinstance(e.get("value"), (int, float))]
+        evs = [e for e in evs if isinstance(e.get("value"), (int, float))]
+        vals = [e["value"] for e in evs]
+        cpu = [float(e.get("cpu_ms") or 0.0) for e in evs]
         if len(vals) >= 3:
-            out[key] = (statistics.median(vals), sum(vals), [e["evidence_id"] for e in evs][:200])
+            out[key] = (statistics.median(vals), sum(vals), [e["evidence_id"] for e in evs][:200],
+                        sum(cpu) / sum(vals) if sum(vals) > 0 else 0.0, statistics.median(cpu))
         if alias:
             ctx.call("remove_probe", probe=alias)
     return out
@@ -94,6 +101,16 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
         if blind and not outside:  # its time may be in what the probes did not see: not claimed
             return Verdict("likely", service, locus, f"{current.function} holds the time (median {top[0]:.1f} ms), "
                            f"but the probes cannot see all of it: {'; '.join(blind)}", pred, evidence=top[2])
+        is_async = any(f.is_async for f in functions(src) if f.qualname == current.function)
+        if outside and not is_async and top[3] >= WORKS:
+            # on the CPU, in its own thread, most of its time: the work itself (its code or the library
+            # calls it makes, a regex, a query scan), not a wait for another service or a lock
+            return ctx.conclude("proven", service, locus, f"{current.function} holds the time working, not waiting: "
+                                f"its thread is on the CPU for {100 * top[3]:.0f}% of it (median {top[4]:.1f} ms of "
+                                f"{top[0]:.1f} ms a call), in its code or the calls it makes "
+                                f"({', '.join(sorted({c.name for c in outside})[:3])})",
+                                Predicate(field="cpu_ms", op=">=", value=round(top[4] / 2, 3), agg="median",
+                                          min_events=3), top[2])
         if outside:  # the time may be another service's, or a wait on a lock or a disk: not claimed
             hop = _next_hop(ctx, service, current, [c.line for c in outside], depth, share, top[0])
             if hop is not None:
@@ -116,5 +133,6 @@ def _next_hop(ctx: "Investigator", service: str, fn: EntryPoint, lines: List[int
         alias = ctx.place(service, "snapshot", f"{fn.file}:{line}", rate=20)
         for e in ctx.events(alias, 2, timeout=min(ctx.wait_s, 10.0)):
             values += [plain(n) for n in list((e.get("locals") or {}).values()) + list((e.get("arguments") or {}).values())]
+    values += literals(ctx.text(service, fn.file), fn.function)  # `client.call("POST", "/reserve")`
     hop = ctx.serving(service, paths_in(values), f"{fn.function}'s call out")
     return latency(ctx, hop[0], hop[1][0], depth + 1, share, caller_ms) if hop else None

@@ -5,6 +5,9 @@
                                                    whole percent: ValueError), then the provider
     python twoshop.py provider PORT_FILE MODE      the outside card provider (no agent); MODE
                                                    "flaky" answers 503 to every third call
+
+front /ship sends back /deliver the shopper's region, which `region_of` writes in lower case for
+every fourth shopper; back answers 422 to a region it does not know.
 """
 
 import json
@@ -13,9 +16,10 @@ import threading
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 RATES = {"": 0.0, "SPRING": 0.02, "VIP": 0.03, "BROKEN": 3}
+REGIONS = ("EU", "US", "UK")
 
 
 class UpstreamError(Exception):
@@ -36,7 +40,7 @@ class Peer:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as err:
             status = err.code
-        if status >= 500:
+        if status >= 400:
             raise UpstreamError(self.name, status, path)
         return {}
 
@@ -64,6 +68,19 @@ class Back:
             return 502, {"error": f"{err.peer} failed"}
         return 200, {"fee": fee}
 
+    def deliver(self, q):
+        region = q.get("region", "")
+        if region not in REGIONS:
+            return 422, {"error": "unknown region"}
+        return 200, {"region": region, "days": 2}
+
+
+def region_of(user):
+    region = REGIONS[user % 3]
+    if user % 4 == 0:
+        region = region.lower()  # the defect: every fourth shopper's region in lower case
+    return region
+
 
 class Front:
     def __init__(self, back_url):
@@ -74,6 +91,13 @@ class Front:
             return 200, self.back.get("/charge", f"amount={amount}&code={code}")
         except UpstreamError:
             return 502, {"error": "payment failed"}
+
+    def ship(self, user):
+        region = region_of(user)
+        try:
+            return 200, self.back.get("/deliver", urlencode({"user": user, "region": region}))
+        except UpstreamError as err:
+            return 502, {"error": f"{err.peer} answered {err.status}"}
 
 
 def serve(port_file, handle):
@@ -107,10 +131,12 @@ def main():
     role, port_file, arg = sys.argv[1], sys.argv[2], sys.argv[3]
     if role == "front":
         front = Front(arg)
-        routes = {"/pay": lambda q: front.pay(float(q.get("amount", 10)), q.get("code", ""))}
+        routes = {"/pay": lambda q: front.pay(float(q.get("amount", 10)), q.get("code", "")),
+                  "/ship": lambda q: front.ship(int(q.get("user", 0)))}
     elif role == "back":
         back = Back(arg)
-        routes = {"/charge": lambda q: back.charge(float(q.get("amount", 10)), q.get("code", ""))}
+        routes = {"/charge": lambda q: back.charge(float(q.get("amount", 10)), q.get("code", "")),
+                  "/deliver": back.deliver}
     else:
         counter = {"n": 0}
         lock = threading.Lock()
