@@ -106,4 +106,12 @@ def test_an_error_swallowed_under_a_quoted_log_line_is_proven_where_it_is_raised
                                "with no reason", "QueueBacklog", "", wait_s=3)
     assert verdict.kind == "proven", why
     assert verdict.locus.endswith("tinyshop.py:Receipts.save")
-    assert verdict.predicate.field == "message" and "No space left on device" in verdict.predicate.value
+    assert verdict.predicate.field == "message" and "No such file or directory" in verdict.predicate.value
+
+
+def test_our_own_rule_raising_under_a_quoted_log_line_is_not_claimed_as_the_cause(shop):
+    inv, _ = shop
+    verdict, why = investigate(inv, "batches", "batches pile up; the runner logs 'batch skipped, will retry'",
+                               "QueueBacklog", "", wait_s=3)
+    assert "by its own rule" in why
+    assert not (verdict.kind == "proven" and verdict.locus.endswith("Quota.take")), why

@@ -3,8 +3,10 @@ will retry' with no reason"), the running source holds it inside an ``except`` h
 reads what it caught, so no log, metric or trace says what failed.
 
 Exception probes on the functions of ours the ``try`` calls capture the exception as it passes, with
-every frame; the innermost function of ours in those frames is where it was raised, and the claim
-(its message) is proven there. A message logged with its exception is left to the errors strategy,
+every frame; the innermost function of ours in those frames is where it was raised. When a call out
+of our code raised it there (a full disk, a refused connection), the claim (its message) is proven
+at that function. When our own ``raise`` did (a pool that timed out, a check that failed), the
+raise is a symptom and nothing is claimed here. A message logged with its exception is left to the errors strategy,
 which follows the bad value to where it is made.
 """
 
@@ -83,6 +85,13 @@ def _raised(ctx: "Investigator", service: str, file: str, fn: str, tried: List[s
         ctx.progress(f"{fn}: nothing was raised through {', '.join(t[1] for t in targets[:4])} while watched")
         return None
     (rfile, rfunc), evs = max(sites.items(), key=lambda kv: len(kv[1]))
+    inner = next(f for f in reversed(evs[0]["frames"]) if is_app_file(f.get("file") or ""))
+    lines = ctx.text(service, rfile).splitlines()
+    at = lines[inner["line"] - 1].strip() if 0 < (inner.get("line") or 0) <= len(lines) else ""
+    if at.startswith("raise"):  # our own rule refused (a pool timed out, a check failed): a symptom, not a cause
+        ctx.progress(f"{rfunc} raises {evs[0].get('exc_type')} by its own rule ({at[:80]}): what makes it do so "
+                     f"is elsewhere")
+        return None
     message = str(plain(evs[0].get("message")) or "")
     words = re.findall(r"[A-Za-z][A-Za-z ,.-]{5,}[A-Za-z]", message)  # the words, not the path or the number
     stable = max(words, key=len)[:80] if words else message[:80]
