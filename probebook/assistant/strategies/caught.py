@@ -76,7 +76,8 @@ def caught(ctx: "Investigator", service: str, eps: List[EntryPoint], depth: int 
         if verdict is not None:
             return verdict
     verdict = _outside(ctx, service, file, fn, line, var, errs,
-                       [plain(v) for e in evs[:3] for v in (e.get("locals") or {}).values()])
+                       [plain(v) for e in evs[:3] for part in ("arguments", "locals")
+                        for v in (e.get(part) or {}).values()])
     if verdict is not None:
         return verdict
     inner = [t for t in (ctx.resolve(service, name.split(".")[-1], file) for name in tried) if t]
