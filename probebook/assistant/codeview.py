@@ -45,6 +45,7 @@ class FunctionInfo:
     end: int
     is_async: bool = False
     params: tuple = ()
+    is_generator: bool = False  # a call returns before its body runs: its duration spans every resume
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,20 @@ def _defs(source: str) -> List[tuple]:
 def _info(qual: str, node: _Def) -> FunctionInfo:
     args = node.args
     names = [a.arg for a in (*getattr(args, "posonlyargs", ()), *args.args, *args.kwonlyargs)]
+    gen = any(isinstance(n, (ast.Yield, ast.YieldFrom)) for stmt in node.body for n in _own_nodes(stmt))
     return FunctionInfo(qual, node.lineno, getattr(node, "end_lineno", node.lineno) or node.lineno,
-                        isinstance(node, ast.AsyncFunctionDef), tuple(names))
+                        isinstance(node, ast.AsyncFunctionDef), tuple(names), gen)
+
+
+def _own_nodes(node: ast.AST) -> List[ast.AST]:
+    """`node` and what it holds, not what functions, lambdas or classes inside it hold."""
+    out, todo = [], [node]
+    while todo:
+        n = todo.pop()
+        out.append(n)
+        todo += [c for c in ast.iter_child_nodes(n)
+                 if not isinstance(c, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef))]
+    return out
 
 
 def functions(source: str) -> List[FunctionInfo]:

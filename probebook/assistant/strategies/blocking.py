@@ -48,7 +48,7 @@ def _plain_calls(ctx: "Investigator", service: str, near: List[str]) -> List[Tup
                     continue
                 tsrc = ctx.text(service, target[0])
                 info = next((g for g in functions(tsrc) if g.qualname == target[1]), None)
-                if info is None or info.is_async:
+                if info is None or info.is_async or info.is_generator:  # a generator's time spans its resumes
                     continue
                 leaves = [k for k in callees(tsrc, target[1]) if k.name.split(".")[-1] not in PURE_CALLS
                           and ctx.resolve(service, k.name.split(".")[-1], target[0]) is None]

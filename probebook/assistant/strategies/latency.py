@@ -101,8 +101,8 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
         if blind and not outside:  # its time may be in what the probes did not see: not claimed
             return Verdict("likely", service, locus, f"{current.function} holds the time (median {top[0]:.1f} ms), "
                            f"but the probes cannot see all of it: {'; '.join(blind)}", pred, evidence=top[2])
-        is_async = any(f.is_async for f in functions(src) if f.qualname == current.function)
-        if outside and not is_async and top[3] >= WORKS:
+        suspends = any(f.is_async or f.is_generator for f in functions(src) if f.qualname == current.function)
+        if outside and not suspends and top[3] >= WORKS:
             # on the CPU, in its own thread, most of its time: the work itself (its code or the library
             # calls it makes, a regex, a query scan), not a wait for another service or a lock
             return ctx.conclude("proven", service, locus, f"{current.function} holds the time working, not waiting: "
