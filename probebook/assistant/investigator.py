@@ -64,6 +64,7 @@ class Investigator:
         self._connected: Optional[List[str]] = None
         self._texts: Dict[Tuple[str, str], str] = {}
         self._functions: Dict[Tuple[str, str], list] = {}
+        self._entries: Dict[tuple, List[EntryPoint]] = {}
 
     # ------------------------------------------------------------------ the run
     def run(self) -> Verdict:
@@ -201,9 +202,12 @@ class Investigator:
             self._texts[key] = self.tools._text(service, path)
         return self._texts[key]
 
-    def entries(self, service: str, route_words: List[str]) -> List[EntryPoint]:
-        files = list(self.app_files(service))
-        return entry_points(service, files, lambda p: self.text(service, p), route_words)
+    def entries(self, service: str, route_words: List[str], limit: int = 3) -> List[EntryPoint]:
+        key = (service, tuple(route_words), limit)
+        if key not in self._entries:  # the source is read once; the answer too
+            files = list(self.app_files(service))
+            self._entries[key] = entry_points(service, files, lambda p: self.text(service, p), route_words, limit)
+        return list(self._entries[key])
 
     def is_async(self, service: str, ep: EntryPoint) -> bool:
         return any(f.qualname == ep.function and f.is_async for f in functions(self.text(service, ep.file)))
@@ -229,14 +233,13 @@ class Investigator:
             if len(events) >= want or time.monotonic() >= end:
                 return events
 
-    def busiest(self, service: str, sites: List[tuple]) -> Optional[Tuple[tuple, List[Dict[str, Any]]]]:
-        """A snapshot probe on each site's line (``site[0]`` the file, ``site[2]`` the line); the site that
-        ran most while watched, with its events, or None when none ran."""
+    def fired(self, service: str, sites: List[tuple]) -> List[Tuple[tuple, List[Dict[str, Any]]]]:
+        """A snapshot probe on each site's line (``site[0]`` the file, ``site[2]`` the line); the sites that
+        ran while watched, with their events, the busiest first (in `sites` order on a tie)."""
         placed = [(site, self.place(service, "snapshot", f"{site[0]}:{site[2]}", rate=20)) for site in sites]
         self.pause(min(self.wait_s, 10.0))
         fired = [(site, self.events(alias, 1, timeout=1.0)) for site, alias in placed]
-        fired = [(site, evs) for site, evs in fired if evs]
-        return max(fired, key=lambda f: len(f[1])) if fired else None
+        return sorted([(site, evs) for site, evs in fired if evs], key=lambda f: -len(f[1]))
 
     def conclude(self, kind: str, service: str, locus: str, cause: str, pred: Predicate,
                   evidence: List[str]) -> Optional[Verdict]:
@@ -249,18 +252,23 @@ class Investigator:
         self.hypotheses.append(h)
         return v if checked.kind == kind else None
 
+    def info(self, service: str, file: str, qualname: str) -> Optional[Any]:
+        """The `FunctionInfo` of a function of the service's running source (parsed once a file)."""
+        key = (service, file)
+        if key not in self._functions:
+            try:
+                self._functions[key] = functions(self.text(service, file))
+            except (ProbebookError, ValueError):  # unreadable or not parseable here
+                self._functions[key] = []
+        return next((f for f in self._functions[key] if f.qualname == qualname), None)
+
     def resolve(self, service: str, name: str, near: str = "") -> Optional[Tuple[str, str]]:
         """The function called `name`: in the file `near` first, then its folder, then the service."""
         folder = near.rsplit("/", 1)[0]
         files = sorted(self.app_files(service), key=lambda f: (f != near, not f.startswith(folder + "/")))
         for file in files:
-            key = (service, file)
-            if key not in self._functions:
-                try:
-                    self._functions[key] = functions(self.text(service, file))
-                except (ProbebookError, ValueError):  # unreadable or not parseable here: not a candidate
-                    self._functions[key] = []
-            for f in self._functions[key]:
+            self.info(service, file, "")  # parsed once
+            for f in self._functions[(service, file)]:
                 if f.qualname.split(".")[-1] == name and "<locals>" not in f.qualname:
                     return file, f.qualname
         return None

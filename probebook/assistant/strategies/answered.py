@@ -53,11 +53,11 @@ def answered(ctx: "Investigator", peer: str, status: int, depth: int) -> Optiona
         return None
     ctx.progress(f"{peer}: {len(sites)} place(s) may answer {status}: "
                  f"{', '.join(f'{s[1]} line {s[2]}' for s in sites[:4])}")
-    fired = ctx.busiest(peer, sites[:6])
-    if fired is None:
+    fired = ctx.fired(peer, sites[:6])
+    if not fired:
         ctx.progress(f"{peer}: none of them answered while watched")
         return None
-    (file, fn, line, stmt, guard, gline), evs = fired
+    (file, fn, line, stmt, guard, gline), evs = fired[0]
     ctx.progress(f"{peer}: {fn} answers {status} ({len(evs)} times): {stmt[:80]}")
     ctx.hypotheses.append(Hypothesis(f"{peer} answers {status} in {fn}" + (f" when {guard}" if guard else ""),
                                      peer, f"{file}:{fn}", score=0.3, evidence=[e["evidence_id"] for e in evs[:5]]))

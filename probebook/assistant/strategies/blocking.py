@@ -46,10 +46,10 @@ def _plain_calls(ctx: "Investigator", service: str, near: List[str]) -> List[Tup
                 target = None if c.awaited else ctx.resolve(service, c.name.split(".")[-1], file)
                 if target is None or any(t[:2] == target for t in out):
                     continue
-                tsrc = ctx.text(service, target[0])
-                info = next((g for g in functions(tsrc) if g.qualname == target[1]), None)
+                info = ctx.info(service, *target)
                 if info is None or info.is_async or info.is_generator:  # a generator's time spans its resumes
                     continue
+                tsrc = ctx.text(service, target[0])
                 leaves = [k for k in callees(tsrc, target[1]) if k.name.split(".")[-1] not in PURE_CALLS
                           and ctx.resolve(service, k.name.split(".")[-1], target[0]) is None]
                 out.append((target[0], target[1], bool(leaves)))

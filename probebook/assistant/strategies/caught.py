@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["caught", "outside", "peer_of", "system_name", "PEER_FIELDS"]
 
 PEER_FIELDS = ("name", "peer", "service", "target", "host")
+_NAME = re.compile(r"^[A-Za-z][\w.:-]{0,80}$")  # a system's name or host, not a summary like "<urllib response>"
 _URL = re.compile(r"\bhttps?://[^\s/'\"?#]+")
 Site = Tuple[str, str, int, str, List[str]]
 
@@ -53,12 +54,14 @@ def caught(ctx: "Investigator", service: str, eps: List[EntryPoint], depth: int 
     sites = _sites(ctx, service, eps)
     if not sites or depth > 3:
         return None
-    fired = ctx.busiest(service, sites)
-    if fired is None:
+    fired = ctx.fired(service, sites)
+    if not fired:
         ctx.progress(f"{service}: no error handler ran while watched")
         return None
-    (file, fn, line, var, tried), evs = fired
-    errs = [_fields((e.get("locals") or {}).get(var)) for e in evs]
+    caught_errs = [(site, evs, [_fields((e.get("locals") or {}).get(site[3])) for e in evs]) for site, evs in fired]
+    # a handler whose error names a service of ours says most; else the busiest
+    (file, fn, line, var, tried), evs, errs = next((c for c in caught_errs if _ours(ctx, service, c[2])),
+                                                   caught_errs[0])
     ctx.progress(f"{service}: {fn} catches {var} = {str(errs[0])[:120]} ({len(evs)} times)")
     ours = _ours(ctx, service, errs)
     if ours is not None:  # a service of ours answered the error: why it did
@@ -143,7 +146,7 @@ def peer_of(ctx: "Investigator", values: List[Any]) -> Optional[str]:
     """The one peer the `values` (a client's or a caught error's fields) name, when it is none of our
     connected services; None when they name none, several, or one of ours."""
     peers = list(dict.fromkeys(str(v[f]) for v in values if isinstance(v, dict) for f in PEER_FIELDS
-                               if isinstance(v.get(f), str) and v.get(f)))
+                               if isinstance(v.get(f), str) and _NAME.match(v[f])))
     return peers[0] if len(peers) == 1 and peers[0] not in set(ctx.services()) else None
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 from probebook.evidence.predicate import Predicate
 from probebook.protocol.capture_tree import plain
 
-from ..codeview import callees, functions, literals, waits
+from ..codeview import callees, literals, waits
 from ..entrypoints import EntryPoint, paths_in
 from ..model import Verdict
 from .errors import PURE_CALLS
@@ -30,6 +30,7 @@ __all__ = ["latency", "DOMINATES", "EXPLAINS", "WORKS"]
 _MEASURED = 6  # callees timed at once (with the function itself, within the live-probe budget)
 DOMINATES = 0.6  # a callee holding this share of its caller's time is where to look next
 EXPLAINS = 0.5  # a function is claimed only when it holds at least this share of the slow request's time
+SLOWEST_FAST_MS = 1.0  # a function whose calls take less than this at the median is never claimed
 WORKS = 0.6  # a function whose thread is on the CPU this share of its time is working, not waiting
 
 
@@ -62,6 +63,8 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
         calls = callees(src, current.function)
         names = list(dict.fromkeys(c.name.split(".")[-1] for c in calls))  # in the order they are called
         resolved = list(dict.fromkeys(t for t in (ctx.resolve(service, n, current.file) for n in names) if t))
+        # a generator (a @contextmanager's function) spans the caller's own block: never timed as a callee
+        resolved = [t for t in resolved if not getattr(ctx.info(service, *t), "is_generator", False)]
         kids = resolved[:_MEASURED]
         outside = [c for c in calls if ctx.resolve(service, c.name.split(".")[-1], current.file) is None
                    and c.name.split(".")[-1] not in PURE_CALLS]
@@ -96,12 +99,17 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
         # the claim: the function's calls take this long (the descent showed they hold the request's time)
         pred = Predicate(field="value", op=">=", value=round(top[0] / 2, 3), agg="median", min_events=3)
         locus = f"{current.file}:{current.function}"
+        if top[0] < SLOWEST_FAST_MS:  # a call this short explains no slow request, whatever the shares say
+            return Verdict("likely", service, locus, f"{current.function} holds the time by the probes' shares, but "
+                           f"a call takes {top[0]:.2f} ms at the median: too short to be the cause", pred,
+                           evidence=top[2])
         blind = [f"{len(resolved) - len(kids)} of its calls were not measured"] if len(resolved) > len(kids) else []
         blind += waits(src, current.function)[:2]
         if blind and not outside:  # its time may be in what the probes did not see: not claimed
             return Verdict("likely", service, locus, f"{current.function} holds the time (median {top[0]:.1f} ms), "
                            f"but the probes cannot see all of it: {'; '.join(blind)}", pred, evidence=top[2])
-        suspends = any(f.is_async or f.is_generator for f in functions(src) if f.qualname == current.function)
+        me = ctx.info(service, current.file, current.function)
+        suspends = me is None or me.is_async or me.is_generator
         if outside and not suspends and top[3] >= WORKS:
             # on the CPU, in its own thread, most of its time: the work itself (its code or the library
             # calls it makes, a regex, a query scan), not a wait for another service or a lock

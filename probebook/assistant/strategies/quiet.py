@@ -5,7 +5,7 @@ answer is `no-fault`, with those calls as its evidence (the gate wants at least 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 from probebook.evidence.predicate import Predicate
 
@@ -42,13 +42,16 @@ def quiet(ctx: "Investigator", services: List[str]) -> Optional[Verdict]:
         routes: List[str] = []
         for file in list(ctx.app_files(service))[:40]:
             if is_app_file(file):
-                routes += [r for r in route_literals(ctx.text(service, file)) if r not in routes]
-        eps = ctx.entries(service, routes[:6]) if routes else []
+                routes += [r for r in route_literals(ctx.text(service, file), 10) if r not in routes]
+        eps: List[Any] = []
+        for route in routes[:10]:  # each route's handler (one word at a time: entry points stop at the first)
+            eps += [ep for ep in ctx.entries(service, [route], limit=2)
+                    if all((ep.file, ep.function) != (e.file, e.function) for e in eps)]
         if not eps:
             continue
         # the entry points that serve traffic here (a file may hold handlers this process does not run)
         placed = [(ep, ctx.place(service, "metric", ctx.where(service, ep.file, ep.function), metric="entry_ms",
-                                 rate=50)) for ep in eps[:3]]
+                                 rate=50)) for ep in eps[:6]]
         ctx.pause(max(ctx.wait_s, 10.0))
         ep, events = max(((ep, ctx.events(alias, NO_FAULT_MIN_HITS, timeout=1.0)) for ep, alias in placed),
                          key=lambda pair: len(pair[1]))
