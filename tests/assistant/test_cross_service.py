@@ -118,6 +118,17 @@ def test_a_provider_that_fails_is_outside_proven_at_our_boundary(shop):
     assert verdict.boundary_service == "back" and verdict.boundary_locus.endswith("twoshop.py:Back.charge")
 
 
+@pytest.mark.parametrize("shop", ["declines"], indirect=True)
+def test_a_provider_that_refuses_is_not_called_an_outage(shop):
+    """402s are the provider's answer to what we sent (cards declined): never `outside`."""
+    lines = []
+    verdict = Assistant(shop).investigate("payments fail with 502", alerts=[
+        Alert("HighErrorRate", {"service": "front", "route": "/pay"})], progress=lines.append, wait_s=6, budget_s=40)
+    why = "\n".join(lines + verdict.reasons)
+    assert "a refusal is an answer, not an outage" in why
+    assert verdict.kind != "outside", why
+
+
 @pytest.mark.parametrize("shop", ["healthy"], indirect=True)
 def test_nothing_wrong_and_nothing_firing_is_no_fault(shop):
     lines = []

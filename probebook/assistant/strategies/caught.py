@@ -181,7 +181,11 @@ def _outside(ctx: "Investigator", service: str, file: str, fn: str, line: int, v
         ctx.progress(f"{service}: {peer} answered an error status to {len(statuses[field])} of {len(errs)} failed "
                      f"calls; the rest got no answer: not enough to blame it")
         return None
-    floor = 500 if any(v >= 500 for v in statuses[field]) else 400  # its failures, not its refusals
+    if not any(v >= 500 for v in statuses[field]):  # a 4xx refuses what we sent (a card declined): no outage
+        ctx.progress(f"{service}: {peer} refuses calls ({field} {sorted(set(statuses[field]))[:3]}) but fails none: "
+                     f"a refusal is an answer, not an outage")
+        return None
+    floor = 500  # its failures, not its refusals
     expr = f"{var}.{field}"
     alias = ctx.place(service, "snapshot", f"{file}:{line}", capture=[expr], rate=20)
     got = [e for e in ctx.events(alias, 3) if (e.get("expressions") or {}).get(expr) is not None]

@@ -4,7 +4,8 @@
     python twoshop.py back PORT_FILE PROVIDER_URL  /charge -> a fee from a rate table (one code is a
                                                    whole percent: ValueError), then the provider
     python twoshop.py provider PORT_FILE MODE      the outside card provider (no agent); MODE
-                                                   "flaky" answers 503 to every third call
+                                                   "flaky" answers 503 to every third call,
+                                                   "declines" 402 (a refusal, not an outage)
 
 front /ship sends back /deliver the shopper's region, which `region_of` writes in lower case for
 every fourth shopper; back answers 422 to a region it does not know.
@@ -145,7 +146,9 @@ def main():
             with lock:
                 counter["n"] += 1
                 n = counter["n"]
-            return (503, {"error": "busy"}) if arg == "flaky" and n % 3 == 0 else (200, {"ok": True})
+            if n % 3 == 0 and arg in ("flaky", "declines"):  # an outage, or a business refusal
+                return (503, {"error": "busy"}) if arg == "flaky" else (402, {"error": "card declined"})
+            return 200, {"ok": True}
         routes = {"/authorize": authorize}
     serve(port_file, lambda path, q: routes[path](q) if path in routes else (404, {}))
 
