@@ -28,7 +28,8 @@ from typing import Callable, List, Optional, Union
 __all__ = ["FunctionInfo", "Call", "functions", "callees", "enclosing", "find_text", "raises", "assigned_from",
            "returns", "names_in", "operands", "reads_into", "handlers", "argument_for",
            "passes_through", "next_line", "reads_state", "local_names", "waits",
-           "SourceError", "guarded", "literals", "handler_at"]
+           "SourceError", "guarded", "literals", "handler_at",
+           "called_in", "own_nodes", "PURE_CALLS"]
 
 
 _BUILTINS = set(dir(builtins))
@@ -56,6 +57,12 @@ class Call:
 
 
 _Def = Union[ast.FunctionDef, ast.AsyncFunctionDef]
+
+# calls that compute in the process from their arguments alone: a value made with them is made here,
+# and time spent in them is the caller's own work. Nothing that iterates or reads attributes (a user's
+# generator or property may do I/O), nothing that reads files or code.
+PURE_CALLS = {"abs", "bool", "chr", "complex", "divmod", "float", "format", "hash", "hex", "int", "isinstance",
+              "issubclass", "len", "oct", "ord", "pow", "range", "repr", "round", "str", "Decimal"}
 
 
 def _parse(source: str) -> ast.Module:
@@ -86,12 +93,12 @@ def _defs(source: str) -> List[tuple]:
 def _info(qual: str, node: _Def) -> FunctionInfo:
     args = node.args
     names = [a.arg for a in (*getattr(args, "posonlyargs", ()), *args.args, *args.kwonlyargs)]
-    gen = any(isinstance(n, (ast.Yield, ast.YieldFrom)) for stmt in node.body for n in _own_nodes(stmt))
+    gen = any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n in own_nodes(node))
     return FunctionInfo(qual, node.lineno, getattr(node, "end_lineno", node.lineno) or node.lineno,
                         isinstance(node, ast.AsyncFunctionDef), tuple(names), gen)
 
 
-def _own_nodes(node: ast.AST) -> List[ast.AST]:
+def own_nodes(node: ast.AST) -> List[ast.AST]:
     """`node` and what it holds, not what functions, lambdas or classes inside it hold."""
     out, todo = [], [node]
     while todo:
@@ -354,9 +361,15 @@ def _first_code(stmt: ast.stmt) -> int:
 
 
 def literals(source: str, qualname: str) -> List[str]:
-    """The string constants in the function's own body, in order (a path a client is called with)."""
-    return [n.value for stmt in _find(source, qualname).body for n in ast.walk(stmt)
-            if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    """The string constants in the function's own body, in source order (a path a client is called with)."""
+    found = [n for n in own_nodes(_find(source, qualname)) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    return [n.value for n in sorted(found, key=lambda n: (n.lineno, n.col_offset))]
+
+
+def called_in(source: str, qualname: str, expressions: List[str]) -> List[str]:
+    """The calls the function makes (as written: ``self.prices.price``) whose name is called in one of
+    `expressions`: what made a value bound from them."""
+    return [c.name for c in callees(source, qualname) if any(c.name.split(".")[-1] + "(" in e for e in expressions)]
 
 
 def waits(source: str, qualname: str) -> List[str]:

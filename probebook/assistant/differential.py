@@ -19,7 +19,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 from probebook.protocol.capture_tree import plain
 
-__all__ = ["separate", "values_of", "shape"]
+__all__ = ["separate", "values_of", "seen_values", "shape"]
 
 
 def _num(v: Any) -> bool:
@@ -76,6 +76,11 @@ def shape(text: str) -> str:
     if run:
         out.append(run + (f"{{{n}}}" if n > 1 else ""))
     return "^" + "".join(out) + ("$" if len(text) <= 64 else "")
+
+
+def seen_values(events: Sequence[dict]) -> List[Any]:
+    """Every argument and local of the events, as plain values (where to look for a URL or a path)."""
+    return [plain(node) for e in events for part in ("arguments", "locals") for node in (e.get(part) or {}).values()]
 
 
 def values_of(events: Sequence[dict], name: str) -> List[Any]:

@@ -136,6 +136,12 @@ def is_app_file(path: str) -> bool:
                                                            "/lib64/python3", "<frozen"))
 
 
+def innermost_ours(frames: Sequence[dict]) -> Optional[dict]:
+    """The innermost of an exception's captured frames that is the service's own code (where, for us,
+    it was raised), or None."""
+    return next((f for f in reversed(frames or []) if is_app_file(f.get("file") or "")), None)
+
+
 def entry_points(service: str, files: Sequence[str], read, route_words: Sequence[str],
                  limit: int = 3) -> List[EntryPoint]:
     """Functions of `service` that receive requests for the words of the incident (a route first).

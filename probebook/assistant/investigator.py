@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from probebook.errors import ProbebookError, one_line
 from probebook.evidence.predicate import Predicate
 
-from .codeview import functions
+from .codeview import PURE_CALLS, callees, functions
 from .entrypoints import EntryPoint, entry_points, is_app_file, symptom_class, words
 from .model import Hypothesis, Incident, Verdict
 from .proof import ProofGate
@@ -77,9 +77,7 @@ class Investigator:
                                                     f"{one_line(exc, 160)}); every probe it placed is removed")
         finally:
             self.tools.remove_all()
-        checked = self.gate.check(verdict)
-        checked.ranked = sorted(self.hypotheses, key=lambda h: -h.score)[:5]
-        return checked
+        return self.gate.final(verdict, self.hypotheses)
 
     def _investigate(self) -> Verdict:
         text = " ".join([self.incident.title, self.incident.text] +
@@ -210,7 +208,7 @@ class Investigator:
         return list(self._entries[key])
 
     def is_async(self, service: str, ep: EntryPoint) -> bool:
-        return any(f.qualname == ep.function and f.is_async for f in functions(self.text(service, ep.file)))
+        return bool(getattr(self.info(service, ep.file, ep.function), "is_async", False))
 
     def where(self, service: str, file: str, qualname: str) -> str:
         module = self.app_files(service).get(file)
@@ -252,23 +250,32 @@ class Investigator:
         self.hypotheses.append(h)
         return v if checked.kind == kind else None
 
-    def info(self, service: str, file: str, qualname: str) -> Optional[Any]:
-        """The `FunctionInfo` of a function of the service's running source (parsed once a file)."""
+    def parsed(self, service: str, file: str) -> list:
+        """The functions of a running file of the service (parsed once per investigation)."""
         key = (service, file)
         if key not in self._functions:
             try:
                 self._functions[key] = functions(self.text(service, file))
             except (ProbebookError, ValueError):  # unreadable or not parseable here
                 self._functions[key] = []
-        return next((f for f in self._functions[key] if f.qualname == qualname), None)
+        return self._functions[key]
+
+    def info(self, service: str, file: str, qualname: str) -> Optional[Any]:
+        """The `FunctionInfo` of a function of the service's running source."""
+        return next((f for f in self.parsed(service, file) if f.qualname == qualname), None)
+
+    def calls_out(self, service: str, file: str, qualname: str) -> List[Any]:
+        """The calls the function makes out of our code: to nothing of the service's own, and not a pure
+        computation (a socket, a database, a library; their time is not our code's)."""
+        return [c for c in callees(self.text(service, file), qualname) if c.name.split(".")[-1] not in PURE_CALLS
+                and self.resolve(service, c.name.split(".")[-1], file) is None]
 
     def resolve(self, service: str, name: str, near: str = "") -> Optional[Tuple[str, str]]:
         """The function called `name`: in the file `near` first, then its folder, then the service."""
         folder = near.rsplit("/", 1)[0]
         files = sorted(self.app_files(service), key=lambda f: (f != near, not f.startswith(folder + "/")))
         for file in files:
-            self.info(service, file, "")  # parsed once
-            for f in self._functions[(service, file)]:
+            for f in self.parsed(service, file):
                 if f.qualname.split(".")[-1] == name and "<locals>" not in f.qualname:
                     return file, f.qualname
         return None

@@ -124,9 +124,7 @@ class LlmPlanner:
             verdict = self._ended(str(end))
         finally:
             self.tools.remove_all()
-        checked = self.gate.check(verdict)
-        checked.ranked = sorted(self.hypotheses, key=lambda h: -h.score)[:5]
-        return checked
+        return self.gate.final(verdict, self.hypotheses)
 
     def _loop(self) -> Verdict:
         messages: List[Dict[str, Any]] = [{"role": "system", "content": SYSTEM_PROMPT},

@@ -32,7 +32,7 @@ from probebook.evidence import EvidenceStore
 from probebook.evidence.predicate import Predicate, holds, judge, value_of
 from probebook.evidence.schema import PREFIX_TABLE, TABLES, decode_row
 
-from .model import Verdict, locus_matches, parse_locus
+from .model import Hypothesis, Verdict, locus_matches, parse_locus
 
 __all__ = ["ProofGate", "GateResult", "NO_FAULT_MIN_HITS", "load_events"]
 
@@ -89,6 +89,13 @@ class ProofGate:
     def check(self, verdict: Verdict) -> Verdict:
         """The verdict as the gate lets it stand (a downgraded copy, with reasons, when it fails)."""
         return self.examine(verdict).verdict
+
+    def final(self, verdict: Verdict, hypotheses: List[Hypothesis]) -> Verdict:
+        """The answer a run ends with, from any planner: the verdict as the gate lets it stand, with the
+        five best-scored of the run's hypotheses ranked under it."""
+        checked = self.check(verdict)
+        checked.ranked = sorted(hypotheses, key=lambda h: -h.score)[:5]
+        return checked
 
     def examine(self, verdict: Verdict) -> GateResult:
         if verdict.kind in ("likely", "inconclusive"):

@@ -9,9 +9,9 @@ from __future__ import annotations
 import ast
 from typing import List, Optional, Tuple
 
-from .codeview import _defs, _dotted, assigned_from, guarded, names_in
+from .codeview import PURE_CALLS, _defs, _dotted, assigned_from, guarded, names_in, own_nodes
 
-__all__ = ["answers", "field_sites", "field_reads"]
+__all__ = ["answers", "field_sites", "field_reads", "read_of"]
 
 
 def answers(source: str, status: int) -> List[tuple]:
@@ -45,7 +45,9 @@ def field_sites(source: str, field: str) -> List[tuple]:
     """
     out: List[tuple] = []
     for qual, fn in _defs(source):
-        for stmt in _own_statements(fn):
+        for stmt in own_nodes(fn):
+            if not isinstance(stmt, ast.stmt) or hasattr(stmt, "body"):  # simple statements of its own body
+                continue
             for node in ast.walk(stmt):
                 values = []
                 if isinstance(node, ast.Dict):
@@ -57,26 +59,25 @@ def field_sites(source: str, field: str) -> List[tuple]:
     return sorted(set(out), key=lambda r: (r[1], r[2]))
 
 
-def _own_statements(fn: ast.AST) -> List[ast.stmt]:
-    """The simple statements of a function's own body (not of functions or classes inside it)."""
-    out: List[ast.stmt] = []
-    for child in ast.iter_child_nodes(fn):
-        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            continue
-        if isinstance(child, ast.stmt) and not hasattr(child, "body"):
-            out.append(child)
-        elif isinstance(child, (ast.stmt, ast.excepthandler)):
-            out += _own_statements(child)
-    return out
+def _item_read(node: ast.AST) -> Optional[Tuple[str, ast.AST]]:
+    """``(field, what it is read from)`` when `node` reads an item by name: ``x.get("k", ...)``, ``x["k"]``."""
+    key, base = None, None
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" \
+            and node.args and isinstance(node.args[0], ast.Constant):
+        key, base = node.args[0].value, node.func.value
+    elif isinstance(node, ast.Subscript) and isinstance(getattr(node, "slice", None), ast.Constant):
+        key, base = node.slice.value, node.value
+    return (key, base) if isinstance(key, str) and base is not None else None
 
 
-def field_reads(source: str, qualname: str, expression: str, field: Optional[str] = None) -> List[Tuple[str, str]]:
-    """``(field, text)`` of each place where `expression`, or a name it is assigned from in the function,
-    reads an item of something (``body.get("currency", "USD")``, ``req["currency"]``); only items named
-    `field` when it is given. A value read under the name it is sent on under is passed on, not made.
+def field_reads(source: str, qualname: str, expression: str, field: str) -> List[str]:
+    """Where `expression`, or a name it is assigned from in the function, reads the item `field` of
+    something (``body.get("currency", "USD")``, ``req["currency"]``), as source text. A value read under
+    the name it is sent on under is passed on, not made.
 
-    >>> field_reads("def f(body):\\n    cur = str(body.get('currency', 'USD'))\\n    return cur", "f", "cur")
-    [('currency', "body.get('currency', 'USD')")]
+    >>> field_reads("def f(body):\\n    cur = str(body.get('currency', 'USD'))\\n    return cur", "f", "cur",
+    ...             "currency")
+    ["body.get('currency', 'USD')"]
     """
     seen, todo, out = set(), [expression], []
     while todo:
@@ -85,18 +86,36 @@ def field_reads(source: str, qualname: str, expression: str, field: Optional[str
         except SyntaxError:
             continue
         for node in ast.walk(tree):
-            key = None
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" \
-                    and node.args and isinstance(node.args[0], ast.Constant):
-                key = node.args[0].value
-            elif isinstance(node, ast.Subscript) and isinstance(getattr(node, "slice", None), ast.Constant):
-                key = node.slice.value
-            if isinstance(key, str) and (field is None or key == field) and hasattr(ast, "unparse"):
-                pair = (key, ast.unparse(node))
-                if pair not in out:
-                    out.append(pair)
+            read = _item_read(node)
+            if read is not None and read[0] == field and hasattr(ast, "unparse") and ast.unparse(node) not in out:
+                out.append(ast.unparse(node))
         for name in names_in(ast.unparse(tree) if hasattr(ast, "unparse") else ""):
             if name not in seen:
                 seen.add(name)
                 todo += [e for _, e in assigned_from(source, qualname, name)]
     return out
+
+
+def read_of(expression: str) -> Tuple[Optional[str], Optional[str]]:
+    """``(field, name)`` when `expression` is an item read of a name, through conversions and defaults;
+    ``(None, None)`` otherwise.
+
+    >>> read_of('str(body.get("currency", "") or "USD")'), read_of("price * qty")
+    (('currency', 'body'), (None, None))
+    """
+    try:
+        node = ast.parse(expression, mode="eval").body
+    except SyntaxError:
+        return None, None
+    while True:
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in PURE_CALLS \
+                and len(node.args) == 1:
+            node = node.args[0]
+        elif isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
+            node = node.values[0]
+        else:
+            break
+    read = _item_read(node)
+    if read is None or not isinstance(read[1], ast.Name):
+        return None, None
+    return read[0], read[1].id

@@ -140,7 +140,21 @@ def _parse(buf: bytearray, pos: int) -> Tuple[Any, int]:
     raise RedisConnectionError(f"redis: unexpected reply type {kind!r}; is this a Redis server?")
 
 
-class RespConnection:
+class _OneCommand:
+    """`execute`: one command of a `pipeline`, its error reply raised."""
+
+    def pipeline(self, commands: Sequence[Sequence[Arg]], timeout: Optional[float] = None) -> List[Any]:
+        raise NotImplementedError
+
+    def execute(self, *args: Arg, timeout: Optional[float] = None) -> Any:
+        """Run one command; an error reply raises `RedisReplyError`."""
+        value = self.pipeline([args], timeout)[0]
+        if isinstance(value, RedisReplyError):
+            raise value
+        return value
+
+
+class RespConnection(_OneCommand):
     """One connection. Every failure raises `RedisConnectionError` and leaves it closed."""
 
     def __init__(self, address: RedisAddress, timeout: float = 5.0, connect_timeout: float = 2.0) -> None:
@@ -223,13 +237,6 @@ class RespConnection:
             raise RedisConnectionError("redis: the server closed the connection")
         self._buf += chunk
 
-    def execute(self, *args: Arg, timeout: Optional[float] = None) -> Any:
-        """Run one command; an error reply raises `RedisReplyError`."""
-        value = self.pipeline([args], timeout)[0]
-        if isinstance(value, RedisReplyError):
-            raise value
-        return value
-
     def pipeline(self, commands: Sequence[Sequence[Arg]], timeout: Optional[float] = None) -> List[Any]:
         """Send all commands at once and read their replies in order (errors as values)."""
         self.send(*commands)
@@ -240,7 +247,7 @@ class RespConnection:
             raise RedisConnectionError(f"redis: no reply within {self.timeout if timeout is None else timeout:g}s")
 
 
-class RedisClient:
+class RedisClient(_OneCommand):
     """A thread-safe connection that reconnects: each call makes up to `attempts` tries, waiting
     with `Backoff` in between, and raises `RedisConnectionError` when all fail.
 
@@ -260,12 +267,6 @@ class RedisClient:
     @property
     def connected(self) -> bool:
         return self._conn.connected
-
-    def execute(self, *args: Arg, timeout: Optional[float] = None) -> Any:
-        value = self.pipeline([args], timeout)[0]
-        if isinstance(value, RedisReplyError):
-            raise value
-        return value
 
     def pipeline(self, commands: Sequence[Sequence[Arg]], timeout: Optional[float] = None) -> List[Any]:
         for attempt in range(self.attempts):

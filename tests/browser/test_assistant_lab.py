@@ -11,7 +11,7 @@ import shutil
 
 import nbformat
 
-from test_jupyterlab import CHROMIUM, CHROMIUM_ARGS, lab, pytestmark  # noqa: F401  (lab: the fixture)
+from test_jupyterlab import chromium, lab, pytestmark  # noqa: F401  (lab: the fixture)
 
 TINYSHOP = os.path.join(os.path.dirname(__file__), os.pardir, "assistant", "tinyshop.py")
 
@@ -42,9 +42,7 @@ def test_assistant_cell_shows_its_verdict_card_in_jupyterlab(lab, tmp_path):  # 
     cells = _notebook(root / "assistant.ipynb")
     profile = tmp_path / "chromium-profile"
     with sync_playwright() as pw:
-        browser = pw.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
-            viewport={"width": 1400, "height": 1400})
+        browser = chromium(pw, profile, 1400)
         try:
             page = browser.new_page()
             page.goto(f"{url}/lab/tree/assistant.ipynb?token={token}")

@@ -34,6 +34,12 @@ KERNEL_IDLE = """() => {
 }"""
 
 
+def chromium(pw, profile, height: int):
+    """Debian's Chromium, headless, with a fresh profile in `profile` (Playwright's own cannot install here)."""
+    return pw.chromium.launch_persistent_context(str(profile), executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                                 headless=True, viewport={"width": 1400, "height": height})
+
+
 def _notebook(path, svc) -> None:
     cells = ["%load_ext probebook\n%config Probebook.evidence_path = ':memory:'",
              f"%connect sample {svc.url} --token-file {svc.token_file}",
@@ -93,9 +99,7 @@ def test_probe_panel_hit_count_increases_in_jupyterlab(lab, tmp_path):
     with SampleService() as svc, sync_playwright() as pw:
         _notebook(root / "probe.ipynb", svc)
         profile = tmp_path / "chromium-profile"
-        browser = pw.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
-            viewport={"width": 1400, "height": 900})
+        browser = chromium(pw, profile, 900)
         try:
             page = browser.new_page()
             page.goto(f"{url}/lab/tree/probe.ipynb?token={token}")

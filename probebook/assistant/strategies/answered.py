@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 from probebook.errors import ProbebookError
 from probebook.evidence.predicate import Predicate, holds
 
-from ..codeview import assigned_from, callees, functions, names_in, next_line, operands
+from ..codeview import PURE_CALLS, assigned_from, called_in, functions, names_in, next_line, operands
 from ..differential import separate, values_of
 from ..entrypoints import EntryPoint
 from ..model import Hypothesis, Verdict
-from ..wire import answers, field_reads, field_sites
+from ..wire import answers, field_reads, field_sites, read_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..investigator import Investigator
@@ -103,12 +103,11 @@ def _guarded(ctx: "Investigator", peer: str, file: str, function: str, guard: st
 def _producer(ctx: "Investigator", service: str, file: str, fn: str, expr: str, claim: Predicate) -> Optional[Verdict]:
     """The value sent is returned by a call of ours (``region = region_of(user)``): proven at that
     function's ``return`` when the claim holds there too."""
-    from .errors import PURE_CALLS, _probe_producers
+    from .errors import _probe_producers
 
     src = ctx.text(service, file)
     made = [e for _, e in assigned_from(src, fn, expr)] if expr.isidentifier() else [expr]
-    calls = [c.name for c in callees(src, fn) if any(c.name.split(".")[-1] + "(" in e for e in made)
-             and c.name.split(".")[-1] not in PURE_CALLS]
+    calls = [c for c in called_in(src, fn, made) if c.split(".")[-1] not in PURE_CALLS]
     return _probe_producers(ctx, service, file, calls, claim, fn, expr) if calls else None
 
 
@@ -124,42 +123,14 @@ def _request_fields(src: str, function: str, name: str, params: tuple) -> List[s
     a call's answer is not a request field, whatever that call was given."""
     out: List[str] = []
     for _, expr in assigned_from(src, function, name):
-        key, base = _read_of(expr)
+        key, base = read_of(expr)
         if key is None or base is None:
             continue
-        chain = [base] + [n for _, e in assigned_from(src, function, base) if _read_of(e) == (None, None)
+        chain = [base] + [n for _, e in assigned_from(src, function, base) if read_of(e) == (None, None)
                           for n in names_in(e)[:1]]
         if any(n in params for n in chain) and key not in out:
             out.append(key)
     return out
-
-
-def _read_of(expr: str) -> Tuple[Optional[str], Optional[str]]:
-    """``(field, base name)`` when `expr` is an item read of a name, through conversions and defaults."""
-    import ast
-
-    from .errors import PURE_CALLS
-    try:
-        node = ast.parse(expr, mode="eval").body
-    except SyntaxError:
-        return None, None
-    while True:
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in PURE_CALLS \
-                and len(node.args) == 1:
-            node = node.args[0]
-        elif isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
-            node = node.values[0]
-        else:
-            break
-    key, base = None, None
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" \
-            and node.args and isinstance(node.args[0], ast.Constant):
-        key, base = node.args[0].value, node.func.value
-    elif isinstance(node, ast.Subscript) and isinstance(getattr(node, "slice", None), ast.Constant):
-        key, base = node.slice.value, node.value
-    if not isinstance(key, str) or not isinstance(base, ast.Name):
-        return None, None
-    return key, base.id
 
 
 def _upstream(ctx: "Investigator", peer: str, field: str, pred: Predicate, effect: str) -> Optional[Verdict]:
@@ -180,7 +151,7 @@ def _upstream(ctx: "Investigator", peer: str, field: str, pred: Predicate, effec
                  f"{', '.join(f'{s[0]} {s[2]}' for s in sites[:5])}; watching them")
     placed = []
     for svc, file, fn, line, expr in sites[:6]:
-        reads = [t for _, t in field_reads(ctx.text(svc, file), fn, expr, field)][:2]
+        reads = field_reads(ctx.text(svc, file), fn, expr, field)[:2]
         alias = ctx.place(svc, "snapshot", f"{file}:{line}", capture=[expr] + reads, rate=20)
         placed.append(((svc, file, fn, expr, reads), alias))
     ctx.pause(min(ctx.wait_s, 10.0))

@@ -10,15 +10,12 @@ durations, since by construction it ran on the loop's thread.
 
 from __future__ import annotations
 
-import statistics
 from typing import TYPE_CHECKING, List, Optional, Tuple
 
-from probebook.errors import ProbebookError
-from probebook.evidence.predicate import Predicate
 
-from ..codeview import callees, functions
+from ..codeview import callees
 from ..model import Verdict
-from .errors import PURE_CALLS
+from .latency import timings
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..investigator import Investigator
@@ -34,25 +31,17 @@ def _plain_calls(ctx: "Investigator", service: str, near: List[str]) -> List[Tup
     those in the files `near` (the entry points') first, then those that call out of our code."""
     out: List[Tuple[str, str, bool]] = []
     for file in ctx.app_files(service):
-        try:
-            src = ctx.text(service, file)
-            fns = functions(src)
-        except (ProbebookError, ValueError):
-            continue
-        for f in fns:
+        for f in ctx.parsed(service, file):  # an unreadable file parses to nothing
             if not f.is_async:
                 continue
-            for c in callees(src, f.qualname):
+            for c in callees(ctx.text(service, file), f.qualname):
                 target = None if c.awaited else ctx.resolve(service, c.name.split(".")[-1], file)
                 if target is None or any(t[:2] == target for t in out):
                     continue
                 info = ctx.info(service, *target)
                 if info is None or info.is_async or info.is_generator:  # a generator's time spans its resumes
                     continue
-                tsrc = ctx.text(service, target[0])
-                leaves = [k for k in callees(tsrc, target[1]) if k.name.split(".")[-1] not in PURE_CALLS
-                          and ctx.resolve(service, k.name.split(".")[-1], target[0]) is None]
-                out.append((target[0], target[1], bool(leaves)))
+                out.append((target[0], target[1], bool(ctx.calls_out(service, *target))))
     return sorted(out, key=lambda t: (t[0] not in near, not t[2]))
 
 
@@ -66,25 +55,17 @@ def blocking(ctx: "Investigator", service: str, near: List[str]) -> Optional[Ver
                  f"on the loop's thread")
     for start in range(0, min(len(cands), 2 * _AT_ONCE), _AT_ONCE):
         batch = cands[start:start + _AT_ONCE]
-        probes = [(file, fn, ctx.place(service, "metric", ctx.where(service, file, fn), metric="on_loop_ms", rate=50))
-                  for file, fn, _ in batch]
+        probes = {(file, fn): ctx.place(service, "metric", ctx.where(service, file, fn), metric="on_loop_ms", rate=50)
+                  for file, fn, _ in batch}
         ctx.pause(min(ctx.wait_s, 10.0))
-        found = []
-        for file, fn, alias in probes:
-            evs = [e for e in ctx.tools.events_of(alias, limit=500) if isinstance(e.get("value"), (int, float))]
-            if alias:
-                ctx.call("remove_probe", probe=alias)
-            if len(evs) >= 3 and statistics.median(e["value"] for e in evs) >= BLOCKS_MS:
-                found.append((sum(e["value"] for e in evs), file, fn, evs))
+        timing = timings(ctx, probes)
+        found = [(t, file, fn) for (file, fn), t in timing.items() if t.median_ms >= BLOCKS_MS]
         if not found:
             continue
-        _, file, fn, evs = max(found, key=lambda f: f[0])
-        median = statistics.median(e["value"] for e in evs)
+        t, file, fn = max(found, key=lambda f: f[0].total_ms)
         return ctx.conclude("proven", service, f"{file}:{fn}",
                             f"{fn} is a plain function called from a coroutine: it runs on the event loop's thread "
-                            f"and holds it {median:.1f} ms a call (median of {len(evs)}), while every other request "
-                            f"of {service} waits", Predicate(field="value", op=">=", value=round(median / 2, 3),
-                                                              agg="median", min_events=3),
-                            [e["evidence_id"] for e in evs][:200])
+                            f"and holds it {t.median_ms:.1f} ms a call (median of {t.calls}), while every other "
+                            f"request of {service} waits", t.claim(), t.evidence)
     ctx.progress(f"{service}: no plain function its coroutines call takes {BLOCKS_MS:g} ms or more")
     return None

@@ -18,6 +18,7 @@ from probebook.evidence.predicate import Predicate
 from probebook.protocol.capture_tree import plain
 
 from ..codeview import callees, handlers
+from ..differential import seen_values
 from ..entrypoints import EntryPoint, paths_in
 from ..model import Verdict
 from .answered import answered
@@ -26,7 +27,7 @@ from .timeouts import timed_out, too_tight
 if TYPE_CHECKING:  # pragma: no cover
     from ..investigator import Investigator
 
-__all__ = ["caught", "outside", "peer_of", "system_name", "PEER_FIELDS"]
+__all__ = ["caught", "outside", "peer_of", "PEER_FIELDS"]
 
 PEER_FIELDS = ("name", "peer", "service", "target", "host")
 _NAME = re.compile(r"^[A-Za-z][\w.:-]{0,80}$")  # a system's name or host, not a summary like "<urllib response>"
@@ -58,18 +59,18 @@ def caught(ctx: "Investigator", service: str, eps: List[EntryPoint], depth: int 
     if not fired:
         ctx.progress(f"{service}: no error handler ran while watched")
         return None
-    caught_errs = [(site, evs, [_fields((e.get("locals") or {}).get(site[3])) for e in evs]) for site, evs in fired]
+    candidates = []
+    for site, evs in fired:
+        errs = [_fields((e.get("locals") or {}).get(site[3])) for e in evs]
+        candidates.append((site, evs, errs, _ours(ctx, service, errs)))
     # a handler whose error names a service of ours says most; else the busiest
-    (file, fn, line, var, tried), evs, errs = next((c for c in caught_errs if _ours(ctx, service, c[2])),
-                                                   caught_errs[0])
+    (file, fn, line, var, tried), evs, errs, ours = next((c for c in candidates if c[3]), candidates[0])
     ctx.progress(f"{service}: {fn} catches {var} = {str(errs[0])[:120]} ({len(evs)} times)")
-    ours = _ours(ctx, service, errs)
     if ours is not None:  # a service of ours answered the error: why it did
         found = answered(ctx, ours[0], ours[1], depth + 1)
         if found is not None:
             return found
-    paths = paths_in([plain(v) for e in evs[:5] for part in ("arguments", "locals")
-                      for v in (e.get(part) or {}).values()])
+    paths = paths_in(seen_values(evs[:5]))
     hop = ctx.serving(service, paths, "the failing call")
     found = errors(ctx, hop[0], hop[1], depth + 1) if hop else None
     if found is not None:
@@ -78,9 +79,7 @@ def caught(ctx: "Investigator", service: str, eps: List[EntryPoint], depth: int 
         verdict = too_tight(ctx, service, file, fn, line)
         if verdict is not None:
             return verdict
-    verdict = _outside(ctx, service, file, fn, line, var, errs,
-                       [plain(v) for e in evs[:3] for part in ("arguments", "locals")
-                        for v in (e.get(part) or {}).values()])
+    verdict = _outside(ctx, service, file, fn, line, var, errs, seen_values(evs[:3]))
     if verdict is not None:
         return verdict
     inner = [t for t in (ctx.resolve(service, name.split(".")[-1], file) for name in tried) if t]
@@ -94,15 +93,24 @@ def _ours(ctx: "Investigator", service: str, errs: List[Any]) -> Optional[Tuple[
     """The other connected service the caught errors name, and the error status it answered most."""
     named = {str(e[f]) for e in errs if isinstance(e, dict) for f in PEER_FIELDS if isinstance(e.get(f), str)}
     ours = [s for s in ctx.services() if s in named and s != service]
-    statuses = [v for e in errs if isinstance(e, dict) for v in e.values()
-                if isinstance(v, int) and not isinstance(v, bool) and 400 <= v <= 599]
+    statuses = [v for values in _statuses(errs).values() for v in values]
     if len(ours) != 1 or not statuses:
         return None
     failed = [v for v in statuses if v >= 500] or statuses  # a server error before a refusal (a decline)
     return ours[0], max(set(failed), key=failed.count)
 
 
-def system_name(ctx: "Investigator", peer: str, values: List[Any]) -> str:
+def _statuses(errs: List[Any]) -> Dict[str, List[int]]:
+    """The HTTP error statuses (400-599) in the caught errors' fields, by field name."""
+    out: Dict[str, List[int]] = {}
+    for e in errs:
+        for k, v in (e.items() if isinstance(e, dict) else []):
+            if isinstance(v, int) and not isinstance(v, bool) and 400 <= v <= 599:
+                out.setdefault(k, []).append(v)
+    return out
+
+
+def _system_name(ctx: "Investigator", peer: str, values: List[Any]) -> str:
     """What the environment calls the outside system our client calls `peer`: the catalog's name for the
     URL the client holds (a URL next to the peer's name first, then any other), else `peer` itself."""
     near: List[str] = []
@@ -150,13 +158,17 @@ def peer_of(ctx: "Investigator", values: List[Any]) -> Optional[str]:
     return peers[0] if len(peers) == 1 and peers[0] not in set(ctx.services()) else None
 
 
-def outside(ctx: "Investigator", peer: str, service: str, boundary_locus: str, cause: str, pred: Predicate,
-            evidence: List[str]) -> Optional[Verdict]:
-    """The `outside` verdict for `peer`, proven at our boundary function; None when the gate refuses it."""
-    ctx.progress(f"{service}: the failing call goes to {peer}, which is none of our services")
-    v = Verdict("outside", peer, f"outside our services: {peer}", cause, pred, evidence=evidence,
+def outside(ctx: "Investigator", peer: str, service: str, boundary_locus: str, answers: str, pred: Predicate,
+            evidence: List[str], seen: List[Any]) -> Optional[Verdict]:
+    """The `outside` verdict for the system our client calls `peer` (named as the environment knows it,
+    from the URLs among the values `seen` at the boundary), proven at our boundary function; `answers`
+    says what it answers. None when the gate refuses it."""
+    name = _system_name(ctx, peer, seen)
+    called = f"{name} (called {peer!r} in {service}'s code)" if name != peer else peer
+    ctx.progress(f"{service}: the failing call goes to {name}, which is none of our services")
+    v = Verdict("outside", name, f"outside our services: {name}", f"{called} {answers}", pred, evidence=evidence,
                 boundary_service=service, boundary_locus=boundary_locus,
-                mitigation=f"nothing to fix in our code: contact the owner of {peer}, or fail over to another",
+                mitigation=f"nothing to fix in our code: contact the owner of {name}, or fail over to another",
                 check=f"the boundary probe shows {pred.describe()} no longer")
     checked = ctx.gate.check(v)
     ctx.progress(f"gate: {checked.kind}: {'; '.join(checked.reasons)[:200]}")
@@ -168,12 +180,7 @@ def _outside(ctx: "Investigator", service: str, file: str, fn: str, line: int, v
     peer = peer_of(ctx, errs)
     if peer is None:
         return None
-    name = system_name(ctx, peer, seen)
-    statuses: Dict[str, List[int]] = {}
-    for e in errs:
-        for k, v in (e.items() if isinstance(e, dict) else []):
-            if isinstance(v, int) and not isinstance(v, bool) and 400 <= v <= 599:
-                statuses.setdefault(k, []).append(v)
+    statuses = _statuses(errs)
     if not statuses:
         return None
     field = max(statuses, key=lambda k: len(statuses[k]))
@@ -189,7 +196,6 @@ def _outside(ctx: "Investigator", service: str, file: str, fn: str, line: int, v
     expr = f"{var}.{field}"
     alias = ctx.place(service, "snapshot", f"{file}:{line}", capture=[expr], rate=20)
     got = [e for e in ctx.events(alias, 3) if (e.get("expressions") or {}).get(expr) is not None]
-    called = f"{name} (called {peer!r} in {service}'s code)" if name != peer else peer
-    return outside(ctx, name, service, f"{file}:{fn}", f"{called} answers {service}'s calls with errors ({field} "
+    return outside(ctx, peer, service, f"{file}:{fn}", f"answers {service}'s calls with errors ({field} "
                    f"{sorted(set(statuses[field]))[:3]}); {fn} catches them and passes the failure on",
-                   Predicate(capture=expr, op=">=", value=floor), [e["evidence_id"] for e in got])
+                   Predicate(capture=expr, op=">=", value=floor), [e["evidence_id"] for e in got], seen)

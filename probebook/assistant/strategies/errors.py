@@ -20,24 +20,18 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 from probebook.evidence.predicate import Predicate, holds
 from probebook.protocol.capture_tree import plain
 
-from ..codeview import (argument_for, assigned_from, callees, functions, names_in, next_line, operands,
-                        local_names, passes_through, raises, reads_into, reads_state,
-                        returns)
+from ..codeview import (PURE_CALLS, argument_for, assigned_from, called_in, functions, local_names, names_in,
+                        next_line, operands, passes_through, raises, reads_into, reads_state, returns)
 from ..differential import separate, values_of
-from ..entrypoints import EntryPoint, is_app_file, paths_in
+from ..entrypoints import EntryPoint, innermost_ours, is_app_file, paths_in
 from ..model import Hypothesis, Verdict
-from .caught import caught, outside, peer_of, system_name
+from .caught import caught, outside, peer_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..investigator import Investigator
 
-__all__ = ["errors", "PURE_CALLS"]
+__all__ = ["errors"]
 
-# calls that compute in the process from their arguments alone: a value made with them is made here,
-# and time spent in them is the caller's own work. Nothing that iterates or reads attributes (a user's
-# generator or property may do I/O), nothing that reads files or code.
-PURE_CALLS = {"abs", "bool", "chr", "complex", "divmod", "float", "format", "hash", "hex", "int", "isinstance",
-              "issubclass", "len", "oct", "ord", "pow", "range", "repr", "round", "str", "Decimal"}
 Event = Dict[str, Any]
 _FROM_OUTSIDE = "comes from outside"  # a decisive value read from a call out of our code: look further
 
@@ -52,7 +46,7 @@ def errors(ctx: "Investigator", service: str, eps: List[EntryPoint], depth: int 
         return caught(ctx, service, eps, depth)
     sites: Dict[Tuple[str, str, int], List[Event]] = {}
     for e in events:
-        inner = next((f for f in reversed(e["frames"]) if is_app_file(f.get("file") or "")), None)
+        inner = innermost_ours(e["frames"])
         if inner is not None:
             sites.setdefault((inner["file"], inner["function"], inner["line"]), []).append(e)
     if not sites:
@@ -85,10 +79,9 @@ def _outside(ctx: "Investigator", service: str, evs: List[Event], at: Verdict) -
     peer = peer_of(ctx, [plain((e["frames"][-1].get("locals") or {}).get("self")) for e in evs[:5]])
     if peer is None or at.predicate is None:
         return None
-    name = system_name(ctx, peer, [plain(v) for e in evs[:3] for v in (e["frames"][-1].get("locals") or {}).values()])
-    called = f"{name} (called {peer!r} in {service}'s code)" if name != peer else peer
-    return outside(ctx, name, service, at.locus, f"{called} answers the calls of {service} with "
-                   f"{at.predicate.describe()}; our code passes the failure on", at.predicate, at.evidence)
+    return outside(ctx, peer, service, at.locus, f"answers the calls of {service} with {at.predicate.describe()}; "
+                   f"our code passes the failure on", at.predicate, at.evidence,
+                   [plain(v) for e in evs[:3] for v in (e["frames"][-1].get("locals") or {}).values()])
 
 
 def _next_hop(ctx: "Investigator", service: str, evs: List[Event], depth: int) -> Optional[Verdict]:
@@ -187,7 +180,7 @@ def _decide(ctx: "Investigator", service: str, file: str, fn: Any, src: str, nam
             likely = Verdict("likely", service, f"{file}:{function}", f"{function} fails when {name} {op} "
                              f"{value!r}; {base[0]} comes from its arguments", pred, evidence=ids)
             continue
-        calls = [c.name for c in callees(src, function) if any(c.name.split(".")[-1] + "(" in e for e in made)]
+        calls = called_in(src, function, made)
         impure = [c for c in calls if c.split(".")[-1] not in PURE_CALLS]
         if not impure and any(n in fn.params and separate(values_of(bad_ev, n), values_of(good_ev, n), nodes=True)
                               for n in feeds if n not in names and n not in base):
@@ -224,7 +217,7 @@ def _from_caller(ctx: "Investigator", service: str, function: str, param: str, p
         ctx.progress(f"{cfunc}: cannot tell what it passes as {param} at line {cline}")
         return None
     made_by = [arg] + [expr for n in names_in(arg) for _, expr in assigned_from(csrc, cfunc, n)]
-    producers = [c.name for c in callees(csrc, cfunc) if any(c.name.split(".")[-1] + "(" in e for e in made_by)]
+    producers = called_in(csrc, cfunc, made_by)
     ctx.progress(f"{cfunc} passes {arg} as {param}; made by {', '.join(producers) or 'nothing we can probe'}")
     return _probe_producers(ctx, service, cfile, producers, pred, function, param)
 

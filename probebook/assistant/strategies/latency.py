@@ -12,20 +12,19 @@ in the library calls it makes, rather than waits for a peer, a lock or a disk.
 from __future__ import annotations
 
 import statistics
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Tuple
 
 from probebook.evidence.predicate import Predicate
-from probebook.protocol.capture_tree import plain
 
 from ..codeview import callees, literals, waits
+from ..differential import seen_values
 from ..entrypoints import EntryPoint, paths_in
 from ..model import Verdict
-from .errors import PURE_CALLS
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..investigator import Investigator
 
-__all__ = ["latency", "DOMINATES", "EXPLAINS", "WORKS"]
+__all__ = ["latency", "timings", "Timing", "DOMINATES", "EXPLAINS", "WORKS"]
 
 _MEASURED = 6  # callees timed at once (with the function itself, within the live-probe budget)
 DOMINATES = 0.6  # a callee holding this share of its caller's time is where to look next
@@ -34,18 +33,35 @@ SLOWEST_FAST_MS = 1.0  # a function whose calls take less than this at the media
 WORKS = 0.6  # a function whose thread is on the CPU this share of its time is working, not waiting
 
 
-def _timings(ctx: "Investigator", probes: Dict[Tuple[str, str], Optional[str]]) -> Dict[Tuple[str, str], tuple]:
-    """Per probed function: (median ms per call, total ms over the window, evidence ids, the share of its
-    time its thread was on the CPU, median CPU ms per call); the probes go."""
+class Timing(NamedTuple):
+    """What a duration probe saw of one function while it was measured."""
+
+    median_ms: float  # a call, wall clock
+    total_ms: float  # over the window
+    evidence: List[str]
+    cpu_share: float  # of its time, its thread was on the CPU (0 when no hit read the CPU clock)
+    cpu_median_ms: float
+    calls: int
+
+    def claim(self, cpu: bool = False) -> Predicate:
+        """Its calls take at least half the median seen (of wall time, or with `cpu` of CPU time)."""
+        return Predicate(field="cpu_ms" if cpu else "value", op=">=",
+                         value=round((self.cpu_median_ms if cpu else self.median_ms) / 2, 3), agg="median",
+                         min_events=3)
+
+
+def timings(ctx: "Investigator", probes: Dict[Tuple[str, str], Optional[str]]) -> Dict[Tuple[str, str], Timing]:
+    """Per function, what its duration probe saw (3 calls at least); the probes go."""
     out = {}
     for key, alias in probes.items():
         evs = ctx.tools.events_of(alias, limit=2000) if alias else []
         evs = [e for e in evs if isinstance(e.get("value"), (int, float))]
         vals = [e["value"] for e in evs]
-        cpu = [float(e.get("cpu_ms") or 0.0) for e in evs]
+        timed = [e for e in evs if isinstance(e.get("cpu_ms"), (int, float))]  # hits whose CPU clock was read
+        cpu, wall = [e["cpu_ms"] for e in timed], sum(e["value"] for e in timed)
         if len(vals) >= 3:
-            out[key] = (statistics.median(vals), sum(vals), [e["evidence_id"] for e in evs][:200],
-                        sum(cpu) / sum(vals) if sum(vals) > 0 else 0.0, statistics.median(cpu))
+            out[key] = Timing(statistics.median(vals), sum(vals), [e["evidence_id"] for e in evs][:200],
+                              sum(cpu) / wall if wall > 0 else 0.0, statistics.median(cpu) if cpu else 0.0, len(vals))
         if alias:
             ctx.call("remove_probe", probe=alias)
     return out
@@ -66,21 +82,20 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
         # a generator (a @contextmanager's function) spans the caller's own block: never timed as a callee
         resolved = [t for t in resolved if not getattr(ctx.info(service, *t), "is_generator", False)]
         kids = resolved[:_MEASURED]
-        outside = [c for c in calls if ctx.resolve(service, c.name.split(".")[-1], current.file) is None
-                   and c.name.split(".")[-1] not in PURE_CALLS]
+        outside = ctx.calls_out(service, current.file, current.function)
         probes = {(current.file, current.function): ctx.place(
             service, "metric", ctx.where(service, current.file, current.function), metric="entry_ms", rate=50)}
         for kfile, kfunc in kids:
             probes[(kfile, kfunc)] = ctx.place(service, "metric", ctx.where(service, kfile, kfunc),
                                                metric="callee_ms", rate=50)
         ctx.pause(ctx.wait_s)
-        timing = _timings(ctx, probes)
+        timing = timings(ctx, probes)
         top = timing.get((current.file, current.function))
         if top is None:
             ctx.progress(f"latency: {current.function} ran fewer than 3 times while measured")
             return None
         if caller_ms:  # another service's entry: how much of the caller's wait it explains
-            share *= min(1.0, top[0] / caller_ms)
+            share *= min(1.0, top.median_ms / caller_ms)
             caller_ms = None
         if share < EXPLAINS:
             ctx.progress(f"latency: {current.function} holds {100 * share:.0f}% of the slow request's time, "
@@ -88,46 +103,47 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
             return None
         # a callee's share is its total time over the parent's: a call made twice a request counts twice
         kid = max(((k, v) for k, v in timing.items() if k != (current.file, current.function)),
-                  key=lambda kv: kv[1][1], default=None)
-        if kid is not None and kid[1][1] >= DOMINATES * top[1]:
-            (kfile, kfunc), _ = kid
-            share *= kid[1][1] / top[1]
-            ctx.progress(f"latency: {kfunc} holds {100 * kid[1][1] / top[1]:.0f}% of {current.function}'s time "
-                         f"(median {kid[1][0]:.1f} ms a call); descending")
+                  key=lambda kv: kv[1].total_ms, default=None)
+        if kid is not None and kid[1].total_ms >= DOMINATES * top.total_ms:
+            (kfile, kfunc), held = kid
+            share *= held.total_ms / top.total_ms
+            ctx.progress(f"latency: {kfunc} holds {100 * held.total_ms / top.total_ms:.0f}% of {current.function}'s "
+                         f"time (median {held.median_ms:.1f} ms a call); descending")
             current = EntryPoint(service, kfile, kfunc, 0, "holds the time")
             continue
         # the claim: the function's calls take this long (the descent showed they hold the request's time)
-        pred = Predicate(field="value", op=">=", value=round(top[0] / 2, 3), agg="median", min_events=3)
+        pred = top.claim()
         locus = f"{current.file}:{current.function}"
-        if top[0] < SLOWEST_FAST_MS:  # a call this short explains no slow request, whatever the shares say
+        if top.median_ms < SLOWEST_FAST_MS:  # a call this short explains no slow request, whatever the shares say
             return Verdict("likely", service, locus, f"{current.function} holds the time by the probes' shares, but "
-                           f"a call takes {top[0]:.2f} ms at the median: too short to be the cause", pred,
-                           evidence=top[2])
+                           f"a call takes {top.median_ms:.2f} ms at the median: too short to be the cause", pred,
+                           evidence=top.evidence)
         blind = [f"{len(resolved) - len(kids)} of its calls were not measured"] if len(resolved) > len(kids) else []
         blind += waits(src, current.function)[:2]
         if blind and not outside:  # its time may be in what the probes did not see: not claimed
-            return Verdict("likely", service, locus, f"{current.function} holds the time (median {top[0]:.1f} ms), "
-                           f"but the probes cannot see all of it: {'; '.join(blind)}", pred, evidence=top[2])
+            return Verdict("likely", service, locus, f"{current.function} holds the time (median "
+                           f"{top.median_ms:.1f} ms), but the probes cannot see all of it: {'; '.join(blind)}", pred,
+                           evidence=top.evidence)
         me = ctx.info(service, current.file, current.function)
         suspends = me is None or me.is_async or me.is_generator
-        if outside and not suspends and top[3] >= WORKS:
+        if outside and not suspends and top.cpu_share >= WORKS:
             # on the CPU, in its own thread, most of its time: the work itself (its code or the library
             # calls it makes, a regex, a query scan), not a wait for another service or a lock
             return ctx.conclude("proven", service, locus, f"{current.function} holds the time working, not waiting: "
-                                f"its thread is on the CPU for {100 * top[3]:.0f}% of it (median {top[4]:.1f} ms of "
-                                f"{top[0]:.1f} ms a call), in its code or the calls it makes "
+                                f"its thread is on the CPU for {100 * top.cpu_share:.0f}% of it (median "
+                                f"{top.cpu_median_ms:.1f} ms of {top.median_ms:.1f} ms a call), in its code or the "
+                                f"calls it makes "
                                 f"({', '.join(sorted({c.name for c in outside})[:3])})",
-                                Predicate(field="cpu_ms", op=">=", value=round(top[4] / 2, 3), agg="median",
-                                          min_events=3), top[2])
+                                top.claim(cpu=True), top.evidence)
         if outside:  # the time may be another service's, or a wait on a lock or a disk: not claimed
-            hop = _next_hop(ctx, service, current, [c.line for c in outside], depth, share, top[0])
+            hop = _next_hop(ctx, service, current, [c.line for c in outside], depth, share, top.median_ms)
             if hop is not None:
                 return hop
-            return Verdict("likely", service, locus, f"{current.function} holds the time (median {top[0]:.1f} ms) "
-                           f"in its calls out of our code ({', '.join(sorted({c.name for c in outside})[:3])}): "
-                           f"work there, or a wait for something else", pred, evidence=top[2])
+            return Verdict("likely", service, locus, f"{current.function} holds the time (median "
+                           f"{top.median_ms:.1f} ms) in its calls out of our code ({', '.join(sorted({c.name for c in outside})[:3])}): "
+                           f"work there, or a wait for something else", pred, evidence=top.evidence)
         return ctx.conclude("proven", service, locus, f"{current.function}'s own code holds the time: median "
-                            f"{top[0]:.1f} ms", pred, top[2])
+                            f"{top.median_ms:.1f} ms", pred, top.evidence)
     return None
 
 
@@ -140,7 +156,7 @@ def _next_hop(ctx: "Investigator", service: str, fn: EntryPoint, lines: List[int
     for line in sorted(set(lines))[:2]:
         alias = ctx.place(service, "snapshot", f"{fn.file}:{line}", rate=20)
         for e in ctx.events(alias, 2, timeout=min(ctx.wait_s, 10.0)):
-            values += [plain(n) for n in list((e.get("locals") or {}).values()) + list((e.get("arguments") or {}).values())]
+            values += seen_values([e])
     values += literals(ctx.text(service, fn.file), fn.function)  # `client.call("POST", "/reserve")`
     hop = ctx.serving(service, paths_in(values), f"{fn.function}'s call out")
     return latency(ctx, hop[0], hop[1][0], depth + 1, share, caller_ms) if hop else None

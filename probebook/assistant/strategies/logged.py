@@ -20,7 +20,7 @@ from probebook.evidence.predicate import Predicate, holds
 from probebook.protocol.capture_tree import plain
 
 from ..codeview import enclosing, find_text, handler_at
-from ..entrypoints import is_app_file
+from ..entrypoints import innermost_ours
 from ..model import Verdict
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -78,16 +78,16 @@ def _raised(ctx: "Investigator", service: str, file: str, fn: str, tried: List[s
     sites: Dict[Tuple[str, str], List[dict]] = {}
     for alias in probes:
         for e in ctx.events(alias, 3):
-            inner = next((f for f in reversed(e.get("frames") or []) if is_app_file(f.get("file") or "")), None)
+            inner = innermost_ours(e.get("frames") or [])
             if inner is not None:
                 sites.setdefault((inner["file"], inner["function"]), []).append(e)
     if not sites:
         ctx.progress(f"{fn}: nothing was raised through {', '.join(t[1] for t in targets[:4])} while watched")
         return None
     (rfile, rfunc), evs = max(sites.items(), key=lambda kv: len(kv[1]))
-    inner = next(f for f in reversed(evs[0]["frames"]) if is_app_file(f.get("file") or ""))
+    line = (innermost_ours(evs[0]["frames"]) or {}).get("line") or 0
     lines = ctx.text(service, rfile).splitlines()
-    at = lines[inner["line"] - 1].strip() if 0 < (inner.get("line") or 0) <= len(lines) else ""
+    at = lines[line - 1].strip() if 0 < line <= len(lines) else ""
     if at.startswith("raise"):  # our own rule refused (a pool timed out, a check failed): a symptom, not a cause
         ctx.progress(f"{rfunc} raises {evs[0].get('exc_type')} by its own rule ({at[:80]}): what makes it do so "
                      f"is elsewhere")
