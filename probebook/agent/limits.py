@@ -69,6 +69,11 @@ class RateLimiter:
         with self._lock:
             return self.take(now)
 
+    def ready(self, now: float = 0.0) -> bool:
+        """Would `take` succeed now? A read, without the lock and without taking: a hint for work worth
+        doing only for a hit that will be admitted, not a promise."""
+        return self._tokens + ((now or _monotonic()) - self._stamp) * self.rate >= 1.0
+
     def take(self, now: float = 0.0) -> bool:
         """`allow` for a caller that already holds a lock guarding this bucket."""
         now = now or _monotonic()

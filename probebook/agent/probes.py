@@ -263,11 +263,12 @@ class ProbeRuntime:
     # ---------------------------------------------------------------- function enter / exit
     def on_enter(self, frame: FrameType) -> Any:
         """Start of a call of a function-level probe; returns a token for `on_exit`: a span in flight, or
-        for a duration metric the thread's CPU clock (so the event tells work from waiting)."""
+        for a duration metric the thread's CPU clock (so the event tells work from waiting), read only
+        when the rate limiter would admit a hit now (the read costs about a microsecond)."""
         if not self.active:
             return None
         if self.spec.kind != "span":
-            return _cpu_ns() if self.spec.kind == "metric" else None
+            return _cpu_ns() if self.spec.kind == "metric" and self.limiter.ready() else None
         try:
             return _SpanToken.start(self, frame)
         except Exception as exc:
@@ -301,7 +302,7 @@ class ProbeRuntime:
             else:  # duration metric
                 metric = self.spec.metric
                 where = self._where(frame) if frame is not None else {"probe_id": self.id}
-                cpu = (c0 - token) / 1e6 if type(token) is int else 0.0
+                cpu = (c0 - token) / 1e6 if type(token) is int else None  # not read at entry
                 self.host.emit(MetricEvent(name=metric.name, metric_type="duration",  # type: ignore[union-attr]
                                            value=(t0 - start_ns) / 1e6, unit="ms", error=exc is not None,
                                            cpu_ms=cpu, **where))

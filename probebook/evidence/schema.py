@@ -10,7 +10,7 @@ ingested, so re-reading a stream never duplicates and a verdict can cite it:
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Tuple, Union
 
 from probebook.protocol.events import HEADER, RECORDS, fields_of
 from probebook.protocol.kinds import STATUS_KIND, Kind
@@ -35,7 +35,13 @@ def duckdb_type(name: str, py_type: Any) -> str:
 
     >>> duckdb_type("value", float), duckdb_type("line", int), duckdb_type("frames", List[Dict[str, Any]])
     ('DOUBLE', 'INTEGER', 'JSON')
+    >>> from typing import Optional
+    >>> duckdb_type("cpu_ms", Optional[float])  # a column is nullable: None is NULL
+    'DOUBLE'
     """
+    args = getattr(py_type, "__args__", ())
+    if getattr(py_type, "__origin__", None) is Union and len(args) == 2 and type(None) in args:
+        py_type = next(a for a in args if a is not type(None))
     return _NARROW.get(name) or _SCALARS.get(py_type, "JSON")
 
 

@@ -156,8 +156,9 @@ class MetricEvent(_Located):
     error: bool = False
     # duration metrics: the thread CPU time between entry and exit, ms. Near `value`: the call worked;
     # near 0: it waited (I/O, a lock, a sleep). A coroutine's or generator's counts what else ran on the
-    # thread while it was suspended.
-    cpu_ms: float = 0.0
+    # thread while it was suspended. None when not measured (other metrics; a hit admitted although
+    # the rate limiter looked full when the call began).
+    cpu_ms: Optional[float] = None
     kind = Kind.METRIC.value
 
 
