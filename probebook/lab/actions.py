@@ -27,6 +27,7 @@ from .topology import SERVICES
 __all__ = ["inject", "recover", "perform"]
 
 _DB_OWNER = {"inventory": "inventory", "orders": "orders", "queue": "worker"}
+LOCK_WAIT_S = 60.0  # how long a scenario's SQL step waits for a database its service keeps locked
 
 
 def _merge_json(lab: Any, rel: str, changes: Dict[str, Any]) -> Dict[str, Any]:
@@ -41,6 +42,30 @@ def _archive_files(lab: Any) -> List[str]:
     today = datetime.date.today()
     return [lab.path("volumes", "archive", (today + datetime.timedelta(days=d)).strftime("receipts-%Y%m%d.jsonl"))
             for d in (0, 1)]
+
+
+def run_sql(path: str, db: str, statements: List[str], wait_s: float = LOCK_WAIT_S, busy_s: float = 10.0) -> None:
+    """Run `statements` one by one (each commits on its own). A busy service may hold the database's
+    write lock for long (its scans, under an incident): a statement that finds it locked is tried again,
+    from where it stopped, for up to `wait_s`; any other error is the statement's."""
+    deadline, done = time.monotonic() + wait_s, 0
+    while True:
+        conn = sqlite3.connect(path, timeout=busy_s, isolation_level=None)
+        try:
+            for statement in statements[done:]:
+                conn.execute(statement)
+                done += 1
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise LabError(f"sql on {db}: {exc}; fix the statement in the scenario") from None
+            if time.monotonic() >= deadline:
+                raise LabError(f"sql on {db}: the database stayed locked for {wait_s:g}s (its service holds the "
+                               f"write lock); run the step again when the service is less busy") from None
+        except sqlite3.Error as exc:
+            raise LabError(f"sql on {db}: {exc}; fix the statement in the scenario") from None
+        finally:
+            conn.close()
 
 
 def perform(lab: Any, action: Action) -> str:
@@ -70,14 +95,7 @@ def perform(lab: Any, action: Action) -> str:
         path = lab.path("data", f"{f['db']}.db")
         if not os.path.exists(path):
             raise LabError(f"sql: no database {f['db']!r}; the lab has {', '.join(_DB_OWNER)}")
-        conn = sqlite3.connect(path, timeout=10.0, isolation_level=None)
-        try:
-            for statement in f["statements"]:
-                conn.execute(statement)
-        except sqlite3.Error as exc:
-            raise LabError(f"sql on {f['db']}: {exc}; fix the statement in the scenario") from None
-        finally:
-            conn.close()
+        run_sql(path, f["db"], list(f["statements"]))
         if f.get("change"):
             lab.changes.record("migration", f.get("service") or _DB_OWNER[f["db"]], str(f["change"]), by=by)
         return f"ran {len(f['statements'])} statement(s) on {f['db']}"

@@ -125,3 +125,29 @@ def test_a_release_that_fails_to_start_is_named_and_the_old_one_keeps_serving(la
     assert lab_cli("recover", "--state-dir", lab.state).returncode == 0
     lab._manifest = None  # re-read what the CLI wrote
     assert lab.manifest["scenario"] is None
+
+
+def test_a_sql_step_waits_for_a_database_its_service_keeps_locked(tmp_path):
+    """Under an incident a service may hold its database's write lock for long; the step waits and runs
+    once, from where it stopped; a lock that outlasts the wait, or a wrong statement, is said in a line."""
+    import sqlite3
+    import threading
+
+    from probebook.lab.actions import run_sql
+
+    path = str(tmp_path / "shop.db")
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE t (n INTEGER)")
+    holder.execute("BEGIN IMMEDIATE")  # a busy service holding the write lock
+    release = threading.Timer(1.0, lambda: holder.execute("COMMIT"))
+    release.start()
+    run_sql(path, "shop", ["INSERT INTO t VALUES (1)", "INSERT INTO t VALUES (2)"], wait_s=10.0, busy_s=0.2)
+    release.join()
+    assert [r[0] for r in holder.execute("SELECT n FROM t ORDER BY n")] == [1, 2]  # each once
+    holder.execute("BEGIN IMMEDIATE")
+    with pytest.raises(LabError, match="stayed locked for 0.5s"):
+        run_sql(path, "shop", ["INSERT INTO t VALUES (3)"], wait_s=0.5, busy_s=0.2)
+    holder.execute("COMMIT")
+    with pytest.raises(LabError, match="fix the statement in the scenario"):
+        run_sql(path, "shop", ["INSERT INTO nowhere VALUES (1)"], wait_s=0.5, busy_s=0.2)
+    holder.close()
