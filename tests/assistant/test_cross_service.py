@@ -62,8 +62,10 @@ def shop(tmp_path, request):
             while not stop.is_set():
                 i += 1
                 try:
-                    url = f"{front_url}/ship?user={i}" if mode == "ship" else \
-                        f"{front_url}/pay?amount=20&code={codes[i % len(codes)]}"
+                    if mode == "ship" or (mode == "slowship" and i % 4 == 0):  # no shopper 4n when slow
+                        url = f"{front_url}/ship?user={i if mode == 'ship' else i + 1}"
+                    else:
+                        url = f"{front_url}/pay?amount=20&code={codes[i % len(codes)]}"
                     urllib.request.urlopen(url, timeout=5).read()
                 except (urllib.error.URLError, OSError):
                     pass
@@ -107,6 +109,19 @@ def test_an_error_answered_by_a_peer_is_traced_to_where_the_value_it_refuses_is_
     assert verdict.service == "front"
     assert verdict.locus.endswith("twoshop.py:region_of")
     assert (verdict.predicate.op, verdict.predicate.value) == ("matches", "^[a-z]{2}$")
+
+
+@pytest.mark.parametrize("shop", ["slowship"], indirect=True)
+def test_a_slow_route_is_followed_to_the_peer_its_handler_calls(shop):
+    """front's one client carries /pay (3 calls in 4) and /ship; /ship is slow because back's
+    route_days works. The descent ends in the client; the path the slow handler calls it with
+    (`"/deliver"`), not whatever path the client's locals showed last, names the next hop."""
+    lines = []
+    verdict = Assistant(shop).investigate("GET /ship is slow", alerts=[
+        Alert("HighLatency", {"service": "front", "route": "/ship"})], progress=lines.append, wait_s=6)
+    why = "\n".join(lines + verdict.reasons)
+    assert verdict.kind == "proven", why
+    assert verdict.service == "back" and verdict.locus.endswith("twoshop.py:route_days"), why
 
 
 @pytest.mark.parametrize("shop", ["flaky", "flaky-catalog"], indirect=True)

@@ -2,8 +2,9 @@
 into the callee that holds most of the time, until no callee of ours holds it.
 
 When the function itself holds the time but calls out of our code (a client library, a socket), the
-time may be another service's: the URLs in its locals name the path of the next hop, and the
-connected service that serves it is measured the same way. Only a function whose own code holds the
+time may be another service's: the path literals of the functions descended through (the handler
+calls its client with `"/search"`), then the URLs in its locals, name the path of the next hop, and
+the connected service that serves it is measured the same way. Only a function whose own code holds the
 time, with no call out left to blame, is claimed, or (a plain function, not a coroutine) one whose
 thread is on the CPU for most of its time: the duration probe's CPU clock says it works, in its code or
 in the library calls it makes, rather than waits for a peer, a lock or a disk.
@@ -71,7 +72,7 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
             share: float = 1.0, caller_ms: Optional[float] = None) -> Optional[Verdict]:
     """`share`: the part of the slow request's time that `entry` holds (1.0 where the slowness was seen);
     a function is claimed only when it holds at least `EXPLAINS` of it (a fast one explains nothing)."""
-    current = entry
+    current, chain = entry, [entry]  # the functions descended through, from the entry
     for _ in range(5):
         if ctx.out_of_time():
             return None
@@ -110,6 +111,7 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
             ctx.progress(f"latency: {kfunc} holds {100 * held.total_ms / top.total_ms:.0f}% of {current.function}'s "
                          f"time (median {held.median_ms:.1f} ms a call); descending")
             current = EntryPoint(service, kfile, kfunc, 0, "holds the time")
+            chain.append(current)
             continue
         # the claim: the function's calls take this long (the descent showed they hold the request's time)
         pred = top.claim()
@@ -136,7 +138,7 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
                                 f"({', '.join(sorted({c.name for c in outside})[:3])})",
                                 top.claim(cpu=True), top.evidence)
         if outside:  # the time may be another service's, or a wait on a lock or a disk: not claimed
-            hop = _next_hop(ctx, service, current, [c.line for c in outside], depth, share, top.median_ms)
+            hop = _next_hop(ctx, service, chain, [c.line for c in outside], depth, share, top.median_ms)
             if hop is not None:
                 return hop
             return Verdict("likely", service, locus, f"{current.function} holds the time (median "
@@ -147,16 +149,19 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
     return None
 
 
-def _next_hop(ctx: "Investigator", service: str, fn: EntryPoint, lines: List[int], depth: int,
+def _next_hop(ctx: "Investigator", service: str, chain: List[EntryPoint], lines: List[int], depth: int,
               share: float, caller_ms: float) -> Optional[Verdict]:
-    """The connected service that serves a URL the slow function's locals hold at its calls out."""
+    """The connected service that serves the path the slow call out goes to: first a path literal of the
+    functions descended through, nearest first (`client.call("GET", "/search")` in the handler that
+    called the client), then the URLs the slow function's locals hold at its calls out (a snapshot
+    there sees every request's call, not only the slow route's)."""
     if depth >= 3:
         return None
-    values: List[object] = []
+    fn = chain[-1]
+    values: List[object] = [v for f in reversed(chain) for v in literals(ctx.text(service, f.file), f.function)]
     for line in sorted(set(lines))[:2]:
         alias = ctx.place(service, "snapshot", f"{fn.file}:{line}", rate=20)
         for e in ctx.events(alias, 2, timeout=min(ctx.wait_s, 10.0)):
             values += seen_values([e])
-    values += literals(ctx.text(service, fn.file), fn.function)  # `client.call("POST", "/reserve")`
     hop = ctx.serving(service, paths_in(values), f"{fn.function}'s call out")
     return latency(ctx, hop[0], hop[1][0], depth + 1, share, caller_ms) if hop else None

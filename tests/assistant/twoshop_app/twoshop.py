@@ -8,7 +8,8 @@
                                                    "declines" 402 (a refusal, not an outage)
 
 front /ship sends back /deliver the shopper's region, which `region_of` writes in lower case for
-every fourth shopper; back answers 422 to a region it does not know.
+every fourth shopper; back answers 422 to a region it does not know, and spends its time on the
+others in `route_days`.
 """
 
 import json
@@ -73,7 +74,14 @@ class Back:
         region = q.get("region", "")
         if region not in REGIONS:
             return 422, {"error": "unknown region"}
-        return 200, {"region": region, "days": 2}
+        return 200, {"region": region, "days": route_days(region)}
+
+
+def route_days(region):
+    days = 0
+    for i in range(150000):  # its own code holds the time of every delivery quote
+        days = (days + i * len(region)) % 7
+    return 2 + days % 2
 
 
 def region_of(user):
