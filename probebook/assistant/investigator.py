@@ -62,6 +62,7 @@ class Investigator:
         self.hypotheses: List[Hypothesis] = []
         self._files: Dict[str, Dict[str, str]] = {}
         self._connected: Optional[List[str]] = None
+        self._gone: Dict[str, str] = {}
         self._texts: Dict[Tuple[str, str], str] = {}
         self._functions: Dict[Tuple[str, str], list] = {}
         self._entries: Dict[tuple, List[EntryPoint]] = {}
@@ -84,8 +85,14 @@ class Investigator:
                         [f"{a.name} {a.summary} {' '.join(a.labels.values())}" for a in self.incident.alerts])
         cls = symptom_class(text)
         services = self.services()
-        focus = [s for s in dict.fromkeys(a.labels.get("service", "") for a in self.incident.alerts) if s in services]
+        named = [s for s in dict.fromkeys(a.labels.get("service", "") for a in self.incident.alerts) if s]
+        focus = [s for s in named if s in services]
         focus += [s for s in services if s in text and s not in focus]
+        gone = [s for s in dict.fromkeys(named + words(text)) if s in self.unreachable()]
+        if gone:  # a service of ours that does not answer: its callers see why first
+            self.progress(f"triage: {', '.join(gone)} does not answer ({self.unreachable()[gone[0]][:120]}); "
+                          f"looking at its callers")
+            focus = sorted(focus + [s for s in services if s not in focus], key=lambda s: not self.mentions(s, gone[0]))
         focus = focus or services
         routes = [a.labels["route"] for a in self.incident.alerts if a.labels.get("route")]
         route_words = list(dict.fromkeys(routes + [w for w in words(text) if w.startswith("/")]))
@@ -163,6 +170,11 @@ class Investigator:
             self._connected = self._services()
         return list(self._connected)
 
+    def unreachable(self) -> Dict[str, str]:
+        """Services of ours whose agents do not answer (at `connect`, or none of their instances now): why."""
+        self.services()
+        return dict(self._gone)
+
     def call(self, tool: str, **args: Any) -> Any:
         self.check_stop()
         res = self.tools.call(tool, args)
@@ -174,7 +186,10 @@ class Investigator:
 
     def _services(self) -> List[str]:
         res = self.call("services")
-        return [r["service"] for r in res.data] if res else []
+        rows = res.data if res else []
+        self._gone = {r["service"]: str(r.get("problem") or r.get("health")) for r in rows
+                      if r.get("health") == "down" or str(r.get("health", "")).startswith("unreachable")}
+        return [r["service"] for r in rows if r["service"] not in self._gone]
 
     def _note_changes(self) -> None:
         res = self.call("changes", since="3h")
@@ -249,6 +264,16 @@ class Investigator:
                        score=1.0 if checked.kind == kind else 0.5)
         self.hypotheses.append(h)
         return v if checked.kind == kind else None
+
+    def mentions(self, service: str, word: str) -> bool:
+        """Does any running file of the service's own code hold `word` (a peer's name in its config or client)?"""
+        for file in self.app_files(service):
+            try:
+                if word in self.text(service, file):
+                    return True
+            except (ProbebookError, ValueError):
+                continue
+        return False
 
     def parsed(self, service: str, file: str) -> list:
         """The functions of a running file of the service (parsed once per investigation)."""

@@ -12,6 +12,7 @@ True
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, TypeVar
@@ -19,7 +20,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, TypeVar
 from probebook.evidence.predicate import Predicate
 
 __all__ = ["Alert", "Incident", "Hypothesis", "Finding", "Verdict", "VERDICT_KINDS", "HYPOTHESIS_STATUSES",
-           "parse_locus", "locus_matches"]
+           "parse_locus", "locus_matches", "process_of"]
 
 VERDICT_KINDS = ("proven", "likely", "outside", "no-fault", "inconclusive")
 HYPOTHESIS_STATUSES = ("open", "supported", "refuted", "proven")
@@ -127,8 +128,10 @@ class Verdict:
     evidence: List[str] = field(default_factory=list)
     ranked: List[Hypothesis] = field(default_factory=list)
     reasons: List[str] = field(default_factory=list)
-    boundary_service: str = ""  # `outside`: our service that makes the call to the outside system
-    boundary_locus: str = ""  # `outside`: the function of ours where that call's answer was captured
+    # `outside`, or a process of ours that is gone: our service that makes the call to it, and the
+    # function of ours where that call's answer (or refusal) was captured
+    boundary_service: str = ""
+    boundary_locus: str = ""
     id: str = ""
 
     def __post_init__(self) -> None:
@@ -151,6 +154,21 @@ class Verdict:
         """One line for a terminal or a card: ``PROVEN accounts app/quota.py:Quota.left: ...``."""
         where = " ".join(x for x in (self.service, self.locus) if x)
         return f"{self.kind.upper()} {where}: {self.cause}".strip()
+
+
+_PROCESS = re.compile(r"^([A-Za-z][\w.-]{0,80}) process(?: \(.*\))?$")
+
+
+def process_of(locus: str) -> Optional[str]:
+    """The service a process locus names (``payments process``, with or without a note in
+    parentheses: ``payments process (killed)``), else None. A process locus is the claim that the
+    service's process itself is the cause (gone, not answering), not a function in it.
+
+    >>> process_of("payments process (killed)"), process_of("shop/pay.py:charge")
+    ('payments', None)
+    """
+    m = _PROCESS.match(locus.strip())
+    return m.group(1) if m else None
 
 
 def parse_locus(locus: str) -> Tuple[str, str]:

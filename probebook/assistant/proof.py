@@ -9,7 +9,9 @@ LLM, a person through the API). A cited evidence id counts only when it
     on the claimed service,
 (d) and, with the other cited ids that pass (a)-(c), satisfies the verdict's predicate.
 
-`outside` needs the same at the boundary function of ours that calls the outside system;
+`outside` needs the same at the boundary function of ours that calls the outside system, and so does
+a `proven` verdict whose locus is a process (``payments process``: the process is gone or does not
+answer, so no probe can run in it; what its callers got is the proof);
 `no-fault` needs at least `NO_FAULT_MIN_HITS` events from such probes with the predicate false in
 every one. A verdict that fails is downgraded (`proven`/`outside` to `likely` when it names a
 service and locus, else `inconclusive`) and carries the reasons.
@@ -32,7 +34,7 @@ from probebook.evidence import EvidenceStore
 from probebook.evidence.predicate import Predicate, holds, judge, value_of
 from probebook.evidence.schema import PREFIX_TABLE, TABLES, decode_row
 
-from .model import Hypothesis, Verdict, locus_matches, parse_locus
+from .model import Hypothesis, Verdict, locus_matches, parse_locus, process_of
 
 __all__ = ["ProofGate", "GateResult", "NO_FAULT_MIN_HITS", "load_events"]
 
@@ -100,6 +102,14 @@ class ProofGate:
     def examine(self, verdict: Verdict) -> GateResult:
         if verdict.kind in ("likely", "inconclusive"):
             return GateResult(verdict)
+        if verdict.kind == "proven" and process_of(verdict.locus):
+            if verdict.service != process_of(verdict.locus):
+                return self._downgrade(verdict, {}, [f"the process locus {verdict.locus!r} names another service "
+                                                     f"than {verdict.service!r}"])
+            if not (verdict.boundary_service and verdict.boundary_locus):
+                return self._downgrade(verdict, {}, ["a process verdict names the boundary: boundary_service and "
+                                                     "boundary_locus (our function whose calls to it fail)"])
+            return self._located(verdict, verdict.boundary_service, verdict.boundary_locus, "the boundary call")
         if verdict.kind == "proven":
             return self._located(verdict, verdict.service, verdict.locus, "the claimed locus")
         if verdict.kind == "outside":

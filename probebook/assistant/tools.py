@@ -180,7 +180,10 @@ class ToolBox:
     # ------------------------------------------------------------------ code
     def _t_services(self) -> ToolResult:
         rows = _rows(self.inv.services())
-        return ToolResult("services", f"{len(rows)} services connected", rows)
+        gone = dict(getattr(self.inv, "unreachable", {}) or {})
+        rows += [{"service": name, "health": "unreachable", "problem": why} for name, why in sorted(gone.items())]
+        said = f"; unreachable: {', '.join(sorted(gone))}" if gone else ""
+        return ToolResult("services", f"{len(rows) - len(gone)} services connected{said}", rows)
 
     def _t_modules(self, service: str, contains: str = "") -> ToolResult:
         mods = [m for m in self.inv.modules(service) if contains in m.name or contains in m.file]

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Sequence
 
 from probebook.assistant import Assistant
-from probebook.assistant.model import Verdict, parse_locus
+from probebook.assistant.model import Verdict, parse_locus, process_of
 from probebook.errors import one_line
 from probebook.session import Investigation
 
@@ -64,6 +64,16 @@ class EvalResult:
 
 
 def _same_locus(truth: str, claimed: str) -> bool:
+    """Does the claimed locus name the ground truth's? A path matches by whole components from the end;
+    a process locus (``payments process``) by its service, whatever note follows it.
+
+    >>> _same_locus("shop/web.py:Upstream.call", "/srv/x/shop/web.py:Upstream.call")
+    True
+    >>> _same_locus("payments process (killed)", "payments process"), _same_locus("payments process", "orders process")
+    (True, False)
+    """
+    if process_of(truth) or process_of(claimed):  # a process, whatever note follows it: "(killed)"
+        return process_of(truth) == process_of(claimed)
     tpath, tqual = parse_locus(truth)
     cpath, cqual = parse_locus(claimed)
     if not tqual or tqual != cqual:

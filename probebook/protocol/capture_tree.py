@@ -54,6 +54,9 @@ def plain(node: Any) -> Any:
 
     >>> plain({"type": "dict", "entries": [[{"type": "str", "value": "n"}, {"type": "int", "value": 1}]]})
     {'n': 1}
+    >>> plain({"type": "URLError", "args": {"type": "tuple", "not_captured": "depth"},
+    ...        "fields": {"reason": {"type": "str", "value": "Connection refused"}}})
+    "URLError(reason='Connection refused')"
     """
     if not is_node(node):
         return node
@@ -61,6 +64,9 @@ def plain(node: Any) -> Any:
         return node["value"]
     if "args" in node:
         args = plain(node["args"])
+        if (args is None or None in args) and node.get("fields"):  # args cut by depth: its attributes say it
+            kw = {k: plain(v) for k, v in node["fields"].items()}
+            return f"{node.get('type')}({', '.join(f'{k}={v!r}' for k, v in kw.items() if v is not None)})"
         return f"{node.get('type')}({', '.join(repr(a) for a in (args or []))})"
     if "elements" in node:
         return [plain(e) for e in node["elements"]]

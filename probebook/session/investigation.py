@@ -30,7 +30,7 @@ from probebook.protocol.records import ModuleSource, SourceFile
 from probebook.protocol.spec import ProbeSpec
 from probebook.connectors.agent import RedisFleet, ServiceClient
 from probebook.connectors.agent_records import AgentEvent, FleetProbe
-from probebook.errors import ConnectorError, EvidenceError, SessionError
+from probebook.errors import ConnectorError, EvidenceError, SessionError, one_line
 from probebook.evidence import EvidenceStore
 
 from .collector import Collector
@@ -109,6 +109,7 @@ class Investigation:
         self.collector = Collector(self.store)
         self.handles: Dict[str, ServiceHandle] = {}
         self.targets: Dict[str, str] = {}
+        self.unreachable: Dict[str, str] = {}  # services whose agents did not answer `connect`: why
         self._telemetry: Optional[Telemetry] = None
         self.records: Dict[str, ProbeRecord] = {}
         self._lock = threading.RLock()
@@ -124,11 +125,14 @@ class Investigation:
             handle = ServiceClient(target, token=secret)
             health = handle.health()
         except ConnectorError as exc:
+            self.unreachable[name] = one_line(exc, 200)
             raise SessionError(f"cannot connect to {name}: {exc}") from None
         if all(isinstance(h, Exception) for h in health.values()):
             first = next(iter(health.values()))
             handle.close()
+            self.unreachable[name] = one_line(first, 200)
             raise SessionError(f"cannot connect to {name}: {first}")
+        self.unreachable.pop(name, None)
         self._attach(name, handle, target if isinstance(target, str) else ", ".join(target))
         return self._service_row(name)
 

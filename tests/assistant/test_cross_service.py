@@ -62,7 +62,9 @@ def shop(tmp_path, request):
             while not stop.is_set():
                 i += 1
                 try:
-                    if mode == "ship" or (mode == "slowship" and i % 4 == 0):  # no shopper 4n when slow
+                    if mode == "down":
+                        url = f"{front_url}/{'ship?user=1' if i % 2 else 'stock'}"
+                    elif mode == "ship" or (mode == "slowship" and i % 4 == 0):  # no shopper 4n when slow
                         url = f"{front_url}/ship?user={i if mode == 'ship' else i + 1}"
                     else:
                         url = f"{front_url}/pay?amount=20&code={codes[i % len(codes)]}"
@@ -71,6 +73,9 @@ def shop(tmp_path, request):
                     pass
                 time.sleep(0.03)
 
+        if mode == "down":  # back's process is killed (the OOM killer): its agent goes with it
+            back.kill()
+            back.wait(10)
         t = threading.Thread(target=customers, daemon=True)
         t.start()
         yield inv
@@ -151,3 +156,19 @@ def test_nothing_wrong_and_nothing_firing_is_no_fault(shop):
                                           wait_s=6)
     assert verdict.kind == "no-fault", "\n".join(lines + verdict.reasons)
     assert len(verdict.evidence) >= 20
+
+
+@pytest.mark.parametrize("shop", ["down"], indirect=True)
+@pytest.mark.parametrize("route", ["/ship", "/stock"])
+def test_a_service_of_ours_whose_process_is_gone_is_proven_from_its_callers(shop, route):
+    """back is killed: its agent cannot be reached, and front's calls to it are refused. /ship catches
+    the failure (an UpstreamError with the reason), /stock lets the URLError out. The claim is back's
+    process, proven at front's boundary with the refusals captured there."""
+    lines = []
+    verdict = Assistant(shop).investigate(f"{route} fails with 502", alerts=[
+        Alert("HighErrorRate", {"service": "front", "route": route})], progress=lines.append, wait_s=6, budget_s=60)
+    why = "\n".join(lines + verdict.reasons)
+    assert verdict.kind == "proven", why
+    assert (verdict.service, verdict.locus) == ("back", "back process"), why
+    assert verdict.boundary_service == "front", why
+    assert "start back again" in verdict.mitigation

@@ -87,6 +87,18 @@ def test_outside_needs_the_boundary(world):
     assert gate.check(v).kind == "outside"
 
 
+def test_a_process_claim_is_proven_at_the_boundary_of_its_callers(world):
+    """A process that is gone cannot be probed: what its callers captured is the proof, as for outside."""
+    _, gate = world
+    v = Verdict("proven", "payments", "payments process", "payments is gone", RATE_ABOVE_1,
+                evidence=["snap:orders:i1:2"])
+    assert "names the boundary" in gate.check(v).reasons[-1]
+    v.boundary_service, v.boundary_locus = "orders", LOCUS
+    assert gate.check(v).kind == "proven"
+    v.service = "orders"  # the process of one service claimed under another's name
+    assert "names another service" in gate.check(v).reasons[-1]
+
+
 def test_no_fault_needs_enough_quiet_hits(world):
     store, gate = world
     v = Verdict("no-fault", "orders", LOCUS, "nothing reproduces", Predicate(capture="rate", op=">", value=1),

@@ -22,6 +22,7 @@ from ..differential import seen_values
 from ..entrypoints import EntryPoint, paths_in
 from ..model import Verdict
 from .answered import answered
+from .down import down
 from .timeouts import timed_out, too_tight
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,6 +64,10 @@ def caught(ctx: "Investigator", service: str, eps: List[EntryPoint], depth: int 
     for site, evs in fired:
         errs = [_fields((e.get("locals") or {}).get(site[3])) for e in evs]
         candidates.append((site, evs, errs, _ours(ctx, service, errs)))
+    for (file, fn, line, var, _), evs, errs, _ in candidates:  # a service of ours that is gone
+        gone = down(ctx, peer_of(ctx, errs), service, file, fn, line, var, errs, seen_values(evs[:3]))
+        if gone is not None:
+            return gone
     # a handler whose error names a service of ours says most; else the busiest
     (file, fn, line, var, tried), evs, errs, ours = next((c for c in candidates if c[3]), candidates[0])
     ctx.progress(f"{service}: {fn} catches {var} = {str(errs[0])[:120]} ({len(evs)} times)")

@@ -26,6 +26,7 @@ from ..differential import separate, values_of
 from ..entrypoints import EntryPoint, innermost_ours, is_app_file, paths_in
 from ..model import Hypothesis, Verdict
 from .caught import caught, outside, peer_of
+from .down import down_raised
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..investigator import Investigator
@@ -58,6 +59,10 @@ def errors(ctx: "Investigator", service: str, eps: List[EntryPoint], depth: int 
                                      evidence=[e["evidence_id"] for e in evs[:5]]))
     library_raised = not is_app_file(evs[0]["frames"][-1].get("file") or "")
     if library_raised:
+        client = [plain(((innermost_ours(e["frames"]) or {}).get("locals") or {}).get("self")) for e in evs[:5]]
+        gone = down_raised(ctx, peer_of(ctx, client), service, file, function, evs)
+        if gone is not None:
+            return gone
         hop = _next_hop(ctx, service, evs, depth)
         if hop is not None:
             return hop

@@ -9,7 +9,8 @@
 
 front /ship sends back /deliver the shopper's region, which `region_of` writes in lower case for
 every fourth shopper; back answers 422 to a region it does not know, and spends its time on the
-others in `route_days`.
+others in `route_days`. front /stock calls back with no error handling at all (a refused connection
+leaves as URLError); /ship turns it into an UpstreamError with the reason.
 """
 
 import json
@@ -25,9 +26,9 @@ REGIONS = ("EU", "US", "UK")
 
 
 class UpstreamError(Exception):
-    def __init__(self, peer, status, path):
-        super().__init__(f"{peer} answered {status} to {path}")
-        self.peer, self.status, self.path = peer, status, path
+    def __init__(self, peer, status, path, reason=""):
+        super().__init__(f"{peer} answered {status} to {path}" if status else f"{peer} did not answer: {reason}")
+        self.peer, self.status, self.path, self.reason = peer, status, path, reason
 
 
 class Peer:
@@ -42,9 +43,16 @@ class Peer:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as err:
             status = err.code
+        except urllib.error.URLError as err:  # no answer at all
+            raise UpstreamError(self.name, 0, path, reason=str(err.reason)) from None
         if status >= 400:
             raise UpstreamError(self.name, status, path)
         return {}
+
+    def fetch(self, path):
+        """A bare call: a failure of any kind leaves through the caller."""
+        with urllib.request.urlopen(f"{self.base_url}{path}", timeout=5) as resp:
+            return json.loads(resp.read())
 
 
 def fee_rate(code):
@@ -108,6 +116,9 @@ class Front:
         except UpstreamError as err:
             return 502, {"error": f"{err.peer} answered {err.status}"}
 
+    def stock(self):
+        return 200, self.back.fetch("/deliver?region=EU")
+
 
 def serve(port_file, handle):
     class Handler(BaseHTTPRequestHandler):
@@ -141,7 +152,8 @@ def main():
     if role == "front":
         front = Front(arg)
         routes = {"/pay": lambda q: front.pay(float(q.get("amount", 10)), q.get("code", "")),
-                  "/ship": lambda q: front.ship(int(q.get("user", 0)))}
+                  "/ship": lambda q: front.ship(int(q.get("user", 0))),
+                  "/stock": lambda q: front.stock()}
     elif role == "back":
         back = Back(arg)
         routes = {"/charge": lambda q: back.charge(float(q.get("amount", 10)), q.get("code", "")),
