@@ -22,14 +22,14 @@ from .codeview import SourceError, functions
 __all__ = ["EntryPoint", "words", "handler_names", "is_app_file", "symptom_class", "SYMPTOMS", "paths_in"]
 
 # SRE vocabulary, not names of any service: the class of a symptom decides the first strategy
-SYMPTOMS = {
+SYMPTOMS = {  # a mechanism that explains errors and latency at once comes before them
+    "retries": ("retry", "retries", "amplif"),
     "errors": ("error", "5xx", "500", "502", "503", "fail", "exception", "crash", "wrong", "incorrect", "negative",
                "missing", "duplicate", "broken"),
     "latency": ("latency", "slow", "p95", "p99", "duration", "timeout", "lag"),
     "saturation": ("saturat", "pool", "exhaust", "connections", "backlog", "queue"),
     "growth": ("growth", "leak", "memory", "grow", "cache"),
     "down": ("down", "unreachable", "unavailable", "scrape"),
-    "retries": ("retry", "retries", "amplif"),
 }
 # probebook's own rooms, which share a process with what they probe only in tests and notebooks (the lab
 # is a user of the agent like any service: its code is application code)

@@ -10,6 +10,8 @@ requests enter the service's own code (`entrypoints`), and tests hypotheses with
   claim is tested there with a probe of its own;
 - a log line the reporter quotes, written by an ``except`` handler that drops what it caught: the
   exception is caught with exception probes on what the ``try`` calls, and proven where it is raised;
+- retries (the alerts say the calls are amplified): the retry loop of ours that goes round most, proven
+  where it retries with no wait between attempts;
 - latency: in an async service, first the plain functions its coroutines call on the loop's thread
   (one that holds the loop is the cause of every slow page); then duration probes on the entry
   function and the functions it calls, descending into the callee that holds most of the time until
@@ -37,6 +39,7 @@ from .strategies.errors import errors
 from .strategies.latency import latency
 from .strategies.logged import logged
 from .strategies.quiet import quiet
+from .strategies.retries import retries
 from .tools import ToolBox
 
 __all__ = ["Investigator", "Stopped"]
@@ -83,7 +86,9 @@ class Investigator:
     def _investigate(self) -> Verdict:
         text = " ".join([self.incident.title, self.incident.text] +
                         [f"{a.name} {a.summary} {' '.join(a.labels.values())}" for a in self.incident.alerts])
-        cls = symptom_class(text)
+        said_by_alerts = " ".join(f"{a.name} {a.summary}" for a in self.incident.alerts)
+        cls = symptom_class(said_by_alerts)  # what the alerts measure first, then the reporter's words
+        cls = symptom_class(text) if cls == "unknown" else cls
         services = self.services()
         named = [s for s in dict.fromkeys(a.labels.get("service", "") for a in self.incident.alerts) if s]
         focus = [s for s in named if s in services]
@@ -109,6 +114,10 @@ class Investigator:
         if said is not None:
             return said
         fallback: Optional[Verdict] = None  # a `likely` answer does not end the search while time is left
+        if cls == "retries":  # calls amplified: the loop of ours that sends them again is the answer, proven
+            found = retries(self, focus + [s for s in services if s not in focus])  # or not; why the calls
+            if found is not None:  # fail is another question (a proof of it would answer the wrong one)
+                return found
         for service in focus:
             if time.monotonic() > self.deadline:
                 break

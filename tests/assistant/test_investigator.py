@@ -115,3 +115,19 @@ def test_our_own_rule_raising_under_a_quoted_log_line_is_not_claimed_as_the_caus
                                "QueueBacklog", "", wait_s=3)
     assert "by its own rule" in why
     assert not (verdict.kind == "proven" and verdict.locus.endswith("Quota.take")), why
+
+
+@pytest.mark.parametrize("traffic", ["notify", "notify-backoff"])
+def test_retries_with_no_backoff_are_proven_at_the_loop_that_amplifies(shop, traffic):
+    """Every refused message is sent 4 times. With no wait between the attempts the loop is proven the
+    cause; with a backoff it amplifies too, but what to fix is not proven. A batch that goes on to the
+    next item after a failure (`drain`) is no retry loop."""
+    inv, _ = shop
+    verdict, why = investigate(inv, traffic, "the dispatcher is flooded", "RetryAmplification", "", wait_s=3)
+    assert verdict.locus.endswith("tinyshop.py:Courier.send"), why
+    assert "Courier.drain retries" not in why
+    if traffic == "notify":
+        assert verdict.kind == "proven", why
+        assert (verdict.predicate.capture, verdict.predicate.value) == ("self.backoff * attempt", 0)
+    else:
+        assert verdict.kind == "likely", why

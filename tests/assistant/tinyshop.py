@@ -124,6 +124,41 @@ class Batches:
             self.log.append("batch skipped, will retry")
 
 
+class Courier:
+    """Sends through a dispatcher that refuses every other message; it retries a refused one `attempts`
+    times, waiting `backoff * attempt` seconds between (0: no backoff at all, the defect)."""
+
+    def __init__(self, backoff=0.0, attempts=4):
+        self.backoff, self.attempts = backoff, attempts
+
+    def dispatch(self, n):
+        if n % 2 == 0:
+            raise ConnectionError("dispatcher busy")
+        return n
+
+    def send(self, n):
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self.dispatch(n)
+            except ConnectionError:
+                if attempt >= self.attempts:
+                    raise
+                time.sleep(self.backoff * attempt)
+
+    def drain(self, items):
+        """A batch, not a retry: after a failure it goes on to the next item."""
+        sent = 0
+        for n in items:
+            try:
+                self.dispatch(n)
+                sent += 1
+            except ConnectionError:
+                sent += 0
+        return sent
+
+
 @contextlib.contextmanager
 def traced(user):
     yield user
@@ -151,6 +186,7 @@ class Api:
         self.book = PriceBook()
         self.jobs = Jobs()
         self.batches = Batches()
+        self.courier = Courier()
         self.routes = {"/pay": self.pay, "/report": self.report, "/line": self.line, "/search": self.search,
                        "/export": self.export}
 
@@ -190,9 +226,14 @@ def serve(api, stop, kind="pay"):
                 api.jobs.step(i)
             elif kind == "batches":
                 api.batches.step(i)
+            elif kind.startswith("notify"):
+                if kind == "notify-backoff":
+                    api.courier.backoff = 0.002
+                api.courier.drain(range(i, i + 4))
+                api.courier.send(i)
             else:
                 api.report(i)
-        except (PriceError, TypeError):
+        except (PriceError, TypeError, ConnectionError):
             pass
         time.sleep(0.02)
 
