@@ -37,6 +37,7 @@ from .proof import ProofGate
 from .strategies.blocking import blocking
 from .strategies.errors import errors
 from .strategies.latency import latency
+from .strategies.leaks import leaks
 from .strategies.logged import logged
 from .strategies.quiet import quiet
 from .strategies.retries import retries
@@ -114,6 +115,11 @@ class Investigator:
         if said is not None:
             return said
         fallback: Optional[Verdict] = None  # a `likely` answer does not end the search while time is left
+        if cls == "saturation":  # a pool drained: a path of ours that never gives back what it took
+            found = leaks(self, focus + [s for s in services if s not in focus])
+            if found is not None and found.kind != "likely":
+                return found
+            fallback = found
         if cls == "retries":  # calls amplified: the loop of ours that sends them again is the answer, proven
             found = retries(self, focus + [s for s in services if s not in focus])  # or not; why the calls
             if found is not None:  # fail is another question (a proof of it would answer the wrong one)

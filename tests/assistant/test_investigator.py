@@ -131,3 +131,16 @@ def test_retries_with_no_backoff_are_proven_at_the_loop_that_amplifies(shop, tra
         assert (verdict.predicate.capture, verdict.predicate.value) == ("self.backoff * attempt", 0)
     else:
         assert verdict.kind == "likely", why
+
+
+@pytest.mark.parametrize("traffic", ["orders-reclaim", "orders"])
+def test_a_path_that_never_gives_its_connection_back_is_found(shop, traffic):
+    """Orders.create keeps its connection when the sku is sold out. A pool that takes leaked connections
+    back after a while lets the leak run again, and it is proven where it runs with the pool full; a
+    pool that stays full stops every caller first, so the leak is only `likely` (said, not proven)."""
+    inv, _ = shop
+    verdict, why = investigate(inv, traffic, "orders are refused: the pool is saturated", "PoolSaturated", "",
+                               wait_s=3)
+    assert verdict.locus.endswith("tinyshop.py:Orders.create"), why
+    assert verdict.kind == ("proven" if traffic == "orders-reclaim" else "likely"), why
+    assert verdict.predicate.capture == "self.pool.in_use >= self.pool.size", why

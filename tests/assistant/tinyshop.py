@@ -159,6 +159,53 @@ class Courier:
         return sent
 
 
+class PoolFull(Exception):
+    pass
+
+
+class Pool:
+    """`size` connections; `acquire` fails at once when all are out. With `reclaim_s`, connections held
+    longer than that are taken back (a leak-detecting pool), so a leak drains it again and again."""
+
+    def __init__(self, size=4, reclaim_s=None):
+        self.size, self.in_use, self.reclaim_s, self._out = size, 0, reclaim_s, {}
+        self._lock = threading.Lock()
+
+    def acquire(self):
+        with self._lock:
+            now = time.monotonic()
+            if self.reclaim_s is not None:
+                for conn in [c for c, t in self._out.items() if now - t > self.reclaim_s]:
+                    del self._out[conn]
+                    self.in_use -= 1
+            if self.in_use >= self.size:
+                raise PoolFull(f"{self.in_use}/{self.size} in use")
+            self.in_use += 1
+            conn = object()
+            self._out[conn] = now
+            return conn
+
+    def release(self, conn):
+        with self._lock:
+            if self._out.pop(conn, None) is not None:
+                self.in_use -= 1
+
+
+class Orders:
+    def __init__(self, pool):
+        self.pool, self.stock = pool, {"sku-1": 10 ** 9, "sku-2": 0}
+
+    def create(self, sku):
+        conn = self.pool.acquire()
+        if self.stock[sku] <= 0:
+            return {"status": 409}  # the defect: the connection is never given back on this path
+        try:
+            self.stock[sku] -= 1
+        finally:
+            self.pool.release(conn)
+        return {"status": 201, "conn": id(conn)}
+
+
 @contextlib.contextmanager
 def traced(user):
     yield user
@@ -187,6 +234,7 @@ class Api:
         self.jobs = Jobs()
         self.batches = Batches()
         self.courier = Courier()
+        self.orders = Orders(Pool())
         self.routes = {"/pay": self.pay, "/report": self.report, "/line": self.line, "/search": self.search,
                        "/export": self.export}
 
@@ -226,6 +274,10 @@ def serve(api, stop, kind="pay"):
                 api.jobs.step(i)
             elif kind == "batches":
                 api.batches.step(i)
+            elif kind.startswith("orders"):
+                if kind == "orders-reclaim":
+                    api.orders.pool.reclaim_s = 1.0
+                api.orders.create("sku-2" if i % 5 == 0 else "sku-1")
             elif kind.startswith("notify"):
                 if kind == "notify-backoff":
                     api.courier.backoff = 0.002
@@ -233,7 +285,7 @@ def serve(api, stop, kind="pay"):
                 api.courier.send(i)
             else:
                 api.report(i)
-        except (PriceError, TypeError, ConnectionError):
+        except (PriceError, TypeError, ConnectionError, PoolFull):
             pass
         time.sleep(0.02)
 
