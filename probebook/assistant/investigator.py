@@ -269,6 +269,29 @@ class Investigator:
         fired = [(site, self.events(alias, 1, timeout=1.0)) for site, alias in placed]
         return sorted([(site, evs) for site, evs in fired if evs], key=lambda f: -len(f[1]))
 
+    def watch_found(self, services: List[str], find: Callable[[str], list], line: Callable[[Any], int],
+                    capture: Callable[[Any], List[str]], say: Callable[[Any], str]) -> Optional[list]:
+        """Sites that `find(source)` finds in the services' own running files (four a file), each watched
+        with a snapshot on `line(site)` capturing `capture(site)`: ``(service, file, site, events)`` of
+        those that ran while watched, the busiest first (when none ran: the first found, with no events);
+        None when nothing was found to watch."""
+        placed = []
+        for service in services:
+            for file in self.app_files(service):
+                try:
+                    found = find(self.text(service, file))
+                except (SyntaxError, ValueError, ProbebookError):
+                    continue
+                for site in found[:4]:
+                    self.progress(f"{service}: {say(site)} ({file}:{line(site)})")
+                    placed.append((service, file, site, self.place(service, "snapshot", f"{file}:{line(site)}",
+                                                                   capture=capture(site), rate=20)))
+        if not placed:
+            return None
+        self.pause(min(self.wait_s, 10.0))
+        seen = [(service, file, site, self.events(alias, 1, timeout=1.0)) for service, file, site, alias in placed]
+        return sorted([x for x in seen if x[3]], key=lambda x: -len(x[3])) or [(*placed[0][:3], [])]
+
     def conclude(self, kind: str, service: str, locus: str, cause: str, pred: Predicate,
                   evidence: List[str]) -> Optional[Verdict]:
         v = Verdict(kind, service, locus, cause, pred, evidence=evidence,

@@ -132,26 +132,13 @@ def _fullness(pool: str, node: Any) -> Optional[str]:
 
 def leaks(ctx: "Investigator", services: List[str]) -> Optional[Verdict]:
     """The leak path that runs while its pool is full; see the module docstring."""
-    placed: List[Tuple[str, str, LeakPath, Optional[str]]] = []
-    for service in services:
-        for file in ctx.app_files(service):
-            try:
-                paths = leak_paths(ctx.text(service, file))
-            except (SyntaxError, ValueError):
-                continue
-            for path in paths[:4]:
-                ctx.progress(f"{service}: {path.function} leaves line {path.line} with {path.name} from "
-                             f"{path.pool} still taken")
-                placed.append((service, file, path, ctx.place(service, "snapshot", f"{file}:{path.line}",
-                                                              capture=[path.pool], rate=20)))
-    if not placed:
+    seen = ctx.watch_found(services, leak_paths, lambda path: path.line, lambda path: [path.pool],
+                           lambda path: f"{path.function} leaves with {path.name} from {path.pool} still taken")
+    if seen is None:
         ctx.progress("no path of the services' own code leaves with a resource it took")
         return None
-    ctx.pause(min(ctx.wait_s, 10.0))
-    seen = [(s, f, p, ctx.events(alias, 1, timeout=1.0)) for s, f, p, alias in placed]
-    seen = sorted([x for x in seen if x[3]], key=lambda x: -len(x[3]))
-    if not seen:
-        return _full_already(ctx, placed)
+    if not seen[0][3]:
+        return _full_already(ctx, seen[0][0], seen[0][1], seen[0][2])
     service, file, path, evs = seen[0]
     locus = f"{file}:{path.function}"
     ctx.progress(f"{service}: {path.function} left by line {path.line} {len(evs)} times while watched, keeping "
@@ -171,11 +158,10 @@ def leaks(ctx: "Investigator", services: List[str]) -> Optional[Verdict]:
         Verdict("likely", service, locus, cause, pred, evidence=ids[:5])
 
 
-def _full_already(ctx: "Investigator", placed: List[Tuple[str, str, LeakPath, Optional[str]]]) -> Optional[Verdict]:
+def _full_already(ctx: "Investigator", service: str, file: str, path: LeakPath) -> Optional[Verdict]:
     """No leak path ran: a full pool stops every caller at the take, so the leak cannot run again. The
     pool is captured where the first leaking function takes from it; full there, the leak path is the
     `likely` cause (caught in the act only after the pool is freed: a restart, with the probe placed)."""
-    service, file, path, _ = placed[0]
     alias = ctx.place(service, "snapshot", f"{file}:{path.took}", capture=[path.pool], rate=20)
     evs = ctx.events(alias, 2)
     claim = next((c for c in (_fullness(path.pool, (e.get("expressions") or {}).get(path.pool)) for e in evs) if c),

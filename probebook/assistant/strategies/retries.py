@@ -111,25 +111,13 @@ def _loops_in(fn: ast.AST, qualname: str, source: str) -> List[RetryLoop]:
 
 def retries(ctx: "Investigator", services: List[str]) -> Optional[Verdict]:
     """The loop of ours that retries most, and whether it waits between attempts; see the module docstring."""
-    placed: List[Tuple[str, str, RetryLoop, Optional[str]]] = []
-    for service in services:
-        for file in ctx.app_files(service):
-            try:
-                loops = retry_loops(ctx.text(service, file))
-            except (SyntaxError, ValueError):
-                continue
-            for loop in loops[:4]:
-                capture = ([loop.wait] if loop.wait else []) + list(loop.counters)
-                ctx.progress(f"{service}: {loop.function} retries after a failure ({file}:{loop.line})")
-                placed.append((service, file, loop, ctx.place(service, "snapshot", f"{file}:{loop.line}",
-                                                              capture=capture, rate=20)))
-    if not placed:
+    seen = ctx.watch_found(services, retry_loops, lambda loop: loop.line,
+                           lambda loop: ([loop.wait] if loop.wait else []) + list(loop.counters),
+                           lambda loop: f"{loop.function} retries after a failure")
+    if seen is None:
         ctx.progress("no retry loop in the services' own code")
         return None
-    ctx.pause(min(ctx.wait_s, 10.0))
-    seen = [(service, file, loop, ctx.events(alias, 1, timeout=1.0)) for service, file, loop, alias in placed]
-    seen = sorted([s for s in seen if s[3]], key=lambda s: -len(s[3]))
-    if not seen:
+    if not seen[0][3]:
         ctx.progress("no retry loop went round while watched")
         return None
     service, file, loop, evs = seen[0]
