@@ -19,7 +19,7 @@ from typing import List, Optional, Sequence
 
 from .codeview import SourceError, functions
 
-__all__ = ["EntryPoint", "words", "handler_names", "is_app_file", "symptom_class", "SYMPTOMS", "paths_in"]
+__all__ = ["EntryPoint", "words", "handler_names", "is_app_file", "symptom_class", "symptom_classes", "SYMPTOMS", "paths_in"]
 
 # SRE vocabulary, not names of any service: the class of a symptom decides the first strategy
 SYMPTOMS = {  # a mechanism that explains errors and latency at once comes before them
@@ -59,11 +59,18 @@ def symptom_class(text: str) -> str:
     >>> symptom_class("Control: nothing is wrong; no errors"), symptom_class("totals are wrong")
     ('unknown', 'errors')
     """
+    found = symptom_classes(text)
+    return found[0] if found else "unknown"
+
+
+def symptom_classes(text: str) -> List[str]:
+    """Every symptom class whose words appear in `text`, in `SYMPTOMS` order.
+
+    >>> symptom_classes("CacheGrowth RetryAmplification")
+    ['retries', 'growth']
+    """
     low = _NEGATED.sub(" ", re.sub(r"(?<=[a-z])(?=[A-Z])", " ", text).lower())
-    for cls, keys in SYMPTOMS.items():
-        if any(k in low for k in keys):
-            return cls
-    return "unknown"
+    return [cls for cls, keys in SYMPTOMS.items() if any(k in low for k in keys)]
 
 
 def words(text: str) -> List[str]:

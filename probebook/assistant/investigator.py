@@ -10,6 +10,8 @@ requests enter the service's own code (`entrypoints`), and tests hypotheses with
   claim is tested there with a probe of its own;
 - a log line the reporter quotes, written by an ``except`` handler that drops what it caught: the
   exception is caught with exception probes on what the ``try`` calls, and proven where it is raised;
+- growth (the alerts say something grows): the map of ours that grows with a new key on every store,
+  the part of its keys that is new every time, and the function that makes such keys;
 - retries (the alerts say the calls are amplified): the retry loop of ours that goes round most, proven
   where it retries with no wait between attempts;
 - latency: in an async service, first the plain functions its coroutines call on the loop's thread
@@ -31,11 +33,12 @@ from probebook.errors import ProbebookError, one_line
 from probebook.evidence.predicate import Predicate
 
 from .codeview import PURE_CALLS, callees, functions
-from .entrypoints import EntryPoint, entry_points, is_app_file, symptom_class, words
+from .entrypoints import EntryPoint, entry_points, is_app_file, symptom_classes, words
 from .model import Hypothesis, Incident, Verdict
 from .proof import ProofGate
 from .strategies.blocking import blocking
 from .strategies.errors import errors
+from .strategies.growth import growth
 from .strategies.latency import latency
 from .strategies.leaks import leaks
 from .strategies.logged import logged
@@ -44,6 +47,10 @@ from .strategies.retries import retries
 from .tools import ToolBox
 
 __all__ = ["Investigator", "Stopped"]
+
+# symptom class -> the strategy for the mechanism it names: a map that keeps new keys, a pool drained by a
+# leak, calls sent again at once
+_MECHANISMS = {"growth": growth, "saturation": leaks, "retries": retries}
 
 Progress = Callable[[str], None]
 
@@ -88,8 +95,8 @@ class Investigator:
         text = " ".join([self.incident.title, self.incident.text] +
                         [f"{a.name} {a.summary} {' '.join(a.labels.values())}" for a in self.incident.alerts])
         said_by_alerts = " ".join(f"{a.name} {a.summary}" for a in self.incident.alerts)
-        cls = symptom_class(said_by_alerts)  # what the alerts measure first, then the reporter's words
-        cls = symptom_class(text) if cls == "unknown" else cls
+        classes = symptom_classes(said_by_alerts) or symptom_classes(text)  # the alerts first, then the words
+        cls = classes[0] if classes else "unknown"
         services = self.services()
         named = [s for s in dict.fromkeys(a.labels.get("service", "") for a in self.incident.alerts) if s]
         focus = [s for s in named if s in services]
@@ -103,7 +110,7 @@ class Investigator:
         routes = [a.labels["route"] for a in self.incident.alerts if a.labels.get("route")]
         route_words = list(dict.fromkeys(routes + [w for w in words(text) if w.startswith("/")]))
         self.progress(f"triage: alerts {', '.join(a.name + str(a.labels) for a in self.incident.alerts) or 'none'}")
-        self.progress(f"triage: symptom {cls}, services {', '.join(focus) or 'none'}, routes "
+        self.progress(f"triage: symptom {', '.join(classes) or cls}, services {', '.join(focus) or 'none'}, routes "
                       f"{', '.join(route_words) or 'none'}")
         self._note_changes()
         if not services:
@@ -115,15 +122,12 @@ class Investigator:
         if said is not None:
             return said
         fallback: Optional[Verdict] = None  # a `likely` answer does not end the search while time is left
-        if cls == "saturation":  # a pool drained: a path of ours that never gives back what it took
-            found = leaks(self, focus + [s for s in services if s not in focus])
-            if found is not None and found.kind != "likely":
+        for c in classes:  # a mechanism the alerts name has a strategy of its own, tried before the generic one
+            found = _MECHANISMS[c](self, focus + [s for s in services if s not in focus]) if c in _MECHANISMS else None
+            if found is not None and (found.kind != "likely" or c == "retries"):  # amplification seen: the answer
                 return found
-            fallback = found
-        if cls == "retries":  # calls amplified: the loop of ours that sends them again is the answer, proven
-            found = retries(self, focus + [s for s in services if s not in focus])  # or not; why the calls
-            if found is not None:  # fail is another question (a proof of it would answer the wrong one)
-                return found
+            fallback = fallback or found
+        generic = next((c for c in classes if c in ("errors", "latency")), cls)
         for service in focus:
             if time.monotonic() > self.deadline:
                 break
@@ -131,7 +135,7 @@ class Investigator:
             if not eps:
                 self.progress(f"{service}: no entry point found for {', '.join(route_words) or 'the incident'}")
                 continue
-            if cls in ("latency",):
+            if generic == "latency":
                 verdict = blocking(self, service, [ep.file for ep in eps]) \
                     if any(self.is_async(service, ep) for ep in eps) else None
                 verdict = verdict or next((v for v in (latency(self, service, ep) for ep in eps) if v is not None),
@@ -145,7 +149,7 @@ class Investigator:
             fallback = fallback or verdict
         if fallback is not None:
             return fallback
-        return Verdict("inconclusive", cause=f"the {cls} strategy found no decisive evidence in "
+        return Verdict("inconclusive", cause=f"the {generic} strategy found no decisive evidence in "
                                              f"{', '.join(focus)}; the probes placed saw nothing that separates "
                                              f"failing calls from healthy ones")
 
@@ -285,7 +289,7 @@ class Investigator:
                 for site in found[:4]:
                     self.progress(f"{service}: {say(site)} ({file}:{line(site)})")
                     placed.append((service, file, site, self.place(service, "snapshot", f"{file}:{line(site)}",
-                                                                   capture=capture(site), rate=20)))
+                                                                   capture=capture(site), rate=20, light=True)))
         if not placed:
             return None
         self.pause(min(self.wait_s, 10.0))

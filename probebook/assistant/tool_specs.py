@@ -49,7 +49,9 @@ SPECS: List[Dict[str, Any]] = [
                         where={"type": "string", "description": "path.py:LINE or package.module:Qual.name"},
                         when={"type": "string", "description": "optional condition, a safe subset of Python"},
                         capture={"type": "array", "items": _S}, template=_S, metric=_S, ttl=_S,
-                        rate={"type": "number"})},
+                        rate={"type": "number"},
+                        light={"type": "boolean", "description": "capture the frame's locals shallowly (one "
+                                                                 "level, 10 items): cheap when only `capture` is read"})},
     {"name": "remove_probe", "description": "Remove a probe this investigation placed.",
      "parameters": _obj(["probe"], probe=_S)},
     {"name": "wait_events", "description": "Wait until a probe has `count` events (or `timeout` s); their evidence "

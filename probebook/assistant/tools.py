@@ -31,6 +31,8 @@ from .tool_specs import SPECS
 __all__ = ["ToolBox", "ToolResult", "ProbeBudget", "MAX_ROWS", "MAX_BYTES", "check_read_only"]
 
 MAX_ROWS = 40
+# a probe read for its capture expressions: locals kept shallow, so a big object in a frame costs little
+LIGHT = {"max_depth": 1, "max_items": 10}
 MAX_BYTES = 6000
 # what a read of the evidence never needs: files, the network, settings, other databases
 _OUTSIDE_SQL = re.compile(r"\b(read_\w+|glob|copy|attach|detach|install|load|pragma|export|import|set|reset|"
@@ -224,7 +226,8 @@ class ToolBox:
 
     # ------------------------------------------------------------------ probes and evidence
     def _t_place_probe(self, service: str, kind: str, where: str, when: str = "", capture: Sequence[str] = (),
-                       template: str = "", metric: str = "", ttl: str = "5m", rate: float = 0) -> ToolResult:
+                       template: str = "", metric: str = "", ttl: str = "5m", rate: float = 0,
+                       light: bool = False) -> ToolResult:
         if len(self.live) >= self.budget.max_live:
             raise ValueError(f"probe budget: {len(self.live)} live probes (the most is {self.budget.max_live}); "
                              f"remove_probe one first")
@@ -239,7 +242,8 @@ class ToolBox:
             metric_spec = {"name": metric or "probe_duration_ms", "type": "duration"} if not metric or \
                 metric.isidentifier() else metric
         record = self.inv.probe(kind, service, where, when=when or None, capture=list(capture),
-                                template=template or None, metric=metric_spec, ttl=ttl_s, rate=rate_v)
+                                template=template or None, metric=metric_spec, ttl=ttl_s, rate=rate_v,
+                                limits=LIGHT if light else None)
         self.placed[record.alias] = kind
         self.live.append(record.alias)
         return ToolResult("place_probe", f"probe {record.alias} ({kind}) on {service} at {where}: {record.summary}",

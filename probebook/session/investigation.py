@@ -225,13 +225,14 @@ class Investigation:
               template: Optional[str] = None, capture: Iterable[str] = (),
               metric: Union[str, Mapping[str, str], None] = None, ttl: Optional[Duration] = None,
               rate: Optional[Rate] = None, max_hits: Optional[int] = None, name: Optional[str] = None,
-              alias: Optional[str] = None) -> ProbeRecord:
+              alias: Optional[str] = None, limits: Optional[Mapping[str, int]] = None) -> ProbeRecord:
         """Place a probe on every instance of `service`; bad specs raise before anything is sent.
         `ttl`: seconds or ``"15m"``; `rate`: events a second or ``"10/m"``; `metric`: a name or
-        ``{"name", "type", "value", "unit"}``."""
+        ``{"name", "type", "value", "unit"}``; `limits`: capture limits (``{"max_depth": 1}``)."""
         raw: Dict[str, object] = {"kind": kind, "where": where}
         for key, value in (("when", when), ("template", template), ("metric", metric), ("ttl", ttl),
-                           ("rate", rate), ("max_hits", max_hits), ("name", name)):
+                           ("rate", rate), ("max_hits", max_hits), ("name", name),
+                           ("limits", dict(limits) if limits else None)):
             if value is not None:
                 raw[key] = value
         capture = list(capture)

@@ -144,3 +144,14 @@ def test_a_path_that_never_gives_its_connection_back_is_found(shop, traffic):
     assert verdict.locus.endswith("tinyshop.py:Orders.create"), why
     assert verdict.kind == ("proven" if traffic == "orders-reclaim" else "likely"), why
     assert verdict.predicate.capture == "self.pool.in_use >= self.pool.size", why
+
+
+def test_a_cache_that_grows_is_traced_to_the_function_that_makes_its_keys(shop):
+    """Every product page is cached under its whole query, and the query carries the visit: every key
+    is new. The part that makes them new (`visit=`) is found by taking the keys apart, and the claim is
+    proven where the key is made; the views map, stored into as often, does not grow."""
+    inv, _ = shop
+    verdict, why = investigate(inv, "pages", "memory grows without bound", "CacheGrowth", "", wait_s=3)
+    assert verdict.kind == "proven", why
+    assert verdict.locus.endswith("tinyshop.py:PageCache.key"), why
+    assert (verdict.predicate.op, verdict.predicate.value) == ("contains", "visit="), why

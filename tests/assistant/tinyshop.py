@@ -159,6 +159,33 @@ class Courier:
         return sent
 
 
+class PageCache:
+    """Pages by key; `key` keys them on the whole query, so a per-visit part makes every key new."""
+
+    def __init__(self):
+        self._pages, self.views = {}, {}
+
+    def key(self, query):
+        return query
+
+    def get(self, key):
+        return self._pages.get(key)
+
+    def put(self, key, page):
+        self._pages[key] = page
+
+
+def product_page(cache, sku, visit):
+    query = f"sku={sku}&region=eu&visit={visit}"
+    cache.views[sku] = cache.views.get(sku, 0) + 1  # a bounded map: a few skus, stored again and again
+    key = cache.key(query)
+    page = cache.get(key)
+    if page is None:
+        page = {"sku": sku}
+        cache.put(key, page)
+    return page
+
+
 class PoolFull(Exception):
     pass
 
@@ -235,6 +262,7 @@ class Api:
         self.batches = Batches()
         self.courier = Courier()
         self.orders = Orders(Pool())
+        self.pages = PageCache()
         self.routes = {"/pay": self.pay, "/report": self.report, "/line": self.line, "/search": self.search,
                        "/export": self.export}
 
@@ -274,6 +302,8 @@ def serve(api, stop, kind="pay"):
                 api.jobs.step(i)
             elif kind == "batches":
                 api.batches.step(i)
+            elif kind == "pages":
+                product_page(api.pages, f"sku-{i % 3}", i)
             elif kind.startswith("orders"):
                 if kind == "orders-reclaim":
                     api.orders.pool.reclaim_s = 1.0

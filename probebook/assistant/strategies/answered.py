@@ -103,12 +103,12 @@ def _guarded(ctx: "Investigator", peer: str, file: str, function: str, guard: st
 def _producer(ctx: "Investigator", service: str, file: str, fn: str, expr: str, claim: Predicate) -> Optional[Verdict]:
     """The value sent is returned by a call of ours (``region = region_of(user)``): proven at that
     function's ``return`` when the claim holds there too."""
-    from .errors import _probe_producers
+    from .errors import probe_producers
 
     src = ctx.text(service, file)
     made = [e for _, e in assigned_from(src, fn, expr)] if expr.isidentifier() else [expr]
     calls = [c for c in called_in(src, fn, made) if c.split(".")[-1] not in PURE_CALLS]
-    return _probe_producers(ctx, service, file, calls, claim, fn, expr) if calls else None
+    return probe_producers(ctx, service, file, calls, claim, fn, expr) if calls else None
 
 
 def _dotted_only(expr: str) -> bool:

@@ -31,7 +31,7 @@ from .down import down_raised
 if TYPE_CHECKING:  # pragma: no cover
     from ..investigator import Investigator
 
-__all__ = ["errors"]
+__all__ = ["errors", "from_caller", "probe_producers"]
 
 Event = Dict[str, Any]
 _FROM_OUTSIDE = "comes from outside"  # a decisive value read from a call out of our code: look further
@@ -174,7 +174,7 @@ def _decide(ctx: "Investigator", service: str, file: str, fn: Any, src: str, nam
                 # arithmetic on healthy arguments (`n % 7`): this function's own rule decides
                 return ctx.conclude("proven", service, f"{file}:{function}", f"{function} fails on its own rule: "
                                     f"{name} {op} {value!r} on failing calls", pred, ids) or likely
-            found = _from_caller(ctx, service, function, base[0], pred, frames) if base[0] == name else None
+            found = from_caller(ctx, service, function, base[0], pred, frames) if base[0] == name else None
             if found is not None:
                 return found
             continue
@@ -191,7 +191,7 @@ def _decide(ctx: "Investigator", service: str, file: str, fn: Any, src: str, nam
                               for n in feeds if n not in names and n not in base):
             continue  # computed here from a bad argument: the loop follows that argument next
         if impure:  # returned by a call: the function that returned it is where it is made
-            found = _probe_producers(ctx, service, file, impure, pred, function, name)
+            found = probe_producers(ctx, service, file, impure, pred, function, name)
             if found is not None:
                 return found
             return Verdict("likely", service, f"{file}:{function}", f"{name} {op} {value!r} {_FROM_OUTSIDE} "
@@ -205,8 +205,8 @@ def _decide(ctx: "Investigator", service: str, file: str, fn: Any, src: str, nam
     return likely
 
 
-def _from_caller(ctx: "Investigator", service: str, function: str, param: str, pred: Predicate,
-                 frames: List[Event]) -> Optional[Verdict]:
+def from_caller(ctx: "Investigator", service: str, function: str, param: str, pred: Predicate,
+                frames: List[Event], effect: str = "makes it fail") -> Optional[Verdict]:
     idx = next((i for i in range(len(frames) - 1, -1, -1) if frames[i].get("function") == function), None)
     if not idx:
         return None
@@ -224,11 +224,11 @@ def _from_caller(ctx: "Investigator", service: str, function: str, param: str, p
     made_by = [arg] + [expr for n in names_in(arg) for _, expr in assigned_from(csrc, cfunc, n)]
     producers = called_in(csrc, cfunc, made_by)
     ctx.progress(f"{cfunc} passes {arg} as {param}; made by {', '.join(producers) or 'nothing we can probe'}")
-    return _probe_producers(ctx, service, cfile, producers, pred, function, param)
+    return probe_producers(ctx, service, cfile, producers, pred, function, param, effect)
 
 
-def _probe_producers(ctx: "Investigator", service: str, near: str, producers: List[str], pred: Predicate,
-                     function: str, name: str) -> Optional[Verdict]:
+def probe_producers(ctx: "Investigator", service: str, near: str, producers: List[str], pred: Predicate,
+                    function: str, name: str, effect: str = "makes it fail") -> Optional[Verdict]:
     """Probe every ``return`` of the functions of ours that made the value (a function has several: the
     bad value leaves by one of them); the claim is tested at each, with what that return captured."""
     for call in producers:
@@ -236,7 +236,7 @@ def _probe_producers(ctx: "Investigator", service: str, near: str, producers: Li
         if target is None:
             continue
         tfile, tfunc = target
-        placed = [(expr, ctx.place(service, "snapshot", f"{tfile}:{rline}", capture=[expr], rate=20))
+        placed = [(expr, ctx.place(service, "snapshot", f"{tfile}:{rline}", capture=[expr], rate=20, light=True))
                   for rline, expr in returns(ctx.text(service, tfile), tfunc)[:4]]
         ctx.pause(min(ctx.wait_s, 10.0))
         for expr, alias in placed:
@@ -245,7 +245,7 @@ def _probe_producers(ctx: "Investigator", service: str, near: str, producers: Li
             if sum(1 for e in got if holds(claim, e)) >= 2:  # seen more than once, not a single odd call
                 v = ctx.conclude("proven", service, f"{tfile}:{tfunc}",
                                  f"{tfunc} returns {expr} {pred.op} {pred.value!r}, which reaches {function} as "
-                                 f"{name} and makes it fail", claim, [e["evidence_id"] for e in got if holds(claim, e)])
+                                 f"{name} and {effect}", claim, [e["evidence_id"] for e in got if holds(claim, e)])
                 if v is not None:
                     return v
     return None

@@ -149,7 +149,7 @@ def leaks(ctx: "Investigator", services: List[str]) -> Optional[Verdict]:
     if claim is None:
         return Verdict("likely", service, locus, f"{path.function} never gives back {path.name} when it leaves by "
                        f"line {path.line} ({len(evs)} times while watched)", evidence=ids[:5])
-    alias = ctx.place(service, "snapshot", f"{file}:{path.line}", capture=[claim], rate=20)
+    alias = ctx.place(service, "snapshot", f"{file}:{path.line}", capture=[claim], rate=20, light=True)
     pred = Predicate(capture=claim, op="==", value=True)
     got = [e for e in ctx.events(alias, 12) if holds(pred, e)]  # the pool fills one leak at a time
     cause = (f"{path.function} leaves by line {path.line} without giving back {path.name} (taken from "
@@ -162,7 +162,7 @@ def _full_already(ctx: "Investigator", service: str, file: str, path: LeakPath) 
     """No leak path ran: a full pool stops every caller at the take, so the leak cannot run again. The
     pool is captured where the first leaking function takes from it; full there, the leak path is the
     `likely` cause (caught in the act only after the pool is freed: a restart, with the probe placed)."""
-    alias = ctx.place(service, "snapshot", f"{file}:{path.took}", capture=[path.pool], rate=20)
+    alias = ctx.place(service, "snapshot", f"{file}:{path.took}", capture=[path.pool], rate=20, light=True)
     evs = ctx.events(alias, 2)
     claim = next((c for c in (_fullness(path.pool, (e.get("expressions") or {}).get(path.pool)) for e in evs) if c),
                  None)
