@@ -19,7 +19,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 from probebook.protocol.capture_tree import plain
 
-__all__ = ["separate", "values_of", "seen_values", "shape"]
+__all__ = ["separate", "separate_items", "values_of", "seen_values", "shape"]
 
 
 def _num(v: Any) -> bool:
@@ -55,6 +55,43 @@ def separate(bad: Sequence[Any], good: Sequence[Any], nodes: bool = False) -> Op
     if len(bad_set) == 1 and not bad_set & {repr(g) for g in good}:
         return "==", bad[0]
     return None
+
+
+def _items(node: Any) -> List[Tuple[int, Any]]:
+    """(position, node) of the items of a captured list/tuple/set: a sequence item's own items by their
+    position in it (a row's columns), a scalar item at position -1."""
+    out: List[Tuple[int, Any]] = []
+    for item in (node.get("elements") or []) if isinstance(node, dict) else []:
+        inner = item.get("elements") if isinstance(item, dict) else None
+        if isinstance(inner, list):
+            out += [(j, x) for j, x in enumerate(inner) if isinstance(x, dict)]
+        elif isinstance(item, dict):
+            out.append((-1, item))
+    return out
+
+
+def separate_items(bad: Sequence[Any], good: Sequence[Any]) -> Optional[Tuple[str, str, int]]:
+    """For captured collections that `separate` cannot tell apart as wholes: ("type", T, position) when
+    every bad collection holds an item (or a row's column at `position`; -1 for the items themselves)
+    of type T and no good one does.
+
+    >>> row = lambda p: {"type": "tuple", "elements": [{"type": "str", "value": "sku"}, p]}
+    >>> bad = [{"type": "list", "elements": [row({"type": "float", "value": 2.0}), row({"type": "str", "value": "9"})]}]
+    >>> good = [{"type": "list", "elements": [row({"type": "float", "value": 1.5})]}] * 2
+    >>> separate_items(bad, good)
+    ('type', 'str', 1)
+    """
+    if not bad or not good:
+        return None
+    bad_sets = [{(j, x.get("type")) for j, x in _items(b)} for b in bad]
+    good_seen = {(j, x.get("type")) for g in good for j, x in _items(g)}
+    if not good_seen or not all(bad_sets):
+        return None
+    common = set.intersection(*bad_sets) - good_seen
+    if len(common) != 1:
+        return None
+    j, typ = common.pop()
+    return ("type", str(typ), j) if typ else None
 
 
 _CLASSES = ((str.isupper, "[A-Z]"), (str.islower, "[a-z]"), (str.isdigit, "[0-9]"))

@@ -61,6 +61,16 @@ def test_a_failed_operation_is_traced_to_the_function_that_returns_the_wrong_typ
     assert (verdict.predicate.op, verdict.predicate.value) == ("type", "str")
 
 
+def test_a_bad_item_inside_a_collection_is_traced_to_the_function_that_returns_it(shop):
+    """cart_total fails on carts that hold one row with a text price: its locals differ only inside the
+    list `lines`. The rows' columns are compared, and the text price is followed to where it is made."""
+    inv, _ = shop
+    verdict, why = investigate(inv, "cart", "POST /cart answers 500 for some carts", "HighErrorRate", "/cart")
+    assert verdict.kind == "proven", why
+    assert verdict.locus.endswith("tinyshop.py:PriceBook.price"), why
+    assert (verdict.predicate.op, verdict.predicate.value) == ("type", "str"), why
+
+
 def test_latency_descends_into_the_callee_that_holds_the_time(shop):
     inv, _ = shop
     verdict, why = investigate(inv, "report", "GET /report is slow", "HighLatency", "/report", wait_s=3)

@@ -51,6 +51,11 @@ def line_total(book, sku, qty):
     return round(amount, 2)
 
 
+def cart_total(lines):
+    subtotal = sum(price * qty for _sku, price, qty in lines)
+    return round(subtotal * 1.2, 2)
+
+
 def slow_lookup(n):
     total = 0
     for i in range(60000):  # its own Python code holds the time
@@ -264,7 +269,12 @@ class Api:
         self.orders = Orders(Pool())
         self.pages = PageCache()
         self.routes = {"/pay": self.pay, "/report": self.report, "/line": self.line, "/search": self.search,
+                       "/cart": self.cart,
                        "/export": self.export}
+
+    def cart(self, skus):
+        lines = [(sku, self.book.price(sku), 1 + len(sku) % 3) for sku in skus]
+        return {"status": 200, "total": cart_total(lines)}
 
     def line(self, sku, qty):
         return {"status": 200, "total": line_total(self.book, sku, qty)}
@@ -302,6 +312,8 @@ def serve(api, stop, kind="pay"):
                 api.jobs.step(i)
             elif kind == "batches":
                 api.batches.step(i)
+            elif kind == "cart":  # every fourth cart holds sku-3, whose price is text
+                api.cart(["sku-1", "sku-2"] + (["sku-3"] if i % 4 == 0 else []))
             elif kind == "pages":
                 product_page(api.pages, f"sku-{i % 3}", i)
             elif kind.startswith("orders"):

@@ -22,7 +22,7 @@ from probebook.protocol.capture_tree import plain
 
 from ..codeview import (PURE_CALLS, argument_for, assigned_from, called_in, functions, local_names, names_in,
                         next_line, operands, passes_through, raises, reads_into, reads_state, returns)
-from ..differential import separate, values_of
+from ..differential import separate, separate_items, values_of
 from ..entrypoints import EntryPoint, innermost_ours, is_app_file, paths_in
 from ..model import Hypothesis, Verdict
 from .caught import caught, outside, peer_of
@@ -158,9 +158,17 @@ def _decide(ctx: "Investigator", service: str, file: str, fn: Any, src: str, nam
     function = fn.qualname
     likely: Optional[Verdict] = None
     for name in capture:
-        split = separate(values_of(bad_ev, name), values_of(good_ev, name), nodes=True)
+        bad_nodes = values_of(bad_ev, name)
+        whole = not all(isinstance(n, dict) and "elements" in n for n in bad_nodes)  # a collection: its items first
+        split = separate(bad_nodes, values_of(good_ev, name), nodes=True) if whole else None
         if split is None:
-            continue
+            found = _inside(ctx, service, file, fn, src, name, bad_ev, good_ev, frames)
+            if found is not None and found.kind != "likely":
+                return found
+            likely = likely or found
+            split = None if whole or found is not None else separate(bad_nodes, values_of(good_ev, name), nodes=True)
+            if split is None:
+                continue
         op, value = split
         pred = Predicate(capture=name, op=op, value=value)
         ids = [e["evidence_id"] for e in bad_ev if e.get("evidence_id")]
@@ -203,6 +211,29 @@ def _decide(ctx: "Investigator", service: str, file: str, fn: Any, src: str, nam
         return ctx.conclude("proven", service, f"{file}:{function}",
                             f"{function} computes {name} {op} {value!r} on failing calls", pred, ids) or likely
     return likely
+
+
+def _inside(ctx: "Investigator", service: str, file: str, fn: Any, src: str, name: str, bad_ev: List[Event],
+            good_ev: List[Event], frames: List[Event]) -> Optional[Verdict]:
+    """`name` is a collection, and failing calls hold an item of a type healthy calls never hold (a text
+    price in one row of `lines`): the collection is followed to where its items are made, and the claim
+    about the item is tested where a function of ours returns one."""
+    inner = separate_items(values_of(bad_ev, name), values_of(good_ev, name))
+    if inner is None:
+        return None
+    op, value, pos = inner
+    where = f"item {pos} of a row of {name}" if pos >= 0 else f"an item of {name}"
+    ctx.progress(f"{fn.qualname}: failing calls hold {where} of type {value}, healthy ones never do")
+    pred = Predicate(capture=name, op=op, value=value)  # said of the item; tested where one is returned
+    ids = [e["evidence_id"] for e in bad_ev if e.get("evidence_id")]
+    likely = Verdict("likely", service, f"{file}:{fn.qualname}", f"{fn.qualname} fails when {where} is a "
+                     f"{value}", evidence=ids)
+    effect = f"ends up as {where} and makes {fn.qualname} fail"
+    if name in fn.params:
+        return from_caller(ctx, service, fn.qualname, name, pred, frames, effect) or likely
+    made = [expr for _, expr in assigned_from(src, fn.qualname, name)]
+    calls = [c for c in called_in(src, fn.qualname, made) if c.split(".")[-1] not in PURE_CALLS]
+    return (probe_producers(ctx, service, file, calls, pred, fn.qualname, name, effect) if calls else None) or likely
 
 
 def from_caller(ctx: "Investigator", service: str, function: str, param: str, pred: Predicate,
