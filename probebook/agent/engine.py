@@ -35,7 +35,7 @@ from .expr.template import compile_template
 from .instrument.guards import certainly_false, inline_guard
 from .instrument.hookset import HookSet
 from .limits import AgentLimits, CpuBudget, RateLimiter
-from .instrument.locate import ModuleCode, code_name, module_by_name, modules_for_file
+from .instrument.locate import ModuleCode, code_name, module_by_name, modules_for_file, refuse_own
 from .probes import ProbeRuntime
 from .capture.redaction import RedactionConfig, Redactor
 from .instrument.sites import Site
@@ -257,6 +257,7 @@ class Agent:
                 names = ", ".join(sorted(str(m.__file__) for m in mods))
                 raise LocationError(f"where: {where.file} matches {len(mods)} loaded files ({names}); "
                                     f"give more of the path")
+            refuse_own(mods[0])
             scan = ModuleCode.scan(mods[0])
             code = scan.innermost_for_line(where.line)  # type: ignore[arg-type]
             line = None if function_level else where.line
@@ -264,6 +265,7 @@ class Agent:
             mod = module_by_name(where.module)  # type: ignore[arg-type]
             if mod is None:
                 return None
+            refuse_own(mod)
             scan = ModuleCode.scan(mod)
             code = scan.by_qualname(where.qualname)  # type: ignore[arg-type]
             line = None

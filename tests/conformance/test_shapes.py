@@ -178,3 +178,21 @@ def test_removal_restores_original_code_and_globals(agent):
     assert all(f.__code__ is c for f, c in zip(funcs, originals))
     assert set(vars(shapes)) == global_names
     assert agent.probes() == []
+
+
+def test_probes_on_the_agent_itself_are_refused(agent):
+    """The agent, its auth, audit and redaction are never probed (a probe there could read a token before
+    it is redacted); the lab's services, application code that ships inside probebook, still can be."""
+    from probebook.agent.control import audit
+    from probebook.lab import sample  # noqa: F401 - loaded, so it can be probed
+
+    line = audit.verify.__code__.co_firstlineno + 1
+    for spec in ({"kind": "snapshot", "where": f"probebook/agent/control/audit.py:{line}"},
+                 {"kind": "exception", "where": "probebook.agent.control.audit:verify"},
+                 {"kind": "snapshot", "where": "probebook.agent.capture.redaction:Redactor.__init__"}):
+        with pytest.raises(LocationError) as err:
+            agent.add_probe(spec)
+        assert "probebook's own code" in str(err.value)
+    assert agent.probes() == []
+    assert agent.add_probe({"kind": "metric", "where": "probebook.lab.sample:price",
+                            "metric": {"name": "m", "type": "duration"}})

@@ -27,7 +27,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 from probebook.errors import LocationError
 
-__all__ = ["ModuleCode", "modules_for_file", "module_by_name", "code_line_numbers",
+__all__ = ["ModuleCode", "modules_for_file", "module_by_name", "refuse_own", "code_line_numbers",
            "parameter_names", "code_name", "PROLOGUE_OPS"]
 
 # Instructions that set a frame up: no line of user code is made of them alone, and nothing may be
@@ -94,6 +94,20 @@ def _matches_suffix(filename: str, suffix: str) -> bool:
     full = "/" + _norm(filename).lstrip("/")
     want = "/" + suffix.lstrip("./")
     return full.endswith(want)
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # probebook/
+_USERS = (os.path.join(_PACKAGE, "lab") + os.sep,)  # the incident lab's services and targets: application code
+
+
+def refuse_own(module: ModuleType) -> None:
+    """`LocationError` when `module` is probebook's own code (the agent, its auth, audit, redaction and
+    protocol, the session): a probe there could read a token or a secret before it is redacted. The
+    lab's services are application code and may be probed."""
+    path = os.path.abspath(str(getattr(module, "__file__", "") or ""))
+    if path.startswith(_PACKAGE + os.sep) and not path.startswith(_USERS):
+        raise LocationError(f"where: {module.__name__} is probebook's own code; probes on the agent itself "
+                            f"(its auth, audit and redaction included) are refused")
 
 
 def modules_for_file(suffix: str) -> List[ModuleType]:
