@@ -17,7 +17,9 @@ __all__ = ["FailedAuthLimiter"]
 
 class FailedAuthLimiter:
     """Counts failed authentications per client address; after `max_failures` within `window`
-    seconds the address is refused (HTTP 429) until the window has passed. A success clears it."""
+    seconds the address's wrong tokens are refused (HTTP 429) until the window has passed. A correct
+    token is served whatever the count (the caller checks it first): every client of a 127.0.0.1 server
+    shares one address, and a local process must not lock the operator out."""
 
     def __init__(self, max_failures: int = 10, window: float = 60.0, max_addresses: int = 4096) -> None:
         self.max_failures = max_failures

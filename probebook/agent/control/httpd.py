@@ -162,20 +162,24 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch(op, parsed, who)
 
     def _authenticate(self) -> Optional[str]:
+        """The token's holder, or None after answering 401 (429 while the address is locked out). A correct
+        token is always served, whatever other clients of the same address got wrong: a local process
+        that fails on purpose cannot lock the operator out; only wrong tokens are slowed down."""
         address = self.client_address[0]
         limiter = self.server.limiter
-        wait = limiter.retry_after(address)
-        if wait > 0:
-            self._fail(429, f"too many failed authentications from {address}; retry in {int(wait) + 1} s",
-                       headers={"Retry-After": str(int(wait) + 1)})
-            return None
         header = self.headers.get("Authorization", "")
         scheme, _, presented = header.partition(" ")
         who = self.server.tokens.match(presented.strip()) if scheme.lower() == "bearer" and presented else None
         if who is not None:
-            limiter.succeeded(address)
             return who
         reason = "wrong token" if header else "missing token"
+        wait = limiter.retry_after(address)
+        if wait > 0:
+            self.server.control.audit_event(f"anonymous@{address}", "auth_failed", f"{self.command} {self.path}"[:200],
+                                            f"429 {reason} while the address is locked out")
+            self._fail(429, f"too many failed authentications from {address}; retry in {int(wait) + 1} s",
+                       headers={"Retry-After": str(int(wait) + 1)})
+            return None
         locked = limiter.failed(address)
         self.server.control.audit_event(f"anonymous@{address}", "auth_failed", f"{self.command} {self.path}"[:200],
                                         f"401 {reason}" + ("; address locked out" if locked else ""))
