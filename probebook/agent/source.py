@@ -79,7 +79,8 @@ def loaded_modules() -> List[ModuleSource]:
 
 def read_source(path: str, start: Optional[int] = None, end: Optional[int] = None) -> SourceFile:
     """Lines `start`..`end` (1-based, inclusive) of the loaded module file ending with `path`."""
-    if not isinstance(path, str) or not path.strip() or not path.strip().endswith(".py"):
+    if not isinstance(path, str) or not path.strip() or not path.strip().endswith(".py") or len(path) > 1024 \
+            or any(ord(c) < 32 or ord(c) == 127 for c in path):
         raise LocationError(f"path: expected the path (or a suffix of it) of a loaded .py file, got {path!r}", "path")
     mods = modules_for_file(path.strip())
     if not mods:

@@ -60,6 +60,9 @@ def parse_where(text: object) -> Where:
     usage = "where: expected 'path/to/file.py:LINE' or 'package.module:Qualified.name'"
     if not isinstance(text, str) or ":" not in text:
         raise LocationError(f"{usage}, got {text!r}")
+    if len(text) > 1024 or any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise LocationError(f"where: a path or name has no control characters and is under 1024 characters, "
+                            f"got {text[:80]!r}")
     left, _, right = text.strip().rpartition(":")
     if not left or not right:
         raise LocationError(f"{usage}, got {text!r}")

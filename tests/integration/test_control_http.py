@@ -161,6 +161,8 @@ def test_bad_input_gets_a_one_line_4xx_and_the_agent_stays_healthy(service):
     conn.close()
     status, body = service.call("POST", "/v1/probes", raw=b" " * (1024 * 1024 + 1))
     assert status == 413
+    status, body = service.call("POST", "/v1/probes", raw=b"[" * 100_000 + b"]" * 100_000)  # answered, not dropped
+    assert status == 400 and "nests too deep" in body["error"]
     health = service.ok("GET", "/v1/health")
     assert health["status"] == "ok" and health["probes"] == 0
 
@@ -268,7 +270,7 @@ def test_source_of_loaded_modules_with_hashes_and_nothing_else(service):
     with open(os.path.join(service.tmp, "secret_settings.py"), "w") as fh:
         fh.write("PASSWORD = 'hunter2'\n")  # on disk but never imported
     for path, want in (("secret_settings.py", 404), ("/etc/passwd", 400), ("../../etc/passwd", 400),
-                       ("tokens", 400), ("nothing/here.py", 404)):
+                       ("tokens", 400), ("nothing/here.py", 404), ("/etc/passwd%00.py", 400)):
         status, body = service.call("GET", f"/v1/source/file?path={path}")
         assert status == want, (path, body)
         assert "hunter2" not in json.dumps(body)

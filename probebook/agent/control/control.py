@@ -93,6 +93,8 @@ def _answer_for(exc: BaseException) -> Answer:
         return _error(404, str(exc))
     if isinstance(exc, ProbebookError):
         return _error(409, str(exc))
+    if isinstance(exc, RecursionError):  # a request nested past what Python reads
+        return _error(400, "the request nests too deep to read; send values a few levels deep")
     return _error(500, f"internal error in the probebook agent ({type(exc).__name__}: {exc}); "
                        f"the service is unaffected, report this with the agent version {__version__}")
 

@@ -223,6 +223,9 @@ class _Handler(BaseHTTPRequestHandler):
         except (UnicodeDecodeError, ValueError) as exc:
             self._fail(400, f"body is not valid JSON ({str(exc).split(':')[0]}); send a JSON object")
             return None
+        except RecursionError:  # [[[[...]]]] 100,000 deep: answered, never a dropped connection
+            self._fail(400, "body nests too deep to read; send a JSON object a few levels deep")
+            return None
         if not isinstance(data, dict):
             self._fail(400, f"body must be a JSON object, got {type(data).__name__}")
             return None
