@@ -213,6 +213,7 @@ def test_missing_or_wrong_tokens_get_401_then_429_and_are_audited_and_the_right_
     assert len(failed) == 2 and failed[0]["who"] == "anonymous@127.0.0.1" and "401" in failed[0]["result"]
     added = [e for e in entries if e["action"] == "add_probe"]
     assert added[-1]["who"] == "bob" and added[-1]["result"] == "ok"
+    assert "template='x'" in added[-1]["target"]  # what the probe evaluates leaves a trace
     for _ in range(8):  # with the two above, ten failures from this address lock its wrong tokens out
         assert service.call("GET", "/v1/health", token="guess-guess-guess")[0] == 401
     status, body = service.call("GET", "/v1/health", token="guess-guess-guess")
@@ -274,6 +275,11 @@ def test_source_of_loaded_modules_with_hashes_and_nothing_else(service):
         status, body = service.call("GET", f"/v1/source/file?path={path}")
         assert status == want, (path, body)
         assert "hunter2" not in json.dumps(body)
+    reads = [e for e in service.audit_entries() if e["action"] == "read_source"]  # who read what, refused too
+    assert reads[0]["target"].endswith("target.py lines 7-9") and reads[0]["result"] == "ok"
+    assert len(reads) == 7 and reads[-1]["result"].startswith("400")
+    service.ok("GET", "/v1/events")
+    assert any(e["action"] == "read_events" and "reads" in e["target"] for e in service.audit_entries())
 
 
 def test_redaction_changes_apply_to_the_next_capture(service):

@@ -21,6 +21,7 @@ import math
 import os
 import sys
 import threading
+import time
 from dataclasses import asdict
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
@@ -42,6 +43,7 @@ _NEEDS_AUDIT = frozenset({"add_probe", "set_redaction", "set_limits"})
 _REDACTION_KEYS = ("add_identifiers", "remove_identifiers", "patterns", "types", "enabled")
 MAX_EVENTS = 10_000
 MAX_POLL = 30.0
+_READS_EVERY = 60.0  # s between two audit lines of one reader's event reads
 
 
 class _BadArg(SpecError):
@@ -109,6 +111,7 @@ class ControlAPI:
         self.instance_id = instance_id
         self._checks: Dict[str, HealthCheck] = {}
         self._checks_lock = threading.Lock()
+        self._reads: Dict[str, Tuple[bool, int, int, float]] = {}  # reader -> (first, reads, events, since)
         self._ops: Dict[str, Callable[[Dict[str, Any]], Tuple[int, Dict[str, Any], str]]] = {
             "add_probe": self._add_probe,
             "remove_probe": self._remove_probe,
@@ -145,10 +148,25 @@ class ControlAPI:
                 status, body, target = run(args)
             except Exception as exc:
                 status, body = _answer_for(exc)
-        if op in MUTATING_OPS:
+        if op in MUTATING_OPS or op == "read_source":
             result = "ok" if status < 300 else f"{status} {body.get('error', '')}"
             self.audit.append(who, op, target, result)
+        elif op == "read_events":  # captured values leave here: who read them, a line a minute per reader
+            self._note_read(who, status, len(body.get("events") or ()) if status < 300 else 0)
         return status, body
+
+    def _note_read(self, who: str, status: int, events: int) -> None:
+        """Event reads are audited as one line per reader a minute (its first read at once, a failed one
+        at once): how many reads and events, so a poll every second does not flood the log."""
+        now = time.monotonic()
+        with self._checks_lock:
+            first, reads, count, since = self._reads.get(who, (True, 0, 0, now))
+            reads, count = reads + 1, count + events
+            due = first or status >= 300 or now - since >= _READS_EVERY
+            self._reads[who] = (False, 0, 0, now) if due else (False, reads, count, since)
+        if due:
+            self.audit.append(who, "read_events", f"{count} events in {reads} reads over {now - since:.0f} s",
+                              "ok" if status < 300 else str(status))
 
     def audit_event(self, who: str, action: str, target: str, result: str) -> None:
         """Record an action a transport decided on its own (a failed authentication, a bad signature)."""
@@ -163,7 +181,7 @@ class ControlAPI:
     # ---------------------------------------------------------------- operations
     def _add_probe(self, args: Dict[str, Any]) -> Tuple[int, Dict[str, Any], str]:
         info = self.agent.add_probe(args)
-        return 201, {"probe": asdict(info)}, f"{info.id} at {info.where}"
+        return 201, {"probe": asdict(info)}, f"{info.id} at {info.where}{_expressions(args)}"
 
     def _remove_probe(self, args: Dict[str, Any]) -> Tuple[int, Dict[str, Any], str]:
         _only(args, ("id",), "remove_probe")
@@ -254,7 +272,8 @@ class ControlAPI:
         end = int(_number(args, "end", 10 ** 9, 1, 10 ** 9, whole=True)) if "end" in args else None
         src = read_source(_text(args, "path"), start, end)
         return 200, {"file": src.file, "sha256": src.sha256, "lines": [list(x) for x in src.lines],
-                     "total_lines": src.total_lines, "truncated": src.truncated}, ""
+                     "total_lines": src.total_lines, "truncated": src.truncated}, \
+            f"{src.file} lines {src.lines[0][0] if src.lines else 0}-{src.lines[-1][0] if src.lines else 0}"
 
 
 OPS = ("add_probe", "remove_probe", "remove_all", "get_probe", "list_probes", "health", "read_events",
@@ -265,12 +284,22 @@ def _changed_keys(args: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={args[k]!r}" for k in sorted(args)) or "(no change)"
 
 
+def _expressions(args: Mapping[str, Any]) -> str:
+    """What a probe evaluates, for its audit line: its kind, condition, captures and template (cut to 1000
+    characters), so that whatever it reads leaves a trace."""
+    said = [f"{k}={args[k]!r}" for k in ("kind", "when", "capture", "template", "metric", "limits") if args.get(k)]
+    text = "; ".join(said)
+    return f": {text[:1000]}" if text else ""
+
+
 def _target_of(op: str, args: Any) -> str:
     """What the audit names when the operation failed before it could say."""
     if not isinstance(args, dict):
         return "(invalid arguments)"
     if op == "add_probe":
-        return f"{args.get('id') or 'new probe'} at {args.get('where')!s}"
+        return f"{args.get('id') or 'new probe'} at {args.get('where')!s}{_expressions(args)}"
+    if op == "read_source":
+        return f"{args.get('path')!s} lines {args.get('start', 1)}-{args.get('end', 'end')}"
     if op == "remove_probe":
         return str(args.get("id"))
     if op == "remove_all":

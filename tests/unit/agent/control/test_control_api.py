@@ -51,8 +51,10 @@ def test_add_list_read_remove_and_audit(api):
     assert checkout.__code__ is ORIGINAL
     entries = _audit(api)
     assert [(e["who"], e["action"], e["result"]) for e in entries] == [("alice", "add_probe", "ok"),
+                                                                        ("alice", "read_events", "ok"),
                                                                         ("bob", "remove_probe", "ok")]
-    assert entries[0]["target"] == f"{pid} at {_where()}"
+    assert entries[0]["target"] == f"{pid} at {_where()}: kind='log'; template='t={{total}}'"  # what it reads
+    assert entries[1]["target"].endswith("events in 1 reads over 0 s")  # a reader's first read at once, then a line a minute
     assert verify(api.audit.path).ok
 
 
@@ -83,7 +85,7 @@ def test_bad_requests_are_one_line_4xx_with_the_field(api, op, args, status, fie
         assert _audit(api)[-1]["result"].startswith(str(status))
 
 
-def test_every_op_answers_and_only_mutations_are_audited(api):
+def test_every_op_answers_and_mutations_and_reads_of_captured_data_are_audited(api):
     args = {"add_probe": {"kind": "log", "where": _where(), "template": "t", "id": "a1"},
             "remove_probe": {"id": "a1"}, "get_probe": {"id": "a1"},
             "read_source": {"path": "control/test_control_api.py", "start": 1, "end": 2}}
@@ -92,7 +94,9 @@ def test_every_op_answers_and_only_mutations_are_audited(api):
     for op in order:
         status, body = api.handle(op, dict(args.get(op, {})), "alice")
         assert status < 300, (op, body)
-    assert [e["action"] for e in _audit(api)] == [op for op in order if op in MUTATING_OPS]
+    # events and source carry what the service holds: who read them is recorded too
+    assert [e["action"] for e in _audit(api)] == [op for op in order if op in MUTATING_OPS
+                                                  or op in ("read_events", "read_source")]
 
 
 def test_health_reports_components_and_turns_unhealthy(api):
