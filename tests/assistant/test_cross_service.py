@@ -63,7 +63,7 @@ def shop(tmp_path, request):
                 i += 1
                 try:
                     if mode == "down":
-                        url = f"{front_url}/{'ship?user=1' if i % 2 else 'stock'}"
+                        url = f"{front_url}/{('ship?user=1', 'stock', 'quote')[i % 3]}"
                     elif mode == "ship" or (mode == "slowship" and i % 4 == 0):  # no shopper 4n when slow
                         url = f"{front_url}/ship?user={i if mode == 'ship' else i + 1}"
                     else:
@@ -159,10 +159,11 @@ def test_nothing_wrong_and_nothing_firing_is_no_fault(shop):
 
 
 @pytest.mark.parametrize("shop", ["down"], indirect=True)
-@pytest.mark.parametrize("route", ["/ship", "/stock"])
+@pytest.mark.parametrize("route", ["/ship", "/stock", "/quote"])
 def test_a_service_of_ours_whose_process_is_gone_is_proven_from_its_callers(shop, route):
     """back is killed: its agent cannot be reached, and front's calls to it are refused. /ship catches
-    the failure (an UpstreamError with the reason), /stock lets the URLError out. The claim is back's
+    the failure (an UpstreamError with the reason), /stock lets the URLError out, /quote our client's
+    UpstreamError. The claim is back's
     process, proven at front's boundary with the refusals captured there."""
     lines = []
     verdict = Assistant(shop).investigate(f"{route} fails with 502", alerts=[

@@ -57,12 +57,13 @@ def errors(ctx: "Investigator", service: str, eps: List[EntryPoint], depth: int 
     ctx.progress(f"{service}: {len(evs)} x {exc_type} raised in {function} ({file}:{line})")
     ctx.hypotheses.append(Hypothesis(f"{exc_type} raised in {function}", service, f"{file}:{function}", score=0.4,
                                      evidence=[e["evidence_id"] for e in evs[:5]]))
+    # a call to a service of ours that does not answer (raised by the library or by our client's own raise)
+    client = [plain(((innermost_ours(e["frames"]) or {}).get("locals") or {}).get("self")) for e in evs[:5]]
+    gone = down_raised(ctx, peer_of(ctx, client), service, file, function, evs)
+    if gone is not None:
+        return gone
     library_raised = not is_app_file(evs[0]["frames"][-1].get("file") or "")
     if library_raised:
-        client = [plain(((innermost_ours(e["frames"]) or {}).get("locals") or {}).get("self")) for e in evs[:5]]
-        gone = down_raised(ctx, peer_of(ctx, client), service, file, function, evs)
-        if gone is not None:
-            return gone
         hop = _next_hop(ctx, service, evs, depth)
         if hop is not None:
             return hop

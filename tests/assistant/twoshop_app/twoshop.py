@@ -10,7 +10,8 @@
 front /ship sends back /deliver the shopper's region, which `region_of` writes in lower case for
 every fourth shopper; back answers 422 to a region it does not know, and spends its time on the
 others in `route_days`. front /stock calls back with no error handling at all (a refused connection
-leaves as URLError); /ship turns it into an UpstreamError with the reason.
+leaves as URLError); /ship turns it into an UpstreamError with the reason; /quote lets that
+UpstreamError out.
 """
 
 import json
@@ -119,6 +120,9 @@ class Front:
     def stock(self):
         return 200, self.back.fetch("/deliver?region=EU")
 
+    def quote(self):
+        return 200, self.back.get("/deliver", "region=EU")  # our client's UpstreamError leaves uncaught
+
 
 def serve(port_file, handle):
     class Handler(BaseHTTPRequestHandler):
@@ -153,7 +157,7 @@ def main():
         front = Front(arg)
         routes = {"/pay": lambda q: front.pay(float(q.get("amount", 10)), q.get("code", "")),
                   "/ship": lambda q: front.ship(int(q.get("user", 0))),
-                  "/stock": lambda q: front.stock()}
+                  "/stock": lambda q: front.stock(), "/quote": lambda q: front.quote()}
     elif role == "back":
         back = Back(arg)
         routes = {"/charge": lambda q: back.charge(float(q.get("amount", 10)), q.get("code", "")),
