@@ -15,9 +15,15 @@ from typing import Any, Dict, Mapping
 
 from probebook.errors import SpecError
 
-__all__ = ["AgentLimits", "RateLimiter", "CpuBudget"]
+__all__ = ["AgentLimits", "RateLimiter", "CpuBudget", "LIMIT_CEILINGS"]
 
 _monotonic = time.monotonic
+
+
+# what an operator may raise each process-wide limit to, at most: beyond, the agent could hurt its host
+LIMIT_CEILINGS = {"snapshot_rate": 1000.0, "log_rate": 10_000.0, "process_snapshot_rate": 1000.0,
+                  "default_ttl": 7 * 86400.0, "max_ttl": 7 * 86400.0, "cpu_budget": 0.25, "cpu_window": 300.0,
+                  "condition_budget": 0.01, "condition_failures": 1000, "event_capacity": 1_000_000}
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,7 @@ class AgentLimits:
     event_capacity: int = 10_000
 
     def with_changes(self, changes: Mapping[str, Any]) -> "AgentLimits":
-        """A copy with `changes` applied; unknown or non-positive values raise `SpecError`."""
+        """A copy with `changes` applied; unknown, non-positive or over-the-ceiling values raise `SpecError`."""
         known = {f.name: f for f in fields(self)}
         clean: Dict[str, Any] = {}
         for key, value in changes.items():
@@ -45,6 +51,8 @@ class AgentLimits:
             want = int if known[key].type in ("int", int) else float
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise SpecError(f"{key}: expected a positive number, got {value!r}", key)
+            if value > LIMIT_CEILINGS[key]:
+                raise SpecError(f"{key}: at most {LIMIT_CEILINGS[key]:g} is allowed, got {value!r}", key)
             clean[key] = want(value)
         out = replace(self, **clean)
         if out.default_ttl > out.max_ttl:

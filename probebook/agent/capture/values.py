@@ -31,6 +31,10 @@ __all__ = ["CaptureLimits", "capture_value", "capture_locals", "capture_stack", 
            "capture_locals_raw", "capture_stack_raw"]
 
 _MAX_DEPTH_CEILING = 32  # capture recurses once per level; stay far from the recursion limit
+# what one capture may be raised to, at most (a probe asking for more is refused: a 120 MB event held the
+# host's GIL for 13 s to read)
+CEILINGS = {"max_depth": _MAX_DEPTH_CEILING, "max_items": 10_000, "max_string": 65_536, "max_fields": 1_000,
+            "max_bytes": 8 << 20, "max_frames": 200}
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ class CaptureLimits:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            value, ceiling = getattr(self, f.name), _MAX_DEPTH_CEILING if f.name == "max_depth" else None
+            value, ceiling = getattr(self, f.name), CEILINGS.get(f.name)
             if type(value) is not int or value < 1 or (ceiling is not None and value > ceiling):
                 allowed = f"an integer from 1 to {ceiling}" if ceiling else "a positive integer"
                 raise SpecError(f"limits.{f.name}: must be {allowed}, got {safe_repr(value, 40)}", field=f"limits.{f.name}")

@@ -71,6 +71,11 @@ def test_add_list_read_remove_and_audit(api):
     ("read_events", {"after": -1}, 400, "after"),
     ("read_events", {"after": True}, 400, "after"),
     ("set_limits", {"event_capacity": "many"}, 400, "event_capacity"),
+    ("set_limits", {"max_ttl": 10 ** 12}, 400, "max_ttl"),  # every limit has a ceiling
+    ("set_limits", {"cpu_budget": 0.9}, 400, "cpu_budget"),
+    ("add_probe", {"kind": "snapshot", "where": "x.py:3", "limits": {"max_bytes": 10 ** 9}}, 400, "limits.max_bytes"),
+    ("add_probe", {"kind": "snapshot", "where": "x.py:3", "limits": {"max_items": 10 ** 6}}, 400, "limits.max_items"),
+    ("read_source", {"path": "/etc/passwd\x00.py"}, 400, "path"),
     ("set_redaction", {"enabled": "yes"}, 400, "redaction.enabled"),
     ("read_source", {"path": "/etc/passwd"}, 400, "path"),
     ("read_source", {"path": "not/loaded/anywhere.py"}, 404, None),
