@@ -66,24 +66,41 @@ DEFAULT_IDENTIFIERS: frozenset = frozenset(
     ssn social_security_number tax_id national_id passport passport_number
     drivers_license card_number cardnumber credit_card credit_card_number cc_number
     pan cvv cvv2 cvc card_verification pin pin_code iban account_number bank_account
-    routing_number sort_code date_of_birth dob
-    """.split()
+    routing_number sort_code date_of_birth dob pass db_pass
+    2fa aiohttpsession apisignature appkey applicationkey authtoken ccnumber certificatepin cipher clientid
+    clientsecret connectsid creditcard csrftoken databaseurl dburl encryptionkeyid geolocation gpgkey
+    ipaddress jti licensekey mysqlpwd nonce oauth passhash passwordb pemfile pgpkey phpsessid pincode pkcs8
+    publickey recaptchakey refreshtoken secrettoken securityanswer securitycode securityquestion
+    serviceaccountcredentials setcookie signaturekey symfony transactionid twiliotoken usersession voterid
+    xapikey xauthtoken xcsrftoken xforwardedfor xrealip xsrftoken
+    """.split()  # the second part: Datadog Dynamic Instrumentation's default list (dd-trace-py), all of it
 )
+# a name that ends with one of these (``PGPASSWORD``, ``dbpassword``) is sensitive whatever comes before; one
+# of the first six followed by a word that only says it holds it (``secretValue``, ``password_str``) too
+_STRONG_ENDS = ("password", "passwd", "secret", "apikey", "privatekey", "accesskey", "credential", "credentials",
+                "token")
+_STRONG_STARTS = _STRONG_ENDS[:6]
+_HOLDERS = ("value", "val", "str", "string", "text", "data", "raw", "plain", "bytes", "b64", "hex", "encoded")
+_NAME_SCAN = 256  # a name is matched on at most this many characters of its end (and 64 of its start)
 
 # A run of 13 or more digits, optionally grouped by single spaces or dashes. Inside a run, any
 # 13-19 digits made of whole groups of 3 or more digits that pass the Luhn check count as a card
 # number, so "qty 1 4111 1111 1111 1111" is caught while a bare 20-digit id is not.
-CARD_NUMBER_PATTERN = r"[0-9](?:[ -]?[0-9]){12,}"
+CARD_NUMBER_PATTERN = r"[0-9](?:[ .-]?[0-9]){12,}"
 
 # Each starts with a literal so the regex engine can skip ahead; that keeps a check near a
 # microsecond for a short string, which matters because every captured string is checked.
 DEFAULT_PATTERNS: Tuple[str, ...] = (
-    r"earer\s+[A-Za-z0-9._~+/-]{16,}",  # "Bearer <token>"; the B is left out to keep a literal prefix
-    r"EARER\s+[A-Za-z0-9._~+/-]{16,}",
+    r"earer\s+[A-Za-z0-9._~+/-]{8,}",  # "Bearer <token>"; the B is left out to keep a literal prefix
+    r"EARER\s+[A-Za-z0-9._~+/-]{8,}",
+    r"asic\s+[A-Za-z0-9+/]{6,}={0,2}",  # "Authorization: Basic dXNlcjpwdw=="
+    r"ASIC\s+[A-Za-z0-9+/]{6,}={0,2}",
+    r"(?i)(?:password|passwd|pwd|secret|token|api_?key)\s*[=:]\s*[^\s;&,]+",  # libpq, ADO.NET, form bodies
+    r"(?i)cookie:\s*\S+",  # a Cookie or Set-Cookie header line
     r"eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*",  # JWT: header.payload.signature
     r"A[KS]IA[0-9A-Z]{16}",  # AWS access key id
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----",
-    r"://[^/\s:@]+:[^/\s@]+@",  # user:password@ in a URL or DSN
+    r"://[^/\s:@]*:[^\s@]+@",  # user:password@ (or :password@, redis://:pw@host) in a URL or DSN
     r"gh[pousr]_[A-Za-z0-9]{36}",  # GitHub tokens
     r"xox[abposr]-[A-Za-z0-9-]{10,}",  # Slack tokens
     r"k_live_[A-Za-z0-9]{16,}",  # Stripe live secret and restricted keys
@@ -92,7 +109,7 @@ DEFAULT_PATTERNS: Tuple[str, ...] = (
 
 DEFAULT_TYPES: Tuple[str, ...] = ("*.SecretStr", "*.SecretBytes", "*Credentials", "*PrivateKey")
 
-_CARD_SEPARATOR = re.compile(r"[ -]")
+_CARD_SEPARATOR = re.compile(r"[ .-]")
 _LUHN_DOUBLED = {str(d): (2 * d) - 9 if d > 4 else 2 * d for d in range(10)}
 _MAX_LUHN_CHECKS = 64
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
@@ -159,6 +176,9 @@ class RedactionRules:
     _value_checks: Tuple[Callable[[str], bool], ...] = field(init=False, repr=False, compare=False)
     _type_re: Optional[Pattern[str]] = field(init=False, repr=False, compare=False)
     _names: dict = field(init=False, repr=False, compare=False)
+    _longest: int = field(init=False, repr=False, compare=False)
+    _ends: tuple = field(init=False, repr=False, compare=False)
+    _starts: tuple = field(init=False, repr=False, compare=False)
     _types: dict = field(init=False, repr=False, compare=False)
     _clean: dict = field(init=False, repr=False, compare=False)
 
@@ -188,6 +208,10 @@ class RedactionRules:
         object.__setattr__(self, "_value_checks", tuple(checks))
         object.__setattr__(self, "_type_re", type_re)
         object.__setattr__(self, "_names", {})
+        object.__setattr__(self, "_longest", max(map(len, self.config.identifiers), default=0) + 8)
+        # the strong words that are identifiers of this configuration (a configuration without them has none)
+        object.__setattr__(self, "_ends", tuple(w for w in _STRONG_ENDS if w in self.config.identifiers))
+        object.__setattr__(self, "_starts", tuple(w for w in _STRONG_STARTS if w in self.config.identifiers))
         object.__setattr__(self, "_types", {})
         object.__setattr__(self, "_clean", {})
 
@@ -202,22 +226,33 @@ class RedactionRules:
         hit = self._names.get(name)
         if hit is None:
             hit = self._match_name(name)
-            if len(self._names) >= _CACHE_MAX:
-                self._names.clear()
-            self._names[name] = hit
+            if len(name) <= _NAME_SCAN:  # a long name is not kept alive by the cache
+                if len(self._names) >= _CACHE_MAX:
+                    self._names.clear()
+                self._names[name] = hit
         return hit
 
     def _match_name(self, name: str) -> bool:
+        """Linear in the name: only its last `_NAME_SCAN` characters are split into words, and the suffixes
+        tried grow from the end until they are longer than any identifier (a 400k-character camelCase key
+        once took 165 s here)."""
         if not self.config.enabled:
             return False
         ids = self.config.identifiers
-        if normalize_identifier(name) in ids:
+        tail = name[-_NAME_SCAN:]
+        norm = normalize_identifier(tail)
+        if norm in ids or norm.endswith(self._ends):
             return True
-        words = [w.lower() for w in _WORD.findall(name)]
-        for i in range(len(words)):
-            suffix = "".join(words[i:])
+        head = [w.lower() for w in _WORD.findall(name[:64])]
+        if len(head) == 2 and head[0] in self._starts and head[1] in _HOLDERS:  # secretValue, password_str
+            return True
+        suffix = ""
+        for word in reversed(_WORD.findall(tail)):
+            suffix = word.lower() + suffix
             if suffix in ids or suffix.rstrip("0123456789") in ids:
                 return True
+            if len(suffix) > self._longest:
+                break
         return False
 
     def is_redacted_value(self, text: str) -> bool:

@@ -197,10 +197,30 @@ def _collection(value: Any, depth: int, b: Budget, tname: str, size: int, items:
         out += (CLOSE, "size", size, CLOSE)
 
 
+def key_text(k: Any) -> Optional[str]:
+    """A key as the text its name is checked by: a str, or bytes read as latin-1 (``b"password"``,
+    ``os.environ._data``), cut to 256 characters; None for anything else (never calls user code)."""
+    if type(k) is str:
+        return k[:256]
+    if type(k) in (bytes, bytearray):
+        return bytes(type(k).__getitem__(k, slice(0, 256))).decode("latin-1")
+    return None
+
+
 def _sequence(base: type) -> Callable[..., None]:
     def handler(value: Any, depth: int, b: Budget, tname: str) -> None:
         head = base.__getitem__(value, slice(0, b.max_items))  # a plain list/tuple even for subclasses
-        _collection(value, depth, b, tname, base.__len__(value), head)
+        size = base.__len__(value)
+        name = key_text(base.__getitem__(value, 0)) if size == 2 else None
+        if name is not None and b.name_redacted(name):  # a (name, value) pair: ("Authorization", "Basic ...")
+            seen = [0]
+
+            def each(item: Any, d: int, bb: Budget) -> None:
+                write_cut(bb.out, item, "redacted") if seen[0] else write_value(item, d, bb)
+                seen[0] += 1
+            _collection(value, depth, b, tname, size, head, each=each)
+            return
+        _collection(value, depth, b, tname, size, head)
     return handler
 
 
@@ -223,10 +243,12 @@ def _entry(item: Tuple[Any, Any], depth: int, b: Budget) -> None:
     b.out.append(LIST)
     if type(k) is str:
         _text(k, b, "str")
-        redact = b.name_redacted(k)
+        redact = b.name_redacted(k[:256])
     else:
         write_value(k, depth, b)
-        redact = issubclass(type(k), str) and b.name_redacted(str.__str__(k))  # e.g. a str-valued Enum key
+        text = key_text(k)  # bytes keys too: {b"password": ...}
+        redact = (text is not None and b.name_redacted(text)) or (
+            issubclass(type(k), str) and b.name_redacted(str.__str__(k)[:256]))  # e.g. a str-valued Enum key
     if redact:
         write_cut(b.out, v, "redacted")
     else:

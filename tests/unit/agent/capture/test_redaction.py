@@ -187,3 +187,60 @@ def test_name_results_stay_right_past_the_cache_size(redactor):
     names = [f"field_{i}" for i in range(10_000)]
     assert not any(redactor.is_redacted_name(n) for n in names)
     assert redactor.is_redacted_name("api_key") and redactor.is_redacted_name("API_KEY")
+
+
+# Datadog Dynamic Instrumentation's default redaction list (dd-trace-py, ddtrace/debugging/_redaction.py)
+DATADOG_DEFAULTS = """2fa accesstoken aiohttpsession apikey apisecret apisignature appkey applicationkey auth
+authorization authtoken ccnumber certificatepin cipher clientid clientsecret connectionstring connectsid cookie
+credentials creditcard csrf csrftoken cvv databaseurl dburl encryptionkey encryptionkeyid geolocation gpgkey
+ipaddress jti jwt licensekey masterkey mysqlpwd nonce oauth oauthtoken otp passhash passwd password passwordb
+pemfile pgpkey phpsessid pin pincode pkcs8 privatekey publickey pwd recaptchakey refreshtoken routingnumber salt
+secret secretkey secrettoken securityanswer securitycode securityquestion serviceaccountcredentials session
+sessionid sessionkey setcookie signature signaturekey sshkey ssn symfony token transactionid twiliotoken
+usersession voterid xapikey xauthtoken xcsrftoken xforwardedfor xrealip xsrf xsrftoken""".split()
+
+
+def test_every_identifier_on_datadogs_default_list_is_redacted(redactor):
+    assert [n for n in DATADOG_DEFAULTS if not redactor.is_redacted_name(n)] == []
+
+
+@pytest.mark.parametrize("name", ["PGPASSWORD", "dbpassword", "db_pass", "secretValue", "password_str",
+                                  "MYSQL_ROOT_PASSWORD", "githubToken"])
+def test_names_that_hid_a_secret_before_are_redacted(redactor, name):
+    assert redactor.is_redacted_name(name)
+
+
+@pytest.mark.parametrize("value", [
+    "redis://:hunter2@cache:6379/0",  # no user
+    "postgres://app:pa/ss@db:5432/shop",  # a password with a slash
+    "Authorization: Basic dXNlcjpwYXNzd29yZA==",
+    "Bearer abc123xyz",  # under 16 characters
+    "host=db port=5432 password=hunter2 dbname=shop",  # libpq
+    "Server=db;Database=shop;User Id=app;Password=hunter2;",  # ADO.NET
+    "user=alice&password=hunter2",  # a form body
+    "Cookie: session=abc; theme=dark",
+    "4111.1111.1111.1111",  # a card number with dots
+])
+def test_secret_shaped_values_that_passed_before_are_redacted(redactor, value):
+    assert redactor.is_redacted_value(value)
+
+
+def test_a_long_name_costs_a_linear_scan_not_every_suffix(redactor):
+    """One camelCase dict key of 400k characters (a client can POST it as JSON) took 165 s on the host
+    thread when every word suffix was built; only the end of a name is matched now."""
+    import time
+    started = time.perf_counter()
+    assert not redactor.is_redacted_name("aB" * 200_000)
+    assert redactor.is_redacted_name("aB" * 200_000 + "Password")
+    assert time.perf_counter() - started < 0.05
+
+
+def test_bytes_keys_and_name_value_pairs_are_redacted_in_captures():
+    from probebook.agent.capture.values import CaptureLimits, capture_value
+    from probebook.protocol.capture_tree import plain
+
+    got = plain(capture_value({b"password": "hunter2", b"user": "alice"}, CaptureLimits(), Redactor()))
+    assert "hunter2" not in str(got) and "alice" in str(got)
+    headers = [("Content-Type", "text/plain"), ("Authorization", "Token s3cr3t-value-here")]
+    got = capture_value(headers, CaptureLimits(), Redactor())
+    assert "s3cr3t" not in str(got) and "text/plain" in str(got)
