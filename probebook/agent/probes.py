@@ -91,6 +91,7 @@ class ProbeRuntime:
         self.rate_limited = 0
         self.evaluations = 0
         self.failures = 0  # consecutive evaluation failures
+        self.slow = 0  # timed evaluations over the budget since the last timed one within it
         self.cpu_ns = 0
         self.location = ""  # "file:line (function)" once resolved
         # set at install when the condition is simple enough: skips the evaluator when certainly false
@@ -128,7 +129,7 @@ class ProbeRuntime:
 
     def _condition_holds(self, f_locals: Any, f_globals: Any) -> bool:
         self.evaluations += 1
-        timed = (self.evaluations & 7) == 0
+        timed = self.evaluations == 1 or (self.evaluations & 7) == 0  # the first, then every 8th
         t0 = _cpu_ns() if timed else 0
         try:
             value = self.condition.evaluate(f_locals, f_globals)  # type: ignore[union-attr]
@@ -138,9 +139,17 @@ class ProbeRuntime:
         if timed:
             took = _cpu_ns() - t0
             self.host.cpu_spent(self, took * 8)
-            if took > self.host.condition_budget_ns:
-                self._evaluation_failed(f"condition took {took / 1000:.0f} us, over its budget")
+            budget = self.host.condition_budget_ns
+            if took > budget:
+                # only a timed evaluation within the budget clears this count: the untimed ones in between
+                # say nothing about cost. Ten times over, or three timed ones in a row, and it is disabled now.
+                self.slow += 1
+                if took > 10 * budget or self.slow >= 3:
+                    self.failures = self.host.condition_failures
+                self._evaluation_failed(f"condition took {took / 1000:.0f} us, over its budget of "
+                                        f"{budget / 1000:.0f} us")
                 return False
+            self.slow = 0
         self.failures = 0
         if value is True:
             return True

@@ -109,3 +109,16 @@ def test_cpu_budget_counts_work_not_waiting_for_the_gil():
         stop.set()
         hog.join()
         agent.close()
+
+
+def test_a_slow_condition_is_disabled_at_its_first_timed_evaluation(agent):
+    """Sorting 20,000 strings takes ~10 ms a hit: the first evaluation is timed, and one this far over the
+    1 ms budget disables the probe at once (before, only every 8th was timed and any untimed success
+    cleared the count, so a slow condition was never disabled)."""
+    probe = agent.add_probe({"kind": "log", "where": where("plain"), "template": "a={a}",
+                             "when": 'sorted(["a" * 1000] * 40000) == []'})
+    for i in range(3):
+        assert shapes.plain(i, 1) == (i + 1) * 2
+    info = _wait_status(agent, probe.id, "disabled")
+    assert "over its budget" in info.reason
+    assert agent.get_probe(probe.id).hits <= 2
