@@ -1,7 +1,7 @@
 """The `probebook` command: one subcommand group per module of this package.
 
     probebook agent run [options] -- python app.py     start a program with the agent inside
-    probebook audit verify FILE                        check an agent's audit log
+    probebook audit verify FILE [--head HASH]          check an agent's audit log
     probebook lab up|status|inject|recover|down|scenarios
     probebook alerts listen [--port 9099] [--evidence FILE]
     probebook investigate [TEXT] [--lab | --connect NAME=TARGET ...] [--alert NAME] [--llm] [--out FILE]

@@ -1,4 +1,4 @@
-"""`probebook audit verify FILE`: check an agent's hash-chained audit log.
+"""`probebook audit verify FILE [--head HASH]`: check an agent's hash-chained audit log.
 
 Exit status 0 when the chain holds, 1 with the first edited, removed or reordered entry named.
 """
@@ -18,6 +18,8 @@ def register(sub: Subparsers) -> None:
     verify = commands.add_parser("verify", help="check the hash chain; name the first edited, removed or "
                                                  "reordered entry")
     verify.add_argument("file")
+    verify.add_argument("--head", help="the audit head an agent reported in health (HASH or SEQ:HASH): "
+                                       "entries removed from the end are found too")
     verify.set_defaults(handler=_verify)
 
 
@@ -26,7 +28,7 @@ def _verify(args: argparse.Namespace) -> int:
 
     if not os.path.isfile(args.file):
         usage_error("probebook audit verify", f"{args.file}: no such file")
-    result = verify(args.file)
+    result = verify(args.file, head=args.head)
     if result.ok:
         print(f"ok: {args.file}: {result.reason}")
         return 0

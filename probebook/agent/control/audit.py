@@ -164,12 +164,29 @@ def _lines(path: str) -> List[Tuple[int, str]]:
         return [(n, line.rstrip("\n")) for n, line in enumerate(fh, 1) if line.strip()]
 
 
-def verify(path: str) -> VerifyResult:
+def verify(path: str, head: Optional[str] = None) -> VerifyResult:
     """Check the chain of the audit log at `path`.
 
     Names the first entry that was edited (its hash does not match its content), removed (the
-    next one does not follow it), or reordered (it appears after a later entry).
+    next one does not follow it), or reordered (it appears after a later entry). With `head` (the
+    ``hash`` or ``seq:hash`` an agent reported in health), entries removed from the end are found too:
+    the chain must still hold that entry.
     """
+    result = _verify_chain(path)
+    if not result.ok or not head:
+        return result
+    want_seq, _, want_hash = head.strip().rpartition(":")
+    entries = [f for _, f in ((n, _parse(raw)) for n, raw in _lines(path)) if f is not None]
+    found = next((f for f in entries if f["hash"] == want_hash.lower()), None)
+    if found is None or (want_seq.isdigit() and found["seq"] != int(want_seq)):
+        last = entries[-1]["seq"] if entries else 0
+        return VerifyResult(False, last + 1, f"the head {head.strip()[:80]} is not in the log: entries after seq "
+                                             f"{last} were removed (truncated), or the head belongs to another log",
+                            len(entries))
+    return VerifyResult(True, None, f"{result.reason}; holds the head seq {found['seq']}", result.entries)
+
+
+def _verify_chain(path: str) -> VerifyResult:
     try:
         lines = _lines(path)
     except OSError as exc:

@@ -75,6 +75,18 @@ def test_a_removed_entry_is_named(log_path):
     assert not result.ok and result.first_bad_seq == 4 and "removed" in result.reason
 
 
+def test_entries_removed_from_the_end_are_found_with_the_head_an_agent_reported(log_path):
+    head = json.loads(_lines(log_path)[-1])
+    assert verify(log_path, head=f"{head['seq']}:{head['hash']}").ok
+    _write(log_path, _lines(log_path)[:-2])  # the chain that is left is intact by itself
+    assert verify(log_path).ok
+    result = verify(log_path, head=head["hash"])
+    assert not result.ok and result.first_bad_seq == 5 and "truncated" in result.reason
+    proc = subprocess.run([sys.executable, "-m", "probebook.cli", "audit", "verify", log_path, "--head",
+                           f"{head['seq']}:{head['hash']}"], capture_output=True, text=True)
+    assert proc.returncode == 1 and "truncated" in proc.stdout
+
+
 def test_a_removed_first_entry_is_named(log_path):
     _write(log_path, _lines(log_path)[1:])
     result = verify(log_path)
