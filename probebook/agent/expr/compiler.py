@@ -124,7 +124,16 @@ class ClosureCompiler:
             raise self.refuse(node, f"names redacted identifier {key_node.value!r}; redacted values cannot be read")
         obj, key = self.build(node.value, depth)[0], self.build(key_node, depth)[0]
         item = operators.item
-        return (lambda L, G: item(obj(L, G), key(L, G))), MISSING
+        if isinstance(key_node, ast.Constant):
+            return (lambda L, G: item(obj(L, G), key(L, G))), MISSING
+        red = self.redacted
+
+        def computed(L: Mapping[str, Any], G: Mapping[str, Any]) -> Any:  # creds['pass' + 'word'] stays redacted
+            k = key(L, G)
+            if type(k) is str and red(k[:256]):
+                raise EvaluationError(f"reads the redacted entry {k[:40]!r}")
+            return item(obj(L, G), k)
+        return computed, MISSING
 
     def _Slice(self, node: ast.Slice, depth: int) -> Tuple[Closure, Any]:
         none = lambda L, G: None  # noqa: E731
@@ -280,6 +289,15 @@ class ClosureCompiler:
             raise self.refuse(node, f"names redacted identifier {first.value!r}; redacted values cannot be read")
         obj, args, name = self.build(func.value, depth)[0], self.fns(node.args, depth), func.attr
         table, slow, text_check = calls.METHODS[name], calls.call_method, calls.check_text
+        if name == "get" and args and not isinstance(first, ast.Constant):  # d.get(computed name): checked too
+            key_fn, red = args[0], self.redacted
+
+            def checked(L: Mapping[str, Any], G: Mapping[str, Any]) -> Any:
+                k = key_fn(L, G)
+                if type(k) is str and red(k[:256]):
+                    raise EvaluationError(f"reads the redacted entry {k[:40]!r}")
+                return k
+            args = [checked] + list(args[1:])
         atoms = value_checks.ATOMS
         if len(args) == 1:
             arg = args[0]
