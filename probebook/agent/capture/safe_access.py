@@ -24,7 +24,8 @@ from typing import Any, Iterator, Optional, Tuple
 
 from probebook.errors import UnsafeAccess
 
-__all__ = ["MISSING", "safe_getattr", "instance_dict", "slot_names", "iter_fields", "type_name"]
+__all__ = ["MISSING", "safe_getattr", "instance_dict", "slot_names", "iter_fields", "type_name", "mro_of",
+           "class_dict", "type_attr"]
 
 
 class _Missing:
@@ -38,23 +39,42 @@ MISSING: Any = _Missing()
 
 _GETSET = types.GetSetDescriptorType
 _MEMBER = types.MemberDescriptorType
-_type_getattribute = type.__getattribute__
 _mapping_get = dict.get
+# `type`'s own C getters: type.__getattribute__(tp, "__mro__") would honour a property of that name on a
+# metaclass (user code); these read the type's fields whatever its metaclass says
+_MRO = type.__dict__["__mro__"].__get__
+_DICT = type.__dict__["__dict__"].__get__
+_NAMES = {n: type.__dict__[n].__get__ for n in ("__module__", "__qualname__", "__name__")}
+
+
+def mro_of(tp: type) -> tuple:
+    """`tp.__mro__`, read without a metaclass's say."""
+    return _MRO(tp, type)
+
+
+def class_dict(klass: type) -> Any:
+    """`klass.__dict__` (a mappingproxy), read without a metaclass's say."""
+    return _DICT(klass, type)
+
+
+def type_attr(tp: type, name: str) -> Any:
+    """`__module__`, `__qualname__` or `__name__` of a type, read without a metaclass's say."""
+    return _NAMES[name](tp, type)
 
 
 def type_name(obj: Any) -> str:
     """`module.QualName` of the object's type, read without touching the object."""
     tp = type(obj)
-    mod = _type_getattribute(tp, "__module__")
-    qual = _type_getattribute(tp, "__qualname__")
+    mod = type_attr(tp, "__module__")
+    qual = type_attr(tp, "__qualname__")
     if mod in ("builtins", None):
         return str(qual)
     return f"{mod}.{qual}"
 
 
 def _lookup_in_mro(tp: type, name: str) -> Any:
-    for klass in _type_getattribute(tp, "__mro__"):
-        ns = _type_getattribute(klass, "__dict__")
+    for klass in mro_of(tp):
+        ns = class_dict(klass)
         if name in ns:
             return ns[name]
     return MISSING
@@ -96,8 +116,8 @@ def instance_dict(obj: Any) -> Optional[dict]:
 def slot_names(tp: type) -> Iterator[str]:
     """Names of slot members along the MRO, in definition order, without duplicates."""
     seen = set()
-    for klass in _type_getattribute(tp, "__mro__"):
-        ns = _type_getattribute(klass, "__dict__")
+    for klass in mro_of(tp):
+        ns = class_dict(klass)
         for name, value in ns.items():
             if type(value) is _MEMBER and name not in seen:
                 seen.add(name)
@@ -157,7 +177,7 @@ def _safe_getattr_slow(obj: Any, name: str) -> Any:
         ns = instance_dict(obj)
         if ns is not None and name in ns:
             return ns[name]
-        raise UnsafeAccess(f"module {_type_getattribute(type(obj), '__name__')!s} has no attribute {name!r}")
+        raise UnsafeAccess(f"module {type_attr(type(obj), '__name__')!s} has no attribute {name!r}")
     tp = type(obj)
     desc = _class_attr(tp, name)
     if desc is not MISSING and type(desc) is _MEMBER:

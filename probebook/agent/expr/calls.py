@@ -17,7 +17,7 @@ import collections
 import sys
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
-from ..capture.safe_access import MISSING, _lookup_in_mro, type_name
+from ..capture.safe_access import MISSING, _lookup_in_mro, mro_of, type_attr, type_name
 from .value_checks import (ATOMS, EQ, HASH, KIND, MAX_INT_BITS, ORDER, REPR, STRICT, TEXT, deep, downcast, fail,
                            inherits_builtin, is_int, iterable, keys_ok, operand, short_repr, truth)
 
@@ -26,7 +26,6 @@ __all__ = ["CALLS", "VALUES", "METHODS", "call_method", "check_text", "isinstanc
 _MAX_STR_DIGITS = 5_000
 _NUMBERS = {id(int), id(bool), id(float), id(complex)}
 _LEN = TEXT | set(KIND)
-_type_getattribute = type.__getattribute__
 _TYPE_SUBCLASSCHECK = type.__dict__["__subclasscheck__"]
 
 
@@ -37,14 +36,14 @@ def _plain_class(cls: Any) -> bool:
 
 
 def _is_class(x: Any) -> bool:
-    return any(k is type for k in _type_getattribute(type(x), "__mro__"))
+    return any(k is type for k in mro_of(type(x)))
 
 
 def isinstance_(value: Any, classes: Any) -> bool:
     """`isinstance()` for plain classes, read from the exact type (never `value.__class__`)."""
     for cls in classes if type(classes) is tuple else (classes,):
         if not _plain_class(cls):
-            why = (f"{_type_getattribute(cls, '__qualname__')} would run its metaclass __subclasscheck__"
+            why = (f"{type_attr(cls, '__qualname__')} would run its metaclass __subclasscheck__"
                    if _is_class(cls) else f"{short_repr(cls)} is not a class")
             raise fail(f"isinstance() needs plain classes; {why}")
     return issubclass(type(value), classes)  # never isinstance(): it reads value.__class__ through user code

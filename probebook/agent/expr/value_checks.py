@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from probebook.errors import EvaluationError
 
-from ..capture.safe_access import MISSING, _lookup_in_mro, type_name
+from ..capture.safe_access import MISSING, _lookup_in_mro, mro_of, type_name
 
 __all__ = ["MAX_ITEMS", "MAX_INT_BITS", "EQ", "ORDER", "HASH", "REPR", "STRICT", "ATOMS", "TEXT", "KIND",
            "SEQ", "MAP", "SET", "ITEMS", "RANGE", "fail", "special_atom", "inherits_builtin", "downcast",
@@ -61,7 +61,6 @@ _DOWNCAST: Dict[int, Callable[[Any], Any]] = {
 }
 _BUILTIN_OWNERS = {id(object), id(int), id(float), id(str), id(bytes)}
 _SLOT_TYPES = (types.WrapperDescriptorType, types.MethodDescriptorType)
-_type_getattribute = type.__getattribute__
 
 
 def fail(message: str) -> EvaluationError:
@@ -94,7 +93,7 @@ def inherits_builtin(t: type, name: str) -> bool:
 
 def downcast(t: type) -> Optional[Callable[[Any], Any]]:
     """The conversion of a subclass of int/float/str/bytes to its builtin base, or None."""
-    for klass in _type_getattribute(t, "__mro__"):
+    for klass in mro_of(t):
         conv = _DOWNCAST.get(id(klass))
         if conv is not None:
             return conv

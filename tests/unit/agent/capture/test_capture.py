@@ -545,3 +545,27 @@ def test_safe_repr_is_bounded():
     for _ in range(100):
         deep = [deep]
     assert safe_repr(deep) == "[[[[...]]]]"
+
+
+class PropertyMeta(type):
+    """A metaclass whose properties shadow what a type's fields are read by."""
+
+    @property
+    def __mro__(cls):
+        CALLS.append("meta __mro__")
+        return (object,)
+
+
+class ByMeta(metaclass=PropertyMeta):
+    def __init__(self):
+        self.x = 1
+
+
+def test_properties_on_a_metaclass_never_run():
+    """Reading a type's MRO with type.__getattribute__ would call the metaclass's property."""
+    CALLS.clear()
+    node = cap({"instance": ByMeta(), "class": ByMeta})
+    (_, inst), _ = node["entries"]
+    assert inst["fields"] == {"x": {"type": "int", "value": 1}} and inst["type"].endswith("ByMeta")
+    assert "ByMeta" in safe_repr(ByMeta())
+    assert CALLS == []
