@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Tuple
 
 from probebook.errors import LocationError, SourceNotFound
 from probebook.protocol.records import ModuleSource, SourceFile
+from probebook.protocol.spec import plain_text
 
 from .instrument.locate import modules_for_file
 
@@ -79,8 +80,7 @@ def loaded_modules() -> List[ModuleSource]:
 
 def read_source(path: str, start: Optional[int] = None, end: Optional[int] = None) -> SourceFile:
     """Lines `start`..`end` (1-based, inclusive) of the loaded module file ending with `path`."""
-    if not isinstance(path, str) or not path.strip() or not path.strip().endswith(".py") or len(path) > 1024 \
-            or any(ord(c) < 32 or ord(c) == 127 for c in path):
+    if not isinstance(path, str) or not path.strip() or not path.strip().endswith(".py") or not plain_text(path):
         raise LocationError(f"path: expected the path (or a suffix of it) of a loaded .py file, got {path!r}", "path")
     mods = modules_for_file(path.strip())
     if not mods:

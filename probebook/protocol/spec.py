@@ -22,7 +22,7 @@ from probebook.errors import LocationError, SpecError
 from .kinds import FUNCTION_KINDS, KINDS, METRIC_TYPES
 
 __all__ = ["KINDS", "METRIC_TYPES", "FUNCTION_KINDS", "MetricSpec", "ProbeSpec", "Where", "parse_duration",
-           "parse_rate", "parse_where"]
+           "parse_rate", "parse_where", "plain_text"]
 
 _KEYS = ("id", "kind", "where", "when", "template", "capture", "metric", "ttl", "rate", "max_hits", "limits", "name")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -49,6 +49,16 @@ class Where:
         return f"{self.file}:{self.line}" if self.is_line else f"{self.module}:{self.qualname}"
 
 
+def plain_text(text: str, most: int = 1024) -> bool:
+    """Is `text` a path or a name as a person writes one: at most `most` characters, no control
+    characters (``/etc/passwd\\x00.py`` is not)?
+
+    >>> plain_text("shop/cart.py:12"), plain_text("x\\x00.py:3")
+    (True, False)
+    """
+    return len(text) <= most and not any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
 def parse_where(text: object) -> Where:
     """Parse ``file.py:LINE`` or ``package.module:Qual.name``; raise `LocationError` otherwise.
 
@@ -60,7 +70,7 @@ def parse_where(text: object) -> Where:
     usage = "where: expected 'path/to/file.py:LINE' or 'package.module:Qualified.name'"
     if not isinstance(text, str) or ":" not in text:
         raise LocationError(f"{usage}, got {text!r}")
-    if len(text) > 1024 or any(ord(c) < 32 or ord(c) == 127 for c in text):
+    if not plain_text(text):
         raise LocationError(f"where: a path or name has no control characters and is under 1024 characters, "
                             f"got {text[:80]!r}")
     left, _, right = text.strip().rpartition(":")

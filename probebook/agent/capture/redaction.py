@@ -39,6 +39,7 @@ __all__ = [
     "RedactionRules",
     "Redactor",
     "normalize_identifier",
+    "key_name",
 ]
 
 
@@ -49,6 +50,21 @@ def normalize_identifier(name: str) -> str:
     'xapikey'
     """
     return name.lower().replace("_", "").replace("-", "")
+
+
+def key_name(k: object) -> Optional[str]:
+    """A dict key or a pair's first item as the name it is checked by: a `str` as it is (matching reads
+    only its ends), `bytes` read as Latin-1 from their last `_NAME_SCAN` bytes (``b"password"``,
+    ``os.environ._data``); None for anything else. Never calls user code.
+
+    >>> key_name(b"DB_PASSWORD"), key_name(3)
+    ('DB_PASSWORD', None)
+    """
+    if type(k) is str:
+        return k
+    if type(k) in (bytes, bytearray):
+        return bytes(type(k).__getitem__(k, slice(-_NAME_SCAN, None))).decode("latin-1")  # type: ignore[index]
+    return None
 
 
 DEFAULT_IDENTIFIERS: frozenset = frozenset(

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, List, Optional, Union
 
 from .describe import TEXT_OF, TYPE_QUALNAME, int_text
-from .redaction import RedactionRules, Redactor
+from .redaction import RedactionRules, Redactor, key_name
 from .safe_access import instance_dict, type_name
 from .writers import HANDLERS, SCAN_MARGIN, classify, write_enum
 
@@ -116,7 +116,8 @@ def _render_container(v: Any, tid: int, out: List[str], rules: Optional[Redactio
                 key, item = item
                 _render(key, out, rules, depth + 1, room)
                 _emit(out, room, ": ")
-                if rules is not None and type(key) is str and rules.is_redacted_name(key):
+                name = key_name(key) if rules is not None else None  # bytes keys too, as in capture
+                if name is not None and rules.is_redacted_name(name):  # type: ignore[union-attr]
                     _emit(out, room, "[REDACTED]")
                     shown += 1
                     continue

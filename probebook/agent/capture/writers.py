@@ -27,7 +27,7 @@ from probebook.errors import UnsafeAccess
 
 from .describe import (TEXT_OF, TEXT_TYPES, class_name, code_text, function_name, int_text, method_name,
                        module_name)
-from .redaction import RedactionRules
+from .redaction import RedactionRules, key_name
 from .safe_access import instance_dict, iter_fields, safe_getattr, type_name
 from .tree import CLOSE, LIST, OPEN
 
@@ -197,21 +197,11 @@ def _collection(value: Any, depth: int, b: Budget, tname: str, size: int, items:
         out += (CLOSE, "size", size, CLOSE)
 
 
-def key_text(k: Any) -> Optional[str]:
-    """A key as the text its name is checked by: a str, or bytes read as latin-1 (``b"password"``,
-    ``os.environ._data``), cut to 256 characters; None for anything else (never calls user code)."""
-    if type(k) is str:
-        return k[:256]
-    if type(k) in (bytes, bytearray):
-        return bytes(type(k).__getitem__(k, slice(0, 256))).decode("latin-1")
-    return None
-
-
 def _sequence(base: type) -> Callable[..., None]:
     def handler(value: Any, depth: int, b: Budget, tname: str) -> None:
         head = base.__getitem__(value, slice(0, b.max_items))  # a plain list/tuple even for subclasses
         size = base.__len__(value)
-        name = key_text(base.__getitem__(value, 0)) if size == 2 else None
+        name = key_name(base.__getitem__(value, 0)) if size == 2 else None
         if name is not None and b.name_redacted(name):  # a (name, value) pair: ("Authorization", "Basic ...")
             seen = [0]
 
@@ -243,12 +233,12 @@ def _entry(item: Tuple[Any, Any], depth: int, b: Budget) -> None:
     b.out.append(LIST)
     if type(k) is str:
         _text(k, b, "str")
-        redact = b.name_redacted(k[:256])
+        redact = b.name_redacted(k)
     else:
         write_value(k, depth, b)
-        text = key_text(k)  # bytes keys too: {b"password": ...}
+        text = key_name(k)  # bytes keys too: {b"password": ...}
         redact = (text is not None and b.name_redacted(text)) or (
-            issubclass(type(k), str) and b.name_redacted(str.__str__(k)[:256]))  # e.g. a str-valued Enum key
+            issubclass(type(k), str) and b.name_redacted(str.__str__(k)))  # e.g. a str-valued Enum key
     if redact:
         write_cut(b.out, v, "redacted")
     else:

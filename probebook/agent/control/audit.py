@@ -172,11 +172,16 @@ def verify(path: str, head: Optional[str] = None) -> VerifyResult:
     ``hash`` or ``seq:hash`` an agent reported in health), entries removed from the end are found too:
     the chain must still hold that entry.
     """
-    result = _verify_chain(path)
+    try:
+        lines = _lines(path)
+    except OSError as exc:
+        return VerifyResult(False, None, f"cannot read {path}: {exc.strerror or exc}")
+    parsed = [(n, _parse(raw)) for n, raw in lines]
+    result = _verify_chain(parsed)
     if not result.ok or not head:
         return result
     want_seq, _, want_hash = head.strip().rpartition(":")
-    entries = [f for _, f in ((n, _parse(raw)) for n, raw in _lines(path)) if f is not None]
+    entries = [f for _, f in parsed]  # an intact chain: every line is an entry
     found = next((f for f in entries if f["hash"] == want_hash.lower()), None)
     if found is None or (want_seq.isdigit() and found["seq"] != int(want_seq)):
         last = entries[-1]["seq"] if entries else 0
@@ -186,12 +191,8 @@ def verify(path: str, head: Optional[str] = None) -> VerifyResult:
     return VerifyResult(True, None, f"{result.reason}; holds the head seq {found['seq']}", result.entries)
 
 
-def _verify_chain(path: str) -> VerifyResult:
-    try:
-        lines = _lines(path)
-    except OSError as exc:
-        return VerifyResult(False, None, f"cannot read {path}: {exc.strerror or exc}")
-    parsed = [(n, _parse(raw)) for n, raw in lines]
+def _verify_chain(parsed: List[Tuple[int, Optional[Dict[str, Any]]]]) -> VerifyResult:
+    """The chain check of `verify` over (line number, parsed entry or None) pairs."""
     seqs = {f["seq"] for _, f in parsed if f is not None}
     expected_seq, expected_prev = 1, GENESIS
     for index, (lineno, fields) in enumerate(parsed):

@@ -49,7 +49,3 @@ class FailedAuthLimiter:
             while len(self._failures) > self.max_addresses:
                 self._failures.popitem(last=False)
             return count + 1 == self.max_failures
-
-    def succeeded(self, address: str) -> None:
-        with self._lock:
-            self._failures.pop(address, None)

@@ -112,6 +112,7 @@ class ControlAPI:
         self._checks: Dict[str, HealthCheck] = {}
         self._checks_lock = threading.Lock()
         self._reads: Dict[str, Tuple[bool, int, int, float]] = {}  # reader -> (first, reads, events, since)
+        self._reads_lock = threading.Lock()
         self._ops: Dict[str, Callable[[Dict[str, Any]], Tuple[int, Dict[str, Any], str]]] = {
             "add_probe": self._add_probe,
             "remove_probe": self._remove_probe,
@@ -159,7 +160,7 @@ class ControlAPI:
         """Event reads are audited as one line per reader a minute (its first read at once, a failed one
         at once): how many reads and events, so a poll every second does not flood the log."""
         now = time.monotonic()
-        with self._checks_lock:
+        with self._reads_lock:
             first, reads, count, since = self._reads.get(who, (True, 0, 0, now))
             reads, count = reads + 1, count + events
             due = first or status >= 300 or now - since >= _READS_EVERY

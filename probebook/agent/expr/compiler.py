@@ -124,16 +124,21 @@ class ClosureCompiler:
             raise self.refuse(node, f"names redacted identifier {key_node.value!r}; redacted values cannot be read")
         obj, key = self.build(node.value, depth)[0], self.build(key_node, depth)[0]
         item = operators.item
-        if isinstance(key_node, ast.Constant):
-            return (lambda L, G: item(obj(L, G), key(L, G))), MISSING
+        if not isinstance(key_node, ast.Constant):  # creds['pass' + 'word'] stays redacted
+            key = self.unredacted(key)
+        return (lambda L, G: item(obj(L, G), key(L, G))), MISSING
+
+    def unredacted(self, key: Closure) -> Closure:
+        """`key`, evaluated at run time, refused when it names a redacted identifier (a constant one is
+        refused when the probe is added)."""
         red = self.redacted
 
-        def computed(L: Mapping[str, Any], G: Mapping[str, Any]) -> Any:  # creds['pass' + 'word'] stays redacted
+        def checked(L: Mapping[str, Any], G: Mapping[str, Any]) -> Any:
             k = key(L, G)
-            if type(k) is str and red(k[:256]):
+            if type(k) is str and red(k):
                 raise EvaluationError(f"reads the redacted entry {k[:40]!r}")
-            return item(obj(L, G), k)
-        return computed, MISSING
+            return k
+        return checked
 
     def _Slice(self, node: ast.Slice, depth: int) -> Tuple[Closure, Any]:
         none = lambda L, G: None  # noqa: E731
@@ -290,14 +295,7 @@ class ClosureCompiler:
         obj, args, name = self.build(func.value, depth)[0], self.fns(node.args, depth), func.attr
         table, slow, text_check = calls.METHODS[name], calls.call_method, calls.check_text
         if name == "get" and args and not isinstance(first, ast.Constant):  # d.get(computed name): checked too
-            key_fn, red = args[0], self.redacted
-
-            def checked(L: Mapping[str, Any], G: Mapping[str, Any]) -> Any:
-                k = key_fn(L, G)
-                if type(k) is str and red(k[:256]):
-                    raise EvaluationError(f"reads the redacted entry {k[:40]!r}")
-                return k
-            args = [checked] + list(args[1:])
+            args = [self.unredacted(args[0])] + list(args[1:])
         atoms = value_checks.ATOMS
         if len(args) == 1:
             arg = args[0]

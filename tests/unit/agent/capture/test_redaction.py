@@ -241,6 +241,8 @@ def test_bytes_keys_and_name_value_pairs_are_redacted_in_captures():
 
     got = plain(capture_value({b"password": "hunter2", b"user": "alice"}, CaptureLimits(), Redactor()))
     assert "hunter2" not in str(got) and "alice" in str(got)
+    from probebook.agent.capture.safe_repr import safe_repr  # a log line's text: the same rule for bytes keys
+    assert "hunter2" not in safe_repr({b"password": "hunter2"}, redactor=Redactor())
     headers = [("Content-Type", "text/plain"), ("Authorization", "Token s3cr3t-value-here")]
     got = capture_value(headers, CaptureLimits(), Redactor())
     assert "s3cr3t" not in str(got) and "text/plain" in str(got)

@@ -59,13 +59,6 @@ def test_failures_lock_an_address_out_until_the_window_passes():
     assert limiter.retry_after("10.0.0.1") == 0
 
 
-def test_a_success_clears_earlier_failures():
-    limiter = FailedAuthLimiter(max_failures=2, window=60)
-    limiter.failed("a")
-    limiter.succeeded("a")
-    assert limiter.failed("a") is False and limiter.retry_after("a") == 0
-
-
 def test_the_brake_remembers_a_bounded_number_of_addresses():
     limiter = FailedAuthLimiter(max_failures=2, window=60, max_addresses=10)
     for i in range(100):
