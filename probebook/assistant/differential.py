@@ -19,7 +19,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 from probebook.protocol.capture_tree import plain
 
-__all__ = ["separate", "separate_items", "values_of", "seen_values", "shape"]
+__all__ = ["separate", "separate_items", "values_of", "seen_values", "shape", "captured"]
 
 
 def _num(v: Any) -> bool:
@@ -118,6 +118,11 @@ def shape(text: str) -> str:
 def seen_values(events: Sequence[dict]) -> List[Any]:
     """Every argument and local of the events, as plain values (where to look for a URL or a path)."""
     return [plain(node) for e in events for part in ("arguments", "locals") for node in (e.get(part) or {}).values()]
+
+
+def captured(event: dict, expr: str) -> Any:
+    """The plain value a snapshot captured for the expression `expr` (None when it holds none)."""
+    return plain((event.get("expressions") or {}).get(expr))
 
 
 def values_of(events: Sequence[dict], name: str) -> List[Any]:

@@ -101,9 +101,10 @@ class Investigator:
         named = [s for s in dict.fromkeys(a.labels.get("service", "") for a in self.incident.alerts) if s]
         focus = [s for s in named if s in services]
         focus += [s for s in services if s in text and s not in focus]
-        gone = [s for s in dict.fromkeys(named + words(text)) if s in self.unreachable()]
+        unreachable = self.unreachable()
+        gone = [s for s in dict.fromkeys(named + words(text)) if s in unreachable]
         if gone:  # a service of ours that does not answer: its callers see why first
-            self.progress(f"triage: {', '.join(gone)} does not answer ({self.unreachable()[gone[0]][:120]}); "
+            self.progress(f"triage: {', '.join(gone)} does not answer ({unreachable[gone[0]][:120]}); "
                           f"looking at its callers")
             focus = sorted(focus + [s for s in services if s not in focus], key=lambda s: not self.mentions(s, gone[0]))
         focus = focus or services
@@ -207,7 +208,7 @@ class Investigator:
         res = self.call("services")
         rows = res.data if res else []
         self._gone = {r["service"]: str(r.get("problem") or r.get("health")) for r in rows
-                      if r.get("health") == "down" or str(r.get("health", "")).startswith("unreachable")}
+                      if r.get("health") in ("down", "unreachable")}
         return [r["service"] for r in rows if r["service"] not in self._gone]
 
     def _note_changes(self) -> None:

@@ -182,7 +182,7 @@ class ToolBox:
     # ------------------------------------------------------------------ code
     def _t_services(self) -> ToolResult:
         rows = _rows(self.inv.services())
-        gone = dict(getattr(self.inv, "unreachable", {}) or {})
+        gone = dict(self.inv.unreachable)
         rows += [{"service": name, "health": "unreachable", "problem": why} for name, why in sorted(gone.items())]
         said = f"; unreachable: {', '.join(sorted(gone))}" if gone else ""
         return ToolResult("services", f"{len(rows) - len(gone)} services connected{said}", rows)

@@ -7,11 +7,14 @@ service whose value caused it.
 from __future__ import annotations
 
 import ast
+import re
 from typing import List, Optional, Tuple
 
 from .codeview import PURE_CALLS, _defs, _dotted, assigned_from, guarded, names_in, own_nodes
 
-__all__ = ["answers", "field_sites", "field_reads", "read_of"]
+__all__ = ["answers", "field_sites", "field_reads", "read_of", "URL_HOST"]
+
+URL_HOST = re.compile(r"\bhttps?://[^\s/'\"?#]+")  # a URL's scheme and host[:port], in any text: where a call goes
 
 
 def answers(source: str, status: int) -> List[tuple]:

@@ -21,6 +21,7 @@ from ..codeview import callees, handlers
 from ..differential import seen_values
 from ..entrypoints import EntryPoint, paths_in
 from ..model import Verdict
+from ..wire import URL_HOST
 from .answered import answered
 from .down import down
 from .timeouts import timed_out, too_tight
@@ -32,7 +33,6 @@ __all__ = ["caught", "outside", "peer_of", "PEER_FIELDS"]
 
 PEER_FIELDS = ("name", "peer", "service", "target", "host")
 _NAME = re.compile(r"^[A-Za-z][\w.:-]{0,80}$")  # a system's name or host, not a summary like "<urllib response>"
-_URL = re.compile(r"\bhttps?://[^\s/'\"?#]+")
 Site = Tuple[str, str, int, str, List[str]]
 
 
@@ -125,7 +125,7 @@ def _system_name(ctx: "Investigator", peer: str, values: List[Any]) -> str:
         if depth > 6:
             return
         if isinstance(v, str):
-            (near if close else other).extend(_URL.findall(v))
+            (near if close else other).extend(URL_HOST.findall(v))
         elif isinstance(v, dict):
             here = close or any(v.get(f) == peer for f in PEER_FIELDS)
             for x in v.values():

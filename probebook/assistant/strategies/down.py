@@ -24,6 +24,7 @@ from probebook.evidence.predicate import Predicate
 from probebook.protocol.capture_tree import plain
 
 from ..model import Verdict
+from ..wire import URL_HOST
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..investigator import Investigator
@@ -36,7 +37,6 @@ NO_ANSWER = (r"(?i)(connection refused|refused the connection|connection reset|r
              r"connect(ion)? timed out|cannot connect|remote end closed|connection aborted|econnrefused|econnreset|"
              r"errno (61|111|104|113))")
 _NO_ANSWER = re.compile(NO_ANSWER)
-_URL = re.compile(r"\bhttps?://[^\s/'\"?#]+")
 
 
 def _gone(ctx: "Investigator", peer: Optional[str]) -> Optional[str]:
@@ -56,7 +56,7 @@ def _other_address(ctx: "Investigator", peer: str, values: List[Any]) -> Optiona
     if not known:
         return None
     want = urlsplit(known).netloc
-    seen = {urlsplit(u).netloc for u in _URL.findall(" ".join(str(v) for v in values))}
+    seen = {urlsplit(u).netloc for u in URL_HOST.findall(" ".join(str(v) for v in values))}
     other = sorted(n for n in seen if n and n != want)
     return other[0] if other and want not in seen else None
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from probebook.evidence.predicate import Predicate, holds
-from probebook.protocol.capture_tree import plain
 
 from ..codeview import PURE_CALLS, assigned_from, called_in, functions
+from ..differential import captured
 from ..model import Verdict
 from .errors import from_caller, probe_producers
 
@@ -110,9 +110,9 @@ def unbounded_part(keys: List[Any]) -> Optional[str]:
 
 
 def _grew(store: MapStore, evs: List[Dict[str, Any]]) -> bool:
-    sizes = [plain((e.get("expressions") or {}).get(f"len({store.container})")) for e in evs]
+    sizes = [captured(e, f"len({store.container})") for e in evs]
     sizes = [s for s in sizes if isinstance(s, int)]
-    keys = [repr(plain((e.get("expressions") or {}).get(store.key))) for e in evs]
+    keys = [repr(captured(e, store.key)) for e in evs]
     return len(sizes) >= 5 and sizes[-1] > sizes[0] and len(set(keys)) >= 0.8 * len(keys)
 
 
@@ -128,7 +128,7 @@ def growth(ctx: "Investigator", services: List[str]) -> Optional[Verdict]:
         ctx.progress("no map grew with new keys while watched")
         return None
     service, file, store, evs = grown[0]
-    keys = [plain((e.get("expressions") or {}).get(store.key)) for e in evs]
+    keys = [captured(e, store.key) for e in evs]
     part = unbounded_part(keys)
     ids = [e["evidence_id"] for e in evs]
     ctx.progress(f"{service}: {store.container} grows with a new key on {len(set(map(repr, keys)))} of {len(keys)} "

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from probebook.evidence.predicate import Predicate, holds
-from probebook.protocol.capture_tree import plain
 
+from ..differential import captured
 from ..model import Verdict
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -121,9 +121,13 @@ def leak_paths(source: str) -> List[LeakPath]:
     return out
 
 
-def _fullness(pool: str, node: Any) -> Optional[str]:
-    """``pool.in_use >= pool.size`` from the captured pool's fields, when it has a count and a size."""
-    fields: Dict[str, Any] = plain(node) if isinstance(plain(node), dict) else {}
+def _claim(path: LeakPath, evs: List[Dict[str, Any]]) -> Optional[str]:
+    """``pool.in_use >= pool.size`` from the pool the events captured, when its fields have a count and a size."""
+    return next((c for c in (_fullness(path.pool, captured(e, path.pool)) for e in evs) if c), None)
+
+
+def _fullness(pool: str, value: Any) -> Optional[str]:
+    fields: Dict[str, Any] = value if isinstance(value, dict) else {}
     nums = {k: v for k, v in fields.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     used = next((k for k in nums if k.lower().lstrip("_") in _USED), None)
     size = next((k for k in nums if k.lower().lstrip("_") in _SIZE), None)
@@ -143,8 +147,7 @@ def leaks(ctx: "Investigator", services: List[str]) -> Optional[Verdict]:
     locus = f"{file}:{path.function}"
     ctx.progress(f"{service}: {path.function} left by line {path.line} {len(evs)} times while watched, keeping "
                  f"{path.name}")
-    claim = next((c for c in (_fullness(path.pool, (e.get("expressions") or {}).get(path.pool)) for e in evs) if c),
-                 None)
+    claim = _claim(path, evs)
     ids = [e["evidence_id"] for e in evs]
     if claim is None:
         return Verdict("likely", service, locus, f"{path.function} never gives back {path.name} when it leaves by "
@@ -164,8 +167,7 @@ def _full_already(ctx: "Investigator", service: str, file: str, path: LeakPath) 
     `likely` cause (caught in the act only after the pool is freed: a restart, with the probe placed)."""
     alias = ctx.place(service, "snapshot", f"{file}:{path.took}", capture=[path.pool], rate=20, light=True)
     evs = ctx.events(alias, 2)
-    claim = next((c for c in (_fullness(path.pool, (e.get("expressions") or {}).get(path.pool)) for e in evs) if c),
-                 None)
+    claim = _claim(path, evs)
     if claim is None:
         ctx.progress("no leaking path ran while watched, and the pool's fields do not say it is full")
         return None

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from probebook.evidence.predicate import Predicate
-from probebook.protocol.capture_tree import plain
 
+from ..differential import captured
 from ..model import Hypothesis, Verdict
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -122,7 +122,7 @@ def retries(ctx: "Investigator", services: List[str]) -> Optional[Verdict]:
         return None
     service, file, loop, evs = seen[0]
     ids = [e["evidence_id"] for e in evs]
-    counts = [v for e in evs for c in loop.counters[:1] for v in [_captured(e, c)] if isinstance(v, (int, float))]
+    counts = [v for e in evs for c in loop.counters[:1] for v in [captured(e, c)] if isinstance(v, (int, float))]
     most = f", up to attempt {int(max(counts))}" if counts else ""
     ctx.progress(f"{service}: {loop.function} went round {len(evs)} times while watched{most}")
     locus = f"{file}:{loop.function}"
@@ -133,7 +133,7 @@ def retries(ctx: "Investigator", services: List[str]) -> Optional[Verdict]:
         return ctx.conclude("proven", service, locus, f"{loop.function} retries at once after a failure, with no "
                             f"wait between attempts ({len(evs)} retries while watched{most})", pred, ids) or \
             Verdict("likely", service, locus, f"{loop.function} retries with no wait", pred, evidence=ids)
-    waits = [_captured(e, loop.wait) for e in evs]
+    waits = [captured(e, loop.wait) for e in evs]
     zero = [e["evidence_id"] for e, w in zip(evs, waits) if isinstance(w, (int, float)) and w == 0]
     pred = Predicate(capture=loop.wait, op="==", value=0)
     if len(zero) >= 2 and 2 * len(zero) > len(evs):
@@ -146,7 +146,3 @@ def retries(ctx: "Investigator", services: List[str]) -> Optional[Verdict]:
     return Verdict("likely", service, locus, f"{loop.function} retries ({len(evs)} times while watched{most}), "
                    f"waiting {loop.wait} between attempts: the amplification is there, its cause may be the "
                    f"timeout, the attempt count or the peer's slowness", evidence=ids[:5])
-
-
-def _captured(event: dict, expr: str) -> Any:
-    return plain((event.get("expressions") or {}).get(expr))

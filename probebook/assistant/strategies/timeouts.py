@@ -14,9 +14,9 @@ import statistics
 from typing import TYPE_CHECKING, Any, List, Optional
 
 from probebook.evidence.predicate import Predicate, holds
-from probebook.protocol.capture_tree import plain
 
 from ..codeview import local_names
+from ..differential import captured
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..investigator import Investigator
@@ -48,11 +48,10 @@ def too_tight(ctx: "Investigator", service: str, file: str, fn: str, line: int) 
     snap = ctx.place(service, "snapshot", f"{file}:{line}", capture=[name], rate=20)
     took = ctx.place(service, "metric", ctx.where(service, file, fn), metric="call_ms", rate=100)
     ctx.pause(min(ctx.wait_s, 10.0))
-    cut = [e for e in ctx.events(snap, 3, timeout=1.0) if isinstance(plain((e.get("expressions") or {}).get(name)),
-                                                                        (int, float))]
+    cut = [e for e in ctx.events(snap, 3, timeout=1.0) if isinstance(captured(e, name), (int, float))]
     if len(cut) < 3:
         return None
-    limit = float(plain(cut[0]["expressions"][name]))
+    limit = float(captured(cut[0], name))
     durations = [float(e["value"]) / 1000.0 for e in ctx.events(took, 20, timeout=1.0)  # ms -> s
                  if isinstance(e.get("value"), (int, float)) and not e.get("error")]
     answered = [d for d in durations if d < 0.9 * limit]
