@@ -151,7 +151,8 @@ def innermost_ours(frames: Sequence[dict]) -> Optional[dict]:
 
 def entry_points(service: str, files: Sequence[str], read, route_words: Sequence[str],
                  limit: int = 3) -> List[EntryPoint]:
-    """Functions of `service` that receive requests for the words of the incident (a route first).
+    """Functions of `service` that receive requests for the words of the incident (a route first; when
+    several routes are named, the handlers of all of them).
 
     `read(path) -> text` reads a running file. For each line holding a route word: a decorator line
     names the function below it; a registration line names its handler; else the function holding it."""
@@ -173,7 +174,7 @@ def entry_points(service: str, files: Sequence[str], read, route_words: Sequence
                 ep = _entry_at(service, path, fns, lines, i, word)
                 if ep and all(ep.function != f.function or ep.file != f.file for f in found):
                     found.append(ep)
-        if found:
+        if found and not word.startswith("/"):  # every route named is served; of plain words, the first found
             break
     if not found:  # no route: the code that raises what the reporter quotes ("quota exceeded")
         for word in route_words:

@@ -39,7 +39,7 @@ from .proof import ProofGate
 from .strategies.blocking import blocking
 from .strategies.errors import errors
 from .strategies.growth import growth
-from .strategies.latency import latency
+from .strategies.latency import latency, slowest_first
 from .strategies.leaks import leaks
 from .strategies.logged import logged
 from .strategies.quiet import quiet
@@ -139,8 +139,14 @@ class Investigator:
             if generic == "latency":
                 verdict = blocking(self, service, [ep.file for ep in eps]) \
                     if any(self.is_async(service, ep) for ep in eps) else None
-                verdict = verdict or next((v for v in (latency(self, service, ep) for ep in eps) if v is not None),
-                                          None)
+                for ep in ([] if verdict else slowest_first(self, service, eps)):
+                    found = latency(self, service, ep)  # a `likely` route does not hide the next one
+                    if found is not None and found.kind != "likely":
+                        verdict = found
+                        break
+                    verdict = verdict or found
+                    if self.out_of_time():
+                        break
             else:
                 verdict = errors(self, service, eps, depth=0)
             if verdict is not None and verdict.kind != "likely":

@@ -165,3 +165,26 @@ def test_a_cache_that_grows_is_traced_to_the_function_that_makes_its_keys(shop):
     assert verdict.kind == "proven", why
     assert verdict.locus.endswith("tinyshop.py:PageCache.key"), why
     assert (verdict.predicate.op, verdict.predicate.value) == ("contains", "visit="), why
+
+
+def test_of_two_alerted_routes_the_slower_is_descended_first(shop):
+    """Two HighLatency alerts on one service, the fast route's first: both handlers are timed together,
+    the slow route is measured first, and its own slow code is proven."""
+    inv, _ = shop
+    api, stop, t = tinyshop.start("mixed")
+    lines = []
+    try:
+        verdict = Assistant(inv).investigate("the shop is slow", alerts=[
+            Alert("HighLatency", {"service": "tinyshop", "route": "/ping"}),
+            Alert("HighLatency", {"service": "tinyshop", "route": "/report"})], progress=lines.append, wait_s=3)
+    finally:
+        stop.set()
+        t.join()
+    why = "\n".join(lines + verdict.reasons)
+    assert verdict.kind == "proven", why
+    assert verdict.locus.endswith("tinyshop.py:slow_lookup"), why
+    order = next(line for line in lines if line.startswith("latency: routes by median time"))
+    assert order.index("report") < order.index("ping"), why
+    # the slow route was descended into before the fast one was measured on its own
+    first = next(line for line in lines if line.startswith("latency:") and line != order)
+    assert "report" in first or "slow_lookup" in first, why

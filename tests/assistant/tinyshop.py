@@ -269,7 +269,7 @@ class Api:
         self.orders = Orders(Pool())
         self.pages = PageCache()
         self.routes = {"/pay": self.pay, "/report": self.report, "/line": self.line, "/search": self.search,
-                       "/cart": self.cart,
+                       "/cart": self.cart, "/ping": self.ping,
                        "/export": self.export}
 
     def cart(self, skus):
@@ -285,6 +285,9 @@ class Api:
     def report(self, n):
         v = slow_lookup(n)
         return fast_format(v)
+
+    def ping(self, n):
+        return fast_format(n)
 
     def search(self, q):
         return {"status": 200 if check_query(q) else 400}
@@ -306,6 +309,8 @@ def serve(api, stop, kind="pay"):
                 api.line(f"sku-{1 + i % 3}", 1 + i % 4)
             elif kind == "search":
                 api.search("A" * 17 + "?")
+            elif kind == "mixed":  # a fast route and a slow one, alternately
+                api.ping(i) if i % 2 else api.report(i)
             elif kind == "export":
                 api.export(i)
             elif kind == "jobs":

@@ -25,7 +25,7 @@ from ..model import Verdict
 if TYPE_CHECKING:  # pragma: no cover
     from ..investigator import Investigator
 
-__all__ = ["latency", "timings", "Timing", "DOMINATES", "EXPLAINS", "WORKS"]
+__all__ = ["latency", "slowest_first", "timings", "Timing", "DOMINATES", "EXPLAINS", "WORKS"]
 
 _MEASURED = 6  # callees timed at once (with the function itself, within the live-probe budget)
 DOMINATES = 0.6  # a callee holding this share of its caller's time is where to look next
@@ -66,6 +66,23 @@ def timings(ctx: "Investigator", probes: Dict[Tuple[str, str], Optional[str]]) -
         if alias:
             ctx.call("remove_probe", probe=alias)
     return out
+
+
+def slowest_first(ctx: "Investigator", service: str, eps: List[EntryPoint]) -> List[EntryPoint]:
+    """Several slow routes of one service: their handlers timed together, for half the usual window,
+    and descended into slowest first (the route nearest the cause is usually the slowest; the others
+    are still tried while time is left). A handler that ran fewer than 3 times goes last, in the order
+    found."""
+    fns = list(dict.fromkeys((ep.file, ep.function) for ep in eps))
+    if len(fns) < 2 or ctx.out_of_time():
+        return eps
+    probes = {fn: ctx.place(service, "metric", ctx.where(service, *fn), metric="route_ms", rate=50) for fn in fns}
+    ctx.pause(ctx.wait_s / 2)
+    timing = timings(ctx, probes)
+    order = sorted(fns, key=lambda fn: -(timing[fn].median_ms if fn in timing else -1.0))
+    ctx.progress("latency: routes by median time " + ", ".join(
+        f"{fn[1]} {timing[fn].median_ms:.1f} ms" if fn in timing else f"{fn[1]} (too few calls)" for fn in order))
+    return sorted(eps, key=lambda ep: order.index((ep.file, ep.function)))
 
 
 def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0,
