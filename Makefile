@@ -13,6 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e ".[lab,test]"
+	$(VENV)/bin/pip install -q --no-deps "httpbin==0.10.4"  # a third-party app the fleet tests run under gunicorn
 	touch $@
 
 venv: $(VENV)/.installed

@@ -10,9 +10,10 @@
 ``_PORT_FILE``, ``_AUDIT``, ``_TLS_CERT``, ``_TLS_KEY``, ``_READ_TIMEOUT``), so containers and
 `probebook agent run` need no code change. After ``fork`` (pre-fork servers such as gunicorn),
 the child retires the inherited agent -- restoring any probed code -- and starts a fresh one with
-its own instance id, on a new port, recorded in its own port file.
+its own instance id, on a new port, recorded in its own port file, holding the parent's live
+probes (same ids, what is left of their TTL) before the worker serves anything.
 
-Where it listens is written to `port_file` as ``{"url", "pid", "instance_id", "service"}``;
+Where it listens is written to `port_file` as ``{"url", "pid", "ppid", "instance_id", "service"}``;
 a directory (existing, or a path ending in ``/``) gets one ``<pid>.json`` per process.
 """
 
@@ -24,10 +25,12 @@ import os
 import socket
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from probebook.errors import ProbebookError
+from probebook.protocol.kinds import ENDED
 from probebook.protocol.tokens import Tokens, private_dir, write_token_file
 
 from .control.audit import AuditLog
@@ -269,8 +272,8 @@ def _write_port_file(spec: Optional[str], running: RunningAgent) -> Optional[str
     path = _port_file_path(spec)
     if path is None:
         return None
-    info: Dict[str, Any] = {"url": running.url, "pid": running.pid, "instance_id": running.instance_id,
-                            "service": running.service}
+    info: Dict[str, Any] = {"url": running.url, "pid": running.pid, "ppid": os.getppid(),
+                            "instance_id": running.instance_id, "service": running.service}
     if running.config.token_file:
         info["token_file"] = running.config.token_file
     try:
@@ -344,11 +347,34 @@ def _after_fork_in_child() -> None:
     try:
         if parent.server is not None:
             parent.server.abandon()
-        parent.agent.close()  # restore code the parent probed: this worker starts clean
+        inherited = _live_specs(parent.agent)
+        parent.agent.close()  # restore code the parent probed: this worker's agent starts afresh
         cfg = parent.config
         _RUNNING = _launch(cfg)
+        _inherit(_RUNNING, inherited)
     except Exception as exc:  # a worker must start even when its agent cannot
         print(f"probebook: agent not started in worker {os.getpid()}: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+def _live_specs(agent: Agent) -> List[Dict[str, Any]]:
+    """The parent's live probes (pending ones included: a gunicorn master holds its workers' probes
+    pending, never importing the app), each with what is left of its TTL."""
+    now = time.monotonic()
+    return [{**p.spec.to_dict(), "id": p.id, "ttl": max(1.0, round(p.expires_at - now, 3))}
+            for p in list(agent._probes.values()) if p.status not in ENDED]
+
+
+def _inherit(running: RunningAgent, specs: List[Dict[str, Any]]) -> None:
+    """A worker forked from a probed parent starts with the parent's probes, before it serves its
+    first request (a worker that replaces a recycled one is probed like the one it replaces). Each
+    is audited; one that fails is said on stderr and the others still go on."""
+    for spec in specs:
+        try:
+            running.agent.add_probe(spec)
+            running.audit.append("agent", "inherit", str(spec["id"]), "ok")
+        except Exception as exc:  # noqa: BLE001 - a probe the worker cannot take must not stop the worker
+            running.audit.append("agent", "inherit", str(spec["id"]), f"error: {type(exc).__name__}: {exc}")
+            print(f"probebook: worker {os.getpid()} could not take probe {spec['id']}: {exc}", file=sys.stderr)
 
 
 def _install_fork_hooks() -> None:

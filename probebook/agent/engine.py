@@ -205,6 +205,7 @@ class Agent:
             active = sum(1 for p in self._probes.values() if p.status in ACTIVE)
             return {
                 "pid": os.getpid(),
+                "ppid": os.getppid(),  # a supervisor (gunicorn's master) is the parent of its workers
                 "python": sys.version.split()[0],
                 "backend": self._backend.name if self._backend else ("sys.monitoring" if sys.version_info >= (3, 12)
                                                                     else "bytecode-injection"),

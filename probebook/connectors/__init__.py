@@ -9,7 +9,8 @@ are imported from there, so the agent-side CLI does not pay for them.
 from probebook.errors import AgentAuthError, AgentRequestError, AgentUnreachable, ConnectorError, FleetEmpty
 from probebook.protocol.records import AgentHealth
 
-from .agent import AgentClient, RedisFleet, ServiceClient, read_port_dir
+from .agent import AgentClient, RedisFleet
+from .service import ServiceClient, read_port_dir
 from .agent_records import AgentEvent, EventPage, FleetInstance, FleetProbe, InstanceResult
 
 __all__ = [

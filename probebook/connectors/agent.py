@@ -1,14 +1,10 @@
-"""Clients of running agents: one instance by URL (`AgentClient`), a service of N instances over
-HTTP (`ServiceClient`), or a fleet through Redis (`RedisFleet`, in `redis_fleet`).
+"""Clients of running agents: one instance by URL (`AgentClient`); a service of N instances over
+HTTP is `ServiceClient` (in `service`), a fleet through Redis `RedisFleet` (in `redis_fleet`).
 
 >>> agent = AgentClient("http://127.0.0.1:7800", token="s3cret-token")           # doctest: +SKIP
 >>> probe = agent.add_probe({"kind": "log", "where": "shop/cart.py:42", "template": "total={total}"})  # doctest: +SKIP
 >>> [e.data["message"] for e in agent.events(timeout=5).events]                  # doctest: +SKIP
 ['total=12.5']
-
->>> shop = ServiceClient("/run/shop/ports", token="s3cret-token")              # doctest: +SKIP
->>> shop.add_probe({"kind": "log", "where": "shop/cart.py:42", "template": "hit"}).summary()  # doctest: +SKIP
-'probe f-1a2b3c: installed on 4 of 4 instances'
 
 Reading events keeps a cursor per instance (the agent's sequence numbers), so a reconnect
 neither loses nor repeats an event. Connection failures are retried with backoff; requests that
@@ -19,13 +15,10 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import ssl
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 from urllib.parse import quote, urlencode, urlsplit
 
 from probebook.errors import AgentAuthError, AgentRequestError, AgentUnreachable, ConnectorError
@@ -33,12 +26,11 @@ from probebook.protocol.records import AgentHealth, ModuleSource, ProbeInfo, Sou
 from probebook.protocol.resp import Backoff
 from probebook.protocol.spec import ProbeSpec
 
-from .agent_records import AgentEvent, EventPage, FleetProbe, InstanceResult, merge_events
-from .redis_fleet import RedisFleet, fleet_probe_spec
+from .agent_records import AgentEvent, EventPage
+from .redis_fleet import RedisFleet
 
-__all__ = ["AgentClient", "ServiceClient", "RedisFleet", "read_port_dir"]
+__all__ = ["AgentClient", "RedisFleet"]
 
-T = TypeVar("T")
 Spec = Union[ProbeSpec, Mapping[str, Any]]
 _RETRYABLE = (OSError, http.client.HTTPException)
 
@@ -210,177 +202,10 @@ class AgentClient:
         return body
 
 
-def read_port_dir(directory: str) -> List[str]:
-    """Agent URLs from a directory of port files (`probebook agent run --port-file DIR/`): each
-    ``<pid>.json`` holds ``{"url", "pid", "instance_id", "service"}``; a file may also hold just a
-    URL, ``host:port`` or a port. Files of processes that no longer run here are skipped."""
-    urls: List[str] = []
-    try:
-        names = sorted(os.listdir(directory))
-    except OSError as exc:
-        raise ConnectorError(f"port-file directory {directory}: {exc.strerror or exc}") from None
-    for name in names:
-        path = os.path.join(directory, name)
-        if name.startswith(".") or ".tmp" in name or not os.path.isfile(path):
-            continue  # a port file being written
-        try:
-            with open(path, encoding="utf-8") as fh:
-                text = fh.read().strip()
-        except OSError:
-            continue  # removed while we read: that instance has gone
-        url = _url_from_port_file(text)
-        if url:
-            urls.append(url)
-    return urls
+def __getattr__(name: str) -> Any:
+    """`ServiceClient` and `read_port_dir` moved to `probebook.connectors.service`; old imports work."""
+    if name in ("ServiceClient", "read_port_dir"):
+        from . import service
 
-
-def _url_from_port_file(text: str) -> str:
-    if text.startswith("{"):
-        try:
-            data = json.loads(text)
-        except ValueError:
-            return ""
-        if not isinstance(data, dict) or not data.get("url") or _gone(data.get("pid"), str(data["url"])):
-            return ""
-        return str(data["url"])
-    if text.startswith(("http://", "https://")):
-        return text.split()[0]
-    if text.isdigit():
-        return f"http://127.0.0.1:{text}"
-    host, _, port = text.rpartition(":")
-    return f"http://{host}:{port}" if host and port.isdigit() else ""
-
-
-def _gone(pid: Any, url: str) -> bool:
-    """True when `url` is on this machine and process `pid` has ended (killed before it could
-    remove its port file)."""
-    if not isinstance(pid, int) or urlsplit(url).hostname not in ("127.0.0.1", "localhost", "::1"):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False  # it exists, but belongs to someone else
-    return False
-
-
-class ServiceClient:
-    """All instances of one service over HTTP: a list of agent URLs, or a port-file directory
-    (looked at again by `refresh`, so new instances join and gone ones leave)."""
-
-    def __init__(self, agents: Union[str, Sequence[str]], token: str, timeout: float = 10.0, retries: int = 3,
-                 **client_options: Any) -> None:
-        self.directory = agents if isinstance(agents, str) and os.path.isdir(agents) else None
-        self._static = [agents] if isinstance(agents, str) and self.directory is None else list(agents or [])
-        self._options = dict(token=token, timeout=timeout, retries=retries, **client_options)
-        self.clients: Dict[str, AgentClient] = {}  # url -> client
-        self.errors: Dict[str, str] = {}  # instance or url -> the last failure, cleared on success
-        self.probe_ids: Dict[str, Dict[str, str]] = {}  # fleet probe id -> instance_id -> probe id
-        self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="probebook-service")
-        self.refresh()
-
-    def refresh(self) -> List[AgentClient]:
-        urls = read_port_dir(self.directory) if self.directory else self._static
-        for url in urls:
-            if url not in self.clients:
-                self.clients[url] = AgentClient(url, **self._options)
-        for url in [u for u in self.clients if u not in urls]:
-            self.clients.pop(url).close()
-        if not self.clients:
-            where = f"port-file directory {self.directory}" if self.directory else "the URL list"
-            raise ConnectorError(f"no agents found in {where}; start them with probebook agent run --port-file")
-        return list(self.clients.values())
-
-    def _each(self, call: Callable[[AgentClient], T]) -> Dict[str, Union[T, ConnectorError]]:
-        """Run `call` on every instance at once: instance label -> its answer or its error."""
-        clients = list(self.clients.values())
-
-        def run(client: AgentClient) -> Tuple[str, Union[T, ConnectorError]]:
-            try:
-                label = client.instance_id
-                out: Union[T, ConnectorError] = call(client)
-                self.errors.pop(label, None)
-            except ConnectorError as exc:
-                label = client._identity[0] if client._identity else client.name
-                self.errors[label] = str(exc)
-                out = exc
-            return label, out
-
-        return dict(self._pool.map(run, clients))
-
-    def health(self) -> Dict[str, Union[AgentHealth, ConnectorError]]:
-        return self._each(lambda c: c.health())
-
-    def set_redaction(self, **changes: Any) -> Dict[str, InstanceResult]:
-        answers = self._each(lambda c: c.set_redaction(**changes))
-        return {iid: _result(iid, a, lambda r: {"redaction": r}) for iid, a in answers.items()}
-
-    def set_limits(self, **changes: Any) -> Dict[str, InstanceResult]:
-        answers = self._each(lambda c: c.set_limits(**changes))
-        return {iid: _result(iid, a, lambda r: {"limits": r}) for iid, a in answers.items()}
-
-    def probes(self) -> Dict[str, Union[List[ProbeInfo], ConnectorError]]:
-        return self._each(lambda c: c.probes())
-
-    def add_probe(self, spec: Spec) -> FleetProbe:
-        """Place the probe on every instance; the fleet id is also each instance's probe id."""
-        body = fleet_probe_spec(spec)
-        answers = self._each(lambda c: c.add_probe(body))
-        results = {iid: _result(iid, a, lambda p: {"probe": asdict(p)}, 201) for iid, a in answers.items()}
-        probe = FleetProbe(body["id"], results)
-        self.probe_ids[probe.id] = probe.probe_ids
-        return probe
-
-    def remove_probe(self, fleet_id: str) -> Dict[str, InstanceResult]:
-        ids = self.probe_ids.get(fleet_id, {})
-        answers = self._each(lambda c: c.remove_probe(ids.get(c.instance_id, fleet_id)))
-        return {iid: _result(iid, a, lambda p: {"probe": asdict(p)}) for iid, a in answers.items()}
-
-    def remove_all(self) -> Dict[str, InstanceResult]:
-        answers = self._each(lambda c: c.remove_all())
-        return {iid: _result(iid, a, lambda n: {"removed": n}) for iid, a in answers.items()}
-
-    def source_file(self, path: str, start: Optional[int] = None, end: Optional[int] = None) -> SourceFile:
-        """The file as one instance runs it: the first that answers (they run the same code)."""
-        last: Optional[ConnectorError] = None
-        for client in list(self.clients.values()):
-            try:
-                return client.source_file(path, start, end)
-            except ConnectorError as exc:
-                last = exc
-        raise last or ConnectorError("no instance to read source from")
-
-    def source_modules(self) -> List[ModuleSource]:
-        """The modules one instance has loaded: the first that answers."""
-        last: Optional[ConnectorError] = None
-        for client in list(self.clients.values()):
-            try:
-                return client.source_modules()
-            except ConnectorError as exc:
-                last = exc
-        raise last or ConnectorError("no instance to read source from")
-
-    def events(self, timeout: float = 0.0, limit: int = 1000) -> List[AgentEvent]:
-        """New events of every instance, merged in time order and labelled with the instance id.
-        An instance that cannot be reached keeps its cursor and is read again next time (see
-        `errors`); `AgentUnreachable` only when none answered."""
-        pages = self._each(lambda c: c.events(timeout=timeout, limit=limit))
-        got = [p for p in pages.values() if isinstance(p, EventPage)]
-        if pages and not got:
-            first = next(iter(pages.values()))
-            raise AgentUnreachable(f"no instance answered: {first}")
-        return merge_events([e for p in got for e in p.events])
-
-    def close(self) -> None:
-        for client in self.clients.values():
-            client.close()
-        self._pool.shutdown(wait=False)
-
-
-def _result(iid: str, answer: Any, body_of: Callable[[Any], Dict[str, Any]], status: int = 200) -> InstanceResult:
-    if isinstance(answer, AgentRequestError):
-        return InstanceResult(iid, answer.status, {"error": str(answer)}, str(answer))
-    if isinstance(answer, ConnectorError):
-        return InstanceResult(iid, 0, {}, str(answer))
-    return InstanceResult(iid, status, body_of(answer))
+        return getattr(service, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,7 +12,7 @@ an agent itself sends (`ProbeInfo`, `AgentHealth`, the events) are the protocol'
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from probebook.protocol.records import AgentHealth, ProbeInfo, from_mapping
 
@@ -97,14 +97,24 @@ class InstanceResult:
 
 @dataclass(frozen=True)
 class FleetProbe:
-    """A probe placed on several instances: the fleet id and each instance's answer."""
+    """A probe placed on several instances: the fleet id and each instance's answer. `apart`: the
+    instances that are supervisors (a gunicorn master): asked, but their answers decide nothing
+    while another instance answered."""
 
     id: str
     results: Dict[str, InstanceResult]
+    apart: Tuple[str, ...] = ()
+
+    @property
+    def deciding(self) -> Dict[str, InstanceResult]:
+        """The answers that decide the probe's status: the workers', or every answer when only
+        supervisors answered."""
+        workers = {iid: r for iid, r in self.results.items() if iid not in self.apart}
+        return workers or dict(self.results)
 
     @property
     def ok(self) -> bool:
-        return bool(self.results) and all(r.ok for r in self.results.values())
+        return bool(self.results) and all(r.ok for r in self.deciding.values())
 
     @property
     def probe_ids(self) -> Dict[str, str]:
@@ -113,19 +123,21 @@ class FleetProbe:
 
     @property
     def failed(self) -> Dict[str, str]:
-        """instance_id -> why it has no probe."""
-        return {iid: r.message for iid, r in self.results.items() if not r.ok}
+        """instance_id -> why it has no probe (a deciding instance)."""
+        return {iid: r.message for iid, r in self.deciding.items() if not r.ok}
 
     def status_counts(self) -> Dict[str, int]:
         counts: Dict[str, int] = {}
-        for r in self.results.values():
+        for r in self.deciding.values():
             key = r.probe.status if r.ok and r.probe is not None else "failed"
             counts[key] = counts.get(key, 0) + 1
         return counts
 
     def summary(self) -> str:
         counts = ", ".join(f"{status} on {n}" for status, n in sorted(self.status_counts().items()))
-        line = f"probe {self.id}: {counts} of {len(self.results)} instances"
+        apart = len(self.results) - len(self.deciding)
+        line = f"probe {self.id}: {counts} of {len(self.deciding)} instances" + (
+            f" (and {apart} supervisor{'s' if apart > 1 else ''})" if apart else "")
         if self.failed:
             iid, why = sorted(self.failed.items())[0]
             line += f" (first failure: {iid}: {why})"

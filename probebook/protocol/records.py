@@ -89,6 +89,7 @@ class AgentHealth:
     cpu_budget_used: float
     backend: str
     version: str
+    ppid: int = 0  # 0 from an agent older than the field
 
     @property
     def ok(self) -> bool:

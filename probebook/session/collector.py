@@ -73,6 +73,9 @@ class Collector:
                 continue
             self.errors.pop(name, None)
             self.last_ok[name] = time.time()
+            changes = getattr(handle, "changes", None)  # instances that joined or left (a followed fleet)
+            while changes:
+                self.store.add_timeline(f"{name}: {changes.popleft()}", source="fleet")
             if not events:
                 continue
             by_instance: Dict[str, List[Dict[str, Any]]] = {}

@@ -6,7 +6,7 @@ the assistant are written once against it. Every answer is per instance (an inst
 answer, or to the error it gave), because a service is many processes and one of them failing
 must not hide the others.
 
->>> from probebook.connectors.agent import RedisFleet, ServiceClient
+>>> from probebook.connectors import RedisFleet, ServiceClient
 >>> from probebook.session.inprocess import InProcessHandle
 >>> all(issubclass(cls, ServiceHandle) for cls in (ServiceClient, RedisFleet, InProcessHandle))
 True
@@ -76,8 +76,9 @@ class ServiceRow(TypedDict):
 
     service: str
     target: str
-    instances: int
+    instances: int  # the processes that serve it; supervisors (a gunicorn master) are counted apart
     healthy: int
+    supervisors: int
     python: str
     probes: int
     dropped_events: int
@@ -92,11 +93,17 @@ def service_row(name: str, target: str, handle: ServiceHandle, collector_error: 
         health = handle.health()
     except ConnectorError as exc:
         health = {"?": exc}
-    ok = [h for h in health.values() if not isinstance(h, Exception)]
-    bad = [str(h) for h in health.values() if isinstance(h, Exception)]
+    apart = getattr(handle, "is_supervisor", None)
+    bosses = {iid for iid in health if apart is not None and apart(iid)}
+    if len(bosses) == len(health):
+        bosses = set()  # a supervisor alone is what serves
+    counted = {iid: h for iid, h in health.items() if iid not in bosses}
+    ok = [h for h in counted.values() if not isinstance(h, Exception)]
+    bad = [str(h) for h in counted.values() if isinstance(h, Exception)]
+    everyone = [h for h in health.values() if not isinstance(h, Exception)]
     return ServiceRow(
-        service=name, target=target, instances=len(health), healthy=sum(1 for h in ok if h.ok),
-        python=", ".join(sorted({h.python for h in ok})), probes=sum(h.active_probes for h in ok),
-        dropped_events=sum(h.dropped_events for h in ok),
+        service=name, target=target, instances=len(counted), healthy=sum(1 for h in ok if h.ok),
+        supervisors=len(bosses), python=", ".join(sorted({h.python for h in everyone})),
+        probes=sum(h.active_probes for h in ok), dropped_events=sum(h.dropped_events for h in everyone),
         health="ok" if ok and not bad and all(h.ok for h in ok) else ("down" if not ok else "degraded"),
         problem=(bad[0] if bad else collector_error)[:200])

@@ -28,7 +28,7 @@ from probebook.agent.engine import Agent
 from probebook.protocol.capture_tree import scalar
 from probebook.protocol.records import ModuleSource, SourceFile
 from probebook.protocol.spec import ProbeSpec
-from probebook.connectors.agent import RedisFleet, ServiceClient
+from probebook.connectors import RedisFleet, ServiceClient
 from probebook.connectors.agent_records import AgentEvent, FleetProbe
 from probebook.errors import ConnectorError, EvidenceError, SessionError, one_line
 from probebook.evidence import EvidenceStore
@@ -319,7 +319,9 @@ class Investigation:
                 per_instance = self.handles[service].probes()
             except (ConnectorError, KeyError):
                 continue
-            for infos in per_instance.values():
+            apart = getattr(self.handles[service], "is_supervisor", None)
+            workers = {iid: v for iid, v in per_instance.items() if apart is None or not apart(iid)}
+            for infos in (workers or per_instance).values():  # a supervisor's pending copy is not the status
                 if isinstance(infos, Exception):
                     continue
                 for info in infos:

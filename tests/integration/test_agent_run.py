@@ -125,24 +125,33 @@ def test_embedding_start_is_idempotent_and_reads_the_environment(tmp_path):
     assert os.path.dirname(out["pf"]) == str(tmp_path / "pf")
 
 
-def test_a_forked_child_gets_its_own_fresh_agent_with_the_parents_probes_gone(tmp_path):
+def test_a_forked_child_gets_its_own_fresh_agent_holding_the_parents_probes(tmp_path):
+    """A pre-fork worker (or one that replaces a recycled worker) is probed like its parent from its
+    first instruction: a fresh agent of its own, the parent's live probe re-placed in it (same id,
+    audited as inherited), its code instrumented by that agent."""
     pf_dir = str(tmp_path / "ports") + "/"
     svc = Service.start(tmp_path, "--port-file", pf_dir)
     child = None
     try:
-        assert svc.call("POST", "/v1/probes", {"kind": "log", "where": svc.where(), "template": "i={i}"})[0] == 201
+        status, body = svc.call("POST", "/v1/probes", {"kind": "log", "where": svc.where(), "template": "i={i}",
+                                                       "ttl": 600})
+        assert status == 201
         out = tmp_path / "child.json"
         child = svc.app(f"/fork?out={out}")["child"]
         wait_for(out.exists, what="the child's report")
-        assert _read_json(out) == {"original": True, "pid": child}
+        assert _read_json(out) == {"original": False, "pid": child}  # probed when its own code ran first
         child_file = os.path.join(pf_dir, f"{child}.json")
         wait_for(lambda: os.path.exists(child_file), what="the child's port file")
         info = _read_json(child_file)
-        assert info["pid"] == child and info["instance_id"] != svc.info["instance_id"]
+        assert info["pid"] == child and info["ppid"] == svc.info["pid"]
+        assert info["instance_id"] != svc.info["instance_id"]
         health = request(info["url"], "GET", "/v1/health")[1]
-        assert health["pid"] == child and health["probes"] == 0 and health["service"] == "shop"
+        assert health["pid"] == child and health["ppid"] == svc.info["pid"] and health["service"] == "shop"
+        probes = request(info["url"], "GET", "/v1/probes")[1]["probes"]
+        assert [(p["id"], p["status"], p["hits"]) for p in probes] == [(body["probe"]["id"], "installed", 0)]
+        assert 0 < probes[0]["expires_in"] <= 600
         assert svc.ok("GET", "/v1/health")["active_probes"] == 1  # the parent keeps its probe
-        assert svc.app("/original")["original"] is False
+        assert [e["target"] for e in svc.audit_entries() if e["action"] == "inherit" and e["result"] == "ok"] == [body["probe"]["id"]]
     finally:
         if child is not None and _pid_alive(child):
             os.kill(child, signal.SIGKILL)  # the service's child, not ours: it goes when the service does

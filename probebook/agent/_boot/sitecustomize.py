@@ -35,13 +35,30 @@ def _start() -> None:
     bootstrap.start()
 
 
+_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.semaphore_tracker")
+
+
+def _helper() -> bool:
+    """Python's own bookkeeping processes (multiprocessing's resource tracker) run no app code: an
+    agent there would only count as one more instance."""
+    argv = list(getattr(sys, "orig_argv", None) or [])
+    if not argv:
+        try:
+            with open("/proc/self/cmdline", "rb") as fh:
+                argv = fh.read().decode("utf-8", "replace").split("\0")
+        except OSError:
+            return False
+    code = argv[argv.index("-c") + 1] if "-c" in argv[:-1] else ""
+    return any(f"from {m} import" in code for m in _HELPERS)
+
+
 def _boot() -> None:
     try:
         _chain()
     except Exception as exc:  # as site.py does for a failing sitecustomize: say so and go on
         print(f"Error in sitecustomize; set PYTHONVERBOSE for traceback: {type(exc).__name__}: {exc}",
               file=sys.stderr)
-    if os.environ.get("PROBEBOOK_DISABLE", "").strip() not in ("", "0"):
+    if os.environ.get("PROBEBOOK_DISABLE", "").strip() not in ("", "0") or _helper():
         return
     try:
         _start()
