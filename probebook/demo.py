@@ -27,6 +27,7 @@ import urllib.request
 from typing import List, Optional
 
 from probebook.agent import Agent
+from probebook.agent.engine import backend_problem
 from probebook.lab import minishop
 from probebook.lab.procs import free_port
 
@@ -140,6 +141,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--agent-only", action="store_true", help="only part 1: the agent in a service, no lab, no JupyterLab")
     ap.add_argument("--no-lab", action="store_true", help="skip the incident lab")
     opts = ap.parse_args(argv)
+    problem = backend_problem()
+    if problem:  # an interpreter outside the project's venv: one line saying what to run instead
+        print(f"python -m probebook.demo: {problem} (or run `make demo`, which uses .venv)", file=sys.stderr)
+        return 1
     rc = agent_demo()
     if opts.agent_only or rc != 0:
         return rc

@@ -119,6 +119,10 @@ class ExpressionError(SpecError):
         super().__init__(message, field)
 
 
+class AgentUnavailable(ProbebookError, RuntimeError):
+    """The agent runs but cannot place probes in this interpreter (a package it needs is missing)."""
+
+
 class EvaluationError(ProbebookError, RuntimeError):
     """An expression failed while evaluating at a hit (missing name, wrong type, budget)."""
 

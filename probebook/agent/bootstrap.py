@@ -35,7 +35,7 @@ from probebook.protocol.tokens import Tokens, private_dir, write_token_file
 
 from .control.audit import AuditLog
 from .control.control import ControlAPI
-from .engine import Agent
+from .engine import Agent, backend_problem
 from .control.server import DEFAULT_READ_TIMEOUT, AgentServer
 
 __all__ = ["RunningAgent", "start", "current", "AgentConfig"]
@@ -220,6 +220,8 @@ def _launch(config: AgentConfig) -> RunningAgent:
                 running.server = _serve(running, 0)
             except ProbebookError as exc2:
                 _report(running, str(exc2))
+    if backend_problem():  # it serves (health says why), but refuses every probe with this line
+        _report(running, backend_problem())
     if running.server is not None:
         running.port_file = _write_port_file(config.port_file, running)
     if config.broker:
@@ -302,6 +304,10 @@ def _remove_port_file(path: Optional[str], pid: int) -> None:
 
 def _at_exit(running: RunningAgent) -> None:
     if os.getpid() == running.pid:
+        try:  # a reader following this process reads its last events before it goes
+            running.control.wait_read(float(os.environ.get("PROBEBOOK_EXIT_WAIT", "2")))
+        except Exception:  # noqa: BLE001 - exiting must never fail here
+            pass
         _remove_port_file(running.port_file, running.pid)
 
 

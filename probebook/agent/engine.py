@@ -9,7 +9,8 @@
 >>> agent.remove_probe(probe.id)                                      # doctest: +SKIP
 
 Adding a probe either installs it completely or changes nothing. Probes on modules not yet
-imported wait, and install within a housekeeping tick (0.2 s) of the import.
+imported wait, and install the moment the module's code has run, in the importing thread
+(`instrument.importwatch`), before any of its functions can be called.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import os
 import sys
 import threading
 import time
-from types import CodeType
+from types import CodeType, ModuleType
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-from probebook.errors import LocationError, ProbebookError, ProbeNotFound, SpecError
+from probebook.errors import AgentUnavailable, LocationError, ProbebookError, ProbeNotFound, SpecError
 from probebook.protocol.events import Event, StatusEvent
 from probebook.protocol.kinds import ACTIVE, ENDED, Status
 from probebook.protocol.records import ProbeInfo
@@ -34,6 +35,7 @@ from .expr.expressions import compile_expression
 from .expr.template import compile_template
 from .instrument.guards import certainly_false, inline_guard
 from .instrument.hookset import HookSet
+from .instrument.importwatch import ImportWatch
 from .limits import AgentLimits, CpuBudget, RateLimiter
 from .instrument.locate import ModuleCode, code_name, module_by_name, modules_for_file, refuse_own
 from .probes import ProbeRuntime
@@ -48,6 +50,31 @@ _TICK = 0.2
 
 _BACKEND: Optional[Tuple[Any, int]] = None
 _BACKEND_LOCK = threading.Lock()
+
+
+def _importing(module: Any) -> bool:
+    """True while `module` is in sys.modules but its code is still running (its functions may not
+    exist yet): a pending probe waits until the import has finished."""
+    spec = vars(module).get("__spec__") if hasattr(module, "__dict__") else None
+    return getattr(spec, "_initializing", False) is True
+
+
+def backend_problem() -> str:
+    """Why probes cannot be placed in this interpreter, in one line ('' when they can): on Python <= 3.11
+    they rewrite bytecode with the `bytecode` package."""
+    global _PROBLEM
+    if _PROBLEM is None:
+        _PROBLEM = ""
+        if sys.version_info < (3, 12):
+            import importlib.util
+
+            if importlib.util.find_spec("bytecode") is None:
+                _PROBLEM = (f"probes need the 'bytecode' package on Python {sys.version.split()[0]}, and "
+                            f"{sys.executable} does not have it: {sys.executable} -m pip install 'bytecode>=0.15'")
+    return _PROBLEM
+
+
+_PROBLEM: Optional[str] = None
 
 
 def _new_backend() -> Tuple[Any, int]:
@@ -80,6 +107,8 @@ class Agent:
         self._lock = threading.RLock()
         self._probes: Dict[str, ProbeRuntime] = {}
         self._pending: Dict[str, Where] = {}
+        self._importing = False  # a module was still executing at the last look: look again next tick
+        self._watch = ImportWatch(self._module_loaded)  # on sys.meta_path while a probe is pending
         self._sites: Dict[int, Site] = {}
         self._probe_site: Dict[str, Tuple[Site, Optional[int]]] = {}
         self._disable_queue: List[Tuple[ProbeRuntime, str, str]] = []
@@ -107,6 +136,7 @@ class Agent:
         return self._snapshots.allow()
 
     def cpu_spent(self, probe: ProbeRuntime, ns: int) -> None:
+        probe.budget_ns += ns  # refunded when the probe ends
         if self._cpu.spend(ns) and probe.active:
             probe.active = False
             used = self._cpu.used() * 100
@@ -126,6 +156,8 @@ class Agent:
         when the spec is wrong."""
         spec = ProbeSpec.from_dict(spec)
         where = parse_where(spec.where)
+        if backend_problem():
+            raise AgentUnavailable(backend_problem())
         probe = self._build(spec)
         with self._lock:
             if probe.id in self._probes and self._probes[probe.id].status not in ENDED:
@@ -134,6 +166,7 @@ class Agent:
             self._probes[probe.id] = probe
             if target is None:
                 self._pending[probe.id] = where
+                self._watch.install()
                 probe.status, probe.reason = Status.PENDING, f"waiting for {where.file or where.module} to be imported"
                 self.emit(StatusEvent(probe_id=probe.id, status=Status.PENDING, reason=probe.reason))
             else:
@@ -222,6 +255,7 @@ class Agent:
     def close(self) -> None:
         """Remove every probe, restore all code and stop the housekeeping thread."""
         self.remove_all()
+        self._watch.uninstall()
         self._stop.set()
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
@@ -249,7 +283,8 @@ class Agent:
         return ProbeRuntime(pid, spec, self, condition=condition, template=template, captures=captures,
                             metric_value=metric_value, limits=limits, rate=rate, ttl=ttl)
 
-    def _resolve(self, where: Where, function_level: bool) -> Optional[Tuple[CodeType, List[CodeType], Optional[int]]]:
+    def _resolve(self, where: Where, function_level: bool, loaded: Optional[ModuleType] = None
+                 ) -> Optional[Tuple[CodeType, List[CodeType], Optional[int]]]:
         if where.is_line:
             mods = modules_for_file(where.file)  # type: ignore[arg-type]
             if not mods:
@@ -258,13 +293,15 @@ class Agent:
                 names = ", ".join(sorted(str(m.__file__) for m in mods))
                 raise LocationError(f"where: {where.file} matches {len(mods)} loaded files ({names}); "
                                     f"give more of the path")
+            if _importing(mods[0]) and mods[0] is not loaded:
+                return None
             refuse_own(mods[0])
             scan = ModuleCode.scan(mods[0])
             code = scan.innermost_for_line(where.line)  # type: ignore[arg-type]
             line = None if function_level else where.line
         else:
             mod = module_by_name(where.module)  # type: ignore[arg-type]
-            if mod is None:
+            if mod is None or (_importing(mod) and mod is not loaded):
                 return None
             refuse_own(mod)
             scan = ModuleCode.scan(mod)
@@ -322,7 +359,10 @@ class Agent:
     def _end(self, probe: ProbeRuntime, status: str, reason: str) -> None:
         """Uninstall (if installed) and record the final status. Caller holds the lock."""
         probe.active = False
-        self._pending.pop(probe.id, None)
+        if self._pending.pop(probe.id, None) is not None and not self._pending:
+            self._watch.uninstall()
+        self._cpu.refund(probe.budget_ns)
+        probe.budget_ns = 0
         placed = self._probe_site.pop(probe.id, None)
         if placed is not None:
             site = placed[0]
@@ -339,7 +379,7 @@ class Agent:
     def _info(self, p: ProbeRuntime) -> ProbeInfo:
         left = max(0.0, p.expires_at - time.monotonic()) if p.status not in ENDED else 0.0
         return ProbeInfo(p.id, p.spec.kind, p.spec.where, p.location, p.status, p.reason, p.hits, p.emitted,
-                         p.rate_limited, p.created, round(left, 3), p.spec.to_dict())
+                         p.rate_limited, p.created, round(left, 3), p.spec.to_dict(), p.filtered, p.failed)
 
     def _trim_ended(self) -> None:
         ended = [pid for pid, p in self._probes.items() if p.status in ENDED]
@@ -372,16 +412,30 @@ class Agent:
             for probe in list(self._probes.values()):
                 if probe.status not in ENDED and now >= probe.expires_at:
                     self._end(probe, Status.EXPIRED, f"ttl of {probe.ttl:g}s reached")
-            if self._pending and len(sys.modules) != self._modules_seen:
+            if self._pending and (len(sys.modules) != self._modules_seen or self._importing):
                 self._modules_seen = len(sys.modules)
-                for pid, where in list(self._pending.items()):
-                    probe = self._probes[pid]
-                    try:
-                        target = self._resolve(where, probe.spec.function_level)
-                        if target is not None:
-                            del self._pending[pid]
-                            self._install(probe, *target)
-                    except ProbebookError as exc:
-                        self._pending.pop(pid, None)
-                        probe.status, probe.reason = Status.ERROR, str(exc)
-                        self.emit(StatusEvent(probe_id=pid, status=Status.ERROR, reason=str(exc)))
+                self._importing = any(_importing(m) for m in list(sys.modules.values()))
+                self._resolve_pending()
+
+    def _module_loaded(self, module: ModuleType) -> None:
+        """The import watch: `module` has just run its code, in this (the importing) thread."""
+        with self._lock:
+            if self._pending:
+                self._resolve_pending(loaded=module)
+
+    def _resolve_pending(self, loaded: Optional[ModuleType] = None) -> None:
+        """Install the pending probes whose module is there now (`loaded`: one whose code has just
+        finished running, though its import is not marked finished yet). Caller holds the lock."""
+        for pid, where in list(self._pending.items()):
+            probe = self._probes[pid]
+            try:
+                target = self._resolve(where, probe.spec.function_level, loaded)
+                if target is not None:
+                    del self._pending[pid]
+                    self._install(probe, *target)
+            except ProbebookError as exc:
+                self._pending.pop(pid, None)
+                probe.status, probe.reason = Status.ERROR, str(exc)
+                self.emit(StatusEvent(probe_id=pid, status=Status.ERROR, reason=str(exc)))
+        if not self._pending:
+            self._watch.uninstall()

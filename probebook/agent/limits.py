@@ -135,6 +135,19 @@ class CpuBudget:
         total = sum(b for b, s in zip(self._buckets, self._bucket_sec) if now - s < self.window)
         return total / (self.window * 1e9)
 
+    def refund(self, ns: int) -> None:
+        """Take back `ns` spent by a probe that has ended (removed, expired, disabled): what it cost
+        stops with it, and must not disable the next, unrelated probe. Newest buckets first."""
+        now = int(time.monotonic())
+        for i in sorted(range(self.window), key=lambda i: -self._bucket_sec[i]):
+            if ns <= 0:
+                break
+            if now - self._bucket_sec[i] < self.window:
+                take = min(ns, self._buckets[i])
+                self._buckets[i] -= take
+                ns -= take
+        self._next_check = 0.0
+
     def exceeded(self, now: float = 0.0) -> bool:
         now = now or _monotonic()
         if now >= self._next_check:

@@ -86,13 +86,18 @@ class ProbeRuntime:
         self.active = False
         self.status = "new"
         self.reason = ""
+        # every hit is one of: filtered (its condition false), or counted in `hits` and then emitted,
+        # rate-limited or failed (its metric value could not be read); failed conditions count in `failed`
         self.hits = 0  # condition held (or no condition)
         self.emitted = 0
         self.rate_limited = 0
+        self.filtered = 0
+        self.failed = 0
         self.evaluations = 0
         self.failures = 0  # consecutive evaluation failures
         self.slow = 0  # timed evaluations over the budget since the last timed one within it
         self.cpu_ns = 0
+        self.budget_ns = 0  # what it charged the process's CPU budget (conditions included)
         self.location = ""  # "file:line (function)" once resolved
         # set at install when the condition is simple enough: skips the evaluator when certainly false
         self.fast_false: Optional[Callable[[Any], bool]] = None
@@ -117,11 +122,13 @@ class ProbeRuntime:
                 return
             if self._snapshot_like or not self.emitted & 7 or self.spec.max_hits is not None:
                 t0 = _cpu_ns()
-                self._emit_fn(frame, f_locals, line)  # type: ignore[misc]
+                if self._emit_fn(frame, f_locals, line) is False:  # type: ignore[misc]
+                    return  # nothing emitted: counted in `failed`
                 self._spent((_cpu_ns() - t0) * (1 + self._untimed))  # also for the untimed hits since the last
                 self._untimed = 0
             else:  # log and metric hits cost about the same each time: one in eight is timed
-                self._emit_fn(frame, f_locals, line)  # type: ignore[misc]
+                if self._emit_fn(frame, f_locals, line) is False:  # type: ignore[misc]
+                    return
                 self.emitted += 1  # what _spent does for an untimed hit of a probe without a hit cap
                 self._untimed += 1
         except Exception as exc:  # never into the host
@@ -153,10 +160,11 @@ class ProbeRuntime:
         self.failures = 0
         if value is True:
             return True
-        if value is False or value is None:
+        if value is False or value is None or (type(value) in _TRUTHY_TYPES and not value):
+            self.filtered += 1
             return False
         if type(value) in _TRUTHY_TYPES:
-            return bool(value)
+            return True
         self._evaluation_failed(f"condition gave a {type(value).__name__}, expected true/false")
         return False
 
@@ -194,6 +202,7 @@ class ProbeRuntime:
 
     def _evaluation_failed(self, message: str) -> None:
         self.failures += 1
+        self.failed += 1
         if self.failures >= self.host.condition_failures and self.active:
             self.active = False
             self.host.request_disable(
@@ -254,7 +263,7 @@ class ProbeRuntime:
         except EvaluationError as exc:
             return error_raw(str(exc))
 
-    def _emit_metric(self, frame: FrameType, f_locals: Any, line: int) -> None:
+    def _emit_metric(self, frame: FrameType, f_locals: Any, line: int) -> bool:
         metric = self.spec.metric
         value: Any = 1
         if self.metric_value is not None:
@@ -262,12 +271,13 @@ class ProbeRuntime:
                 value = self.metric_value.evaluate(f_locals, frame.f_globals)
             except EvaluationError as exc:
                 self._evaluation_failed(f"metric value failed: {exc}")
-                return
+                return False
             if type(value) not in _NUMBER and type(value) is not bool:
                 self._evaluation_failed(f"metric value is a {type(value).__name__}, expected a number")
-                return
+                return False
         self.host.emit(MetricEvent(name=metric.name, metric_type=metric.type, value=float(value),  # type: ignore
                                    unit=metric.unit, **self._where(frame, line)))  # type: ignore[union-attr]
+        return True
 
     # ---------------------------------------------------------------- function enter / exit
     def on_enter(self, frame: FrameType) -> Any:

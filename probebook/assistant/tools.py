@@ -243,7 +243,7 @@ class ToolBox:
                 metric.isidentifier() else metric
         record = self.inv.probe(kind, service, where, when=when or None, capture=list(capture),
                                 template=template or None, metric=metric_spec, ttl=ttl_s, rate=rate_v,
-                                limits=LIGHT if light else None)
+                                limits=LIGHT if light else None, partial=True)  # the summary says who refused
         self.placed[record.alias] = kind
         self.live.append(record.alias)
         return ToolResult("place_probe", f"probe {record.alias} ({kind}) on {service} at {where}: {record.summary}",

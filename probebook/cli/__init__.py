@@ -33,11 +33,23 @@ GROUPS: Tuple[str, ...] = ("agent", "audit", "lab", "alerts", "investigate")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="probebook", description="probebook: live, read-only probes in running Python services")
+    parser.add_argument("--version", action="version", version=f"probebook {_version()}")
     sub = parser.add_subparsers(dest="group", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for name in GROUPS:
         importlib.import_module(f"{__name__}.{name}").register(sub)
     return parser
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("probebook")
+    except Exception:  # noqa: BLE001 - a source tree that was never installed
+        from probebook import __version__
+
+        return str(__version__)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -17,7 +17,8 @@ def register(sub: Subparsers) -> None:
     commands = add_group(sub, "audit", "check an agent's audit log", "{verify}")
     verify = commands.add_parser("verify", help="check the hash chain; name the first edited, removed or "
                                                  "reordered entry")
-    verify.add_argument("file")
+    verify.add_argument("file", help="the audit log: an agent's --audit file (audit-SERVICE.jsonl in its "
+                                     "private directory by default)")
     verify.add_argument("--head", help="the audit head an agent reported in health (HASH or SEQ:HASH): "
                                        "entries removed from the end are found too")
     verify.set_defaults(handler=_verify)

@@ -59,7 +59,7 @@ def read_port_files(directory: str) -> List[Dict[str, Any]]:
     """What each port file of `directory` says: ``<pid>.json`` holds ``{"url", "pid", "ppid",
     "instance_id", "service"}``; a file may also hold just a URL, ``host:port`` or a port (then only
     "url" is known). Files of processes that no longer run here (or wait, dead, to be reaped) are
-    skipped."""
+    skipped, and removed when the process has gone for good."""
     out: List[Dict[str, Any]] = []
     try:
         names = sorted(os.listdir(directory))
@@ -75,7 +75,12 @@ def read_port_files(directory: str) -> List[Dict[str, Any]]:
         except OSError:
             continue  # removed while we read: that instance has gone
         info = _port_file(text)
-        if info:
+        if info and info.get("gone"):  # its process ended without its exit handlers (SIGKILL, SIGTERM)
+            try:
+                os.remove(path)  # stale: the next reader tidies it away
+            except OSError:
+                pass
+        elif info:
             out.append(info)
     return out
 
@@ -92,9 +97,9 @@ def _port_file(text: str) -> Optional[Dict[str, Any]]:
             data = json.loads(text)
         except ValueError:
             return None
-        if not isinstance(data, dict) or not data.get("url") or _gone(data.get("pid"), str(data["url"])):
+        if not isinstance(data, dict) or not data.get("url"):
             return None
-        return {**data, "url": str(data["url"])}
+        return {**data, "url": str(data["url"]), "gone": _gone(data.get("pid"), str(data["url"]))}
     if text.startswith(("http://", "https://")):
         return {"url": text.split()[0]}
     if text.isdigit():
@@ -126,7 +131,9 @@ class ServiceClient:
     `follow` looks at again (new instances get the live probes, gone ones leave)."""
 
     def __init__(self, agents: Union[str, Sequence[str]], token: str, timeout: float = 10.0, retries: int = 3,
-                 follow_every: float = 0.5, **client_options: Any) -> None:
+                 follow_every: float = 0.5, backlog: bool = True, **client_options: Any) -> None:
+        """`backlog`: read the events the agents already hold (other clients' probes too); False starts
+        each instance there now (an instance that joins later is read from its start)."""
         self.directory = agents if isinstance(agents, str) and os.path.isdir(agents) else None
         self._static = [agents] if isinstance(agents, str) and self.directory is None else list(agents or [])
         self._options = dict(token=token, timeout=timeout, retries=retries, **client_options)
@@ -141,6 +148,9 @@ class ServiceClient:
         self._followed = time.monotonic()
         self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="probebook-service")
         self.refresh()
+        if not backlog:
+            for client, health in zip(list(self.clients.values()), self._pool.map(_events_seq, self.clients.values())):
+                client.cursor = max(client.cursor, health)
 
     def refresh(self) -> List[AgentClient]:
         """Read the port files (or the URL list) again: clients for new instances, none for gone ones."""
@@ -208,7 +218,10 @@ class ServiceClient:
             self.follow()
 
     def is_supervisor(self, instance_id: str) -> bool:
-        return any(c.instance_id == instance_id for u, c in self.clients.items() if u in self.supervisors)
+        """Whether `instance_id` is a supervisor's (known once it has answered; asks nobody)."""
+        bosses = self.supervisors
+        return any(c._identity is not None and c._identity[0] == instance_id
+                   for u, c in list(self.clients.items()) if u in bosses)
 
     def _each(self, call: Callable[[AgentClient], T]) -> Dict[str, Union[T, ConnectorError]]:
         """Run `call` on every instance at once: instance label -> its answer or its error."""
@@ -304,6 +317,14 @@ class ServiceClient:
         for client in self.clients.values():
             client.close()
         self._pool.shutdown(wait=False)
+
+
+def _events_seq(client: AgentClient) -> int:
+    """Where the agent's event sequence is now (0 when it cannot say)."""
+    try:
+        return int(client.health().events_seq or 0)
+    except (ConnectorError, TypeError, ValueError):
+        return 0
 
 
 def _label(client: AgentClient) -> str:

@@ -109,6 +109,10 @@ def ddl() -> List[str]:
     for table, cols in _EXTRA.items():
         body = ", ".join(f"{c} {t}" for c, t in cols)
         out.append(f"CREATE TABLE IF NOT EXISTS {table} ({body})")
+    # a captured value as plain text, by its expression or name: captured(expressions, 'order.total')
+    # instead of expressions->>'$."order.total".value' (NULL for a container, a cut or an error)
+    out.append("""CREATE OR REPLACE MACRO captured(tree, name) AS """
+               """json_extract_string(tree, '$."' || replace(name, '"', '') || '".value')""")
     return out
 
 

@@ -23,7 +23,7 @@ __all__ = ["ProbebookMagics", "SessionMagics"]
 
 _PROBE_USAGE = ("%probe log|snapshot|metric|span|exception NAME WHERE [TEMPLATE] [--when EXPR] [--template T] "
                 "[--capture EXPR] [--metric NAME[:TYPE][=EXPR]] [--unit U] [--ttl 15m] [--rate 5/s] [--max-hits N] "
-                "[--as ALIAS]; %probe ls; %probe rm ALIAS...|--all")
+                "[--as ALIAS] [--partial]; %probe ls; %probe rm ALIAS...|--all")
 
 
 def split_expressions(text: str) -> List[str]:
@@ -75,11 +75,12 @@ class ProbebookMagics(SessionMagics):
     # ------------------------------------------------------------------ services
     @line_magic
     def connect(self, line: str) -> None:
-        """%connect NAME URL|DIR [--token-file F]  |  %connect --redis URL --service NAME [--token-file F]"""
-        p = MagicParser("%connect", "%connect NAME URL|DIR [--token-file F] | %connect --redis URL --service NAME "
-                                    "[--token-file F]")
+        """%connect NAME URL|DIR [--token-file F] [--backlog] | %connect --redis URL --service NAME [--token-file F]"""
+        p = MagicParser("%connect", "%connect NAME URL|DIR [--token-file F] [--backlog] | %connect --redis URL "
+                                    "--service NAME [--token-file F]")
         p.add_argument("args", nargs="*")
         p.add_argument("--token-file")
+        p.add_argument("--backlog", action="store_true", help="also store the events the agents hold already")
         p.add_argument("--redis")
         p.add_argument("--service")
         a = p.parse(line)
@@ -95,9 +96,11 @@ class ProbebookMagics(SessionMagics):
                 p.error("expected a service NAME and its agent URL (or URLs joined by commas, or a port-file directory)")
             name, target = a.args
             with user_errors():
-                row = inv.connect(name, target.split(",") if "," in target else target, token_file=token_file)
+                row = inv.connect(name, target.split(",") if "," in target else target, token_file=token_file,
+                                  backlog=a.backlog)
+        bosses = f" (and {row['supervisors']} supervisor)" if row.get("supervisors") else ""
         print(f"connected {row['service']} ({row['target']}): {row['healthy']} of {row['instances']} instances "
-              f"healthy, Python {row['python'] or '?'}, {row['probes']} probes")
+              f"healthy{bosses}, Python {row['python'] or '?'}, {row['probes']} probes")
 
     @line_magic
     def services(self, line: str) -> ServicesView:
@@ -143,6 +146,7 @@ class ProbebookMagics(SessionMagics):
         p.add_argument("--capture", action="append", default=[])
         p.add_argument("--max-hits", type=int)
         p.add_argument("--as", dest="alias")
+        p.add_argument("--partial", action="store_true", help="keep it on the instances that took it when others refuse")
         a = p.parse_args(words)
         template = a.template
         if a.words:
@@ -159,7 +163,7 @@ class ProbebookMagics(SessionMagics):
                 a.kind, a.service, a.where, when=a.when, template=template, metric=metric,
                 capture=[e for chunk in a.capture for e in split_expressions(chunk)],
                 ttl=a.ttl or self.session.config.default_ttl, rate=a.rate, max_hits=a.max_hits, name=a.name,
-                alias=a.alias)
+                alias=a.alias, partial=a.partial)
         panel = self.session.probe_panel([record.alias])
         if not record.placed.ok:
             panel.say(record.summary)  # placed on some instances only: say which failed

@@ -86,6 +86,8 @@ class Lab:
         """The lab running in `state_dir`, with the options it was started with."""
         state = os.path.abspath(state_dir or default_state_dir())
         manifest = read_manifest(state)
+        if manifest.get("down"):  # stopped: status, inject and recover must not revive half a lab
+            raise LabError(f"the lab in {state} is down; start it with: probebook lab up")
         lab = cls(LabOptions(**{**manifest["options"], "state_dir": state}))
         lab._manifest = manifest
         return lab
@@ -383,7 +385,11 @@ class Lab:
             return []
         stopped = self.procs.stop_all()
         if os.path.exists(self.path("lab.json")):
-            self.manifest["scenario"] = None
+            try:
+                self._manifest = self._manifest or read_manifest(self.state)
+            except LabError:
+                return stopped  # not a manifest of ours: nothing to mark
+            self.manifest.update(scenario=None, down=True)
             self.save_manifest()
         return stopped
 

@@ -50,7 +50,8 @@ class ProbeInfo:
     created: float
     expires_in: float
     spec: Dict[str, Any]
-
+    filtered: int = 0  # hits whose condition was false (not in `hits`)
+    failed: int = 0  # hits whose condition or value could not be evaluated: nothing emitted
 
 @dataclass(frozen=True)
 class ModuleSource:
@@ -90,6 +91,7 @@ class AgentHealth:
     backend: str
     version: str
     ppid: int = 0  # 0 from an agent older than the field
+    events_seq: int = 0  # the sequence number of its newest event
 
     @property
     def ok(self) -> bool:

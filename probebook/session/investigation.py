@@ -15,27 +15,28 @@ other services keep being collected.
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+import weakref
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, TypeVar, Union
 
 import polars as pl
 
 from probebook.protocol.tokens import Tokens
 from probebook.agent.engine import Agent
-from probebook.protocol.capture_tree import scalar
 from probebook.protocol.records import ModuleSource, SourceFile
 from probebook.protocol.spec import ProbeSpec
 from probebook.connectors import RedisFleet, ServiceClient
-from probebook.connectors.agent_records import AgentEvent, FleetProbe
+from probebook.connectors.agent_records import AgentEvent
 from probebook.errors import ConnectorError, EvidenceError, SessionError, one_line
 from probebook.evidence import EvidenceStore
 
 from .collector import Collector
 from .handles import ServiceHandle, ServiceRow, SourceReader, service_row
 from .inprocess import InProcessHandle
+from .records import ProbeRecord, SnapshotResult
 from .telemetry import Telemetry
 
 __all__ = ["Investigation", "ProbeRecord", "SnapshotResult", "SessionError", "Duration", "Rate"]
@@ -43,49 +44,6 @@ __all__ = ["Investigation", "ProbeRecord", "SnapshotResult", "SessionError", "Du
 Duration = Union[float, int, str]  # seconds, or "30s", "15m", "1h"
 Rate = Union[float, int, str]  # events a second, or "10/m"
 T = TypeVar("T")
-
-
-@dataclass
-class ProbeRecord:
-    """A probe placed through this investigation (possibly on many instances)."""
-
-    alias: str
-    fleet_id: str
-    service: str
-    kind: str
-    where: str
-    spec: Dict[str, object]  # the checked spec, as sent (`ProbeSpec.to_dict()`)
-    placed_at: float
-    placed: FleetProbe
-    removed: bool = False
-
-    @property
-    def summary(self) -> str:
-        return self.placed.summary()
-
-
-@dataclass
-class SnapshotResult:
-    """What `Investigation.snapshot` waited for: the snapshots that arrived, newest last."""
-
-    alias: str
-    service: str
-    where: str
-    expressions: List[str]
-    snapshots: List[Dict[str, object]] = field(default_factory=list)
-    evidence_ids: List[str] = field(default_factory=list)
-    timed_out: bool = False
-
-    @property
-    def values(self) -> List[Dict[str, Any]]:
-        """Per snapshot: expression -> captured value (the plain value when it is a scalar)."""
-        out = []
-        for snap in self.snapshots:
-            row = {}
-            for src, node in (snap.get("expressions") or {}).items():
-                row[src] = scalar(node)
-            out.append(row)
-        return out
 
 
 def _secret_from(token: Optional[str], token_file: Optional[str]) -> str:
@@ -114,15 +72,18 @@ class Investigation:
         self.records: Dict[str, ProbeRecord] = {}
         self._lock = threading.RLock()
         self._aliases = 0
+        self._closed = False
+        atexit.register(_close_at_exit, weakref.ref(self))
 
     # ------------------------------------------------------------------ services
     def connect(self, name: str, target: Union[str, Sequence[str]], token: Optional[str] = None,
-                token_file: Optional[str] = None) -> ServiceRow:
-        """Connect to service `name`: one agent URL, a list of URLs, or a port-file directory."""
+                token_file: Optional[str] = None, backlog: bool = False) -> ServiceRow:
+        """Connect to service `name`: one agent URL, a list of URLs, or a port-file directory. Events
+        are read from now on (`backlog`: also those the agents hold already, other clients' too)."""
         _check_name(name, "service name")
         secret = _secret_from(token, token_file)
         try:
-            handle = ServiceClient(target, token=secret)
+            handle = ServiceClient(target, token=secret, backlog=backlog)
             health = handle.health()
         except ConnectorError as exc:
             self.unreachable[name] = one_line(exc, 200)
@@ -225,10 +186,13 @@ class Investigation:
               template: Optional[str] = None, capture: Iterable[str] = (),
               metric: Union[str, Mapping[str, str], None] = None, ttl: Optional[Duration] = None,
               rate: Optional[Rate] = None, max_hits: Optional[int] = None, name: Optional[str] = None,
-              alias: Optional[str] = None, limits: Optional[Mapping[str, int]] = None) -> ProbeRecord:
+              alias: Optional[str] = None, limits: Optional[Mapping[str, int]] = None,
+              partial: bool = False) -> ProbeRecord:
         """Place a probe on every instance of `service`; bad specs raise before anything is sent.
         `ttl`: seconds or ``"15m"``; `rate`: events a second or ``"10/m"``; `metric`: a name or
-        ``{"name", "type", "value", "unit"}``; `limits`: capture limits (``{"max_depth": 1}``)."""
+        ``{"name", "type", "value", "unit"}``; `limits`: capture limits (``{"max_depth": 1}``).
+        An instance that refuses it is an error (the others' copies are removed) unless `partial`;
+        one that does not answer is not (it is in the record's summary)."""
         raw: Dict[str, object] = {"kind": kind, "where": where}
         for key, value in (("when", when), ("template", template), ("metric", metric), ("ttl", ttl),
                            ("rate", rate), ("max_hits", max_hits), ("name", name),
@@ -252,9 +216,18 @@ class Investigation:
             placed = handle.add_probe(spec)
         except ConnectorError as exc:
             raise SessionError(f"{service}: {exc}") from None
-        if not placed.ok and not placed.probe_ids:
-            iid, why = sorted(placed.failed.items())[0] if placed.failed else ("?", "no instance answered")
-            raise SessionError(f"{service}: probe refused: {why}")
+        took = [iid for iid, r in placed.deciding.items() if r.ok]
+        refused = {iid: r.message for iid, r in placed.deciding.items() if not r.ok and r.status}
+        if not took or (refused and not partial):
+            if placed.probe_ids:
+                try:
+                    handle.remove_probe(placed.id)  # nothing half-placed is left behind
+                except ConnectorError:
+                    pass
+            iid, why = sorted((refused or placed.failed or {"?": "no instance answered"}).items())[0]
+            raise SessionError(f"{service}: probe refused" + (
+                f" by {len(refused)} of {len(placed.deciding)} instances ({iid}: {why}); pass partial=True to "
+                f"keep it on the others" if took else f": {why}"))
         record = ProbeRecord(alias, placed.id, service, kind, where, spec.to_dict(), time.time(), placed)
         with self._lock:
             self.records[alias] = record
@@ -311,7 +284,7 @@ class Investigation:
         return new
 
     def probes(self) -> pl.DataFrame:
-        """Probes placed here with their live status per service (hits, emitted, TTL left)."""
+        """Probes placed here, live status and counts (`_COUNTS`: hits were emitted, rate-limited or failed)."""
         rows = []
         live: Dict[str, Dict[str, Any]] = {}
         for service in {r.service for r in self.records.values() if not r.removed}:
@@ -325,10 +298,10 @@ class Investigation:
                 if isinstance(infos, Exception):
                     continue
                 for info in infos:
-                    agg = live.setdefault(info.id, {"hits": 0, "emitted": 0, "statuses": set(), "expires_in": 0.0,
-                                                    "reason": ""})
-                    agg["hits"] += info.hits
-                    agg["emitted"] += info.emitted
+                    agg = live.setdefault(info.id, {"hits": 0, "emitted": 0, "rate_limited": 0, "filtered": 0,
+                                                    "failed": 0, "statuses": set(), "expires_in": 0.0, "reason": ""})
+                    for k in _COUNTS:
+                        agg[k] += getattr(info, k)
                     agg["statuses"].add(info.status)
                     agg["expires_in"] = max(agg["expires_in"], info.expires_in)
                     agg["reason"] = agg["reason"] or info.reason
@@ -339,7 +312,7 @@ class Investigation:
                 "/".join(sorted(set().union(*(a["statuses"] for a in aggs)))) if aggs else "unknown")
             rows.append({
                 "alias": rec.alias, "service": rec.service, "kind": rec.kind, "where": rec.where, "status": status,
-                "hits": sum(a["hits"] for a in aggs), "emitted": sum(a["emitted"] for a in aggs),
+                **{k: sum(a[k] for a in aggs) for k in _COUNTS},
                 "ttl_left_s": max((a["expires_in"] for a in aggs), default=0.0),
                 "reason": next((a["reason"] for a in aggs if a["reason"]), ""), "id": rec.fleet_id,
             })
@@ -433,12 +406,30 @@ class Investigation:
             return self._telemetry
 
     def close(self) -> None:
+        """Stop collecting and close the store; again is harmless (it also runs at interpreter exit)."""
+        if self._closed:
+            return
+        self._closed = True
         if self._telemetry is not None:
             self._telemetry.close()
         self.collector.stop()
         for handle in self.handles.values():
             handle.close()
         self.store.close()
+
+
+def _close_at_exit(ref: "weakref.ref[Investigation]") -> None:
+    """A script that ends (or raises) with an investigation open exits with its own status: the
+    collector thread must not be writing to DuckDB while the interpreter tears down."""
+    inv = ref()
+    if inv is not None:
+        try:
+            inv.close()
+        except Exception:  # noqa: BLE001 - exiting must not fail here
+            pass
+
+
+_COUNTS = ("hits", "emitted", "rate_limited", "filtered", "failed")  # hits = emitted + rate_limited + failed
 
 
 def _check_name(value: str, what: str) -> None:

@@ -39,6 +39,7 @@ class ProbeRow:
     expires_at: float  # kernel clock; 0 when unknown or over
     last: str  # the last value seen, one line
     reason: str
+    declined: str = ""  # hits that emitted nothing: "5 rate-limited, 2 failed" (and "3 filtered" by the condition)
 
 
 @dataclass
@@ -57,6 +58,10 @@ class _Polled:
     expires_at: float
     reason: str
     at: float
+    declined: str = ""
+
+
+_DECLINED = (("rate_limited", "rate-limited"), ("failed", "failed"), ("filtered", "filtered"))
 
 
 class ProbeBoard:
@@ -130,8 +135,10 @@ class ProbeBoard:
                 expires = now + ttl if ttl > 0 else 0.0
                 if old is not None and old.expires_at and abs(old.expires_at - expires) < 2.0:
                     expires = old.expires_at  # the same TTL seen again: keep the anchor, no redraw
+                declined = ", ".join(f"{int(row.get(k) or 0)} {label}" for k, label in _DECLINED
+                                     if int(row.get(k) or 0))
                 self._polled[row["alias"]] = _Polled(row["status"], int(row["hits"] or 0), expires,
-                                                     str(row["reason"] or ""), now)
+                                                     str(row["reason"] or ""), now, declined)
 
     # ------------------------------------------------------------------ rows
     def rows(self, aliases: Optional[Sequence[str]] = None, now: Optional[float] = None) -> List[ProbeRow]:
@@ -154,7 +161,7 @@ class ProbeBoard:
                     hits=max(seen.events, polled.hits if polled else 0),
                     rate=_rate(seen.arrivals, seen.first, now),
                     expires_at=polled.expires_at if polled and status not in ENDED else 0.0,
-                    last=_last_value(seen.last), reason=reason))
+                    last=_last_value(seen.last), reason=reason, declined=polled.declined if polled else ""))
         return out
 
     @staticmethod

@@ -52,8 +52,8 @@ class ProbePanel(HtmlPanel, LiveView):
     def compute(self, now: float) -> Optional[Dict[str, Any]]:
         self.board.poll(now)
         rows = self.board.rows(self.aliases, now)
-        signature = (tuple((r.alias, r.status, r.health, r.hits, r.rate, round(r.expires_at), r.last, r.reason)
-                           for r in rows), self.notice)
+        signature = (tuple((r.alias, r.status, r.health, r.hits, r.rate, round(r.expires_at), r.last, r.reason,
+                            r.declined) for r in rows), self.notice)
         self.rows = rows
         if signature == self._signature:
             return None
@@ -89,7 +89,8 @@ class ProbePanel(HtmlPanel, LiveView):
             status = badge(r.status) + (f' <span class="pb-note">{esc(r.reason)}</span>' if r.reason else "")
             cells.append([
                 f"<b>{esc(r.alias)}</b>", esc(r.kind), f"{esc(r.service)} · {esc(r.where)}", status, badge(r.health),
-                f'<span class="pb-hits" data-hits="{r.hits}">{r.hits}</span>', f"{r.rate:g}/s", ttl,
+                f'<span class="pb-hits" data-hits="{r.hits}">{r.hits}</span>'
+                + (f' <span class="pb-note">{esc(r.declined)}</span>' if r.declined else ""), f"{r.rate:g}/s", ttl,
                 f'<div class="pb-last" title="{esc(r.last)}">{esc(r.last)}</div>', buttons])
             attrs.append(f'data-alias="{esc(r.alias)}"')
         body = table(_HEADERS, cells, attrs) if rows else '<div class="pb-note">no probes yet: %probe log ...</div>'
@@ -101,7 +102,8 @@ class ProbePanel(HtmlPanel, LiveView):
         lines = [self.title]
         for r in self.rows:
             ttl = fmt_seconds(r.expires_at - time.time()) if r.expires_at else "-"
-            lines.append(f"  {r.alias}: {r.kind} {r.service} {r.where} {r.status} ({r.health}) hits={r.hits} "
+            lines.append(f"  {r.alias}: {r.kind} {r.service} {r.where} {r.status} ({r.health}) hits={r.hits}"
+                         + (f" ({r.declined})" if r.declined else "") + " "
                          f"rate={r.rate:g}/s ttl={ttl} last={r.last[:60]!r}")
         return "\n".join(lines)
 

@@ -183,8 +183,18 @@ def test_of_two_alerted_routes_the_slower_is_descended_first(shop):
     why = "\n".join(lines + verdict.reasons)
     assert verdict.kind == "proven", why
     assert verdict.locus.endswith("tinyshop.py:slow_lookup"), why
-    order = next(line for line in lines if line.startswith("latency: routes by median time"))
+    order = next(line for line in lines if line.startswith("latency: routes by p90 time"))
     assert order.index("report") < order.index("ping"), why
     # the slow route was descended into before the fast one was measured on its own
     first = next(line for line in lines if line.startswith("latency:") and line != order)
     assert "report" in first or "slow_lookup" in first, why
+
+
+def test_a_helper_shared_with_a_slower_caller_is_not_blamed_for_the_route(shop):
+    """`fetch` is called by the /quick route (1 ms) and by a batch job (50 ms): timed over all its callers
+    it holds far more than /quick's time. It is not followed from /quick, and nothing is proven there."""
+    inv, _ = shop
+    verdict, why = investigate(inv, "shared", "GET /quick is slow", "HighLatency", "/quick", wait_s=3)
+    assert "fetch is called from elsewhere too" in why, why
+    assert verdict.kind != "proven" and not (verdict.locus or "").endswith(":fetch"), why
+    assert "shared with other callers" in verdict.cause, why

@@ -1,6 +1,7 @@
 """Each probe kind emits what a user expects, on every Python."""
 
 import asyncio
+import contextlib
 import importlib
 import os
 import sys
@@ -115,15 +116,24 @@ def test_redaction_on_by_default_and_changeable(agent):
         agent.add_probe({"kind": "log", "where": where("plain"), "template": "{password}"})
 
 
+@contextlib.contextmanager
+def _module_on_path(tmp_path, name, body):
+    """`name`.py with `body` importable from `tmp_path`, forgotten afterwards."""
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(body))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop(name, None)
+
+
 def test_probe_waits_for_module_import(agent, tmp_path):
-    mod = tmp_path / "late_module_pb.py"
-    mod.write_text(textwrap.dedent("""
+    with _module_on_path(tmp_path, "late_module_pb", """
         def handler(x):
             y = x + 1
             return y
-    """))
-    sys.path.insert(0, str(tmp_path))
-    try:
+    """):
         probe = agent.add_probe({"kind": "log", "where": "late_module_pb.py:3", "template": "x={x}"})
         assert probe.status == "pending"
         late = importlib.import_module("late_module_pb")
@@ -133,9 +143,32 @@ def test_probe_waits_for_module_import(agent, tmp_path):
         assert agent.get_probe(probe.id).status == "installed"
         late.handler(41)
         assert [e.message for e in events(agent, "log")] == ["x=41"]
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop("late_module_pb", None)
+
+
+def test_a_probe_waits_for_a_slow_import_to_finish(agent, tmp_path):
+    """A module is in sys.modules while its code still runs (a web app importing its dependencies):
+    the pending probe is resolved once the module's code has run, not half-way (before, it ended in
+    `error: ... holds no code`), and before the import returns (before, the housekeeping thread's
+    next tick: a pre-fork worker served its first requests unprobed)."""
+    with _module_on_path(tmp_path, "slow_module_pb", """
+        import time
+        time.sleep(0.5)
+
+
+        def handler(x):
+            y = x + 1
+            return y
+    """):
+        probe = agent.add_probe({"kind": "log", "where": "slow_module_pb.py:7", "template": "x={x}"})
+        assert probe.status == "pending"
+        assert any("ImportWatch" in repr(f) for f in sys.meta_path)
+        slow = importlib.import_module("slow_module_pb")
+        # installed by the time the import returns: a worker serving at once is probed from its first call
+        assert agent.get_probe(probe.id).status == "installed", agent.get_probe(probe.id)
+        slow.handler(41)
+        assert [e.message for e in events(agent, "log")] == ["x=41"]
+        assert not any("ImportWatch" in repr(f) for f in sys.meta_path)  # nothing pending: gone
+        assert type(slow.__loader__).__name__ == "SourceFileLoader"  # the module's own loader, untouched
 
 
 @pytest.mark.parametrize("spec,field", [

@@ -52,20 +52,65 @@ def test_condition_that_keeps_failing_disables_itself(agent):
     assert info.status == "disabled" and "condition failed" in info.reason
 
 
+def _trip_the_budget(agent):
+    """An expensive snapshot probe hit until the CPU budget disables it; its info then."""
+    probe = agent.add_probe({"kind": "snapshot", "where": where("inner_fail"), "rate": 10_000})
+    deadline = time.time() + 5
+    while agent.get_probe(probe.id).status != "disabled" and time.time() < deadline:
+        try:
+            shapes.deep_fail({"qty": 0, "blob": list(range(100))})
+        except ZeroDivisionError:
+            pass
+    return _wait_status(agent, probe.id, "disabled")
+
+
 def test_cpu_budget_disables_expensive_probes():
     agent = Agent(AgentLimits(cpu_budget=0.0001, cpu_window=2))
     try:
-        probe = agent.add_probe({"kind": "snapshot", "where": where("inner_fail"), "rate": 10_000})
-        deadline = time.time() + 5
-        while agent.get_probe(probe.id).status != "disabled" and time.time() < deadline:
-            try:
-                shapes.deep_fail({"qty": 0, "blob": list(range(100))})
-            except ZeroDivisionError:
-                pass
-        info = _wait_status(agent, probe.id, "disabled")
-        assert "CPU budget exceeded" in info.reason
+        assert "CPU budget exceeded" in _trip_the_budget(agent).reason
     finally:
         agent.close()
+
+
+def test_an_ended_probes_cpu_does_not_disable_the_next_probe():
+    """The budget trips and disables an expensive probe; once it has gone, its spending goes with it:
+    a new, cheap probe emits on its first hits instead of being disabled by the old one's cost."""
+    agent = Agent(AgentLimits(cpu_budget=0.0001, cpu_window=60))
+    try:
+        heavy = _trip_the_budget(agent)
+        assert "CPU budget exceeded" in heavy.reason
+        agent.remove_probe(heavy.id)
+        light = agent.add_probe({"kind": "log", "where": where("plain"), "template": "a={a}"})
+        agent.drain_events()
+        shapes.plain(1, 2)
+        assert [e.message for e in events(agent, "log")] == ["a=1"]
+        assert agent.get_probe(light.id).status == "emitting"
+    finally:
+        agent.close()
+
+
+def test_every_hit_is_accounted_and_a_probe_that_emits_nothing_never_says_emitting(agent):
+    """A metric whose value is text emits nothing: it stays `installed`, its hits count as failed,
+    not emitted; a false condition's hits are `filtered`; rate-limited ones are counted."""
+    bad = agent.add_probe({"kind": "metric", "where": where("plain"),
+                           "metric": {"name": "m", "type": "gauge", "value": "'text'"}})
+    picky = agent.add_probe({"kind": "log", "where": where("plain"), "template": "a={a}", "when": "a > 2",
+                             "rate": 1})
+    for i in range(6):
+        shapes.plain(i, 1)
+    info = agent.get_probe(bad.id)
+    assert (info.status, info.hits, info.emitted, info.failed) == ("installed", 6, 0, 6), info
+    assert not events(agent, "metric")
+    info = agent.get_probe(picky.id)
+    assert (info.filtered, info.hits, info.emitted, info.rate_limited) == (3, 3, 1, 2), info
+
+
+def test_removing_every_probe_says_removed_for_each(agent):
+    ids = [agent.add_probe({"kind": "log", "where": where("plain"), "template": f"{i}"}).id for i in range(3)]
+    agent.drain_events()
+    assert agent.remove_all() == 3
+    removed = [e.probe_id for e in agent.drain_events() if e.kind == "status" and e.status == "removed"]
+    assert sorted(removed) == sorted(ids)
 
 
 def test_buffer_overflow_is_counted():

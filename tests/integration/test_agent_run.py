@@ -59,6 +59,27 @@ def test_port_file_says_where_the_agent_of_the_exec_d_program_listens(service):
     assert request(info["url"], "GET", "/v1/health")[1]["instance_id"] == info["instance_id"]
 
 
+def test_an_interpreter_without_bytecode_serves_and_refuses_each_probe_in_one_line(tmp_path):
+    """`probebook agent run -- python app.py` where that python lacks `bytecode` (this venv's base
+    interpreter): the agent says so at start and in health, and refuses a probe with the reason and
+    the command that fixes it, instead of "500 internal error ... report this"."""
+    base = getattr(sys, "_base_executable", "") or sys.executable
+    probe_env = _run([base, "-c", "import importlib.util as u; print(u.find_spec('bytecode') is None)"])
+    if sys.version_info >= (3, 12) or probe_env.stdout.strip() != "True":
+        pytest.skip(f"{base} has bytecode (or needs none): nothing to refuse")
+    svc = Service.start(tmp_path, python=base)
+    try:
+        health = svc.call("GET", "/v1/health")[1]
+        assert health["status"] == "unhealthy" and "bytecode" in " ".join(health["problems"]), health
+        status, body = svc.call("POST", "/v1/probes", {"kind": "log", "where": svc.where(), "template": "i={i}"})
+        assert status == 503, body
+        assert body["error"] == (f"probes need the 'bytecode' package on Python {health['python']}, and {base} "
+                                 f"does not have it: {base} -m pip install 'bytecode>=0.15'"), body
+        assert "internal error" not in body["error"]
+    finally:
+        svc.stop()
+
+
 def test_python_dash_m_gets_the_agent_named_after_the_module(tmp_path):
     pkg = tmp_path / "billing"
     pkg.mkdir()

@@ -143,7 +143,8 @@ class Service:
 
     @classmethod
     def start(cls, tmp_path, *options: str, env: Optional[Dict[str, str]] = None,
-              ssl_context: Optional[ssl.SSLContext] = None, name: str = "shop") -> "Service":
+              ssl_context: Optional[ssl.SSLContext] = None, name: str = "shop",
+              python: Optional[str] = None) -> "Service":
         tmp = str(tmp_path)
         target = os.path.join(tmp, "target.py")
         with open(target, "w") as fh:
@@ -155,7 +156,7 @@ class Service:
         if "--port-file" not in options:
             options = ("--port-file", port_file) + options
         cmd = agent_command("--name", name, "--token-file", token_file, "--audit", audit, *options,
-                            "--", sys.executable, target, app_file)
+                            "--", python or sys.executable, target, app_file)
         full_env = dict(os.environ, **(env or {}))
         proc = subprocess.Popen(cmd, cwd=tmp, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:

@@ -97,6 +97,12 @@ def test_without_prometheus_the_lab_says_so_and_its_health_check_sees_the_sympto
     finally:
         lab_cli("down", "--state-dir", state, env=env)
     assert lab_processes(state) == []
+    # a lab that is down stays down: one line for each command, nothing revived
+    for args in (["status"], ["inject", "control-external"], ["recover"]):
+        out = lab_cli(*args, "--state-dir", state, env=env)
+        assert out.returncode == 1 and _one_line(out.stderr) == \
+            f"probebook lab {args[0]}: error: the lab in {state} is down; start it with: probebook lab up", out.stderr
+    assert lab_processes(state) == []
 
 
 def test_a_lab_already_running_is_not_started_twice(lab):

@@ -116,3 +116,59 @@ def test_refusals_are_one_line_and_place_nothing(inv):
         inv.source("billing", "session/no_such_file.py")
     assert inv.records == {} and all(v == [] for v in inv.handle("billing").probes().values())
 
+
+
+def test_captured_values_read_as_plain_text_in_sql():
+    """`captured(column, name)` instead of `expressions ->> '$."order.total".value'`."""
+    from probebook.evidence import EvidenceStore
+
+    store = EvidenceStore()
+    store.ingest([{"kind": "snapshot", "seq": 1, "ts": 1.0, "probe_id": "p1", "file": "a.py", "line": 3,
+                   "function": "f", "thread": "t", "trace_id": "", "arguments": {}, "stack": [],
+                   "locals": {"qty": {"type": "int", "value": 3}},
+                   "expressions": {"order.total": {"type": "float", "value": 12.5},
+                                   "d['args']": {"type": "dict", "items": []}}}], service="s", instance_id="i")
+    row = store.sql("SELECT captured(expressions, 'order.total') AS total, captured(locals, 'qty') AS qty, "
+                    "captured(expressions, 'd[''args'']') AS args FROM snapshots").row(0, named=True)
+    assert row == {"total": "12.5", "qty": "3", "args": None}
+
+
+def test_a_script_that_raises_with_an_investigation_open_exits_with_its_own_status(tmp_path):
+    """Before, such a script aborted with 134 (`terminate called after throwing ...`) in 2 of 3 runs:
+    the collector thread was writing to DuckDB while the interpreter tore down."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "oops.py"
+    script.write_text(
+        "import threading, time\n"
+        "from probebook.agent import Agent\n"
+        "from probebook.session import Investigation\n"
+        "def work(i):\n"
+        "    return i * 2\n"
+        "agent = Agent()\n"
+        "inv = Investigation(%r)\n"
+        "inv.attach('me', agent)\n"
+        "inv.probe('log', 'me', '__main__:work', template='i={i}', rate=100000)\n"
+        "def busy():\n"
+        "    i = 0\n"
+        "    while True:\n"
+        "        i += 1\n"
+        "        work(i)\n"
+        "threading.Thread(target=busy, daemon=True).start()\n"
+        "time.sleep(0.5)\n"
+        "raise ValueError('the script failed')\n"
+        % str(tmp_path / "ev.duckdb"))
+    for _ in range(3):
+        out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 1, out.stderr[-2000:]
+        assert "ValueError: the script failed" in out.stderr and "terminate called" not in out.stderr
+
+
+def test_the_python_api_page_runs_as_written():
+    import doctest
+    import os
+
+    page = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "python-api.md")
+    result = doctest.testfile(page, module_relative=False, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted >= 10, result

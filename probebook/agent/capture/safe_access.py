@@ -186,6 +186,12 @@ def _safe_getattr_slow(obj: Any, name: str) -> Any:
         except AttributeError:
             raise UnsafeAccess(f"slot {name!r} of {type_name(obj)} is empty") from None
     if desc is not MISSING and _is_data_descriptor(desc):
+        if _caches_in_dict(desc):  # a cached property the object has computed already: the cached value
+            d = instance_dict(obj)
+            if d is not None and name in d:
+                return d[name]
+            raise UnsafeAccess(f"{name!r} of {tp.__name__} is a cached property not computed yet; probes do not "
+                               f"run user code (it is readable once the code has read it)")
         raise UnsafeAccess(f"{name!r} of {tp.__name__} is a property or descriptor; probes do not run user code")
     if issubclass(tp, type):
         value = _lookup_in_mro(obj, name)
@@ -204,7 +210,18 @@ def _safe_getattr_slow(obj: Any, name: str) -> Any:
                 return types.MethodType(desc, obj)
             raise UnsafeAccess(f"{name!r} of {tp.__name__} is a descriptor; probes do not run user code")
         return desc
+    if _lookup_in_mro(tp, "__getattr__") is not MISSING:  # a proxy (Flask's `request`) or a lazy object
+        raise UnsafeAccess(f"{name!r} of {type_name(obj)} would come from its __getattr__ (a proxy or lazy object), "
+                           f"which is user code probes do not run; probe where the real object is a local or an "
+                           f"argument, or capture the object itself")
     raise UnsafeAccess(f"{type_name(obj)} object has no attribute {name!r}")
+
+
+def _caches_in_dict(desc: Any) -> bool:
+    """A property subclass named as a cache (werkzeug's `cached_property`): it keeps its value in the
+    instance `__dict__` under its own name, and answers from there once computed."""
+    dt = type(desc)
+    return issubclass(dt, property) and dt is not property and "cached" in str(type_attr(dt, "__name__")).lower()
 
 
 def _has_get(value: Any) -> bool:

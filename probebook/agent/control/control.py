@@ -25,7 +25,7 @@ import time
 from dataclasses import asdict
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from probebook.errors import ProbebookError, SpecError
+from probebook.errors import AgentUnavailable, ProbebookError, SpecError
 
 from ... import __version__
 from .audit import AuditLog
@@ -91,6 +91,8 @@ def _error(status: int, message: str, field: str = "") -> Answer:
 def _answer_for(exc: BaseException) -> Answer:
     if isinstance(exc, SpecError):
         return _error(400, str(exc), exc.field)
+    if isinstance(exc, AgentUnavailable):
+        return _error(503, str(exc))
     if isinstance(exc, LookupError) and isinstance(exc, ProbebookError):
         return _error(404, str(exc))
     if isinstance(exc, ProbebookError):
@@ -113,6 +115,7 @@ class ControlAPI:
         self._checks_lock = threading.Lock()
         self._reads: Dict[str, Tuple[bool, int, int, float]] = {}  # reader -> (first, reads, events, since)
         self._reads_lock = threading.Lock()
+        self.delivered = 0  # the highest cursor an events answer handed a reader (0: never read)
         self._ops: Dict[str, Callable[[Dict[str, Any]], Tuple[int, Dict[str, Any], str]]] = {
             "add_probe": self._add_probe,
             "remove_probe": self._remove_probe,
@@ -243,6 +246,7 @@ class ControlAPI:
         limit = int(_number(args, "limit", 1000, 1, MAX_EVENTS, whole=True))
         timeout = _number(args, "timeout", 0, 0, MAX_POLL, whole=False)
         batch = self.agent.read_events(after, limit, timeout)
+        self.delivered = max(self.delivered, batch.next_seq)
         return 200, {
             "events": [e.to_dict() for e in batch.events],
             "next": batch.next_seq,
@@ -251,6 +255,18 @@ class ControlAPI:
             "service": self.service,
             "instance_id": self.instance_id,
         }, ""
+
+    def wait_read(self, timeout: float) -> bool:
+        """At exit: give a reader up to `timeout` s to read the last events (a recycled worker's last
+        requests, or all of them: a worker that lived less than a client's look at its port files).
+        Only when someone reads this process or its probes emitted something; True when nothing is
+        left unread."""
+        if self.delivered == 0 and not any(p.emitted for p in self.agent.probes()):
+            return True  # nobody reads and nothing was captured: exit at once
+        end = time.monotonic() + timeout
+        while self.delivered < self.agent.buffer.last_seq and time.monotonic() < end:
+            time.sleep(0.02)
+        return self.delivered >= self.agent.buffer.last_seq
 
     def _set_redaction(self, args: Dict[str, Any]) -> Tuple[int, Dict[str, Any], str]:
         _only(args, _REDACTION_KEYS, "set_redaction")

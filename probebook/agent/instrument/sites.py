@@ -71,6 +71,7 @@ class Site:
             for p in probes:
                 fast_false = p.fast_false
                 if fast_false is not None and fast_false(f_locals):
+                    p.filtered += 1  # an unlocked count: at worst one lost under a race, never a wrong hit
                     continue
                 p.on_line(frame, f_locals, line)
 

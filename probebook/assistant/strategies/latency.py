@@ -32,6 +32,7 @@ DOMINATES = 0.6  # a callee holding this share of its caller's time is where to 
 EXPLAINS = 0.5  # a function is claimed only when it holds at least this share of the slow request's time
 SLOWEST_FAST_MS = 1.0  # a function whose calls take less than this at the median is never claimed
 WORKS = 0.6  # a function whose thread is on the CPU this share of its time is working, not waiting
+SHARED = 1.1  # a callee whose total time exceeds its caller's by this much is called from elsewhere too
 
 
 class Timing(NamedTuple):
@@ -43,6 +44,7 @@ class Timing(NamedTuple):
     cpu_share: float  # of its time, its thread was on the CPU (0 when no hit read the CPU clock)
     cpu_median_ms: float
     calls: int
+    p90_ms: float = 0.0  # the slow tail, what a latency alert on p95 sees
 
     def claim(self, cpu: bool = False) -> Predicate:
         """Its calls take at least half the median seen (of wall time, or with `cpu` of CPU time)."""
@@ -62,7 +64,8 @@ def timings(ctx: "Investigator", probes: Dict[Tuple[str, str], Optional[str]]) -
         cpu, wall = [e["cpu_ms"] for e in timed], sum(e["value"] for e in timed)
         if len(vals) >= 3:
             out[key] = Timing(statistics.median(vals), sum(vals), [e["evidence_id"] for e in evs][:200],
-                              sum(cpu) / wall if wall > 0 else 0.0, statistics.median(cpu) if cpu else 0.0, len(vals))
+                              sum(cpu) / wall if wall > 0 else 0.0, statistics.median(cpu) if cpu else 0.0, len(vals),
+                              sorted(vals)[int(0.9 * (len(vals) - 1))])
         if alias:
             ctx.call("remove_probe", probe=alias)
     return out
@@ -70,18 +73,18 @@ def timings(ctx: "Investigator", probes: Dict[Tuple[str, str], Optional[str]]) -
 
 def slowest_first(ctx: "Investigator", service: str, eps: List[EntryPoint]) -> List[EntryPoint]:
     """Several slow routes of one service: their handlers timed together, for half the usual window,
-    and descended into slowest first (the route nearest the cause is usually the slowest; the others
-    are still tried while time is left). A handler that ran fewer than 3 times goes last, in the order
-    found."""
+    and descended into slowest first by their 90th percentile (a latency alert fires on the tail, and
+    the route nearest the cause is usually the slowest; the others are still tried while time is left).
+    A handler that ran fewer than 3 times goes last, in the order found."""
     fns = list(dict.fromkeys((ep.file, ep.function) for ep in eps))
     if len(fns) < 2 or ctx.out_of_time():
         return eps
     probes = {fn: ctx.place(service, "metric", ctx.where(service, *fn), metric="route_ms", rate=50) for fn in fns}
     ctx.pause(ctx.wait_s / 2)
     timing = timings(ctx, probes)
-    order = sorted(fns, key=lambda fn: -(timing[fn].median_ms if fn in timing else -1.0))
-    ctx.progress("latency: routes by median time " + ", ".join(
-        f"{fn[1]} {timing[fn].median_ms:.1f} ms" if fn in timing else f"{fn[1]} (too few calls)" for fn in order))
+    order = sorted(fns, key=lambda fn: -(timing[fn].p90_ms if fn in timing else -1.0))
+    ctx.progress("latency: routes by p90 time " + ", ".join(
+        f"{fn[1]} {timing[fn].p90_ms:.1f} ms" if fn in timing else f"{fn[1]} (too few calls)" for fn in order))
     return sorted(eps, key=lambda ep: order.index((ep.file, ep.function)))
 
 
@@ -119,8 +122,15 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
             ctx.progress(f"latency: {current.function} holds {100 * share:.0f}% of the slow request's time, "
                          f"too little to explain it")
             return None
-        # a callee's share is its total time over the parent's: a call made twice a request counts twice
-        kid = max(((k, v) for k, v in timing.items() if k != (current.file, current.function)),
+        # a callee's share is its total time over the parent's: a call made twice a request counts twice.
+        # One whose total exceeds the parent's is called from elsewhere too: followed only when its typical
+        # call fits in this function's slow calls (else its time is other callers'), and never unseen
+        shared = [k for k, v in timing.items() if k != (current.file, current.function)
+                  and v.total_ms > SHARED * top.total_ms and v.median_ms > max(top.p90_ms, top.median_ms)]
+        for k in shared:
+            ctx.progress(f"latency: {k[1]} is called from elsewhere too (its calls take {timing[k].median_ms:.1f} ms "
+                         f"at the median, longer than {current.function}'s slow calls): not followed from here")
+        kid = max(((k, v) for k, v in timing.items() if k != (current.file, current.function) and k not in shared),
                   key=lambda kv: kv[1].total_ms, default=None)
         if kid is not None and kid[1].total_ms >= DOMINATES * top.total_ms:
             (kfile, kfunc), held = kid
@@ -138,6 +148,7 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
                            f"a call takes {top.median_ms:.2f} ms at the median: too short to be the cause", pred,
                            evidence=top.evidence)
         blind = [f"{len(resolved) - len(kids)} of its calls were not measured"] if len(resolved) > len(kids) else []
+        blind += [f"{k[1]} is shared with other callers" for k in shared]
         blind += waits(src, current.function)[:2]
         if blind and not outside:  # its time may be in what the probes did not see: not claimed
             return Verdict("likely", service, locus, f"{current.function} holds the time (median "

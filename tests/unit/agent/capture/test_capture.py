@@ -569,3 +569,65 @@ def test_properties_on_a_metaclass_never_run():
     assert inst["fields"] == {"x": {"type": "int", "value": 1}} and inst["type"].endswith("ByMeta")
     assert "ByMeta" in safe_repr(ByMeta())
     assert CALLS == []
+
+
+def test_a_cached_property_is_read_once_the_code_has_computed_it():
+    """werkzeug's `cached_property` is a data descriptor: before, `req.args` was refused even after
+    Werkzeug had cached it in the instance `__dict__`. Now the cached value is read, and before it
+    exists the message says exactly why."""
+    from probebook.agent.capture.safe_access import safe_getattr
+    from probebook.errors import UnsafeAccess
+
+    class cached_property(property):  # what werkzeug.utils.cached_property does (werkzeug is not needed here)
+        def __init__(self, fget):
+            super().__init__(fget)
+            self.__name__ = fget.__name__
+
+        def __set__(self, obj, value):
+            obj.__dict__[self.__name__] = value
+
+        def __get__(self, obj, owner=None):
+            if obj is None:
+                return self
+            if self.__name__ not in obj.__dict__:
+                obj.__dict__[self.__name__] = self.fget(obj)
+            return obj.__dict__[self.__name__]
+
+    calls = []
+
+    class Req:
+        @cached_property
+        def args(self):
+            calls.append(1)
+            return {"page": "2"}
+
+    req = Req()
+    with pytest.raises(UnsafeAccess, match="cached property not computed yet"):
+        safe_getattr(req, "args")
+    assert req.args == {"page": "2"} and calls == [1]
+    assert safe_getattr(req, "args") == {"page": "2"} and calls == [1]  # read from __dict__, nothing ran
+
+
+def test_a_proxy_attribute_says_it_comes_from_user_code_not_that_it_is_missing():
+    """Flask's `request` is a werkzeug LocalProxy: `{request.method}` used to say the proxy "has no
+    attribute 'method'", which is false."""
+    import contextvars
+
+    from probebook.agent.capture.safe_access import safe_getattr
+    from probebook.errors import UnsafeAccess
+
+    class LocalProxy:  # the shape of werkzeug.local.LocalProxy: every attribute through __getattr__
+        def __init__(self, var):
+            object.__setattr__(self, "_var", var)
+
+        def __getattr__(self, name):
+            return getattr(self._var.get(), name)
+
+    class Request:
+        method = "GET"
+
+    var = contextvars.ContextVar("request")
+    var.set(Request())
+    with pytest.raises(UnsafeAccess, match="would come from its __getattr__") as err:
+        safe_getattr(LocalProxy(var), "method")
+    assert "has no attribute" not in str(err.value) and "local or an argument" in str(err.value)
