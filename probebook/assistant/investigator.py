@@ -77,6 +77,7 @@ class Investigator:
         self._texts: Dict[Tuple[str, str], str] = {}
         self._functions: Dict[Tuple[str, str], list] = {}
         self._entries: Dict[tuple, List[EntryPoint]] = {}
+        self._loops_checked: set = set()  # async services whose event loop was checked for a plain call holding it
 
     # ------------------------------------------------------------------ the run
     def run(self) -> Verdict:
@@ -137,8 +138,7 @@ class Investigator:
                 self.progress(f"{service}: no entry point found for {', '.join(route_words) or 'the incident'}")
                 continue
             if generic == "latency":
-                verdict = blocking(self, service, [ep.file for ep in eps]) \
-                    if any(self.is_async(service, ep) for ep in eps) else None
+                verdict = self.loop_held(service, eps)
                 for ep in ([] if verdict else slowest_first(self, service, eps)):
                     found = latency(self, service, ep)  # a `likely` route does not hide the next one
                     if found is not None and found.kind != "likely":
@@ -247,6 +247,16 @@ class Investigator:
             files = list(self.app_files(service))
             self._entries[key] = entry_points(service, files, lambda p: self.text(service, p), route_words, limit)
         return list(self._entries[key])
+
+    def loop_held(self, service: str, eps: List[EntryPoint]) -> Optional[Verdict]:
+        """In an async service (an entry point is a coroutine), the plain function of ours that holds its
+        event loop, proven (`strategies/blocking.py`); asked once per service, where the incident starts
+        or where a slow call out leads: a request that waits for the loop is slow before its handler runs,
+        so the handler's own time does not show it."""
+        if service in self._loops_checked or not any(self.is_async(service, ep) for ep in eps):
+            return None
+        self._loops_checked.add(service)
+        return blocking(self, service, [ep.file for ep in eps])
 
     def is_async(self, service: str, ep: EntryPoint) -> bool:
         return bool(getattr(self.info(service, ep.file, ep.function), "is_async", False))

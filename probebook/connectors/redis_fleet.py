@@ -20,17 +20,21 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar, Union
+from collections import deque
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Set, Tuple, TypeVar, Union
 
 from probebook.errors import (AgentRequestError, AgentUnreachable, ConnectorError, FleetEmpty, RedisConnectionError,
                               RedisReplyError)
 from probebook.protocol.fleet import STALE_AFTER_S, FleetKeys, new_command_id, sign_command
+from probebook.protocol.kinds import ENDED
 from probebook.protocol.records import AgentHealth, ProbeInfo, from_mapping
 from probebook.protocol.resp import Backoff, RedisClient
 from probebook.protocol.spec import ProbeSpec, parse_where
 
 from .agent_records import AgentEvent, FleetInstance, FleetProbe, InstanceResult
+from .following import LiveProbes, supervisors
 
 __all__ = ["RedisFleet", "fleet_probe_spec"]
 
@@ -61,8 +65,15 @@ class RedisFleet:
     """
 
     def __init__(self, redis_url: str, service: str, token_name: str, token_secret: str, timeout: float = 5.0,
-                 since: str = "0-0", resend_every: float = 1.0) -> None:
+                 since: str = "0-0", resend_every: float = 1.0, follow_every: float = 1.0) -> None:
         self.url, self.service, self.timeout, self.resend_every = redis_url, service, timeout, resend_every
+        self.follow_every = follow_every  # `events` looks at the registry this often (see `follow`)
+        self.changes: Deque[str] = deque(maxlen=200)  # instances that registered or went stale, for a timeline
+        self._live = LiveProbes()
+        self._known: Optional[Set[str]] = None  # the live instances at the last look
+        self._bosses: Set[str] = set()
+        self._followed = time.monotonic()
+        self._follow_lock = threading.Lock()
         self.keys = FleetKeys.for_service(service)
         self._who, self._secret = token_name, token_secret
         try:
@@ -75,6 +86,10 @@ class RedisFleet:
         self.missed: Dict[str, int] = {}  # instance -> events its agent evicted before forwarding
         self.duplicates = 0  # repeated events dropped
         self.probe_ids: Dict[str, Dict[str, str]] = {}
+        try:  # who is there now: an instance that registers after this joins (`follow`)
+            self._known = {i.instance_id for i in self.instances() if not i.stale}
+        except ConnectorError:
+            self._known = None
 
     def _redis(self, client: RedisClient, *args: Any, timeout: Optional[float] = None) -> Any:
         try:
@@ -153,17 +168,67 @@ class RedisFleet:
         return cursor
 
     def add_probe(self, spec: Union[ProbeSpec, Mapping[str, Any]], timeout: Optional[float] = None) -> FleetProbe:
-        """Place the probe on every live instance; `FleetProbe.summary()` says where it is."""
+        """Place the probe on every live instance (and on those that register later, until it ends or
+        is removed); `FleetProbe.summary()` says where it is."""
         body = fleet_probe_spec(spec)
-        probe = FleetProbe(body["id"], self.command("add_probe", body, timeout=timeout))
-        self.probe_ids[probe.id] = probe.probe_ids
+        with self._follow_lock:  # an instance registering meanwhile gets it once
+            results = self.command("add_probe", body, timeout=timeout)
+            probe = FleetProbe(body["id"], results, tuple(sorted(self._bosses & set(results))))
+            self.probe_ids[probe.id] = probe.probe_ids
+            ends = [r.probe.expires_in for r in results.values() if r.ok and r.probe is not None]
+            if ends:
+                self._live.add(probe.id, body, time.time() + max(ends))
         return probe
 
     def remove_probe(self, fleet_id: str, timeout: Optional[float] = None) -> Dict[str, InstanceResult]:
+        self._live.drop(fleet_id)
         return self.command("remove_probe", {"id": fleet_id}, timeout=timeout)
 
     def remove_all(self, timeout: Optional[float] = None) -> Dict[str, InstanceResult]:
+        self._live.drop()
         return self.command("remove_all", {}, timeout=timeout)
+
+    # ------------------------------------------------------------------ following the registry
+    def follow(self) -> List[str]:
+        """An instance that registered since the last look gets the live probes it does not hold; one
+        whose heartbeat stopped leaves. What changed, in words (also kept in `changes`)."""
+        with self._follow_lock:
+            self._followed = time.monotonic()
+            try:
+                live = {i.instance_id: i for i in self.instances() if not i.stale}
+            except ConnectorError:
+                return []
+            self._bosses = supervisors([{"id": iid, "pid": i.health.pid, "ppid": i.health.ppid}
+                                        for iid, i in live.items()], key="id")
+            if self._known is None:
+                self._known = set(live)
+                return []
+            said = [f"instance {iid} left (no heartbeat for {STALE_AFTER_S:g} s)"
+                    for iid in sorted(self._known - set(live))]
+            said += [self._join(iid) for iid in sorted(set(live) - self._known)]
+            self._known = set(live)
+            self.changes.extend(said)
+            return said
+
+    def _join(self, iid: str) -> str:
+        listed = self.command("list_probes", {}, instance=iid)[iid]
+        if not listed.ok:
+            return f"instance {iid} joined but did not list its probes: {listed.message}"
+        held = {str(p.get("id")) for p in listed.body.get("probes", []) if p.get("status") not in ENDED}
+        for fid in held & self._live.ids():
+            self.probe_ids.setdefault(fid, {})[iid] = fid
+
+        def place(body: Dict[str, Any]) -> None:
+            answer = self.command("add_probe", body, instance=iid)[iid]
+            if not answer.ok:
+                raise ConnectorError(answer.message)
+            self.probe_ids.setdefault(body["id"], {})[iid] = body["id"]
+
+        return self._live.join(iid, held, place)
+
+    def is_supervisor(self, instance_id: str) -> bool:
+        """Whether `instance_id` is the parent of another live instance (as of the last look)."""
+        return instance_id in self._bosses
 
     def set_redaction(self, **changes: Any) -> Dict[str, InstanceResult]:
         return self.command("set_redaction", changes)
@@ -181,7 +246,10 @@ class RedisFleet:
     # ------------------------------------------------------------------ events
     def events(self, timeout: float = 0.0, limit: int = 1000) -> List[AgentEvent]:
         """Events after the cursor, in the order the instances sent them, each once; waits up to
-        `timeout` s when there are none yet. At most `limit` stream entries a read."""
+        `timeout` s when there are none yet. At most `limit` stream entries a read. The registry is
+        followed first (`follow`), at most every `follow_every` seconds."""
+        if time.monotonic() - self._followed >= self.follow_every:
+            self.follow()
         args: Tuple[Any, ...] = ("XREAD", "COUNT", limit)
         if timeout > 0:
             args += ("BLOCK", max(1, int(timeout * 1000)))

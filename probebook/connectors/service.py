@@ -18,8 +18,6 @@ an investigation's collector keeps it current):
 
 Each change is a line in `changes`, for the investigation's timeline.
 
->>> supervisors([{"url": "a", "pid": 10, "ppid": 1}, {"url": "b", "pid": 11, "ppid": 10}])
-{'a'}
 """
 
 from __future__ import annotations
@@ -41,9 +39,10 @@ from probebook.protocol.spec import ProbeSpec
 
 from .agent import AgentClient
 from .agent_records import AgentEvent, EventPage, FleetProbe, InstanceResult, merge_events
+from .following import LiveProbes, supervisors
 from .redis_fleet import fleet_probe_spec
 
-__all__ = ["ServiceClient", "read_port_dir", "read_port_files", "supervisors"]
+__all__ = ["ServiceClient", "read_port_dir", "read_port_files"]
 
 T = TypeVar("T")
 Spec = Union[ProbeSpec, Mapping[str, Any]]
@@ -83,12 +82,6 @@ def read_port_files(directory: str) -> List[Dict[str, Any]]:
         elif info:
             out.append(info)
     return out
-
-
-def supervisors(infos: Sequence[Mapping[str, Any]]) -> Set[str]:
-    """The URLs of the instances whose process is the parent of another instance's."""
-    parents = {i.get("ppid") for i in infos if isinstance(i.get("ppid"), int)}
-    return {str(i["url"]) for i in infos if isinstance(i.get("pid"), int) and i["pid"] in parents}
 
 
 def _port_file(text: str) -> Optional[Dict[str, Any]]:
@@ -143,7 +136,7 @@ class ServiceClient:
         self.errors: Dict[str, str] = {}  # instance or url -> the last failure, cleared on success
         self.probe_ids: Dict[str, Dict[str, str]] = {}  # fleet probe id -> instance_id -> probe id
         self.changes: Deque[str] = deque(maxlen=200)  # instances that joined or left, for a timeline
-        self._live: Dict[str, Tuple[Dict[str, Any], float]] = {}  # fleet id -> (its spec, when it ends)
+        self._live = LiveProbes()  # placed through this client and not ended: what a joiner gets
         self._follow_lock = threading.Lock()
         self._followed = time.monotonic()
         self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="probebook-service")
@@ -182,36 +175,25 @@ class ServiceClient:
             for url, client in before.items():
                 if url not in self.clients:
                     said.append(f"instance {_label(client)} left ({url})")
-            now = time.time()
-            for fid in [f for f, (_, ends) in self._live.items() if ends <= now]:
-                self._live.pop(fid)
             for url in [u for u in self.clients if u not in before]:
-                said.append(self._join(self.clients[url], now))
+                said.append(self._join(self.clients[url]))
             self.changes.extend(said)
             return said
 
-    def _join(self, client: AgentClient, now: float) -> str:
+    def _join(self, client: AgentClient) -> str:
         """Place the live probes on a new instance, but those it already holds (a forked worker
         inherits its parent's)."""
         try:
             held = {p.id for p in client.probes() if p.status not in ENDED}
         except ConnectorError as exc:
             return f"instance {_label(client)} joined ({client.url}) but did not list its probes: {exc}"
-        placed, failed = 0, []
-        for fid, (body, ends) in list(self._live.items()):
-            if fid in held:
-                self.probe_ids.setdefault(fid, {})[client.instance_id] = fid
-                continue
-            try:
-                info = client.add_probe({**body, "ttl": max(1.0, round(ends - now, 3))})
-                self.probe_ids.setdefault(fid, {})[client.instance_id] = info.id
-                placed += 1
-            except ConnectorError as exc:
-                failed.append(f"{fid}: {exc}")
-        inherited = len(held & set(self._live))
-        line = (f"instance {_label(client)} joined ({client.url}); live probes: {inherited} inherited from its "
-                f"parent, {placed} placed")
-        return line + (f"; refused: {'; '.join(failed)[:300]}" if failed else "")
+        for fid in held & self._live.ids():
+            self.probe_ids.setdefault(fid, {})[client.instance_id] = fid
+
+        def place(body: Dict[str, Any]) -> None:
+            self.probe_ids.setdefault(body["id"], {})[client.instance_id] = client.add_probe(body).id
+
+        return self._live.join(_label(client), held, place, where=client.url)
 
     def _follow_due(self) -> None:
         if self.directory is not None and time.monotonic() - self._followed >= self.follow_every:
@@ -266,19 +248,17 @@ class ServiceClient:
             self.probe_ids[probe.id] = probe.probe_ids
             ends = [r.probe.expires_in for r in results.values() if r.ok and r.probe is not None]
             if ends:  # the TTL the agents gave it (theirs when the spec named none)
-                self._live[probe.id] = (body, time.time() + max(ends))
+                self._live.add(probe.id, body, time.time() + max(ends))
         return probe
 
     def remove_probe(self, fleet_id: str) -> Dict[str, InstanceResult]:
-        with self._follow_lock:
-            self._live.pop(fleet_id, None)
+        self._live.drop(fleet_id)
         ids = self.probe_ids.get(fleet_id, {})
         answers = self._each(lambda c: c.remove_probe(ids.get(c.instance_id, fleet_id)))
         return {iid: _result(iid, a, lambda p: {"probe": asdict(p)}) for iid, a in answers.items()}
 
     def remove_all(self) -> Dict[str, InstanceResult]:
-        with self._follow_lock:
-            self._live.clear()
+        self._live.drop()
         answers = self._each(lambda c: c.remove_all())
         return {iid: _result(iid, a, lambda n: {"removed": n}) for iid, a in answers.items()}
 

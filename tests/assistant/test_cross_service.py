@@ -21,9 +21,9 @@ from probebook.session import Investigation
 APP = os.path.join(os.path.dirname(__file__), "twoshop_app", "twoshop.py")
 
 
-def _start(tmp, role, arg, agent=True, token_file=None):
+def _start(tmp, role, arg, agent=True, token_file=None, app=None):
     port_file = os.path.join(tmp, f"{role}.port")
-    cmd = [sys.executable, APP, role, port_file, arg]
+    cmd = [sys.executable, app, port_file] if app else [sys.executable, APP, role, port_file, arg]
     if agent:
         cmd = [sys.executable, "-m", "probebook.cli", "agent", "run", "--name", role, "--port-file",
                os.path.join(tmp, f"{role}-agents") + "/", "--token-file", token_file, "--"] + cmd
@@ -43,7 +43,8 @@ def shop(tmp_path, request):
     try:
         provider, provider_url = _start(tmp, "provider", mode.split("-")[0], agent=False)
         procs.append(provider)
-        back, back_url = _start(tmp, "back", provider_url, token_file=token_file)
+        back, back_url = _start(tmp, "back", provider_url, token_file=token_file,
+                                app=os.path.join(os.path.dirname(APP), "aback.py") if mode == "aship" else None)
         procs.append(back)
         front, front_url = _start(tmp, "front", back_url, token_file=token_file)
         procs.append(front)
@@ -64,6 +65,8 @@ def shop(tmp_path, request):
                 try:
                     if mode == "down":
                         url = f"{front_url}/{('ship?user=1', 'stock', 'quote')[i % 3]}"
+                    elif mode == "aship":
+                        url = f"{front_url}/ship?user={1 + i % 3}"
                     elif mode == "ship" or (mode == "slowship" and i % 4 == 0):  # no shopper 4n when slow
                         url = f"{front_url}/ship?user={i if mode == 'ship' else i + 1}"
                     else:
@@ -76,11 +79,13 @@ def shop(tmp_path, request):
         if mode == "down":  # back's process is killed (the OOM killer): its agent goes with it
             back.kill()
             back.wait(10)
-        t = threading.Thread(target=customers, daemon=True)
-        t.start()
+        crowd = [threading.Thread(target=customers, daemon=True) for _ in range(8 if mode == "aship" else 1)]
+        for t in crowd:
+            t.start()
         yield inv
         stop.set()
-        t.join()
+        for t in crowd:
+            t.join()
         inv.close()
     finally:
         for p in reversed(procs):
@@ -121,12 +126,25 @@ def test_a_slow_route_is_followed_to_the_peer_its_handler_calls(shop):
     """front's one client carries /pay (3 calls in 4) and /ship; /ship is slow because back's
     route_days works. The descent ends in the client; the path the slow handler calls it with
     (`"/deliver"`), not whatever path the client's locals showed last, names the next hop."""
+    _slow_ship_is_proven_in_back(shop, "twoshop.py:route_days")
+
+
+@pytest.mark.parametrize("shop", ["aship"], indirect=True)
+def test_a_slow_call_into_an_async_peer_finds_the_plain_call_that_holds_its_loop(shop):
+    """back is an asyncio service whose /deliver handler runs `loop_days` on the event loop's thread.
+    Eight shoppers at once: each request to back waits for the others' `loop_days` before its handler
+    even starts, so the handler holds a small part of front's wait. Followed into back, the loop is
+    checked first, and the plain call that holds it is proven."""
+    _slow_ship_is_proven_in_back(shop, "aback.py:loop_days")
+
+
+def _slow_ship_is_proven_in_back(inv, locus):
     lines = []
-    verdict = Assistant(shop).investigate("GET /ship is slow", alerts=[
+    verdict = Assistant(inv).investigate("GET /ship is slow", alerts=[
         Alert("HighLatency", {"service": "front", "route": "/ship"})], progress=lines.append, wait_s=6)
     why = "\n".join(lines + verdict.reasons)
     assert verdict.kind == "proven", why
-    assert verdict.service == "back" and verdict.locus.endswith("twoshop.py:route_days"), why
+    assert verdict.service == "back" and verdict.locus.endswith(locus), why
 
 
 @pytest.mark.parametrize("shop", ["flaky", "flaky-catalog"], indirect=True)

@@ -191,6 +191,27 @@ def test_dead_instances_answer_nothing_and_stale_ones_are_marked(redis, agents, 
     raw.execute("HDEL", keys.instances, dead)
 
 
+def test_an_instance_that_registers_later_gets_the_live_probes(redis, agents, fleet):
+    """A process that joins the fleet after a probe was placed (a worker a server restarted) gets the
+    live probe with the rest of its TTL when the client next reads events, and its events arrive."""
+    probe = fleet.add_probe({"kind": "log", "where": WHERE, "template": "n={n}", "ttl": 300})
+    assert probe.ok, probe.summary()
+    before = {i.instance_id for i in live(fleet)}
+    agents.start(1)
+    pid = agents.procs[-1].pid
+    new = wait_for(lambda: next((i.instance_id for i in live(fleet) if i.health.pid == pid), None), 15,
+                   what="the extra agent registered")
+    assert new not in before
+    collect(fleet, logs_from_all(probe.id, [new]), timeout=15)
+    line = next(c for c in fleet.changes if c.startswith(f"instance {new} joined"))
+    assert "1 placed" in line, list(fleet.changes)
+    held = {p.id: p for p in fleet.probes()[new]}
+    assert 0 < held[probe.id].expires_in <= 300
+    fleet.remove_probe(probe.id)
+    agents.kill(len(agents.procs) - 1)
+    RedisClient(redis.url).execute("HDEL", FleetKeys.for_service(SERVICE).instances, new)  # not waited for
+
+
 def test_a_service_with_no_live_instance_says_how_to_start_one(redis):
     with pytest.raises(FleetEmpty, match="start agents with --broker redis://"):
         RedisFleet(redis.url, "nobody-here", "ops", "whatever-secret").add_probe(

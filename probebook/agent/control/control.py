@@ -264,9 +264,16 @@ class ControlAPI:
         if self.delivered == 0 and not any(p.emitted for p in self.agent.probes()):
             return True  # nobody reads and nothing was captured: exit at once
         end = time.monotonic() + timeout
-        while self.delivered < self.agent.buffer.last_seq and time.monotonic() < end:
+        while self._unread_captures() and time.monotonic() < end:
             time.sleep(0.02)
-        return self.delivered >= self.agent.buffer.last_seq
+        return not self._unread_captures()
+
+    def _unread_captures(self) -> bool:
+        """Captured events past what readers were handed (status lines such as `removed` do not count:
+        nobody need wait for those)."""
+        if self.delivered >= self.agent.buffer.last_seq:
+            return False
+        return any(e.kind != "status" for e in self.agent.read_events(self.delivered, 1000, 0.0).events)
 
     def _set_redaction(self, args: Dict[str, Any]) -> Tuple[int, Dict[str, Any], str]:
         _only(args, _REDACTION_KEYS, "set_redaction")

@@ -192,4 +192,9 @@ def _next_hop(ctx: "Investigator", service: str, chain: List[EntryPoint], lines:
         for e in ctx.events(alias, 2, timeout=min(ctx.wait_s, 10.0)):
             values += seen_values([e])
     hop = ctx.serving(service, paths_in(values), f"{fn.function}'s call out")
-    return latency(ctx, hop[0], hop[1][0], depth + 1, share, caller_ms) if hop else None
+    if hop is None:
+        return None
+    held = ctx.loop_held(*hop)  # an async service whose loop a plain call holds: requests wait before the handler
+    if held is not None and held.kind != "likely":
+        return held
+    return latency(ctx, hop[0], hop[1][0], depth + 1, share, caller_ms)

@@ -7,6 +7,8 @@
                                                    "flaky" answers 503 to every third call,
                                                    "declines" 402 (a refusal, not an outage)
 
+(aback.py beside it is an asyncio back whose /deliver works out the days on the event loop's thread.)
+
 front /ship sends back /deliver the shopper's region, which `region_of` writes in lower case for
 every fourth shopper; back answers 422 to a region it does not know, and spends its time on the
 others in `route_days`. front /stock calls back with no error handling at all (a refused connection
