@@ -193,7 +193,11 @@ class ServiceClient:
         def place(body: Dict[str, Any]) -> None:
             self.probe_ids.setdefault(body["id"], {})[client.instance_id] = client.add_probe(body).id
 
-        return self._live.join(_label(client), held, place, where=client.url)
+        try:
+            label = client.instance_id  # asks the agent once when not known yet
+        except ConnectorError:
+            label = _label(client)
+        return self._live.join(label, held, place, where=client.url)
 
     def _follow_due(self) -> None:
         if self.directory is not None and time.monotonic() - self._followed >= self.follow_every:
