@@ -53,8 +53,7 @@ _BACKEND_LOCK = threading.Lock()
 
 
 def _importing(module: Any) -> bool:
-    """True while `module` is in sys.modules but its code is still running (its functions may not
-    exist yet): a pending probe waits until the import has finished."""
+    """True while `module` is in sys.modules but its code still runs (its functions may not exist yet)."""
     spec = vars(module).get("__spec__") if hasattr(module, "__dict__") else None
     return getattr(spec, "_initializing", False) is True
 
@@ -109,6 +108,7 @@ class Agent:
         self._pending: Dict[str, Where] = {}
         self._importing = False  # a module was still executing at the last look: look again next tick
         self._watch = ImportWatch(self._module_loaded)  # on sys.meta_path while a probe is pending
+        self._resolving = threading.local()  # this thread is resolving pending probes (imports may follow)
         self._sites: Dict[int, Site] = {}
         self._probe_site: Dict[str, Tuple[Site, Optional[int]]] = {}
         self._disable_queue: List[Tuple[ProbeRuntime, str, str]] = []
@@ -418,7 +418,9 @@ class Agent:
                 self._resolve_pending()
 
     def _module_loaded(self, module: ModuleType) -> None:
-        """The import watch: `module` has just run its code, in this (the importing) thread."""
+        """The import watch: `module` has just run its code in this thread (not one resolving already)."""
+        if getattr(self._resolving, "on", False):
+            return
         with self._lock:
             if self._pending:
                 self._resolve_pending(loaded=module)
@@ -426,6 +428,15 @@ class Agent:
     def _resolve_pending(self, loaded: Optional[ModuleType] = None) -> None:
         """Install the pending probes whose module is there now (`loaded`: one whose code has just
         finished running, though its import is not marked finished yet). Caller holds the lock."""
+        self._resolving.on = True
+        try:
+            self._resolve_each(loaded)
+        finally:
+            self._resolving.on = False
+        if not self._pending:
+            self._watch.uninstall()
+
+    def _resolve_each(self, loaded: Optional[ModuleType]) -> None:
         for pid, where in list(self._pending.items()):
             probe = self._probes[pid]
             try:
@@ -437,5 +448,3 @@ class Agent:
                 self._pending.pop(pid, None)
                 probe.status, probe.reason = Status.ERROR, str(exc)
                 self.emit(StatusEvent(probe_id=pid, status=Status.ERROR, reason=str(exc)))
-        if not self._pending:
-            self._watch.uninstall()

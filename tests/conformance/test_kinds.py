@@ -171,6 +171,27 @@ def test_a_probe_waits_for_a_slow_import_to_finish(agent, tmp_path):
         assert type(slow.__loader__).__name__ == "SourceFileLoader"  # the module's own loader, untouched
 
 
+def test_the_first_install_made_by_an_import_does_not_deadlock(tmp_path):
+    """In a fresh process the first install creates the backend, which imports its own modules
+    (`bytecode` on <= 3.11) while the import watch is on sys.meta_path: the watch must not re-enter
+    from those imports (a uvicorn worker deadlocked there, holding the backend's lock)."""
+    import subprocess
+
+    (tmp_path / "first_pb.py").write_text("def f(x):\n    return x + 1\n")
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        from probebook.agent import Agent
+        agent = Agent()
+        agent.add_probe({{"kind": "log", "where": "first_pb.py:2", "template": "x={{x}}"}})
+        import first_pb
+        first_pb.f(1)
+        print([e.message for e in agent.drain_events() if e.kind == "log"])
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "['x=1']", out.stderr[-2000:]
+
+
 @pytest.mark.parametrize("spec,field", [
     ({"kind": "banana", "where": "a.py:1"}, "kind"),
     ({"kind": "log", "where": "a.py:1", "template": "x", "ttl": "banana"}, "ttl"),

@@ -54,14 +54,19 @@ class ImportWatch:
         loader = getattr(spec, "loader", None)
         if isinstance(loader, _FILE_LOADERS) and "exec_module" not in vars(loader):
             run = loader.exec_module
-            on_loaded = self._on_loaded
+            on_loaded, local = self._on_loaded, self._local
 
             def exec_module(module: ModuleType) -> None:
                 run(module)
+                if getattr(local, "inside", False):  # an import made by on_loaded itself (the backend's modules)
+                    return
+                local.inside = True
                 try:
                     on_loaded(module)
                 except Exception:  # noqa: BLE001 - an import must never fail because of a probe
                     pass
+                finally:
+                    local.inside = False
 
             loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec
