@@ -57,7 +57,8 @@ def test_httpbin_under_gunicorn_keeps_its_probes_while_workers_recycle(tmp_path)
                                           sys.executable, "-m", "gunicorn", "-w", "2", "--max-requests", "8",
                                           "--max-requests-jitter", "0", "-b", f"127.0.0.1:{port}",
                                           *_gunicorn_quiet(), "httpbin:app"),
-                            cwd=tmp_path, stdout=log, stderr=log, env={**os.environ, "HOME": str(tmp_path)})
+                            cwd=tmp_path, stdout=log, stderr=log,
+                            env={**os.environ, "HOME": str(tmp_path), "PROBEBOOK_EXIT_WAIT": "5"})
     inv = Investigation()
     try:
         base = f"http://127.0.0.1:{port}"
@@ -111,7 +112,7 @@ def five_kinds(inv, service, hit, fail, snapshot, function, raising):
     metric = inv.probe("metric", service, function, metric={"name": "get_ms", "type": "duration"}, rate=1000)
     span = inv.probe("span", service, function, rate=1000)
     exc = inv.probe("exception", service, raising[0], rate=1000)
-    for i in range(6):
+    for i in range(10):  # 6 of each kind are waited for: a recycled worker's last events may be read late
         hit(100 + i)
         fail(i)
     result = {}
