@@ -40,6 +40,13 @@ class LiveProbes:
         with self._lock:
             self._live[fleet_id] = (dict(body), ends)
 
+    def placed(self, probe: Any, body: Dict[str, Any]) -> None:
+        """A `FleetProbe` just placed with spec `body`: kept until the longest TTL an instance gave it
+        (the agents' own when the spec named none); not kept when no instance took it."""
+        ends = [r.probe.expires_in for r in probe.results.values() if r.ok and r.probe is not None]
+        if ends:
+            self.add(probe.id, body, time.time() + max(ends))
+
     def drop(self, fleet_id: Optional[str] = None) -> None:
         """Forget one probe (removed), or every one (None)."""
         with self._lock:

@@ -175,9 +175,7 @@ class RedisFleet:
             results = self.command("add_probe", body, timeout=timeout)
             probe = FleetProbe(body["id"], results, tuple(sorted(self._bosses & set(results))))
             self.probe_ids[probe.id] = probe.probe_ids
-            ends = [r.probe.expires_in for r in results.values() if r.ok and r.probe is not None]
-            if ends:
-                self._live.add(probe.id, body, time.time() + max(ends))
+            self._live.placed(probe, body)
         return probe
 
     def remove_probe(self, fleet_id: str, timeout: Optional[float] = None) -> Dict[str, InstanceResult]:

@@ -250,9 +250,7 @@ class ServiceClient:
             apart = tuple(c.instance_id for u, c in list(self.clients.items()) if u in self.supervisors)
             probe = FleetProbe(body["id"], results, apart)
             self.probe_ids[probe.id] = probe.probe_ids
-            ends = [r.probe.expires_in for r in results.values() if r.ok and r.probe is not None]
-            if ends:  # the TTL the agents gave it (theirs when the spec named none)
-                self._live.add(probe.id, body, time.time() + max(ends))
+            self._live.placed(probe, body)
         return probe
 
     def remove_probe(self, fleet_id: str) -> Dict[str, InstanceResult]:
