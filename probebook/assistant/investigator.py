@@ -55,6 +55,11 @@ _MECHANISMS = {"growth": growth, "saturation": leaks, "retries": retries}
 Progress = Callable[[str], None]
 
 
+def _receives(ep: EntryPoint) -> bool:
+    """A route is handed to the function or decorates it (not a function that merely names the path)."""
+    return not ep.why.endswith(" appears in it")
+
+
 class Stopped(Exception):
     """The user asked the investigation to stop (an interrupt, a Stop button), or its time ran out."""
 
@@ -181,14 +186,24 @@ class Investigator:
         if not paths:
             return None
         self.progress(f"{service}: {what} went to {', '.join(paths[:3])}")
-        for other in self.services():
-            if other == service:
-                continue
-            eps = self.entries(other, paths[:3])
-            if eps:
-                self.progress(f"following to {other} ({eps[0].function} serves {paths[0]})")
-                return other, eps
+        # the innermost call's path first, but a path `service` serves itself last (the request's own URL,
+        # which its frames hold too); a function that serves it (a route handed to it or decorating it)
+        # before one that merely names it (more often a caller of that path than its server), and that
+        # one never for a path `service` serves itself
+        own = {p: self.serves(service, p) for p in paths[:4]}
+        for serves in (True, False):
+            for path in sorted(own, key=own.get)[:3]:
+                for other in ([] if own[path] and not serves else self.services()):
+                    eps = [] if other == service else [ep for ep in self.entries(other, [path])
+                                                       if serves == _receives(ep)]
+                    if eps:
+                        self.progress(f"following to {other} ({eps[0].function} serves {path})")
+                        return other, eps
         return None
+
+    def serves(self, service: str, path: str) -> bool:
+        """Does a function of the service receive requests for `path` (a route handed to it or decorating it)?"""
+        return any(_receives(ep) for ep in self.entries(service, [path]))
 
     def services(self) -> List[str]:
         """Every connected service (asked once per investigation)."""
@@ -275,12 +290,27 @@ class Investigator:
     def events(self, alias: Optional[str], want: int, timeout: Optional[float] = None) -> List[Dict[str, Any]]:
         if alias is None:
             return []
-        end = time.monotonic() + max(0.0, min(timeout or self.wait_s, self.deadline - time.monotonic()))
+        wait = self.wait_s if timeout is None else timeout
+        end = time.monotonic() + max(0.0, min(wait, self.deadline - time.monotonic()))
         while True:  # in short waits, so a stop request is honoured within a second
             self.call("wait_events", probe=alias, count=want, timeout=min(1.0, max(0.0, end - time.monotonic())))
             events = self.tools.events_of(alias)
             if len(events) >= want or time.monotonic() >= end:
                 return events
+
+    def gathered(self, aliases: List[Optional[str]], want: int,
+                 timeout: Optional[float] = None) -> List[List[Dict[str, Any]]]:
+        """The events of several probes watched together: it waits until they hold `want` events between them
+        (not `want` each, one after the other: a probe on a path nobody takes would hold the others' wait),
+        then records one `wait_events` per probe; `[]` for a probe that was not placed."""
+        live = [a for a in aliases if a is not None]
+        wait = self.wait_s if timeout is None else timeout
+        end = time.monotonic() + max(0.0, min(wait, self.deadline - time.monotonic()))
+        while live and time.monotonic() < end:
+            if sum(len(self.tools.events_of(a)) for a in live) >= want:
+                break
+            self.pause(min(0.5, max(0.0, end - time.monotonic())))
+        return [self.events(a, want, timeout=0.0) if a is not None else [] for a in aliases]
 
     def fired(self, service: str, sites: List[tuple]) -> List[Tuple[tuple, List[Dict[str, Any]]]]:
         """A snapshot probe on each site's line (``site[0]`` the file, ``site[2]`` the line); the sites that

@@ -56,7 +56,7 @@ def shop(tmp_path, request):
         if mode.endswith("-catalog"):  # the environment's catalog knows the provider by its own name
             inv.telemetry.join(catalog={"cardco": provider_url})
         stop = threading.Event()
-        codes = ["", "SPRING", "VIP", "BROKEN"] if mode == "steady" else ["", "SPRING", "VIP"]
+        codes = ["", "SPRING", "VIP", "BROKEN"] if mode in ("steady", "strict") else ["", "SPRING", "VIP"]
 
         def customers():
             i = 0
@@ -70,7 +70,7 @@ def shop(tmp_path, request):
                     elif mode == "ship" or (mode == "slowship" and i % 4 == 0):  # no shopper 4n when slow
                         url = f"{front_url}/ship?user={i if mode == 'ship' else i + 1}"
                     else:
-                        url = f"{front_url}/pay?amount=20&code={codes[i % len(codes)]}"
+                        url = f"{front_url}/{'order' if mode == 'strict' else 'pay'}?amount=20&code={codes[i % len(codes)]}"
                     urllib.request.urlopen(url, timeout=5).read()
                 except (urllib.error.URLError, OSError):
                     pass
@@ -92,11 +92,17 @@ def shop(tmp_path, request):
             end_process(p)
 
 
-def _payments_fail(inv):
+def _investigate(inv, text, route, alert="HighErrorRate", **kw):
+    """The assistant on front's alert for `route` (none without one): the verdict, and its progress and
+    reasons in words."""
     lines = []
-    verdict = Assistant(inv).investigate("payments fail with 502", alerts=[
-        Alert("HighErrorRate", {"service": "front", "route": "/pay"})], progress=lines.append, wait_s=6)
+    alerts = [Alert(alert, {"service": "front", "route": route})] if route else []
+    verdict = Assistant(inv).investigate(text, alerts=alerts, progress=lines.append, wait_s=6, **kw)
     return verdict, "\n".join(lines + verdict.reasons)
+
+
+def _payments_fail(inv):
+    return _investigate(inv, "payments fail with 502", "/pay")
 
 
 @pytest.mark.parametrize("shop", ["steady"], indirect=True)
@@ -107,14 +113,22 @@ def test_a_failure_is_followed_to_the_service_that_makes_the_bad_value(shop):
     assert verdict.locus.endswith("twoshop.py:fee_rate")
 
 
+@pytest.mark.parametrize("shop", ["strict"], indirect=True)
+def test_a_client_error_that_looks_the_same_on_every_failure_is_followed_to_the_peer(shop):
+    """front's client raises in its except handler: at the raise nothing tells failing calls from
+    healthy ones, so the path the failing call went to (back's /charge) is where to look next; only
+    front is alerted and named, and back is proven all the same."""
+    verdict, why = _investigate(shop, "orders fail with 500", "/order")
+    assert verdict.kind == "proven", why
+    assert verdict.service == "back"
+    assert verdict.locus.endswith("twoshop.py:fee_rate")
+
+
 @pytest.mark.parametrize("shop", ["ship"], indirect=True)
 def test_an_error_answered_by_a_peer_is_traced_to_where_the_value_it_refuses_is_made(shop):
     """back answers 422 to some regions; the region comes in its request from front, which got it from
     `region_of`: the claim is proven there, with the shape of the refused values."""
-    lines = []
-    verdict = Assistant(shop).investigate("some shipments fail with 502", alerts=[
-        Alert("HighErrorRate", {"service": "front", "route": "/ship"})], progress=lines.append, wait_s=6)
-    why = "\n".join(lines + verdict.reasons)
+    verdict, why = _investigate(shop, "some shipments fail with 502", "/ship")
     assert verdict.kind == "proven", why
     assert verdict.service == "front"
     assert verdict.locus.endswith("twoshop.py:region_of")
@@ -139,10 +153,7 @@ def test_a_slow_call_into_an_async_peer_finds_the_plain_call_that_holds_its_loop
 
 
 def _slow_ship_is_proven_in_back(inv, locus):
-    lines = []
-    verdict = Assistant(inv).investigate("GET /ship is slow", alerts=[
-        Alert("HighLatency", {"service": "front", "route": "/ship"})], progress=lines.append, wait_s=6)
-    why = "\n".join(lines + verdict.reasons)
+    verdict, why = _investigate(inv, "GET /ship is slow", "/ship", "HighLatency")
     assert verdict.kind == "proven", why
     assert verdict.service == "back" and verdict.locus.endswith(locus), why
 
@@ -159,20 +170,15 @@ def test_a_provider_that_fails_is_outside_proven_at_our_boundary(shop):
 @pytest.mark.parametrize("shop", ["declines"], indirect=True)
 def test_a_provider_that_refuses_is_not_called_an_outage(shop):
     """402s are the provider's answer to what we sent (cards declined): never `outside`."""
-    lines = []
-    verdict = Assistant(shop).investigate("payments fail with 502", alerts=[
-        Alert("HighErrorRate", {"service": "front", "route": "/pay"})], progress=lines.append, wait_s=6, budget_s=40)
-    why = "\n".join(lines + verdict.reasons)
+    verdict, why = _investigate(shop, "payments fail with 502", "/pay", budget_s=40)
     assert "a refusal is an answer, not an outage" in why
     assert verdict.kind != "outside", why
 
 
 @pytest.mark.parametrize("shop", ["healthy"], indirect=True)
 def test_nothing_wrong_and_nothing_firing_is_no_fault(shop):
-    lines = []
-    verdict = Assistant(shop).investigate("is everything fine with payments?", alerts=[], progress=lines.append,
-                                          wait_s=6)
-    assert verdict.kind == "no-fault", "\n".join(lines + verdict.reasons)
+    verdict, why = _investigate(shop, "is everything fine with payments?", "")
+    assert verdict.kind == "no-fault", why
     assert len(verdict.evidence) >= 20
 
 
@@ -183,10 +189,7 @@ def test_a_service_of_ours_whose_process_is_gone_is_proven_from_its_callers(shop
     the failure (an UpstreamError with the reason), /stock lets the URLError out, /quote our client's
     UpstreamError. The claim is back's
     process, proven at front's boundary with the refusals captured there."""
-    lines = []
-    verdict = Assistant(shop).investigate(f"{route} fails with 502", alerts=[
-        Alert("HighErrorRate", {"service": "front", "route": route})], progress=lines.append, wait_s=6, budget_s=60)
-    why = "\n".join(lines + verdict.reasons)
+    verdict, why = _investigate(shop, f"{route} fails with 502", route, budget_s=60)
     assert verdict.kind == "proven", why
     assert (verdict.service, verdict.locus) == ("back", "back process"), why
     assert verdict.boundary_service == "front", why

@@ -68,8 +68,10 @@ def caught(ctx: "Investigator", service: str, eps: List[EntryPoint], depth: int 
         gone = down(ctx, peer_of(ctx, errs), service, file, fn, line, var, errs, seen_values(evs[:3]))
         if gone is not None:
             return gone
-    # a handler whose error names a service of ours says most; else the busiest
-    (file, fn, line, var, tried), evs, errs, ours = next((c for c in candidates if c[3]), candidates[0])
+    # a handler whose error names a service of ours says most; then one whose error names its peer (our
+    # client's error, over the library's it was made from, caught as often one frame down); else the busiest
+    (file, fn, line, var, tried), evs, errs, ours = next((c for c in candidates if c[3]), None) or next(
+        (c for c in candidates if peer_of(ctx, c[2])), candidates[0])
     ctx.progress(f"{service}: {fn} catches {var} = {str(errs[0])[:120]} ({len(evs)} times)")
     if ours is not None:  # a service of ours answered the error: why it did
         found = answered(ctx, ours[0], ours[1], depth + 1)

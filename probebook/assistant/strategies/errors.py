@@ -39,9 +39,7 @@ _FROM_OUTSIDE = "comes from outside"  # a decisive value read from a call out of
 
 def errors(ctx: "Investigator", service: str, eps: List[EntryPoint], depth: int = 0) -> Optional[Verdict]:
     probes = [ctx.place(service, "exception", ctx.where(service, ep.file, ep.function), rate=20) for ep in eps]
-    events: List[Event] = []
-    for alias in probes:
-        events += [e for e in ctx.events(alias, 3) if e.get("frames")]
+    events = [e for got in ctx.gathered(probes, 3) for e in got if e.get("frames")]
     if not events:
         ctx.progress(f"{service}: the entry points raised nothing while watched")
         return caught(ctx, service, eps, depth)
@@ -70,7 +68,9 @@ def errors(ctx: "Investigator", service: str, eps: List[EntryPoint], depth: int 
         return Verdict("likely", service, f"{file}:{function}", f"{exc_type} from a call {function} makes "
                        f"(raised in library code)", evidence=[e["evidence_id"] for e in evs[:5]])
     verdict = _origin(ctx, service, file, function, line, evs)
-    if verdict is not None and verdict.kind == "likely" and _FROM_OUTSIDE in verdict.cause:
+    if verdict is None:  # nothing here tells failing calls apart: a call out that failed names where to look
+        return _next_hop(ctx, service, evs, depth)
+    if verdict.kind == "likely" and _FROM_OUTSIDE in verdict.cause:
         hop = _next_hop(ctx, service, evs, depth)
         return hop or _outside(ctx, service, evs, verdict) or verdict
     return verdict

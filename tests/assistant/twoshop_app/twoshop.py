@@ -1,6 +1,8 @@
 """Two small HTTP services and an outside provider, for the assistant's cross-service tests.
 
     python twoshop.py front PORT_FILE BACK_URL     /pay -> calls back /charge; 5xx from back -> 502
+                                                   (/order: through a client that raises in its
+                                                   except handler, and the error leaves: 500)
     python twoshop.py back PORT_FILE PROVIDER_URL  /charge -> a fee from a rate table (one code is a
                                                    whole percent: ValueError), then the provider
     python twoshop.py provider PORT_FILE MODE      the outside card provider (no agent); MODE
@@ -51,6 +53,14 @@ class Peer:
         if status >= 400:
             raise UpstreamError(self.name, status, path)
         return {}
+
+    def strict(self, path, query):
+        """A client that raises in its except handler: at the raise, every failure looks the same."""
+        try:
+            with urllib.request.urlopen(f"{self.base_url}{path}?{query}", timeout=5) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            raise UpstreamError(self.name, err.code, path) from None
 
     def fetch(self, path):
         """A bare call: a failure of any kind leaves through the caller."""
@@ -112,6 +122,9 @@ class Front:
         except UpstreamError:
             return 502, {"error": "payment failed"}
 
+    def order(self, amount, code):
+        return 200, self.back.strict("/charge", f"amount={amount}&code={code}")  # a failure leaves: a 500
+
     def ship(self, user):
         region = region_of(user)
         try:
@@ -158,6 +171,7 @@ def main():
     if role == "front":
         front = Front(arg)
         routes = {"/pay": lambda q: front.pay(float(q.get("amount", 10)), q.get("code", "")),
+                  "/order": lambda q: front.order(float(q.get("amount", 10)), q.get("code", "")),
                   "/ship": lambda q: front.ship(int(q.get("user", 0))),
                   "/stock": lambda q: front.stock(), "/quote": lambda q: front.quote()}
     elif role == "back":
