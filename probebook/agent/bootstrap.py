@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import signal
 import socket
 import sys
 import threading
@@ -31,6 +32,7 @@ from typing import Any, Dict, List, Optional
 
 from probebook.errors import ProbebookError
 from probebook.protocol.kinds import ENDED
+from probebook.protocol.portfiles import remove_ended_children, remove_own
 from probebook.protocol.tokens import Tokens, private_dir, write_token_file
 
 from .control.audit import AuditLog
@@ -91,7 +93,7 @@ class RunningAgent:
             except Exception:
                 pass
         self.agent.close()
-        _remove_port_file(self.port_file, self.pid)
+        remove_own(self.port_file, self.pid)
         with _LOCK:
             if _RUNNING is self:
                 _RUNNING = None
@@ -127,6 +129,7 @@ def start(name: Optional[str] = None, host: Optional[str] = None, port: Optional
         config = _resolve(name, host, port, token, token_file, broker, tls_cert, tls_key, audit_path, port_file)
         _RUNNING = _launch(config)
         _install_fork_hooks()
+        _leave_on_sigterm()
         return _RUNNING
 
 
@@ -290,25 +293,52 @@ def _write_port_file(spec: Optional[str], running: RunningAgent) -> Optional[str
     return path
 
 
-def _remove_port_file(path: Optional[str], pid: int) -> None:
-    if not path or os.getpid() != pid:
-        return
-    try:
-        with open(path, encoding="utf-8") as fh:
-            if json.load(fh).get("pid") != pid:
-                return
-        os.remove(path)
-    except (OSError, ValueError):
-        pass
-
-
 def _at_exit(running: RunningAgent) -> None:
     if os.getpid() == running.pid:
         try:  # a reader following this process reads its last events before it goes
-            running.control.wait_read(float(os.environ.get("PROBEBOOK_EXIT_WAIT", "2")))
+            running.control.wait_read(_exit_wait())
         except Exception:  # noqa: BLE001 - exiting must never fail here
             pass
-        _remove_port_file(running.port_file, running.pid)
+        remove_own(running.port_file, running.pid)
+        spec = running.config.port_file  # a supervisor leaves after its workers: those SIGKILLed left files
+        if spec and (spec.endswith(("/", os.sep)) or os.path.isdir(spec)):
+            remove_ended_children(spec, running.pid)
+
+
+def _exit_wait() -> float:
+    try:
+        return max(0.0, float(os.environ.get("PROBEBOOK_EXIT_WAIT", "2")))
+    except ValueError:
+        return 2.0
+
+
+# ---------------------------------------------------------------- SIGTERM
+def _leave_on_sigterm() -> None:
+    """Where the program leaves SIGTERM at its default, the process dies of it without running `atexit`,
+    and its port file stays behind (uvicorn's workers restore the default and raise the signal again
+    after their own shutdown). This handler does what the exit would have done, then dies of the same
+    signal: the exit status is the program's. A program that sets its own handler replaces this one."""
+    if os.name != "posix" or threading.current_thread() is not threading.main_thread() or \
+            os.environ.get("PROBEBOOK_SIGTERM", "1") == "0":
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):  # not the main interpreter, or signals unavailable: leave them be
+        pass
+
+
+def _on_sigterm(signum: int, _frame: Any) -> None:
+    running = current()
+    if running is not None:
+        # the last events are read as at a normal exit, from a thread of its own: the signal may have
+        # come while this thread held one of the agent's locks, so the wait must never hold the exit
+        waiter = threading.Thread(target=_at_exit, args=(running,), name="probebook-exit", daemon=True)
+        waiter.start()
+        waiter.join(_exit_wait() + 0.5)
+        remove_own(running.port_file, running.pid)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 # ---------------------------------------------------------------- fork

@@ -29,7 +29,7 @@ __all__ = ["FunctionInfo", "Call", "functions", "callees", "enclosing", "find_te
            "returns", "names_in", "operands", "reads_into", "handlers", "argument_for",
            "passes_through", "next_line", "reads_state", "local_names", "waits",
            "SourceError", "guarded", "literals", "handler_at",
-           "called_in", "own_nodes", "PURE_CALLS"]
+           "called_in", "own_nodes", "looped", "PURE_CALLS"]
 
 
 _BUILTINS = set(dir(builtins))
@@ -157,6 +157,18 @@ def callees(source: str, qualname: str) -> List[Call]:
         visit(ast.Module(body=[stmt], type_ignores=[]))
     calls.sort(key=lambda c: c.line)
     return calls
+
+
+def looped(source: str, qualname: str) -> set:
+    r"""Lines of the calls the function makes in a loop or a comprehension (how often they run, the
+    source does not say).
+
+    >>> sorted(looped("def f(xs):\n    g()\n    return [k(x) for x in xs]", "f"))
+    [3]
+    """
+    fn = _find(source, qualname)
+    loops = (ast.For, ast.AsyncFor, ast.While, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+    return {c.lineno for n in ast.walk(fn) if isinstance(n, loops) for c in ast.walk(n) if isinstance(c, ast.Call)}
 
 
 def enclosing(source: str, line: int) -> Optional[FunctionInfo]:

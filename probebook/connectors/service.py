@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 from probebook.errors import AgentRequestError, AgentUnreachable, ConnectorError
 from probebook.protocol.kinds import ENDED
+from probebook.protocol.portfiles import process_gone
 from probebook.protocol.records import AgentHealth, ModuleSource, ProbeInfo, SourceFile
 from probebook.protocol.spec import ProbeSpec
 
@@ -104,19 +105,7 @@ def _port_file(text: str) -> Optional[Dict[str, Any]]:
 def _gone(pid: Any, url: str) -> bool:
     """True when `url` is on this machine and process `pid` has ended (killed before it could
     remove its port file), or is a zombie its parent has not reaped yet."""
-    if not isinstance(pid, int) or urlsplit(url).hostname not in ("127.0.0.1", "localhost", "::1"):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False  # it exists, but belongs to someone else
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[-1].split()[0] in (b"Z", b"X")
-    except (OSError, IndexError):
-        return False
+    return urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1") and process_gone(pid)
 
 
 class ServiceClient:

@@ -15,16 +15,15 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
-from probebook.errors import ProbebookError, one_line
-
+from probebook.errors import LabError, ProbebookError, one_line
 from probebook.session.telemetry import Telemetry, TelemetrySources
 
-from .runner import default_state_dir, read_manifest
+from .runner import Lab, default_state_dir, read_manifest
 
 if TYPE_CHECKING:  # pragma: no cover
     from probebook.session import Investigation
 
-__all__ = ["LabEndpoints", "lab_endpoints", "use_lab", "connect_lab"]
+__all__ = ["LabEndpoints", "lab_endpoints", "use_lab", "connect_lab", "running_lab"]
 
 
 @dataclass(frozen=True)
@@ -89,3 +88,18 @@ def connect_lab(inv: "Investigation", lab: Any, skipped: Optional[Callable[[str,
             skipped(name, one_line(exc, 160))
     use_lab(inv.telemetry, lab.state)
     return names
+
+
+def running_lab(state_dir: Optional[str] = None) -> Optional[Lab]:
+    """The lab running in `state_dir` (default: where ``probebook lab up`` and `make demo` put it), or
+    None when there is none there or it is down: a notebook that investigates the lab's incident says
+    how to start one instead of failing.
+
+    >>> import tempfile
+    >>> running_lab(tempfile.mkdtemp()) is None
+    True
+    """
+    try:
+        return Lab.attach(state_dir)
+    except LabError:
+        return None

@@ -190,6 +190,18 @@ def test_of_two_alerted_routes_the_slower_is_descended_first(shop):
     assert "report" in first or "slow_lookup" in first, why
 
 
+def test_a_helper_shared_with_a_busier_caller_is_held_to_what_the_route_can_spend_in_it(shop):
+    """`fetch` (4 ms) is called once by each /tally and six times by each run of a batch: over all its
+    callers it holds more than /tally's whole time, though /tally's own loop holds most of it. What
+    /tally's calls can have spent in `fetch` (its median, once a call) is too little to descend into;
+    the route itself holds the time, said `likely` because `fetch`'s share of it is not measured."""
+    inv, _ = shop
+    verdict, why = investigate(inv, "tally", "GET /tally is slow", "HighLatency", "/tally", wait_s=3)
+    assert "fetch is called from elsewhere too" in why, why
+    assert (verdict.locus or "").endswith(":Api.tally"), why
+    assert verdict.kind == "likely" and "shared with other callers" in verdict.cause, why
+
+
 def test_a_helper_shared_with_a_slower_caller_is_not_blamed_for_the_route(shop):
     """`fetch` is called by the /quick route (1 ms) and by a batch job (50 ms): timed over all its callers
     it holds far more than /quick's time. It is not followed from /quick, and nothing is proven there."""

@@ -275,7 +275,7 @@ class Api:
         self.pages = PageCache()
         self.routes = {"/pay": self.pay, "/report": self.report, "/line": self.line, "/search": self.search,
                        "/cart": self.cart, "/ping": self.ping, "/quick": self.quick,
-                       "/export": self.export}
+                       "/export": self.export, "/tally": self.tally}
 
     def cart(self, skus):
         lines = [(sku, self.book.price(sku), 1 + len(sku) % 3) for sku in skus]
@@ -300,6 +300,17 @@ class Api:
     def nightly(self, n):  # not a route: a batch job that calls the same helper, slowly
         return fetch(n, 0.05)
 
+    def tally(self, n):
+        fetch(n, 0.004)  # the shared helper, once a call; the batch below makes most of its calls
+        total = 0
+        for i in range(150000):  # the route's own code holds its time
+            total += i % 7
+        return total
+
+    def refill(self, n):  # not a route: a batch job that calls the helper many times
+        for _ in range(6):
+            fetch(n, 0.004)
+
     def search(self, q):
         return {"status": 200 if check_query(q) else 400}
 
@@ -322,6 +333,8 @@ def serve(api, stop, kind="pay"):
                 api.search("A" * 17 + "?")
             elif kind == "shared":  # the /quick route and a batch job share a helper
                 api.quick(i) if i % 4 == 0 else api.nightly(i)  # the batch makes most of the calls
+            elif kind == "tally":  # /tally and a batch that calls its helper twelve times as often
+                api.tally(i) if i % 3 == 0 else api.refill(i)
             elif kind == "mixed":  # a fast route and a slow one, alternately
                 api.ping(i) if i % 2 else api.report(i)
             elif kind == "export":

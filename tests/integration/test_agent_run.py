@@ -105,6 +105,25 @@ def test_python_dash_m_gets_the_agent_named_after_the_module(tmp_path):
         end_process(proc)
 
 
+@pytest.mark.parametrize("own_handler", [False, True])
+def test_sigterm_removes_the_port_file_and_keeps_the_programs_exit(tmp_path, own_handler):
+    """A program that leaves SIGTERM at its default dies of it, and still leaves no port file behind
+    (a reader would count a dead instance); one with its own handler exits as that handler says."""
+    handler = "import signal, sys\nsignal.signal(signal.SIGTERM, lambda *a: sys.exit(3))\n" if own_handler else ""
+    (tmp_path / "app.py").write_text(handler + "import time\nfor _ in range(600):\n    time.sleep(0.05)\n")
+    port_file = tmp_path / "agent.json"
+    proc = subprocess.Popen(agent_command("--token-file", _tokens(tmp_path), "--port-file", str(port_file),
+                                          "--audit", str(tmp_path / "audit.jsonl"), "--", sys.executable, "app.py"),
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for(port_file.exists, what="the port file")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == (3 if own_handler else -signal.SIGTERM)
+        assert not port_file.exists(), "port file left behind after SIGTERM"
+    finally:
+        end_process(proc)
+
+
 def test_an_existing_sitecustomize_still_runs(tmp_path):
     theirs = tmp_path / "theirs"
     theirs.mkdir()

@@ -200,7 +200,8 @@ def _start(tmp_path, name, argv, ready_url, **popen):
 
 @contextlib.contextmanager
 def _serving(tmp_path, name, argv, ready_url):
-    """The server started under the agent, and an investigation; both ended afterwards."""
+    """The server started under the agent, and an investigation; both ended afterwards. A clean SIGTERM
+    leaves no port file behind (the supervisor's and each worker's)."""
     proc, pf_dir, log = _start(tmp_path, name, argv, ready_url)
     inv = Investigation()
     try:
@@ -209,6 +210,8 @@ def _serving(tmp_path, name, argv, ready_url):
         inv.close()
         _stop(proc)
         log.close()
+    assert not [n for n in os.listdir(pf_dir) if n.endswith(".json")], \
+        f"port files left behind after SIGTERM: {read_port_files(pf_dir)} (the server: {proc.pid})"
 
 
 def _stop(proc):

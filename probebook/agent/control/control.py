@@ -259,10 +259,11 @@ class ControlAPI:
     def wait_read(self, timeout: float) -> bool:
         """At exit: give a reader up to `timeout` s to read the last events (a recycled worker's last
         requests, or all of them: a worker that lived less than a client's look at its port files).
-        Only when someone reads this process or its probes emitted something; True when nothing is
-        left unread."""
-        if self.delivered == 0 and not any(p.emitted for p in self.agent.probes()):
-            return True  # nobody reads and nothing was captured: exit at once
+        Only while it holds probes (once every one was removed, whoever placed them is done with them)
+        and someone reads this process or its probes emitted something; True when nothing is left unread."""
+        probes = self.agent.probes()
+        if not probes or (self.delivered == 0 and not any(p.emitted for p in probes)):
+            return True  # nobody waits, or nothing was captured: exit at once
         end = time.monotonic() + timeout
         while self._unread_captures() and time.monotonic() < end:
             time.sleep(0.02)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Tuple
 
 from probebook.evidence.predicate import Predicate
 
-from ..codeview import callees, literals, waits
+from ..codeview import callees, literals, looped, waits
 from ..differential import seen_values
 from ..entrypoints import EntryPoint, paths_in
 from ..model import Verdict
@@ -130,13 +130,32 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
         for k in shared:
             ctx.progress(f"latency: {k[1]} is called from elsewhere too (its calls take {timing[k].median_ms:.1f} ms "
                          f"at the median, longer than {current.function}'s slow calls): not followed from here")
-        kid = max(((k, v) for k, v in timing.items() if k != (current.file, current.function) and k not in shared),
-                  key=lambda kv: kv[1].total_ms, default=None)
-        if kid is not None and kid[1].total_ms >= DOMINATES * top.total_ms:
-            (kfile, kfunc), held = kid
-            share *= held.total_ms / top.total_ms
-            ctx.progress(f"latency: {kfunc} holds {100 * held.total_ms / top.total_ms:.0f}% of {current.function}'s "
-                         f"time (median {held.median_ms:.1f} ms a call); descending")
+        # a shared callee called outside a loop is held to what this function's calls can have spent in it:
+        # its typical call at each of the call sites, per call of this function (its total is other callers' too)
+        sites = {k: [c.line for c in calls if ctx.resolve(service, c.name.split(".")[-1], current.file) == k]
+                 for k in timing}
+        in_loop = looped(src, current.function)
+
+        def held(k: Tuple[str, str]) -> float:
+            v = timing[k]
+            if v.total_ms <= SHARED * top.total_ms or not sites[k] or set(sites[k]) & in_loop:
+                return v.total_ms
+            return min(v.total_ms, v.median_ms * len(sites[k]) * top.calls)
+
+        capped = [k for k in timing if k != (current.file, current.function) and k not in shared
+                  and held(k) < timing[k].total_ms]
+        for k in capped:
+            ctx.progress(f"latency: {k[1]} is called from elsewhere too: of its {timing[k].total_ms:.0f} ms, "
+                         f"{current.function}'s {top.calls} calls can hold {held(k):.0f} ms (its median at "
+                         f"{len(sites[k])} call site(s) a call)")
+        kid = max((k for k in timing if k != (current.file, current.function) and k not in shared), key=held,
+                  default=None)
+        shared += [k for k in capped if k not in shared]  # what a claim here cannot rule out
+        if kid is not None and held(kid) >= DOMINATES * top.total_ms:
+            (kfile, kfunc), spent = kid, held(kid)
+            share *= min(1.0, spent / top.total_ms)
+            ctx.progress(f"latency: {kfunc} holds {100 * spent / top.total_ms:.0f}% of {current.function}'s "
+                         f"time (median {timing[kid].median_ms:.1f} ms a call); descending")
             current = EntryPoint(service, kfile, kfunc, 0, "holds the time")
             chain.append(current)
             continue
