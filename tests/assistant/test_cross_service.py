@@ -21,13 +21,14 @@ from probebook.session import Investigation
 APP = os.path.join(os.path.dirname(__file__), "twoshop_app", "twoshop.py")
 
 
-def _start(tmp, role, arg, agent=True, token_file=None, app=None):
+def _start(tmp, role, arg, agent=True, token_file=None, app=None, env=None):
     port_file = os.path.join(tmp, f"{role}.port")
     cmd = [sys.executable, app, port_file] if app else [sys.executable, APP, role, port_file, arg]
     if agent:
         cmd = [sys.executable, "-m", "probebook.cli", "agent", "run", "--name", role, "--port-file",
                os.path.join(tmp, f"{role}-agents") + "/", "--token-file", token_file, "--"] + cmd
-    proc = subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, **(env or {})})
     wait_for(lambda: os.path.exists(port_file) or proc.poll() is not None, what=f"{role} to start")
     assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
     with open(port_file) as fh:
@@ -44,7 +45,8 @@ def shop(tmp_path, request):
         provider, provider_url = _start(tmp, "provider", mode.split("-")[0], agent=False)
         procs.append(provider)
         back, back_url = _start(tmp, "back", provider_url, token_file=token_file,
-                                app=os.path.join(os.path.dirname(APP), "aback.py") if mode == "aship" else None)
+                                app=os.path.join(os.path.dirname(APP), "aback.py") if mode == "aship" else None,
+                                env={"TWOSHOP_SERIAL": "1"} if mode == "qship" else None)
         procs.append(back)
         front, front_url = _start(tmp, "front", back_url, token_file=token_file)
         procs.append(front)
@@ -65,7 +67,7 @@ def shop(tmp_path, request):
                 try:
                     if mode == "down":
                         url = f"{front_url}/{('ship?user=1', 'stock', 'quote')[i % 3]}"
-                    elif mode == "aship":
+                    elif mode in ("aship", "qship"):
                         url = f"{front_url}/ship?user={1 + i % 3}"
                     elif mode == "ship" or (mode == "slowship" and i % 4 == 0):  # no shopper 4n when slow
                         url = f"{front_url}/ship?user={i if mode == 'ship' else i + 1}"
@@ -79,7 +81,7 @@ def shop(tmp_path, request):
         if mode == "down":  # back's process is killed (the OOM killer): its agent goes with it
             back.kill()
             back.wait(10)
-        crowd = [threading.Thread(target=customers, daemon=True) for _ in range(8 if mode == "aship" else 1)]
+        crowd = [threading.Thread(target=customers, daemon=True) for _ in range(8 if mode in ("aship", "qship") else 1)]
         for t in crowd:
             t.start()
         yield inv
@@ -150,6 +152,20 @@ def test_a_slow_call_into_an_async_peer_finds_the_plain_call_that_holds_its_loop
     even starts, so the handler holds a small part of front's wait. Followed into back, the loop is
     checked first, and the plain call that holds it is proven."""
     _slow_ship_is_proven_in_back(shop, "aback.py:loop_days")
+
+
+@pytest.mark.parametrize("shop", ["qship"], indirect=True)
+def test_a_slow_peer_whose_requests_queue_is_descended_into_when_its_own_alert_fires(shop):
+    """back serves one request at a time: eight shoppers' calls queue before its handler runs, so the
+    handler holds a small part of front's wait. back's own latency alert fires too, so the descent goes
+    on into it from front's call, and `route_days`, whose work makes the queue, is proven."""
+    lines = []
+    verdict = Assistant(shop).investigate("GET /ship is slow", alerts=[
+        Alert("HighLatency", {"service": "front", "route": "/ship"}),
+        Alert("HighLatency", {"service": "back", "route": "/deliver"})], progress=lines.append, wait_s=6)
+    why = "\n".join(lines + verdict.reasons)
+    assert "back's own latency alert fires: descending into it" in why, why
+    assert verdict.kind == "proven" and verdict.service == "back" and verdict.locus.endswith(":route_days"), why
 
 
 def _slow_ship_is_proven_in_back(inv, locus):

@@ -19,7 +19,7 @@ from probebook.evidence.predicate import Predicate
 
 from ..codeview import callees, literals, looped, waits
 from ..differential import seen_values
-from ..entrypoints import EntryPoint, paths_in
+from ..entrypoints import EntryPoint, paths_in, symptom_classes
 from ..model import Verdict
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -118,6 +118,13 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
         if caller_ms:  # another service's entry: how much of the caller's wait it explains
             share *= min(1.0, top.median_ms / caller_ms)
             caller_ms = None
+            if share < EXPLAINS and service in {a.labels.get("service") for a in ctx.incident.alerts
+                                                if "latency" in symptom_classes(f"{a.name} {a.summary}")}:
+                # its own latency alert fires: requests wait in it before its handler runs (a queue),
+                # so its handler's share of the caller's wait understates it; it is measured on its own
+                ctx.progress(f"latency: {current.function} holds {100 * share:.0f}% of the slow request's time, "
+                             f"but {service}'s own latency alert fires: descending into it as its own")
+                share = 1.0
         if share < EXPLAINS:
             ctx.progress(f"latency: {current.function} holds {100 * share:.0f}% of the slow request's time, "
                          f"too little to explain it")

@@ -19,11 +19,12 @@ UpstreamError out.
 """
 
 import json
+import os
 import sys
 import threading
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 RATES = {"": 0.0, "SPRING": 0.02, "VIP": 0.03, "BROKEN": 3}
@@ -158,10 +159,10 @@ def serve(port_file, handle):
             self.end_headers()
             self.wfile.write(data)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    # TWOSHOP_SERIAL=1: one request at a time, the others queue in the listen backlog before any handler runs
+    server = (HTTPServer if os.environ.get("TWOSHOP_SERIAL") else ThreadingHTTPServer)(("127.0.0.1", 0), Handler)
     with open(port_file + ".tmp", "w") as fh:
         fh.write(str(server.server_address[1]))
-    import os
     os.replace(port_file + ".tmp", port_file)
     server.serve_forever()
 
