@@ -35,7 +35,7 @@ from probebook.protocol.kinds import ENDED
 from probebook.protocol.portfiles import remove_ended_children, remove_own
 from probebook.protocol.tokens import Tokens, private_dir, write_token_file
 
-from .control.audit import AuditLog
+from .control.audit import AuditLog, read_key
 from .control.control import ControlAPI
 from .engine import Agent, backend_problem
 from .control.server import DEFAULT_READ_TIMEOUT, AgentServer
@@ -56,6 +56,7 @@ class AgentConfig:
     tls_cert: Optional[str]
     tls_key: Optional[str]
     audit_path: str
+    audit_key: Optional[bytes]
     port_file: Optional[str]
     read_timeout: float
 
@@ -161,6 +162,10 @@ def _resolve(name: Optional[str], host: Optional[str], port: Optional[int], toke
     except ValueError:
         raise ProbebookError("PROBEBOOK_READ_TIMEOUT: expected a number of seconds") from None
     audit = audit_path or env.get("PROBEBOOK_AUDIT") or _default_audit_path(name)
+    try:
+        audit_key = read_key(env["PROBEBOOK_AUDIT_KEY_FILE"]) if env.get("PROBEBOOK_AUDIT_KEY_FILE") else None
+    except ValueError as exc:
+        raise ProbebookError(f"PROBEBOOK_AUDIT_KEY_FILE: {exc}") from None
     if os.path.isdir(audit) or audit.endswith(("/", os.sep)):
         audit = os.path.join(audit, f"audit-{_safe(name)}.jsonl")
     return AgentConfig(
@@ -169,7 +174,7 @@ def _resolve(name: Optional[str], host: Optional[str], port: Optional[int], toke
         broker=broker or env.get("PROBEBOOK_BROKER") or None,
         tls_cert=tls_cert or env.get("PROBEBOOK_TLS_CERT") or None,
         tls_key=tls_key or env.get("PROBEBOOK_TLS_KEY") or None,
-        audit_path=os.path.abspath(audit),
+        audit_path=os.path.abspath(audit), audit_key=audit_key,
         port_file=_absolute(port_file or env.get("PROBEBOOK_PORT_FILE")),
         read_timeout=read_timeout,
     )
@@ -205,7 +210,7 @@ def _default_audit_path(name: str) -> str:
 # ---------------------------------------------------------------- launching
 def _launch(config: AgentConfig) -> RunningAgent:
     agent = Agent()
-    audit = AuditLog(config.audit_path)
+    audit = AuditLog(config.audit_path, config.audit_key)
     instance_id = f"{_safe(socket.gethostname())}-{os.getpid()}-{os.urandom(3).hex()}"
     control = ControlAPI(agent, audit, config.name, instance_id)
     running = RunningAgent(config, agent, control, audit, instance_id, os.getpid())

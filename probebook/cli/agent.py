@@ -33,6 +33,8 @@ def register(sub: Subparsers) -> None:
     run.add_argument("--broker", help="redis://HOST:PORT to register with and take commands from")
     run.add_argument("--port-file", help="where to record the URL; a directory gets one <pid>.json per process")
     run.add_argument("--audit", help="audit log file (default: in the temp directory)")
+    run.add_argument("--audit-key-file", help="a key (16 bytes or more) that makes the audit chain an HMAC: "
+                                              "a log edited and hashed again without it fails `audit verify --key-file`")
     run.add_argument("--tls-cert", help="PEM certificate: serve HTTPS (with --tls-key)")
     run.add_argument("--tls-key", help="PEM private key for --tls-cert")
     run.add_argument("command", nargs=argparse.REMAINDER, help="the program to run, after --")
@@ -50,7 +52,7 @@ def _agent_run(args: argparse.Namespace) -> int:
         usage_error(prog, "give --tls-cert and --tls-key together")
     if args.port is not None and not 0 <= args.port <= 65535:
         usage_error(prog, f"--port must be from 0 to 65535, got {args.port}")
-    for flag in ("token_file", "tls_cert", "tls_key"):
+    for flag in ("token_file", "tls_cert", "tls_key", "audit_key_file"):
         path = getattr(args, flag)
         if path and not os.path.isfile(path):
             usage_error(prog, f"--{flag.replace('_', '-')} {path}: no such file")
@@ -79,6 +81,7 @@ def _agent_run(args: argparse.Namespace) -> int:
         "PROBEBOOK_BROKER": args.broker,
         "PROBEBOOK_PORT_FILE": _abs(args.port_file, keep_slash=True),
         "PROBEBOOK_AUDIT": _abs(args.audit),
+        "PROBEBOOK_AUDIT_KEY_FILE": _abs(args.audit_key_file),
         "PROBEBOOK_TLS_CERT": _abs(args.tls_cert),
         "PROBEBOOK_TLS_KEY": _abs(args.tls_key),
     }

@@ -1,4 +1,4 @@
-"""`probebook audit verify FILE [--head HASH]`: check an agent's hash-chained audit log.
+"""`probebook audit verify FILE [--head HASH] [--key-file F]`: check an agent's hash-chained audit log.
 
 Exit status 0 when the chain holds, 1 with the first edited, removed or reordered entry named.
 """
@@ -21,15 +21,23 @@ def register(sub: Subparsers) -> None:
                                      "private directory by default)")
     verify.add_argument("--head", help="the audit head an agent reported in health (HASH or SEQ:HASH): "
                                        "entries removed from the end are found too")
+    verify.add_argument("--key-file", help="the key the agent wrote the log with (its PROBEBOOK_AUDIT_KEY_FILE): "
+                                           "a log edited and hashed again without the key fails")
     verify.set_defaults(handler=_verify)
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from probebook.agent.control.audit import verify
+    from probebook.agent.control.audit import read_key, verify
 
     if not os.path.isfile(args.file):
         usage_error("probebook audit verify", f"{args.file}: no such file")
-    result = verify(args.file, head=args.head)
+    key = None
+    if args.key_file:
+        try:
+            key = read_key(args.key_file)
+        except ValueError as exc:
+            usage_error("probebook audit verify", str(exc))
+    result = verify(args.file, head=args.head, key=key)
     if result.ok:
         print(f"ok: {args.file}: {result.reason}")
         return 0

@@ -246,6 +246,27 @@ def test_the_console_script_verifies_an_audit_log_written_by_a_service(tmp_path)
     assert bad.returncode == 1 and "seq 4" in bad.stdout and "edited" in bad.stdout
 
 
+def test_an_audit_key_file_makes_the_chain_an_hmac_that_verify_checks(tmp_path):
+    key = tmp_path / "audit.key"
+    key.write_text("k" * 40 + "\n")
+    audit = tmp_path / "audit.jsonl"
+    (tmp_path / "app.py").write_text("print('done')\n")
+    run = _run(agent_command("--token-file", _tokens(tmp_path), "--audit", str(audit), "--audit-key-file", str(key),
+                             "--", sys.executable, "app.py"), cwd=tmp_path)
+    assert run.returncode == 0 and audit.exists(), run.stderr
+    cli = [sys.executable, "-m", "probebook.cli", "audit", "verify", str(audit)]
+    ok = _run(cli + ["--key-file", str(key)])
+    assert ok.returncode == 0 and "chain intact" in ok.stdout, ok.stdout + ok.stderr
+    unkeyed = _run(cli)
+    assert unkeyed.returncode == 1 and "--key-file" in unkeyed.stdout
+    short = tmp_path / "short.key"
+    short.write_text("abc")
+    refused = _run(cli + ["--key-file", str(short)])
+    assert refused.returncode == 2 and "at least 16 bytes" in refused.stderr and len(refused.stderr.splitlines()) == 1
+    bad = _run(agent_command("--audit-key-file", str(tmp_path / "nope.key"), "--", sys.executable, "app.py"))
+    assert bad.returncode == 2 and "no such file" in bad.stderr
+
+
 def test_gunicorn_with_two_workers_shows_two_instances(tmp_path):
     pytest.importorskip("gunicorn", reason="gunicorn is in the test extras: pip install -e '.[test]'")
     app = tmp_path / "webapp.py"

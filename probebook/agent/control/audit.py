@@ -3,7 +3,9 @@
 One JSON object per line: ``{"seq", "ts", "who", "action", "target", "result", "prev", "hash"}``,
 where ``hash = sha256(prev + canonical JSON of the entry without "hash")`` and ``prev`` is the
 hash of the entry before (64 zeros for the first). Editing, removing or reordering an entry
-breaks the chain, and `verify` names the first entry at fault.
+breaks the chain, and `verify` names the first entry at fault. With a key (``PROBEBOOK_AUDIT_KEY_FILE``)
+the hash is an HMAC-SHA256 under it: whoever edits the log and computes the chain again without the
+key is found by `verify` with the key, even with no head to compare.
 
 Several processes of one service (pre-fork workers) may share a file: an append takes an
 exclusive ``flock`` and continues the chain from the file's last entry, so the chain stays one.
@@ -21,6 +23,7 @@ VerifyResult(ok=True, first_bad_seq=None, reason='1 entries, chain intact', entr
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import threading
@@ -35,7 +38,7 @@ except ImportError:  # pragma: no cover - Windows: one process per file
 
 from probebook.protocol.fleet import canonical_json
 
-__all__ = ["AuditEntry", "AuditLog", "VerifyResult", "GENESIS", "entry_hash", "verify"]
+__all__ = ["AuditEntry", "AuditLog", "VerifyResult", "GENESIS", "entry_hash", "verify", "read_key"]
 
 GENESIS = "0" * 64
 _FIELDS = ("seq", "ts", "who", "action", "target", "result", "prev", "hash")
@@ -66,10 +69,29 @@ class VerifyResult:
     entries: int = 0
 
 
-def entry_hash(fields: Dict[str, Any]) -> str:
-    """The chain hash of an entry given as a dict (its "hash" key, if any, is ignored)."""
+_MIN_KEY = 16
+
+
+def entry_hash(fields: Dict[str, Any], key: Optional[bytes] = None) -> str:
+    """The chain hash of an entry given as a dict (its "hash" key, if any, is ignored); with `key`, an
+    HMAC-SHA256 under it."""
     body = {k: v for k, v in fields.items() if k != "hash"}
-    return hashlib.sha256((str(body.get("prev", "")) + canonical_json(body)).encode("utf-8")).hexdigest()
+    data = (str(body.get("prev", "")) + canonical_json(body)).encode("utf-8")
+    return hmac.new(key, data, hashlib.sha256).hexdigest() if key else hashlib.sha256(data).hexdigest()
+
+
+def read_key(path: str) -> bytes:
+    """The audit key in the file at `path` (its bytes, surrounding whitespace removed); ValueError with a
+    one-line reason when it cannot be read or is shorter than 16 bytes."""
+    try:
+        with open(path, "rb") as fh:
+            key = fh.read().strip()
+    except OSError as exc:
+        raise ValueError(f"audit key file {path}: {exc.strerror or exc}") from None
+    if len(key) < _MIN_KEY:
+        raise ValueError(f"audit key file {path}: the key must be at least {_MIN_KEY} bytes; make one with: "
+                         f"head -c 32 /dev/urandom | base64 > {path}")
+    return key
 
 
 def _clip(text: Any) -> str:
@@ -80,8 +102,9 @@ def _clip(text: Any) -> str:
 class AuditLog:
     """Appends entries to `path`; never raises: a failure is kept in `error` (health reports it)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, key: Optional[bytes] = None) -> None:
         self.path = os.path.abspath(path)
+        self._key = key
         self.error = ""
         self.head: Tuple[int, str] = (0, GENESIS)
         self._lock = threading.Lock()
@@ -110,7 +133,7 @@ class AuditLog:
             seq, prev, torn = _tail(fd)
             fields: Dict[str, Any] = {"seq": seq + 1, "ts": round(time.time(), 6), "who": who, "action": action,
                                       "target": target, "result": result, "prev": prev}
-            fields["hash"] = entry_hash(fields)
+            fields["hash"] = entry_hash(fields, self._key)
             line = ("\n" if torn else "") + canonical_json(fields) + "\n"
             os.write(fd, line.encode("utf-8"))
             now = time.monotonic()
@@ -164,20 +187,20 @@ def _lines(path: str) -> List[Tuple[int, str]]:
         return [(n, line.rstrip("\n")) for n, line in enumerate(fh, 1) if line.strip()]
 
 
-def verify(path: str, head: Optional[str] = None) -> VerifyResult:
+def verify(path: str, head: Optional[str] = None, key: Optional[bytes] = None) -> VerifyResult:
     """Check the chain of the audit log at `path`.
 
     Names the first entry that was edited (its hash does not match its content), removed (the
     next one does not follow it), or reordered (it appears after a later entry). With `head` (the
     ``hash`` or ``seq:hash`` an agent reported in health), entries removed from the end are found too:
-    the chain must still hold that entry.
+    the chain must still hold that entry. A log written with a key is verified with that `key`.
     """
     try:
         lines = _lines(path)
     except OSError as exc:
         return VerifyResult(False, None, f"cannot read {path}: {exc.strerror or exc}")
     parsed = [(n, _parse(raw)) for n, raw in lines]
-    result = _verify_chain(parsed)
+    result = _verify_chain(parsed, key)
     if not result.ok or not head:
         return result
     want_seq, _, want_hash = head.strip().rpartition(":")
@@ -191,7 +214,7 @@ def verify(path: str, head: Optional[str] = None) -> VerifyResult:
     return VerifyResult(True, None, f"{result.reason}; holds the head seq {found['seq']}", result.entries)
 
 
-def _verify_chain(parsed: List[Tuple[int, Optional[Dict[str, Any]]]]) -> VerifyResult:
+def _verify_chain(parsed: List[Tuple[int, Optional[Dict[str, Any]]]], key: Optional[bytes] = None) -> VerifyResult:
     """The chain check of `verify` over (line number, parsed entry or None) pairs."""
     seqs = {f["seq"] for _, f in parsed if f is not None}
     expected_seq, expected_prev = 1, GENESIS
@@ -208,8 +231,10 @@ def _verify_chain(parsed: List[Tuple[int, Optional[Dict[str, Any]]]]) -> VerifyR
                 return VerifyResult(False, expected_seq, what, index)
             return VerifyResult(False, min(seq, expected_seq),
                                 f"line {lineno}: seq {seq} where seq {expected_seq} belongs (reordered)", index)
-        if entry_hash(fields) != fields["hash"]:
-            return VerifyResult(False, seq, f"line {lineno}: entry seq {seq} does not match its hash (edited)", index)
+        if entry_hash(fields, key) != fields["hash"]:
+            hint = "" if key or index else " (a log written with a key is verified with it: --key-file)"
+            return VerifyResult(False, seq, f"line {lineno}: entry seq {seq} does not match its hash (edited){hint}",
+                                index)
         if fields["prev"] != expected_prev:
             if seq == 1:
                 return VerifyResult(False, 1, f"line {lineno}: entry seq 1 does not start the chain (edited)", index)

@@ -157,3 +157,41 @@ def test_fields_are_one_line_and_bounded(tmp_path):
     assert entry["who"] == "alice root" and len(entry["target"]) == 1000
     assert verify(path).ok
     assert os.stat(path).st_mode & 0o777 == 0o600
+
+
+KEY = b"an-audit-key-of-32-bytes-length!"
+
+
+def _rechain(entries, start):
+    """What an attacker without the key does after editing: compute the chain again from `start` on."""
+    prev = entries[start - 1]["hash"] if start else GENESIS
+    for e in entries[start:]:
+        e["prev"] = prev
+        e["hash"] = entry_hash(e)
+        prev = e["hash"]
+    return [json.dumps(e) for e in entries]
+
+
+def test_a_keyed_chain_edited_and_hashed_again_without_the_key_fails(tmp_path):
+    path = str(tmp_path / "audit.jsonl")
+    log = AuditLog(path, KEY)
+    for i in range(1, 6):
+        log.append("alice", "add_probe", f"p{i} at app.py:{i}", "ok")
+    assert verify(path, key=KEY).ok
+    entries = [json.loads(line) for line in _lines(path)]
+    entries[2]["who"] = "mallory"
+    _write(path, _rechain(entries, 2))
+    result = verify(path, key=KEY)
+    assert not result.ok and result.first_bad_seq == 3 and "edited" in result.reason
+    # the whole log hashed again without the key passes the unkeyed check: only the key finds it
+    _write(path, _rechain(entries, 0))
+    assert verify(path).ok
+    assert not verify(path, key=KEY).ok and verify(path, key=KEY).first_bad_seq == 1
+
+
+def test_a_keyed_log_checked_without_its_key_says_to_give_it(tmp_path):
+    path = str(tmp_path / "audit.jsonl")
+    AuditLog(path, KEY).append("alice", "start", "svc", "ok")
+    result = verify(path)
+    assert not result.ok and result.first_bad_seq == 1 and "--key-file" in result.reason
+    assert not verify(path, key=b"another-key-of-enough-length").ok
