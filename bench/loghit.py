@@ -59,7 +59,8 @@ ARGS = (T.Order(17, "u-42", [{"price": 3.5}, {"price": 9.25}]), "u-42", 12.75)
 
 def _probed() -> Tuple[Agent, str]:
     """An agent with the benchmark's log probe on `log_target`, and the probe's id."""
-    agent = Agent(AgentLimits(cpu_budget=100.0))  # a benchmark is meant to be hot: no auto-disable
+    # a benchmark is meant to be hot: no auto-disable, and every hit emits
+    agent = Agent(AgentLimits(cpu_budget=100.0, log_rate=1e9))
     probe = agent.add_probe({"kind": "log", "where": f"bench/_targets.py:{T.line_of('# LOG')}", "rate": 1e9,
                              "template": TEMPLATE})
     return agent, probe.id

@@ -94,7 +94,7 @@ def main() -> dict:
     args = (order, {"id": "u-42", "tier": "gold", "flags": [1, 2]}, 51.0)
     line = T.line_of("# SNAP")
 
-    agent = Agent(AgentLimits(cpu_budget=100.0, process_snapshot_rate=1e9))
+    agent = Agent(AgentLimits(cpu_budget=100.0, process_snapshot_rate=1e9, snapshot_rate=1e9))
     probe = agent.add_probe({"kind": "snapshot", "where": f"bench/_targets.py:{line}", "rate": 1e9})
     seen: List[int] = []
     sample: List[object] = []

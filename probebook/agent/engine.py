@@ -36,7 +36,7 @@ from .expr.template import compile_template
 from .instrument.guards import certainly_false, inline_guard
 from .instrument.hookset import HookSet
 from .instrument.importwatch import ImportWatch
-from .limits import AgentLimits, CpuBudget, RateLimiter
+from .limits import AgentLimits, CpuBudget, RateLimiter, probe_rate
 from .instrument.locate import ModuleCode, code_name, module_by_name, modules_for_file, refuse_own
 from .probes import ProbeRuntime
 from .capture.redaction import RedactionConfig, Redactor
@@ -277,8 +277,7 @@ class Agent:
         if ttl > self.limits.max_ttl:
             raise SpecError(f"ttl: at most {self.limits.max_ttl:g}s is allowed here, got {ttl:g}s "
                             f"(an operator may raise limits.max_ttl)", "ttl")
-        rate = spec.rate or (self.limits.snapshot_rate if spec.kind in ("snapshot", "exception")
-                             else self.limits.log_rate)
+        rate = probe_rate(spec.kind, spec.rate, self.limits)
         pid = spec.id or f"p{next(self._ids)}-{os.urandom(3).hex()}"
         return ProbeRuntime(pid, spec, self, condition=condition, template=template, captures=captures,
                             metric_value=metric_value, limits=limits, rate=rate, ttl=ttl)

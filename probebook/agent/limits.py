@@ -15,7 +15,7 @@ from typing import Any, Dict, Mapping
 
 from probebook.errors import SpecError
 
-__all__ = ["AgentLimits", "RateLimiter", "CpuBudget", "LIMIT_CEILINGS"]
+__all__ = ["AgentLimits", "RateLimiter", "CpuBudget", "LIMIT_CEILINGS", "probe_rate"]
 
 _monotonic = time.monotonic
 
@@ -24,6 +24,24 @@ _monotonic = time.monotonic
 LIMIT_CEILINGS = {"snapshot_rate": 1000.0, "log_rate": 10_000.0, "process_snapshot_rate": 1000.0,
                   "default_ttl": 7 * 86400.0, "max_ttl": 7 * 86400.0, "cpu_budget": 0.25, "cpu_window": 300.0,
                   "condition_budget": 0.01, "condition_failures": 1000, "event_capacity": 1_000_000}
+
+
+def probe_rate(kind: str, rate: Any, limits: "AgentLimits") -> float:
+    """A probe's events a second: its own `rate`, at most the ceiling of its kind's limit (a probe may not
+    do what an operator may not set for every probe; code that embeds the agent with a higher limit, a
+    benchmark, may go to that), else the agent's default for the kind.
+
+    >>> probe_rate("log", None, AgentLimits()), probe_rate("snapshot", 5.0, AgentLimits())
+    (100.0, 5.0)
+    """
+    key = "snapshot_rate" if kind in ("snapshot", "exception") else "log_rate"
+    if rate is None:
+        return float(getattr(limits, key))
+    most = max(LIMIT_CEILINGS[key], float(getattr(limits, key)))
+    if not float(rate) <= most:  # inf and nan too
+        raise SpecError(f"rate: at most {most:g} events a second is allowed for a {kind} probe, got {rate!r}",
+                        "rate")
+    return float(rate)
 
 
 @dataclass(frozen=True)

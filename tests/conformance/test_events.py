@@ -61,7 +61,7 @@ def test_log_line_keeps_the_redaction_of_its_hit(agent):
 def test_snapshots_waiting_to_be_read_are_not_tracked_by_the_hosts_collector():
     agent = Agent(AgentLimits(cpu_budget=1.0, process_snapshot_rate=1e6, event_capacity=1000))
     try:
-        agent.add_probe({"kind": "snapshot", "where": where("plain"), "rate": 1e6})
+        agent.add_probe({"kind": "snapshot", "where": where("plain"), "rate": 1000})
         payload = [{"k": i, "v": [i, str(i)]} for i in range(20)]
         gc.collect()
         before = len(gc.get_objects())

@@ -90,7 +90,7 @@ def test_long_poll_returns_when_an_event_arrives_and_reading_resumes_without_los
 
 def test_buffer_overflow_is_reported_as_missed_and_dropped(service):
     assert service.ok("PUT", "/v1/config/limits", {"event_capacity": 50})["limits"]["event_capacity"] == 50
-    _log_probe(service, rate=100000)
+    _log_probe(service, rate=10000)
     service.app("/work?n=300")
     body = service.ok("GET", "/v1/events?after=0")
     assert len(body["events"]) == 50

@@ -149,7 +149,7 @@ def test_a_script_that_raises_with_an_investigation_open_exits_with_its_own_stat
         "agent = Agent()\n"
         "inv = Investigation(%r)\n"
         "inv.attach('me', agent)\n"
-        "inv.probe('log', 'me', '__main__:work', template='i={i}', rate=100000)\n"
+        "inv.probe('log', 'me', '__main__:work', template='i={i}', rate=10000)\n"
         "def busy():\n"
         "    i = 0\n"
         "    while True:\n"

@@ -73,6 +73,8 @@ def test_add_list_read_remove_and_audit(api):
     ("set_limits", {"event_capacity": "many"}, 400, "event_capacity"),
     ("set_limits", {"max_ttl": 10 ** 12}, 400, "max_ttl"),  # every limit has a ceiling
     ("set_limits", {"cpu_budget": 0.9}, 400, "cpu_budget"),
+    ("add_probe", {"kind": "log", "where": "x.py:1", "template": "t", "rate": 10 ** 9}, 400, "rate"),  # so has a
+    ("add_probe", {"kind": "snapshot", "where": "x.py:1", "rate": float("inf")}, 400, "rate"),  # probe's rate
     ("add_probe", {"kind": "snapshot", "where": "x.py:3", "limits": {"max_bytes": 10 ** 9}}, 400, "limits.max_bytes"),
     ("add_probe", {"kind": "snapshot", "where": "x.py:3", "limits": {"max_items": 10 ** 6}}, 400, "limits.max_items"),
     ("read_source", {"path": "/etc/passwd\x00.py"}, 400, "path"),
