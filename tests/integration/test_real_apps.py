@@ -77,8 +77,10 @@ def test_httpbin_under_gunicorn_keeps_its_probes_while_workers_recycle(tmp_path)
         rec = inv.probe("log", "httpbin", where, template="i={d['args']['i']}", rate=1000, ttl=600)
         assert rec.placed.ok, rec.placed.summary()  # on both workers; the master's pending copy decides nothing
         assert "supervisor" in rec.placed.summary()
-        statuses = inv.probes().filter(inv.probes()["alias"] == rec.alias)["status"].to_list()
-        assert statuses in (["installed"], ["emitting"], ["emitting/installed"]), statuses
+        # a worker forked a moment ago holds the probe pending until it has imported the app: then installed
+        settled = (["installed"], ["emitting"], ["emitting/installed"])
+        wait_for(lambda: inv.probes().filter(inv.probes()["alias"] == rec.alias)["status"].to_list() in settled,
+                 timeout=15, what=lambda: f"every worker to install the probe: {inv.probes()['status'].to_list()}")
         sent = list(range(48))  # 6 recyclings of a worker at least
         for i in sent:
             assert _get(f"{base}/get?i={i}") == 200
