@@ -166,7 +166,7 @@ def _resolve(name: Optional[str], host: Optional[str], port: Optional[int], toke
         audit_key = read_key(env["PROBEBOOK_AUDIT_KEY_FILE"]) if env.get("PROBEBOOK_AUDIT_KEY_FILE") else None
     except ValueError as exc:
         raise ProbebookError(f"PROBEBOOK_AUDIT_KEY_FILE: {exc}") from None
-    if os.path.isdir(audit) or audit.endswith(("/", os.sep)):
+    if _names_dir(audit):
         audit = os.path.join(audit, f"audit-{_safe(name)}.jsonl")
     return AgentConfig(
         name=name, host=host or env.get("PROBEBOOK_HOST") or "127.0.0.1", port=port_num, tokens=tokens,
@@ -267,10 +267,15 @@ def _start_broker(running: RunningAgent) -> Any:
 
 
 # ---------------------------------------------------------------- port files
+def _names_dir(path: str) -> bool:
+    """A path that names a directory: an existing one, or one written with a trailing separator."""
+    return path.endswith(("/", os.sep)) or os.path.isdir(path)
+
+
 def _port_file_path(spec: Optional[str]) -> Optional[str]:
     if not spec:
         return None
-    if spec.endswith(("/", os.sep)) or os.path.isdir(spec):
+    if _names_dir(spec):
         return os.path.join(spec, f"{os.getpid()}.json")
     if _CHILD:  # the named file is the parent's
         root, ext = os.path.splitext(spec)
@@ -306,7 +311,7 @@ def _at_exit(running: RunningAgent) -> None:
             pass
         remove_own(running.port_file, running.pid)
         spec = running.config.port_file  # a supervisor leaves after its workers: those SIGKILLed left files
-        if spec and (spec.endswith(("/", os.sep)) or os.path.isdir(spec)):
+        if spec and _names_dir(spec):
             remove_ended_children(spec, running.pid)
 
 
@@ -341,7 +346,8 @@ def _on_sigterm(signum: int, _frame: Any) -> None:
         waiter = threading.Thread(target=_at_exit, args=(running,), name="probebook-exit", daemon=True)
         waiter.start()
         waiter.join(_exit_wait() + 0.5)
-        remove_own(running.port_file, running.pid)
+        if waiter.is_alive():  # the wait did not finish: the port file still goes
+            remove_own(running.port_file, running.pid)
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
 

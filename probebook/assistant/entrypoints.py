@@ -47,6 +47,12 @@ class EntryPoint:
     line: int
     why: str
 
+    @property
+    def receives(self) -> bool:
+        """A route is handed to the function or decorates it (not a function that merely names the path,
+        more often a caller of that path than its server)."""
+        return not self.why.endswith(" appears in it")
+
 
 _NEGATED = re.compile(r"\b(nothing|no|not|never|without|isn't|aren't)\b(\s+[\w']+){0,2}?\s+"
                       r"(wrong|errors?|fail\w*|broken|slow|problems?|issues?)\b")

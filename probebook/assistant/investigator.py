@@ -55,11 +55,6 @@ _MECHANISMS = {"growth": growth, "saturation": leaks, "retries": retries}
 Progress = Callable[[str], None]
 
 
-def _receives(ep: EntryPoint) -> bool:
-    """A route is handed to the function or decorates it (not a function that merely names the path)."""
-    return not ep.why.endswith(" appears in it")
-
-
 class Stopped(Exception):
     """The user asked the investigation to stop (an interrupt, a Stop button), or its time ran out."""
 
@@ -193,17 +188,18 @@ class Investigator:
         own = {p: self.serves(service, p) for p in paths[:4]}
         for serves in (True, False):
             for path in sorted(own, key=own.get)[:3]:
-                for other in ([] if own[path] and not serves else self.services()):
-                    eps = [] if other == service else [ep for ep in self.entries(other, [path])
-                                                       if serves == _receives(ep)]
-                    if eps:
+                if own[path] and not serves:
+                    continue
+                for other in self.services():
+                    eps = [ep for ep in self.entries(other, [path]) if ep.receives == serves]
+                    if other != service and eps:
                         self.progress(f"following to {other} ({eps[0].function} serves {path})")
                         return other, eps
         return None
 
     def serves(self, service: str, path: str) -> bool:
         """Does a function of the service receive requests for `path` (a route handed to it or decorating it)?"""
-        return any(_receives(ep) for ep in self.entries(service, [path]))
+        return any(ep.receives for ep in self.entries(service, [path]))
 
     def services(self) -> List[str]:
         """Every connected service (asked once per investigation)."""
@@ -287,11 +283,15 @@ class Investigator:
         res = self.call("place_probe", service=service, kind=kind, where=where, **kw)
         return res.data["probe"] if res else None
 
+    def _until(self, timeout: Optional[float]) -> float:
+        """When a wait of `timeout` s (the usual window when None) ends, within the budget."""
+        wait = self.wait_s if timeout is None else timeout
+        return time.monotonic() + max(0.0, min(wait, self.deadline - time.monotonic()))
+
     def events(self, alias: Optional[str], want: int, timeout: Optional[float] = None) -> List[Dict[str, Any]]:
         if alias is None:
             return []
-        wait = self.wait_s if timeout is None else timeout
-        end = time.monotonic() + max(0.0, min(wait, self.deadline - time.monotonic()))
+        end = self._until(timeout)
         while True:  # in short waits, so a stop request is honoured within a second
             self.call("wait_events", probe=alias, count=want, timeout=min(1.0, max(0.0, end - time.monotonic())))
             events = self.tools.events_of(alias)
@@ -304,8 +304,7 @@ class Investigator:
         (not `want` each, one after the other: a probe on a path nobody takes would hold the others' wait),
         then records one `wait_events` per probe; `[]` for a probe that was not placed."""
         live = [a for a in aliases if a is not None]
-        wait = self.wait_s if timeout is None else timeout
-        end = time.monotonic() + max(0.0, min(wait, self.deadline - time.monotonic()))
+        end = self._until(timeout)
         while live and time.monotonic() < end:
             if sum(len(self.tools.events_of(a)) for a in live) >= want:
                 break

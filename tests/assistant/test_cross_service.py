@@ -94,11 +94,11 @@ def shop(tmp_path, request):
             end_process(p)
 
 
-def _investigate(inv, text, route, alert="HighErrorRate", **kw):
-    """The assistant on front's alert for `route` (none without one): the verdict, and its progress and
-    reasons in words."""
+def _investigate(inv, text, route, alert="HighErrorRate", also=(), **kw):
+    """The assistant on front's alert for `route` (none without one) and the `also` alerts: the verdict,
+    and its progress and reasons in words."""
     lines = []
-    alerts = [Alert(alert, {"service": "front", "route": route})] if route else []
+    alerts = ([Alert(alert, {"service": "front", "route": route})] if route else []) + list(also)
     verdict = Assistant(inv).investigate(text, alerts=alerts, progress=lines.append, wait_s=6, **kw)
     return verdict, "\n".join(lines + verdict.reasons)
 
@@ -159,11 +159,8 @@ def test_a_slow_peer_whose_requests_queue_is_descended_into_when_its_own_alert_f
     """back serves one request at a time: eight shoppers' calls queue before its handler runs, so the
     handler holds a small part of front's wait. back's own latency alert fires too, so the descent goes
     on into it from front's call, and `route_days`, whose work makes the queue, is proven."""
-    lines = []
-    verdict = Assistant(shop).investigate("GET /ship is slow", alerts=[
-        Alert("HighLatency", {"service": "front", "route": "/ship"}),
-        Alert("HighLatency", {"service": "back", "route": "/deliver"})], progress=lines.append, wait_s=6)
-    why = "\n".join(lines + verdict.reasons)
+    verdict, why = _investigate(shop, "GET /ship is slow", "/ship", "HighLatency",
+                                also=[Alert("HighLatency", {"service": "back", "route": "/deliver"})])
     assert "back's own latency alert fires: descending into it" in why, why
     assert verdict.kind == "proven" and verdict.service == "back" and verdict.locus.endswith(":route_days"), why
 
