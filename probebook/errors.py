@@ -10,6 +10,7 @@ Messages are one line and say what to do.
         │   ├── LocationError         LookupError    `where` matches no code, or several candidates
         │   └── ExpressionError                      an expression is refused before it runs
         ├── EvaluationError           RuntimeError   an expression failed at a hit
+        │   └── OverBudget                           it would spend more work than a hit may
         ├── ProbeNotFound             KeyError       no probe has that id
         ├── SourceNotFound            LookupError    no loaded module has a file with that path
         ├── UnsafeAccess              AttributeError reading it would run user code
@@ -53,6 +54,7 @@ __all__ = [
     "LocationError",
     "ExpressionError",
     "EvaluationError",
+    "OverBudget",
     "ProbeNotFound",
     "SourceNotFound",
     "UnsafeAccess",
@@ -125,6 +127,10 @@ class AgentUnavailable(ProbebookError, RuntimeError):
 
 class EvaluationError(ProbebookError, RuntimeError):
     """An expression failed while evaluating at a hit (missing name, wrong type, budget)."""
+
+
+class OverBudget(EvaluationError):
+    """An operation would spend more work than one probe hit may (the probe is disabled at once)."""
 
 
 class ProbeNotFound(ProbebookError, KeyError):

@@ -29,6 +29,7 @@ from probebook.protocol.kinds import ACTIVE, ENDED, Status
 from probebook.protocol.records import ProbeInfo
 from probebook.protocol.spec import ProbeSpec, Where, parse_where
 
+from .capture.safe_access import module_file
 from .capture.values import CaptureLimits
 from .events import EventBatch, EventBuffer
 from .expr.expressions import compile_expression
@@ -289,7 +290,7 @@ class Agent:
             if not mods:
                 return None
             if len(mods) > 1:
-                names = ", ".join(sorted(str(m.__file__) for m in mods))
+                names = ", ".join(sorted(str(module_file(m)) for m in mods))
                 raise LocationError(f"where: {where.file} matches {len(mods)} loaded files ({names}); "
                                     f"give more of the path")
             if _importing(mods[0]) and mods[0] is not loaded:

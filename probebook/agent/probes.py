@@ -13,19 +13,21 @@ import time
 from types import FrameType
 from typing import Any, Callable, List, Optional, Tuple
 
-from probebook.errors import EvaluationError
+from probebook.errors import EvaluationError, OverBudget
 from probebook.protocol.events import (Event, ExceptionEvent, LogEvent, MetricEvent, SnapshotEvent, SpanEvent,
                                        StatusEvent)
 from probebook.protocol.kinds import Status
 from probebook.protocol.spec import ProbeSpec
 
 from . import tracecontext
+from .capture.safe_access import class_name, type_name
 from .capture.safe_repr import repr_reads, safe_repr
 from .capture.tree import as_stack, as_tree, error_raw, field_map_raw
 from .capture.values import (CaptureLimits, capture_locals, capture_locals_raw, capture_stack_raw, capture_value,
                              capture_value_raw)
 from .expr.expressions import Expression
 from .expr.template import Template
+from .expr.work import WORK_BUDGET, METER
 from .limits import RateLimiter
 from .instrument.locate import code_name, parameter_names
 from .tracecontext import thread_name
@@ -37,8 +39,9 @@ _now_ns = time.perf_counter_ns  # durations of the host's calls
 # being preempted (by the OS, or waiting for the GIL) is not charged as work.
 _cpu_ns = time.thread_time_ns
 _time = time.time
-_TRUTHY_TYPES = (bool, int, float, str, bytes, list, tuple, dict, set, frozenset, type(None))
-_NUMBER = (int, float)
+# by type id: `type(v) in (...)` would call the __eq__ of a hostile metaclass
+_TRUTHY_TYPES = frozenset(map(id, (bool, int, float, str, bytes, list, tuple, dict, set, frozenset, type(None))))
+_NUMBER = frozenset(map(id, (int, float, bool)))
 
 
 class ProbeHost:
@@ -103,6 +106,10 @@ class ProbeRuntime:
         self.fast_false: Optional[Callable[[Any], bool]] = None
         self._lock = threading.Lock()
         self._snapshot_like = spec.kind in ("snapshot", "exception")
+        # whether a hit evaluates anything, and so needs its work budget armed
+        self._metered = bool(condition is not None or captures or metric_value is not None
+                             or (template is not None and template.evaluates))
+        self._redacted = host.redactor  # configured again in place, never replaced
         self._untimed = 0  # emitted hits since the last timed one (see on_line)
         self._log_format: Optional[Tuple[Any, Callable[[Any], str], Callable[[tuple], str], int]] = None
         self._emit_fn = {"log": self._emit_log, "snapshot": self._emit_snapshot, "metric": self._emit_metric}.get(
@@ -116,6 +123,8 @@ class ProbeRuntime:
         if not self.active:
             return
         try:
+            if self._metered:
+                METER.hit = [WORK_BUDGET, self._redacted]  # work.arm, inline: this hit's work budget
             if self.condition is not None and not self._condition_holds(f_locals, frame.f_globals):
                 return
             if not self._admit():
@@ -131,6 +140,8 @@ class ProbeRuntime:
                     return
                 self.emitted += 1  # what _spent does for an untimed hit of a probe without a hit cap
                 self._untimed += 1
+        except OverBudget as exc:
+            self._over_budget(exc)
         except Exception as exc:  # never into the host
             self._internal_error(exc)
 
@@ -139,7 +150,9 @@ class ProbeRuntime:
         timed = self.evaluations == 1 or (self.evaluations & 7) == 0  # the first, then every 8th
         t0 = _cpu_ns() if timed else 0
         try:
-            value = self.condition.evaluate(f_locals, f_globals)  # type: ignore[union-attr]
+            value = self.condition.run(f_locals, f_globals)  # type: ignore[union-attr]
+        except OverBudget:
+            raise
         except EvaluationError as exc:
             self._evaluation_failed(f"condition failed: {exc}")
             return False
@@ -160,12 +173,12 @@ class ProbeRuntime:
         self.failures = 0
         if value is True:
             return True
-        if value is False or value is None or (type(value) in _TRUTHY_TYPES and not value):
+        if value is False or value is None or (id(type(value)) in _TRUTHY_TYPES and not value):
             self.filtered += 1
             return False
-        if type(value) in _TRUTHY_TYPES:
+        if id(type(value)) in _TRUTHY_TYPES:
             return True
-        self._evaluation_failed(f"condition gave a {type(value).__name__}, expected true/false")
+        self._evaluation_failed(f"condition gave a {type_name(value)}, expected true/false")
         return False
 
     def _admit(self) -> bool:
@@ -209,6 +222,14 @@ class ProbeRuntime:
                 self, Status.DISABLED,
                 f"{message} ({self.failures} times in a row); fix the expression and add it again"
             )
+
+    def _over_budget(self, exc: OverBudget) -> None:
+        """An expression would have spent more work than a hit may: nothing more runs, now or later."""
+        self.failed += 1
+        if self.active:
+            self.active = False
+            self.host.request_disable(self, Status.DISABLED,
+                                      f"{exc}; the probe stopped at that hit; probe something smaller and add it again")
 
     def _internal_error(self, exc: BaseException) -> None:
         self.active = False
@@ -259,7 +280,9 @@ class ProbeRuntime:
 
     def _capture_expr(self, expr: Expression, f_locals: Any, f_globals: Any) -> tuple:
         try:
-            return capture_value_raw(expr.evaluate(f_locals, f_globals), self.limits, self.host.redactor)
+            return capture_value_raw(expr.run(f_locals, f_globals), self.limits, self.host.redactor)
+        except OverBudget:
+            raise
         except EvaluationError as exc:
             return error_raw(str(exc))
 
@@ -268,12 +291,14 @@ class ProbeRuntime:
         value: Any = 1
         if self.metric_value is not None:
             try:
-                value = self.metric_value.evaluate(f_locals, frame.f_globals)
+                value = self.metric_value.run(f_locals, frame.f_globals)
+            except OverBudget:
+                raise
             except EvaluationError as exc:
                 self._evaluation_failed(f"metric value failed: {exc}")
                 return False
-            if type(value) not in _NUMBER and type(value) is not bool:
-                self._evaluation_failed(f"metric value is a {type(value).__name__}, expected a number")
+            if id(type(value)) not in _NUMBER:
+                self._evaluation_failed(f"metric value is a {type_name(value)}, expected a number")
                 return False
         self.host.emit(MetricEvent(name=metric.name, metric_type=metric.type, value=float(value),  # type: ignore
                                    unit=metric.unit, **self._where(frame, line)))  # type: ignore[union-attr]
@@ -304,6 +329,8 @@ class ProbeRuntime:
             kind = self.spec.kind
             if kind == "exception" and exc is None:
                 return
+            if self._metered:
+                METER.hit = [WORK_BUDGET, self._redacted]
             if self.condition is not None and frame is not None:
                 if not self._condition_holds(frame.f_locals, frame.f_globals):
                     if span is not None:
@@ -326,6 +353,10 @@ class ProbeRuntime:
                                            value=(t0 - start_ns) / 1e6, unit="ms", error=exc is not None,
                                            cpu_ms=cpu, **where))
             self._spent(_cpu_ns() - c0)
+        except OverBudget as err:
+            if span is not None:
+                span.abandon()
+            self._over_budget(err)
         except Exception as err:
             self._internal_error(err)
 
@@ -344,7 +375,7 @@ class ProbeRuntime:
             tb = tb.tb_next
         where = self._where(frame) if frame is not None else {"probe_id": self.id}
         self.host.emit(ExceptionEvent(
-            exc_type=f"{type(exc).__module__}.{type(exc).__qualname__}".replace("builtins.", ""),
+            exc_type=type_name(exc),
             message=capture_value(exc, limits, redactor), frames=frames, **where))
 
 
@@ -408,12 +439,12 @@ class _SpanToken:
         if self.otel_span is not None:
             otel = sys.modules["opentelemetry.trace"]
             if exc is not None:  # the type name only: str(exc) could run user code
-                self.otel_span.set_status(otel.Status(otel.StatusCode.ERROR, type(exc).__name__))
+                self.otel_span.set_status(otel.Status(otel.StatusCode.ERROR, class_name(type(exc))))
             sys.modules["opentelemetry.context"].detach(self.otel_token)
             self.otel_span.end()
         where = probe._where(frame) if frame is not None else {"probe_id": probe.id}
         where["trace_id"] = self.trace_id
         probe.host.emit(SpanEvent(
             name=probe.spec.name or where.get("function", ""), span_id=self.span_id, parent_span_id=self.parent,
-            start_ns=self.start_wall_ns, duration_ns=ns, error=type(exc).__name__ if exc is not None else "",
+            start_ns=self.start_wall_ns, duration_ns=ns, error=class_name(type(exc)) if exc is not None else "",
             otel=self.otel_span is not None, **where))

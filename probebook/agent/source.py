@@ -27,6 +27,7 @@ from probebook.errors import LocationError, SourceNotFound
 from probebook.protocol.records import ModuleSource, SourceFile
 from probebook.protocol.spec import plain_text
 
+from .capture.safe_access import module_file
 from .instrument.locate import modules_for_file
 
 __all__ = ["loaded_modules", "read_source", "MAX_LINES"]
@@ -42,8 +43,8 @@ _HASH_LOCK = threading.Lock()
 def _module_files() -> List[Tuple[str, str]]:
     out = []
     for name, mod in list(sys.modules.items()):
-        fn = getattr(mod, "__file__", None) if isinstance(mod, ModuleType) else None
-        if isinstance(fn, str) and fn.endswith(".py"):
+        fn = module_file(mod)
+        if fn is not None and fn.endswith(".py"):
             out.append((name, fn))
     return sorted(out)
 
@@ -86,9 +87,9 @@ def read_source(path: str, start: Optional[int] = None, end: Optional[int] = Non
     if not mods:
         raise SourceNotFound(f"no loaded module has a file ending with {path!r}; list them with GET /v1/source/modules")
     if len(mods) > 1:
-        names = ", ".join(sorted(str(m.__file__) for m in mods))
+        names = ", ".join(sorted(str(module_file(m)) for m in mods))
         raise LocationError(f"path: {path} matches {len(mods)} loaded files ({names}); give more of the path", "path")
-    fn = str(mods[0].__file__)
+    fn = str(module_file(mods[0]))
     try:
         with open(fn, "rb") as fh:
             data = fh.read()

@@ -3,6 +3,8 @@
 import threading
 import time
 
+import pytest
+
 import shapes
 from conformance_support import events, where
 from support import wait_for
@@ -156,14 +158,40 @@ def test_cpu_budget_counts_work_not_waiting_for_the_gil():
         agent.close()
 
 
-def test_a_slow_condition_is_disabled_at_its_first_timed_evaluation(agent):
-    """Sorting 20,000 strings takes ~10 ms a hit: the first evaluation is timed, and one this far over the
-    1 ms budget disables the probe at once (before, only every 8th was timed and any untimed success
-    cleared the count, so a slow condition was never disabled)."""
-    probe = agent.add_probe({"kind": "log", "where": where("plain"), "template": "a={a}",
-                             "when": 'sorted(["a" * 1000] * 40000) == []'})
-    for i in range(3):
-        assert shapes.plain(i, 1) == (i + 1) * 2
+def test_a_slow_condition_is_disabled_at_its_first_timed_evaluation():
+    """A condition within the work budget but over the time budget (here 5 us, so that sorting 1,000 ints
+    is over it ten times): the first evaluation is timed, and one this far over the budget disables the
+    probe at once (before, only every 8th was timed and any untimed success cleared the count, so a slow
+    condition was never disabled)."""
+    agent = Agent(AgentLimits(cpu_budget=1.0, condition_budget=5e-6))
+    try:
+        probe = agent.add_probe({"kind": "log", "where": where("plain"), "template": "a={a}",
+                                 "when": "sorted([7, 3, 5, 1] * 250, reverse=True) == []"})
+        for i in range(3):
+            assert shapes.plain(i, 1) == (i + 1) * 2
+        info = _wait_status(agent, probe.id, "disabled")
+        assert "over its budget" in info.reason
+        assert agent.get_probe(probe.id).hits <= 2
+    finally:
+        agent.close()
+
+
+@pytest.mark.parametrize("condition", [
+    'sorted(["a" * 1000] * 40000) == []',  # ~10 ms a hit timed after the fact; now refused before it runs
+    "sorted(['a' * 999999, 'a' * 999999] * 499999) == []",  # ~30 s a hit before
+    "len(str([['a' * 999999] * 999999])) > 0",  # grew memory until MemoryError
+    "'b' in ('a' * 999999 + 'a' * 999999 + 'a' * 999999 + 'a' * 999999) * 1",
+])
+def test_a_condition_that_would_work_too_much_is_refused_before_the_work_and_disabled(agent, condition):
+    """The work budget is charged before each operation: the host's call stays short, the probe is disabled
+    at its first hit, and its reason says what would have cost too much."""
+    probe = agent.add_probe({"kind": "log", "where": where("plain"), "template": "a={a}", "when": condition})
+    t0 = time.perf_counter()
+    assert shapes.plain(1, 1) == 4
+    took = time.perf_counter() - t0
     info = _wait_status(agent, probe.id, "disabled")
-    assert "over its budget" in info.reason
-    assert agent.get_probe(probe.id).hits <= 2
+    assert "units of work" in info.reason and "a hit may spend" in info.reason, info.reason
+    assert took < 0.05, f"the host's call took {took * 1000:.1f} ms"
+    for i in range(3):
+        shapes.plain(i, 1)
+    assert agent.get_probe(probe.id).failed == 1  # nothing evaluated after the first

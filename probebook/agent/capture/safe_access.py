@@ -24,7 +24,7 @@ from typing import Any, Iterator, Optional, Tuple
 
 from probebook.errors import UnsafeAccess
 
-__all__ = ["MISSING", "safe_getattr", "instance_dict", "slot_names", "iter_fields", "type_name", "mro_of",
+__all__ = ["MISSING", "safe_getattr", "class_name", "plain_text", "module_file", "module_name", "instance_dict", "plain_keys", "plain_namespace", "slot_names", "iter_fields", "type_name", "mro_of",
            "class_dict", "type_attr"]
 
 
@@ -62,22 +62,56 @@ def type_attr(tp: type, name: str) -> Any:
     return _NAMES[name](tp, type)
 
 
+def plain_text(x: Any, default: str = "?") -> str:
+    """`x` as an exact `str` without running its methods: a `str` subclass (a hostile `__module__`) copied
+    through `str.__str__`, anything else `default`."""
+    if type(x) is str:
+        return x
+    return str.__str__(x) if issubclass(type(x), str) else default
+
+
 def type_name(obj: Any) -> str:
     """`module.QualName` of the object's type, read without touching the object."""
     tp = type(obj)
-    mod = type_attr(tp, "__module__")
-    qual = type_attr(tp, "__qualname__")
-    if mod in ("builtins", None):
-        return str(qual)
+    mod = plain_text(type_attr(tp, "__module__"), "")
+    qual = plain_text(type_attr(tp, "__qualname__"))
+    if mod == "builtins" or not mod:
+        return qual
     return f"{mod}.{qual}"
+
+
+def class_name(tp: type) -> str:
+    """`tp.__name__`, read without a metaclass's say."""
+    return plain_text(type_attr(tp, "__name__"))
 
 
 def _lookup_in_mro(tp: type, name: str) -> Any:
     for klass in mro_of(tp):
         ns = class_dict(klass)
+        if not _plain_class(klass, ns):
+            raise UnsafeAccess(f"the namespace of class {class_name(klass)} has a key that is not a plain str; "
+                               f"looking {name!r} up could run that key's __eq__, which probes do not run")
         if name in ns:
             return ns[name]
     return MISSING
+
+
+# id(class) -> (the class, the length of its namespace when its keys were all plain str): classes live
+# long and rarely change; one is checked again when its namespace's size changes
+_CLASSES: dict = {}
+
+
+def _plain_class(klass: type, ns: Any) -> bool:
+    seen = _CLASSES.get(id(klass))
+    if seen is not None and seen[0] is klass and seen[1] == len(ns):
+        return True
+    for k in ns:  # a mappingproxy iterates its dict's keys: no user code
+        if type(k) is not str:
+            return False
+    if len(_CLASSES) >= 4096:
+        _CLASSES.clear()
+    _CLASSES[id(klass)] = (klass, len(ns))
+    return True
 
 
 # (id(type), name) -> (type, class attribute or MISSING). Probes read the same few attributes of
@@ -99,6 +133,34 @@ def _class_attr(tp: type, name: str) -> Any:
     return value
 
 
+def module_file(module: Any) -> Optional[str]:
+    """`module.__file__` of an entry of `sys.modules`, read from its namespace: never through a module's
+    `__getattr__` (PEP 562) or a module subclass's `__getattribute__`. None for anything else."""
+    if not issubclass(type(module), types.ModuleType):  # not isinstance(): it may read __class__
+        return None
+    ns = _module_dict(module)
+    fn = ns.get("__file__") if ns is not None else None
+    return fn if type(fn) is str else None
+
+
+def module_name(module: Any) -> str:
+    """`module.__name__`, read as `module_file` reads its file."""
+    ns = _module_dict(module) if issubclass(type(module), types.ModuleType) else None
+    name = ns.get("__name__") if ns is not None else None
+    return name if type(name) is str else "?"
+
+
+def _module_dict(module: Any) -> Optional[dict]:
+    desc = _class_attr(type(module), "__dict__")
+    if type(desc) is not _MEMBER and type(desc) is not _GETSET:
+        return None
+    try:
+        d = desc.__get__(module, type(module))
+    except Exception:
+        return None
+    return d if plain_namespace(d) else None
+
+
 def instance_dict(obj: Any) -> Optional[dict]:
     """The instance `__dict__`, or None when it has none or a user override guards it."""
     if issubclass(type(obj), type):  # isinstance() would read obj.__class__, which a user may override
@@ -110,7 +172,34 @@ def instance_dict(obj: Any) -> Optional[dict]:
         d = desc.__get__(obj, type(obj))
     except Exception:
         return None
-    return d if type(d) is dict else None
+    return d if type(d) is dict and plain_keys(d) else None
+
+
+# id(namespace) -> (the namespace, its length when its keys were all plain): module dicts and frames'
+# globals live as long as their module, and are checked again only when their length changes
+_NAMESPACES: dict = {}
+
+
+def plain_namespace(d: Any) -> bool:
+    """`plain_keys` for a long-lived namespace (a module's dict, a frame's globals), remembered."""
+    seen = _NAMESPACES.get(id(d))
+    if seen is not None and seen[0] is d and seen[1] == len(d):
+        return True
+    if type(d) is not dict or not plain_keys(d):
+        return False
+    if len(_NAMESPACES) >= 4096:  # every module's namespace, in a big service
+        _NAMESPACES.clear()
+    _NAMESPACES[id(d)] = (d, len(d))
+    return True
+
+
+def plain_keys(d: dict) -> bool:
+    """True when every key of `d` is an exact `str`: looking a name up in it then runs no user code (a `str`
+    subclass key with its own `__eq__` and a hash equal to the name's would run that `__eq__`)."""
+    for k in d:  # a plain loop: the cheapest check for the few keys an instance has
+        if type(k) is not str:
+            return False
+    return True
 
 
 def slot_names(tp: type) -> Iterator[str]:
@@ -161,9 +250,13 @@ def safe_getattr(obj: Any, name: str) -> Any:
         if cls_attr is MISSING and plain[1] is not None:
             d = plain[1].__get__(obj, tp)
             if type(d) is dict:
-                value = d.get(name, MISSING)
-                if value is not MISSING:
-                    return value
+                for k in d:  # plain_keys, inline: every attribute read of a probe comes here
+                    if type(k) is not str:
+                        break
+                else:
+                    value = d.get(name, MISSING)
+                    if value is not MISSING:
+                        return value
     elif not issubclass(tp, (type, types.ModuleType)):
         desc = _class_attr(tp, "__dict__")
         if len(_PLAIN) >= _MRO_CACHE_MAX:
@@ -174,9 +267,12 @@ def safe_getattr(obj: Any, name: str) -> Any:
 
 def _safe_getattr_slow(obj: Any, name: str) -> Any:
     if issubclass(type(obj), types.ModuleType):
-        ns = instance_dict(obj)
+        ns = _module_dict(obj)
         if ns is not None and name in ns:
             return ns[name]
+        if ns is None:
+            raise UnsafeAccess(f"the module's namespace has a key that is not a plain str; looking {name!r} up "
+                               f"could run that key's __eq__, which probes do not run")
         raise UnsafeAccess(f"module {type_attr(type(obj), '__name__')!s} has no attribute {name!r}")
     tp = type(obj)
     desc = _class_attr(tp, name)
@@ -190,25 +286,31 @@ def _safe_getattr_slow(obj: Any, name: str) -> Any:
             d = instance_dict(obj)
             if d is not None and name in d:
                 return d[name]
-            raise UnsafeAccess(f"{name!r} of {tp.__name__} is a cached property not computed yet; probes do not "
+            raise UnsafeAccess(f"{name!r} of {class_name(tp)} is a cached property not computed yet; probes do not "
                                f"run user code (it is readable once the code has read it)")
-        raise UnsafeAccess(f"{name!r} of {tp.__name__} is a property or descriptor; probes do not run user code")
+        raise UnsafeAccess(f"{name!r} of {class_name(tp)} is a property or descriptor; probes do not run user code")
     if issubclass(tp, type):
         value = _lookup_in_mro(obj, name)
         if value is MISSING:
-            raise UnsafeAccess(f"class {obj.__name__} has no attribute {name!r}")
-        if _has_get(value) and type(value) not in (types.FunctionType, staticmethod, classmethod):
-            raise UnsafeAccess(f"{name!r} of class {obj.__name__} is a descriptor; probes do not run user code")
+            raise UnsafeAccess(f"class {class_name(obj)} has no attribute {name!r}")
+        tv = type(value)  # compared by identity: `in (...)` would call a metaclass __eq__
+        if _has_get(value) and tv is not types.FunctionType and tv is not staticmethod and tv is not classmethod:
+            raise UnsafeAccess(f"{name!r} of class {class_name(obj)} is a descriptor; probes do not run user code")
         return value
     d = instance_dict(obj)
     if d is not None and name in d:
         return d[name]
+    if d is None and type(_class_attr(tp, "__dict__")) is _GETSET:
+        raw = _class_attr(tp, "__dict__").__get__(obj, tp)
+        if type(raw) is dict and not plain_keys(raw):
+            raise UnsafeAccess(f"the __dict__ of {type_name(obj)} has a key that is not a plain str; looking "
+                               f"{name!r} up could run that key's __eq__, which probes do not run")
     if desc is not MISSING:
         if _has_get(desc):
             # methods and other non-data descriptors: reading them is safe only as plain functions
             if type(desc) is types.FunctionType:
                 return types.MethodType(desc, obj)
-            raise UnsafeAccess(f"{name!r} of {tp.__name__} is a descriptor; probes do not run user code")
+            raise UnsafeAccess(f"{name!r} of {class_name(tp)} is a descriptor; probes do not run user code")
         return desc
     if _lookup_in_mro(tp, "__getattr__") is not MISSING:  # a proxy (Flask's `request`) or a lazy object
         raise UnsafeAccess(f"{name!r} of {type_name(obj)} would come from its __getattr__ (a proxy or lazy object), "

@@ -20,6 +20,7 @@ from .writers import HANDLERS, SCAN_MARGIN, classify, write_enum
 
 __all__ = ["safe_repr", "repr_reads"]
 
+_PAIRS = {id(list), id(tuple)}  # a 2-item one may be a (name, value) pair
 _BRACKETS = {id(list): ("[", "]"), id(tuple): ("(", ")"), id(set): ("{", "}"), id(frozenset): ("frozenset({", "})"),
              id(dict): ("{", "}")}
 _REPR_SCALARS = {id(float), id(bool), id(type(None))}
@@ -97,6 +98,11 @@ def _render(v: Any, out: List[str], rules: Optional[RedactionRules], depth: int,
             _emit(out, room, f"<{name} at {id(v):#x}>")
 
 
+def _names_secret(first: Any, rules: RedactionRules) -> bool:
+    name = key_name(first)
+    return name is not None and rules.is_redacted_name(name)
+
+
 def _render_container(v: Any, tid: int, out: List[str], rules: Optional[RedactionRules], depth: int, room: List[int]) -> None:
     size = len(v)  # exact builtin containers only: len() runs no user code
     if size == 0 and (tid == id(set) or tid == id(frozenset)):
@@ -112,6 +118,10 @@ def _render_container(v: Any, tid: int, out: List[str], rules: Optional[Redactio
                 break
             if shown:
                 _emit(out, room, ", ")
+            if rules is not None and shown == 1 and size == 2 and tid in _PAIRS and _names_secret(v[0], rules):
+                _emit(out, room, "[REDACTED]")  # the value of a ("Authorization", value) pair, as in capture
+                shown += 1
+                continue
             if is_dict:
                 key, item = item
                 _render(key, out, rules, depth + 1, room)

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Budget", "SCAN_MARGIN", "HANDLERS", "classify", "write_value", "write_cut", "write_enum"]
 
-SCAN_MARGIN = 4096  # a secret straddling the string cut must still be seen by the patterns
+SCAN_MARGIN = 256  # a secret straddling the string cut must still be seen by the patterns
 _NODE = 40  # approximate JSON size of a node's own keys, for the byte budget
 _I64 = 1 << 63
 _islice = itertools.islice
@@ -121,11 +121,14 @@ def _float(value: float, depth: int, b: Budget, tname: str) -> None:
 
 def _text(s: str, b: Budget, tname: str, scan: bool = True) -> None:
     n = len(s)
-    if scan and b.value_redacted(s if n <= b.scan else s[: b.scan]):
-        b.bytes_left -= _NODE
-        b.out += (OPEN, "type", tname, "not_captured", "redacted", CLOSE)
-        return
     limit = b.max_string
+    if scan:
+        if b.value_redacted(s if n <= b.scan else s[: b.scan]):
+            b.bytes_left -= _NODE
+            b.out += (OPEN, "type", tname, "not_captured", "redacted", CLOSE)
+            return
+        if n > limit:  # the scan past the cut is work too: it counts in the budget (a capture's time)
+            b.bytes_left -= min(n, b.scan) - limit
     if n > limit:
         s = s[:limit]
     # JSON escapes non-ASCII as \uXXXX: six characters each
@@ -144,7 +147,7 @@ def _bytes(value: Any, depth: int, b: Budget, tname: str) -> None:
         b.out += (OPEN, "type", tname, "not_captured", "redacted", CLOSE)
         return
     head = bytes(base.__getitem__(value, slice(0, b.max_string)))
-    b.bytes_left -= _NODE + 4 * len(head)
+    b.bytes_left -= _NODE + 4 * len(head) + min(n, b.scan) - len(head)
     b.out += (OPEN, "type", tname, "value", repr(head))
     if n > len(head):
         b.out += ("truncated", True, "size", n)

@@ -19,7 +19,9 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from ..capture.safe_access import MISSING, _lookup_in_mro, mro_of, type_attr, type_name
 from .value_checks import (ATOMS, EQ, HASH, KIND, MAX_INT_BITS, ORDER, REPR, STRICT, TEXT, deep, downcast, fail,
-                           inherits_builtin, is_int, iterable, keys_ok, operand, short_repr, truth)
+                           hash_spread, inherits_builtin, int_units, is_int, iterable, keys_ok, no_redacted_entries,
+                           operand, short_repr, truth, walk)
+from .work import charge, search_units, secret_shaped, text_units
 
 __all__ = ["CALLS", "VALUES", "METHODS", "call_method", "check_text", "isinstance_"]
 
@@ -41,6 +43,8 @@ def _is_class(x: Any) -> bool:
 
 def isinstance_(value: Any, classes: Any) -> bool:
     """`isinstance()` for plain classes, read from the exact type (never `value.__class__`)."""
+    if type(classes) is tuple:
+        charge(len(classes), "isinstance()")
     for cls in classes if type(classes) is tuple else (classes,):
         if not _plain_class(cls):
             why = (f"{type_attr(cls, '__qualname__')} would run its metaclass __subclasscheck__"
@@ -55,6 +59,8 @@ def _round(x: Any, ndigits: Any = None) -> Any:
         return round(x)
     if not is_int(ndigits) or abs(ndigits) > 4000:
         raise fail("round() ndigits must be an int between -4000 and 4000")
+    if is_int(x) and ndigits < 0:  # divides by 10**-ndigits
+        charge(int_units(x, 10 ** -ndigits), "round()")
     return round(x, ndigits)
 
 
@@ -73,9 +79,13 @@ def _int(x: Any, base: Any = MISSING) -> int:
 
 
 def _str(x: Any) -> str:
-    if is_int(x) and int.bit_length(x) > MAX_INT_BITS:
-        raise fail(f"str() of an int over {MAX_INT_BITS} bits is not allowed")
-    deep(x, REPR, "str()")
+    if is_int(x):
+        if int.bit_length(x) > MAX_INT_BITS:
+            raise fail(f"str() of an int over {MAX_INT_BITS} bits is not allowed")
+        charge(int_units(x, x) >> 2, "str()")  # decimal conversion is quadratic
+    elif type(x) is not str:  # a repr: separators per item, and up to 10 characters per character of text
+        units, chars = walk(x, REPR, "str()")
+        charge(3 * units + text_units(9 * chars), "str()")
     return str(x)
 
 
@@ -92,7 +102,9 @@ def _minmax(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _sorted(x: Any, reverse: Any = False) -> list:
-    deep(iterable(x, "sorted()"), ORDER, "sorted()")
+    n = len(iterable(x, "sorted()"))
+    walked = deep(x, ORDER, "sorted()")
+    charge((n + walked) * max(1, n.bit_length()), "sorted()")  # each item is compared about log2(n) times
     return sorted(x, reverse=truth(reverse))
 
 
@@ -104,12 +116,16 @@ def _sum(x: Any, start: Any = 0) -> Any:
 
 
 def _over(fn: Callable[[Any], Any], dunders: Optional[Sequence[str]]) -> Callable[..., Any]:
-    """fn(iterable) after checking the iterable and, for `dunders`, its items."""
+    """fn(iterable) after checking the iterable and, for `dunders`, its items; charged for the items
+    it builds or visits (twice for a set: hashing text reads it)."""
     def call(x: Any = ()) -> Any:
         what = f"{fn.__name__}()"
-        iterable(x, what)
+        charge(len(iterable(x, what)), what)
         if dunders:
-            deep(x, dunders, what)
+            units = deep(x, dunders, what)
+            if dunders is HASH:  # hashing reads the items once more; colliding hashes compare pairwise
+                charge(units, what)
+                hash_spread(x, what)
         return fn(x)
     return call
 
@@ -142,15 +158,30 @@ VALUES.update({t.__name__: t for t in (complex, bytes, bytearray, dict, range)})
 
 
 def check_text(recv: Any, args: tuple) -> None:
-    """The argument check of text methods: builtin values only."""
+    """The argument check of text methods: builtin values only; charged a search of the receiver."""
+    needle = 1
     for a in args:
         if id(type(a)) not in ATOMS:
             deep(a, STRICT, "method argument")
+        elif id(type(a)) in TEXT:
+            needle = max(needle, len(a))
+    if id(type(recv)) in TEXT:
+        charge(search_units(len(recv), needle), "method")
+        secret_shaped(recv, "method")
+
+
+def _check_split(recv: Any, args: tuple) -> None:
+    """A split also builds a string per part: at most one per character, or per separator found."""
+    check_text(recv, args)
+    sep = args[0] if args else None
+    parts = recv.count(sep) + 1 if id(type(sep)) in TEXT and len(sep) else len(recv) // 2 + 1
+    charge(parts, "split()")
 
 
 def _check_join(recv: Any, args: tuple) -> None:
     for a in args:  # items must be builtin too: bytes.join reads any buffer, even a Python __buffer__
-        deep(iterable(a, "join()"), STRICT, "join()")
+        walked = deep(iterable(a, "join()"), STRICT, "join()")
+        charge(walked + text_units(len(recv) * len(a)), "join()")
 
 
 def _check_key(recv: Any, args: tuple) -> None:
@@ -166,8 +197,14 @@ def _check_items(recv: Any, args: tuple) -> None:
 
 def _check_sets(recv: Any, args: tuple) -> None:
     deep(recv, HASH, "set method")
+    hash_spread(recv, "set method")
     for a in args:
         deep(iterable(a, "set method"), HASH, "set method")
+        hash_spread(a, "set method")
+
+
+def _check_values(recv: Any, args: tuple) -> None:
+    no_redacted_entries(recv, "values()/items()")
 
 
 def _none(recv: Any, args: tuple) -> None:
@@ -177,10 +214,13 @@ def _none(recv: Any, args: tuple) -> None:
 _Method = Tuple[Callable[..., Any], Callable[[Any, tuple], None]]
 _TEXT_METHODS = ("startswith endswith lower upper strip lstrip rstrip split rsplit count find rfind "
                  "isdigit isalpha isalnum isspace islower isupper partition rpartition splitlines").split()
-_METHOD_LIST = [(t, m, check_text) for t in (str, bytes, bytearray) for m in _TEXT_METHODS]
+_SPLITS = ("split", "rsplit", "splitlines")
+_METHOD_LIST = [(t, m, _check_split if m in _SPLITS else check_text) for t in (str, bytes, bytearray)
+                for m in _TEXT_METHODS]
 _METHOD_LIST += [(t, "join", _check_join) for t in (str, bytes, bytearray)]
 _METHOD_LIST += [(str, m, check_text) for m in ("casefold", "title", "isidentifier")] + [(bytes, "hex", check_text)]
-_METHOD_LIST += [(t, m, _none) for t in (dict, collections.OrderedDict, collections.defaultdict)
+_METHOD_LIST += [(t, m, _none if m == "keys" else _check_values) for t in (dict, collections.OrderedDict,
+                                                                          collections.defaultdict)
                  for m in ("keys", "values", "items")]
 _METHOD_LIST += [(t, m, _check_items) for t in (list, tuple) for m in ("count", "index")]
 _METHOD_LIST += [(t, m, _check_sets) for t in (set, frozenset) for m in ("issubset", "issuperset", "isdisjoint")]

@@ -21,8 +21,10 @@ from typing import Any, Callable, List, Mapping, Tuple
 
 from probebook.errors import EvaluationError, ExpressionError
 
-from ..capture.safe_access import MISSING, safe_getattr
-from . import calls, operators, value_checks
+from ..capture.redaction import key_name
+from ..capture.safe_access import MISSING, plain_namespace, safe_getattr
+from . import calls, operators, value_checks, work
+from .work import secret_shaped
 
 __all__ = ["ClosureCompiler", "Closure", "LITERAL_TYPES"]
 
@@ -101,10 +103,13 @@ class ClosureCompiler:
         if fallback is MISSING:
             self.names.add(name)
         missing = f"name {name!r} is not defined"
+        odd_globals = f"the module's globals have a key that is not a plain str; looking {name!r} up could run its __eq__"
 
         def load(L: Mapping[str, Any], G: Mapping[str, Any]) -> Any:
             if name in L:
                 return L[name]
+            if not plain_namespace(G):
+                raise EvaluationError(odd_globals)
             if name in G:
                 return G[name]
             if fallback is MISSING:
@@ -120,13 +125,18 @@ class ClosureCompiler:
 
     def _Subscript(self, node: ast.Subscript, depth: int) -> Tuple[Closure, Any]:
         key_node = node.slice
-        if isinstance(key_node, ast.Constant) and isinstance(key_node.value, str) and self.redacted(key_node.value):
+        if isinstance(key_node, ast.Constant) and self.redacted_key(key_node.value):
             raise self.refuse(node, f"names redacted identifier {key_node.value!r}; redacted values cannot be read")
         obj, key = self.build(node.value, depth)[0], self.build(key_node, depth)[0]
         item = operators.item
         if not isinstance(key_node, ast.Constant):  # creds['pass' + 'word'] stays redacted
             key = self.unredacted(key)
         return (lambda L, G: item(obj(L, G), key(L, G))), MISSING
+
+    def redacted_key(self, key: Any) -> bool:
+        """A `str` or `bytes` key (`environ._data[b"PGPASSWORD"]`) that names a redacted identifier."""
+        name = key_name(key)
+        return name is not None and self.redacted(name)
 
     def unredacted(self, key: Closure) -> Closure:
         """`key`, evaluated at run time, refused when it names a redacted identifier (a constant one is
@@ -135,8 +145,9 @@ class ClosureCompiler:
 
         def checked(L: Mapping[str, Any], G: Mapping[str, Any]) -> Any:
             k = key(L, G)
-            if type(k) is str and red(k):
-                raise EvaluationError(f"reads the redacted entry {k[:40]!r}")
+            name = key_name(k)
+            if name is not None and red(name):
+                raise EvaluationError(f"reads the redacted entry {name[:40]!r}")
             return k
         return checked
 
@@ -215,6 +226,17 @@ class ClosureCompiler:
             raise self.refuse(node, _REFUSED.get(type(node.op), "this operator is not allowed"))
         left, right = self.build(node.left, depth)[0], self.build(node.right, depth)[0]
         fn, slow, atoms = operators.BINARY[sym][0], operators.binary, value_checks.ATOMS
+        if sym == "+":  # numbers add inline; text pays its copy (operators._add)
+            numbers = value_checks.NUMBERS
+
+            def add(L: Mapping[str, Any], G: Mapping[str, Any]) -> Any:
+                a, b = left(L, G), right(L, G)
+                if id(type(a)) in numbers and id(type(b)) in numbers:
+                    return a + b
+                if id(type(a)) in atoms and id(type(b)) in atoms:
+                    return fn(a, b)
+                return slow(sym, a, b)
+            return add, MISSING
 
         def binop(L: Mapping[str, Any], G: Mapping[str, Any]) -> Any:
             a, b = left(L, G), right(L, G)
@@ -289,8 +311,7 @@ class ClosureCompiler:
         if node.keywords:
             raise self.refuse(node, "keyword arguments to methods are not allowed")
         first = node.args[0] if node.args else None
-        if func.attr == "get" and isinstance(first, ast.Constant) and isinstance(first.value, str) \
-                and self.redacted(first.value):
+        if func.attr == "get" and isinstance(first, ast.Constant) and self.redacted_key(first.value):
             raise self.refuse(node, f"names redacted identifier {first.value!r}; redacted values cannot be read")
         obj, args, name = self.build(func.value, depth)[0], self.fns(node.args, depth), func.attr
         table, slow, text_check = calls.METHODS[name], calls.call_method, calls.check_text
@@ -305,8 +326,10 @@ class ClosureCompiler:
                 entry = table.get(id(type(o)))
                 if entry is None:
                     return slow(o, name, (a,))
-                if entry[1] is not text_check or id(type(a)) not in atoms:
+                if entry[1] is not text_check or id(type(a)) not in atoms or len(o) > 1024:
                     entry[1](o, (a,))
+                else:  # a short text with an atom argument costs next to nothing, unless it holds a secret
+                    secret_shaped(o, "method")
                 return entry[0](o, a)
             return call_method_one
 
@@ -342,9 +365,11 @@ def _compare_one(sym: str, left: Closure, right: Closure, const: Any) -> Closure
     if const is not MISSING and id(type(const)) in atoms:
         return lambda L, G: op(a, const) if id(type(a := left(L, G))) in atoms else slow(sym, a, const)
 
+    text, free_text = value_checks.TEXT, work.FREE_TEXT
+
     def compare(L: Mapping[str, Any], G: Mapping[str, Any]) -> Any:
         a, b = left(L, G), right(L, G)
-        if id(type(a)) in atoms and id(type(b)) in atoms:
+        if id(type(a)) in atoms and id(type(b)) in atoms and (id(type(a)) not in text or len(a) <= free_text):
             return op(a, b)
-        return slow(sym, a, b)
+        return slow(sym, a, b)  # a long text: charged what comparing it costs
     return compare

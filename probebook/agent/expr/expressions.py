@@ -17,11 +17,12 @@ probebook.errors.EvaluationError: NoneType object has no attribute 'id'
 from __future__ import annotations
 
 import ast
-from typing import Any, Callable, FrozenSet, Mapping
+from typing import Any, Callable, FrozenSet, Mapping, Optional
 
 from probebook.errors import EvaluationError, ExpressionError, ProbebookError
 
 from .compiler import Closure, ClosureCompiler
+from .work import arm
 
 __all__ = ["Expression", "compile_expression", "exception_message", "never_redacted", "MAX_SOURCE_CHARS"]
 
@@ -42,16 +43,24 @@ class Expression:
     True
     """
 
-    __slots__ = ("source", "names", "field", "_fn")
+    __slots__ = ("source", "names", "field", "_fn", "_redacted")
 
-    def __init__(self, source: str, names: FrozenSet[str], field: str, fn: Closure) -> None:
+    def __init__(self, source: str, names: FrozenSet[str], field: str, fn: Closure,
+                 redacted: Any = None) -> None:
         self.source = source
         self.names = names  # root names read from the frame (allowed builtins are not listed)
         self.field = field
         self._fn = fn
+        self._redacted = redacted  # the redaction rules operations apply (work.arm), or None
 
     def evaluate(self, f_locals: Mapping[str, Any], f_globals: Mapping[str, Any]) -> Any:
-        """The value in a frame: names resolve in locals, then globals, then the allowed builtins."""
+        """The value in a frame: names resolve in locals, then globals, then the allowed builtins.
+        It has a work budget of its own (`work.WORK_BUDGET`)."""
+        arm(self._redacted)
+        return self.run(f_locals, f_globals)
+
+    def run(self, f_locals: Mapping[str, Any], f_globals: Mapping[str, Any]) -> Any:
+        """`evaluate` within the budget this thread's probe hit has left (the probe arms it as the hit starts)."""
         try:
             return self._fn(f_locals, f_globals)
         except EvaluationError:
@@ -77,6 +86,19 @@ def exception_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+class _NamesOnly:
+    """Redaction rules of names alone, for an expression evaluated outside a probe (`Expression.evaluate`);
+    a probe arms its agent's whole rules."""
+
+    __slots__ = ("is_redacted_name",)
+
+    def __init__(self, is_redacted_name: Callable[[str], bool]) -> None:
+        self.is_redacted_name = is_redacted_name
+
+    def is_redacted_value(self, text: str) -> bool:
+        return False
+
+
 def compile_expression(source: str, *, field: str = "when",
                        is_redacted_name: Callable[[str], bool] = never_redacted) -> Expression:
     """Check and compile `source`; refuse anything outside the language with a one-line `ExpressionError`.
@@ -99,7 +121,8 @@ def compile_expression(source: str, *, field: str = "when",
         fn, _ = compiler.build(tree.body, 0)
     except RecursionError:
         raise ExpressionError(f"{field}: the expression nests too deeply", field) from None
-    return Expression(source, frozenset(compiler.names), field, fn)
+    return Expression(source, frozenset(compiler.names), field, fn,
+                      None if is_redacted_name is never_redacted else _NamesOnly(is_redacted_name))
 
 
 def _parse(text: str, field: str) -> ast.Expression:

@@ -18,29 +18,53 @@ import operator
 from typing import Any, Callable, Dict, Sequence, Tuple
 
 from ..capture.safe_access import MISSING, type_name
-from .value_checks import (ATOMS, EQ, HASH, ITEMS, KIND, MAP, MAX_INT_BITS, MAX_ITEMS, ORDER, SET, TEXT, deep, fail,
-                           is_int, keys_ok, operand, short_repr, special_atom, user_ok)
+from .value_checks import (ATOMS, EQ, HASH, ITEMS, KIND, MAP, MAX_INT_BITS, MAX_ITEMS, ORDER, RANGE, SEQ, SET, TEXT, deep,
+                           fail, hash_spread, int_units, is_int, keys_ok, operand, redacted_pair, short_repr,
+                           special_atom, user_ok)
+from ..capture.redaction import key_name
+from .work import FREE_TEXT, charge, redacted_names, search_units, secret_shaped, text_units
 
 __all__ = ["BINARY", "UNARY", "COMPARE", "binary", "unary", "compare", "contains", "item"]
 
 _SIZED = TEXT | {id(list), id(tuple)}
 
 
+def _add(a: Any, b: Any) -> Any:
+    if id(type(a)) in TEXT and id(type(b)) in TEXT:
+        charge(text_units(len(a) + len(b)), "'+'")
+    return a + b
+
+
 def _mul(a: Any, b: Any) -> Any:
     if is_int(a) and is_int(b):
         if int.bit_length(a) + int.bit_length(b) > MAX_INT_BITS:
             raise fail(f"'*' would produce an int over {MAX_INT_BITS} bits")
+        charge(int_units(a, b), "'*'")
     else:
         for seq, n in ((a, b), (b, a)):
-            if is_int(n) and id(type(seq)) in _SIZED and n > 0 and len(seq) * n > MAX_ITEMS:
-                raise fail(f"'*' would produce {len(seq) * n} items; the limit is {MAX_ITEMS}")
+            if is_int(n) and id(type(seq)) in _SIZED and n > 0:
+                size = len(seq) * n
+                if size > MAX_ITEMS:
+                    raise fail(f"'*' would produce {size} items; the limit is {MAX_ITEMS}")
+                charge(text_units(size) if id(type(seq)) in TEXT else size, "'*'")
     return a * b
 
 
 def _pow(a: Any, b: Any) -> Any:
-    if is_int(a) and is_int(b) and b > 0 and int.bit_length(a) > 1 and b * math.log2(abs(a)) > MAX_INT_BITS:
-        raise fail(f"'**' would produce an int over {MAX_INT_BITS} bits")
+    if is_int(a) and is_int(b) and b > 0:
+        charge(int.bit_length(b) >> 4, "'**'")  # one squaring per bit of the exponent, even of -1
+    if is_int(a) and is_int(b) and b > 0 and int.bit_length(a) > 1:
+        bits = b * math.log2(abs(a))
+        if bits > MAX_INT_BITS:
+            raise fail(f"'**' would produce an int over {MAX_INT_BITS} bits")
+        charge(int(bits * bits) >> 16, "'**'")
     return a ** b
+
+
+def _floordiv(a: Any, b: Any) -> Any:
+    if is_int(a) and is_int(b):
+        charge(int_units(a, b), "'//'")
+    return a // b
 
 
 def _lshift(a: Any, b: Any) -> Any:
@@ -52,14 +76,16 @@ def _lshift(a: Any, b: Any) -> Any:
 def _mod(a: Any, b: Any) -> Any:
     if id(type(a)) in TEXT:
         raise fail("%-formatting is not allowed; use a log template such as 'total={cart.total}'")
+    if is_int(a) and is_int(b):
+        charge(int_units(a, b), "'%'")
     return a % b
 
 
 # symbol -> (function, forward dunder, reflected dunder)
 BINARY: Dict[str, Tuple[Callable[[Any, Any], Any], str, str]] = {
-    "+": (operator.add, "__add__", "__radd__"), "-": (operator.sub, "__sub__", "__rsub__"),
+    "+": (_add, "__add__", "__radd__"), "-": (operator.sub, "__sub__", "__rsub__"),
     "*": (_mul, "__mul__", "__rmul__"), "/": (operator.truediv, "__truediv__", "__rtruediv__"),
-    "//": (operator.floordiv, "__floordiv__", "__rfloordiv__"), "%": (_mod, "__mod__", "__rmod__"),
+    "//": (_floordiv, "__floordiv__", "__rfloordiv__"), "%": (_mod, "__mod__", "__rmod__"),
     "**": (_pow, "__pow__", "__rpow__"), "<<": (_lshift, "__lshift__", "__rlshift__"),
     ">>": (operator.rshift, "__rshift__", "__rrshift__"), "&": (operator.and_, "__and__", "__rand__"),
     "|": (operator.or_, "__or__", "__ror__"), "^": (operator.xor, "__xor__", "__rxor__"),
@@ -80,8 +106,12 @@ def binary(sym: str, a: Any, b: Any) -> Any:
     a, b = operand(a, (fwd, rev), f"'{sym}'"), operand(b, (fwd, rev), f"'{sym}'")
     kinds = (KIND.get(id(type(a))), KIND.get(id(type(b))))
     if MAP in kinds or SET in kinds or ITEMS in kinds:  # set and dict algebra hashes and compares items
-        deep(a, HASH, f"'{sym}'")
-        deep(b, HASH, f"'{sym}'")
+        for v in (a, b):
+            deep(v, HASH, f"'{sym}'")
+            if KIND.get(id(type(v))) is not None:
+                hash_spread(v, f"'{sym}'")
+    elif kinds[0] == SEQ and kinds[1] == SEQ:  # concatenation copies both
+        charge(len(a) + len(b), f"'{sym}'")
     return fn(a, b)
 
 
@@ -115,6 +145,11 @@ def compare(sym: str, a: Any, b: Any) -> Any:
     if id(type(a)) in KIND and id(type(b)) in KIND:  # container against container compares items
         deep(a, dunders, what)
         deep(b, dunders, what)
+        if KIND[id(type(a))] in (MAP, SET) and KIND[id(type(b))] in (MAP, SET):  # looked up in each other
+            hash_spread(a, what)
+            hash_spread(b, what)
+    elif id(type(a)) in TEXT and id(type(b)) in TEXT:
+        charge(text_units(min(len(a), len(b))), what)
     return fn(a, b)
 
 
@@ -124,7 +159,10 @@ def contains(x: Any, c: Any) -> bool:
     kind = KIND.get(id(t))
     if kind is None:
         if id(t) in TEXT:
-            return x in c if type(x) is str and t is str else operand(x, (), "'in'") in c
+            x = x if type(x) is str and t is str else operand(x, (), "'in'")
+            charge(search_units(len(c), len(x) if id(type(x)) in TEXT else 1), "'in'")
+            secret_shaped(c, "'in'")
+            return x in c
         if id(t) in ATOMS or special_atom(c):
             raise fail(f"'in' needs a builtin container or text on the right; {type_name(c)} is not one")
         return contains(x, operand(c, ("__contains__", "__iter__"), "'in'"))
@@ -142,8 +180,8 @@ def item(obj: Any, key: Any) -> Any:
     t = type(obj)
     kind = KIND.get(id(t))
     if kind == MAP:
-        if id(type(key)) not in ATOMS:
-            deep(key, HASH, "[]")
+        if id(type(key)) not in ATOMS or (id(type(key)) in TEXT and len(key) > FREE_TEXT):
+            deep(key, HASH, "[]")  # hashing a long text reads it once
         keys_ok(obj, "[]")
         value = dict.get(obj, key, MISSING)
         if value is MISSING:
@@ -154,8 +192,17 @@ def item(obj: Any, key: Any) -> Any:
             for part in (key.start, key.stop, key.step):
                 if part is not None and not is_int(part):
                     raise fail(f"slice bounds must be ints or None, not {type_name(part)}")
+            if kind != RANGE:  # the slice is a copy
+                size = len(range(*key.indices(len(obj))))
+                charge(text_units(size) if id(t) in TEXT else size, "[]")
         elif not is_int(key):
             raise fail(f"index of {type_name(obj)} must be an int or a slice, not {type_name(key)}")
+        if id(t) in TEXT:
+            secret_shaped(obj, "[]")
+        else:
+            red = redacted_names()
+            if red is not None and redacted_pair(obj, red) and (type(key) is slice or key in (1, -1)):
+                raise fail(f"reads the value of the redacted pair {key_name(obj[0])!r}")
         return obj[key]
     if id(t) in ATOMS or special_atom(obj):
         raise fail(f"[] applies to builtin containers and text; {type_name(obj)} is not one")

@@ -13,16 +13,20 @@ from __future__ import annotations
 import keyword
 from typing import Any, Callable, List, Mapping, Optional, Tuple, Union
 
-from probebook.errors import ExpressionError
+from probebook.errors import ExpressionError, OverBudget
 
 from ..capture.safe_access import MISSING, safe_getattr
 from .compiler import LITERAL_TYPES
 from .expressions import Expression, compile_expression, exception_message, never_redacted
+from .work import arm
 
 __all__ = ["Template", "compile_template"]
 
 # immutable builtins whose formatting runs no user code: a template keeps them to format later
-_KEPT = frozenset(LITERAL_TYPES)
+# each part is formatted on the host's thread at every hit: a template's size bounds that work
+MAX_TEMPLATE_CHARS = 4000
+MAX_TEMPLATE_PARTS = 32
+_KEPT = frozenset(id(t) for t in LITERAL_TYPES)  # type ids: hashing a type could run a metaclass __hash__
 
 
 class Template:
@@ -33,7 +37,7 @@ class Template:
     'user=ann n=1'
     """
 
-    __slots__ = ("source", "expressions", "_parts", "_reads")
+    __slots__ = ("source", "expressions", "evaluates", "_parts", "_reads")
 
     def __init__(self, source: str, parts: List[Union[str, Expression]]) -> None:
         self.source = source
@@ -43,10 +47,13 @@ class Template:
         # locals: the same answer as evaluating it, without the evaluator's calls
         # likewise `{order.total}`: a read of the root, then attribute reads without the evaluator
         self._reads = tuple((e, *(_dotted(e.source) or (None, ()))) for e in self.expressions)
+        # whether a part runs the evaluator (and so a probe arms the work budget for it): not for dotted reads
+        self.evaluates = any(root is None for _, root, _ in self._reads)
 
     def render(self, f_locals: Mapping[str, Any], f_globals: Mapping[str, Any],
                format_value: Callable[[Any], str]) -> str:
-        """The text; a part that fails renders inline as `{source: reason}` and never raises."""
+        """The text; a part that fails renders inline as `{source: reason}`; raises only `OverBudget`."""
+        arm(self.expressions[0]._redacted if self.expressions else None)
         return self.finish(self.read(f_locals, f_globals, format_value, 0), format_value)
 
     def read(self, f_locals: Mapping[str, Any], f_globals: Mapping[str, Any],
@@ -62,15 +69,17 @@ class Template:
             try:
                 value = f_locals.get(root, MISSING) if root is not None else MISSING
                 if value is MISSING:
-                    value = part.evaluate(f_locals, f_globals)
+                    value = part.run(f_locals, f_globals)
                 else:
                     for attr in attrs:
                         value = safe_getattr(value, attr)
+            except OverBudget:
+                raise  # the hit stops here and the probe is disabled (ProbeRuntime)
             except Exception as exc:  # EvaluationError, or UnsafeAccess from an attribute
                 out.append((_failed(part, exc),))
                 continue
             tp = type(value)
-            if keep_chars and tp in _KEPT:
+            if keep_chars and id(tp) in _KEPT:
                 out.append(value[:keep_chars] if (tp is str or tp is bytes) and len(value) > keep_chars else value)
             else:
                 out.append((_formatted(part, value, format_value),))
@@ -127,6 +136,9 @@ def compile_template(template: str, *, field: str = "template",
     """
     if not isinstance(template, str):
         raise ExpressionError(f"{field}: a template must be a string, not {type(template).__name__}", field)
+    if len(template) > MAX_TEMPLATE_CHARS:
+        raise ExpressionError(f"{field}: the template is {len(template)} characters; the limit is "
+                              f"{MAX_TEMPLATE_CHARS}", field)
     parts: List[Union[str, Expression]] = []
     text: List[str] = []
     i, n = 0, len(template)
@@ -144,6 +156,9 @@ def compile_template(template: str, *, field: str = "template",
             if text:
                 parts.append("".join(text))
                 text = []
+            if sum(1 for p in parts if isinstance(p, Expression)) >= MAX_TEMPLATE_PARTS:
+                raise ExpressionError(f"{field}: more than {MAX_TEMPLATE_PARTS} {{expressions}} in one template; "
+                                      f"capture the rest with a snapshot probe", field)
             parts.append(compile_expression(template[i + 1:end].strip() or " ", field=field,
                                             is_redacted_name=is_redacted_name))
             i = end + 1

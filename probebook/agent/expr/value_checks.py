@@ -11,7 +11,8 @@ operators (`operators`) and calls (`calls`) of the language check their operands
 ...     HIGH = 3
 >>> operand(Level.HIGH, ("__add__",), "'+'"), truth([0])
 (3, True)
->>> deep({"k": [object()]}, HASH, "a set display")  # object's __eq__/__hash__: identity, no user code
+>>> deep({"k": [object()]}, HASH, "a set display")  # identity, no user code; the work units of the walk
+70
 """
 
 from __future__ import annotations
@@ -24,15 +25,20 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from probebook.errors import EvaluationError
 
+from ..capture.redaction import key_name
 from ..capture.safe_access import MISSING, _lookup_in_mro, mro_of, type_name
+from .work import FREE_ITEMS, charge, left, redacted_names, text_units
 
-__all__ = ["MAX_ITEMS", "MAX_INT_BITS", "EQ", "ORDER", "HASH", "REPR", "STRICT", "ATOMS", "TEXT", "KIND",
+__all__ = ["MAX_ITEMS", "MAX_INT_BITS", "NUMBERS", "int_units", "no_redacted_entries", "redacted_pair", "hash_spread", "walk", "EQ", "ORDER", "HASH", "REPR", "STRICT", "ATOMS", "TEXT", "KIND",
            "SEQ", "MAP", "SET", "ITEMS", "RANGE", "fail", "special_atom", "inherits_builtin", "downcast",
            "user_ok", "operand", "deep", "keys_ok", "iterable", "truth", "is_int", "short_repr"]
 
 MAX_ITEMS = 1_000_000  # items or characters one operation may produce or inspect
 MAX_INT_BITS = 33_220  # about 10**4 decimal digits
 _MAX_NEST = 32
+_ITEM_UNITS = 2  # the work units of checking one item in `deep` (a walk is Python, a copy or a scan is C)
+_CONTAINER_UNITS = 32  # the work units of visiting one container in `deep`, besides one per item
+_KEY_CHECK_UNITS = 8  # the work units of checking one key of a mapping against the redacted names
 
 # the dunders an operation would call on a user value (see `operand` and `deep`)
 EQ = ("__eq__", "__ne__")
@@ -45,6 +51,7 @@ _NoneType = type(None)
 _ATOM_TYPES = (int, float, complex, bool, str, bytes, bytearray, _NoneType, type, _dt.date, _dt.timedelta, _dt.timezone)
 ATOMS = {id(t) for t in _ATOM_TYPES}  # grows by decimal.Decimal once one is seen
 _INTS = {id(int), id(bool)}
+NUMBERS = {id(int), id(bool), id(float)}  # atoms whose `+`, `-` and comparisons cost next to nothing
 TEXT = {id(str), id(bytes), id(bytearray)}
 SEQ, MAP, SET, ITEMS, RANGE = range(5)
 _od = collections.OrderedDict()
@@ -124,19 +131,38 @@ def operand(v: Any, dunders: Sequence[str], what: str) -> Any:
     return conv(v)
 
 
-def deep(value: Any, dunders: Optional[Sequence[str]], what: str, keys_only: bool = False) -> None:
-    """Refuse unless every value reachable through builtin containers is safe for `dunders`."""
-    if id(type(value)) in ATOMS:
-        return
+def deep(value: Any, dunders: Optional[Sequence[str]], what: str, keys_only: bool = False) -> int:
+    """`walk` without its breakdown: the work units it charged."""
+    return walk(value, dunders, what, keys_only)[0]
+
+
+def walk(value: Any, dunders: Optional[Sequence[str]], what: str, keys_only: bool = False) -> Tuple[int, int]:
+    """Refuse unless every value reachable through builtin containers is safe for `dunders`.
+
+    Charges the hit's work budget (`work`) for what it visits, items and characters of text, before
+    visiting each container, and returns (those units, the characters of text among them): about what
+    the operation itself will touch."""
+    tid = id(type(value))
+    if tid in ATOMS:
+        chars = len(value) if tid in TEXT else 0
+        units = text_units(chars)
+        if units:
+            charge(units, what)
+        return units, chars
     todo = [(value, 0)]
     budget = MAX_ITEMS
     seen: Dict[int, bool] = {}
+    items = chars = 0
+    allowed = left()
+    red = None if keys_only else redacted_names()
     while todo:
         v, depth = todo.pop()
         t = type(v)
         kind = KIND.get(id(t))
         if kind is None:
-            if id(t) not in ATOMS and not special_atom(v):
+            if id(t) in TEXT:
+                chars += len(v)
+            elif id(t) not in ATOMS and not special_atom(v):
                 ok = seen.get(id(t))
                 if ok is None:
                     ok = seen[id(t)] = user_ok(t, dunders)
@@ -147,28 +173,108 @@ def deep(value: Any, dunders: Optional[Sequence[str]], what: str, keys_only: boo
             continue
         if depth > _MAX_NEST:
             raise fail(f"{what}: containers nest more than {_MAX_NEST} levels deep")
-        budget -= len(v)
+        n = len(v)
+        budget -= n
         if budget < 0:
             raise fail(f"{what} would inspect more than {MAX_ITEMS} items")
+        items += _ITEM_UNITS * n + _CONTAINER_UNITS
+        if items + text_units(chars) > allowed:
+            charge(items + text_units(chars), what)  # raises OverBudget before the walk goes on
         if kind == MAP:
             parts: Tuple[Any, ...] = (dict.keys(v),) if keys_only and depth == 0 else (dict.keys(v), dict.values(v))
         else:
             parts = (v,)
+        if red is not None:
+            if kind == MAP:  # the names are checked before the walk goes on: charged first
+                items += _KEY_CHECK_UNITS * n
+                if items + text_units(chars) > allowed:
+                    charge(items + text_units(chars), what)
+            _no_redacted_entry(v, kind, red, what)
         for part in parts:
-            if not _all_atoms(part):
+            found = _atom_chars(part)
+            if found < 0:  # each item is queued and looked at again: it costs more than one unit
+                items += n
+                if items + text_units(chars) > allowed:
+                    charge(items + text_units(chars), what)
                 todo.extend((e, depth + 1) for e in part)
+            else:
+                chars += found
+    units = items + text_units(chars)
+    charge(units, what)
+    return units, chars
 
 
-def _all_atoms(values: Any) -> bool:
-    for v in values:  # a plain loop beats map() chains here, small or large
-        if id(type(v)) not in ATOMS:
-            return False
-    return True
+def _no_redacted_entry(v: Any, kind: int, red: Callable[[str], bool], what: str) -> None:
+    """Refuse to read every entry of a mapping (or a `(name, value)` pair) whose name is redacted: its value
+    would leave through the result (`str(creds)`, `list(creds.values())`)."""
+    if kind == MAP:
+        for k in dict.keys(v):
+            name = key_name(k)
+            if name is not None and red(name):
+                raise fail(f"{what} would read the redacted entry {name[:40]!r}; read the other entries by name")
+    elif redacted_pair(v, red):
+        raise fail(f"{what} would read the value of the redacted pair {key_name(v[0])!r}")
+
+
+def redacted_pair(v: Any, red: Callable[[str], bool]) -> bool:
+    """A `(name, value)` tuple or list whose name is redacted (`("Authorization", "Bearer ...")`)."""
+    if (type(v) is tuple or type(v) is list) and len(v) == 2:
+        name = key_name(v[0])
+        return name is not None and red(name)
+    return False
+
+
+def _atom_chars(values: Any) -> int:
+    """The characters of the text among `values` when all are atoms, else -1."""
+    kinds = set(map(id, map(type, values)))  # in C: ids, since hashing a type could run a metaclass __hash__
+    if not kinds <= ATOMS:
+        return -1
+    if kinds.isdisjoint(TEXT):
+        return 0
+    if kinds <= TEXT:
+        return sum(map(len, values))
+    chars = 0
+    for v in values:
+        if id(type(v)) in TEXT:
+            chars += len(v)
+    return chars
+
+
+def no_redacted_entries(mapping: Any, what: str) -> None:
+    """`_no_redacted_entry` for one mapping whose entries an operation would all read (`.values()`)."""
+    red = redacted_names()
+    if red is not None:
+        charge(_KEY_CHECK_UNITS * len(mapping), what)
+        _no_redacted_entry(mapping, MAP, red, what)
+
+
+def hash_spread(values: Any, what: str) -> None:
+    """Charge what hashing `values` into a set or dict costs beyond linear: distinct objects with one hash
+    (ints that are multiples of 2**61-1, a client can send them as JSON) are compared with each other,
+    n**2 for n of them. Text is left out: its hash is salted per process, so a client cannot collide it."""
+    n = len(values)
+    if n <= FREE_ITEMS:
+        return
+    kinds = set(map(id, map(type, values)))  # ids: hashing a type could run a metaclass __hash__
+    if kinds <= TEXT:
+        return
+    charge(n, what)  # the two passes below
+    hashes = len(set(map(hash, values)))  # the values passed `deep(..., HASH)`: builtin hashes only
+    crowd = len(set(map(id, values))) - hashes
+    if crowd > FREE_ITEMS:
+        charge((crowd * crowd) >> 2, what)
+
+
+def int_units(a: int, b: int) -> int:
+    """The work units of multiplying or dividing ints of these sizes (quadratic in their bits)."""
+    return (int.bit_length(a) * int.bit_length(b)) >> 14
 
 
 def keys_ok(mapping: Any, what: str) -> None:
     """A lookup compares the probe with stored keys of equal hash: they must not run a user `__eq__`."""
-    if not _all_atoms(mapping):
+    if len(mapping) > FREE_ITEMS:
+        charge(len(mapping), what)  # the scan below visits every key
+    if _atom_chars(mapping) < 0:
         deep(mapping, EQ, what, keys_only=True)
 
 

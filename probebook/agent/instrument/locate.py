@@ -27,6 +27,8 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 from probebook.errors import LocationError
 
+from ..capture.safe_access import module_file, module_name
+
 __all__ = ["ModuleCode", "modules_for_file", "module_by_name", "refuse_own", "code_line_numbers",
            "parameter_names", "code_name", "PROLOGUE_OPS"]
 
@@ -104,9 +106,9 @@ def refuse_own(module: ModuleType) -> None:
     """`LocationError` when `module` is probebook's own code (the agent, its auth, audit, redaction and
     protocol, the session): a probe there could read a token or a secret before it is redacted. The
     lab's services are application code and may be probed."""
-    path = os.path.abspath(str(getattr(module, "__file__", "") or ""))
+    path = os.path.abspath(module_file(module) or "")
     if path.startswith(_PACKAGE + os.sep) and not path.startswith(_USERS):
-        raise LocationError(f"where: {module.__name__} is probebook's own code; probes on the agent itself "
+        raise LocationError(f"where: {module_name(module)} is probebook's own code; probes on the agent itself "
                             f"(its auth, audit and redaction included) are refused")
 
 
@@ -114,15 +116,15 @@ def modules_for_file(suffix: str) -> List[ModuleType]:
     """Loaded modules whose source file ends with `suffix` (whole path components)."""
     found: Dict[str, ModuleType] = {}
     for mod in list(sys.modules.values()):
-        fn = getattr(mod, "__file__", None) if isinstance(mod, ModuleType) else None
-        if isinstance(fn, str) and fn.endswith(".py") and _matches_suffix(fn, suffix):
+        fn = module_file(mod)  # never a module's own __getattr__: adding a probe runs no user code
+        if fn is not None and fn.endswith(".py") and _matches_suffix(fn, suffix):
             found.setdefault(_norm(fn), mod)
     return list(found.values())
 
 
 def module_by_name(name: str) -> Optional[ModuleType]:
     mod = sys.modules.get(name)
-    return mod if isinstance(mod, ModuleType) else None
+    return mod if issubclass(type(mod), ModuleType) else None
 
 
 @dataclass
@@ -137,7 +139,7 @@ class ModuleCode:
     @classmethod
     def scan(cls, module: ModuleType) -> "ModuleCode":
         mc = cls(module)
-        filename = getattr(module, "__file__", None)
+        filename = module_file(module)
         seen_objs: set = set()
         ns = vars(module)
         for value in list(ns.values()):
@@ -209,7 +211,7 @@ class ModuleCode:
         before = [ln for ln in all_lines if ln < line][-1:]
         after = [ln for ln in all_lines if ln > line][:1]
         near = " or ".join(str(x) for x in before + after) or "none in this file"
-        name = getattr(self.module, "__file__", self.module.__name__)
+        name = module_file(self.module) or module_name(self.module)
         return (
             f"where: line {line} of {name} holds no code inside a function (blank, comment, "
             f"decorator or module level); nearest lines that do: {near}"

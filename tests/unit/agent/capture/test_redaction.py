@@ -246,3 +246,31 @@ def test_bytes_keys_and_name_value_pairs_are_redacted_in_captures():
     headers = [("Content-Type", "text/plain"), ("Authorization", "Token s3cr3t-value-here")]
     got = capture_value(headers, CaptureLimits(), Redactor())
     assert "s3cr3t" not in str(got) and "text/plain" in str(got)
+
+
+@pytest.mark.parametrize("unit", ["://:", "eyJ", ".eyJ", "!xx.eyJa.", "://" + "a" * 20 + "@ "])
+def test_value_patterns_cost_time_linear_in_the_text(redactor, unit):
+    """The URL-credentials and JWT patterns backtracked on such text: 4,000 characters of "://:" took 28 ms
+    (quadratic: twice the text, four times the time). Measured as a ratio, so a slow machine passes."""
+    import time
+
+    def took(n):
+        text = unit * (n // len(unit))
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            redactor.is_redacted_value(text)
+            best = min(best, time.perf_counter() - started)
+        return best
+
+    small, large = took(2_000), took(16_000)
+    assert large < 20 * small + 0.002, f"8x the text took {large / small:.1f}x the time"
+
+
+def test_url_credentials_and_jwts_are_still_found_where_the_patterns_found_them(redactor):
+    for text in ("redis://:pw@host", "postgres://u:p/w@h", "a://b:c://d@", "eyJhbGciOi.eyJzdWIi.sig",
+                 "xeyJa.eyJb.", "z" * 100 + "eyJa.eyJb.", "eyJa.eyJb.eyJc."):
+        assert redactor.is_redacted_value(text), text
+    for text in ("http://host/a@b", "x://u:@h", "mailto:a@b.c", "https://user:pass word@h", "eyJ.eyJa.",
+                 "eyJa.eyJb", "a.eyJ.eyJb.c", "eyJa.eyJ.eyJb."):
+        assert not redactor.is_redacted_value(text), text
