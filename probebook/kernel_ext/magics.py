@@ -215,7 +215,7 @@ class ProbebookMagics(SessionMagics):
                         ok=not result.timed_out)
         if out:
             self.shell.user_ns[out] = result
-        return SnapshotViewer(result)
+        return self.session.adopt(SnapshotViewer(result))  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ evidence
     @no_var_expand

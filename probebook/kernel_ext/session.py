@@ -1,7 +1,8 @@
 """The kernel's one investigation, opened when a magic first needs it, with its live panels.
 
 `probebook.kernel_ext.investigation()` returns the same `Investigation` the magics use, so a cell
-can mix magics and plain Python calls.
+can mix magics and plain Python calls. In a kernel, `PanelOutputs` keeps the panels' outputs as
+they last were (and static once they cannot change, or when the session closes).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Any, Dict, List, Optional, Sequence
 from probebook.assistant.background import AssistantRun
 from probebook.errors import EvidenceError, SessionError, one_line
 from probebook.session import Investigation
-from probebook.widgets import AssistantView, LivePublisher, ProbeBoard, ProbePanel, TimelineView, kernel_dispatch
+from probebook.widgets import (AssistantView, HtmlPanel, LivePublisher, PanelOutputs, ProbeBoard, ProbePanel,
+                               TimelineView, kernel_dispatch)
 
 from .config import Probebook
 
@@ -28,6 +30,7 @@ class KernelSession:
         self._inv: Optional[Investigation] = None
         self._board: Optional[ProbeBoard] = None
         self._publisher: Optional[LivePublisher] = None
+        self._outputs: Optional[PanelOutputs] = None
         self._live: Dict[Any, Any] = {}  # what a panel shows -> the panel kept live for it
         self.assistant_run: Optional[AssistantRun] = None  # the last one %%assistant / %investigate started
 
@@ -66,6 +69,13 @@ class KernelSession:
             self._publisher = LivePublisher(kernel_dispatch(self.shell), max_hz=self.config.update_hz)
         return self._publisher
 
+    def adopt(self, panel: HtmlPanel) -> HtmlPanel:
+        """In a kernel, keep `panel`'s outputs in the notebook as it last was (outside one there is no
+        notebook to keep)."""
+        if self._outputs is None and kernel_dispatch(self.shell) is not None:
+            self._outputs = PanelOutputs(self.shell, self.publisher)
+        return self._outputs.adopt(panel) if self._outputs is not None else panel
+
     # ------------------------------------------------------------------ panels
     def probe_panel(self, aliases: Optional[Sequence[str]] = None) -> ProbePanel:
         """A live panel of these probes (all when None); its buttons remove and extend."""
@@ -88,7 +98,7 @@ class KernelSession:
         view = AssistantView(run, self.board, poke=self.publisher.poke)
         if live:
             self._go_live(("assistant",), view)
-        return view
+        return self.adopt(view)  # type: ignore[return-value]
 
     def _go_live(self, key: Any, view: Any) -> None:
         """Only the newest view of the same thing stays live: a cell run again leaves its old
@@ -96,7 +106,10 @@ class KernelSession:
         old = self._live.get(key)
         if old is not None:
             self.publisher.discard(old)
+            if self._outputs is not None:  # where it is still shown, it stays as it last was
+                self._outputs.freeze(old)
         self._live[key] = view
+        self.adopt(view)
         self.publisher.add(view)
 
     def close(self) -> List[str]:
@@ -108,13 +121,16 @@ class KernelSession:
             run.wait(30)
         if self._publisher is not None:
             self._publisher.stop()
-        if self._board is not None:
-            self._board.close()
-        if self._inv is not None:
-            try:
+        try:
+            if self._inv is not None:
                 removed = self._inv.remove(everything=True)
-            finally:
+        finally:
+            if self._outputs is not None:  # after the removal, so probe panels show their probes removed
+                self._outputs.close()
+            if self._board is not None:
+                self._board.close()
+            if self._inv is not None:
                 self._inv.close()
-        self._inv = self._board = self._publisher = None
+        self._inv = self._board = self._publisher = self._outputs = None
         self._live.clear()
         return removed

@@ -1,11 +1,13 @@
 """Notebook panels: assistant view, live probe panel, snapshot viewer, timeline, services table, metric charts.
 
 Every panel renders its HTML in Python; the same HTML is the live widget (anywidget) and the
-static fallback for nbconvert and GitHub. Live panels are refreshed by one `LivePublisher`.
+static fallback for nbconvert and GitHub. Live panels are refreshed by one `LivePublisher`;
+`PanelOutputs` keeps what a saved notebook holds of each panel as it last was.
 """
 
 from .assistant_view import AssistantView
 from .base import HtmlPanel
+from .outputs import PanelOutputs
 from .plots import metric_figure, promql_figure
 from .probe_board import ProbeBoard, ProbeRow
 from .probe_panel import ProbePanel
@@ -19,6 +21,7 @@ __all__ = [
     "HtmlPanel",
     "LivePublisher",
     "LiveView",
+    "PanelOutputs",
     "ProbeBoard",
     "ProbePanel",
     "ProbeRow",

@@ -105,7 +105,7 @@ class AssistantView(HtmlPanel, LiveView):
         if signature == self._signature:
             return None
         self._signature = signature
-        return {"html": self._render(steps)}
+        return {"html": self._render(steps), "final": done}
 
     def refresh(self) -> None:
         """Draw the current state now, from the calling thread (the kernel's, while a cell waits)."""

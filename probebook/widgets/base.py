@@ -3,11 +3,14 @@
 The front end only draws `html`, counts TTLs down between updates (`data-ttl` seconds), sends
 button clicks back (`data-action`) and copies JSON to the clipboard (`data-copy`). The same HTML
 is the static fallback (`text/html`), so a notebook opened without a kernel, nbconvert and GitHub
-show the panel as it last was.
+show the panel. A panel is displayed with a display id, so `PanelOutputs` can write its output
+again as it changes (the panel as it last was) and, once it cannot change, `freeze` it: from then
+on its output is that HTML and text only, no widget view.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import anywidget
@@ -56,8 +59,16 @@ function render({ model, el }) {
   });
   model.on("change:html", draw);
   draw();
-  const timer = setInterval(tick, 1000);
-  return () => { clearInterval(timer); model.off("change:html", draw); };
+  // a view whose output was written again (update_display) is taken out of the page and a new one
+  // drawn, without this one being told: it stops when it has been on the page and is now parentless
+  let shown = false;
+  const done = () => { clearInterval(timer); model.off("change:html", draw); };
+  const timer = setInterval(() => {
+    if (el.isConnected) shown = true;
+    else if (shown && !el.parentNode) return done();
+    tick();
+  }, 1000);
+  return done;
 }
 export default { render };
 """
@@ -65,8 +76,15 @@ export default { render };
 Action = Callable[[str, str], Optional[str]]
 
 
+def _styled(html: str) -> str:
+    return f"<style>{CSS}</style>{html}"
+
+
 class HtmlPanel(anywidget.AnyWidget):
-    """A panel showing `html`; `copy_json` holds what the copy buttons put on the clipboard."""
+    """A panel showing `html`; `copy_json` holds what the copy buttons put on the clipboard.
+
+    `final` is set (by a live view's `compute`) when nothing the panel shows can change any more;
+    `frozen` when its output has become static; `outputs` keeps its displays current (`PanelOutputs`)."""
 
     _esm = _ESM
     _css = CSS
@@ -76,6 +94,10 @@ class HtmlPanel(anywidget.AnyWidget):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._actions: Dict[str, Action] = {}
+        self.final = False
+        self.frozen = False
+        self.display_id = ""  # given at the first display; every display of the panel shares it
+        self.outputs: Any = None
         self.on_msg(self._on_front_end_msg)
 
     def text(self) -> str:
@@ -96,12 +118,34 @@ class HtmlPanel(anywidget.AnyWidget):
 
     def _repr_html_(self) -> str:
         """The static fallback: the panel as it is now, with its styles (no script needed)."""
-        return f"<style>{CSS}</style>{self.html}"
+        return _styled(self.html)
+
+    def bundle(self, html: Optional[str] = None) -> Dict[str, Any]:
+        """What an output of the panel holds: the widget view (unless frozen), `html` (default: the
+        panel's own) with its styles as `text/html`, and the text."""
+        data: Dict[str, Any] = {}
+        if not self.frozen:
+            live = super()._repr_mimebundle_()
+            data.update(live[0] if isinstance(live, tuple) else (live or {}))
+        data["text/html"] = _styled(self.html if html is None else html)
+        data["text/plain"] = self.text()
+        return data
+
+    def freeze(self, html: Optional[str] = None) -> None:
+        """From now on the panel is static: `html` (default: as it is), no widget view in its outputs.
+        Only marks the panel; `PanelOutputs.freeze` also writes its outputs."""
+        if html is not None:
+            self.html = html
+        self.frozen = True
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        data, meta = bundle if isinstance(bundle, tuple) else (bundle or {}, {})
-        data = dict(data)
-        data["text/html"] = self._repr_html_()
-        data["text/plain"] = self.text()
-        return data, dict(meta)
+        return self.bundle(), {}
+
+    def _ipython_display_(self) -> None:
+        """Displayed with the panel's display id (a cell's result too), so its outputs can follow it."""
+        from IPython.display import display
+
+        self.display_id = self.display_id or uuid.uuid4().hex
+        display(self.bundle(), raw=True, display_id=self.display_id)
+        if self.outputs is not None:
+            self.outputs.shown(self)

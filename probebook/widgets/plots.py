@@ -1,5 +1,6 @@
 """Plotly charts of evidence: a probe metric over time, one line per (metric, instance); a PromQL
-result, one line per series (bars for an instant query).
+result, one line per series (bars for an instant query). They are `EvidenceFigure`s: a notebook
+exported to HTML draws them with no network.
 
 >>> fig = metric_figure(inv.metric_frame("order_total"))                  # doctest: +SKIP
 >>> fig = promql_figure(inv.telemetry.promql("up", range="10m"), "up")    # doctest: +SKIP
@@ -18,7 +19,9 @@ def metric_figure(frame: pl.DataFrame, title: str = "metric") -> Any:
     """`frame` has ts, instance_id, name, value (as `Investigation.metric_frame` gives)."""
     import plotly.graph_objects as go
 
-    fig = go.Figure()
+    from .figure import EvidenceFigure
+
+    fig = EvidenceFigure()
     if frame.height:
         for (name, instance), part in frame.sort("ts").group_by(["name", "instance_id"], maintain_order=True):
             fig.add_trace(go.Scatter(x=part["ts"].to_list(), y=part["value"].to_list(), mode="lines+markers",
@@ -32,7 +35,9 @@ def promql_figure(frame: pl.DataFrame, title: str = "") -> Any:
     """A figure of a `Telemetry.promql` frame: a line per series over time, or bars for an instant query."""
     import plotly.graph_objects as go
 
-    fig = go.Figure()
+    from .figure import EvidenceFigure
+
+    fig = EvidenceFigure()
     instant = frame.height > 0 and frame["ts"].n_unique() == 1
     for (series,), part in frame.group_by(["series"], maintain_order=True):
         name = series if len(series) <= 80 else series[:79] + "…"

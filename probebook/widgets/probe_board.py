@@ -24,6 +24,8 @@ from .render import node_text
 __all__ = ["ProbeBoard", "ProbeRow"]
 
 _RATE_WINDOW = 5.0  # seconds of arrivals behind the rate column
+_RECHECK = 0.5  # seconds before the records are searched again for an unknown probe id
+_HELD = 512  # events of unknown probe ids kept for a record that comes a moment after them
 
 
 @dataclass(frozen=True)
@@ -75,14 +77,17 @@ class ProbeBoard:
         self._seen: Dict[str, _Seen] = {}  # alias -> what the collector saw
         self._polled: Dict[str, _Polled] = {}
         self._index: Dict[str, str] = {}  # probe id (fleet or instance) -> alias
-        self._foreign: set = set()  # ids of probes placed by someone else: not looked up again
+        # ids of probes not in the investigation's records when their events came (someone else's, or
+        # one being placed: its first events can arrive before its record), looked up again after a while
+        self._foreign: Dict[str, float] = {}
+        self._held: Deque[Any] = collections.deque(maxlen=_HELD)  # their latest events
         self._last_poll = 0.0
         inv.collector.listen(self._on_events)
 
     # ------------------------------------------------------------------ sources
-    def _alias_of(self, probe_id: str) -> Optional[str]:
+    def _alias_of(self, probe_id: str, now: float) -> Optional[str]:
         alias = self._index.get(probe_id)
-        if alias is None and probe_id not in self._foreign:  # placed (or extended) since the index was built
+        if alias is None and now - self._foreign.get(probe_id, 0.0) >= _RECHECK:  # placed (or extended) since
             index = {}
             for rec in list(self.inv.records.values()):
                 for pid in set(rec.placed.probe_ids.values()) | {rec.fleet_id}:
@@ -90,18 +95,30 @@ class ProbeBoard:
             self._index = index
             alias = index.get(probe_id)
             if alias is None:
-                self._foreign.add(probe_id)
+                self._foreign[probe_id] = now
         return alias
+
+    def _with_held(self, events: Sequence[Any], now: float) -> List[Tuple[str, Any]]:
+        """(alias, event) of ours, with the held events of a probe whose record has come since, first."""
+        out: List[Tuple[str, Any]] = []
+        for event in events:
+            alias = self._alias_of(event.probe_id, now)
+            if alias is None:
+                self._held.append(event)
+                continue
+            if self._foreign.pop(event.probe_id, None) is not None:
+                early = [e for e in self._held if e.probe_id == event.probe_id]
+                self._held = collections.deque((e for e in self._held if e.probe_id != event.probe_id), maxlen=_HELD)
+                out.extend((alias, e) for e in early)
+            out.append((alias, event))
+        return out
 
     def _on_events(self, service: str, events: Sequence[Any]) -> None:
         """Collector thread: count, keep the last value; cheap and never raising."""
         now = time.time()
         with self._lock:
             counted: Dict[str, int] = {}
-            for event in events:
-                alias = self._alias_of(event.probe_id)
-                if alias is None:
-                    continue
+            for alias, event in self._with_held(events, now):
                 seen = self._seen.setdefault(alias, _Seen())
                 if event.kind == "status":
                     seen.status = (str(event.data.get("status", "")), str(event.data.get("reason", "")), event.ts)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import polars as pl
 
 from probebook.errors import ProbebookError, one_line
-from probebook.protocol.kinds import ACTIVE, Status
+from probebook.protocol.kinds import ACTIVE, ENDED, Status
 
 from .base import HtmlPanel
 from .probe_board import ProbeBoard, ProbeRow
@@ -46,7 +46,7 @@ class ProbePanel(HtmlPanel, LiveView):
         for name, fn in (actions or {}).items():
             self.on_action(name, self._guarded(name, fn))
         board.poll(force=True)
-        self.html = self.compute(time.time())["html"]  # type: ignore[index]
+        self.apply(self.compute(time.time()) or {})
 
     # ------------------------------------------------------------------ live
     def compute(self, now: float) -> Optional[Dict[str, Any]]:
@@ -58,7 +58,9 @@ class ProbePanel(HtmlPanel, LiveView):
         if signature == self._signature:
             return None
         self._signature = signature
-        return {"html": self._render(rows, now)}
+        # final: every probe it shows has ended; a panel of all probes (`%probe ls`) may get new ones
+        final = self.aliases is not None and bool(rows) and all(r.status in ENDED for r in rows)
+        return {"html": self._render(rows, now), "final": final}
 
     def say(self, text: str) -> None:
         """Show `text` under the rows now (from the kernel's thread: a partial placement, say)."""

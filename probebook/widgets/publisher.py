@@ -9,6 +9,8 @@ sent from other threads by guesswork, so nothing is sent from the publisher's th
 
 While a cell runs, the IO loop waits; updates pile up as one pending state per view and go out
 when the cell ends. So a panel sends at most `max_hz` messages a second, whatever the hit rate.
+`settle()` has the thread compute now and waits for it (the end of a cell reads `pending` to write
+the panels' outputs as they are); `on_flushed` hears which views a flush updated.
 
 >>> pub = LivePublisher(dispatch=lambda fn: fn())     # doctest: +SKIP
 >>> pub.add(panel)                                    # doctest: +SKIP
@@ -19,7 +21,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 __all__ = ["LivePublisher", "LiveView", "kernel_dispatch"]
 
@@ -56,6 +58,10 @@ class LivePublisher:
         self.interval = 1.0 / min(10.0, max(0.1, max_hz))
         self.ticks = 0
         self.flushes = 0
+        self.on_flushed: Optional[Callable[[List[Any]], None]] = None  # runs where the flush runs
+        self._cond = threading.Condition()
+        self._started = self._finished = 0  # ticks of the thread, for settle()
+        self._urgent = False
         self._views: "weakref.WeakSet[Any]" = weakref.WeakSet()
         self._pending: Dict[int, tuple] = {}  # id(view) -> (view, changes)
         self._scheduled = False
@@ -76,21 +82,50 @@ class LivePublisher:
         with self._lock:
             self._pending.pop(id(view), None)
 
+    def has(self, view: Any) -> bool:
+        return view in self._views
+
     def poke(self) -> None:
         """Refresh now rather than at the next tick (after a button click, say)."""
         self._wake.set()
 
+    def pending(self, view: Any) -> Dict[str, Any]:
+        """What was computed for `view` and not sent yet (the next flush sends it)."""
+        with self._lock:
+            item = self._pending.get(id(view))
+        return dict(item[1]) if item else {}
+
+    def settle(self, timeout: float = 0.5) -> bool:
+        """Have the thread compute every view now and wait until it has (at most `timeout` s), so
+        `pending` and the views are as of this moment. Sends nothing itself; False if it timed out."""
+        thread = self._thread
+        if thread is None or not thread.is_alive() or thread is threading.current_thread():
+            return False
+        with self._cond:
+            wanted = self._started + 1  # a tick that starts after this call
+            self._urgent = True
+        self._wake.set()
+        with self._cond:
+            return self._cond.wait_for(lambda: self._finished >= wanted or self._stop.is_set(), timeout)
+
     def _run(self) -> None:
         while not self._stop.is_set():
             started = time.monotonic()
+            with self._cond:
+                self._urgent = False
+                self._started += 1
             self.tick()
-            left = self.interval - (time.monotonic() - started)
-            if left > 0 and self._wake.wait(left):
-                self._wake.clear()
-                # a poke still respects the rate: never two ticks closer than the interval
-                rest = self.interval - (time.monotonic() - started)
-                if rest > 0:
-                    self._stop.wait(rest)
+            with self._cond:
+                self._finished += 1
+                self._cond.notify_all()
+            # a poke still respects the rate: never two ticks closer than the interval; a settle
+            # computes at once (what it computes is sent by the next regular flush)
+            while not self._stop.is_set() and not self._urgent:
+                left = self.interval - (time.monotonic() - started)
+                if left <= 0:
+                    break
+                if self._wake.wait(left):
+                    self._wake.clear()
 
     def tick(self) -> None:
         """One round: compute every view, queue what changed, schedule one flush."""
@@ -129,9 +164,16 @@ class LivePublisher:
                     view.apply(changes)
             except Exception:
                 continue  # a closed widget; nothing to update
+        if self.on_flushed is not None and batch:
+            try:
+                self.on_flushed([view for view, _ in batch.values()])
+            except Exception:
+                pass  # the panels' outputs are written again at the end of the next cell
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        with self._cond:
+            self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=5)
