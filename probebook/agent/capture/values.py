@@ -49,7 +49,7 @@ class CaptureLimits:
     max_items: int = 100  # elements or entries per collection
     max_string: int = 255  # characters per string, bytes per bytes object
     max_fields: int = 20  # fields per object
-    max_bytes: int = 1 << 18  # approximate JSON size of one capture call (and the text its secret scan read)
+    max_bytes: int = 1 << 17  # approximate JSON size of one capture call (and the text its secret scan read)
     max_frames: int = 20  # stack frames
 
     def __post_init__(self) -> None:

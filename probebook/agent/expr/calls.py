@@ -84,7 +84,7 @@ def _str(x: Any) -> str:
             raise fail(f"str() of an int over {MAX_INT_BITS} bits is not allowed")
         charge(int_units(x, x) >> 2, "str()")  # decimal conversion is quadratic
     elif type(x) is not str:  # a repr: separators per item, and up to 10 characters per character of text
-        units, chars = walk(x, REPR, "str()")
+        units, chars = walk(x, REPR, "str()", weight=4)
         charge(3 * units + text_units(9 * chars), "str()")
     return str(x)
 
@@ -103,7 +103,7 @@ def _minmax(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _sorted(x: Any, reverse: Any = False) -> list:
     n = len(iterable(x, "sorted()"))
-    walked = deep(x, ORDER, "sorted()")
+    walked = walk(x, ORDER, "sorted()", weight=2 * max(1, n.bit_length()))[0]
     charge((n + walked) * max(1, n.bit_length()), "sorted()")  # each item is compared about log2(n) times
     return sorted(x, reverse=truth(reverse))
 

@@ -136,12 +136,14 @@ def deep(value: Any, dunders: Optional[Sequence[str]], what: str, keys_only: boo
     return walk(value, dunders, what, keys_only)[0]
 
 
-def walk(value: Any, dunders: Optional[Sequence[str]], what: str, keys_only: bool = False) -> Tuple[int, int]:
+def walk(value: Any, dunders: Optional[Sequence[str]], what: str, keys_only: bool = False,
+         weight: int = 1) -> Tuple[int, int]:
     """Refuse unless every value reachable through builtin containers is safe for `dunders`.
 
     Charges the hit's work budget (`work`) for what it visits, items and characters of text, before
     visiting each container, and returns (those units, the characters of text among them): about what
-    the operation itself will touch."""
+    the operation itself will touch. With `weight`, the caller will charge `weight` times the walk for
+    the operation (`str()`: 4): the walk stops as soon as that could not be paid."""
     tid = id(type(value))
     if tid in ATOMS:
         chars = len(value) if tid in TEXT else 0
@@ -178,8 +180,8 @@ def walk(value: Any, dunders: Optional[Sequence[str]], what: str, keys_only: boo
         if budget < 0:
             raise fail(f"{what} would inspect more than {MAX_ITEMS} items")
         items += _ITEM_UNITS * n + _CONTAINER_UNITS
-        if items + text_units(chars) > allowed:
-            charge(items + text_units(chars), what)  # raises OverBudget before the walk goes on
+        if weight * (items + text_units(chars)) > allowed:
+            charge(weight * (items + text_units(chars)), what)  # raises OverBudget before the walk goes on
         if kind == MAP:
             parts: Tuple[Any, ...] = (dict.keys(v),) if keys_only and depth == 0 else (dict.keys(v), dict.values(v))
         else:
@@ -187,15 +189,15 @@ def walk(value: Any, dunders: Optional[Sequence[str]], what: str, keys_only: boo
         if red is not None:
             if kind == MAP:  # the names are checked before the walk goes on: charged first
                 items += _KEY_CHECK_UNITS * n
-                if items + text_units(chars) > allowed:
-                    charge(items + text_units(chars), what)
+                if weight * (items + text_units(chars)) > allowed:
+                    charge(weight * (items + text_units(chars)), what)
             _no_redacted_entry(v, kind, red, what)
         for part in parts:
             found = _atom_chars(part)
             if found < 0:  # each item is queued and looked at again: it costs more than one unit
                 items += n
-                if items + text_units(chars) > allowed:
-                    charge(items + text_units(chars), what)
+                if weight * (items + text_units(chars)) > allowed:
+                    charge(weight * (items + text_units(chars)), what)
                 todo.extend((e, depth + 1) for e in part)
             else:
                 chars += found

@@ -352,14 +352,14 @@ def test_cycles_are_marked_and_shared_references_are_not():
 def test_the_byte_budget_caps_a_whole_capture():
     row = {f"k{i}": "v" * 255 for i in range(100)}
     table = [row] * 100  # ~2.5 MB if captured fully
-    node = cap(table)  # 256 KiB by default
+    node = cap(table)  # 128 KiB by default
     size = len(json.dumps(node))
-    assert 230_000 < size < 300_000
+    assert 115_000 < size < 150_000
     assert node["truncated"] and len(node["elements"]) < 100
     small = cap(table, CaptureLimits(max_bytes=10_000))
     assert len(json.dumps(small)) < 12_000
     accented = capture_locals({f"v{i}": ["é" * 255] * 100 for i in range(100)}, LIMITS, Redactor())
-    assert len(json.dumps(accented)) < 300_000  # escaped as \u00e9: counted six times
+    assert len(json.dumps(accented)) < 150_000  # escaped as \u00e9: counted six times
 
 
 def test_locals_past_the_byte_budget_are_marked_limit_not_dropped():
@@ -519,7 +519,7 @@ def test_limits_from_mapping_refuse_bad_input_in_one_line_naming_the_field(mappi
 
 def test_limits_from_mapping_keeps_defaults_for_missing_keys():
     limits = CaptureLimits.from_mapping({"max_items": 5, "max_frames": 3})
-    assert (limits.max_items, limits.max_frames, limits.max_depth, limits.max_bytes) == (5, 3, 2, 1 << 18)
+    assert (limits.max_items, limits.max_frames, limits.max_depth, limits.max_bytes) == (5, 3, 2, 1 << 17)
 
 
 def test_safe_repr_renders_builtins_like_repr():
