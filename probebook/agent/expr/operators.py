@@ -199,9 +199,9 @@ def item(obj: Any, key: Any) -> Any:
             raise fail(f"index of {type_name(obj)} must be an int or a slice, not {type_name(key)}")
         if id(t) in TEXT:
             secret_shaped(obj, "[]")
-        else:
-            red = redacted_names()
-            if red is not None and redacted_pair(obj, red) and (type(key) is slice or key in (1, -1)):
+        elif len(obj) == 2 and id(type(obj[0])) in TEXT and (type(key) is slice or key in (1, -1)):
+            red = redacted_names()  # the value of a (name, value) pair
+            if red is not None and redacted_pair(obj, red):
                 raise fail(f"reads the value of the redacted pair {key_name(obj[0])!r}")
         return obj[key]
     if id(t) in ATOMS or special_atom(obj):

@@ -228,6 +228,15 @@ def redacted_pair(v: Any, red: Callable[[str], bool]) -> bool:
 
 def _atom_chars(values: Any) -> int:
     """The characters of the text among `values` when all are atoms, else -1."""
+    if len(values) <= 8:  # a few: a plain loop is cheaper than building the set below
+        chars = 0
+        for v in values:
+            tid = id(type(v))
+            if tid in TEXT:
+                chars += len(v)
+            elif tid not in ATOMS:
+                return -1
+        return chars
     kinds = set(map(id, map(type, values)))  # in C: ids, since hashing a type could run a metaclass __hash__
     if not kinds <= ATOMS:
         return -1
