@@ -24,7 +24,7 @@ from typing import Any, Iterator, Optional, Tuple
 
 from probebook.errors import UnsafeAccess
 
-__all__ = ["MISSING", "safe_getattr", "class_name", "plain_text", "module_file", "module_name", "instance_dict", "plain_keys", "plain_namespace", "slot_names", "iter_fields", "type_name", "mro_of",
+__all__ = ["MISSING", "safe_getattr", "class_name", "plain_text", "module_file", "module_name", "module_namespace", "class_namespace", "instance_dict", "plain_keys", "plain_namespace", "slot_names", "iter_fields", "type_name", "mro_of",
            "class_dict", "type_attr"]
 
 
@@ -88,6 +88,8 @@ def class_name(tp: type) -> str:
 def _lookup_in_mro(tp: type, name: str) -> Any:
     for klass in mro_of(tp):
         ns = class_dict(klass)
+        if ns is None:  # a C type without a namespace (seen on 3.9)
+            continue
         if not _plain_class(klass, ns):
             raise UnsafeAccess(f"the namespace of class {class_name(klass)} has a key that is not a plain str; "
                                f"looking {name!r} up could run that key's __eq__, which probes do not run")
@@ -148,6 +150,18 @@ def module_name(module: Any) -> str:
     ns = _module_dict(module) if issubclass(type(module), types.ModuleType) else None
     name = ns.get("__name__") if ns is not None else None
     return name if type(name) is str else "?"
+
+
+def module_namespace(module: Any) -> Optional[dict]:
+    """A module's `__dict__`, read through its type's C descriptor, when its keys are plain `str`; else None."""
+    return _module_dict(module) if issubclass(type(module), types.ModuleType) else None
+
+
+def class_namespace(klass: type) -> Any:
+    """A class's namespace (a mappingproxy), read without its metaclass, when its keys are plain `str`;
+    else None."""
+    ns = class_dict(klass)
+    return ns if ns is not None and _plain_class(klass, ns) else None
 
 
 def _module_dict(module: Any) -> Optional[dict]:

@@ -13,9 +13,12 @@ takes effect from its next call (on >= 3.12 the monitoring backend reaches runni
 from __future__ import annotations
 
 import gc
+import sys
 import threading
 from types import CodeType, FunctionType
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
+
+from ..capture.safe_access import class_namespace, module_namespace
 
 from .hookset import HookSet
 from .inject import instrument_code
@@ -98,9 +101,40 @@ class CodeSwapBackend:
 
 
 def _swap_functions(old: CodeType, new: CodeType) -> None:
-    for ref in gc.get_referrers(old):
-        if isinstance(ref, FunctionType) and ref.__code__ is old:
+    found = [ref for ref in gc.get_referrers(old) if type(ref) is FunctionType]
+    if gc.get_freeze_count():  # gc.freeze() (gunicorn --preload setups): get_referrers misses those objects
+        found += _functions_in_namespaces(old)
+    for ref in found:
+        if ref.__code__ is old:
             try:
                 ref.__code__ = new
             except ValueError:  # free variables changed shape: cannot happen for our copies
                 continue
+
+
+def _functions_in_namespaces(code: CodeType) -> List[FunctionType]:
+    """The functions holding `code` that modules and their classes name (methods, static and class methods,
+    one level of nested classes), read from their namespaces without user code: what `gc.get_referrers`
+    cannot see once the process froze its objects with `gc.freeze()`."""
+    out: List[FunctionType] = []
+    seen: set = set()
+
+    def visit(values: Any, depth: int) -> None:
+        for value in values:
+            tv = type(value)
+            if tv is staticmethod or tv is classmethod:
+                value, tv = value.__func__, type(value.__func__)
+            if tv is FunctionType:
+                if value.__code__ is code and id(value) not in seen:
+                    seen.add(id(value))
+                    out.append(value)
+            elif depth < 2 and issubclass(tv, type):
+                ns = class_namespace(value)
+                if ns is not None:
+                    visit(list(ns.values()), depth + 1)
+
+    for module in list(sys.modules.values()):
+        ns = module_namespace(module)
+        if ns is not None:
+            visit(list(ns.values()), 0)
+    return out
