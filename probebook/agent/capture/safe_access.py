@@ -104,15 +104,20 @@ _CLASSES: dict = {}
 
 
 def _plain_class(klass: type, ns: Any) -> bool:
-    seen = _CLASSES.get(id(klass))
-    if seen is not None and seen[0] is klass and seen[1] == len(ns):
+    return _remembered_plain(_CLASSES, klass, ns)  # a mappingproxy iterates its dict's keys: no user code
+
+
+def _remembered_plain(cache: dict, owner: Any, ns: Any) -> bool:
+    """`plain_keys(ns)`, remembered in `cache` under `owner` (the namespace, or the class it belongs to)
+    while the namespace keeps its length."""
+    seen = cache.get(id(owner))
+    if seen is not None and seen[0] is owner and seen[1] == len(ns):
         return True
-    for k in ns:  # a mappingproxy iterates its dict's keys: no user code
-        if type(k) is not str:
-            return False
-    if len(_CLASSES) >= 4096:
-        _CLASSES.clear()
-    _CLASSES[id(klass)] = (klass, len(ns))
+    if not plain_keys(ns):
+        return False
+    if len(cache) >= 4096:  # every module's namespace or class of a big service
+        cache.clear()
+    cache[id(owner)] = (owner, len(ns))
     return True
 
 
@@ -138,22 +143,21 @@ def _class_attr(tp: type, name: str) -> Any:
 def module_file(module: Any) -> Optional[str]:
     """`module.__file__` of an entry of `sys.modules`, read from its namespace: never through a module's
     `__getattr__` (PEP 562) or a module subclass's `__getattribute__`. None for anything else."""
-    if not issubclass(type(module), types.ModuleType):  # not isinstance(): it may read __class__
-        return None
-    ns = _module_dict(module)
+    ns = module_namespace(module)
     fn = ns.get("__file__") if ns is not None else None
     return fn if type(fn) is str else None
 
 
 def module_name(module: Any) -> str:
     """`module.__name__`, read as `module_file` reads its file."""
-    ns = _module_dict(module) if issubclass(type(module), types.ModuleType) else None
+    ns = module_namespace(module)
     name = ns.get("__name__") if ns is not None else None
     return name if type(name) is str else "?"
 
 
 def module_namespace(module: Any) -> Optional[dict]:
-    """A module's `__dict__`, read through its type's C descriptor, when its keys are plain `str`; else None."""
+    """A module's `__dict__`, read through its type's C descriptor, when its keys are plain `str`; else None
+    (also for anything that is not a module: `issubclass(type(...))`, since isinstance() may read __class__)."""
     return _module_dict(module) if issubclass(type(module), types.ModuleType) else None
 
 
@@ -196,15 +200,7 @@ _NAMESPACES: dict = {}
 
 def plain_namespace(d: Any) -> bool:
     """`plain_keys` for a long-lived namespace (a module's dict, a frame's globals), remembered."""
-    seen = _NAMESPACES.get(id(d))
-    if seen is not None and seen[0] is d and seen[1] == len(d):
-        return True
-    if type(d) is not dict or not plain_keys(d):
-        return False
-    if len(_NAMESPACES) >= 4096:  # every module's namespace, in a big service
-        _NAMESPACES.clear()
-    _NAMESPACES[id(d)] = (d, len(d))
-    return True
+    return type(d) is dict and _remembered_plain(_NAMESPACES, d, d)
 
 
 def plain_keys(d: dict) -> bool:
@@ -314,8 +310,9 @@ def _safe_getattr_slow(obj: Any, name: str) -> Any:
     d = instance_dict(obj)
     if d is not None and name in d:
         return d[name]
-    if d is None and type(_class_attr(tp, "__dict__")) is _GETSET:
-        raw = _class_attr(tp, "__dict__").__get__(obj, tp)
+    getset = _class_attr(tp, "__dict__")
+    if d is None and type(getset) is _GETSET:
+        raw = getset.__get__(obj, tp)
         if type(raw) is dict and not plain_keys(raw):
             raise UnsafeAccess(f"the __dict__ of {type_name(obj)} has a key that is not a plain str; looking "
                                f"{name!r} up could run that key's __eq__, which probes do not run")

@@ -53,11 +53,11 @@ def _mul(a: Any, b: Any) -> Any:
 def _pow(a: Any, b: Any) -> Any:
     if is_int(a) and is_int(b) and b > 0:
         charge(int.bit_length(b) >> 4, "'**'")  # one squaring per bit of the exponent, even of -1
-    if is_int(a) and is_int(b) and b > 0 and int.bit_length(a) > 1:
-        bits = b * math.log2(abs(a))
-        if bits > MAX_INT_BITS:
-            raise fail(f"'**' would produce an int over {MAX_INT_BITS} bits")
-        charge(int(bits * bits) >> 16, "'**'")
+        if int.bit_length(a) > 1:
+            bits = b * math.log2(abs(a))
+            if bits > MAX_INT_BITS:
+                raise fail(f"'**' would produce an int over {MAX_INT_BITS} bits")
+            charge(int(bits * bits) >> 16, "'**'")
     return a ** b
 
 
@@ -106,9 +106,9 @@ def binary(sym: str, a: Any, b: Any) -> Any:
     a, b = operand(a, (fwd, rev), f"'{sym}'"), operand(b, (fwd, rev), f"'{sym}'")
     kinds = (KIND.get(id(type(a))), KIND.get(id(type(b))))
     if MAP in kinds or SET in kinds or ITEMS in kinds:  # set and dict algebra hashes and compares items
-        for v in (a, b):
+        for v, kind in zip((a, b), kinds):
             deep(v, HASH, f"'{sym}'")
-            if KIND.get(id(type(v))) is not None:
+            if kind is not None:
                 hash_spread(v, f"'{sym}'")
     elif kinds[0] == SEQ and kinds[1] == SEQ:  # concatenation copies both
         charge(len(a) + len(b), f"'{sym}'")

@@ -141,6 +141,7 @@ def compile_template(template: str, *, field: str = "template",
                               f"{MAX_TEMPLATE_CHARS}", field)
     parts: List[Union[str, Expression]] = []
     text: List[str] = []
+    expressions = 0
     i, n = 0, len(template)
     while i < n:
         ch = template[i]
@@ -156,9 +157,10 @@ def compile_template(template: str, *, field: str = "template",
             if text:
                 parts.append("".join(text))
                 text = []
-            if sum(1 for p in parts if isinstance(p, Expression)) >= MAX_TEMPLATE_PARTS:
+            if expressions >= MAX_TEMPLATE_PARTS:
                 raise ExpressionError(f"{field}: more than {MAX_TEMPLATE_PARTS} {{expressions}} in one template; "
                                       f"capture the rest with a snapshot probe", field)
+            expressions += 1
             parts.append(compile_expression(template[i + 1:end].strip() or " ", field=field,
                                             is_redacted_name=is_redacted_name))
             i = end + 1

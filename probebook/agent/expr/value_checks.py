@@ -180,6 +180,8 @@ def walk(value: Any, dunders: Optional[Sequence[str]], what: str, keys_only: boo
         if budget < 0:
             raise fail(f"{what} would inspect more than {MAX_ITEMS} items")
         items += _ITEM_UNITS * n + _CONTAINER_UNITS
+        if red is not None and kind == MAP:  # its names are checked below: charged with the visit
+            items += _KEY_CHECK_UNITS * n
         if weight * (items + text_units(chars)) > allowed:
             charge(weight * (items + text_units(chars)), what)  # raises OverBudget before the walk goes on
         if kind == MAP:
@@ -187,10 +189,6 @@ def walk(value: Any, dunders: Optional[Sequence[str]], what: str, keys_only: boo
         else:
             parts = (v,)
         if red is not None:
-            if kind == MAP:  # the names are checked before the walk goes on: charged first
-                items += _KEY_CHECK_UNITS * n
-                if weight * (items + text_units(chars)) > allowed:
-                    charge(weight * (items + text_units(chars)), what)
             _no_redacted_entry(v, kind, red, what)
         for part in parts:
             found = _atom_chars(part)
@@ -237,7 +235,7 @@ def _atom_chars(values: Any) -> int:
             elif tid not in ATOMS:
                 return -1
         return chars
-    kinds = set(map(id, map(type, values)))  # in C: ids, since hashing a type could run a metaclass __hash__
+    kinds = _kinds(values)
     if not kinds <= ATOMS:
         return -1
     if kinds.isdisjoint(TEXT):
@@ -249,6 +247,12 @@ def _atom_chars(values: Any) -> int:
         if id(type(v)) in TEXT:
             chars += len(v)
     return chars
+
+
+def _kinds(values: Any) -> set:
+    """The ids of the exact types among `values`, in C: ids, since hashing a type could run a metaclass
+    `__hash__`."""
+    return set(map(id, map(type, values)))
 
 
 def no_redacted_entries(mapping: Any, what: str) -> None:
@@ -266,8 +270,7 @@ def hash_spread(values: Any, what: str) -> None:
     n = len(values)
     if n <= FREE_ITEMS:
         return
-    kinds = set(map(id, map(type, values)))  # ids: hashing a type could run a metaclass __hash__
-    if kinds <= TEXT:
+    if _kinds(values) <= TEXT:
         return
     charge(n, what)  # the two passes below
     hashes = len(set(map(hash, values)))  # the values passed `deep(..., HASH)`: builtin hashes only

@@ -80,7 +80,7 @@ def secret_shaped(text: Any, what: str) -> None:
             text = bytes(text).decode("latin-1")
         if rules.is_redacted_value(text):
             raise EvaluationError(f"{what} would read part of a text shaped like a secret (a credential, "
-                                      f"a token); it is redacted whole")
+                                  f"a token); it is redacted whole")
 
 
 def charge(units: int, what: str) -> None:
