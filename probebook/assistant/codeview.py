@@ -114,7 +114,7 @@ def functions(source: str) -> List[FunctionInfo]:
     return [_info(q, n) for q, n in _defs(source)]
 
 
-def _find(source: str, qualname: str) -> _Def:
+def find_def(source: str, qualname: str) -> _Def:
     for q, node in _defs(source):
         if q == qualname:
             return node
@@ -137,7 +137,7 @@ def _dotted(node: ast.AST) -> Optional[str]:
 
 def callees(source: str, qualname: str) -> List[Call]:
     """The calls `qualname`'s own body makes (not those of nested functions), in line order."""
-    fn = _find(source, qualname)
+    fn = find_def(source, qualname)
     awaited = {id(n.value) for n in ast.walk(fn) if isinstance(n, ast.Await)}
     calls: List[Call] = []
 
@@ -166,7 +166,7 @@ def looped(source: str, qualname: str) -> set:
     >>> sorted(looped("def f(xs):\n    g()\n    return [k(x) for x in xs]", "f"))
     [3]
     """
-    fn = _find(source, qualname)
+    fn = find_def(source, qualname)
     loops = (ast.For, ast.AsyncFor, ast.While, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
     return {c.lineno for n in ast.walk(fn) if isinstance(n, loops) for c in ast.walk(n) if isinstance(c, ast.Call)}
 
@@ -220,13 +220,13 @@ def raises(source: str, qualname: str) -> List[tuple]:
             exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
             return _dotted(exc) or "?"
         return None
-    return guarded(_find(source, qualname), pick)
+    return guarded(find_def(source, qualname), pick)
 
 
 def assigned_from(source: str, qualname: str, name: str) -> List[tuple]:
     """``(line, expression text)`` of each binding of `name` in the function: assignments, ``with ... as
     name`` (the context expression) and ``for name in ...`` (the iterable)."""
-    fn = _find(source, qualname)
+    fn = find_def(source, qualname)
     out = []
     text = getattr(ast, "unparse", lambda n: "")
     for node in ast.walk(fn):
@@ -252,7 +252,7 @@ def _binds(target: ast.AST, name: str) -> bool:
 
 def returns(source: str, qualname: str) -> List[tuple]:
     """``(line, expression text)`` of each ``return <expr>`` in the function's own body."""
-    fn = _find(source, qualname)
+    fn = find_def(source, qualname)
     out = []
 
     def visit(node: ast.AST) -> None:
@@ -270,7 +270,7 @@ def returns(source: str, qualname: str) -> List[tuple]:
 def argument_for(source: str, qualname: str, line: int, callee: str, params: tuple, param: str) -> Optional[str]:
     """The source of the argument that `qualname`, at `line`, passes as `param` to a call of `callee`
     (matched by its last name; `params` are the callee's parameter names, ``self`` included)."""
-    fn = _find(source, qualname)
+    fn = find_def(source, qualname)
     for node in ast.walk(fn):
         if not (isinstance(node, ast.Call) and node.lineno <= line <= (getattr(node, "end_lineno", line) or line)):
             continue
@@ -308,7 +308,7 @@ def operands(expression: str) -> List[str]:
 def handlers(source: str, qualname: str) -> List[tuple]:
     """``(line, name, calls)`` of each ``except ... as name`` in the function's own body: the line of the
     handler's first statement (where a probe sees `name` bound) and the calls its ``try`` body makes."""
-    fn = _find(source, qualname)
+    fn = find_def(source, qualname)
     out = []
     for node in ast.walk(fn):
         if isinstance(node, ast.Try):
@@ -324,7 +324,7 @@ def handler_at(source: str, qualname: str, line: int) -> Optional[tuple]:
     `line`: the name it binds ("" for none), the calls its ``try`` body makes, and whether its body
     never reads the exception (what was caught leaves no trace); None when no handler holds it."""
     best = None
-    for node in ast.walk(_find(source, qualname)):
+    for node in ast.walk(find_def(source, qualname)):
         if isinstance(node, ast.Try):
             for h in node.handlers:
                 end = getattr(h, "end_lineno", None) or h.lineno
@@ -351,7 +351,7 @@ def next_line(source: str, qualname: str, line: int) -> Optional[int]:
     """The first line of the statement that runs after the one at `line` in the same block (reached only
     when that statement completes; for an ``if`` whose body returns, only when its test was false), or
     None when it is the last of its block."""
-    fn = _find(source, qualname)
+    fn = find_def(source, qualname)
     for node in ast.walk(fn):
         for field in ("body", "orelse", "finalbody"):
             block = getattr(node, field, None)
@@ -361,11 +361,11 @@ def next_line(source: str, qualname: str, line: int) -> Optional[int]:
                 end = getattr(stmt, "end_lineno", stmt.lineno) or stmt.lineno
                 if isinstance(stmt, ast.stmt) and (stmt.lineno == line or stmt.lineno <= line <= end
                                                    and not hasattr(stmt, "body")):
-                    return _first_code(block[i + 1]) if i + 1 < len(block) else None
+                    return first_code(block[i + 1]) if i + 1 < len(block) else None
     return None
 
 
-def _first_code(stmt: ast.stmt) -> int:
+def first_code(stmt: ast.stmt) -> int:
     """The first line of `stmt` that runs code: a ``try:`` line runs none, its body's first does."""
     while isinstance(stmt, ast.Try) and stmt.body:
         stmt = stmt.body[0]
@@ -374,7 +374,7 @@ def _first_code(stmt: ast.stmt) -> int:
 
 def literals(source: str, qualname: str) -> List[str]:
     """The string constants in the function's own body, in source order (a path a client is called with)."""
-    found = [n for n in own_nodes(_find(source, qualname)) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    found = [n for n in own_nodes(find_def(source, qualname)) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
     return [n.value for n in sorted(found, key=lambda n: (n.lineno, n.col_offset))]
 
 
@@ -387,7 +387,7 @@ def called_in(source: str, qualname: str, expressions: List[str]) -> List[str]:
 def waits(source: str, qualname: str) -> List[str]:
     """Where the function's own body may wait without a call of ours to show for it: ``await``s and
     ``with`` on an object rather than a call (a lock). Their time looks like the function's own."""
-    fn = _find(source, qualname)
+    fn = find_def(source, qualname)
     text = getattr(ast, "unparse", lambda n: "?")
     out: List[str] = []
     for n in ast.walk(fn):
@@ -400,7 +400,7 @@ def waits(source: str, qualname: str) -> List[str]:
 
 def local_names(source: str, qualname: str) -> tuple:
     """Parameters and every name the function binds: what is not among them is a global."""
-    fn = _find(source, qualname)
+    fn = find_def(source, qualname)
     names = set(_info(qualname, fn).params)
     for n in ast.walk(fn):
         if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):

@@ -207,3 +207,13 @@ def test_a_service_of_ours_whose_process_is_gone_is_proven_from_its_callers(shop
     assert (verdict.service, verdict.locus) == ("back", "back process"), why
     assert verdict.boundary_service == "front", why
     assert "start back again" in verdict.mitigation
+
+
+@pytest.mark.parametrize("shop", ["qship"], indirect=True)
+def test_a_slow_peer_whose_handler_keeps_it_on_the_cpu_is_descended_into_without_its_own_alert(shop):
+    """The same queue with only front's alert: back's handler holds a small part of front's wait, but
+    its calls keep back's process on the CPU most of the window (their `cpu_ms` summed), so every
+    request waits for them before its handler runs, and `route_days` is proven all the same."""
+    verdict, why = _investigate(shop, "GET /ship is slow", "/ship", "HighLatency")
+    assert "of the time: requests queue behind them" in why, why
+    assert verdict.kind == "proven" and verdict.service == "back" and verdict.locus.endswith(":route_days"), why

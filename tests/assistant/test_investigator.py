@@ -210,3 +210,13 @@ def test_a_helper_shared_with_a_slower_caller_is_not_blamed_for_the_route(shop):
     assert "fetch is called from elsewhere too" in why, why
     assert verdict.kind != "proven" and not (verdict.locus or "").endswith(":fetch"), why
     assert "shared with other callers" in verdict.cause, why
+
+
+def test_a_wait_for_a_lock_is_followed_to_what_its_holders_do(shop):
+    """Bookings wait at BEGIN IMMEDIATE for the write lock that other bookings hold while they scan
+    the ledger: the time is a wait in a library call, and its cause is the scan done holding the lock."""
+    inv, _ = shop
+    verdict, why = investigate(inv, "book", "POST /book is slow", "HighLatency", "/book", wait_s=4)
+    assert "waits for a lock that its calls hold while in Ledger.stock" in why, why
+    assert verdict.kind == "proven", why
+    assert verdict.locus.endswith("tinyshop.py:Ledger.stock"), why

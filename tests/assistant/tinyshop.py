@@ -5,6 +5,8 @@ import asyncio
 import contextlib
 import os
 import re
+import sqlite3
+import tempfile
 import threading
 import time
 
@@ -243,6 +245,38 @@ class Orders:
         return {"status": 201, "conn": id(conn)}
 
 
+class Ledger:
+    """Stock as a ledger of movements in SQLite. A booking takes the write lock (BEGIN IMMEDIATE) and,
+    holding it, totals the SKU's movements: with no index each total scans the whole table, so the
+    bookings queue for the lock behind each other's scans (the defect is the scan, not the lock)."""
+
+    def __init__(self):
+        self.path = os.path.join(tempfile.mkdtemp(prefix="tinyshop-ledger-"), "ledger.db")
+        conn = sqlite3.connect(self.path)
+        conn.execute("CREATE TABLE moves (sku TEXT, delta INTEGER)")
+        conn.executemany("INSERT INTO moves VALUES (?, ?)", ((f"sku-{i % 50}", 1) for i in range(150000)))
+        conn.commit()
+        conn.close()
+
+    def stock(self, conn, sku):
+        return conn.execute("SELECT SUM(delta) FROM moves WHERE sku = ?", (sku,)).fetchone()[0]
+
+    def book(self, sku):
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                left = self.stock(conn, sku)
+                conn.execute("INSERT INTO moves VALUES (?, -1)", (sku,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return left
+        finally:
+            conn.close()
+
+
 @contextlib.contextmanager
 def traced(user):
     yield user
@@ -273,9 +307,13 @@ class Api:
         self.courier = Courier()
         self.orders = Orders(Pool())
         self.pages = PageCache()
+        self.ledger = None  # made by the first booking (it writes a database)
         self.routes = {"/pay": self.pay, "/report": self.report, "/line": self.line, "/search": self.search,
                        "/cart": self.cart, "/ping": self.ping, "/quick": self.quick,
-                       "/export": self.export, "/tally": self.tally}
+                       "/export": self.export, "/tally": self.tally, "/book": self.booking}
+
+    def booking(self, sku):
+        return {"status": 201, "left": self.ledger.book(sku)}
 
     def cart(self, skus):
         lines = [(sku, self.book.price(sku), 1 + len(sku) % 3) for sku in skus]
@@ -377,8 +415,34 @@ def serve_async(stop):
     asyncio.run(customers())
 
 
+def book(api, stop):
+    """A customer that books one SKU after another (several of them at once contend for the lock)."""
+    i = 0
+    while not stop.is_set():
+        i += 1
+        api.booking(f"sku-{i % 50}")
+        time.sleep(0.005)
+
+
+class _Together:
+    """Several customer threads, joined as one."""
+
+    def __init__(self, threads):
+        self.threads = threads
+
+    def join(self):
+        for t in self.threads:
+            t.join()
+
+
 def start(kind="pay"):
     api, stop = Api(), threading.Event()
+    if kind == "book":
+        api.ledger = Ledger()
+        threads = [threading.Thread(target=book, args=(api, stop), daemon=True) for _ in range(4)]
+        for t in threads:
+            t.start()
+        return api, stop, _Together(threads)
     t = threading.Thread(target=serve_async, args=(stop,), daemon=True) if kind == "storefront" else \
         threading.Thread(target=serve, args=(api, stop, kind), daemon=True)
     t.start()

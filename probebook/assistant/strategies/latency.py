@@ -13,14 +13,17 @@ in the library calls it makes, rather than waits for a peer, a lock or a disk.
 from __future__ import annotations
 
 import statistics
+import time
 from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Tuple
 
+from probebook.errors import ProbebookError
 from probebook.evidence.predicate import Predicate
 
 from ..codeview import callees, literals, looped, waits
 from ..differential import seen_values
 from ..entrypoints import EntryPoint, paths_in, symptom_classes
 from ..model import Verdict
+from .locks import held_by
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..investigator import Investigator
@@ -33,6 +36,7 @@ EXPLAINS = 0.5  # a function is claimed only when it holds at least this share o
 SLOWEST_FAST_MS = 1.0  # a function whose calls take less than this at the median is never claimed
 WORKS = 0.6  # a function whose thread is on the CPU this share of its time is working, not waiting
 SHARED = 1.1  # a callee whose total time exceeds its caller's by this much is called from elsewhere too
+SATURATES = 0.5  # a function whose calls keep its process's CPU busy this share of the time queues the rest
 
 
 class Timing(NamedTuple):
@@ -45,6 +49,12 @@ class Timing(NamedTuple):
     cpu_median_ms: float
     calls: int
     p90_ms: float = 0.0  # the slow tail, what a latency alert on p95 sees
+    busy: float = 0.0  # of the window, the share of one CPU its calls kept busy, per instance
+
+    def saturates(self) -> bool:
+        """Its calls keep their process on the CPU most of the time: under a GIL every other request
+        of that process waits for them, before and inside its handler."""
+        return self.busy >= SATURATES
 
     def claim(self, cpu: bool = False) -> Predicate:
         """Its calls take at least half the median seen (of wall time, or with `cpu` of CPU time)."""
@@ -53,9 +63,13 @@ class Timing(NamedTuple):
                          min_events=3)
 
 
-def timings(ctx: "Investigator", probes: Dict[Tuple[str, str], Optional[str]]) -> Dict[Tuple[str, str], Timing]:
-    """Per function, what its duration probe saw (3 calls at least); the probes go."""
+def timings(ctx: "Investigator", probes: Dict[Tuple[str, str], Optional[str]],
+            window_s: float = 0.0) -> Dict[Tuple[str, str], Timing]:
+    """Per function, what its duration probe saw (3 calls at least) over `window_s` seconds; the probes go.
+    A probe's rate limit keeps some calls out of its events: totals, counts and CPU busy are scaled up by
+    the calls it made (the agent's counts) over the calls seen, so a busy callee is not understated."""
     out = {}
+    made = _calls_made(ctx, [a for a in probes.values() if a])
     for key, alias in probes.items():
         evs = ctx.tools.events_of(alias, limit=2000) if alias else []
         evs = [e for e in evs if isinstance(e.get("value"), (int, float))]
@@ -63,12 +77,31 @@ def timings(ctx: "Investigator", probes: Dict[Tuple[str, str], Optional[str]]) -
         timed = [e for e in evs if isinstance(e.get("cpu_ms"), (int, float))]  # hits whose CPU clock was read
         cpu, wall = [e["cpu_ms"] for e in timed], sum(e["value"] for e in timed)
         if len(vals) >= 3:
-            out[key] = Timing(statistics.median(vals), sum(vals), [e["evidence_id"] for e in evs][:200],
-                              sum(cpu) / wall if wall > 0 else 0.0, statistics.median(cpu) if cpu else 0.0, len(vals),
-                              sorted(vals)[int(0.9 * (len(vals) - 1))])
+            scale = max(1.0, made.get(alias or "", 0) / len(vals))
+            instances = len({e.get("instance") for e in evs}) or 1
+            out[key] = Timing(statistics.median(vals), scale * sum(vals), [e["evidence_id"] for e in evs][:200],
+                              sum(cpu) / wall if wall > 0 else 0.0, statistics.median(cpu) if cpu else 0.0,
+                              round(scale * len(vals)), sorted(vals)[int(0.9 * (len(vals) - 1))],
+                              scale * sum(cpu) / (1000 * window_s * instances) if window_s > 0 else 0.0)
         if alias:
             ctx.call("remove_probe", probe=alias)
+    if out:
+        ctx.progress("latency: timed " + "; ".join(
+            f"{k[1]} {v.calls} calls, median {v.median_ms:.1f} ms, p90 {v.p90_ms:.1f} ms, total {v.total_ms:.0f} ms"
+            for k, v in out.items()))
     return out
+
+
+def _calls_made(ctx: "Investigator", aliases: List[str]) -> Dict[str, int]:
+    """Per probe, the calls it timed or left out by its rate limit (the agents' counts); {} when unknown."""
+    try:
+        frame = ctx.tools.inv.probes()
+    except ProbebookError:  # the counts only refine the totals; without them the events stand
+        return {}
+    if "emitted" not in frame.columns:
+        return {}
+    return {r["alias"]: int(r["emitted"] or 0) + int(r["rate_limited"] or 0) for r in frame.to_dicts()
+            if r["alias"] in aliases}
 
 
 def slowest_first(ctx: "Investigator", service: str, eps: List[EntryPoint]) -> List[EntryPoint]:
@@ -79,12 +112,16 @@ def slowest_first(ctx: "Investigator", service: str, eps: List[EntryPoint]) -> L
     fns = list(dict.fromkeys((ep.file, ep.function) for ep in eps))
     if len(fns) < 2 or ctx.out_of_time():
         return eps
+    placed = time.monotonic()
     probes = {fn: ctx.place(service, "metric", ctx.where(service, *fn), metric="route_ms", rate=50) for fn in fns}
     ctx.pause(ctx.wait_s / 2)
-    timing = timings(ctx, probes)
-    order = sorted(fns, key=lambda fn: -(timing[fn].p90_ms if fn in timing else -1.0))
+    timing = timings(ctx, probes, time.monotonic() - placed)
+    # a handler whose calls keep the process on the CPU first: under a GIL every other route waits for it
+    order = sorted(fns, key=lambda fn: (not (fn in timing and timing[fn].saturates() and _plain(ctx, service, *fn)),
+                                        -(timing[fn].p90_ms if fn in timing else -1.0)))
     ctx.progress("latency: routes by p90 time " + ", ".join(
-        f"{fn[1]} {timing[fn].p90_ms:.1f} ms" if fn in timing else f"{fn[1]} (too few calls)" for fn in order))
+        f"{fn[1]} {timing[fn].p90_ms:.1f} ms (CPU busy {100 * timing[fn].busy:.0f}%)" if fn in timing
+        else f"{fn[1]} (too few calls)" for fn in order))
     return sorted(eps, key=lambda ep: order.index((ep.file, ep.function)))
 
 
@@ -105,13 +142,14 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
         resolved = [t for t in resolved if not getattr(ctx.info(service, *t), "is_generator", False)]
         kids = resolved[:_MEASURED]
         outside = ctx.calls_out(service, current.file, current.function)
+        placed = time.monotonic()
         probes = {(current.file, current.function): ctx.place(
             service, "metric", ctx.where(service, current.file, current.function), metric="entry_ms", rate=50)}
         for kfile, kfunc in kids:
             probes[(kfile, kfunc)] = ctx.place(service, "metric", ctx.where(service, kfile, kfunc),
                                                metric="callee_ms", rate=50)
         ctx.pause(ctx.wait_s)
-        timing = timings(ctx, probes)
+        timing = timings(ctx, probes, time.monotonic() - placed)
         top = timing.get((current.file, current.function))
         if top is None:
             ctx.progress(f"latency: {current.function} ran fewer than 3 times while measured")
@@ -126,8 +164,17 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
                 ctx.progress(f"latency: {current.function} holds {100 * share:.0f}% of the slow request's time, "
                              f"but {service}'s own latency alert fires: descending into it as its own")
                 share = 1.0
+            elif share < EXPLAINS and top.saturates() and _plain(ctx, service, current.file, current.function):
+                # its calls keep the process on the CPU: every request waits for them, most of it before
+                # its own handler runs, so the share of the handler's own time understates it
+                ctx.progress(f"latency: {current.function} holds {100 * share:.0f}% of the slow request's time "
+                             f"(median {top.median_ms:.1f} ms, p90 {top.p90_ms:.1f} ms), but its calls keep "
+                             f"{service} on the CPU {100 * top.busy:.0f}% of the time: requests queue behind them; "
+                             f"descending into it as its own")
+                share = 1.0
         if share < EXPLAINS:
-            ctx.progress(f"latency: {current.function} holds {100 * share:.0f}% of the slow request's time, "
+            ctx.progress(f"latency: {current.function} holds {100 * share:.0f}% of the slow request's time "
+                         f"(median {top.median_ms:.1f} ms, p90 {top.p90_ms:.1f} ms, CPU busy {100 * top.busy:.0f}%), "
                          f"too little to explain it")
             return None
         # a callee's share is its total time over the parent's: a call made twice a request counts twice.
@@ -166,6 +213,13 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
             current = EntryPoint(service, kfile, kfunc, 0, "holds the time")
             chain.append(current)
             continue
+        into = held_by(ctx, service, current.file, current.function, top)
+        if into is not None:  # it waits for a lock its other calls hold: what they do holding it is the cause
+            ctx.progress(f"latency: {current.function} waits for a lock that its calls hold while in {into[1]}; "
+                         f"descending")
+            current = EntryPoint(service, into[0], into[1], 0, "fills the lock's holds")
+            chain.append(current)
+            continue
         # the claim: the function's calls take this long (the descent showed they hold the request's time)
         pred = top.claim()
         locus = f"{current.file}:{current.function}"
@@ -180,9 +234,7 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
             return Verdict("likely", service, locus, f"{current.function} holds the time (median "
                            f"{top.median_ms:.1f} ms), but the probes cannot see all of it: {'; '.join(blind)}", pred,
                            evidence=top.evidence)
-        me = ctx.info(service, current.file, current.function)
-        suspends = me is None or me.is_async or me.is_generator
-        if outside and not suspends and top.cpu_share >= WORKS:
+        if outside and _plain(ctx, service, current.file, current.function) and top.cpu_share >= WORKS:
             # on the CPU, in its own thread, most of its time: the work itself (its code or the library
             # calls it makes, a regex, a query scan), not a wait for another service or a lock
             return ctx.conclude("proven", service, locus, f"{current.function} holds the time working, not waiting: "
@@ -201,6 +253,12 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
         return ctx.conclude("proven", service, locus, f"{current.function}'s own code holds the time: median "
                             f"{top.median_ms:.1f} ms", pred, top.evidence)
     return None
+
+
+def _plain(ctx: "Investigator", service: str, file: str, function: str) -> bool:
+    """A plain function (not a coroutine or a generator): its thread's CPU clock is its own work."""
+    me = ctx.info(service, file, function)
+    return not (me is None or me.is_async or me.is_generator)
 
 
 def _next_hop(ctx: "Investigator", service: str, chain: List[EntryPoint], lines: List[int], depth: int,

@@ -1,0 +1,198 @@
+"""A function whose time is a wait for a lock that its other calls hold: the cause is what they do
+while they hold it.
+
+A latency descent can end at a function that spends its time in a call out of our code which takes
+a lock: ``conn.execute("BEGIN IMMEDIATE")`` (or EXCLUSIVE, ``LOCK TABLE``, ``SELECT ... FOR UPDATE``),
+``self._lock.acquire()``, ``with self._lock:``. Its calls queue for the lock, and each waits for the
+sections of those before it: the wait is long because the section is. Log probes on the line that
+takes the lock, on the section's first line and on the lines that give it back (``COMMIT``,
+``ROLLBACK``, ``release()``, the line after a ``with``), and duration probes on the functions of ours
+called inside the section, are paired per thread: each call's wait (take to first line), its hold
+(first line to release), and how much of the holds each callee's calls fill. When the wait is most of
+the function's time and one callee fills most of the holds, the descent goes on into that callee:
+what it does (a scan, a slow call) is what every waiter waits for.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import statistics
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+
+from ..codeview import callees, find_def, first_code, next_line, own_nodes
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..investigator import Investigator
+    from .latency import Timing
+
+__all__ = ["Section", "lock_sections", "pair_marks", "held_by"]
+
+_TAKE_SQL = re.compile(r"\s*(BEGIN\s+(IMMEDIATE|EXCLUSIVE)\b|LOCK\s+TABLES?\b|SELECT\b.*\bFOR\s+(UPDATE|SHARE)\b)",
+                       re.I | re.S)
+_FREE_SQL = re.compile(r"\s*(COMMIT|ROLLBACK|END)\b", re.I)
+_LOCKISH = re.compile(r"(lock|mutex|semaphore|sem|latch)$", re.I)
+_RUN_SQL = ("execute", "exec_driver_sql", "executescript")
+WAITS = 0.5  # the function's calls wait for the lock at least this share of their time
+FILLS = 0.6  # a callee filling this share of the holds is what the waiters wait for
+_MEASURED = 3  # callees inside the section timed at once (the marks take up to five probes)
+
+
+@dataclass(frozen=True)
+class Section:
+    """Where a function takes a lock, holds it and gives it back."""
+
+    take: int  # the line that takes the lock (a call there waits for it)
+    first: int  # the first line run with the lock held
+    ends: Tuple[int, ...]  # the lines that give it back (none: the function's exit does)
+    last: int  # the last line of the section: calls up to it run with the lock held
+    what: str  # how it is taken, as written
+
+
+def _sql(call: ast.Call, pattern: "re.Pattern[str]") -> bool:
+    f = call.func
+    return isinstance(f, ast.Attribute) and f.attr in _RUN_SQL and bool(call.args) and \
+        isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, str) and \
+        bool(pattern.match(call.args[0].value))
+
+
+def _lockish(node: ast.AST) -> bool:
+    name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
+    return bool(_LOCKISH.search(name.lstrip("_")))
+
+
+def lock_sections(source: str, qualname: str) -> List[Section]:
+    """The sections of a function that run with a lock held, in line order.
+
+    >>> src = '''
+    ... def reserve(conn, items):
+    ...     conn.execute("BEGIN IMMEDIATE")
+    ...     try:
+    ...         for item in items:
+    ...             check(conn, item)
+    ...         conn.execute("COMMIT")
+    ...     except BaseException:
+    ...         conn.execute("ROLLBACK")
+    ...         raise
+    ... '''
+    >>> lock_sections(src, "reserve")
+    [Section(take=3, first=5, ends=(7, 9), last=9, what="conn.execute('BEGIN IMMEDIATE')")]
+    """
+    fn = find_def(source, qualname)
+    nodes = own_nodes(fn)
+    calls = [n for n in nodes if isinstance(n, ast.Call)]
+    out: List[Section] = []
+    for stmt in sorted((n for n in nodes if isinstance(n, (ast.Expr, ast.With, ast.AsyncWith))),
+                       key=lambda n: n.lineno):
+        after = next_line(source, qualname, stmt.lineno)
+        if isinstance(stmt, (ast.With, ast.AsyncWith)):
+            held = [i.context_expr for i in stmt.items if _lockish(i.context_expr)]
+            if held and stmt.body:
+                first = first_code(stmt.body[0])
+                out.append(Section(stmt.lineno, first, (after,) if after else (),
+                                   stmt.end_lineno or stmt.lineno, f"with {ast.unparse(held[0])}"))
+            continue
+        call = stmt.value
+        if not isinstance(call, ast.Call) or after is None:
+            continue
+        if _sql(call, _TAKE_SQL):
+            ends = [c.lineno for c in calls if c.lineno > stmt.lineno and (
+                _sql(c, _FREE_SQL) or isinstance(c.func, ast.Attribute) and c.func.attr in ("commit", "rollback"))]
+        elif isinstance(call.func, ast.Attribute) and call.func.attr == "acquire" and _lockish(call.func.value):
+            base = ast.unparse(call.func.value)
+            ends = [c.lineno for c in calls if c.lineno > stmt.lineno and isinstance(c.func, ast.Attribute)
+                    and c.func.attr == "release" and ast.unparse(c.func.value) == base]
+        else:
+            continue
+        ends = sorted(set(ends))
+        out.append(Section(stmt.lineno, after, tuple(ends), max(ends) if ends else fn.end_lineno or after,
+                           ast.unparse(call)))
+    return out
+
+
+def pair_marks(marks: List[Tuple[float, str, str]]) -> Tuple[List[float], List[Tuple[str, float, float]]]:
+    """From ``(ts, thread, mark)`` with mark ``take``/``first``/``end``: the waits (take to first) and the
+    holds ``(thread, start, end)`` (first to the next end), each within one thread.
+
+    >>> pair_marks([(0.0, "a", "take"), (0.3, "a", "first"), (0.1, "b", "first"), (0.35, "a", "first"),
+    ...             (0.4, "a", "end"), (0.2, "b", "end")])
+    ([0.3], [('b', 0.1, 0.2), ('a', 0.3, 0.4)])
+    """
+    waits: List[float] = []
+    holds: List[Tuple[str, float, float]] = []
+    state: Dict[str, Tuple[str, float]] = {}
+    for ts, thread, mark in sorted(marks):
+        prev = state.get(thread)
+        if prev and mark == "first" and prev[0] == "first":
+            continue  # the first line again (a loop's head): the hold began at its first run
+        if prev and mark == "first" and prev[0] == "take":
+            waits.append(ts - prev[1])
+        elif prev and mark == "end" and prev[0] == "first":
+            holds.append((thread, prev[1], ts))
+        state[thread] = (mark, ts)
+    return waits, holds
+
+
+def _filled(holds: List[Tuple[str, float, float]], evs: List[dict]) -> float:
+    """The share of the holds' time that the duration events (ending at `ts`, lasting `value` ms) fill."""
+    total = sum(end - start for _, start, end in holds)
+    inside = 0.0
+    for e in evs:
+        end, took = _ts(e), float(e.get("value") or 0.0) / 1000
+        if any(t == e.get("thread") and start - 1e-3 <= end - took and end <= stop + 1e-3 for t, start, stop in holds):
+            inside += took
+    return inside / total if total > 0 else 0.0
+
+
+def _ts(e: dict) -> float:
+    ts = e.get("ts")
+    return ts.timestamp() if hasattr(ts, "timestamp") else float(ts or 0.0)
+
+
+def held_by(ctx: "Investigator", service: str, file: str, function: str,
+            top: "Timing") -> Optional[Tuple[str, str]]:
+    """The callee of ours that fills the holds of the lock `function` waits for (see the module
+    docstring); None when it does not wait for a lock, or no callee fills the holds."""
+    src = ctx.text(service, file)
+    try:
+        sections = lock_sections(src, function)
+    except (SyntaxError, ValueError):
+        return None
+    for sec in sections[:2]:
+        inside = [c for c in callees(src, function) if sec.first <= c.line <= sec.last]
+        kids = list(dict.fromkeys(t for t in (ctx.resolve(service, c.name.split(".")[-1], file) for c in inside)
+                                  if t and t != (file, function)))[:_MEASURED]
+        marks = {"take": [sec.take], "first": [sec.first], "end": list(sec.ends)[:3]}
+        probes = {(mark, line): ctx.place(service, "log", f"{file}:{line}", template=mark, rate=50, light=True)
+                  for mark, lines in marks.items() for line in lines}
+        exits = ctx.place(service, "metric", ctx.where(service, file, function), metric="locked_ms", rate=50)
+        timed = {k: ctx.place(service, "metric", ctx.where(service, *k), metric="in_lock_ms", rate=50) for k in kids}
+        ctx.pause(ctx.wait_s)
+        seen = [(_ts(e), str(e.get("thread")), mark) for (mark, _), alias in probes.items() if alias
+                for e in ctx.tools.events_of(alias, limit=2000)]
+        if not sec.ends:  # the function's exit gives the lock back
+            seen += [(_ts(e), str(e.get("thread")), "end") for e in ctx.tools.events_of(exits, 2000)] if exits else []
+        waits, holds = pair_marks(seen)
+        fills = {k: _filled(holds, ctx.tools.events_of(a, limit=2000)) for k, a in timed.items() if a}
+        for alias in [*probes.values(), exits, *timed.values()]:
+            if alias:
+                ctx.call("remove_probe", probe=alias)
+        if len(waits) < 3 or len(holds) < 3:
+            ctx.progress(f"locks: {function} took the lock at line {sec.take} ({sec.what}) too few times while "
+                         f"watched ({len(waits)} waits, {len(holds)} holds)")
+            continue
+        # the waits are heavy-tailed (a busy handler's backoff, an unfair lock: many take it at once, a few
+        # wait long), so they are weighed by their sum against the function's, not at the median
+        wait_ms, hold_ms = 1000 * statistics.mean(waits), 1000 * statistics.median(h[2] - h[1] for h in holds)
+        if wait_ms < WAITS * top.total_ms / max(top.calls, 1):
+            ctx.progress(f"locks: {function} waits {wait_ms:.1f} ms on average for the lock at line {sec.take} "
+                         f"({sec.what}), not most of its {top.total_ms / max(top.calls, 1):.1f} ms")
+            continue
+        best = max(fills, key=fills.get, default=None)  # type: ignore[arg-type]
+        ctx.progress(f"locks: {function} waits {wait_ms:.1f} ms on average at line {sec.take} ({sec.what}) for "
+                     f"a lock its calls hold {hold_ms:.1f} ms each; of the holds, " + (", ".join(
+                         f"{k[1]} fills {100 * v:.0f}%" for k, v in fills.items()) or "no call of ours fills any"))
+        if best is not None and fills[best] >= FILLS:
+            return best
+    return None
