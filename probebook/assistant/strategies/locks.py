@@ -8,9 +8,10 @@ sections of those before it: the wait is long because the section is. Log probes
 takes the lock, on the section's first line and on the lines that give it back (``COMMIT``,
 ``ROLLBACK``, ``release()``, the line after a ``with``), and duration probes on the functions of ours
 called inside the section, are paired per thread: each call's wait (take to first line), its hold
-(first line to release), and how much of the holds each callee's calls fill. When the wait is most of
-the function's time and one callee fills most of the holds, the descent goes on into that callee:
-what it does (a scan, a slow call) is what every waiter waits for.
+(first line to release, or to the function's exit), and how much of the holds each callee's calls fill.
+A take that gives up (a lock timeout) counts its wait up to the exit. When one callee fills most of
+the holds, and the waits and that callee's part of the holds are at least half of a call's time, the
+descent goes on into that callee: what it does (a scan, a slow call) is what every waiter waits for.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ _TAKE_SQL = re.compile(r"\s*(BEGIN\s+(IMMEDIATE|EXCLUSIVE)\b|LOCK\s+TABLES?\b|SE
 _FREE_SQL = re.compile(r"\s*(COMMIT|ROLLBACK|END)\b", re.I)
 _LOCKISH = re.compile(r"(lock|mutex|semaphore|sem|latch)$", re.I)
 _RUN_SQL = ("execute", "exec_driver_sql", "executescript")
-WAITS = 0.5  # the function's calls wait for the lock at least this share of their time
+EXPLAINS = 0.5  # the waits and the callee's part of the holds explain at least this share of a call
 FILLS = 0.6  # a callee filling this share of the holds is what the waiters wait for
 _MEASURED = 3  # callees inside the section timed at once (the marks take up to five probes)
 
@@ -112,12 +113,13 @@ def lock_sections(source: str, qualname: str) -> List[Section]:
 
 
 def pair_marks(marks: List[Tuple[float, str, str]]) -> Tuple[List[float], List[Tuple[str, float, float]]]:
-    """From ``(ts, thread, mark)`` with mark ``take``/``first``/``end``: the waits (take to first) and the
-    holds ``(thread, start, end)`` (first to the next end), each within one thread.
+    """From ``(ts, thread, mark)`` with mark ``take``/``first``/``end``/``exit`` (the function returned or
+    raised): the waits (take to first, or to the exit of a take that gave up: a lock timeout) and the holds
+    ``(thread, start, end)`` (first to the next end or exit), each within one thread.
 
     >>> pair_marks([(0.0, "a", "take"), (0.3, "a", "first"), (0.1, "b", "first"), (0.35, "a", "first"),
-    ...             (0.4, "a", "end"), (0.2, "b", "end")])
-    ([0.3], [('b', 0.1, 0.2), ('a', 0.3, 0.4)])
+    ...             (0.4, "a", "end"), (0.2, "b", "end"), (0.5, "a", "take"), (1.5, "a", "exit")])
+    ([0.3, 1.0], [('b', 0.1, 0.2), ('a', 0.3, 0.4)])
     """
     waits: List[float] = []
     holds: List[Tuple[str, float, float]] = []
@@ -126,9 +128,9 @@ def pair_marks(marks: List[Tuple[float, str, str]]) -> Tuple[List[float], List[T
         prev = state.get(thread)
         if prev and mark == "first" and prev[0] == "first":
             continue  # the first line again (a loop's head): the hold began at its first run
-        if prev and mark == "first" and prev[0] == "take":
+        if prev and mark in ("first", "exit") and prev[0] == "take":
             waits.append(ts - prev[1])
-        elif prev and mark == "end" and prev[0] == "first":
+        elif prev and mark in ("end", "exit") and prev[0] == "first":
             holds.append((thread, prev[1], ts))
         state[thread] = (mark, ts)
     return waits, holds
@@ -168,12 +170,11 @@ def held_by(ctx: "Investigator", service: str, file: str, function: str,
                   for mark, lines in marks.items() for line in lines}
         exits = ctx.place(service, "metric", ctx.where(service, file, function), metric="locked_ms", rate=50)
         timed = {k: ctx.place(service, "metric", ctx.where(service, *k), metric="in_lock_ms", rate=50) for k in kids}
-        ctx.pause(ctx.wait_s)
+        ctx.pause(max(ctx.wait_s / 2, 3.0))  # the marks come with every call: half the usual window
         seen = [(_ts(e), str(e.get("thread")), mark) for (mark, _), alias in probes.items() if alias
                 for e in ctx.tools.events_of(alias, limit=2000)]
-        if not sec.ends:  # the function's exit gives the lock back
-            seen += [(_ts(e), str(e.get("thread")), "end") for e in ctx.tools.events_of(exits, 2000)] if exits else []
-        waits, holds = pair_marks(seen)
+        done = ctx.tools.events_of(exits, limit=2000) if exits else []
+        waits, holds = pair_marks(seen + [(_ts(e), str(e.get("thread")), "exit") for e in done])
         fills = {k: _filled(holds, ctx.tools.events_of(a, limit=2000)) for k, a in timed.items() if a}
         for alias in [*probes.values(), exits, *timed.values()]:
             if alias:
@@ -182,17 +183,18 @@ def held_by(ctx: "Investigator", service: str, file: str, function: str,
             ctx.progress(f"locks: {function} took the lock at line {sec.take} ({sec.what}) too few times while "
                          f"watched ({len(waits)} waits, {len(holds)} holds)")
             continue
-        # the waits are heavy-tailed (a busy handler's backoff, an unfair lock: many take it at once, a few
-        # wait long), so they are weighed by their sum against the function's, not at the median
-        wait_ms, hold_ms = 1000 * statistics.mean(waits), 1000 * statistics.median(h[2] - h[1] for h in holds)
-        if wait_ms < WAITS * top.total_ms / max(top.calls, 1):
-            ctx.progress(f"locks: {function} waits {wait_ms:.1f} ms on average for the lock at line {sec.take} "
-                         f"({sec.what}), not most of its {top.total_ms / max(top.calls, 1):.1f} ms")
-            continue
+        # a call's time is its wait for the lock and its own hold; both are what the holds are filled with
+        # (the waits are heavy-tailed: a busy handler's backoff, an unfair lock; so means, not medians)
+        took = statistics.mean(e["value"] for e in done if isinstance(e.get("value"), (int, float))) \
+            if len(done) >= 3 else top.total_ms / max(top.calls, 1)
+        wait_ms, hold_ms = 1000 * statistics.mean(waits), 1000 * statistics.mean(h[2] - h[1] for h in holds)
         best = max(fills, key=fills.get, default=None)  # type: ignore[arg-type]
-        ctx.progress(f"locks: {function} waits {wait_ms:.1f} ms on average at line {sec.take} ({sec.what}) for "
-                     f"a lock its calls hold {hold_ms:.1f} ms each; of the holds, " + (", ".join(
+        fill = fills[best] if best is not None else 0.0
+        explained = (wait_ms + fill * hold_ms) / took if took > 0 else 0.0
+        ctx.progress(f"locks: {function} ({took:.1f} ms a call on average) waits {wait_ms:.1f} ms at line {sec.take} "
+                     f"({sec.what}) for a lock its calls hold {hold_ms:.1f} ms; of the holds, " + (", ".join(
                          f"{k[1]} fills {100 * v:.0f}%" for k, v in fills.items()) or "no call of ours fills any"))
-        if best is not None and fills[best] >= FILLS:
+        if best is not None and fill >= FILLS and explained >= EXPLAINS:
             return best
+        ctx.progress(f"locks: the lock and what fills it explain {100 * explained:.0f}% of {function}'s time")
     return None
