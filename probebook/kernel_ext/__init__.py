@@ -13,10 +13,9 @@ from __future__ import annotations
 import atexit
 from typing import Any, Optional
 
-from IPython.core.error import UsageError
-
 from probebook.session import Investigation
 
+from .args import MagicError
 from .assistant import AssistantMagics
 from .config import Probebook
 from .magics import ProbebookMagics
@@ -50,7 +49,7 @@ def investigation() -> Investigation:
 
 def _loaded_session() -> KernelSession:
     if _SESSION is None:
-        raise UsageError("probebook is unloaded; run %load_ext probebook")
+        raise MagicError("probebook is unloaded; run %load_ext probebook")
     return _SESSION
 
 

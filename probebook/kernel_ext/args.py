@@ -20,7 +20,18 @@ from IPython.core.error import UsageError
 from probebook.errors import ProbebookError, one_line
 from probebook.protocol.spec import METRIC_TYPES, parse_duration
 
-__all__ = ["MagicParser", "user_errors", "parse_metric", "parse_range", "parse_seconds", "split_line"]
+__all__ = ["MagicError", "MagicParser", "user_errors", "parse_metric", "parse_range", "parse_seconds", "split_line"]
+
+
+class MagicError(UsageError):
+    """A magic's failure: one line for the person, and a failed cell for whatever runs the notebook.
+
+    IPython prints a plain `UsageError` without a traceback, and a notebook runner (nbval, papermill,
+    `nbconvert --execute`) never learns that the cell failed. IPython treats exactly `UsageError` that
+    way; this subclass takes the traceback path, where `_render_traceback_` keeps it to the one line."""
+
+    def _render_traceback_(self) -> List[str]:
+        return [f"UsageError: {self}"]
 
 
 @contextlib.contextmanager
@@ -29,14 +40,14 @@ def user_errors(prefix: str = "") -> Iterator[None]:
     try:
         yield
     except ProbebookError as exc:
-        raise UsageError(one_line(f"{prefix}{exc}")) from None
+        raise MagicError(one_line(f"{prefix}{exc}")) from None
 
 
 def split_line(line: str, magic: str) -> List[str]:
     try:
         return shlex.split(line)
     except ValueError as exc:  # an unclosed quote
-        raise UsageError(f"{magic}: {exc}; quote expressions and templates whole, e.g. --when \"x > 1\"") from None
+        raise MagicError(f"{magic}: {exc}; quote expressions and templates whole, e.g. --when \"x > 1\"") from None
 
 
 class MagicParser(argparse.ArgumentParser):
@@ -47,7 +58,7 @@ class MagicParser(argparse.ArgumentParser):
         self.magic = magic
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(one_line(f"{self.magic}: {message}; usage: {self.usage}"))
+        raise MagicError(one_line(f"{self.magic}: {message}; usage: {self.usage}"))
 
     def parse(self, line: str) -> argparse.Namespace:
         return self.parse_args(split_line(line, self.magic))
@@ -63,7 +74,7 @@ def parse_metric(text: Optional[str]) -> Optional[Dict[str, str]]:
         return None
     m = _METRIC.match(text.strip())
     if not m or (m.group("type") and m.group("type") not in METRIC_TYPES):
-        raise UsageError(f"--metric {text!r}: expected NAME[:TYPE][=EXPRESSION] with TYPE one of "
+        raise MagicError(f"--metric {text!r}: expected NAME[:TYPE][=EXPRESSION] with TYPE one of "
                          f"{', '.join(METRIC_TYPES)}, e.g. total:histogram=order.total")
     spec = {"name": m.group("name")}
     if m.group("type"):
@@ -78,11 +89,11 @@ def parse_range(text: str) -> Tuple[str, Optional[int], Optional[int]]:
     """``FILE``, ``FILE:N`` or ``FILE:A-B`` (lines, 1-based, inclusive)."""
     m = re.match(r"^(?P<file>.+?)(?::(?P<a>\d+)(?:-(?P<b>\d+))?)?$", text)
     if not m:
-        raise UsageError(f"%source: {text!r}: expected FILE, FILE:LINE or FILE:A-B")
+        raise MagicError(f"%source: {text!r}: expected FILE, FILE:LINE or FILE:A-B")
     a = int(m.group("a")) if m.group("a") else None
     b = int(m.group("b")) if m.group("b") else a
     if a is not None and b is not None and (a < 1 or b < a):
-        raise UsageError(f"%source: lines {a}-{b}: expected 1 <= A <= B")
+        raise MagicError(f"%source: lines {a}-{b}: expected 1 <= A <= B")
     return m.group("file"), a, b
 
 

@@ -18,7 +18,6 @@ import argparse
 import time
 from typing import List, Optional
 
-from IPython.core.error import UsageError
 from IPython.core.magic import cell_magic, line_magic, magics_class, no_var_expand
 from IPython.display import display
 
@@ -27,7 +26,7 @@ from probebook.assistant.background import AssistantRun
 from probebook.widgets import AssistantView
 from probebook.widgets.render import fmt_seconds
 
-from .args import MagicParser, parse_seconds, user_errors
+from .args import MagicError, MagicParser, parse_seconds, user_errors
 from .magics import SessionMagics
 
 __all__ = ["AssistantMagics"]
@@ -50,7 +49,7 @@ def _parser(magic: str, usage: str) -> MagicParser:
 def _pick(alerts: List[Alert], name: Optional[str], latest: bool) -> List[Alert]:
     """The alerts to investigate: all firing, the one named `name`, or the newest."""
     if not alerts:
-        raise UsageError("%investigate: no alert is firing (alerts come from %telemetry alertmanager=URL or "
+        raise MagicError("%investigate: no alert is firing (alerts come from %telemetry alertmanager=URL or "
                          "%alerts --listen); describe the incident in a %%assistant cell instead")
     if latest:
         return [max(alerts, key=lambda a: a.starts_at)]
@@ -59,7 +58,7 @@ def _pick(alerts: List[Alert], name: Optional[str], latest: bool) -> List[Alert]
     chosen = [a for a in alerts if a.name == name] or [a for a in alerts if a.name.lower() == name.lower()]
     if not chosen:
         firing = ", ".join(sorted({a.name for a in alerts}))
-        raise UsageError(f"%investigate: no alert {name!r} is firing; firing now: {firing}")
+        raise MagicError(f"%investigate: no alert {name!r} is firing; firing now: {firing}")
     return chosen
 
 
@@ -86,7 +85,7 @@ class AssistantMagics(SessionMagics):
         a = p.parse(line)
         text = cell.strip()
         if not text:
-            raise UsageError("%%assistant: the cell body is the incident in words, e.g. checkout 502s since 10:40")
+            raise MagicError("%%assistant: the cell body is the incident in words, e.g. checkout 502s since 10:40")
         return self._start(a, text=text, title=a.title)
 
     @no_var_expand
@@ -112,7 +111,7 @@ class AssistantMagics(SessionMagics):
     def _check_idle(self) -> None:
         run = self.session.assistant_run
         if run is not None and not run.done:
-            raise UsageError(f"an investigation is running ({run.title or run.text[:60]!r}, "
+            raise MagicError(f"an investigation is running ({run.title or run.text[:60]!r}, "
                              f"{fmt_seconds(run.seconds)}); stop it with its Stop button or %investigate --stop")
 
     def _start(self, a: argparse.Namespace, text: str = "", alerts: Optional[List[Alert]] = None,
@@ -124,7 +123,7 @@ class AssistantMagics(SessionMagics):
         self._check_idle()
         inv = self.inv
         if not inv.handles:
-            raise UsageError("the assistant probes running services and none is connected; %connect NAME URL first")
+            raise MagicError("the assistant probes running services and none is connected; %connect NAME URL first")
         run = AssistantRun(Assistant(inv), text, alerts, title, budget_s=budget, wait_s=wait, llm=llm)
         self.session.assistant_run = run
         if not a.block:

@@ -1,14 +1,13 @@
 """The magics. Each one parses its line, calls the `Investigation` and displays the answer.
 
 Mistakes (a wrong flag, an unknown service, a bad location, an unsafe expression, an agent that
-refuses) are `UsageError` one-liners; nothing here prints a traceback at the user.
+refuses) are `MagicError` one-liners (a `UsageError` that fails the cell); nothing here prints a traceback at the user.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, List, Optional
 
-from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 
 from probebook.protocol.kinds import KINDS
@@ -16,7 +15,7 @@ from probebook.session import Investigation
 from probebook.widgets import ServicesView, SnapshotViewer
 from probebook.widgets.progress import WaitProgress
 
-from .args import MagicParser, parse_metric, parse_range, parse_seconds, split_line, user_errors
+from .args import MagicError, MagicParser, parse_metric, parse_range, parse_seconds, split_line, user_errors
 from .session import KernelSession
 
 __all__ = ["ProbebookMagics", "SessionMagics"]
@@ -106,7 +105,7 @@ class ProbebookMagics(SessionMagics):
     def services(self, line: str) -> ServicesView:
         """%services: connected services with instances, Python, probes and health."""
         if line.strip():
-            raise UsageError("%services takes no arguments")
+            raise MagicError("%services takes no arguments")
         return ServicesView(self.inv.services())
 
     @line_magic
@@ -127,15 +126,15 @@ class ProbebookMagics(SessionMagics):
         """%probe KIND NAME WHERE [...flags]; %probe ls; %probe rm ALIAS...|--all"""
         words = split_line(line, "%probe")
         if not words:
-            raise UsageError(f"usage: {_PROBE_USAGE}")
+            raise MagicError(f"usage: {_PROBE_USAGE}")
         if words[0] == "ls":
             if len(words) > 1:
-                raise UsageError("%probe ls takes no arguments")
+                raise MagicError("%probe ls takes no arguments")
             return self.session.probe_panel(None)
         if words[0] == "rm":
             return self._remove(words[1:])
         if words[0] not in KINDS:
-            raise UsageError(f"%probe: unknown kind {words[0]!r}; use one of {', '.join(KINDS)}, or ls, rm")
+            raise MagicError(f"%probe: unknown kind {words[0]!r}; use one of {', '.join(KINDS)}, or ls, rm")
         p = MagicParser("%probe", _PROBE_USAGE)
         p.add_argument("kind")
         p.add_argument("service")
@@ -226,7 +225,7 @@ class ProbebookMagics(SessionMagics):
         p.add_argument("--out")
         out = _bind_name(p, p.parse(line).out)
         if not cell.strip():
-            raise UsageError("%%sql: the cell body is the query, e.g. SELECT message FROM logs LIMIT 10")
+            raise MagicError("%%sql: the cell body is the query, e.g. SELECT message FROM logs LIMIT 10")
         with user_errors():
             frame = self.inv.sql(cell)
         if out:
@@ -245,6 +244,6 @@ class ProbebookMagics(SessionMagics):
     def timeline(self, line: str) -> Any:
         """%timeline: the investigation's timeline, live."""
         if line.strip():
-            raise UsageError("%timeline takes no arguments")
+            raise MagicError("%timeline takes no arguments")
         with user_errors():
             return self.session.timeline_view()

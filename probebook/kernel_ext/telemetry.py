@@ -7,7 +7,7 @@
     %telemetry [--lab [DIR]] [prometheus=URL] [alertmanager=URL] [loki=URL] [git_repo=PATH] [timeout=SECONDS]
 
 Each parses its line, calls the investigation's telemetry API (`Investigation.telemetry`) and
-displays the answer; mistakes are `UsageError` one-liners. A partial result is shown with one line
+displays the answer; mistakes are `MagicError` one-liners (a `UsageError` that fails the cell). A partial result is shown with one line
 saying what is missing.
 
 ``%telemetry --lab`` adds a running lab's sources. The lab sits above this extension, so it is not
@@ -22,13 +22,12 @@ import warnings
 from importlib.metadata import entry_points
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-from IPython.core.error import UsageError
 
 from probebook.session import Investigation
 from probebook.session.telemetry import PartialResultWarning, Telemetry, TelemetrySources
 from probebook.widgets.plots import promql_figure
 
-from .args import MagicParser, user_errors
+from .args import MagicError, MagicParser, user_errors
 
 __all__ = ["register_telemetry_magics"]
 
@@ -46,7 +45,7 @@ def _split_promql(line: str) -> Tuple[Dict[str, str], str]:
         m = _PROMQL_OPTION.match(rest)
         if not m:
             word = rest.split()[0]
-            raise UsageError(f"%promql: unknown option {word} or it lacks a value; usage: {_PROMQL_USAGE}")
+            raise MagicError(f"%promql: unknown option {word} or it lacks a value; usage: {_PROMQL_USAGE}")
         opts[m.group(1)] = m.group(2)
         rest = rest[m.end():]
     return opts, rest.strip()
@@ -56,7 +55,7 @@ def _bind(shell: Any, name: Optional[str], value: Any, magic: str) -> None:
     if name is None:
         return
     if not name.isidentifier():
-        raise UsageError(f"{magic}: --out {name!r}: expected a Python variable name")
+        raise MagicError(f"{magic}: --out {name!r}: expected a Python variable name")
     shell.user_ns[name] = value
 
 
@@ -74,7 +73,7 @@ def sources_joiner(name: str) -> SourcesJoiner:
         if ep.name == name:
             joiner: SourcesJoiner = ep.load()
             return joiner
-    raise UsageError(f"%telemetry --{name}: no {name!r} telemetry sources installed; reinstall probebook "
+    raise MagicError(f"%telemetry --{name}: no {name!r} telemetry sources installed; reinstall probebook "
                      f"(pip install -e '.[lab]') so its entry points are registered")
 
 
@@ -117,7 +116,7 @@ def register_telemetry_magics(ipython: Any,
         if cell is not None:
             query = (query + " " + cell).strip()
         if not query:
-            raise UsageError(f"%promql: no query; usage: {_PROMQL_USAGE}")
+            raise MagicError(f"%promql: no query; usage: {_PROMQL_USAGE}")
         tel = telemetry()
         frame = call(lambda: tel.promql(query, range=opts.get("range"), step=opts.get("step"), at=opts.get("at")))
         _bind(ipython, opts.get("out"), frame, "%promql")
@@ -174,13 +173,13 @@ def register_telemetry_magics(ipython: Any,
         for item in args.settings:
             key, eq, value = item.partition("=")
             if not eq or key not in ("prometheus", "alertmanager", "loki", "git_repo", "timeout", "log_glob"):
-                raise UsageError(f"%telemetry: {item!r}: expected prometheus=, alertmanager=, loki=, log_glob=, "
+                raise MagicError(f"%telemetry: {item!r}: expected prometheus=, alertmanager=, loki=, log_glob=, "
                                  f"git_repo= or timeout=; usage: {usage}")
             if key == "timeout":
                 try:
                     changes_[key] = float(value)
                 except ValueError:
-                    raise UsageError(f"%telemetry: timeout={value!r}: expected seconds, e.g. timeout=10") from None
+                    raise MagicError(f"%telemetry: timeout={value!r}: expected seconds, e.g. timeout=10") from None
             else:
                 changes_[key] = value  # "" clears it
         if changes_:

@@ -40,6 +40,11 @@ class Cell:
     outputs: list
 
     @property
+    def shown(self) -> str:
+        """What the person reads under the cell (a magic's error line goes to stdout in a terminal shell)."""
+        return self.stdout + self.stderr
+
+    @property
     def error(self) -> Any:
         return self.result.error_in_exec or self.result.error_before_exec
 
@@ -51,3 +56,16 @@ def run(shell) -> Callable[[str], Cell]:
             result = shell.run_cell(code, store_history=True)
         return Cell(result, cap.stdout, cap.stderr, cap.outputs)
     return _run
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """HOME and every Jupyter directory in tmp, for the kernel nbclient starts and for nbconvert."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home), "IPYTHONDIR": str(home / ".ipython"), "JUPYTER_CONFIG_DIR": str(home / "config"),
+           "JUPYTER_DATA_DIR": str(home / "data"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+           "JUPYTER_PLATFORM_DIRS": "1"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return home

@@ -14,11 +14,11 @@ import time
 import urllib.request
 
 import pytest
-from IPython.core.error import UsageError
 from support import wait_for
 
 from probebook import kernel_ext
 from probebook.agent import Agent
+from probebook.kernel_ext.args import MagicError
 
 sys.path.insert(0, os.path.normpath(os.path.join(os.path.dirname(__file__), os.pardir, "assistant")))
 import tinyshop  # noqa: E402
@@ -53,9 +53,9 @@ def quiet_shop(shop):
 
 
 def _one_line_usage_error(cell, expected: str) -> None:
-    assert isinstance(cell.error, UsageError), (cell.error, cell.stdout, cell.stderr)
-    lines = [x for x in cell.stderr.splitlines() if x.strip()]
-    assert len(lines) == 1 and lines[0].startswith("UsageError: "), cell.stderr
+    assert isinstance(cell.error, MagicError) and not cell.result.success, (cell.error, cell.shown)
+    lines = [x for x in cell.shown.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("UsageError: "), cell.shown
     assert expected in lines[0], lines[0]
 
 

@@ -60,19 +60,6 @@ def _outputs(cell) -> List[Dict[str, Any]]:
     return [dict(o.get("data", {})) for o in cell.outputs]
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    """HOME and every Jupyter directory in tmp, for the kernel nbclient starts and for nbconvert."""
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {"HOME": str(home), "IPYTHONDIR": str(home / ".ipython"), "JUPYTER_CONFIG_DIR": str(home / "config"),
-           "JUPYTER_DATA_DIR": str(home / "data"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-           "JUPYTER_PLATFORM_DIRS": "1"}
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return home
-
-
 def test_exported_html_shows_last_panel_state_and_chart_offline(sample, home, tmp_path):
     from nbclient import NotebookClient
     from playwright.sync_api import sync_playwright

@@ -6,12 +6,12 @@ import json
 import re
 
 import pytest
-from IPython.core.error import UsageError
 from support import wait_for
 
 from probebook import kernel_ext
 from probebook.errors import SessionError
 from probebook.kernel_ext import KernelSession, Probebook
+from probebook.kernel_ext.args import MagicError
 from probebook.lab.sample import SampleService, where
 
 LINE = where("order.total =")  # in price(): order, subtotal, discount are set
@@ -151,9 +151,9 @@ BAD = [
 def test_bad_input_is_a_one_line_usage_error(sample, run, line, expected):
     _connect(run, sample)
     cell = run(line.replace("{token}", sample.token_file).replace("{url}", sample.url))
-    assert isinstance(cell.error, UsageError), (cell.error, cell.stderr)
-    lines = [x for x in cell.stderr.splitlines() if x.strip()]
-    assert len(lines) == 1 and lines[0].startswith("UsageError: "), cell.stderr
+    assert isinstance(cell.error, MagicError) and not cell.result.success, (cell.error, cell.shown)
+    lines = [x for x in cell.shown.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("UsageError: "), cell.shown
     assert expected in lines[0], lines[0]
     assert "Traceback" not in cell.stdout + cell.stderr
 
@@ -174,7 +174,7 @@ def test_dead_service_shows_down_and_keeps_its_evidence(run, shell, tmp_path):
         assert listing.result.result.rows[0].hits >= stored
         assert run("%services").result.result.frame["health"].to_list() == ["down"]
         cell = run(f"%probe log doomed {LINE} x")
-        assert isinstance(cell.error, UsageError) and len(cell.stderr.strip().splitlines()) == 1
+        assert isinstance(cell.error, MagicError) and len(cell.shown.strip().splitlines()) == 1
         assert run("%%sql\nSELECT count(*) AS n FROM metrics").result.result["n"][0] >= stored
         assert run("%probe rm --all").stdout.strip() == "removed t"
         run("%unload_ext probebook")  # closes the evidence file
@@ -195,10 +195,10 @@ def test_config_traits_and_the_shared_investigation(sample, run, shell, tmp_path
     assert inv.records["short"].spec["ttl"] == 120.0
     run("%config Probebook.default_ttl = 'soon'")
     cell = run(f"%probe log sample {LINE} x")
-    assert isinstance(cell.error, UsageError) and "ttl: expected a duration such as 30s" in cell.stderr
+    assert isinstance(cell.error, MagicError) and "ttl: expected a duration such as 30s" in cell.shown
     run("%config Probebook.default_wait = 'later'")
     cell = run(f"%%snapshot sample {LINE}\norder.id")
-    assert isinstance(cell.error, UsageError) and "--wait: expected a duration" in cell.stderr
+    assert isinstance(cell.error, MagicError) and "--wait: expected a duration" in cell.shown
     assert run("%config Probebook").error is None
     monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "incident.ipynb"))
     assert KernelSession(config=Probebook()).evidence_path() == str(tmp_path / "incident.evidence.duckdb")
