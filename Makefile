@@ -34,17 +34,19 @@ test-main: venv
 
 # One venv per Python found (pyenv or PATH); each runs the conformance and unit suites.
 test-conformance:
-	@set -e; ran=""; for v in $(CONFORMANCE_PYTHONS); do \
+	@set -e; ran=""; skipped=""; for v in $(CONFORMANCE_PYTHONS); do \
 	  py=$$(ls -d $(PYENV_ROOT)/versions/$$v.*/bin/python 2>/dev/null | sort -V | tail -1); \
 	  [ -n "$$py" ] || py=$$(command -v python$$v || true); \
-	  if [ -z "$$py" ]; then echo "conformance: python $$v not found, skipped"; continue; fi; \
+	  if [ -z "$$py" ] && [ "$${CI:-}" = true ]; then \
+	    echo "conformance: python $$v not found; CI=true needs every one of $(CONFORMANCE_PYTHONS) (pyenv install $$v)" >&2; exit 1; fi; \
+	  if [ -z "$$py" ]; then echo "conformance: python $$v not found, skipped"; skipped="$$skipped $$v"; continue; fi; \
 	  env=.venv-$$v; \
 	  if [ ! -f $$env/.installed ] || [ pyproject.toml -nt $$env/.installed ]; then \
 	    $$py -m venv $$env && $$env/bin/pip install -q -e ".[conformance]" && touch $$env/.installed; fi; \
 	  echo "== conformance on $$($$env/bin/python -V)"; \
 	  $$env/bin/python -m pytest -q -p no:cacheprovider tests/conformance tests/unit; \
 	  ran="$$ran $$v"; \
-	done; echo "conformance ran on:$$ran"
+	done; echo "conformance ran on:$$ran$${skipped:+ (skipped, not found:$$skipped)}"
 
 bench: venv system-deps
 	$(VENV)/bin/pip install -q -e ".[bench]"

@@ -10,6 +10,12 @@ if TYPE_CHECKING:
     from probebook.lab.redis_server import RedisServer
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Under CI=true a test whose required part is missing fails with the reason (`support.required`)."""
+    for mark in item.iter_markers("ci_missing"):
+        pytest.fail(f"CI=true and this test {mark.kwargs['reason']}", pytrace=False)
+
+
 @pytest.fixture(scope="module")
 def redis() -> Iterator["RedisServer"]:
     """A real redis-server on a free loopback port, one for a module's tests; stopped after them."""

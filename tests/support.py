@@ -10,12 +10,17 @@ Importable as `support` from any test (`pythonpath = ["tests"]` in pyproject.tom
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
-from typing import Callable, TypeVar, Union
+from typing import Any, Callable, TypeVar, Union
 
-__all__ = ["wait_for", "end_process"]
+__all__ = ["wait_for", "end_process", "in_ci", "required"]
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright drives it through executable_path
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
 
 T = TypeVar("T")
 
@@ -56,3 +61,24 @@ def end_process(proc: "subprocess.Popen", wait: float = 5.0) -> None:
     for stream in (proc.stdin, proc.stdout, proc.stderr):
         if stream is not None:
             stream.close()
+
+
+def in_ci() -> bool:
+    """Is this a CI run (`CI=true`, which `.ci/run` sets), where every part the tests need must be there?"""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def required(part: str, present: bool, install: str) -> Any:
+    """The mark for tests that need `part` (Chromium, Prometheus, ...): nothing when it is there; when it
+    is missing, a skip with the reason (the `-ra` summary lists it), and under CI=true a failure that says
+    what is missing (`ci_missing`, failed by tests/conftest.py), so a green CI means the part was tested.
+
+    >>> required("chromium", True, "apt-get install -y chromium").name
+    'skipif'
+    """
+    import pytest  # here: the agent's suites import this module on Pythons where only the stdlib is sure
+
+    reason = f"needs {part} ({install})"
+    if present:
+        return pytest.mark.skipif(False, reason=reason)
+    return pytest.mark.ci_missing(reason=reason) if in_ci() else pytest.mark.skip(reason=reason)

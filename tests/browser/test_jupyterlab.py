@@ -17,15 +17,12 @@ import urllib.request
 
 import nbformat
 import pytest
+from support import CHROMIUM, CHROMIUM_ARGS, required
 
 from probebook.lab.procs import free_port, tail
 from probebook.lab.sample import SampleService, where
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium (.ci/apt-packages)")
+pytestmark = required("Debian's chromium", os.path.exists(CHROMIUM), "apt-get install -y chromium; .ci/apt-packages")
 
 KERNEL_IDLE = """() => {
   const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;

@@ -13,15 +13,11 @@ import sys
 from typing import Any, Dict, List
 
 import nbformat
-import pytest
+from support import CHROMIUM, CHROMIUM_ARGS, required
 
 from probebook.lab.sample import where
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium (.ci/apt-packages)")
+pytestmark = required("Debian's chromium", os.path.exists(CHROMIUM), "apt-get install -y chromium; .ci/apt-packages")
 
 LINE = where("order.total =")
 WIDGET = "application/vnd.jupyter.widget-view+json"
