@@ -14,9 +14,9 @@ import os
 import signal
 import subprocess
 import time
-from typing import Any, Callable, TypeVar, Union
+from typing import Any, Callable, Iterable, List, TypeVar, Union
 
-__all__ = ["wait_for", "end_process", "in_ci", "required"]
+__all__ = ["wait_for", "end_process", "in_ci", "required", "with_examples", "check_doctests"]
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright drives it through executable_path
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -82,3 +82,26 @@ def required(part: str, present: bool, install: str) -> Any:
     if present:
         return pytest.mark.skipif(False, reason=reason)
     return pytest.mark.ci_missing(reason=reason) if in_ci() else pytest.mark.skip(reason=reason)
+
+
+def with_examples(names: Iterable[str]) -> List[str]:
+    """Of the modules `names`, those whose docstrings hold examples that run: a module without any would
+    pass a doctest run without checking anything, so it is left out of the parametrization."""
+    import doctest
+    import importlib
+
+    def runs(test: "doctest.DocTest") -> bool:  # an example marked +SKIP is shown, never run
+        return any(not e.options.get(doctest.SKIP) for e in test.examples)
+
+    finder = doctest.DocTestFinder()
+    return [n for n in names if any(runs(t) for t in finder.find(importlib.import_module(n)))]
+
+
+def check_doctests(name: str) -> None:
+    """Run the module's docstring examples: at least one, none failing."""
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0, f"{name} has no docstring examples to run"
+    assert result.failed == 0, f"{result.failed} docstring example(s) of {name} failed"

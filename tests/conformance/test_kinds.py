@@ -28,11 +28,20 @@ def test_snapshot_has_arguments_locals_expressions_and_stack(agent):
     assert snap.line > 0 and snap.file.endswith("shapes.py")
 
 
-def test_condition_filters_hits(agent):
-    agent.add_probe({"kind": "log", "where": where("plain"), "template": "a={a}", "when": "a > 5"})
+@pytest.mark.parametrize("condition", ["a > 5", "a + 0 > 5", "abs(a) > 5 and b == 0"])
+def test_condition_filters_hits(agent, condition):
+    """`a > 5` an inline guard may decide (<= 3.11); the others only the full evaluator can: a false
+    condition that let the hit through would show here whichever decides."""
+    from probebook.agent.instrument.guards import inline_guard
+
+    guarded = inline_guard(condition, shapes.plain.__code__) is not None
+    assert guarded == (condition == "a > 5")  # the two others reach the evaluator on every Python
+    probe = agent.add_probe({"kind": "log", "where": where("plain"), "template": "a={a}", "when": condition})
     for a in range(10):
         shapes.plain(a, 0)
     assert [e.message for e in events(agent, "log")] == [f"a={a}" for a in range(6, 10)]
+    if not guarded:  # the evaluator counts what it filtered (an inline guard's skips are not counted)
+        assert agent.get_probe(probe.id).filtered == 6
 
 
 def test_metric_count_gauge_and_duration(agent):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import doctest
-import importlib
 import pkgutil
 import sys
 
 import pytest
+from support import check_doctests, with_examples
 
 import probebook.agent
 
@@ -15,11 +14,10 @@ import probebook.agent
 _OTHER_BACKEND = ({"probebook.agent.instrument.inject", "probebook.agent.instrument.codeswap"} if sys.version_info >= (3, 12)
                   else {"probebook.agent.instrument.monitor"})
 # every module of the agent's subpackages too; _boot's sitecustomize starts an agent when imported
-MODULES = [m.name for m in pkgutil.walk_packages(probebook.agent.__path__, "probebook.agent.")
-           if not m.ispkg and m.name not in _OTHER_BACKEND and not m.name.startswith("probebook.agent._boot.")]
+MODULES = with_examples(m.name for m in pkgutil.walk_packages(probebook.agent.__path__, "probebook.agent.")
+                        if not m.ispkg and m.name not in _OTHER_BACKEND and not m.name.startswith("probebook.agent._boot."))
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples_hold(name: str) -> None:
-    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0, f"{result.failed} docstring example(s) of {name} failed"
+    check_doctests(name)

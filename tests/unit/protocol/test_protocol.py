@@ -3,14 +3,13 @@ writes is what the notebook side reads (capture trees, event records, status wor
 
 from __future__ import annotations
 
-import doctest
-import importlib
 import json
 import pkgutil
 import subprocess
 import sys
 
 import pytest
+from support import check_doctests, with_examples
 
 import probebook.protocol
 from probebook.agent import Agent, AgentLimits
@@ -20,16 +19,15 @@ from probebook.protocol import ACTIVE, ENDED, KINDS, Kind, ProbeInfo, Status, fr
 from probebook.protocol.capture_tree import children, cut, plain, scalar
 from probebook.protocol.events import RECORDS, LogEvent, SnapshotEvent, SpanEvent, StatusEvent
 
-MODULES = ["probebook.protocol"] + [m.name for m in pkgutil.iter_modules(probebook.protocol.__path__,
-                                                                        "probebook.protocol.")]
+MODULES = with_examples(["probebook.protocol"] + [m.name for m in pkgutil.iter_modules(probebook.protocol.__path__,
+                                                                                      "probebook.protocol.")])
 
 
 @pytest.mark.parametrize("name", MODULES + ["probebook.evidence.schema"])
 def test_docstring_examples_hold(name: str) -> None:
     if name.startswith("probebook.evidence"):
         pytest.importorskip("duckdb")  # the agent's Pythons run this file without the notebook side
-    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0, f"{result.failed} docstring example(s) of {name} failed"
+    check_doctests(name)
 
 
 def test_protocol_and_connectors_load_nothing_of_the_agent() -> None:

@@ -58,6 +58,14 @@ def test_an_edited_entry_is_named(log_path):
     assert not result.ok and result.first_bad_seq == 3 and "edited" in result.reason
 
 
+@pytest.mark.parametrize("field, value", [("seq", 33), ("ts", 1.5), ("who", "mallory"), ("action", "remove_probe"),
+                                          ("target", "p9 at other.py:1"), ("result", "refused"), ("prev", "f" * 64)])
+def test_an_edit_to_any_field_is_named(log_path, field, value):
+    """Every field is under the hash: a hash that left one out would let that edit through."""
+    result = _edit_third_entry(log_path, lambda e: e.update({field: value}))
+    assert not result.ok and result.first_bad_seq == 3, (field, result)
+
+
 def test_an_edited_entry_with_a_recomputed_hash_is_still_named(log_path):
     def forge(entry):
         entry["result"] = "ok (nothing to see)"
