@@ -136,6 +136,8 @@ def test_a_redis_restart_loses_no_event_and_commands_work_again(redis, fleet):
 def test_unsigned_wrongly_signed_and_replayed_commands_are_refused_and_audited(redis, agents, fleet):
     keys = FleetKeys.for_service(SERVICE)
     raw = RedisClient(redis.url)
+    keep = fleet.add_probe({"id": "keep", "kind": "log", "where": WHERE, "template": "x"})  # what a forged
+    assert keep.ok and len(keep.probe_ids) == N, keep.summary()  # remove_all would take away
     impostor = RedisFleet(redis.url, SERVICE, agents.token_name, "not-the-secret-at-all", timeout=3.0)
     results = impostor.add_probe({"id": "evil", "kind": "log", "where": WHERE, "template": "x"})
     assert sorted(r.status for r in results.results.values()) == [401] * N
@@ -149,7 +151,12 @@ def test_unsigned_wrongly_signed_and_replayed_commands_are_refused_and_audited(r
         "id": old_id, "op": "remove_all", "args": {}, "who": "ops", "instance": None,
         "sig": sign_command(agents.secret, old_id, "remove_all", {})}))
     raw.execute("PUBLISH", keys.commands, "{not json")
-    assert all(probes == [] for probes in fleet.probes().values())  # nothing of that ran
+    # a signed command published after the forged ones: once every instance ran it, each had read them
+    after = fleet.add_probe({"id": "after", "kind": "log", "where": WHERE, "template": "y"})
+    assert after.ok and len(after.probe_ids) == N, after.summary()
+    listed = fleet.probes()
+    assert len(listed) == N and all(sorted(p.id for p in probes) == ["after", "keep"] for probes in listed.values()), \
+        listed  # the evil probe never landed, and no forged remove_all ran
 
     def refusals():
         with open(agents.audit_path, encoding="utf-8") as fh:
