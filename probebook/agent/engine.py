@@ -34,6 +34,7 @@ from .capture.values import CaptureLimits
 from .events import EventBatch, EventBuffer
 from .expr.expressions import compile_expression
 from .expr.template import compile_template
+from .instrument import backend
 from .instrument.guards import certainly_false, inline_guard
 from .instrument.hookset import HookSet
 from .instrument.importwatch import ImportWatch
@@ -47,10 +48,6 @@ __all__ = ["Agent"]
 
 _KEEP_ENDED = 200
 _TICK = 0.2
-
-
-_BACKEND: Optional[Tuple[Any, int]] = None
-_BACKEND_LOCK = threading.Lock()
 
 
 def _importing(module: Any) -> bool:
@@ -75,24 +72,6 @@ def backend_problem() -> str:
 
 
 _PROBLEM: Optional[str] = None
-
-
-def _new_backend() -> Tuple[Any, int]:
-    """The process's instrumentation backend, shared by every Agent: there is one set of
-    `sys.monitoring` callbacks per tool id, and one truth about which code objects are ours.
-    (One agent per process is the normal case; `probebook.agent.start` makes sure of it.)"""
-    global _BACKEND
-    with _BACKEND_LOCK:
-        if _BACKEND is None:
-            if sys.version_info >= (3, 12):
-                from .instrument.monitor import MonitoringBackend
-
-                _BACKEND = (MonitoringBackend(), 2)  # hooks run inside a monitoring callback
-            else:
-                from .instrument.codeswap import CodeSwapBackend
-
-                _BACKEND = (CodeSwapBackend(), 1)
-        return _BACKEND
 
 
 class Agent:
@@ -261,6 +240,9 @@ class Agent:
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(2.0)
+        if self._backend is not None:  # the last agent out frees the interpreter's tool id (3.12+)
+            self._backend = None
+            backend.release()
 
     # ---------------------------------------------------------------- building and installing
     def _build(self, spec: ProbeSpec) -> ProbeRuntime:
@@ -319,7 +301,7 @@ class Agent:
 
     def _install(self, probe: ProbeRuntime, code: CodeType, parents: List[CodeType], line: Optional[int]) -> None:
         if self._backend is None:
-            self._backend, self._depth = _new_backend()
+            self._backend, self._depth = backend.acquire()
         site = self._sites.get(id(code))
         if site is None:
             site = Site(code, parents, self._depth)

@@ -196,3 +196,34 @@ def test_probes_on_the_agent_itself_are_refused(agent):
     assert agent.probes() == []
     assert agent.add_probe({"kind": "metric", "where": "probebook.lab.sample:price",
                             "metric": {"name": "m", "type": "duration"}})
+
+
+@pytest.mark.skipif(not MONITORING, reason="sys.monitoring is 3.12+; below it the code objects are swapped back")
+def test_removal_leaves_no_monitoring_events_and_close_frees_the_tool_id():
+    """On 3.12+ the code is never swapped, so `__code__ is original` proves nothing about removal: what
+    must go are the local events on the probed code (while placed: there, so the check can fail) and,
+    once the agent closes, the tool id, its events and callbacks (another tool may take it)."""
+    from probebook.agent import Agent
+    from probebook.agent.instrument.monitor import TOOL_IDS_TRIED
+
+    mon = sys.monitoring
+    agent = Agent()
+    try:
+        line = _log(agent, "plain", "a={a}")
+        call = agent.add_probe({"kind": "metric", "where": "shapes:Cart.total", "metric": {"name": "t"}})
+        tid = next(t for t in TOOL_IDS_TRIED if mon.get_tool(t) == "probebook")
+        plain, total = shapes.plain.__code__, shapes.Cart.total.__code__
+        assert mon.get_local_events(tid, plain) & mon.events.LINE  # the positive control
+        assert mon.get_local_events(tid, total) & mon.events.PY_START
+        shapes.plain(2, 3), shapes.Cart([1]).total()
+        got = _messages(agent)
+        assert len(got) == 1 and got[0].endswith("a=2"), got
+        agent.remove_probe(line.id)
+        assert mon.get_local_events(tid, plain) == 0
+        assert mon.get_local_events(tid, total) & mon.events.PY_START  # the other probe is untouched
+        agent.remove_probe(call.id)
+        assert mon.get_local_events(tid, total) == 0
+    finally:
+        agent.close()
+    assert mon.get_tool(tid) is None, "the agent closed and kept its sys.monitoring tool id"
+    assert mon.get_events(tid) == 0

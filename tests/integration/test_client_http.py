@@ -142,8 +142,9 @@ def test_an_instance_that_joins_gets_the_live_probes_and_its_events_are_read(age
     assert "1 placed" in line, line
     held = {p.id: p for p in service.probes()[new]}
     assert held[probe.id].status in ("installed", "emitting") and 0 < held[probe.id].expires_in <= 300
-    service.remove_probe(probe.id)
-    assert all(p.status == "removed" for p in service.probes()[new] if p.id == probe.id)
+    removed = service.remove_probe(probe.id)
+    assert removed[new].status == 200 and removed[new].probe.status == "removed", removed
+    assert probe.id not in [p.id for p in service.probes()[new]]  # the joined instance no longer holds it
 
 
 def test_a_dead_instance_is_reported_then_leaves_and_the_others_keep_streaming(agents, service):

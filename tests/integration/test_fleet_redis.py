@@ -59,7 +59,7 @@ def test_a_probe_lands_on_every_instance_and_their_events_arrive_labelled(fleet)
     installed = {e.instance_id for e in events if e.kind == "status" and e.data["status"] == "installed"}
     assert installed == set(probe.probe_ids)
     logs = [e for e in events if e.kind == "log"]
-    assert all(e.service == SERVICE and e.data["message"].startswith("n=") for e in logs)
+    assert logs and all(e.service == SERVICE and e.data["message"].startswith("n=") for e in logs)
     listed = fleet.probes()
     assert all([p.id for p in listed[iid]] == [probe.id] for iid in probe.probe_ids)
     removed = fleet.remove_probe(probe.id)
@@ -79,7 +79,7 @@ def test_a_command_for_one_instance_runs_only_there(fleet):
     assert list(results) == [target] and results[target].status == 201
     placed = {iid: [p.id for p in probes] for iid, probes in fleet.probes().items()}
     assert placed[target] == ["only-one"]
-    assert all(ids == [] for iid, ids in placed.items() if iid != target)
+    assert len(placed) == N and all(ids == [] for iid, ids in placed.items() if iid != target)
 
 
 def test_client_reconnects_get_every_event_once(redis, agents, fleet):

@@ -50,7 +50,8 @@ def test_log_probe_panel_counts_hits_live(sample, run, shell):
     assert 'data-alias="orders"' in panel.html and "emitting" in panel.html
     cell = run("%%sql --out msgs\nSELECT message FROM logs ORDER BY seq LIMIT 3")
     assert cell.error is None, cell.stderr
-    assert all(re.fullmatch(r"user=\d total=[\d.]+", m) for m in shell.user_ns["msgs"]["message"].to_list())
+    msgs = shell.user_ns["msgs"]["message"].to_list()
+    assert len(msgs) == 3 and all(re.fullmatch(r"user=\d total=[\d.]+", m) for m in msgs), msgs
     assert cell.result.result is shell.user_ns["msgs"]  # displayed and bound
     assert run("%probe rm orders").stdout.strip() == "removed orders"
     wait_for(lambda: "removed" in panel.html, what=lambda: f"'removed' in {panel.html}")

@@ -99,6 +99,10 @@ class CodeSwapBackend:
         with self._lock:
             return sum(1 for n in self._nodes.values() if n.hooks is not None)
 
+    def release(self) -> bool:
+        """Nothing of the interpreter is held (code swapped back is the original): kept for the next agent."""
+        return False
+
 
 def _swap_functions(old: CodeType, new: CodeType) -> None:
     found = [ref for ref in gc.get_referrers(old) if type(ref) is FunctionType]

@@ -145,6 +145,20 @@ class MonitoringBackend:
     def active_codes(self) -> int:
         return len(self._hooks)
 
+    def release(self) -> bool:
+        """Hand the tool id back (no probe left): no events, no callbacks, the id free for another tool.
+        False, keeping it all, while any code still carries hooks."""
+        with self._lock:
+            if self._hooks:
+                return False
+            ev = self._ev
+            self._mon.set_events(self.tool_id, 0)
+            for event in (ev.LINE, ev.PY_START, ev.PY_RETURN, ev.PY_UNWIND):
+                self._mon.register_callback(self.tool_id, event, None)
+            if self._mon.get_tool(self.tool_id) == "probebook":
+                self._mon.free_tool_id(self.tool_id)
+            return True
+
     def close(self) -> None:
         with self._lock:
             for key, code in list(self._codes.items()):
