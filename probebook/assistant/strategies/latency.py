@@ -157,8 +157,7 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
         if caller_ms:  # another service's entry: how much of the caller's wait it explains
             share *= min(1.0, top.median_ms / caller_ms)
             caller_ms = None
-            if share < EXPLAINS and service in {a.labels.get("service") for a in ctx.incident.alerts
-                                                if "latency" in symptom_classes(f"{a.name} {a.summary}")}:
+            if share < EXPLAINS and _own_alerts(ctx, service):
                 # its own latency alert fires: requests wait in it before its handler runs (a queue),
                 # so its handler's share of the caller's wait understates it; it is measured on its own
                 ctx.progress(f"latency: {current.function} holds {100 * share:.0f}% of the slow request's time, "
@@ -281,4 +280,17 @@ def _next_hop(ctx: "Investigator", service: str, chain: List[EntryPoint], lines:
     held = ctx.loop_held(*hop)  # an async service whose loop a plain call holds: requests wait before the handler
     if held is not None and held.kind != "likely":
         return held
-    return latency(ctx, hop[0], hop[1][0], depth + 1, share, caller_ms)
+    other, eps = hop
+    # its own latency alert names where it is slow: those routes are candidates with the path's, and one
+    # whose calls keep the process on the CPU goes first (every other route of it waits for that one)
+    named = [ep for ep in ctx.entries(other, [r for r in _own_alerts(ctx, other) if r]) if ep.receives]
+    eps = list(dict.fromkeys(eps[:1] + named))
+    if len(eps) > 1:
+        eps = slowest_first(ctx, other, eps)
+    return latency(ctx, other, eps[0], depth + 1, share, caller_ms)
+
+
+def _own_alerts(ctx: "Investigator", service: str) -> List[str]:
+    """The routes of the service's own latency alerts that fire ("" for one that names no route)."""
+    return [str(a.labels.get("route") or "") for a in ctx.incident.alerts if a.labels.get("service") == service
+            and "latency" in symptom_classes(f"{a.name} {a.summary}")]
