@@ -163,9 +163,12 @@ def held_by(ctx: "Investigator", service: str, file: str, function: str,
         return None
     for sec in sections[:2]:
         inside = [c for c in callees(src, function) if sec.first <= c.line <= sec.last]
-        kids = list(dict.fromkeys(t for t in (ctx.resolve(service, c.name.split(".")[-1], file) for c in inside)
-                                  if t and t != (file, function)))[:_MEASURED]
         marks = {"take": [sec.take], "first": [sec.first], "end": list(sec.ends)[:3]}
+        # within the live-probe budget with the marks and the function's own probe (placing past it would
+        # take away the oldest of ours: the take's mark)
+        room = min(_MEASURED, ctx.tools.budget.max_live - sum(map(len, marks.values())) - 1)
+        kids = list(dict.fromkeys(t for t in (ctx.resolve(service, c.name.split(".")[-1], file) for c in inside)
+                                  if t and t != (file, function)))[:max(1, room)]
         probes = {(mark, line): ctx.place(service, "log", f"{file}:{line}", template=mark, rate=50, light=True)
                   for mark, lines in marks.items() for line in lines}
         exits = ctx.place(service, "metric", ctx.where(service, file, function), metric="locked_ms", rate=50)
