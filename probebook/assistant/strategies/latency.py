@@ -78,7 +78,7 @@ def timings(ctx: "Investigator", probes: Dict[Tuple[str, str], Optional[str]],
         cpu, wall = [e["cpu_ms"] for e in timed], sum(e["value"] for e in timed)
         if len(vals) >= 3:
             scale = max(1.0, made.get(alias or "", 0) / len(vals))
-            instances = len({e.get("instance") for e in evs}) or 1
+            instances = len({e.get("instance_id") for e in evs}) or 1
             out[key] = Timing(statistics.median(vals), scale * sum(vals), [e["evidence_id"] for e in evs][:200],
                               sum(cpu) / wall if wall > 0 else 0.0, statistics.median(cpu) if cpu else 0.0,
                               round(scale * len(vals)), sorted(vals)[int(0.9 * (len(vals) - 1))],
@@ -104,7 +104,8 @@ def _calls_made(ctx: "Investigator", aliases: List[str]) -> Dict[str, int]:
             if r["alias"] in aliases}
 
 
-def slowest_first(ctx: "Investigator", service: str, eps: List[EntryPoint]) -> List[EntryPoint]:
+def slowest_first(ctx: "Investigator", service: str, eps: List[EntryPoint],
+                  cpu_only: bool = False) -> List[EntryPoint]:
     """Several slow routes of one service: their handlers timed together, for half the usual window,
     and descended into slowest first by their 90th percentile (a latency alert fires on the tail, and
     the route nearest the cause is usually the slowest; the others are still tried while time is left).
@@ -117,8 +118,9 @@ def slowest_first(ctx: "Investigator", service: str, eps: List[EntryPoint]) -> L
     ctx.pause(ctx.wait_s / 2)
     timing = timings(ctx, probes, time.monotonic() - placed)
     # a handler whose calls keep the process on the CPU first: under a GIL every other route waits for it
+    # (`cpu_only`: the others keep the order given)
     order = sorted(fns, key=lambda fn: (not (fn in timing and timing[fn].saturates() and _plain(ctx, service, *fn)),
-                                        -(timing[fn].p90_ms if fn in timing else -1.0)))
+                                        fns.index(fn) if cpu_only else -(timing[fn].p90_ms if fn in timing else -1.0)))
     ctx.progress("latency: routes by p90 time " + ", ".join(
         f"{fn[1]} {timing[fn].p90_ms:.1f} ms (CPU busy {100 * timing[fn].busy:.0f}%)" if fn in timing
         else f"{fn[1]} (too few calls)" for fn in order))
@@ -281,12 +283,12 @@ def _next_hop(ctx: "Investigator", service: str, chain: List[EntryPoint], lines:
     if held is not None and held.kind != "likely":
         return held
     other, eps = hop
-    # its own latency alert names where it is slow: those routes are candidates with the path's, and one
-    # whose calls keep the process on the CPU goes first (every other route of it waits for that one)
+    # its own latency alert names where it is slow: a route it names whose calls keep the process on the
+    # CPU goes ahead of the path's (every other route of it waits for that one); else the path's first
     named = [ep for ep in ctx.entries(other, [r for r in _own_alerts(ctx, other) if r]) if ep.receives]
     eps = list(dict.fromkeys(eps[:1] + named))
     if len(eps) > 1:
-        eps = slowest_first(ctx, other, eps)
+        eps = slowest_first(ctx, other, eps, cpu_only=True)
     return latency(ctx, other, eps[0], depth + 1, share, caller_ms)
 
 

@@ -79,11 +79,25 @@ def lock_sections(source: str, qualname: str) -> List[Section]:
     ... '''
     >>> lock_sections(src, "reserve")
     [Section(take=3, first=5, ends=(7, 9), last=9, what="conn.execute('BEGIN IMMEDIATE')")]
+    >>> two = '''
+    ... def move(conn):
+    ...     conn.execute("BEGIN IMMEDIATE")
+    ...     take(conn)
+    ...     conn.execute("COMMIT")
+    ...     conn.execute("BEGIN IMMEDIATE")
+    ...     put(conn)
+    ...     conn.execute("COMMIT")
+    ... '''
+    >>> [(s.take, s.ends) for s in lock_sections(two, "move")]  # the second's COMMIT is not the first's
+    [(3, (5,)), (6, (8,))]
     """
     fn = find_def(source, qualname)
     nodes = own_nodes(fn)
     calls = [n for n in nodes if isinstance(n, ast.Call)]
     out: List[Section] = []
+    # a later take of the same kind starts another section: the releases after it are that one's
+    takes = sorted(c.lineno for c in calls if _sql(c, _TAKE_SQL) or isinstance(c.func, ast.Attribute)
+                   and c.func.attr == "acquire" and _lockish(c.func.value))
     for stmt in sorted((n for n in nodes if isinstance(n, (ast.Expr, ast.With, ast.AsyncWith))),
                        key=lambda n: n.lineno):
         after = next_line(source, qualname, stmt.lineno)
@@ -106,7 +120,8 @@ def lock_sections(source: str, qualname: str) -> List[Section]:
                     and c.func.attr == "release" and ast.unparse(c.func.value) == base]
         else:
             continue
-        ends = sorted(set(ends))
+        upto = next((t for t in takes if t > stmt.lineno), None)
+        ends = sorted({e for e in ends if upto is None or e < upto})
         out.append(Section(stmt.lineno, after, tuple(ends), max(ends) if ends else fn.end_lineno or after,
                            ast.unparse(call)))
     return out
@@ -142,9 +157,14 @@ def _filled(holds: List[Tuple[str, float, float]], evs: List[dict]) -> float:
     inside = 0.0
     for e in evs:
         end, took = _ts(e), float(e.get("value") or 0.0) / 1000
-        if any(t == e.get("thread") and start - 1e-3 <= end - took and end <= stop + 1e-3 for t, start, stop in holds):
+        if any(t == _who(e) and start - 1e-3 <= end - took and end <= stop + 1e-3 for t, start, stop in holds):
             inside += took
     return inside / total if total > 0 else 0.0
+
+
+def _who(e: dict) -> str:
+    """The thread an event ran in, in its process (thread names repeat across a service's instances)."""
+    return f"{e.get('instance_id')}/{e.get('thread')}"
 
 
 def _ts(e: dict) -> float:
@@ -156,6 +176,9 @@ def held_by(ctx: "Investigator", service: str, file: str, function: str,
             top: "Timing") -> Optional[Tuple[str, str]]:
     """The callee of ours that fills the holds of the lock `function` waits for (see the module
     docstring); None when it does not wait for a lock, or no callee fills the holds."""
+    me = ctx.info(service, file, function)
+    if me is None or me.is_async or me.is_generator:  # coroutines share one thread: marks cannot be paired
+        return None
     src = ctx.text(service, file)
     try:
         sections = lock_sections(src, function)
@@ -168,16 +191,16 @@ def held_by(ctx: "Investigator", service: str, file: str, function: str,
         # take away the oldest of ours: the take's mark)
         room = min(_MEASURED, ctx.tools.budget.max_live - sum(map(len, marks.values())) - 1)
         kids = list(dict.fromkeys(t for t in (ctx.resolve(service, c.name.split(".")[-1], file) for c in inside)
-                                  if t and t != (file, function)))[:max(1, room)]
+                                  if t and t != (file, function)))[:max(0, room)]
         probes = {(mark, line): ctx.place(service, "log", f"{file}:{line}", template=mark, rate=50, light=True)
                   for mark, lines in marks.items() for line in lines}
         exits = ctx.place(service, "metric", ctx.where(service, file, function), metric="locked_ms", rate=50)
         timed = {k: ctx.place(service, "metric", ctx.where(service, *k), metric="in_lock_ms", rate=50) for k in kids}
         ctx.pause(max(ctx.wait_s / 2, 3.0))  # the marks come with every call: half the usual window
-        seen = [(_ts(e), str(e.get("thread")), mark) for (mark, _), alias in probes.items() if alias
+        seen = [(_ts(e), _who(e), mark) for (mark, _), alias in probes.items() if alias
                 for e in ctx.tools.events_of(alias, limit=2000)]
         done = ctx.tools.events_of(exits, limit=2000) if exits else []
-        waits, holds = pair_marks(seen + [(_ts(e), str(e.get("thread")), "exit") for e in done])
+        waits, holds = pair_marks(seen + [(_ts(e), _who(e), "exit") for e in done])
         fills = {k: _filled(holds, ctx.tools.events_of(a, limit=2000)) for k, a in timed.items() if a}
         for alias in [*probes.values(), exits, *timed.values()]:
             if alias:
