@@ -34,6 +34,8 @@ PROBES: Dict[str, dict] = {
     "metric, value expression": {"kind": "metric", "metric": {"name": "bench_total", "type": "gauge",
                                                               "value": "total * 2"}},
     "snapshot, 2 captures": {"kind": "snapshot", "capture": ["len(order.items)", "order.meta['source']"]},
+    # false on every hit, decided by the inline guard compiled into the code on <= 3.11
+    "log, condition false (parameter)": {"kind": "log", "template": "t={total}", "when": "total < 0.0"},
 }
 ARGS = (T.Order(17, "u-42", [{"price": 3.5}, {"price": 9.25}]), "u-42", 12.75)
 
@@ -60,7 +62,7 @@ def _instructions(root: str, name: str) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for n in (2000, 12000):
             out = os.path.join(tmp, f"cg.{n}")
-            env = dict(os.environ, PYTHONPATH=root)
+            env = dict(os.environ, PYTHONPATH=root, PYTHONHASHSEED="0")  # dict and set work repeats exactly
             # this file runs against `root`'s probebook and bench._targets (a baseline may predate this file)
             subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
                             os.path.abspath(__file__), "--hits-only", name, str(n)], check=True, capture_output=True,
@@ -73,6 +75,7 @@ def main() -> dict:
     ap = argparse.ArgumentParser()
     ap.add_argument("--baseline", default="HEAD", help="the commit to compare with (default HEAD)")
     ap.add_argument("--json", help="also write the result here")
+    ap.add_argument("--only", action="append", help="measure only this probe (repeatable; default all)")
     ap.add_argument("--hits-only", nargs=2, metavar=("PROBE", "N"), help=argparse.SUPPRESS)
     opts = ap.parse_args()
     if opts.hits_only:
@@ -85,7 +88,7 @@ def main() -> dict:
         rev = subprocess.run(["git", "rev-parse", "--short", opts.baseline], cwd=ROOT, check=True,
                              capture_output=True, text=True).stdout.strip()
         rows = {}
-        for name in PROBES:
+        for name in opts.only or PROBES:
             before, after = _instructions(base, name), _instructions(ROOT, name)
             rows[name] = {"baseline": before, "now": after, "ratio": round(after / before, 3)}
         out = {"baseline": rev, "instructions_per_hit": rows}

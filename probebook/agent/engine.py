@@ -325,15 +325,16 @@ class Agent:
         self.emit(StatusEvent(probe_id=probe.id, status=Status.INSTALLED, reason=probe.location))
 
     def _apply(self, site: Site) -> None:
-        guards = {}
+        guards, skips = {}, {}
         if self._depth == 1:  # the bytecode backend can check simple conditions inline
             for line, probes in site.line_probes.items():
                 guard = inline_guard(probes[0].spec.when, site.code) if len(probes) == 1 else None
                 if guard:
-                    guards[line] = guard
+                    guards[line], skips[line] = guard, probes[0].guard_skips.items
         hooks = None if site.empty else HookSet(
             lines=frozenset(site.line_probes), line_hook=site.line, function_hooks=site.needs_function_hooks,
-            enter_hook=site.enter, return_hook=site.leave, raise_hook=site.raised, guards=guards)
+            enter_hook=site.enter, return_hook=site.leave, raise_hook=site.raised, guards=guards,
+            guard_skips=skips)
         self._backend.update(site.code, hooks, site.parents)
         if site.empty:
             self._sites.pop(id(site.code), None)
@@ -361,7 +362,8 @@ class Agent:
     def _info(self, p: ProbeRuntime) -> ProbeInfo:
         left = max(0.0, p.expires_at - time.monotonic()) if p.status not in ENDED else 0.0
         return ProbeInfo(p.id, p.spec.kind, p.spec.where, p.location, p.status, p.reason, p.hits, p.emitted,
-                         p.rate_limited, p.created, round(left, 3), p.spec.to_dict(), p.filtered, p.failed)
+                         p.rate_limited, p.created, round(left, 3), p.spec.to_dict(), p.filtered + p.guard_skips.count,
+                         p.failed)
 
     def _trim_ended(self) -> None:
         ended = [pid for pid, p in self._probes.items() if p.status in ENDED]

@@ -29,6 +29,7 @@ from .expr.expressions import Expression
 from .expr.template import Template
 from .expr.work import WORK_BUDGET, METER
 from .limits import RateLimiter
+from .instrument.guards import SkipCount
 from .instrument.locate import code_name, parameter_names
 from .tracecontext import thread_name
 
@@ -92,10 +93,8 @@ class ProbeRuntime:
         # every hit is one of: filtered (its condition false), or counted in `hits` and then emitted,
         # rate-limited or failed (its metric value could not be read); failed conditions count in `failed`
         self.hits = 0  # condition held (or no condition)
-        self.emitted = 0
-        self.rate_limited = 0
-        self.filtered = 0
-        self.failed = 0
+        self.emitted = self.rate_limited = self.filtered = self.failed = 0
+        self.guard_skips = SkipCount()  # filtered by the inline guard compiled into the code (<= 3.11)
         self.evaluations = 0
         self.failures = 0  # consecutive evaluation failures
         self.slow = 0  # timed evaluations over the budget since the last timed one within it

@@ -40,8 +40,14 @@ def test_condition_filters_hits(agent, condition):
     for a in range(10):
         shapes.plain(a, 0)
     assert [e.message for e in events(agent, "log")] == [f"a={a}" for a in range(6, 10)]
-    if not guarded:  # the evaluator counts what it filtered (an inline guard's skips are not counted)
-        assert agent.get_probe(probe.id).filtered == 6
+    info = agent.get_probe(probe.id)  # whichever decided, every hit is accounted for
+    assert (info.filtered, info.hits, info.emitted) == (6, 4, 4), info
+    # the code is rebuilt when another probe joins the function; the count goes on from where it was
+    other = agent.add_probe({"kind": "metric", "where": "shapes:plain", "metric": {"name": "n"}})
+    for a in range(10):
+        shapes.plain(a, 0)
+    info = agent.get_probe(probe.id)
+    assert (info.filtered, info.hits, agent.get_probe(other.id).hits) == (12, 8, 10), info
 
 
 def test_metric_count_gauge_and_duration(agent):
@@ -178,6 +184,52 @@ def test_a_probe_waits_for_a_slow_import_to_finish(agent, tmp_path):
         assert [e.message for e in events(agent, "log")] == ["x=41"]
         assert not any("ImportWatch" in repr(f) for f in sys.meta_path)  # nothing pending: gone
         assert type(slow.__loader__).__name__ == "SourceFileLoader"  # the module's own loader, untouched
+
+
+class _ChainingFinder:
+    """Another tool's import hook on sys.meta_path (ddtrace's module watchdog does this): it hands back the
+    file loader wrapped in a loader of its own."""
+
+    class Loader:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def create_module(self, spec):
+            return self.inner.create_module(spec)
+
+        def exec_module(self, module):
+            self.inner.exec_module(module)
+
+    def find_spec(self, name, path=None, target=None):
+        if not name.endswith("_chained_pb"):
+            return None
+        import importlib.machinery
+
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None:
+            spec.loader = self.Loader(spec.loader)
+        return spec
+
+
+def test_a_probe_is_installed_when_another_tool_chains_the_loader(agent, tmp_path):
+    """With another tool's finder wrapping the file loader, the pending probe is still installed by
+    the time the import returns (before, only at the housekeeping thread's next tick)."""
+    finder = _ChainingFinder()
+    sys.meta_path.insert(0, finder)
+    try:
+        with _module_on_path(tmp_path, "mod_chained_pb", """
+            def handler(x):
+                y = x + 1
+                return y
+        """):
+            probe = agent.add_probe({"kind": "log", "where": "mod_chained_pb.py:3", "template": "x={x}"})
+            mod = importlib.import_module("mod_chained_pb")
+            assert type(mod.__loader__) is _ChainingFinder.Loader  # the other tool's loader stays in place
+            assert agent.get_probe(probe.id).status == "installed", agent.get_probe(probe.id)
+            mod.handler(41)
+            assert [e.message for e in events(agent, "log")] == ["x=41"]
+    finally:
+        sys.meta_path.remove(finder)
 
 
 def test_the_first_install_made_by_an_import_does_not_deadlock(tmp_path):

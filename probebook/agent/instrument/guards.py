@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import ast
 import dis
+import itertools
 import operator
+import sys
 from dataclasses import dataclass
 from types import CodeType
 from typing import Any, Callable, Mapping, Optional, Tuple
 
 from .locate import parameter_names
 
-__all__ = ["Conjunct", "inline_guard", "safe_parameters", "certainly_false"]
+__all__ = ["Conjunct", "SkipCount", "inline_guard", "safe_parameters", "certainly_false"]
 
 _OPS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=",
         ast.Is: "is", ast.IsNot: "is not"}
@@ -41,6 +43,26 @@ class Conjunct:
     name: str
     op: str
     const: Any
+
+
+class SkipCount:
+    """How many hooks an injected guard skipped: at each skip the guard takes one item from `items`, an
+    `itertools.repeat` that counts down in C (an int `+= 1` allocated a new int on every skip: ~20 ns).
+
+    >>> skips = SkipCount()
+    >>> for _ in range(3): _ = next(skips.items)
+    >>> skips.count
+    3
+    """
+
+    __slots__ = ("items",)
+
+    def __init__(self) -> None:
+        self.items = itertools.repeat(None, sys.maxsize)
+
+    @property
+    def count(self) -> int:
+        return sys.maxsize - operator.length_hint(self.items)
 
 
 def safe_parameters(code: CodeType) -> frozenset:

@@ -20,6 +20,8 @@ class HookSet:
     raise_hook: Optional[Callable[[BaseException], Any]] = None
     # line -> `guards.Conjunct`s checked inline before the line hook (bytecode backend only)
     guards: Optional[Mapping[int, Tuple[Any, ...]]] = None
+    # line -> the `guards.SkipCount.items` the guard takes one item from at every hook it skips
+    guard_skips: Optional[Mapping[int, Any]] = None
 
     @property
     def empty(self) -> bool:

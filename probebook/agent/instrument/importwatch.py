@@ -22,6 +22,18 @@ __all__ = ["ImportWatch"]
 _FILE_LOADERS = (importlib.machinery.SourceFileLoader, importlib.machinery.SourcelessFileLoader)
 
 
+def _from_file(spec: Any, loader: Any) -> bool:
+    """A module whose code comes from a file: the standard file loaders, or another finder's loader for a
+    `.py` file (ddtrace's module watchdog, for one, chains the file loader inside its own)."""
+    if loader is None or "exec_module" in getattr(loader, "__dict__", ()):
+        return False  # none, or wrapped already
+    if isinstance(loader, _FILE_LOADERS):
+        return True
+    origin = getattr(spec, "origin", None)
+    return bool(getattr(spec, "has_location", False) and isinstance(origin, str) and origin.endswith(".py")
+                and callable(getattr(loader, "exec_module", None)))
+
+
 class ImportWatch:
     def __init__(self, on_loaded: Callable[[ModuleType], None]) -> None:
         self._on_loaded = on_loaded
@@ -52,7 +64,7 @@ class ImportWatch:
         finally:
             self._local.busy = False
         loader = getattr(spec, "loader", None)
-        if isinstance(loader, _FILE_LOADERS) and "exec_module" not in vars(loader):
+        if _from_file(spec, loader):
             run = loader.exec_module
             on_loaded, local = self._on_loaded, self._local
 
@@ -68,7 +80,10 @@ class ImportWatch:
                 finally:
                     local.inside = False
 
-            loader.exec_module = exec_module  # type: ignore[method-assign]
+            try:
+                loader.exec_module = exec_module  # type: ignore[method-assign]
+            except (AttributeError, TypeError):  # a loader with __slots__: the housekeeping tick resolves it
+                pass
         return spec
 
     def __repr__(self) -> str:

@@ -60,8 +60,17 @@ _COMPARE = {"<": _bc.Compare.LT, "<=": _bc.Compare.LE, ">": _bc.Compare.GT, ">="
             "==": _bc.Compare.EQ, "!=": _bc.Compare.NE}
 
 
-def _guarded(conjuncts: Any, call: List[Instr], lineno: int) -> List[Any]:
-    """Skip `call` when the conjuncts are certainly false; any type surprise calls it anyway."""
+def _counted(skips: Any, lineno: int) -> List[Any]:
+    """Take one item from `skips` (an `itertools.repeat(None, n)`, see `SkipCount`): a C-level next with
+    no call frame, no allocation and no eval-breaker check, so no other thread runs in between."""
+    end = Label()
+    return [Instr("LOAD_CONST", skips, lineno=lineno), Instr("FOR_ITER", end, lineno=lineno),
+            Instr("POP_TOP", lineno=lineno), Instr("POP_TOP", lineno=lineno), end]
+
+
+def _guarded(conjuncts: Any, call: List[Instr], lineno: int, skips: Any = None) -> List[Any]:
+    """Skip `call` when the conjuncts are certainly false (counting the skip in `skips`); any type
+    surprise calls it anyway."""
     to_hook, skip = Label(), Label()
     out: List[Any] = []
     for c in conjuncts:
@@ -81,7 +90,10 @@ def _guarded(conjuncts: Any, call: List[Instr], lineno: int) -> List[Any]:
                 Instr(_JUMP_IF_FALSE, to_hook, lineno=lineno),
                 Instr("LOAD_FAST", c.name, lineno=lineno), Instr("LOAD_CONST", c.const, lineno=lineno),
                 Instr("COMPARE_OP", _COMPARE[c.op], lineno=lineno), Instr(_JUMP_IF_FALSE, skip, lineno=lineno)]
-    return out + [to_hook] + call + [skip]
+    if skips is None:
+        return out + [to_hook] + call + [skip]
+    end = Label()
+    return out + [to_hook] + call + [Instr("JUMP_FORWARD", end, lineno=lineno), skip] + _counted(skips, lineno) + [end]
 
 
 def instrument_code(code: CodeType, hooks: HookSet) -> CodeType:
@@ -101,7 +113,8 @@ def instrument_code(code: CodeType, hooks: HookSet) -> CodeType:
                 pending_lines.discard(instr.lineno)
                 call = _call(hooks.line_hook, instr.lineno, instr.lineno)
                 guard = (hooks.guards or {}).get(instr.lineno)
-                out.extend(_guarded(guard, call, instr.lineno) if guard else call)
+                skips = (hooks.guard_skips or {}).get(instr.lineno)
+                out.extend(_guarded(guard, call, instr.lineno, skips) if guard else call)
             if hooks.function_hooks and instr.name == "RETURN_VALUE":
                 out.extend(_call(hooks.return_hook, None, instr.lineno))
         out.append(instr)
