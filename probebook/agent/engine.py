@@ -317,7 +317,7 @@ class Agent:
         self._sites[id(code)] = site
         self._probe_site[probe.id] = (site, line)
         if self._depth != 1 and line is not None:  # monitoring backend: guard in Python, not bytecode
-            guard = inline_guard(probe.spec.when, code)
+            guard = inline_guard(probe.spec.when, code, self.redactor.is_redacted_value)
             probe.fast_false = certainly_false(guard) if guard else None
         at = f"{code.co_filename}:{line or code.co_firstlineno}"
         probe.location = f"{at} ({code_name(code)})"
@@ -328,7 +328,8 @@ class Agent:
         guards, skips = {}, {}
         if self._depth == 1:  # the bytecode backend can check simple conditions inline
             for line, probes in site.line_probes.items():
-                guard = inline_guard(probes[0].spec.when, site.code) if len(probes) == 1 else None
+                guard = (inline_guard(probes[0].spec.when, site.code, self.redactor.is_redacted_value)
+                         if len(probes) == 1 else None)
                 if guard:
                     guards[line], skips[line] = guard, probes[0].guard_skips.items
         hooks = None if site.empty else HookSet(

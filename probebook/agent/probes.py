@@ -272,14 +272,15 @@ class ProbeRuntime:
     def _emit_snapshot(self, frame: FrameType, f_locals: Any, line: int) -> None:
         # Internal capture nodes, made into the documented trees by the ring's reader (_snapshot_event).
         redactor, limits = self.host.redactor, self.limits
-        arguments, captured = capture_locals_raw(dict(f_locals), parameter_names(frame.f_code), limits, redactor)
-        exprs = field_map_raw({src: self._capture_expr(expr, f_locals, frame.f_globals) for src, expr in self.captures})
+        deadline = _now_ns() + limits.max_ms * 1_000_000  # one for the hit's captures: none reads past it
+        arguments, captured = capture_locals_raw(dict(f_locals), parameter_names(frame.f_code), limits, redactor, deadline)
+        exprs = field_map_raw({src: self._capture_expr(e, f_locals, frame.f_globals, deadline) for src, e in self.captures})
         stack = capture_stack_raw(frame, limits)
         self.host.emit((_snapshot_event, self._header(frame, line), arguments, captured, exprs, stack, _time()))
 
-    def _capture_expr(self, expr: Expression, f_locals: Any, f_globals: Any) -> tuple:
+    def _capture_expr(self, expr: Expression, f_locals: Any, f_globals: Any, deadline: int) -> tuple:
         try:
-            return capture_value_raw(expr.run(f_locals, f_globals), self.limits, self.host.redactor)
+            return capture_value_raw(expr.run(f_locals, f_globals), self.limits, self.host.redactor, None, deadline)
         except OverBudget:
             raise
         except EvaluationError as exc:
@@ -361,7 +362,7 @@ class ProbeRuntime:
 
     def _emit_exception(self, frame: Optional[FrameType], exc: BaseException) -> None:
         redactor, limits = self.host.redactor, self.limits
-        frames: List[dict] = []
+        deadline, frames = _now_ns() + limits.max_ms * 1_000_000, []  # type: int, List[dict]
         tb = exc.__traceback__
         while tb is not None and len(frames) < limits.max_frames:
             f = tb.tb_frame
@@ -369,13 +370,13 @@ class ProbeRuntime:
                 "function": code_name(f.f_code),
                 "file": f.f_code.co_filename,
                 "line": tb.tb_lineno,
-                "locals": capture_locals(dict(f.f_locals), limits, redactor),
+                "locals": capture_locals(dict(f.f_locals), limits, redactor, deadline),
             })
             tb = tb.tb_next
         where = self._where(frame) if frame is not None else {"probe_id": self.id}
         self.host.emit(ExceptionEvent(
             exc_type=type_name(exc),
-            message=capture_value(exc, limits, redactor), frames=frames, **where))
+            message=capture_value(exc, limits, redactor, None, deadline), frames=frames, **where))
 
 
 _HEADER = ("probe_id", "file", "line", "function", "thread", "trace_id")

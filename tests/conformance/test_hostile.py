@@ -48,7 +48,10 @@ _EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "12"))  # failures shown per 
 
 SERVICE = "hostile_service_pb"  # the generated module that plays the probed service
 _CEILING_LIMITS = {"max_depth": 32, "max_items": 10_000, "max_string": 65_536, "max_fields": 1_000,
-                   "max_bytes": 8 << 20, "max_frames": 200}  # capture limits raised to their ceilings
+                   "max_bytes": 8 << 20, "max_frames": 200, "max_ms": 100}  # capture limits raised to their ceilings
+# the captures of a hit stop reading at `max_ms`; the rest of the hit (the node being read then, the stack,
+# the event) must fit in the margin
+CEILINGS_STALL_S = 0.100 + 0.050
 _SUMMARIES: List[str] = []
 
 
@@ -162,8 +165,8 @@ def _capture_placements(service: Dict[str, Any]) -> List[Dict[str, Any]]:
 
 
 def _ceiling_placements() -> List[Dict[str, Any]]:
-    """Limits raised as far as an operator may: judged for user code, secrets and hangs, the stall reported
-    (the 10 ms ceiling is the issue's goal at default limits)."""
+    """Limits raised as far as an operator may: judged for user code, secrets and hangs, and the stall against
+    `max_ms` at its ceiling (the 10 ms ceiling is the issue's goal at default limits)."""
     out: List[Dict[str, Any]] = [
         {"what": "every local of handle", "placement": "snapshot at the ceilings", "frame": "handle",
          "spec": {"kind": "snapshot", "limits": _CEILING_LIMITS}},
@@ -174,7 +177,7 @@ def _ceiling_placements() -> List[Dict[str, Any]]:
             for name in ("creds", "headers", "header_pairs", "settings", "ENV", "regex_bombs", "deep_list", "wide_dict",
                          "huge_str", "camel_key_dict", "long_key_dict", "evil_key_dict", "meta_pair", "nested_wide")]
     for n, p in enumerate(out):
-        p.update(test="ceilings", unit=f"ceil{n}", stall=False, hang_s=HANG_AT_CEILINGS_S)
+        p.update(test="ceilings", unit=f"ceil{n}", stall=True, hang_s=HANG_AT_CEILINGS_S)
     return out
 
 
@@ -687,7 +690,7 @@ def _verdict(title: str, placements: List[Dict[str, Any]], results: List[Dict[st
     figures = (f"{title}: {tried} placements tried ({refused} refused at add, {accepted} accepted"
                f"{f', {skipped} skipped after a hang' if skipped else ''}); side effects "
                f"{len(kinds['side effects'])}, leaks {len(kinds['leaks'])}, hangs {len(kinds['hangs'])}, crashes "
-               f"{len(kinds['crashes'])}, over the {HOST_STALL_CEILING_S * 1000:g} ms ceiling "
+               f"{len(kinds['crashes'])}, over the {(stall_ceiling or HOST_STALL_CEILING_S) * 1000:g} ms ceiling "
                f"{len(kinds['stalls over the ceiling'])}, other errors {len(kinds['errors'])}; max stall "
                f"{worst[0] * 1000:.1f} ms by the {worst[1]} ({wall:.1f} s of placing, calling and reading)")
     failures = []
@@ -775,9 +778,9 @@ def test_capture_of_hostile_locals_and_planted_secrets(request):
 
 
 def test_capture_at_the_ceilings_of_the_limits(request):
-    """Capture limits raised to their ceilings: still no user code, no secret, no hang (the stall is reported,
-    not judged: the ceiling is the issue's goal at default limits)."""
-    _check("capture at the ceilings", *_results("main", "ceilings", request), stall_ceiling=None)
+    """Capture limits raised to their ceilings: still no user code, no secret, no hang, and no hit holds the
+    host's call much past `max_ms` at its ceiling (before it, ~0.3-0.5 s for the largest local)."""
+    _check("capture at the ceilings", *_results("main", "ceilings", request), stall_ceiling=CEILINGS_STALL_S)
 
 
 def test_hostile_modules_in_sys_modules(request):

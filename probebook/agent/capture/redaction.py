@@ -271,7 +271,8 @@ class RedactionRules:
     _ends: tuple = field(init=False, repr=False, compare=False)
     _starts: tuple = field(init=False, repr=False, compare=False)
     _types: dict = field(init=False, repr=False, compare=False)
-    _clean: dict = field(init=False, repr=False, compare=False)
+    # short texts known to hold no secret shape (read directly by hot checks: `work.compared`)
+    clean_texts: dict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         checks: List[Callable[[str], bool]] = []
@@ -306,7 +307,7 @@ class RedactionRules:
         object.__setattr__(self, "_ends", tuple(w for w in _STRONG_ENDS if w in self.config.identifiers))
         object.__setattr__(self, "_starts", tuple(w for w in _STRONG_STARTS if w in self.config.identifiers))
         object.__setattr__(self, "_types", {})
-        object.__setattr__(self, "_clean", {})
+        object.__setattr__(self, "clean_texts", {})
 
     def snapshot(self) -> "RedactionRules":
         """Itself: rules never change, so they serve where a `Redactor` would be asked for its rules."""
@@ -351,7 +352,7 @@ class RedactionRules:
     def is_redacted_value(self, text: str) -> bool:
         """True when a secret-shaped pattern occurs anywhere in `text`."""
         short = len(text) <= _SHORT_TEXT
-        if short and text in self._clean:
+        if short and text in self.clean_texts:
             return False
         if not self.config.enabled:
             return False
@@ -361,9 +362,9 @@ class RedactionRules:
         if short:
             # short strings recur (dict keys, enum-like values); only clean ones are remembered,
             # so no secret is kept alive by the cache
-            if len(self._clean) >= _CACHE_MAX:
-                self._clean.clear()
-            self._clean[text] = True
+            if len(self.clean_texts) >= _CACHE_MAX:
+                self.clean_texts.clear()
+            self.clean_texts[text] = True
         return False
 
     def is_redacted_type(self, obj_type_name: str) -> bool:

@@ -34,7 +34,7 @@ _MAX_DEPTH_CEILING = 32  # capture recurses once per level; stay far from the re
 # what one capture may be raised to, at most (a probe asking for more is refused: a 120 MB event held the
 # host's GIL for 13 s to read)
 CEILINGS = {"max_depth": _MAX_DEPTH_CEILING, "max_items": 10_000, "max_string": 65_536, "max_fields": 1_000,
-            "max_bytes": 8 << 20, "max_frames": 200}
+            "max_bytes": 8 << 20, "max_frames": 200, "max_ms": 100}
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class CaptureLimits:
     max_fields: int = 20  # fields per object
     max_bytes: int = 1 << 17  # approximate JSON size of one capture call (and the text its secret scan read)
     max_frames: int = 20  # stack frames
+    max_ms: int = 10  # wall time one hit's captures may hold the host's call; what is left is cut ("time")
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -69,18 +70,21 @@ class CaptureLimits:
         return cls(**dict(d))
 
 
-def capture_value(value: Any, limits: CaptureLimits, redactor: Redactor, name: Optional[str] = None) -> dict:
+def capture_value(value: Any, limits: CaptureLimits, redactor: Redactor, name: Optional[str] = None,
+                  deadline: Optional[int] = None) -> dict:
     """Capture one value; when `name` is a sensitive identifier the value is not read.
 
     >>> capture_value(7, CaptureLimits(), Redactor())
     {'type': 'int', 'value': 7}
     """
-    return as_tree(capture_value_raw(value, limits, redactor, name))
+    return as_tree(capture_value_raw(value, limits, redactor, name, deadline))
 
 
-def capture_value_raw(value: Any, limits: CaptureLimits, redactor: Redactor, name: Optional[str] = None) -> tuple:
-    """`capture_value` as a token stream, for `as_tree` later (see `tree`)."""
-    b = Budget(limits, redactor.snapshot())
+def capture_value_raw(value: Any, limits: CaptureLimits, redactor: Redactor, name: Optional[str] = None,
+                      deadline: Optional[int] = None) -> tuple:
+    """`capture_value` as a token stream, for `as_tree` later (see `tree`). `deadline` (a
+    `time.perf_counter_ns`) is shared by the captures of one hit; by default `limits.max_ms` from now."""
+    b = Budget(limits, redactor.snapshot(), deadline)
     if name is not None and b.name_redacted(name):
         write_cut(b.out, value, "redacted")
     else:
@@ -88,16 +92,17 @@ def capture_value_raw(value: Any, limits: CaptureLimits, redactor: Redactor, nam
     return tuple(b.out)
 
 
-def capture_locals(f_locals: Mapping[str, Any], limits: CaptureLimits, redactor: Redactor) -> Dict[str, dict]:
+def capture_locals(f_locals: Mapping[str, Any], limits: CaptureLimits, redactor: Redactor,
+                   deadline: Optional[int] = None) -> Dict[str, dict]:
     """Capture a frame's locals under one budget; redacted names are marked and their values unread."""
-    return as_tree(capture_locals_raw(f_locals, (), limits, redactor)[1])
+    return as_tree(capture_locals_raw(f_locals, (), limits, redactor, deadline)[1])
 
 
 def capture_locals_raw(f_locals: Mapping[str, Any], arguments: Iterable[str], limits: CaptureLimits,
-                       redactor: Redactor) -> Tuple[tuple, tuple]:
+                       redactor: Redactor, deadline: Optional[int] = None) -> Tuple[tuple, tuple]:
     """The `arguments` among `f_locals`, and the other locals, as two token streams of `{name: node}`
     captured under one budget (arguments first)."""
-    b = Budget(limits, redactor.snapshot())
+    b = Budget(limits, redactor.snapshot(), deadline)
     items = dict.items(f_locals) if issubclass(type(f_locals), dict) else f_locals.items()
     wanted = set(arguments)
     args_out: List[Any] = [OPEN]

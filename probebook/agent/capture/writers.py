@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import enum
 import itertools
+import time
 import types
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
@@ -38,6 +39,8 @@ __all__ = ["Budget", "SCAN_MARGIN", "HANDLERS", "classify", "write_value", "writ
 
 SCAN_MARGIN = 256  # a secret straddling the string cut must still be seen by the patterns
 _NODE = 40  # approximate JSON size of a node's own keys, for the byte budget
+_TIMED_TEXT = 1024  # a text longer than this is scanned only before the capture's deadline
+_now = time.perf_counter_ns
 _I64 = 1 << 63
 _islice = itertools.islice
 
@@ -46,11 +49,14 @@ class Budget:
     """What every node of one capture call shares: limits, bytes left, the containers on the path."""
 
     __slots__ = ("bytes_left", "path", "max_depth", "max_items", "max_string", "max_fields",
-                 "scan", "name_redacted", "value_redacted", "type_redacted", "out")
+                 "scan", "name_redacted", "value_redacted", "type_redacted", "out", "deadline", "cut")
 
-    def __init__(self, limits: CaptureLimits, rules: RedactionRules) -> None:
+    def __init__(self, limits: CaptureLimits, rules: RedactionRules, deadline: Optional[int] = None) -> None:
         self.out: List[Any] = []  # the token stream being written
         self.bytes_left = limits.max_bytes
+        # past this `perf_counter_ns`, nothing more is read: what is left is cut, marked "time"
+        self.deadline = deadline if deadline is not None else _now() + limits.max_ms * 1_000_000
+        self.cut = "limit"  # why what is left is cut once bytes_left is spent
         self.path: set = set()  # ids of the containers being captured: a repeat is a cycle
         self.max_depth, self.max_items = limits.max_depth, limits.max_items
         self.max_string, self.max_fields = limits.max_string, limits.max_fields
@@ -69,7 +75,7 @@ def write_value(value: Any, depth: int, b: Budget) -> None:
     """Write the node of `value` at `depth`; a handler that fails leaves an `error` marker instead."""
     out = b.out
     if b.bytes_left <= 0:
-        write_cut(out, value, "limit")
+        write_cut(out, value, b.cut)
         return
     tp = type(value)
     if tp is str:  # the most common leaves skip the dispatch
@@ -88,6 +94,9 @@ def write_value(value: Any, depth: int, b: Budget) -> None:
     elif tp is bool or value is None:
         b.bytes_left -= _NODE
         out += (OPEN, "type", _SCALAR_NAME[tp], "value", value, CLOSE)
+        return
+    if _now() > b.deadline:  # checked for each container or object, and before each long text's scan
+        _out_of_time(out, value, b)
         return
     handler, tname, _, learned = HANDLERS.get(id(tp)) or classify(tp)
     if learned and b.type_redacted(tname):  # globs name user types; builtins are never matched
@@ -119,9 +128,17 @@ def _float(value: float, depth: int, b: Budget, tname: str) -> None:
     _scalar(value if value - value == 0.0 else repr(value), depth, b, tname)  # JSON has no nan/inf
 
 
+def _out_of_time(out: List[Any], value: Any, b: Budget) -> None:
+    b.bytes_left, b.cut = 0, "time"
+    write_cut(out, value, "time")
+
+
 def _text(s: str, b: Budget, tname: str, scan: bool = True) -> None:
     n = len(s)
     limit = b.max_string
+    if n > _TIMED_TEXT and _now() > b.deadline:
+        _out_of_time(b.out, s, b)
+        return
     if scan:
         if b.value_redacted(s if n <= b.scan else s[: b.scan]):
             b.bytes_left -= _NODE

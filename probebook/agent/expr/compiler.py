@@ -350,26 +350,56 @@ def _compare_one(sym: str, left: Closure, right: Closure, const: Any) -> Closure
         return lambda L, G: left(L, G) is right(L, G)
     if sym == "is not":
         return lambda L, G: left(L, G) is not right(L, G)
-    atoms, slow = value_checks.ATOMS, operators.compare
+    atoms, slow, text, shaped = value_checks.ATOMS, operators.compare, value_checks.TEXT, work.compared
+    meter = work.METER
+    what = f"'{sym}'"  # a text compared with a guess answers whether the guess is right: never a secret
     if sym in ("in", "not in"):
         fast_in = type(const) is tuple and all(id(type(c)) in atoms for c in const)
+        texts_in = fast_in and any(id(type(c)) in text for c in const)
         negate = sym == "not in"
 
         def contains(L: Mapping[str, Any], G: Mapping[str, Any]) -> bool:
             a = left(L, G)
             if fast_in and id(type(a)) in atoms:
+                if texts_in and id(type(a)) in text:
+                    shaped(a, what)
                 return (a in const) is not negate
             return slow(sym, a, right(L, G))
         return contains
     op = operators.COMPARE[sym][0]
     if const is not MISSING and id(type(const)) in atoms:
-        return lambda L, G: op(a, const) if id(type(a := left(L, G))) in atoms else slow(sym, a, const)
+        if id(type(const)) not in text:  # a text against a number or None: the same answer whatever it holds
+            return lambda L, G: op(a, const) if id(type(a := left(L, G))) in atoms else slow(sym, a, const)
 
-    text, free_text = value_checks.TEXT, work.FREE_TEXT
+        free_text = work.FREE_TEXT
+
+        def against_text(L: Mapping[str, Any], G: Mapping[str, Any]) -> Any:
+            a = left(L, G)
+            if id(type(a)) in text and len(a) <= free_text:
+                try:  # work.clean_texts, inline: a call costs more than the check on most hits
+                    known = a in meter.hit[1].rules.clean_texts
+                except AttributeError:
+                    known = False
+                if not known:
+                    shaped(a, what)
+                return op(a, const)
+            return slow(sym, a, const)
+        return against_text
+
+    free_text = work.FREE_TEXT
 
     def compare(L: Mapping[str, Any], G: Mapping[str, Any]) -> Any:
         a, b = left(L, G), right(L, G)
         if id(type(a)) in atoms and id(type(b)) in atoms and (id(type(a)) not in text or len(a) <= free_text):
+            if id(type(a)) in text and id(type(b)) in text:
+                try:  # work.clean_texts, inline
+                    clean = meter.hit[1].rules.clean_texts
+                except AttributeError:
+                    clean = ()
+                if a not in clean:
+                    shaped(a, what)
+                if b not in clean:
+                    shaped(b, what)
             return op(a, b)
         return slow(sym, a, b)  # a long text: charged what comparing it costs
     return compare

@@ -27,7 +27,7 @@ from probebook.errors import EvaluationError
 
 from ..capture.redaction import key_name
 from ..capture.safe_access import MISSING, _lookup_in_mro, mro_of, type_name
-from .work import FREE_ITEMS, charge, left, redacted_names, text_units
+from .work import FREE_ITEMS, charge, left, redacted_names, secret_shaped, text_units
 
 __all__ = ["MAX_ITEMS", "MAX_INT_BITS", "NUMBERS", "int_units", "no_redacted_entries", "redacted_pair", "hash_spread", "walk", "EQ", "ORDER", "HASH", "REPR", "STRICT", "ATOMS", "TEXT", "KIND",
            "SEQ", "MAP", "SET", "ITEMS", "RANGE", "fail", "special_atom", "inherits_builtin", "downcast",
@@ -145,11 +145,14 @@ def walk(value: Any, dunders: Optional[Sequence[str]], what: str, keys_only: boo
     the operation itself will touch. With `weight`, the caller will charge `weight` times the walk for
     the operation (`str()`: 4): the walk stops as soon as that could not be paid."""
     tid = id(type(value))
+    compares = dunders is not None and "__eq__" in dunders  # equal, ordered or hashed: a guess can be tested
     if tid in ATOMS:
         chars = len(value) if tid in TEXT else 0
         units = text_units(chars)
         if units:
             charge(units, what)
+        if compares and chars:
+            secret_shaped(value, what)
         return units, chars
     todo = [(value, 0)]
     budget = MAX_ITEMS
@@ -192,6 +195,10 @@ def walk(value: Any, dunders: Optional[Sequence[str]], what: str, keys_only: boo
             _no_redacted_entry(v, kind, red, what)
         for part in parts:
             found = _atom_chars(part)
+            if compares and found:  # any text among them (found < 0: not all atoms; their texts are here too)
+                for e in part:
+                    if id(type(e)) in TEXT:
+                        secret_shaped(e, what)
             if found < 0:  # each item is queued and looked at again: it costs more than one unit
                 items += n
                 if weight * (items + text_units(chars)) > allowed:

@@ -28,7 +28,7 @@ from typing import Any, Callable, Optional
 
 from probebook.errors import EvaluationError, OverBudget
 
-__all__ = ["WORK_BUDGET", "FREE_ITEMS", "FREE_TEXT", "CHARS_PER_UNIT", "METER", "arm", "charge", "left", "redacted_names", "secret_shaped", "text_units", "search_units"]
+__all__ = ["WORK_BUDGET", "FREE_ITEMS", "FREE_TEXT", "CHARS_PER_UNIT", "METER", "arm", "charge", "left", "redacted_names", "secret_shaped", "compared", "clean_texts", "text_units", "search_units"]
 
 WORK_BUDGET = 50_000
 # What the hot paths do not charge: a lookup in a mapping of up to FREE_ITEMS keys, text up to FREE_TEXT
@@ -72,15 +72,31 @@ def redacted_names() -> Optional[Callable[[str], bool]]:
 
 def secret_shaped(text: Any, what: str) -> None:
     """Refuse an operation that would read part of a text shaped like a secret (`url[16:]`,
-    `dsn.split(':')[2]`): the part would no longer match the pattern that hides the whole."""
+    `dsn.split(':')[2]`: the part would no longer match the pattern that hides the whole) or compare it
+    (`dsn == guess`, `dsn in guesses`: each hit would answer whether the guess is right)."""
     rules = _hit()[1]
     if rules is not None:
         charge(len(text) >> 3, what)  # the patterns read every character
         if type(text) is not str:
             text = bytes(text).decode("latin-1")
         if rules.is_redacted_value(text):
-            raise EvaluationError(f"{what} would read part of a text shaped like a secret (a credential, "
+            raise EvaluationError(f"{what} would read or compare a text shaped like a secret (a credential, "
                                   f"a token); it is redacted whole")
+
+
+def clean_texts() -> Any:
+    """The short texts this hit's redaction rules already know hold no secret shape (a dict to test `in`):
+    a comparison skips `compared` for those, which conditions compare on every hit."""
+    try:
+        return METER.hit[1].rules.clean_texts  # a Redactor's current rules
+    except AttributeError:  # no hit armed, or no value rules (names only)
+        return ()
+
+
+def compared(text: Any, what: str) -> None:
+    """`secret_shaped` for a text about to be compared (the answer would say whether a guess is right)."""
+    if text not in clean_texts():
+        secret_shaped(text, what)
 
 
 def charge(units: int, what: str) -> None:

@@ -72,8 +72,21 @@ def safe_parameters(code: CodeType) -> frozenset:
     return frozenset(params - deleted)
 
 
-def inline_guard(source: Optional[str], code: CodeType) -> Optional[Tuple[Conjunct, ...]]:
-    """Conjuncts for `source` when all of it can be guarded inline in `code`, else None."""
+def inline_guard(source: Optional[str], code: CodeType,
+                 secret: Callable[[str], bool] = lambda text: False) -> Optional[Tuple[Conjunct, ...]]:
+    """Conjuncts for `source` when all of it can be guarded inline in `code`, else None.
+
+    A text is only compared for (in)equality, and only with a constant that `secret` (the redaction's
+    value check) does not take for a secret: the guard skips without asking the evaluator, which refuses
+    to compare a secret-shaped text with a guess, so an ordering or a secret-shaped guess would answer
+    whether the guess is right.
+
+    >>> def g(url): pass
+    >>> inline_guard("url < 'm'", g.__code__) is None
+    True
+    >>> inline_guard("url == 'a:b@c'", g.__code__, secret=lambda t: "@" in t) is None
+    True
+    """
     if not source:
         return None
     try:
@@ -84,14 +97,14 @@ def inline_guard(source: Optional[str], code: CodeType) -> Optional[Tuple[Conjun
     params = safe_parameters(code)
     out = []
     for part in parts:
-        c = _conjunct(part, params)
+        c = _conjunct(part, params, secret)
         if c is None:
             return None
         out.append(c)
     return tuple(out)
 
 
-def _conjunct(node: ast.AST, params: frozenset) -> Optional[Conjunct]:
+def _conjunct(node: ast.AST, params: frozenset, secret: Callable[[str], bool]) -> Optional[Conjunct]:
     if not (isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _OPS):
         return None
     op = _OPS[type(node.ops[0])]
@@ -104,6 +117,8 @@ def _conjunct(node: ast.AST, params: frozenset) -> Optional[Conjunct]:
     if op in ("is", "is not"):
         return Conjunct(left.id, op, const) if const is None or const is True or const is False else None
     if type(const) not in _GUARDED_TYPES:
+        return None
+    if type(const) is str and (op not in ("==", "!=") or secret(const)):
         return None
     return Conjunct(left.id, op, const)
 

@@ -673,3 +673,25 @@ def test_a_str_subclass_key_in_an_instance_dict_or_a_module_never_has_its_eq_run
     with pytest.raises(EvaluationError):
         compile_expression("obj.total").evaluate({"obj": obj}, {})
     cap(obj)  # a capture lists the plain keys and never looks a name up
+
+
+def test_a_capture_stops_reading_at_its_deadline_and_marks_the_rest():
+    """`max_ms` bounds the wall time one hit's captures hold the host: with every other limit at its
+    ceiling, a frame of large locals is cut at the deadline (the rest marked "time"), not read whole."""
+    import time
+
+    big = {f"k{i}": [f"{i}-{j}-" * 40 for j in range(200)] for i in range(400)}
+    frame = {f"local{i}": big for i in range(20)}
+    ceilings = CaptureLimits(max_depth=32, max_items=10_000, max_string=65_536, max_fields=1_000,
+                             max_bytes=8 << 20, max_frames=200, max_ms=5)
+    t0 = time.perf_counter()
+    out = capture_locals(frame, ceilings, Redactor())
+    took = time.perf_counter() - t0
+    cut = [name for name, node in out.items() if node.get("not_captured") == "time"]
+    assert cut and cut[-1] == "local19", out.keys()  # once past it, every local after is cut
+    assert took < 0.05, took  # 5 ms and one node; at max_ms=100 it is still cut, at ~110 ms
+    # a shared deadline already past: nothing is read
+    past = capture_value(big, ceilings, Redactor(), deadline=time.perf_counter_ns() - 1)
+    assert past == {"type": "dict", "not_captured": "time"}
+    with pytest.raises(SpecError, match=r"limits.max_ms: must be an integer from 1 to 100"):
+        CaptureLimits(max_ms=101)
