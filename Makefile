@@ -6,7 +6,7 @@ PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $$HOME/.pyenv)
 # test-main runs everything on 3.11; the conformance suite also runs on each of these found
 CONFORMANCE_PYTHONS ?= 3.9 3.10 3.12 3.13
 
-.PHONY: venv system-deps demo test test-main test-conformance bench clean
+.PHONY: venv system-deps demo test test-main test-conformance bench mutation clean
 
 $(VENV)/.installed: pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "need $(PY) on PATH (or run: make PY=python3)"; exit 1; }
@@ -55,5 +55,13 @@ bench: venv system-deps
 	$(VENV)/bin/pip install -q -e ".[bench]"
 	$(VENV)/bin/python -m bench.run
 
+# Mutation testing of the agent's core (docs/testing.md): long, not part of `make test`. MUTATE narrows it,
+# e.g. make mutation MUTATE=probebook/agent/control/audit.py
+MUTATE ?= probebook/agent/expr/*.py probebook/agent/capture/*.py probebook/agent/control/audit.py probebook/agent/probes.py
+mutation: venv
+	$(VENV)/bin/pip install -q "mutmut>=3.8,<4"
+	rm -rf mutants
+	$(VENV)/bin/python bench/mutation.py run $(MUTATE)
+
 clean:
-	rm -rf $(VENV) .venv-3.* *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-3.* *.egg-info .pytest_cache mutants

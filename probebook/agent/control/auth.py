@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from typing import Tuple
+from typing import Callable, Tuple
 
 __all__ = ["FailedAuthLimiter"]
 
@@ -21,8 +21,10 @@ class FailedAuthLimiter:
     token is served whatever the count (the caller checks it first): every client of a 127.0.0.1 server
     shares one address, and a local process must not lock the operator out."""
 
-    def __init__(self, max_failures: int = 10, window: float = 60.0, max_addresses: int = 4096) -> None:
+    def __init__(self, max_failures: int = 10, window: float = 60.0, max_addresses: int = 4096,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.max_failures = max_failures
+        self._clock = clock  # seconds; a test passes its own instead of sleeping through a window
         self.window = window
         self.max_addresses = max_addresses
         self._failures: "OrderedDict[str, Tuple[float, int]]" = OrderedDict()  # addr -> (window start, count)
@@ -32,7 +34,7 @@ class FailedAuthLimiter:
         """Seconds until `address` may try again; 0 when it may try now."""
         with self._lock:
             start, count = self._failures.get(address, (0.0, 0))
-            left = start + self.window - time.monotonic()
+            left = start + self.window - self._clock()
             if left <= 0:
                 self._failures.pop(address, None)
                 return 0.0
@@ -40,7 +42,7 @@ class FailedAuthLimiter:
 
     def failed(self, address: str) -> bool:
         """Record a failure; True when this one locks the address out."""
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             start, count = self._failures.pop(address, (now, 0))
             if now - start >= self.window:

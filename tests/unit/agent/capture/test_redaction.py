@@ -11,6 +11,7 @@ from probebook.agent.capture.redaction import (
     DEFAULT_IDENTIFIERS,
     RedactionConfig,
     Redactor,
+    key_name,
     normalize_identifier,
 )
 
@@ -274,3 +275,41 @@ def test_url_credentials_and_jwts_are_still_found_where_the_patterns_found_them(
     for text in ("http://host/a@b", "x://u:@h", "mailto:a@b.c", "https://user:pass word@h", "eyJ.eyJa.",
                  "eyJa.eyJb", "a.eyJ.eyJb.c", "eyJa.eyJ.eyJb."):
         assert not redactor.is_redacted_value(text), text
+
+
+# ---- found by mutation testing (docs/testing.md): each behaviour below survived a mutant before its test
+
+@pytest.mark.parametrize("text", ["user=alice&password=hunter2", "PGPASSWORD=s3cr3t psql", "api_key: 'abc123def'",
+                                  "Cookie: session=abc123; theme=dark", "set-cookie: sid=xyz789; Path=/"])
+def test_assignment_and_cookie_shapes_are_secret_values(redactor, text):
+    """The keyword patterns run only where their words occur; when they do, the pattern decides (a check
+    that never ran its pattern passed every capture test: the capture turned its error into a marker)."""
+    assert redactor.is_redacted_value(text) is True
+
+
+def test_a_url_with_credentials_is_found_at_the_start_of_a_long_text_and_after_another_at(redactor):
+    """Every `@` is looked at, not only the first or the last; the look-back before each starts after the
+    previous `@`."""
+    assert redactor.is_redacted_value("redis://:pw@cache:6379/0 " + "x" * 1000)
+    assert redactor.is_redacted_value("mail ops@example.com then postgres://app:pw@db/orders")
+    assert redactor.is_redacted_value("postgres://app:pw@db/orders, then mail ops@example.com")
+    assert not redactor.is_redacted_value("mail ops@example.com or dev@example.com " + "x" * 1000)
+
+
+def test_str_subclass_and_bytearray_names_are_read_as_their_text():
+    import enum
+
+    class Field(str, enum.Enum):
+        PASSWORD = "password"
+
+    assert key_name(Field.PASSWORD) == "password"  # an enum member as a dict key is still a name
+    assert key_name(bytearray(b"db_password")) == "db_password"  # the name of a (name, value) pair
+    assert key_name(b"x" * 300 + b"_password").endswith("_password")
+
+
+@pytest.mark.parametrize("key", ["add_identifiers", "remove_identifiers"])
+def test_identifier_edits_that_are_not_lists_of_strings_are_refused_naming_the_field(redactor, key):
+    with pytest.raises(SpecError, match=rf"^redaction\.{key}: must be a list of strings, not one string$"):
+        redactor.configure(**{key: "password"})
+    with pytest.raises(SpecError, match=rf"^redaction\.{key}: must be a list of strings$"):
+        redactor.configure(**{key: ["password", 3]})

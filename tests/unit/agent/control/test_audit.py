@@ -203,3 +203,44 @@ def test_a_keyed_log_checked_without_its_key_says_to_give_it(tmp_path):
     result = verify(path)
     assert not result.ok and result.first_bad_seq == 1 and "--key-file" in result.reason
     assert not verify(path, key=b"another-key-of-enough-length").ok
+
+
+def _tamper(path, kind):
+    lines = _lines(path)
+    if kind in ("edited", "rewritten", "first rewritten"):
+        i = 0 if kind == "first rewritten" else 2
+        entry = json.loads(lines[i])
+        entry.update(who="mallory") if kind == "edited" else entry.update(result="ok (nothing to see)")
+        if kind == "first rewritten":
+            entry["prev"] = "f" * 64
+        if kind != "edited":
+            entry["hash"] = entry_hash(entry)
+        lines[i] = json.dumps(entry)
+    elif kind == "removed one":
+        del lines[3]
+    elif kind == "removed two":
+        del lines[2:4]
+    elif kind == "first removed":
+        lines = lines[1:]
+    elif kind == "reordered":
+        lines[1], lines[4] = lines[4], lines[1]
+    elif kind == "damaged":
+        lines[4] = lines[4][:40]
+    _write(path, lines)
+
+
+@pytest.mark.parametrize("kind, bad, reason, intact", [
+    ("edited", 3, "line 3: entry seq 3 does not match its hash (edited)", 2),
+    ("rewritten", 3, "line 3: entry seq 3 was rewritten (entry seq 4 chains to a different hash)", 2),
+    ("first rewritten", 1, "line 1: entry seq 1 does not start the chain (edited)", 0),
+    ("removed one", 4, "entry seq 4 is missing: line 4 holds seq 5 (removed)", 3),
+    ("removed two", 3, "entries seq 3..4 are missing before line 3 (removed)", 2),
+    ("first removed", 1, "entry seq 1 is missing: line 1 holds seq 2 (removed)", 0),
+    ("reordered", 2, "line 2: seq 5 where seq 2 belongs (reordered)", 1),
+    ("damaged", 5, "line 5: not an audit entry (expected seq 5); the entry was edited or the line damaged", 4)])
+def test_verify_says_exactly_which_entry_and_what_happened_to_it(log_path, kind, bad, reason, intact):
+    """What an auditor reads: the first entry at fault, its line, the kind of tampering and how many entries
+    before it hold (mutation testing found each of these could change unseen)."""
+    _tamper(log_path, kind)
+    result = verify(log_path)
+    assert (result.ok, result.first_bad_seq, result.reason, result.entries) == (False, bad, reason, intact)
