@@ -272,7 +272,7 @@ class ProbeRuntime:
     def _emit_snapshot(self, frame: FrameType, f_locals: Any, line: int) -> None:
         # Internal capture nodes, made into the documented trees by the ring's reader (_snapshot_event).
         redactor, limits = self.host.redactor, self.limits
-        deadline = _now_ns() + limits.max_ms * 1_000_000  # one for the hit's captures: none reads past it
+        deadline = _cpu_ns() + limits.max_ms * 1_000_000  # the hit's captures share it (thread CPU time)
         arguments, captured = capture_locals_raw(dict(f_locals), parameter_names(frame.f_code), limits, redactor, deadline)
         exprs = field_map_raw({src: self._capture_expr(e, f_locals, frame.f_globals, deadline) for src, e in self.captures})
         stack = capture_stack_raw(frame, limits)
@@ -362,7 +362,7 @@ class ProbeRuntime:
 
     def _emit_exception(self, frame: Optional[FrameType], exc: BaseException) -> None:
         redactor, limits = self.host.redactor, self.limits
-        deadline, frames = _now_ns() + limits.max_ms * 1_000_000, []  # type: int, List[dict]
+        deadline, frames = _cpu_ns() + limits.max_ms * 1_000_000, []  # type: int, List[dict]
         tb = exc.__traceback__
         while tb is not None and len(frames) < limits.max_frames:
             f = tb.tb_frame

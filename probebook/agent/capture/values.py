@@ -51,7 +51,7 @@ class CaptureLimits:
     max_fields: int = 20  # fields per object
     max_bytes: int = 1 << 17  # approximate JSON size of one capture call (and the text its secret scan read)
     max_frames: int = 20  # stack frames
-    max_ms: int = 10  # wall time one hit's captures may hold the host's call; what is left is cut ("time")
+    max_ms: int = 10  # CPU time one hit's captures may spend on the host's thread; the rest is cut ("time")
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -83,7 +83,7 @@ def capture_value(value: Any, limits: CaptureLimits, redactor: Redactor, name: O
 def capture_value_raw(value: Any, limits: CaptureLimits, redactor: Redactor, name: Optional[str] = None,
                       deadline: Optional[int] = None) -> tuple:
     """`capture_value` as a token stream, for `as_tree` later (see `tree`). `deadline` (a
-    `time.perf_counter_ns`) is shared by the captures of one hit; by default `limits.max_ms` from now."""
+    `time.thread_time_ns`) is shared by the captures of one hit; by default `limits.max_ms` from now."""
     b = Budget(limits, redactor.snapshot(), deadline)
     if name is not None and b.name_redacted(name):
         write_cut(b.out, value, "redacted")

@@ -40,7 +40,10 @@ __all__ = ["Budget", "SCAN_MARGIN", "HANDLERS", "classify", "write_value", "writ
 SCAN_MARGIN = 256  # a secret straddling the string cut must still be seen by the patterns
 _NODE = 40  # approximate JSON size of a node's own keys, for the byte budget
 _TIMED_TEXT = 1024  # a text longer than this is scanned only before the capture's deadline
-_now = time.perf_counter_ns
+_CLOCK_EVERY = 64  # nodes between two looks at the clock (a look costs ~0.7 us here; a text's scan up to ~50)
+# the deadline is in the thread's CPU time: while another thread holds the GIL (a CPU-bound service, just
+# when it is investigated) the host's call waits for that thread, not for the capture
+_now = time.thread_time_ns
 _I64 = 1 << 63
 _islice = itertools.islice
 
@@ -49,14 +52,15 @@ class Budget:
     """What every node of one capture call shares: limits, bytes left, the containers on the path."""
 
     __slots__ = ("bytes_left", "path", "max_depth", "max_items", "max_string", "max_fields",
-                 "scan", "name_redacted", "value_redacted", "type_redacted", "out", "deadline", "cut")
+                 "scan", "name_redacted", "value_redacted", "type_redacted", "out", "deadline", "cut", "clock_in")
 
     def __init__(self, limits: CaptureLimits, rules: RedactionRules, deadline: Optional[int] = None) -> None:
         self.out: List[Any] = []  # the token stream being written
         self.bytes_left = limits.max_bytes
-        # past this `perf_counter_ns`, nothing more is read: what is left is cut, marked "time"
+        # past this `thread_time_ns`, nothing more is read: what is left is cut, marked "time"
         self.deadline = deadline if deadline is not None else _now() + limits.max_ms * 1_000_000
         self.cut = "limit"  # why what is left is cut once bytes_left is spent
+        self.clock_in = 1  # the first container looks: a shared deadline may have passed already
         self.path: set = set()  # ids of the containers being captured: a repeat is a cycle
         self.max_depth, self.max_items = limits.max_depth, limits.max_items
         self.max_string, self.max_fields = limits.max_string, limits.max_fields
@@ -77,6 +81,12 @@ def write_value(value: Any, depth: int, b: Budget) -> None:
     if b.bytes_left <= 0:
         write_cut(out, value, b.cut)
         return
+    b.clock_in -= 1
+    if not b.clock_in:  # every 64th node, and before each long text's scan
+        b.clock_in = _CLOCK_EVERY
+        if _now() > b.deadline:
+            _out_of_time(out, value, b)
+            return
     tp = type(value)
     if tp is str:  # the most common leaves skip the dispatch
         _text(value, b, "str")
@@ -94,9 +104,6 @@ def write_value(value: Any, depth: int, b: Budget) -> None:
     elif tp is bool or value is None:
         b.bytes_left -= _NODE
         out += (OPEN, "type", _SCALAR_NAME[tp], "value", value, CLOSE)
-        return
-    if _now() > b.deadline:  # checked for each container or object, and before each long text's scan
-        _out_of_time(out, value, b)
         return
     handler, tname, _, learned = HANDLERS.get(id(tp)) or classify(tp)
     if learned and b.type_redacted(tname):  # globs name user types; builtins are never matched
