@@ -22,6 +22,7 @@ import json
 import os
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
@@ -100,10 +101,13 @@ class Back:
 
 
 def route_days(region):
-    days = 0
-    for i in range(150000):  # its own code holds the time of every delivery quote
-        days = (days + i * len(region)) % 7
-    return 2 + days % 2
+    days, i, end = 0, 0, time.thread_time() + 0.020  # 20 ms of CPU whatever the machine's speed
+    while True:  # its own code holds the time of every delivery quote
+        for j in range(2000):
+            days = (days + (i + j) * len(region)) % 7
+        i += 2000
+        if time.thread_time() >= end:
+            return 2 + days % 2
 
 
 def region_of(user):
