@@ -24,7 +24,7 @@ from .capture.safe_access import class_name, type_name
 from .capture.safe_repr import repr_reads, safe_repr
 from .capture.tree import as_stack, as_tree, error_raw, field_map_raw
 from .capture.values import (CaptureLimits, capture_locals, capture_locals_raw, capture_stack_raw, capture_value,
-                             capture_value_raw)
+                             capture_value_raw, deadline_for)
 from .expr.expressions import Expression
 from .expr.template import Template
 from .expr.work import WORK_BUDGET, METER
@@ -272,7 +272,7 @@ class ProbeRuntime:
     def _emit_snapshot(self, frame: FrameType, f_locals: Any, line: int) -> None:
         # Internal capture nodes, made into the documented trees by the ring's reader (_snapshot_event).
         redactor, limits = self.host.redactor, self.limits
-        deadline = _cpu_ns() + limits.max_ms * 1_000_000  # the hit's captures share it (thread CPU time)
+        deadline = deadline_for(limits)  # the hit's captures share it
         arguments, captured = capture_locals_raw(dict(f_locals), parameter_names(frame.f_code), limits, redactor, deadline)
         exprs = field_map_raw({src: self._capture_expr(e, f_locals, frame.f_globals, deadline) for src, e in self.captures})
         stack = capture_stack_raw(frame, limits)
@@ -362,7 +362,7 @@ class ProbeRuntime:
 
     def _emit_exception(self, frame: Optional[FrameType], exc: BaseException) -> None:
         redactor, limits = self.host.redactor, self.limits
-        deadline, frames = _cpu_ns() + limits.max_ms * 1_000_000, []  # type: int, List[dict]
+        deadline, frames = deadline_for(limits), []  # type: int, List[dict]
         tb = exc.__traceback__
         while tb is not None and len(frames) < limits.max_frames:
             f = tb.tb_frame

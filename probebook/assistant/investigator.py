@@ -272,6 +272,11 @@ class Investigator:
     def is_async(self, service: str, ep: EntryPoint) -> bool:
         return bool(getattr(self.info(service, ep.file, ep.function), "is_async", False))
 
+    def is_plain(self, service: str, file: str, function: str) -> bool:
+        """A plain function (not a coroutine or a generator): its thread's time and CPU clock are its own."""
+        me = self.info(service, file, function)
+        return not (me is None or me.is_async or me.is_generator)
+
     def where(self, service: str, file: str, qualname: str) -> str:
         module = self.app_files(service).get(file)
         return f"{module}:{qualname}" if module else f"{file}:{qualname}"

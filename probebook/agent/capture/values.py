@@ -25,10 +25,10 @@ from ..instrument.locate import code_name
 from .redaction import Redactor
 from .safe_repr import safe_repr
 from .tree import CLOSE, OPEN, as_stack, as_tree
-from .writers import Budget, write_cut, write_value
+from .writers import Budget, deadline_for, write_cut, write_value
 
 __all__ = ["CaptureLimits", "capture_value", "capture_locals", "capture_stack", "capture_value_raw",
-           "capture_locals_raw", "capture_stack_raw"]
+           "capture_locals_raw", "capture_stack_raw", "deadline_for"]
 
 _MAX_DEPTH_CEILING = 32  # capture recurses once per level; stay far from the recursion limit
 # what one capture may be raised to, at most (a probe asking for more is refused: a 120 MB event held the

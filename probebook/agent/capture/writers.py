@@ -35,7 +35,7 @@ from .tree import CLOSE, LIST, OPEN
 if TYPE_CHECKING:
     from .values import CaptureLimits
 
-__all__ = ["Budget", "SCAN_MARGIN", "HANDLERS", "classify", "write_value", "write_cut", "write_enum"]
+__all__ = ["Budget", "deadline_for", "SCAN_MARGIN", "HANDLERS", "classify", "write_value", "write_cut", "write_enum"]
 
 SCAN_MARGIN = 256  # a secret straddling the string cut must still be seen by the patterns
 _NODE = 40  # approximate JSON size of a node's own keys, for the byte budget
@@ -48,6 +48,11 @@ _I64 = 1 << 63
 _islice = itertools.islice
 
 
+def deadline_for(limits: CaptureLimits) -> int:
+    """When a hit's captures, starting now, must stop reading (`limits.max_ms` of this thread's CPU)."""
+    return _now() + limits.max_ms * 1_000_000
+
+
 class Budget:
     """What every node of one capture call shares: limits, bytes left, the containers on the path."""
 
@@ -58,7 +63,7 @@ class Budget:
         self.out: List[Any] = []  # the token stream being written
         self.bytes_left = limits.max_bytes
         # past this `thread_time_ns`, nothing more is read: what is left is cut, marked "time"
-        self.deadline = deadline if deadline is not None else _now() + limits.max_ms * 1_000_000
+        self.deadline = deadline if deadline is not None else deadline_for(limits)
         self.cut = "limit"  # why what is left is cut once bytes_left is spent
         self.clock_in = 1  # the first container looks: a shared deadline may have passed already
         self.path: set = set()  # ids of the containers being captured: a repeat is a cycle

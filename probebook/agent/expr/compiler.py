@@ -351,7 +351,6 @@ def _compare_one(sym: str, left: Closure, right: Closure, const: Any) -> Closure
     if sym == "is not":
         return lambda L, G: left(L, G) is not right(L, G)
     atoms, slow, text, shaped = value_checks.ATOMS, operators.compare, value_checks.TEXT, work.compared
-    meter = work.METER
     what = f"'{sym}'"  # a text compared with a guess answers whether the guess is right: never a secret
     if sym in ("in", "not in"):
         fast_in = type(const) is tuple and all(id(type(c)) in atoms for c in const)
@@ -376,12 +375,7 @@ def _compare_one(sym: str, left: Closure, right: Closure, const: Any) -> Closure
         def against_text(L: Mapping[str, Any], G: Mapping[str, Any]) -> Any:
             a = left(L, G)
             if id(type(a)) in text and len(a) <= free_text:
-                try:  # work.clean_texts, inline: a call costs more than the check on most hits
-                    known = a in meter.hit[1].rules.clean_texts
-                except AttributeError:
-                    known = False
-                if not known:
-                    shaped(a, what)
+                shaped(a, what)
                 return op(a, const)
             return slow(sym, a, const)
         return against_text
@@ -392,14 +386,8 @@ def _compare_one(sym: str, left: Closure, right: Closure, const: Any) -> Closure
         a, b = left(L, G), right(L, G)
         if id(type(a)) in atoms and id(type(b)) in atoms and (id(type(a)) not in text or len(a) <= free_text):
             if id(type(a)) in text and id(type(b)) in text:
-                try:  # work.clean_texts, inline
-                    clean = meter.hit[1].rules.clean_texts
-                except AttributeError:
-                    clean = ()
-                if a not in clean:
-                    shaped(a, what)
-                if b not in clean:
-                    shaped(b, what)
+                shaped(a, what)
+                shaped(b, what)
             return op(a, b)
         return slow(sym, a, b)  # a long text: charged what comparing it costs
     return compare

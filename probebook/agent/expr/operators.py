@@ -22,7 +22,7 @@ from .value_checks import (ATOMS, EQ, HASH, ITEMS, KIND, MAP, MAX_INT_BITS, MAX_
                            fail, hash_spread, int_units, is_int, keys_ok, operand, redacted_pair, short_repr,
                            special_atom, user_ok)
 from ..capture.redaction import key_name
-from .work import FREE_TEXT, METER, charge, redacted_names, search_units, secret_shaped, text_units
+from .work import FREE_TEXT, charge, compared, redacted_names, search_units, secret_shaped, text_units
 
 __all__ = ["BINARY", "UNARY", "COMPARE", "binary", "unary", "compare", "contains", "item"]
 
@@ -150,8 +150,8 @@ def compare(sym: str, a: Any, b: Any) -> Any:
             hash_spread(b, what)
     elif id(type(a)) in TEXT and id(type(b)) in TEXT:
         charge(text_units(min(len(a), len(b))), what)
-        secret_shaped(a, what)  # a guess compared with a secret answers a bit each hit
-        secret_shaped(b, what)
+        compared(a, what)  # a guess compared with a secret answers a bit each hit
+        compared(b, what)
     return fn(a, b)
 
 
@@ -185,12 +185,7 @@ def item(obj: Any, key: Any) -> Any:
         if id(type(key)) not in ATOMS or (id(type(key)) in TEXT and len(key) > FREE_TEXT):
             deep(key, HASH, "[]")  # hashing a long text reads it once; a secret-shaped key is a guess
         elif id(type(key)) in TEXT:
-            try:  # work.compared, with its common case inline: keys are looked up on most hits
-                known = key in METER.hit[1].rules.clean_texts
-            except AttributeError:
-                known = False
-            if not known:
-                secret_shaped(key, "[]")
+            compared(key, "[]")
         keys_ok(obj, "[]")
         value = dict.get(obj, key, MISSING)
         if value is MISSING:

@@ -28,7 +28,7 @@ from typing import Any, Callable, Optional
 
 from probebook.errors import EvaluationError, OverBudget
 
-__all__ = ["WORK_BUDGET", "FREE_ITEMS", "FREE_TEXT", "CHARS_PER_UNIT", "METER", "arm", "charge", "left", "redacted_names", "secret_shaped", "compared", "clean_texts", "text_units", "search_units"]
+__all__ = ["WORK_BUDGET", "FREE_ITEMS", "FREE_TEXT", "CHARS_PER_UNIT", "METER", "arm", "charge", "left", "redacted_names", "secret_shaped", "compared", "text_units", "search_units"]
 
 WORK_BUDGET = 50_000
 # What the hot paths do not charge: a lookup in a mapping of up to FREE_ITEMS keys, text up to FREE_TEXT
@@ -84,19 +84,15 @@ def secret_shaped(text: Any, what: str) -> None:
                                   f"a token); it is redacted whole")
 
 
-def clean_texts() -> Any:
-    """The short texts this hit's redaction rules already know hold no secret shape (a dict to test `in`):
-    a comparison skips `compared` for those, which conditions compare on every hit."""
-    try:
-        return METER.hit[1].rules.clean_texts  # a Redactor's current rules
-    except AttributeError:  # no hit armed, or no value rules (names only)
-        return ()
-
-
 def compared(text: Any, what: str) -> None:
-    """`secret_shaped` for a text about to be compared (the answer would say whether a guess is right)."""
-    if text not in clean_texts():
-        secret_shaped(text, what)
+    """`secret_shaped` for a text about to be compared or looked up (the answer would say whether a guess is
+    right), with the common case in this one call: a short text the rules already know is clean."""
+    try:
+        if text in METER.hit[1].rules.clean_texts:  # a Redactor's current rules
+            return
+    except AttributeError:  # no hit armed, or no value rules (names only): secret_shaped decides
+        pass
+    secret_shaped(text, what)
 
 
 def charge(units: int, what: str) -> None:

@@ -119,7 +119,7 @@ def slowest_first(ctx: "Investigator", service: str, eps: List[EntryPoint],
     timing = timings(ctx, probes, time.monotonic() - placed)
     # a handler whose calls keep the process on the CPU first: under a GIL every other route waits for it
     # (`cpu_only`: the others keep the order given)
-    order = sorted(fns, key=lambda fn: (not (fn in timing and timing[fn].saturates() and _plain(ctx, service, *fn)),
+    order = sorted(fns, key=lambda fn: (not (fn in timing and timing[fn].saturates() and ctx.is_plain(service, *fn)),
                                         fns.index(fn) if cpu_only else -(timing[fn].p90_ms if fn in timing else -1.0)))
     ctx.progress("latency: routes by p90 time " + ", ".join(
         f"{fn[1]} {timing[fn].p90_ms:.1f} ms (CPU busy {100 * timing[fn].busy:.0f}%)" if fn in timing
@@ -165,7 +165,7 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
                 ctx.progress(f"latency: {current.function} holds {100 * share:.0f}% of the slow request's time, "
                              f"but {service}'s own latency alert fires: descending into it as its own")
                 share = 1.0
-            elif share < EXPLAINS and top.saturates() and _plain(ctx, service, current.file, current.function):
+            elif share < EXPLAINS and top.saturates() and ctx.is_plain(service, current.file, current.function):
                 # its calls keep the process on the CPU: every request waits for them, most of it before
                 # its own handler runs, so the share of the handler's own time understates it
                 ctx.progress(f"latency: {current.function} holds {100 * share:.0f}% of the slow request's time "
@@ -235,7 +235,7 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
             return Verdict("likely", service, locus, f"{current.function} holds the time (median "
                            f"{top.median_ms:.1f} ms), but the probes cannot see all of it: {'; '.join(blind)}", pred,
                            evidence=top.evidence)
-        if outside and _plain(ctx, service, current.file, current.function) and top.cpu_share >= WORKS:
+        if outside and ctx.is_plain(service, current.file, current.function) and top.cpu_share >= WORKS:
             # on the CPU, in its own thread, most of its time: the work itself (its code or the library
             # calls it makes, a regex, a query scan), not a wait for another service or a lock
             return ctx.conclude("proven", service, locus, f"{current.function} holds the time working, not waiting: "
@@ -254,12 +254,6 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
         return ctx.conclude("proven", service, locus, f"{current.function}'s own code holds the time: median "
                             f"{top.median_ms:.1f} ms", pred, top.evidence)
     return None
-
-
-def _plain(ctx: "Investigator", service: str, file: str, function: str) -> bool:
-    """A plain function (not a coroutine or a generator): its thread's CPU clock is its own work."""
-    me = ctx.info(service, file, function)
-    return not (me is None or me.is_async or me.is_generator)
 
 
 def _next_hop(ctx: "Investigator", service: str, chain: List[EntryPoint], lines: List[int], depth: int,

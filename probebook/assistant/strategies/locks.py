@@ -176,8 +176,7 @@ def held_by(ctx: "Investigator", service: str, file: str, function: str,
             top: "Timing") -> Optional[Tuple[str, str]]:
     """The callee of ours that fills the holds of the lock `function` waits for (see the module
     docstring); None when it does not wait for a lock, or no callee fills the holds."""
-    me = ctx.info(service, file, function)
-    if me is None or me.is_async or me.is_generator:  # coroutines share one thread: marks cannot be paired
+    if not ctx.is_plain(service, file, function):  # coroutines share one thread: marks cannot be paired
         return None
     src = ctx.text(service, file)
     try:
