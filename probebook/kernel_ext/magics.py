@@ -12,7 +12,8 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_
 
 from probebook.protocol.kinds import KINDS
 from probebook.session import Investigation
-from probebook.widgets import ServicesView, SnapshotViewer
+from probebook.widgets import EvidenceTable, ServicesView, SnapshotViewer
+
 from probebook.widgets.progress import WaitProgress
 
 from .args import MagicError, MagicParser, parse_metric, parse_range, parse_seconds, split_line, user_errors
@@ -228,9 +229,10 @@ class ProbebookMagics(SessionMagics):
             raise MagicError("%%sql: the cell body is the query, e.g. SELECT message FROM logs LIMIT 10")
         with user_errors():
             frame = self.inv.sql(cell)
+        table = EvidenceTable.of(frame, reorder=False)  # the query's SELECT says what comes first
         if out:
-            self.shell.user_ns[out] = frame
-        return frame
+            self.shell.user_ns[out] = table
+        return table
 
     @line_magic
     def mark(self, line: str) -> None:

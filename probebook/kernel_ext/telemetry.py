@@ -1,7 +1,7 @@
 """The telemetry magics: `%alerts`, `%promql`, `%logs`, `%changes` and `%telemetry` (the sources).
 
     %alerts [--stored] [--recent 1h] [--listen [--port P]]
-    %promql [--range 30m] [--step 15s] [--at TIME] [--out NAME] QUERY       (also %%promql, QUERY in the cell)
+    %promql [--range 30m] [--step 15s] [--at TIME] [--title TEXT] [--out NAME] QUERY   (also %%promql)
     %logs SERVICE [--grep TEXT] [--since 10m] [--trace ID] [--level L] [--limit N] [--out NAME]
     %changes [--since 2h] [--service S] [--out NAME]
     %telemetry [--lab [DIR]] [prometheus=URL] [alertmanager=URL] [loki=URL] [git_repo=PATH] [timeout=SECONDS]
@@ -25,7 +25,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from probebook.session import Investigation
 from probebook.session.telemetry import PartialResultWarning, Telemetry, TelemetrySources
-from probebook.widgets.plots import promql_figure
+from probebook.widgets import EvidenceTable
+from probebook.widgets.plots import investigation_marks, promql_figure
+
 
 from .args import MagicError, MagicParser, user_errors
 
@@ -34,8 +36,8 @@ __all__ = ["register_telemetry_magics"]
 SOURCES_GROUP = "probebook.telemetry_sources"
 SourcesJoiner = Callable[[Telemetry, Optional[str]], TelemetrySources]
 
-_PROMQL_USAGE = "%promql [--range 30m] [--step 15s] [--at TIME] [--out NAME] QUERY"
-_PROMQL_OPTION = re.compile(r"--(range|step|at|out)(?:=|\s+)(\S+)\s*")
+_PROMQL_USAGE = "%promql [--range 30m] [--step 15s] [--at TIME] [--title TEXT] [--out NAME] QUERY"
+_PROMQL_OPTION = re.compile(r"--(range|step|at|out|title)(?:=|\s+)(\"[^\"]*\"|'[^']*'|\S+)\s*")
 
 
 def _split_promql(line: str) -> Tuple[Dict[str, str], str]:
@@ -46,7 +48,7 @@ def _split_promql(line: str) -> Tuple[Dict[str, str], str]:
         if not m:
             word = rest.split()[0]
             raise MagicError(f"%promql: unknown option {word} or it lacks a value; usage: {_PROMQL_USAGE}")
-        opts[m.group(1)] = m.group(2)
+        opts[m.group(1)] = m.group(2).strip("'\"") if m.group(2)[:1] in "'\"" else m.group(2)
         rest = rest[m.end():]
     return opts, rest.strip()
 
@@ -108,8 +110,9 @@ def register_telemetry_magics(ipython: Any,
             url = call(lambda: tel.listen_alerts(args.port))
             print(f"receiving alerts at {url} (Alertmanager: receivers: - webhook_configs: - url: {url})")
         frame = call(lambda: tel.alerts(poll=not args.stored, recent=args.recent))
-        _bind(ipython, args.out, frame, "%alerts")
-        return frame
+        table = EvidenceTable.of(frame, "alerts")
+        _bind(ipython, args.out, table, "%alerts")
+        return table
 
     def promql(line: str, cell: Optional[str] = None) -> Any:
         opts, query = _split_promql(line)
@@ -125,7 +128,9 @@ def register_telemetry_magics(ipython: Any,
             return None
         from IPython.display import display
 
-        display(promql_figure(frame, query))
+        span = (frame["ts"].min(), frame["ts"].max())
+        display(promql_figure(frame, query, title=opts.get("title", ""), marks=investigation_marks(tel.store),
+                              x_range=span))
         series = frame["series"].n_unique()
         print(f"{frame.height} samples of {series} series; evidence {frame['evidence_id'][0].rsplit(':', 2)[0]}:*"
               f" (query {tel.last.query_id if tel.last else '?'})")
@@ -145,8 +150,9 @@ def register_telemetry_magics(ipython: Any,
         tel = telemetry()
         frame = call(lambda: tel.logs(args.service, grep=args.grep, since=args.since, trace=args.trace,
                                       level=args.level, limit=args.limit))
-        _bind(ipython, args.out, frame, "%logs")
-        return frame
+        table = EvidenceTable.of(frame, f"logs of {args.service}")
+        _bind(ipython, args.out, table, "%logs")
+        return table
 
     def changes(line: str) -> Any:
         p = MagicParser("%changes", "%changes [--since 2h] [--service S] [--out NAME]")
@@ -156,8 +162,9 @@ def register_telemetry_magics(ipython: Any,
         args = p.parse(line)
         tel = telemetry()
         frame = call(lambda: tel.changes(since=args.since, service=args.service))
-        _bind(ipython, args.out, frame, "%changes")
-        return frame
+        table = EvidenceTable.of(frame, "changes")
+        _bind(ipython, args.out, table, "%changes")
+        return table
 
     def telemetry_magic(line: str) -> Any:
         usage = "%telemetry [--lab [DIR]] [prometheus=URL] [alertmanager=URL] [loki=URL] [git_repo=PATH] [timeout=S]"

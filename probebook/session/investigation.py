@@ -251,10 +251,10 @@ class Investigation:
             handle = self.handles.get(rec.service)
             if handle is not None:
                 try:
-                    handle.remove_probe(rec.fleet_id)
+                    rec.final = _final_counts(handle.remove_probe(rec.fleet_id))
                 except ConnectorError:
                     pass  # a dead service: its probes expire by TTL
-            rec.removed = True
+            rec.removed, rec.removed_at = True, time.time()
             done.append(rec.alias)
             self.store.add_timeline(f"probe {rec.alias} removed from {rec.service}", source="probe", ref=rec.fleet_id)
         return done
@@ -307,7 +307,8 @@ class Investigation:
                     agg["reason"] = agg["reason"] or info.reason
         for rec in self.records.values():
             ids = set(rec.placed.probe_ids.values()) or {rec.fleet_id}
-            aggs = [live[i] for i in ids if i in live]
+            aggs = [live[i] for i in ids if i in live] if not rec.removed else \
+                [{**{k: rec.final.get(k, 0) for k in _COUNTS}, "expires_in": 0.0, "reason": ""}]
             status = "removed" if rec.removed else (
                 "/".join(sorted(set().union(*(a["statuses"] for a in aggs)))) if aggs else "unknown")
             rows.append({
@@ -430,6 +431,12 @@ def _close_at_exit(ref: "weakref.ref[Investigation]") -> None:
 
 
 _COUNTS = ("hits", "emitted", "rate_limited", "filtered", "failed")  # hits = emitted + rate_limited + failed
+
+
+def _final_counts(answers: Mapping[str, Any]) -> Dict[str, int]:
+    """The counts each instance's agent gave for the probe it removed, summed."""
+    probes = [a.probe for a in answers.values() if a.ok and a.probe is not None]
+    return {k: sum(int(getattr(p, k, 0) or 0) for p in probes) for k in _COUNTS} if probes else {}
 
 
 def _check_name(value: str, what: str) -> None:

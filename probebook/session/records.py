@@ -25,6 +25,9 @@ class ProbeRecord:
     placed_at: float
     placed: FleetProbe
     removed: bool = False
+    removed_at: float = 0.0
+    # the agents' counts when it was removed (hits, emitted, ...; summed over instances): what it did in all
+    final: Dict[str, int] = field(default_factory=dict)
 
     @property
     def summary(self) -> str:

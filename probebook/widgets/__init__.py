@@ -14,10 +14,12 @@ from .probe_panel import ProbePanel
 from .publisher import LivePublisher, LiveView, kernel_dispatch
 from .services import ServicesView
 from .snapshot_viewer import SnapshotViewer
+from .tables import EvidenceTable, frame_html
 from .timeline import TimelineView
 
 __all__ = [
     "AssistantView",
+    "EvidenceTable",
     "HtmlPanel",
     "LivePublisher",
     "LiveView",
@@ -28,6 +30,7 @@ __all__ = [
     "ServicesView",
     "SnapshotViewer",
     "TimelineView",
+    "frame_html",
     "kernel_dispatch",
     "metric_figure",
     "promql_figure",

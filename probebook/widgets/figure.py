@@ -7,7 +7,7 @@ inline (about 5 MB, once, as plotly's "notebook" renderer does); the figures aft
 copy, so each adds only its data. The live view is unchanged (the plotly extension ranks first).
 
 >>> fig = EvidenceFigure(go.Scatter(x=[1, 2], y=[3, 4]))                   # doctest: +SKIP
->>> fig                       # in a kernel: plotly's own output, and HTML that needs no network
+>>> fig        # in a kernel: plotly's own output, and HTML that needs no network  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from .render import node_text
 
 __all__ = ["ProbeBoard", "ProbeRow"]
 
-_RATE_WINDOW = 5.0  # seconds of arrivals behind the rate column
+RATE_WINDOW = 10.0  # seconds of the agents' hit counts behind the rate column
 _RECHECK = 0.5  # seconds before the records are searched again for an unknown probe id
 _HELD = 512  # events of unknown probe ids kept for a record that comes a moment after them
 
@@ -37,20 +37,19 @@ class ProbeRow:
     status: str
     health: str  # "ok", or "down: why" while the service does not answer
     hits: int
-    rate: float  # events per second over the last few seconds
+    rate: Optional[float]  # hits a second over the last RATE_WINDOW s, from the agents' counts (None: not known)
     expires_at: float  # kernel clock; 0 when unknown or over
     last: str  # the last value seen, one line
     reason: str
     declined: str = ""  # hits that emitted nothing: "5 rate-limited, 2 failed" (and "3 filtered" by the condition)
+    emitted: Optional[int] = None  # events the agents sent for these hits (max_hits counts these)
 
 
 @dataclass
 class _Seen:
     events: int = 0
-    first: float = 0.0  # when the first event arrived (the rate's window is no longer than that)
     last: Any = None  # the last AgentEvent that was not a status
     status: Tuple[str, str, float] = ("", "", 0.0)  # status, reason, when
-    arrivals: Deque[Tuple[float, int]] = field(default_factory=lambda: collections.deque(maxlen=64))
 
 
 @dataclass
@@ -61,6 +60,8 @@ class _Polled:
     reason: str
     at: float
     declined: str = ""
+    emitted: Optional[int] = None
+    history: Deque[Tuple[float, int]] = field(default_factory=lambda: collections.deque(maxlen=64))
 
 
 _DECLINED = (("rate_limited", "rate-limited"), ("failed", "failed"), ("filtered", "filtered"))
@@ -117,7 +118,6 @@ class ProbeBoard:
         """Collector thread: count, keep the last value; cheap and never raising."""
         now = time.time()
         with self._lock:
-            counted: Dict[str, int] = {}
             for alias, event in self._with_held(events, now):
                 seen = self._seen.setdefault(alias, _Seen())
                 if event.kind == "status":
@@ -125,11 +125,6 @@ class ProbeBoard:
                     continue
                 seen.events += 1
                 seen.last = event
-                counted[alias] = counted.get(alias, 0) + 1
-            for alias, n in counted.items():
-                seen = self._seen[alias]
-                seen.first = seen.first or now
-                seen.arrivals.append((now, n))
 
     def poll(self, now: Optional[float] = None, force: bool = False) -> None:
         """Ask the agents (at most once per `poll_interval` unless `force`)."""
@@ -152,10 +147,7 @@ class ProbeBoard:
                 expires = now + ttl if ttl > 0 else 0.0
                 if old is not None and old.expires_at and abs(old.expires_at - expires) < 2.0:
                     expires = old.expires_at  # the same TTL seen again: keep the anchor, no redraw
-                declined = ", ".join(f"{int(row.get(k) or 0)} {label}" for k, label in _DECLINED
-                                     if int(row.get(k) or 0))
-                self._polled[row["alias"]] = _Polled(row["status"], int(row["hits"] or 0), expires,
-                                                     str(row["reason"] or ""), now, declined)
+                self._polled[row["alias"]] = _from_row(row, now, expires, old)
 
     # ------------------------------------------------------------------ rows
     def rows(self, aliases: Optional[Sequence[str]] = None, now: Optional[float] = None) -> List[ProbeRow]:
@@ -165,21 +157,40 @@ class ProbeBoard:
         errors = dict(self.inv.collector.errors)
         out = []
         with self._lock:
+            if self._held:  # events of a probe whose record came after them, and no event since
+                self._on_held(now)
             for rec in list(self.inv.records.values()):
                 if wanted is not None and rec.alias not in wanted:
                     continue
                 seen = self._seen.get(rec.alias) or _Seen()
                 polled = self._polled.get(rec.alias)
+                if rec.removed and rec.final:  # the agents' own last word, given as they removed it
+                    polled = _from_row({**rec.final, "status": "removed", "reason": ""}, rec.removed_at, 0.0, polled)
                 status, reason = self._status(rec.removed, seen, polled)
                 problem = errors.get(rec.service, "")
+                live = status not in ENDED
                 out.append(ProbeRow(
                     alias=rec.alias, service=rec.service, kind=rec.kind, where=rec.where, status=status,
                     health=("down: " + one_line(problem, 160)) if problem else "ok",
-                    hits=max(seen.events, polled.hits if polled else 0),
-                    rate=_rate(seen.arrivals, seen.first, now),
-                    expires_at=polled.expires_at if polled and status not in ENDED else 0.0,
-                    last=_last_value(seen.last), reason=reason, declined=polled.declined if polled else ""))
+                    # the agents' count, the one the rate and the emitted/declined counts come from; the
+                    # events seen when the service does not answer (they ran ahead of its last count)
+                    hits=polled.hits if polled and (rec.removed or not problem)
+                    else max(seen.events, polled.hits if polled else 0),
+                    rate=_rate(polled.history, now) if polled and live else None,
+                    expires_at=polled.expires_at if polled and live else 0.0,
+                    last=_last_value(seen.last), reason=reason, declined=polled.declined if polled else "",
+                    emitted=polled.emitted if polled else None))
         return out
+
+    def _on_held(self, now: float) -> None:
+        events, self._held = list(self._held), collections.deque(maxlen=_HELD)
+        for alias, event in self._with_held(events, now):
+            seen = self._seen.setdefault(alias, _Seen())
+            if event.kind == "status":
+                seen.status = (str(event.data.get("status", "")), str(event.data.get("reason", "")), event.ts)
+            else:
+                seen.events += 1
+                seen.last = event
 
     @staticmethod
     def _status(removed: bool, seen: _Seen, polled: Optional[_Polled]) -> Tuple[str, str]:
@@ -196,12 +207,27 @@ class ProbeBoard:
         self.inv.collector.unlisten(self._on_events)
 
 
-def _rate(arrivals: Deque[Tuple[float, int]], first: float, now: float) -> float:
-    """Events a second over the last few seconds (over less when the probe is younger than that)."""
-    recent = [n for t, n in arrivals if now - t <= _RATE_WINDOW]
-    if not recent:
-        return 0.0
-    return round(sum(recent) / max(1.0, min(_RATE_WINDOW, now - first)), 1)
+def _from_row(row: Any, now: float, expires: float, old: Optional[_Polled]) -> _Polled:
+    """What the agents said of one probe at `now` (a row of `Investigation.probes()`), its hit counts
+    kept beside the earlier ones for the rate."""
+    declined = ", ".join(f"{int(row.get(k) or 0)} {label}" for k, label in _DECLINED if int(row.get(k) or 0))
+    hits = int(row.get("hits") or 0)
+    history = old.history if old is not None else collections.deque(maxlen=64)
+    if not history or history[-1][0] < now:
+        history.append((now, hits))
+    emitted = row.get("emitted")
+    return _Polled(str(row.get("status") or ""), hits, expires, str(row.get("reason") or ""), now, declined,
+                   int(emitted) if emitted is not None else None, history)
+
+
+def _rate(history: Deque[Tuple[float, int]], now: float) -> Optional[float]:
+    """Hits a second over the last `RATE_WINDOW` seconds of the agents' counts (None until two counts
+    at least a second apart are known): the same hits the column shows, over a stated window."""
+    recent = [(t, h) for t, h in history if now - t <= RATE_WINDOW + 0.5]
+    if len(recent) < 2 or recent[-1][0] - recent[0][0] < 1.0:
+        return None
+    (t0, h0), (t1, h1) = recent[0], recent[-1]
+    return round(max(0, h1 - h0) / (t1 - t0), 1)
 
 
 def _last_value(event: Any) -> str:

@@ -18,14 +18,14 @@ from probebook.errors import ProbebookError, one_line
 from probebook.protocol.kinds import ACTIVE, ENDED, Status
 
 from .base import HtmlPanel
-from .probe_board import ProbeBoard, ProbeRow
+from .probe_board import RATE_WINDOW, ProbeBoard, ProbeRow
 from .publisher import LiveView
 from .render import badge, esc, fmt_seconds, panel, table
 
 __all__ = ["ProbePanel"]
 
 _LIVE = ACTIVE | {Status.PENDING, "placed"}  # "placed": asked for, no word from the agent yet
-_HEADERS = ["probe", "kind", "where", "status", "health", "hits", "rate", "TTL", "last value", ""]
+_HEADERS = ["probe", "kind", "where", "status", "health", "hits", f"rate ({RATE_WINDOW:g} s)", "TTL", "last value", ""]
 
 
 class ProbePanel(HtmlPanel, LiveView):
@@ -52,8 +52,10 @@ class ProbePanel(HtmlPanel, LiveView):
     def compute(self, now: float) -> Optional[Dict[str, Any]]:
         self.board.poll(now)
         rows = self.board.rows(self.aliases, now)
+        live = any(r.status in _LIVE for r in rows)
+        # a live panel says when it was last true ("as of"), so a saved notebook does not claim more
         signature = (tuple((r.alias, r.status, r.health, r.hits, r.rate, round(r.expires_at), r.last, r.reason,
-                            r.declined) for r in rows), self.notice)
+                            r.declined, r.emitted) for r in rows), self.notice, int(now) if live else None)
         self.rows = rows
         if signature == self._signature:
             return None
@@ -84,20 +86,29 @@ class ProbePanel(HtmlPanel, LiveView):
         cells, attrs = [], []
         for r in rows:
             live = r.status in _LIVE
-            ttl = (f'<span class="pb-ttl" data-ttl="{max(0.0, r.expires_at - now):.0f}">'
+            until = time.strftime("%H:%M:%S", time.gmtime(r.expires_at)) if r.expires_at else ""
+            ttl = (f'<span class="pb-ttl" data-ttl="{max(0.0, r.expires_at - now):.0f}" title="until {until} UTC">'
                    f"{fmt_seconds(r.expires_at - now)}</span>") if r.expires_at and live else "—"
             buttons = "".join(f'<button data-action="{a}" data-alias="{esc(r.alias)}">{a}</button>'
                               for a in ("extend", "remove") if live and a in self._actions)
             status = badge(r.status) + (f' <span class="pb-note">{esc(r.reason)}</span>' if r.reason else "")
+            # emitted apart from hits when more than a hit in flight separates them (max_hits counts these)
+            emitted = f"{r.emitted} emitted" if r.emitted is not None and r.hits - r.emitted > 1 else ""
+            note = ", ".join(x for x in (emitted, r.declined) if x)
+            rate = f'<span class="pb-rate" data-rate="{r.rate:g}">{r.rate:g}/s</span>' if r.rate is not None else "—"
             cells.append([
                 f"<b>{esc(r.alias)}</b>", esc(r.kind), f"{esc(r.service)} · {esc(r.where)}", status, badge(r.health),
                 f'<span class="pb-hits" data-hits="{r.hits}">{r.hits}</span>'
-                + (f' <span class="pb-note">{esc(r.declined)}</span>' if r.declined else ""), f"{r.rate:g}/s", ttl,
+                + (f' <span class="pb-note">({esc(note)})</span>' if note else ""), rate, ttl,
                 f'<div class="pb-last" title="{esc(r.last)}">{esc(r.last)}</div>', buttons])
-            attrs.append(f'data-alias="{esc(r.alias)}"')
+            attrs.append(f'data-alias="{esc(r.alias)}" data-status="{esc(r.status)}"')
         body = table(_HEADERS, cells, attrs) if rows else '<div class="pb-note">no probes yet: %probe log ...</div>'
+        body = f'<div class="pb-scroll">{body}</div>'
         if self.notice:
             body += f'<div class="pb-note pb-notice">{esc(self.notice)}</div>'
+        if any(r.status in _LIVE for r in rows):
+            body += (f'<div class="pb-note pb-asof">as of {time.strftime("%H:%M:%S", time.gmtime(now))} UTC, '
+                     f"refreshed while the kernel runs</div>")
         return panel(self.title, body, "probes")
 
     def text(self) -> str:
@@ -106,7 +117,7 @@ class ProbePanel(HtmlPanel, LiveView):
             ttl = fmt_seconds(r.expires_at - time.time()) if r.expires_at else "-"
             lines.append(f"  {r.alias}: {r.kind} {r.service} {r.where} {r.status} ({r.health}) hits={r.hits}"
                          + (f" ({r.declined})" if r.declined else "") + " "
-                         f"rate={r.rate:g}/s ttl={ttl} last={r.last[:60]!r}")
+                         f"rate={'-' if r.rate is None else format(r.rate, 'g') + '/s'} ttl={ttl} last={r.last[:60]!r}")
         return "\n".join(lines)
 
     def frame(self) -> pl.DataFrame:
@@ -115,14 +126,22 @@ class ProbePanel(HtmlPanel, LiveView):
 
     def plot(self) -> Any:
         """A plotly figure of this panel's metric probes over time (one line per instance)."""
-        from .plots import metric_figure
+        from .plots import investigation_marks, metric_figure
 
-        names = []
+        names, units = [], set()
         for rec in list(self.board.inv.records.values()):
             if rec.kind == "metric" and (self.aliases is None or rec.alias in self.aliases):
                 metric = rec.spec.get("metric") or {}
-                names.append((rec.service, metric.get("name") if isinstance(metric, dict) else str(metric)))
+                names.append((rec.service, metric.get("name") if isinstance(metric, dict) else str(metric), rec))
+                units.add(str(metric.get("unit") or "") if isinstance(metric, dict) else "")
         if not names:
             raise ValueError(f"{self.title}: no metric probe to plot; place one with %probe metric ...")
-        frames = [self.board.inv.metric_frame(name).filter(pl.col("service") == service) for service, name in names]
-        return metric_figure(pl.concat(frames), title=", ".join(n for _, n in names))
+        frames = [self.board.inv.metric_frame(name).filter(pl.col("service") == service) for service, name, _ in names]
+        frame = pl.concat(frames)
+        # from the first probe's placement (or the onset, when earlier) to now
+        placed = min(rec.placed_at for _, _, rec in names)
+        marks = investigation_marks(self.board.inv.store)
+        onset = [m[0].timestamp() for m in marks if m[1] == "onset" and hasattr(m[0], "timestamp")]
+        start = min([placed] + onset)
+        return metric_figure(frame, title=", ".join(n for _, n, _ in names), unit=units.pop() if len(units) == 1 else "",
+                             marks=marks, x_range=(start - 1.0, time.time() + 1.0))

@@ -17,21 +17,22 @@ from typing import Any, Iterable, List, Mapping, Optional, Sequence
 
 from probebook.protocol.capture_tree import children, cut, has_value, size
 
-__all__ = ["CSS", "esc", "table", "badge", "node_text", "node_html", "fmt_seconds", "panel", "json_text"]
+__all__ = ["CSS", "esc", "table", "badge", "node_text", "node_html", "fmt_seconds", "panel", "json_text", "tone_badge"]
 
 CSS = """
 .pb-panel { font: 12px/1.45 var(--jp-code-font-family, ui-monospace, monospace); color: var(--jp-ui-font-color1, #222); }
 .pb-panel table { border-collapse: collapse; margin: 2px 0; }
 .pb-panel th, .pb-panel td { padding: 2px 8px; border-bottom: 1px solid var(--jp-border-color2, #ddd); text-align: left;
   vertical-align: top; }
-.pb-panel th { font-weight: 600; }
+.pb-panel th { font-weight: 600; white-space: nowrap; }
 .pb-title { font-weight: 600; margin: 2px 0 4px; }
 .pb-note { color: var(--jp-ui-font-color2, #666); }
 .pb-mark { display: inline-block; padding: 0 4px; border-radius: 3px; background: #eee; color: #6a3d9a; font-size: 11px; }
 .pb-panel details > summary { cursor: pointer; }
 .pb-panel ul { list-style: none; margin: 0; padding-left: 16px; }
 .pb-panel button { font-size: 11px; margin-right: 4px; cursor: pointer; }
-.pb-last { max-width: 420px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.pb-last { max-width: 320px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.pb-scroll { max-width: 100%; overflow-x: auto; }
 .pb-verdict { border: 1px solid var(--jp-border-color1, #bbb); border-radius: 4px; padding: 4px 8px; margin: 6px 0; }
 .pb-verdict th { white-space: nowrap; }
 .pb-sql { margin: 2px 0; padding: 4px 6px; background: var(--jp-layout-color2, #f4f4f4); white-space: pre-wrap;
@@ -50,13 +51,33 @@ def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def badge(text: str) -> str:
-    """A status word coloured by what it means (ok, a warning, a failure)."""
-    words = set(str(text).replace("/", " ").split())
-    cls = "pb-bad" if words & _BAD else "pb-warn" if words & _WARN else "pb-ok"
-    bg, fg = _COLOURS[cls]
+# words a table's status, severity or level column holds (alerts, logs, verdicts)
+_TABLE_BAD = _BAD | {"firing", "critical", "fatal", "page", "emergency", "alert", "err", "refuted"}
+_TABLE_WARN = {"warning", "warn", "ticket", "pending", "degraded", "unknown", "expired", "suppressed", "inconclusive",
+               "likely", "supported", "waiting", "timed out"}
+_TABLE_OK = {"ok", "resolved", "healthy", "up", "emitting", "inactive", "proven", "success", "passed", "done"}
+
+
+def _badge(cls: str, text: str) -> str:
+    bg, fg = _COLOURS.get(cls, ("#ececec", "#333"))  # pb-plain: grey
     return (f'<span class="pb-badge {cls}" style="display:inline-block;padding:0 5px;border-radius:3px;'
             f'background:{bg};color:{fg}">{esc(text)}</span>')
+
+
+def badge(text: str, default: str = "pb-ok") -> str:
+    """A status word coloured by what it means (ok, a warning, a failure; else `default`)."""
+    words = set(str(text).replace("/", " ").split())
+    cls = "pb-bad" if words & _BAD else "pb-warn" if words & _WARN else default
+    return _badge(cls, text)
+
+
+def tone_badge(text: str) -> str:
+    """A badge for a value of a table's status, severity or level column: red for firing, critical and
+    error, amber for warnings and pending, green for resolved and ok, grey for any other word (info)."""
+    words = set(str(text).lower().replace("/", " ").split())
+    cls = ("pb-bad" if words & _TABLE_BAD else "pb-warn" if words & _TABLE_WARN else
+           "pb-ok" if words & _TABLE_OK else "pb-plain")
+    return _badge(cls, text)
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]], attrs: Optional[List[str]] = None) -> str:

@@ -16,7 +16,8 @@ from probebook.session import Investigation
 
 from .base import HtmlPanel
 from .publisher import LiveView
-from .render import badge, esc, panel, table
+from .render import panel
+from .tables import frame_html
 
 __all__ = ["TimelineView"]
 
@@ -43,10 +44,12 @@ class TimelineView(HtmlPanel, LiveView):
         return {"html": self._render()}
 
     def _render(self) -> str:
-        rows = [[esc(r["ts"].strftime("%H:%M:%S.%f")[:-3] if r["ts"] else ""), badge(r["source"]), esc(r["text"]),
-                 f'<span class="pb-note">{esc(r["evidence_id"])}</span>'] for r in self.entries.iter_rows(named=True)]
-        body = table(["time", "source", "what", "evidence"], rows) if rows else '<div class="pb-note">nothing yet</div>'
-        return panel(f"timeline ({len(rows)} entries)", body, "timeline")
+        n = self.entries.height
+        if not n:
+            return panel("timeline (0 entries)", '<div class="pb-note">nothing yet</div>', "timeline")
+        shown = self.entries.select("ts", "source", "text", "evidence_id")
+        return panel(f"timeline ({n} entries)", frame_html(shown, reorder=False, clock=True, badged=("source",),
+                                                           limit=500), "timeline")
 
     def text(self) -> str:
         return "\n".join([f"timeline ({self.entries.height} entries)"] + [

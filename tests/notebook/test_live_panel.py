@@ -97,13 +97,14 @@ def test_updates_are_throttled_and_coalesced(kernel, panel_id):
     start = time.monotonic()
     kernel.collect(3.0)
     updates = kernel.updates(panel_id, since=start)
-    assert 10 <= len(updates) <= 32, len(updates)  # live, and at most 10 a second
+    # live (hits are the agents' counts, asked once a second), and at most 10 updates a second
+    assert 2 <= len(updates) <= 32, len(updates)
     for first in updates:  # no second-long window holds more than 10 (+1 for a window edge)
         assert len([u for u in updates if 0 <= u["arrived"] - first["arrived"] < 1.0]) <= 11
     assert all(set(u["content"]["data"]["state"]) == {"html"} for u in updates)  # one message per refresh
     hits = [_hits(u) for u in updates]
     assert hits == sorted(hits) and hits[-1] > hits[0]
-    # the service hits ~50 times a second: each update carries several hits at once
+    # the service hits ~50 times a second: each new count carries many hits at once
     assert max(b - a for a, b in zip(hits, hits[1:])) >= 3, hits
 
 

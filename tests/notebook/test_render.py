@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import pkgutil
+import re
+
+import pytest
+from support import check_doctests, with_examples
+
+import probebook.widgets
 from probebook.widgets.render import badge, node_html, node_text
 
 
@@ -25,3 +32,80 @@ def test_markers_say_what_capture_cut():
     assert node_text(node["fields"]["items"]) == "list[500] (truncated)"
     assert node_text(node["fields"]["items"]["elements"][0]) == "tuple[3] (depth)"
     assert node_text({"type": "int", "value": 5}) == "5" and node_text({"type": "str", "value": "a"}) == "'a'"
+
+
+# ---------------------------------------------------------------------- tables and charts (issue 21)
+def _alerts_frame(n: int = 1):
+    import datetime as dt
+
+    import polars as pl
+
+    now = dt.datetime.now(dt.timezone.utc)
+    summary = "checkout p90 latency is 2.4 s, over its 500 ms objective for 5 minutes on every gateway instance"
+    return pl.DataFrame({"evidence_id": [f"alert:{i:04d}9f3c2a71be04d5e6a7b8c9" for i in range(n)],
+                         "status": ["firing"] * n, "name": ["CheckoutSlow"] * n, "service": ["gateway"] * n,
+                         "severity": ["page"] * n, "summary": [summary] * n,
+                         "started": [now - dt.timedelta(minutes=3)] * n, "fingerprint": ["ab12cd34ef56ab78"] * n})
+
+
+def test_a_table_reads_like_a_console_not_a_repr():
+    from probebook.widgets.tables import EvidenceTable, frame_html
+
+    frame = _alerts_frame()
+    html = frame_html(frame, "alerts")
+    heads = re.findall(r"<th>([^<]*)</th>", html)
+    assert heads == ["status", "name", "severity", "summary", "service", "started", "evidence_id", "fingerprint"]
+    assert "datetime[" not in html and "str</" not in html and "&quot;firing&quot;" not in html  # no dtype row, quotes
+    assert frame["summary"][0] in html  # the summary in full, never cut with …
+    assert re.search(r'pb-badge pb-bad"[^>]*>firing<', html) and re.search(r'pb-badge pb-bad"[^>]*>page<', html)
+    assert re.search(r'title="\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC">3m ago<', html)  # relative, exact on hover
+    eid = frame["evidence_id"][0]
+    assert f'<span class="pb-id-short">alert:0000…a7b8c9</span><span class="pb-id-full">{eid}</span>' in html
+    assert '<div class="pb-table">' in html and "overflow-x: auto" in html  # wide tables scroll inside the output
+    many = frame_html(_alerts_frame(60), "alerts")
+    assert "showing 50 of 60 rows" in many and many.count("<tr>") == 51
+    table = EvidenceTable.of(frame, "alerts")  # code reading `frame = %alerts` keeps a polars frame
+    assert table.equals(frame) and table["status"].to_list() == ["firing"] and "showing" not in table._repr_html_()
+
+
+def test_numbers_carry_the_unit_their_column_says():
+    import polars as pl
+
+    from probebook.widgets.tables import frame_html
+
+    html = frame_html(pl.DataFrame({"p90_s": [0.0421], "size_bytes": [3 * 2 ** 20], "error_ratio": [0.031],
+                                    "calls": [12345]}))
+    for shown in ("42.1 ms", "3.00 MiB", "3.10 %", "12,345"):
+        assert f">{shown}</td>" in html, shown
+
+
+def test_a_promql_chart_has_a_unit_a_meaning_and_short_legend_names():
+    import datetime as dt
+
+    import polars as pl
+
+    from probebook.widgets.plots import promql_figure
+
+    t0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
+    rows = [{"evidence_id": f"p{i}{r}", "ts": t0 + dt.timedelta(seconds=15 * i), "metric": None,
+             "series": f'{{route="{r}",service="gateway"}}', "route": r, "service": "gateway", "value": 0.2 + i / 100}
+            for r in ("/api/cart", "/api/checkout") for i in range(4)]
+    query = "histogram_quantile(0.9, sum by (le, route) (rate(http_request_duration_seconds_bucket[1m])))"
+    fig = promql_figure(pl.DataFrame(rows), query, marks=[(t0 + dt.timedelta(seconds=20), "onset")],
+                        x_range=(t0, t0 + dt.timedelta(minutes=1)))
+    assert [d.name for d in fig.data] == ["/api/cart", "/api/checkout"]  # only the label that differs, no braces
+    assert fig.layout.yaxis.title.text == "milliseconds" and fig.layout.yaxis.ticksuffix == " ms"
+    assert fig.data[0].y[0] == 200.0  # values scaled to the unit shown
+    assert fig.layout.title.text.startswith("p90 of http_request_duration_seconds by route")
+    assert [a.text for a in fig.layout.annotations] == ["onset"] and fig.layout.shapes[0].x0 == t0 + dt.timedelta(
+        seconds=20)
+    rate = promql_figure(pl.DataFrame(rows), 'sum by (route) (rate(http_requests_total{code=~"5.."}[1m]))')
+    assert rate.layout.yaxis.ticksuffix == "/s" and rate.layout.template.layout.hovermode == "x unified"
+
+
+WIDGETS = with_examples(m.name for m in pkgutil.iter_modules(probebook.widgets.__path__, "probebook.widgets."))
+
+
+@pytest.mark.parametrize("name", WIDGETS)
+def test_the_examples_in_the_widgets_docs_run(name):
+    check_doctests(name)
