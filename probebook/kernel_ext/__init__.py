@@ -59,6 +59,7 @@ def load_ipython_extension(ipython: Any) -> None:
         _SESSION = KernelSession(ipython, Probebook(parent=ipython))
     if _SESSION.config not in ipython.configurables:  # also adopts a session `investigation()` made
         ipython.configurables.append(_SESSION.config)
+    _tables(ipython, on=True)
     ipython.register_magics(ProbebookMagics(ipython, _loaded_session))
     ipython.register_magics(AssistantMagics(ipython, _loaded_session))
     register_telemetry_magics(ipython, lambda: _loaded_session().investigation())
@@ -72,7 +73,26 @@ def unload_ipython_extension(ipython: Any) -> None:
         return
     if session.config in ipython.configurables:
         ipython.configurables.remove(session.config)
+    _tables(ipython, on=False)
     session.close()
+
+
+def _tables(ipython: Any, on: bool) -> None:
+    """While the extension is loaded, every polars frame the kernel shows (`inv.sql(...)` in a cell, a
+    frame of the user's) is drawn by the evidence table renderer, its columns as they are; the
+    magics' `EvidenceTable`s keep their own order and title."""
+    formatter = getattr(getattr(ipython, "display_formatter", None), "formatters", {}).get("text/html")
+    if formatter is None:
+        return
+    import polars as pl
+
+    from probebook.widgets import EvidenceTable, frame_html
+
+    for cls, draw in ((pl.DataFrame, lambda f: frame_html(f, reorder=False)), (EvidenceTable, EvidenceTable._repr_html_)):
+        if on:
+            formatter.for_type(cls, draw)
+        else:
+            formatter.pop(cls, None)
 
 
 @atexit.register

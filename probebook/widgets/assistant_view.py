@@ -24,7 +24,8 @@ from probebook.evidence.schema import KIND_TABLE
 from .base import HtmlPanel
 from .probe_board import ProbeBoard, ProbeRow
 from .publisher import LiveView
-from .render import badge, esc, fmt_seconds, panel, table
+from .render import badge, esc, fmt_seconds, panel, short_where, table
+from .tables import id_html
 
 __all__ = ["AssistantView", "evidence_sql", "compact_steps"]
 
@@ -144,14 +145,14 @@ class AssistantView(HtmlPanel, LiveView):
     def _hypotheses_html(self) -> str:
         if not self.hypotheses:
             return ""
-        rows = [[badge(h.status), esc(h.statement), " · ".join(x for x in (esc(h.service), _short(h.locus)) if x),
+        rows = [[badge(h.status), esc(h.statement), " · ".join(x for x in (esc(h.service), short_where(h.locus)) if x),
                  f'<span class="pb-note">{len(h.evidence)}</span>'] for h in self.hypotheses]
         return '<div class="pb-hypotheses">' + table(["status", "hypothesis", "where", "evidence"], rows) + "</div>"
 
     def _probes_html(self) -> str:
         if not self.probe_rows:
             return ""
-        rows = [[f"<b>{esc(r.alias)}</b>", esc(r.kind), _short(r.where), badge(r.status),
+        rows = [[f"<b>{esc(r.alias)}</b>", esc(r.kind), short_where(r.where), badge(r.status),
                  f'<span class="pb-hits" data-hits="{r.hits}">{r.hits}</span>'] for r in self.probe_rows]
         attrs = [f'data-alias="{esc(r.alias)}"' for r in self.probe_rows]
         return '<div class="pb-assistant-probes">' + table(["probe", "kind", "where", "status", "events"], rows,
@@ -172,7 +173,7 @@ class AssistantView(HtmlPanel, LiveView):
         if v.reasons:
             fields.append(("reasons", "<ul>" + "".join(f"<li>{esc(r)}</li>" for r in v.reasons) + "</ul>"))
         if v.evidence:
-            ids = ", ".join(f'<code class="pb-eid">{esc(e)}</code>' for e in v.evidence[:_SHOWN_IDS])
+            ids = ", ".join(f'<code class="pb-eid">{id_html(e)}</code>' for e in v.evidence[:_SHOWN_IDS])
             more = len(v.evidence) - _SHOWN_IDS
             fields.append(("evidence", ids + (f' <span class="pb-note">and {more} more</span>' if more > 0 else "")))
         rows = "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in fields)
@@ -196,15 +197,6 @@ class AssistantView(HtmlPanel, LiveView):
         elif run.error:
             lines.append(f"failed: {run.error}")
         return "\n".join(lines)
-
-
-def _short(where: str) -> str:
-    """``/srv/app/shop/orders.py:Cart.total`` as ``…/shop/orders.py:Cart.total`` (the whole in its title)."""
-    path, sep, rest = where.rpartition(":")
-    parts = path.replace("\\", "/").split("/")
-    if not sep or len(parts) <= 3:
-        return esc(where)
-    return f'<span title="{esc(where)}">…/{esc("/".join(parts[-2:]))}:{esc(rest)}</span>'
 
 
 def _first_line(text: str) -> str:

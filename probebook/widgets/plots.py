@@ -218,17 +218,35 @@ def _finish(fig: Any, title: str, query: str, unit: Unit, marks: Sequence[Mark],
                       yaxis={"title": {"text": unit.name or "value"}, "ticksuffix": unit.suffix,
                              "tickformat": unit.tickformat or None}, xaxis={"title": {"text": "time (UTC)"}})
     lo, hi = (_when(x_range[0]), _when(x_range[1])) if x_range else (None, None)
-    for at, label in marks:
-        x = _when(at)
-        if x is None or (lo and x < lo) or (hi and x > hi):
-            continue
+    shown = sorted((x, label) for x, label in ((_when(at), label) for at, label in marks)
+                   if x is not None and not (lo and x < lo) and not (hi and x > hi))
+    for x, labels in _clusters(shown, lo, hi):
+        onset = "onset" in labels
+        text = labels[0] if len(labels) == 1 else (
+            f"{len(labels)} probes" if all(t.startswith("probe ") for t in labels) else f"{len(labels)} marks")
         fig.add_shape(type="line", xref="x", yref="paper", x0=x, x1=x, y0=0, y1=1,
-                      line={"color": "#c0392b" if label == "onset" else "#7f7f7f", "width": 1, "dash": "dot"})
-        fig.add_annotation(x=x, y=1, xref="x", yref="paper", text=label[:32], showarrow=False, yanchor="bottom",
-                           font={"size": 10, "color": "#555"})
+                      line={"color": "#c0392b" if onset else "#7f7f7f", "width": 1, "dash": "dot"})
+        fig.add_annotation(x=x, y=1, xref="x", yref="paper", text=("onset" if onset else text)[:32], showarrow=False,
+                           yanchor="bottom", font={"size": 10, "color": "#555"}, hovertext="<br>".join(labels))
     if lo and hi:
         fig.update_xaxes(range=[lo, hi])
     return fig
+
+
+def _clusters(marks: Sequence[Tuple[_dt.datetime, str]], lo: Optional[_dt.datetime],
+              hi: Optional[_dt.datetime]) -> List[Tuple[_dt.datetime, List[str]]]:
+    """Marks closer than 4 % of the time shown drawn as one line, their labels together (on hover)."""
+    if not marks:
+        return []
+    start, end = lo or marks[0][0], hi or marks[-1][0]
+    gap = max((end - start).total_seconds(), 1.0) * 0.04
+    out: List[Tuple[_dt.datetime, List[str]]] = []
+    for x, label in marks:
+        if out and (x - out[-1][0]).total_seconds() <= gap:
+            out[-1][1].append(label)
+        else:
+            out.append((x, [label]))
+    return out
 
 
 def metric_figure(frame: pl.DataFrame, title: str = "metric", unit: str = "", marks: Sequence[Mark] = (),

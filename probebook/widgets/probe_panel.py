@@ -20,12 +20,12 @@ from probebook.protocol.kinds import ACTIVE, ENDED, Status
 from .base import HtmlPanel
 from .probe_board import RATE_WINDOW, ProbeBoard, ProbeRow
 from .publisher import LiveView
-from .render import badge, esc, fmt_seconds, panel, table
+from .render import badge, esc, fmt_seconds, panel, short_where, table
 
 __all__ = ["ProbePanel"]
 
 _LIVE = ACTIVE | {Status.PENDING, "placed"}  # "placed": asked for, no word from the agent yet
-_HEADERS = ["probe", "kind", "where", "status", "health", "hits", f"rate ({RATE_WINDOW:g} s)", "TTL", "last value", ""]
+_HEADERS = ["probe", "where", "status", "hits", f"rate ({RATE_WINDOW:g} s)", "TTL", "last value", ""]
 
 
 class ProbePanel(HtmlPanel, LiveView):
@@ -92,14 +92,16 @@ class ProbePanel(HtmlPanel, LiveView):
             buttons = "".join(f'<button data-action="{a}" data-alias="{esc(r.alias)}">{a}</button>'
                               for a in ("extend", "remove") if live and a in self._actions)
             status = badge(r.status) + (f' <span class="pb-note">{esc(r.reason)}</span>' if r.reason else "")
-            # emitted apart from hits when more than a hit in flight separates them (max_hits counts these)
+            if r.health != "ok":  # said only when it is not: a service that does not answer
+                status += f'<div class="pb-health">{badge(r.health)}</div>'
             emitted = f"{r.emitted} emitted" if r.emitted is not None and r.hits - r.emitted > 1 else ""
             note = ", ".join(x for x in (emitted, r.declined) if x)
             rate = f'<span class="pb-rate" data-rate="{r.rate:g}">{r.rate:g}/s</span>' if r.rate is not None else "—"
             cells.append([
-                f"<b>{esc(r.alias)}</b>", esc(r.kind), f"{esc(r.service)} · {esc(r.where)}", status, badge(r.health),
+                f'<b>{esc(r.alias)}</b> <span class="pb-note">{esc(r.kind)}</span>',
+                f"{esc(r.service)} · {short_where(r.where)}", status,
                 f'<span class="pb-hits" data-hits="{r.hits}">{r.hits}</span>'
-                + (f' <span class="pb-note">({esc(note)})</span>' if note else ""), rate, ttl,
+                + (f'<div class="pb-note pb-declined">{esc(note)}</div>' if note else ""), rate, ttl,
                 f'<div class="pb-last" title="{esc(r.last)}">{esc(r.last)}</div>', buttons])
             attrs.append(f'data-alias="{esc(r.alias)}" data-status="{esc(r.status)}"')
         body = table(_HEADERS, cells, attrs) if rows else '<div class="pb-note">no probes yet: %probe log ...</div>'

@@ -17,21 +17,29 @@ from typing import Any, Iterable, List, Mapping, Optional, Sequence
 
 from probebook.protocol.capture_tree import children, cut, has_value, size
 
-__all__ = ["CSS", "esc", "table", "badge", "node_text", "node_html", "fmt_seconds", "panel", "json_text", "tone_badge"]
+__all__ = ["CSS", "esc", "table", "badge", "node_text", "node_html", "fmt_seconds", "panel", "json_text", "tone_badge", "short_where"]
 
-CSS = """
+ID_CSS = """
+.pb-id { font-family: var(--jp-code-font-family, monospace); }
+.pb-id .pb-id-full { display: none; user-select: all; }
+.pb-id:hover .pb-id-short { display: none; }
+.pb-id:hover .pb-id-full { display: inline; }
+"""
+
+CSS = ID_CSS + """
 .pb-panel { font: 12px/1.45 var(--jp-code-font-family, ui-monospace, monospace); color: var(--jp-ui-font-color1, #222); }
 .pb-panel table { border-collapse: collapse; margin: 2px 0; }
-.pb-panel th, .pb-panel td { padding: 2px 8px; border-bottom: 1px solid var(--jp-border-color2, #ddd); text-align: left;
+.pb-panel.pb-panel table th, .pb-panel.pb-panel table td { padding: 2px 8px; border-bottom: 1px solid var(--jp-border-color2, #ddd); text-align: left;
   vertical-align: top; }
-.pb-panel th { font-weight: 600; white-space: nowrap; }
+.pb-panel.pb-panel table th { font-weight: 600; white-space: nowrap; }
 .pb-title { font-weight: 600; margin: 2px 0 4px; }
 .pb-note { color: var(--jp-ui-font-color2, #666); }
 .pb-mark { display: inline-block; padding: 0 4px; border-radius: 3px; background: #eee; color: #6a3d9a; font-size: 11px; }
 .pb-panel details > summary { cursor: pointer; }
 .pb-panel ul { list-style: none; margin: 0; padding-left: 16px; }
 .pb-panel button { font-size: 11px; margin-right: 4px; cursor: pointer; }
-.pb-last { max-width: 320px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.pb-declined { font-size: 11px; max-width: 170px; }
+.pb-last { max-width: 200px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .pb-scroll { max-width: 100%; overflow-x: auto; }
 .pb-verdict { border: 1px solid var(--jp-border-color1, #bbb); border-radius: 4px; padding: 4px 8px; margin: 6px 0; }
 .pb-verdict th { white-space: nowrap; }
@@ -93,6 +101,15 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]], attrs: Optional
 def panel(title: str, body: str, kind: str) -> str:
     """The outer box every widget shares (one class per widget kind, for styling and tests)."""
     return f'<div class="pb-panel pb-{kind}"><div class="pb-title">{esc(title)}</div>{body}</div>'
+
+
+def short_where(where: str) -> str:
+    """``/srv/app/shop/orders.py:Cart.total`` as ``…/shop/orders.py:Cart.total`` (the whole in its title), as HTML."""
+    path, sep, rest = where.rpartition(":")
+    parts = path.replace("\\", "/").split("/")
+    if not sep or len(parts) <= 3:
+        return esc(where)
+    return f'<span title="{esc(where)}">…/{esc("/".join(parts[-2:]))}:{esc(rest)}</span>'
 
 
 def fmt_seconds(seconds: float) -> str:

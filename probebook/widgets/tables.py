@@ -32,26 +32,22 @@ from typing import Any, List, Optional, Sequence
 
 import polars as pl
 
-from .render import esc, tone_badge
+from .render import ID_CSS, esc, tone_badge
 
-__all__ = ["EvidenceTable", "frame_html", "ordered", "number", "ago", "short_id", "TABLE_CSS"]
+__all__ = ["EvidenceTable", "frame_html", "ordered", "number", "ago", "short_id", "id_html", "TABLE_CSS"]
 
 TABLE_CSS = """
 .pb-table { max-width: 100%; overflow-x: auto; }
-.pb-table table { border-collapse: collapse; margin: 2px 0; font: 12px/1.45 var(--jp-ui-font-family, sans-serif); }
-.pb-table table th, .pb-table table td { padding: 2px 8px; border-bottom: 1px solid var(--jp-border-color2, #ddd);
+.pb-table.pb-table table { border-collapse: collapse; margin: 2px 0; font: 12px/1.45 var(--jp-ui-font-family, sans-serif); }
+.pb-table.pb-table table th, .pb-table.pb-table table td { padding: 2px 8px; border-bottom: 1px solid var(--jp-border-color2, #ddd);
   text-align: left; vertical-align: top; }
-.pb-table table th { font-weight: 600; white-space: nowrap; }
-.pb-table table td.pb-num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
-.pb-table table td.pb-text { white-space: pre-wrap; overflow-wrap: anywhere; min-width: 12ch; max-width: 72ch; }
-.pb-table table td.pb-long { min-width: 36ch; }
-.pb-table table td.pb-when, .pb-table table td.pb-idc { white-space: nowrap; }
+.pb-table.pb-table table th { font-weight: 600; white-space: nowrap; }
+.pb-table.pb-table table td.pb-num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
+.pb-table.pb-table table td.pb-text { white-space: pre-wrap; overflow-wrap: anywhere; min-width: 12ch; max-width: 72ch; }
+.pb-table.pb-table table td.pb-long { min-width: 36ch; }
+.pb-table.pb-table table td.pb-when, .pb-table.pb-table table td.pb-idc { white-space: nowrap; }
 .pb-table .pb-null, .pb-table .pb-count { color: var(--jp-ui-font-color2, #777); }
-.pb-id { font-family: var(--jp-code-font-family, monospace); }
-.pb-id .pb-id-full { display: none; user-select: all; }
-.pb-id:hover .pb-id-short { display: none; }
-.pb-id:hover .pb-id-full { display: inline; }
-"""
+""" + ID_CSS
 
 # column roles, by name: what happened, where, when, then the ids that cite it
 _WHAT = ("alertname", "verdict", "status", "state", "name", "severity", "level", "health", "kind",
@@ -169,7 +165,8 @@ def short_id(text: str, keep: int = 18) -> str:
     return f"{text[:len(head) + 4]}…{text[-6:]}"
 
 
-def _id_html(text: str) -> str:
+def id_html(text: str) -> str:
+    """An id shortened (`short_id`), the whole of it shown and selectable on hover."""
     short = short_id(text)
     if short == text:
         return f'<span class="pb-id">{esc(text)}</span>'
@@ -196,7 +193,7 @@ def _cell(name: str, value: Any, now: float, clock: bool = False, badged: Sequen
         return f'<td class="pb-text">{esc(text)}</td>'
     text = str(value)
     if _is_id(low) or (low == "evidence" and ":" in text):
-        return f'<td class="pb-idc">{_id_html(text)}</td>'
+        return f'<td class="pb-idc">{id_html(text)}</td>'
     if (low in _BADGED or low in badged) and text and len(text) <= 40:
         return f"<td>{tone_badge(text)}</td>"
     if low in ("labels", "fields", "annotations") and text.startswith("{"):

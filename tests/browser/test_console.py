@@ -9,6 +9,7 @@ Screenshots go to the test's tmp dir, or to $PROBEBOOK_SCREENSHOTS (docs/noteboo
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -67,6 +68,25 @@ def _open_and_run(page, url, token, name, cells):
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
 
 
+@contextlib.contextmanager
+def running(lab, tmp_path, name, cells, height=1400):
+    """Chromium with a fresh profile, showing notebook `name` of the `lab` fixture with Run All
+    started; the page."""
+    from playwright.sync_api import sync_playwright
+
+    url, token, _ = lab
+    profile = tmp_path / "chromium-profile"
+    with sync_playwright() as pw:
+        browser = chromium(pw, profile, height)
+        try:
+            page = browser.new_page()
+            _open_and_run(page, url, token, name, cells)
+            yield page
+        finally:
+            browser.close()
+            shutil.rmtree(profile, ignore_errors=True)
+
+
 @pytest.fixture
 def shop_metrics(tmp_path):
     """A metrics endpoint with a latency histogram of two routes, scraped every second by a real
@@ -121,51 +141,40 @@ def shop_metrics(tmp_path):
 @monitoring_parts[0]
 @monitoring_parts[1]
 def test_alerts_table_and_promql_chart_read_as_a_person_expects(lab, shop_metrics, tmp_path):  # noqa: F811
-    from playwright.sync_api import sync_playwright
-
-    url, token, root = lab
     prom, am = shop_metrics
-    cells = _write(root / "console.ipynb", [
+    cells = _write(lab[2] / "console.ipynb", [
         "%load_ext probebook\n%config Probebook.evidence_path = ':memory:'",
         f"%telemetry prometheus={prom} alertmanager={am}",
         "%alerts",
         f"%promql --range 1m --step 2s {QUERY}"])
-    profile = tmp_path / "chromium-profile"
-    with sync_playwright() as pw:
-        browser = chromium(pw, profile, 1400)
-        try:
-            page = browser.new_page()
-            _open_and_run(page, url, token, "console.ipynb", cells)
-            table = page.locator(".pb-table").first
-            table.wait_for(timeout=60_000)
-            text = table.inner_text()
-            assert "datetime[" not in text and "shape:" not in text and '"firing"' not in text, text
-            summary = table.locator("td.pb-text").filter(has_text="checkout p90").first
-            assert summary.inner_text() == SUMMARY  # in full: not cut, not wrapped into "…"
-            status = table.locator(".pb-badge").filter(has_text="firing").first
-            assert "pb-bad" in status.get_attribute("class")
-            assert "CheckoutSlow" in text and "ago" in text  # the start time relative; exact on hover
-            # nothing clipped: the table fits its output, or scrolls inside it
-            fits = page.evaluate("""() => { const t = document.querySelector('.pb-table');
-                const out = t.closest('.jp-OutputArea-output');
-                return getComputedStyle(t).overflowX === 'auto' && t.getBoundingClientRect().right
-                       <= out.getBoundingClientRect().right + 1; }""")
-            assert fits
-            chart = page.locator(".js-plotly-plot").first
-            chart.wait_for(timeout=60_000)
-            page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .legendtext').length === 2",
-                                   timeout=30_000)
-            legend = [e.text_content() for e in chart.locator(".legendtext").all()]  # SVG text
-            assert sorted(legend) == ["/api/cart", "/api/checkout"], legend  # no braces, only what differs
-            ytitle = chart.locator(".ytitle").text_content()
-            ticks = [e.text_content() for e in chart.locator(".ytick text").all()]
-            assert ytitle == "milliseconds" and ticks and all(t.endswith(" ms") for t in ticks), (ytitle, ticks)
-            assert chart.locator(".gtitle").text_content().startswith("p90 of http_request_duration_seconds by route")
-            page.wait_for_timeout(500)  # the chart's transitions end before the picture
-            page.screenshot(path=os.path.join(_shots(tmp_path), "console-telemetry.png"), full_page=True)
-        finally:
-            browser.close()
-            shutil.rmtree(profile, ignore_errors=True)
+    with running(lab, tmp_path, "console.ipynb", cells) as page:
+        table = page.locator(".pb-table").first
+        table.wait_for(timeout=60_000)
+        text = table.inner_text()
+        assert "datetime[" not in text and "shape:" not in text and '"firing"' not in text, text
+        summary = table.locator("td.pb-text").filter(has_text="checkout p90").first
+        assert summary.inner_text() == SUMMARY  # in full: not cut, not wrapped into "…"
+        status = table.locator(".pb-badge").filter(has_text="firing").first
+        assert "pb-bad" in status.get_attribute("class")
+        assert "CheckoutSlow" in text and "ago" in text  # the start time relative; exact on hover
+        # nothing clipped: the table fits its output, or scrolls inside it
+        fits = page.evaluate("""() => { const t = document.querySelector('.pb-table');
+            const out = t.closest('.jp-OutputArea-output');
+            return getComputedStyle(t).overflowX === 'auto' && t.getBoundingClientRect().right
+                   <= out.getBoundingClientRect().right + 1; }""")
+        assert fits
+        chart = page.locator(".js-plotly-plot").first
+        chart.wait_for(timeout=60_000)
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .legendtext').length === 2",
+                               timeout=30_000)
+        legend = [e.text_content() for e in chart.locator(".legendtext").all()]  # SVG text
+        assert sorted(legend) == ["/api/cart", "/api/checkout"], legend  # no braces, only what differs
+        ytitle = chart.locator(".ytitle").text_content()
+        ticks = [e.text_content() for e in chart.locator(".ytick text").all()]
+        assert ytitle == "milliseconds" and ticks and all(t.endswith(" ms") for t in ticks), (ytitle, ticks)
+        assert chart.locator(".gtitle").text_content().startswith("p90 of http_request_duration_seconds by route")
+        page.wait_for_timeout(500)  # the chart's transitions end before the picture
+        page.screenshot(path=os.path.join(_shots(tmp_path), "console-telemetry.png"), full_page=True)
 
 
 def _hits_and_rate(page):
@@ -175,19 +184,13 @@ def _hits_and_rate(page):
 
 
 def test_probe_panel_rate_is_the_hits_over_its_window_and_removal_is_shown(lab, tmp_path):  # noqa: F811
-    from playwright.sync_api import sync_playwright
-
     url, token, root = lab
-    profile = tmp_path / "chromium-profile"
-    with SampleService() as svc, sync_playwright() as pw:
+    with SampleService() as svc:
         head = ["%load_ext probebook\n%config Probebook.evidence_path = ':memory:'",
                 f"%connect sample {svc.url} --token-file {svc.token_file}",
                 f'%probe log sample {where("order.total =")} "subtotal={{subtotal}}" --as orders']
         live = _write(root / "live.ipynb", head)
-        browser = chromium(pw, profile, 900)
-        try:
-            page = browser.new_page()
-            _open_and_run(page, url, token, "live.ipynb", live)
+        with running(lab, tmp_path, "live.ipynb", live, height=900) as page:
             page.locator(".pb-panel.pb-probes .pb-rate").wait_for(timeout=60_000)
 
             def fresh(after):  # the moment the panel shows a new count from the agent
@@ -221,9 +224,6 @@ def test_probe_panel_rate_is_the_hits_over_its_window_and_removal_is_shown(lab, 
             saved = wait_for(lambda: _saved_probe_output(root / "removal.ipynb"), timeout=20,
                              what="the saved notebook's probe cell output")
             assert 'data-status="removed"' in saved and "emitting" not in saved, saved[:2000]
-        finally:
-            browser.close()
-            shutil.rmtree(profile, ignore_errors=True)
 
 
 def _saved_probe_output(path) -> str:

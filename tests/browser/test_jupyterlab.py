@@ -58,6 +58,9 @@ def lab(tmp_path):
     news = home / "config" / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
     news.mkdir(parents=True)  # no "get notified about Jupyter news?" toast over the panel
     (news / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
+    notebook = news.parent / "notebook-extension"
+    notebook.mkdir()  # every cell in the page, as a long notebook read top to bottom (no virtual scrolling)
+    (notebook / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     port, token = free_port(), secrets.token_hex(16)
     log = tmp_path / "jupyterlab.log"
     with open(log, "wb") as out:

@@ -103,7 +103,7 @@ def test_exported_html_shows_last_panel_state_and_chart_offline(sample, home, tm
                         continue
                     row = panel.locator(f'tr[data-alias="{alias}"]')
                     assert row.locator(".pb-hits").inner_text() == str(cap), (title, row.inner_text())
-                    shown = row.locator("td").nth(3).inner_text()
+                    shown = row.locator("td").nth(2).inner_text()  # probe, where, status
                     assert shown.startswith(status), (title, shown)
                     assert status != "disabled" or f"max_hits reached ({cap})" in shown, shown
             trace = page.locator(".js-plotly-plot .main-svg .scatterlayer .trace")

@@ -108,6 +108,30 @@ def test_snapshot_cell_waits_shows_viewer_and_binds(sample, run, shell):
     assert "tok_" not in html  # the secret was never read
     rows = kernel_ext.current_session().board.rows([result.alias])
     assert rows[0].status == "removed"
+    # the listing counts what the viewer shows: the agents' last word, given as the probe was removed
+    listed = {r.alias: r for r in run("%probe ls").result.result.rows}[result.alias]
+    assert listed.status == "removed" and listed.emitted >= 2 and listed.hits >= listed.emitted, listed
+
+
+def test_a_capped_probe_says_what_its_cap_counted(sample, run):
+    """max_hits counts emitted events: a panel that says "max_hits reached (3)" shows 3 emitted beside
+    the hits, and every hit that emitted nothing is counted as declined."""
+    _connect(run, sample)
+    cell = run(f'%probe snapshot sample {LINE} --capture "order.id" --max-hits 3 --rate 2 --as capped')
+    assert cell.error is None, cell.stderr
+    board = kernel_ext.current_session().board
+
+    def disabled():
+        board.poll(force=True)
+        row = board.rows(["capped"])[0]
+        return row if row.status == "disabled" else None
+
+    row = wait_for(disabled, 20, what=lambda: board.rows(["capped"]))
+    assert row.reason == "max_hits reached (3)" and row.emitted == 3, row
+    declined = sum(int(n) for n in re.findall(r"(\d+) (?:rate-limited|failed)", row.declined))
+    assert row.hits == row.emitted + declined, row  # every hit accounted for, none beyond the cap unexplained
+    html = run("%probe ls").result.result.html
+    assert re.search(r'data-hits="\d+"[^<]*</span><div class="pb-note pb-declined">3 emitted', html), html
 
 
 def test_snapshot_that_never_hits_ends_without_error(sample, run, shell):

@@ -109,3 +109,32 @@ WIDGETS = with_examples(m.name for m in pkgutil.iter_modules(probebook.widgets._
 @pytest.mark.parametrize("name", WIDGETS)
 def test_the_examples_in_the_widgets_docs_run(name):
     check_doctests(name)
+
+
+def test_every_frame_a_loaded_kernel_shows_is_an_evidence_table(shell):
+    import polars as pl
+
+    from probebook.widgets import EvidenceTable
+
+    html_of = shell.display_formatter.formatters["text/html"]  # what a kernel sends as text/html
+    was, html_of.enabled = html_of.enabled, True  # (a terminal shell shows only text)
+    try:
+        _frames_shown(shell, html_of)
+    finally:
+        html_of.enabled = was
+
+
+def _frames_shown(shell, html_of):
+    import polars as pl
+
+    from probebook.widgets import EvidenceTable
+
+    frame = pl.DataFrame({"b": [1], "status": ["firing"]})
+    html = html_of(frame)
+    assert 'class="pb-table"' in html and html.index("<th>b</th>") < html.index("<th>status</th>")  # order kept
+    table = EvidenceTable.of(frame, "alerts")
+    html = html_of(table)
+    assert "alerts" in html and html.index("<th>status</th>") < html.index("<th>b</th>")
+    shell.run_line_magic("unload_ext", "probebook")
+    assert 'class="pb-table"' not in (html_of(frame) or "")  # polars' own again
+    shell.run_line_magic("load_ext", "probebook")
