@@ -18,8 +18,8 @@ notebook display is that HTML.
 ('12.3 ms', '1.18 MiB', '2.50 ms', '25.0 %')
 >>> ago(dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.timezone.utc), now=dt.datetime(2026, 1, 1, 12, 3, 5).timestamp() + 0)
 '3m ago'
->>> short_id("alert:0123456789abcdef0123")
-'alert:0123…ef0123'
+>>> short_id("alert:0123456789abcdef0123"), short_id("snap:orders:vm-5685-149dbe:107")
+('alert:0123…ef0123', 'snap:orders:…:107')
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ TABLE_CSS = """
   text-align: left; vertical-align: top; }
 .pb-table.pb-table table th { font-weight: 600; white-space: nowrap; }
 .pb-table.pb-table table td.pb-num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
-.pb-table.pb-table table td.pb-text { white-space: pre-wrap; overflow-wrap: anywhere; min-width: 12ch; max-width: 72ch; }
+.pb-table.pb-table table td.pb-text { white-space: pre-wrap; overflow-wrap: break-word; min-width: 20ch; max-width: 72ch; }
 .pb-table.pb-table table td.pb-long { min-width: 36ch; }
 .pb-table.pb-table table td.pb-when, .pb-table.pb-table table td.pb-idc { white-space: nowrap; }
 .pb-table .pb-null, .pb-table .pb-count { color: var(--jp-ui-font-color2, #777); }
@@ -157,9 +157,13 @@ def _absolute(value: Any) -> str:
 
 
 def short_id(text: str, keep: int = 18) -> str:
-    """`alert:0123…ef0123`: the kind before the first colon and the ends, when the id is long."""
+    """An id short enough for a column, its kind and source kept: `snap:orders:…:107` (an evidence id:
+    kind, service, instance, sequence), `alert:0123…ef0123` (a kind and a hash)."""
     if len(text) <= keep + 2:
         return text
+    parts = text.split(":")
+    if len(parts) >= 4 and len(parts[0]) + len(parts[1]) <= 24:
+        return f"{parts[0]}:{parts[1]}:…:{parts[-1]}"
     head, sep, _ = text.partition(":")
     head = (head + sep) if sep and len(head) <= 12 else ""
     return f"{text[:len(head) + 4]}…{text[-6:]}"
@@ -198,6 +202,9 @@ def _cell(name: str, value: Any, now: float, clock: bool = False, badged: Sequen
         return f"<td>{tone_badge(text)}</td>"
     if low in ("labels", "fields", "annotations") and text.startswith("{"):
         text = _pairs(text)
+    if text.startswith(("http://", "https://")) and len(text) > 40:  # a link to the source, not its query
+        shown = text.split("/")[2] + "/…"
+        return f'<td><a href="{esc(text)}" title="{esc(text)}" target="_blank" rel="noopener">{esc(shown)}</a></td>'
     if len(text) > 80:
         return f'<td class="pb-text pb-long">{esc(text)}</td>'
     wide = low in _LONG_TEXT or len(text) > 40 or "\n" in text
