@@ -5,6 +5,8 @@ plotly extension draws it, an HTML export has nothing to draw. `EvidenceFigure` 
 `text/html` that draws the figure with plotly.js, which the first figure a kernel shows carries
 inline (about 5 MB, once, as plotly's "notebook" renderer does); the figures after it use that
 copy, so each adds only its data. The live view is unchanged (the plotly extension ranks first).
+A static SVG of the chart (`svgchart.figure_svg`) rides along as `image/svg+xml`, for readers that
+run no script at all (GitHub's notebook view, a PDF).
 
 >>> fig = EvidenceFigure(go.Scatter(x=[1, 2], y=[3, 4]))                   # doctest: +SKIP
 >>> fig        # in a kernel: plotly's own output, and HTML that needs no network  # doctest: +SKIP
@@ -61,5 +63,11 @@ class EvidenceFigure(go.Figure):
         from IPython.display import display
 
         bundle["text/html"] = offline_html(self, *_where())
+        try:  # a picture for readers that run no script (GitHub, a PDF); never in the way of the chart
+            from .svgchart import figure_svg
+
+            bundle["image/svg+xml"] = figure_svg(self)
+        except Exception:  # noqa: BLE001 - a figure this drawing does not know: the HTML still shows it
+            pass
         display(bundle, raw=True)
         return None

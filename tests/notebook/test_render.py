@@ -138,3 +138,23 @@ def _frames_shown(shell, html_of):
     shell.run_line_magic("unload_ext", "probebook")
     assert 'class="pb-table"' not in (html_of(frame) or "")  # polars' own again
     shell.run_line_magic("load_ext", "probebook")
+
+
+def test_a_chart_also_comes_as_a_picture_for_readers_without_scripts():
+    import datetime as dt
+    import xml.dom.minidom
+
+    import polars as pl
+
+    from probebook.widgets.plots import promql_figure
+    from probebook.widgets.svgchart import figure_svg
+
+    t0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
+    rows = [{"evidence_id": f"p{i}{r}", "ts": t0 + dt.timedelta(seconds=15 * i), "metric": None, "series": r,
+             "route": r, "value": 0.2 + i / 100} for r in ("/a", "/b") for i in range(6)]
+    fig = promql_figure(pl.DataFrame(rows), "histogram_quantile(0.9, sum by (le, route) (rate(x_seconds_bucket[1m])))",
+                        marks=[(t0 + dt.timedelta(seconds=30), "onset")], x_range=(t0, t0 + dt.timedelta(seconds=75)))
+    doc = xml.dom.minidom.parseString(figure_svg(fig))  # a well-formed image
+    texts = [t.firstChild.data for t in doc.getElementsByTagName("text") if t.firstChild]
+    assert len(doc.getElementsByTagName("polyline")) == 2 and {"/a", "/b", "onset", "milliseconds"} <= set(texts)
+    assert texts[0].startswith("p90 of x_seconds by route") and "200 ms" in texts
