@@ -60,6 +60,7 @@ def load_ipython_extension(ipython: Any) -> None:
     if _SESSION.config not in ipython.configurables:  # also adopts a session `investigation()` made
         ipython.configurables.append(_SESSION.config)
     _tables(ipython, on=True)
+    _close_before_kernel_shutdown(getattr(ipython, "kernel", None))
     ipython.register_magics(ProbebookMagics(ipython, _loaded_session))
     ipython.register_magics(AssistantMagics(ipython, _loaded_session))
     register_telemetry_magics(ipython, lambda: _loaded_session().investigation())
@@ -93,6 +94,23 @@ def _tables(ipython: Any, on: bool) -> None:
             formatter.for_type(cls, draw)
         else:
             formatter.pop(cls, None)
+
+
+def _close_before_kernel_shutdown(kernel: Any) -> None:
+    """A kernel shut down or restarted from the notebook closes the session while it can still send:
+    the probes leave the services and every panel is drawn once more, `removed`, into the notebook
+    (at interpreter exit, below, the kernel's channels are already closed and the panels would keep
+    saying their probes are live)."""
+    original = getattr(kernel, "do_shutdown", None)
+    if original is None or getattr(original, "probebook_closes", False):
+        return
+
+    def do_shutdown(restart: bool) -> Any:
+        _close_at_exit()
+        return original(restart)
+
+    do_shutdown.probebook_closes = True  # type: ignore[attr-defined]
+    kernel.do_shutdown = do_shutdown
 
 
 @atexit.register

@@ -17,6 +17,7 @@ from support import wait_for
 from probebook.lab.sample import where
 
 PANEL = "probebook.widgets.probe_panel.ProbePanel"
+WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
 class Kernel:
@@ -66,13 +67,16 @@ def _hits(update: Dict[str, Any]) -> int:
     return int(re.search(r'data-hits="(\d+)"', update["content"]["data"]["state"]["html"]).group(1))
 
 
-@pytest.fixture(scope="module")
-def kernel(tmp_path_factory):
-    home = tmp_path_factory.mktemp("kernel-home")
+def _start(home):
     env = {**os.environ, "HOME": str(home), "IPYTHONDIR": str(home / ".ipython"),
            "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_DATA_DIR": str(home / "data"),
            "JUPYTER_RUNTIME_DIR": str(home / "runtime")}
-    km, kc = start_new_kernel(kernel_name="python3", cwd=str(home), env=env)
+    return start_new_kernel(kernel_name="python3", cwd=str(home), env=env)
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+    km, kc = _start(tmp_path_factory.mktemp("kernel-home"))
     try:
         yield Kernel(kc)
     finally:
@@ -138,3 +142,42 @@ def test_remove_button_message_removes_the_probe(kernel, panel_id):
     assert any('data-action="remove"' not in h for h in removed), removed[-1:]
     out = kernel.execute("import probebook.kernel_ext as k; print(k.investigation().records['live'].removed)")
     assert "True" in "".join(m["content"].get("text", "") for m in out if m["msg_type"] == "stream")
+
+
+def test_a_kernel_restarted_from_the_notebook_leaves_its_panels_saying_removed(sample, tmp_path):
+    """Restart (or shut down) from the notebook: the probes leave the service and the panel's output is
+    written once more, `removed`, before the kernel goes, so the notebook does not claim a live probe."""
+    km, kc = _start(tmp_path)
+    try:
+        kernel = Kernel(kc)
+        opened = kernel.execute(
+            "%load_ext probebook\n%config Probebook.evidence_path = ':memory:'\n"
+            f"%connect sample {sample.url} --token-file {sample.token_file}\n"
+            f'%probe log sample {where("order.total =")} "restart={{order.total}}" --as doomed\n')
+        shown = [m for m in opened if m["msg_type"] == "display_data" and "pb-probes" in
+                 m["content"]["data"].get("text/html", "")]
+        assert shown and ">emitting<" in shown[-1]["content"]["data"]["text/html"], [m["msg_type"] for m in opened]
+        display_id = shown[-1]["content"]["transient"]["display_id"]
+        start = len(kernel.seen)
+        km.restart_kernel(now=False)  # a shutdown_request with restart, as JupyterLab's Restart sends
+        kernel.collect(5.0)
+        last = [m for m in kernel.seen[start:] if m["msg_type"] == "update_display_data"
+                and m["content"]["transient"].get("display_id") == display_id]
+        assert last, ("no last word from the panel before the kernel went",
+                      [(m["msg_type"], m["content"].get("execution_state")) for m in kernel.seen[start:]])
+        html = last[-1]["content"]["data"]["text/html"]
+        assert 'data-status="removed"' in html and "emitting" not in html and "as of" not in html
+        assert WIDGET not in last[-1]["content"]["data"]  # static: no widget that needs the dead kernel
+        from probebook.session import Investigation
+
+        inv = Investigation(":memory:")
+        try:
+            inv.connect("sample", sample.url, token_file=sample.token_file)
+            left = [p for infos in inv.handles["sample"].probes().values() for p in infos
+                    if "restart=" in str(p.spec.get("template"))]
+            assert left == []  # and the probe left the service
+        finally:
+            inv.close()
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
