@@ -213,6 +213,8 @@ def _from_row(row: Any, now: float, expires: float, old: Optional[_Polled]) -> _
     declined = ", ".join(f"{int(row.get(k) or 0)} {label}" for k, label in _DECLINED if int(row.get(k) or 0))
     hits = int(row.get("hits") or 0)
     history = old.history if old is not None else collections.deque(maxlen=64)
+    if history and hits < history[-1][1]:  # a new probe under the alias (extended): counts start again
+        history.clear()
     if not history or history[-1][0] < now:
         history.append((now, hits))
     emitted = row.get("emitted")

@@ -158,3 +158,16 @@ def test_a_chart_also_comes_as_a_picture_for_readers_without_scripts():
     texts = [t.firstChild.data for t in doc.getElementsByTagName("text") if t.firstChild]
     assert len(doc.getElementsByTagName("polyline")) == 2 and {"/a", "/b", "onset", "milliseconds"} <= set(texts)
     assert texts[0].startswith("p90 of x_seconds by route") and "200 ms" in texts
+
+
+def test_the_rate_is_the_agents_hits_over_its_window_and_starts_again_for_a_new_probe():
+    from probebook.widgets.probe_board import _from_row, _rate
+
+    polled = None
+    for t, hits in ((0, 0), (1, 50), (5, 250), (10, 500), (11, 550)):
+        polled = _from_row({"hits": hits, "status": "emitting"}, 1000.0 + t, 0.0, polled)
+    assert _rate(polled.history, 1011.0) == 50.0  # (550 - 50) hits over the last 10 s of counts
+    polled = _from_row({"hits": 20, "status": "emitting"}, 1012.0, 0.0, polled)  # extended: a new probe's count
+    assert _rate(polled.history, 1012.0) is None  # not a negative rate, nor 0 while it hits
+    polled = _from_row({"hits": 70, "status": "emitting"}, 1013.0, 0.0, polled)
+    assert _rate(polled.history, 1013.0) == 50.0
