@@ -11,7 +11,7 @@ docs/notebook.md is the reference of every magic.
 from __future__ import annotations
 
 import atexit
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from probebook.session import Investigation
 
@@ -26,6 +26,7 @@ __all__ = ["Probebook", "ProbebookMagics", "KernelSession", "investigation", "cu
            "load_ipython_extension", "unload_ipython_extension"]
 
 _SESSION: Optional[KernelSession] = None
+_REPLACED: Dict[Any, Any] = {}  # frame type -> the HTML printer it had before the extension loaded
 
 
 def current_session() -> KernelSession:
@@ -91,9 +92,15 @@ def _tables(ipython: Any, on: bool) -> None:
 
     for cls, draw in ((pl.DataFrame, lambda f: frame_html(f, reorder=False)), (EvidenceTable, EvidenceTable._repr_html_)):
         if on:
-            formatter.for_type(cls, draw)
+            if cls not in _REPLACED:  # loaded twice: what was there before the first load stays the one to restore
+                _REPLACED[cls] = formatter.for_type(cls, draw)
+            else:
+                formatter.for_type(cls, draw)
         else:
             formatter.pop(cls, None)
+            before = _REPLACED.pop(cls, None)
+            if before is not None:  # the printer someone else had registered for frames
+                formatter.for_type(cls, before)
 
 
 def _close_before_kernel_shutdown(kernel: Any) -> None:
@@ -106,7 +113,12 @@ def _close_before_kernel_shutdown(kernel: Any) -> None:
         return
 
     def do_shutdown(restart: bool) -> Any:
-        _close_at_exit()
+        # quick: the kernel's manager kills a kernel that takes more than a few seconds to go
+        if _SESSION is not None:
+            try:
+                _SESSION.close(wait=2.0)
+            except Exception:  # noqa: BLE001 - shutting down must not fail here
+                pass
         return original(restart)
 
     do_shutdown.probebook_closes = True  # type: ignore[attr-defined]

@@ -112,13 +112,14 @@ class KernelSession:
         self.adopt(view)
         self.publisher.add(view)
 
-    def close(self) -> List[str]:
-        """Stop the panels, remove the probes still live, close the evidence file."""
+    def close(self, wait: float = 30.0) -> List[str]:
+        """Stop the panels, remove the probes still live, close the evidence file; `wait`: at most this
+        long for a running assistant to stop (its probes are removed below either way)."""
         removed: List[str] = []
         run, self.assistant_run = self.assistant_run, None
         if run is not None and not run.done:  # it removes its own probes; the rest are removed below
             run.stop()
-            run.wait(30)
+            run.wait(wait)
         if self._publisher is not None:
             self._publisher.stop()
         try:

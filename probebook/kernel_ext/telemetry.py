@@ -150,7 +150,7 @@ def register_telemetry_magics(ipython: Any,
         tel = telemetry()
         frame = call(lambda: tel.logs(args.service, grep=args.grep, since=args.since, trace=args.trace,
                                       level=args.level, limit=args.limit))
-        table = EvidenceTable.of(frame, f"logs of {args.service}")
+        table = EvidenceTable.of(frame, f"logs of {args.service}", newest=True)
         _bind(ipython, args.out, table, "%logs")
         return table
 
@@ -162,7 +162,7 @@ def register_telemetry_magics(ipython: Any,
         args = p.parse(line)
         tel = telemetry()
         frame = call(lambda: tel.changes(since=args.since, service=args.service))
-        table = EvidenceTable.of(frame, "changes")
+        table = EvidenceTable.of(frame, "changes", newest=True)
         _bind(ipython, args.out, table, "%changes")
         return table
 

@@ -284,9 +284,11 @@ class Investigation:
         return new
 
     def probes(self) -> pl.DataFrame:
-        """Probes placed here, live status and counts (`_COUNTS`: hits were emitted, rate-limited or failed)."""
+        """Probes placed here, live status and counts (`_COUNTS`: hits were emitted, rate-limited or failed),
+        summed over the instances that answered (`missing`: how many of the service's did not)."""
         rows = []
         live: Dict[str, Dict[str, Any]] = {}
+        missing: Dict[str, int] = {}  # instances of a service that did not answer
         for service in {r.service for r in self.records.values() if not r.removed}:
             try:
                 per_instance = self.handles[service].probes()
@@ -296,6 +298,7 @@ class Investigation:
             workers = {iid: v for iid, v in per_instance.items() if apart is None or not apart(iid)}
             for infos in (workers or per_instance).values():  # a supervisor's pending copy is not the status
                 if isinstance(infos, Exception):
+                    missing[service] = missing.get(service, 0) + 1
                     continue
                 for info in infos:
                     agg = live.setdefault(info.id, {"hits": 0, "emitted": 0, "rate_limited": 0, "filtered": 0,
@@ -316,6 +319,7 @@ class Investigation:
                 **{k: sum(a[k] for a in aggs) for k in _COUNTS},
                 "ttl_left_s": max((a["expires_in"] for a in aggs), default=0.0),
                 "reason": next((a["reason"] for a in aggs if a["reason"]), ""), "id": rec.fleet_id,
+                "missing": 0 if rec.removed else missing.get(rec.service, 0),
             })
         return pl.DataFrame(rows) if rows else pl.DataFrame(schema={"alias": pl.Utf8, "status": pl.Utf8})
 

@@ -10,6 +10,8 @@ no network.
 'per second'
 >>> unit_of("sum(rate(errors_total[5m])) / sum(rate(requests_total[5m]))").name
 'ratio'
+>>> unit_of('sum(rate(http_requests_total{code=~"5.."}[5m])) / sum(rate(http_requests_total[5m] offset 1h))').name
+'ratio'
 >>> describe("histogram_quantile(0.9, sum by (le, route) (rate(http_request_duration_seconds_bucket[5m])))")
 'p90 of http_request_duration_seconds by route'
 >>> describe('sum by (route) (rate(http_requests_total{code=~"5.."}[1m]))')
@@ -20,6 +22,7 @@ no network.
 from __future__ import annotations
 
 import datetime as _dt
+import html
 import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -56,17 +59,20 @@ def _strip(query: str) -> str:
     q = re.sub(r'"(?:\\.|[^"\\])*"', "", query)
     q = re.sub(r"\{[^}]*\}", "", q)
     q = re.sub(r"\[[^\]]*\]", "", q)
+    q = re.sub(r"\boffset\s+-?[\dsmhdwy.]+", "", q)  # `offset 1h`: no metric named h
+    q = re.sub(r"(?<![\w:])[\d.]+(e[+-]?\d+)?\b", "", q)  # numbers: 0.9, 1e3
     return re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", q)
 
 
-def metric_names(query: str) -> List[str]:
-    """The metric names a PromQL query reads, in order (functions, keywords and numbers left out)."""
+def metric_names(query: str, repeat: bool = False) -> List[str]:
+    """The metric names a PromQL query reads, in order (functions, keywords and numbers left out);
+    `repeat`: each selector, also a name read twice (`rate(x{code="500"}) / rate(x)`)."""
     q = _strip(query)
-    out = []
+    out: List[str] = []
     for m in _NAME.finditer(q):
         word = m.group(0)
         after = q[m.end():].lstrip()[:1]
-        if after == "(" or word.lower() in _FUNCS or word in out:
+        if after == "(" or word.lower() in _FUNCS or (word in out and not repeat):
             continue
         out.append(word)
     return out
@@ -77,9 +83,10 @@ def _is_ratio(query: str, names: Sequence[str]) -> bool:
     if any(n.endswith(("_ratio", "_ratios")) for n in names):
         return True
     q = _strip(query)
-    if "/" not in q or len(names) < 2 or re.search(r"/\s*[\d.]+\s*$", q):
+    selectors = metric_names(query, repeat=True)
+    if "/" not in q or len(selectors) < 2 or re.search(r"/\s*[\d.]+\s*$", query):
         return False
-    kinds = {re.sub(r"^.*?(_total|_count|_bucket|_sum|_seconds|_bytes)?$", r"\1", n) for n in names[:2]}
+    kinds = {re.sub(r"^.*?(_total|_count|_bucket|_sum|_seconds|_bytes)?$", r"\1", n) for n in selectors[:2]}
     return len(kinds) == 1
 
 
@@ -127,8 +134,11 @@ def describe(query: str) -> str:
     quantile = re.match(r"histogram_quantile\(\s*([\d.]+)", q)
     if quantile:
         return f"p{float(quantile.group(1)) * 100:g} of {re.sub(r'_bucket$', '', names[0])}{grouped}"
-    if _is_ratio(q, names) and len(names) >= 2:
-        return f"{names[0]} / {names[1]}{grouped}"
+    if _is_ratio(q, names):
+        selectors = re.findall(re.escape(names[0]) + r"(\{[^}]*\})?", q)
+        if len(names) >= 2:
+            return f"{names[0]} / {names[1]}{grouped}"
+        return f"{names[0]}{selectors[0] if selectors else ''} / all {names[0]}{grouped}"
     fn = re.search(r"\b(irate|rate|increase|delta|deriv)\(", q)
     agg = re.match(r"(" + "|".join(_AGGS) + r")\b", q)
     text = f"{fn.group(1)} of {subject}" if fn else subject
@@ -155,13 +165,15 @@ def legend_names(frame: pl.DataFrame, keys: Sequence[str] = ("series",)) -> Dict
             name = ", ".join(f"{c}={row[c]}" for c in differ if row[c] is not None)
         else:
             name = str(row.get("metric") or row.get("name") or "value")
-        out[key] = name if len(name) <= 60 else name[:59] + "…"
+        name = name if len(name) <= 60 else name[:59] + "…"
+        out[key] = html.escape(name, quote=False)  # plotly reads <br>, <a href> in names as markup
     return out
 
 
 def fitted(unit: Unit, values: Sequence[Optional[float]]) -> Unit:
     """Seconds that are all under one read better as milliseconds."""
-    if unit.name == "seconds" and values and max(abs(v) for v in values if v is not None) < 1.0:
+    finite = [abs(v) for v in values if v is not None and v == v]
+    if unit.name == "seconds" and finite and max(finite) < 1.0:
         return Unit("milliseconds", " ms", scale=1000.0)
     return unit
 
@@ -213,8 +225,8 @@ def _when(value: Any) -> Optional[_dt.datetime]:
 
 def _finish(fig: Any, title: str, query: str, unit: Unit, marks: Sequence[Mark],
             x_range: Optional[Tuple[Any, Any]]) -> Any:
-    sub = f"<br><sup>{query[:160]}</sup>" if query and query != title else ""
-    fig.update_layout(template=_template(), title={"text": title[:120] + sub},
+    sub = f"<br><sup>{html.escape(query[:160], quote=False)}</sup>" if query and query != title else ""
+    fig.update_layout(template=_template(), title={"text": html.escape(title[:120], quote=False) + sub},
                       yaxis={"title": {"text": unit.name or "value"}, "ticksuffix": unit.suffix,
                              "tickformat": unit.tickformat or None}, xaxis={"title": {"text": "time (UTC)"}})
     lo, hi = (_when(x_range[0]), _when(x_range[1])) if x_range else (None, None)
@@ -226,8 +238,10 @@ def _finish(fig: Any, title: str, query: str, unit: Unit, marks: Sequence[Mark],
             f"{len(labels)} probes" if all(t.startswith("probe ") for t in labels) else f"{len(labels)} marks")
         fig.add_shape(type="line", xref="x", yref="paper", x0=x, x1=x, y0=0, y1=1,
                       line={"color": "#c0392b" if onset else "#7f7f7f", "width": 1, "dash": "dot"})
-        fig.add_annotation(x=x, y=1, xref="x", yref="paper", text=("onset" if onset else text)[:32], showarrow=False,
-                           yanchor="bottom", font={"size": 10, "color": "#555"}, hovertext="<br>".join(labels))
+        fig.add_annotation(x=x, y=1, xref="x", yref="paper", text=html.escape(("onset" if onset else text)[:32],
+                                                                              quote=False),
+                           showarrow=False, yanchor="bottom", font={"size": 10, "color": "#555"},
+                           hovertext="<br>".join(html.escape(t, quote=False) for t in labels))
     if lo and hi:
         fig.update_xaxes(range=[lo, hi])
     return fig

@@ -118,11 +118,14 @@ class ProbeBoard:
         """Collector thread: count, keep the last value; cheap and never raising."""
         now = time.time()
         with self._lock:
-            for alias, event in self._with_held(events, now):
-                seen = self._seen.setdefault(alias, _Seen())
-                if event.kind == "status":
-                    seen.status = (str(event.data.get("status", "")), str(event.data.get("reason", "")), event.ts)
-                    continue
+            self._count(self._with_held(events, now))
+
+    def _count(self, ours: Sequence[Tuple[str, Any]]) -> None:
+        for alias, event in ours:
+            seen = self._seen.setdefault(alias, _Seen())
+            if event.kind == "status":
+                seen.status = (str(event.data.get("status", "")), str(event.data.get("reason", "")), event.ts)
+            else:
                 seen.events += 1
                 seen.last = event
 
@@ -140,7 +143,9 @@ class ProbeBoard:
             return
         with self._lock:
             for row in frame.iter_rows(named=True):
-                if row["status"] == "unknown":  # nobody answered: keep what we knew
+                # nobody answered: keep what we knew; removed: its final counts come with its record
+                # (a removal nobody answered keeps the last live counts, not zeros)
+                if row["status"] in ("unknown", "removed"):
                     continue
                 ttl = float(row["ttl_left_s"] or 0.0)
                 old = self._polled.get(row["alias"])
@@ -184,13 +189,7 @@ class ProbeBoard:
 
     def _on_held(self, now: float) -> None:
         events, self._held = list(self._held), collections.deque(maxlen=_HELD)
-        for alias, event in self._with_held(events, now):
-            seen = self._seen.setdefault(alias, _Seen())
-            if event.kind == "status":
-                seen.status = (str(event.data.get("status", "")), str(event.data.get("reason", "")), event.ts)
-            else:
-                seen.events += 1
-                seen.last = event
+        self._count(self._with_held(events, now))
 
     @staticmethod
     def _status(removed: bool, seen: _Seen, polled: Optional[_Polled]) -> Tuple[str, str]:
@@ -213,9 +212,12 @@ def _from_row(row: Any, now: float, expires: float, old: Optional[_Polled]) -> _
     declined = ", ".join(f"{int(row.get(k) or 0)} {label}" for k, label in _DECLINED if int(row.get(k) or 0))
     hits = int(row.get("hits") or 0)
     history = old.history if old is not None else collections.deque(maxlen=64)
-    if history and hits < history[-1][1]:  # a new probe under the alias (extended): counts start again
+    if int(row.get("missing") or 0):
+        pass  # an instance did not answer: its hits are not in this sum, which says nothing of the rate
+    elif history and hits < history[-1][1]:  # a new probe under the alias (extended): counts start again
         history.clear()
-    if not history or history[-1][0] < now:
+        history.append((now, hits))
+    elif not history or history[-1][0] < now:
         history.append((now, hits))
     emitted = row.get("emitted")
     return _Polled(str(row.get("status") or ""), hits, expires, str(row.get("reason") or ""), now, declined,

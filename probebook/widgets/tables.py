@@ -16,7 +16,8 @@ notebook display is that HTML.
 ['status', 'n', 'evidence_id']
 >>> number(0.0123456, "duration_s"), number(1234567, "size_bytes"), number(2.5, "latency_ms"), number(0.25, "ratio")
 ('12.3 ms', '1.18 MiB', '2.50 ms', '25.0 %')
->>> ago(dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.timezone.utc), now=dt.datetime(2026, 1, 1, 12, 3, 5).timestamp() + 0)
+>>> utc = dt.timezone.utc
+>>> ago(dt.datetime(2026, 1, 1, 12, 0, tzinfo=utc), now=dt.datetime(2026, 1, 1, 12, 3, 5, tzinfo=utc).timestamp())
 '3m ago'
 >>> short_id("alert:0123456789abcdef0123"), short_id("snap:orders:vm-5685-149dbe:107")
 ('alert:0123…ef0123', 'snap:orders:…:107')
@@ -99,6 +100,8 @@ def _round(v: float) -> str:
     if v == 0 or not math.isfinite(v):
         return "0" if v == 0 else str(v)
     a = abs(v)
+    if a >= 1e15:
+        return f"{v:.3g}"
     if a >= 1000:
         return f"{v:,.0f}"
     digits = max(0, 2 - int(math.floor(math.log10(a))))
@@ -127,8 +130,14 @@ def number(value: Any, column: str = "") -> str:
     if name.endswith(("_pct", "_percent", "percent")):
         return _round(v) + " %"
     if isinstance(value, int):
-        return f"{value:,}"
+        return str(value) if _is_label_number(name) else f"{value:,}"
     return _round(v)
+
+
+def _is_label_number(name: str) -> bool:
+    """A number that names something (a line, a port, a year, a status code), not an amount: no separators."""
+    return name in ("line", "lineno", "port", "pid", "year", "code", "status", "offset", "byte_offset") or \
+        name.endswith(("_line", "_port", "_pid", "_code", "_offset"))
 
 
 def _epoch(value: Any) -> Optional[float]:
@@ -191,6 +200,8 @@ def _cell(name: str, value: Any, now: float, clock: bool = False, badged: Sequen
     if isinstance(value, _dt.timedelta):
         return f'<td class="pb-num">{esc(number(value.total_seconds(), "_s"))}</td>'
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if _is_id(low):  # a sequence number or an integer id: as it is
+            return f'<td class="pb-num">{esc(value)}</td>'
         return f'<td class="pb-num">{esc(number(value, name))}</td>'
     if isinstance(value, (list, dict, tuple)):
         text = json.dumps(value, default=str, ensure_ascii=False)
@@ -223,19 +234,26 @@ def _pairs(text: str) -> str:
 
 
 def frame_html(frame: pl.DataFrame, title: str = "", limit: int = 50, reorder: bool = True,
-               now: Optional[float] = None, clock: bool = False, badged: Sequence[str] = ()) -> str:
+               now: Optional[float] = None, clock: bool = False, badged: Sequence[str] = (),
+               newest: bool = False, max_columns: int = 60) -> str:
     """`frame` as a table for reading (see the module); `reorder=False` keeps the columns as given (a
     query's SELECT says what its author wants first); `clock`: times of day, not "3m ago" (a panel
-    that is not redrawn every second); `badged`: more columns shown as badges."""
+    that is not redrawn every second); `badged`: more columns shown as badges; `newest`: a frame in
+    time order shows its last `limit` rows, not its first."""
     now = time.time() if now is None else now
-    columns = ordered(frame.columns) if reorder else list(frame.columns)
-    shown = frame.head(limit) if frame.height > limit else frame
+    names = list(frame.columns)
+    columns = (ordered(names) if reorder else names)[:max_columns]
+    index = [names.index(c) for c in columns]  # by position: a column named `*` or `^a$` is no pattern
+    cut = frame.height > limit
+    shown = (frame.tail(limit) if newest else frame.head(limit)) if cut else frame
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
     body = []
-    for row in shown.select(columns).iter_rows(named=True) if columns else ():
-        body.append("<tr>" + "".join(_cell(c, row[c], now, clock, badged) for c in columns) + "</tr>")
+    for row in shown.iter_rows() if columns else ():
+        body.append("<tr>" + "".join(_cell(columns[j], row[i], now, clock, badged) for j, i in enumerate(index))
+                    + "</tr>")
     n = f"{frame.height:,} row{'s' if frame.height != 1 else ''}"
-    count = f"showing {shown.height:,} of {n}" if shown.height < frame.height else n
+    count = (f"showing the {'last' if newest else 'first'} {shown.height:,} of {n}" if cut else n) + (
+        f", {len(columns)} of {len(names)} columns" if len(columns) < len(names) else "")
     caption = (f'<div class="pb-title">{esc(title)} <span class="pb-count">{count}</span></div>' if title
                else f'<div class="pb-count">{count}</div>')
     table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>" if columns else ""
@@ -247,13 +265,15 @@ class EvidenceTable(pl.DataFrame):
 
     _pb_title = ""
     _pb_reorder = True
+    _pb_newest = False
 
     @classmethod
-    def of(cls, frame: pl.DataFrame, title: str = "", reorder: bool = True) -> "EvidenceTable":
+    def of(cls, frame: pl.DataFrame, title: str = "", reorder: bool = True, newest: bool = False) -> "EvidenceTable":
+        """`newest`: the frame is in time order and its last rows matter most (log lines, changes)."""
         table = cls._from_pydf(frame._df)
-        table._pb_title, table._pb_reorder = title, reorder
+        table._pb_title, table._pb_reorder, table._pb_newest = title, reorder, newest
         return table
 
     def _repr_html_(self, **_kwargs: Any) -> str:
-        return frame_html(self, self._pb_title, reorder=self._pb_reorder)
+        return frame_html(self, self._pb_title, reorder=self._pb_reorder, newest=self._pb_newest)
 

@@ -49,7 +49,7 @@ class TimelineView(HtmlPanel, LiveView):
             return panel("timeline (0 entries)", '<div class="pb-note">nothing yet</div>', "timeline")
         shown = self.entries.select("ts", "source", "text", "evidence_id")
         return panel(f"timeline ({n} entries)", frame_html(shown, reorder=False, clock=True, badged=("source",),
-                                                           limit=500), "timeline")
+                                                           limit=500, newest=True), "timeline")
 
     def text(self) -> str:
         return "\n".join([f"timeline ({self.entries.height} entries)"] + [

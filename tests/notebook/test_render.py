@@ -63,7 +63,7 @@ def test_a_table_reads_like_a_console_not_a_repr():
     assert f'<span class="pb-id-short">alert:0000…a7b8c9</span><span class="pb-id-full">{eid}</span>' in html
     assert '<div class="pb-table">' in html and "overflow-x: auto" in html  # wide tables scroll inside the output
     many = frame_html(_alerts_frame(60), "alerts")
-    assert "showing 50 of 60 rows" in many and many.count("<tr>") == 51
+    assert "showing the first 50 of 60 rows" in many and many.count("<tr>") == 51
     table = EvidenceTable.of(frame, "alerts")  # code reading `frame = %alerts` keeps a polars frame
     assert table.equals(frame) and table["status"].to_list() == ["firing"] and "showing" not in table._repr_html_()
 
@@ -171,3 +171,25 @@ def test_the_rate_is_the_agents_hits_over_its_window_and_starts_again_for_a_new_
     assert _rate(polled.history, 1012.0) is None  # not a negative rate, nor 0 while it hits
     polled = _from_row({"hits": 70, "status": "emitting"}, 1013.0, 0.0, polled)
     assert _rate(polled.history, 1013.0) == 50.0
+
+
+def test_found_by_review_newest_rows_label_numbers_odd_column_names_and_a_partial_count():
+    import polars as pl
+
+    from probebook.widgets.plots import describe, unit_of
+    from probebook.widgets.probe_board import _from_row, _rate
+    from probebook.widgets.tables import frame_html
+
+    lines = pl.DataFrame({"message": [f"line {i}" for i in range(80)]})
+    html = frame_html(lines, newest=True)
+    assert "showing the last 50 of 80 rows" in html and "line 79<" in html and "line 0<" not in html
+    html = frame_html(pl.DataFrame({"line": [1234], "port": [8080], "calls": [12345], "seq": [123456]}))
+    assert all(f">{v}</td>" in html for v in ("1234", "8080", "12,345", "123456")), html
+    assert "<th>*</th>" in frame_html(pl.DataFrame({"*": [1], "^a$": [2]}))  # names, never patterns
+    # a count summed without an instance that did not answer says nothing of the rate
+    polled = None
+    for t, hits, missing in ((0, 0, 0), (1, 100, 0), (2, 40, 1), (3, 300, 0)):
+        polled = _from_row({"hits": hits, "status": "emitting", "missing": missing}, 1000.0 + t, 0.0, polled)
+    assert _rate(polled.history, 1003.0) == 100.0
+    query = 'sum(rate(http_requests_total{code=~"5.."}[5m])) / sum(rate(http_requests_total[5m]))'
+    assert unit_of(query).name == "ratio" and describe(query).startswith('http_requests_total{code=~"5.."} / all')
