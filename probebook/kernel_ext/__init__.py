@@ -91,11 +91,8 @@ def _tables(ipython: Any, on: bool) -> None:
     from probebook.widgets import EvidenceTable, frame_html
 
     for cls, draw in ((pl.DataFrame, lambda f: frame_html(f, reorder=False)), (EvidenceTable, EvidenceTable._repr_html_)):
-        if on:
-            if cls not in _REPLACED:  # loaded twice: what was there before the first load stays the one to restore
-                _REPLACED[cls] = formatter.for_type(cls, draw)
-            else:
-                formatter.for_type(cls, draw)
+        if on:  # loaded twice: what was there before the first load stays the one to restore
+            _REPLACED.setdefault(cls, formatter.for_type(cls, draw))
         else:
             formatter.pop(cls, None)
             before = _REPLACED.pop(cls, None)
@@ -113,12 +110,7 @@ def _close_before_kernel_shutdown(kernel: Any) -> None:
         return
 
     def do_shutdown(restart: bool) -> Any:
-        # quick: the kernel's manager kills a kernel that takes more than a few seconds to go
-        if _SESSION is not None:
-            try:
-                _SESSION.close(wait=2.0)
-            except Exception:  # noqa: BLE001 - shutting down must not fail here
-                pass
+        _close_at_exit(wait=2.0)  # quick: the kernel's manager kills a kernel that takes more than a few seconds
         return original(restart)
 
     do_shutdown.probebook_closes = True  # type: ignore[attr-defined]
@@ -126,9 +118,9 @@ def _close_before_kernel_shutdown(kernel: Any) -> None:
 
 
 @atexit.register
-def _close_at_exit() -> None:  # a kernel that shuts down takes its probes out of the services
+def _close_at_exit(wait: float = 30.0) -> None:  # a kernel that shuts down takes its probes out of the services
     if _SESSION is not None:
         try:
-            _SESSION.close()
+            _SESSION.close(wait=wait)
         except Exception:
             pass

@@ -29,6 +29,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import polars as pl
 
+from .render import epoch
+
 __all__ = ["metric_figure", "promql_figure", "unit_of", "describe", "legend_names", "Unit", "Mark", "investigation_marks",
            "fitted"]
 
@@ -216,11 +218,9 @@ def _template() -> Any:
 
 
 def _when(value: Any) -> Optional[_dt.datetime]:
-    if isinstance(value, _dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=_dt.timezone.utc)
-    if isinstance(value, (int, float)):
-        return _dt.datetime.fromtimestamp(float(value), _dt.timezone.utc)
-    return None
+    """A mark's or a range's time as an aware datetime (from a datetime, ISO text or epoch seconds)."""
+    t = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else epoch(value)
+    return None if t is None else _dt.datetime.fromtimestamp(t, _dt.timezone.utc)
 
 
 def _finish(fig: Any, title: str, query: str, unit: Unit, marks: Sequence[Mark],

@@ -11,13 +11,14 @@ Everything that came from a service is escaped: captured values are the target's
 
 from __future__ import annotations
 
+import datetime as _dt
 import html
 import json
 from typing import Any, Iterable, List, Mapping, Optional, Sequence
 
 from probebook.protocol.capture_tree import children, cut, has_value, size
 
-__all__ = ["CSS", "esc", "table", "badge", "node_text", "node_html", "fmt_seconds", "panel", "json_text", "tone_badge", "short_where"]
+__all__ = ["CSS", "esc", "table", "badge", "node_text", "node_html", "fmt_seconds", "panel", "json_text", "tone_badge", "short_where", "epoch"]
 
 ID_CSS = """
 .pb-id { font-family: var(--jp-code-font-family, monospace); }
@@ -110,6 +111,19 @@ def short_where(where: str) -> str:
     if not sep or len(parts) <= 3:
         return esc(where)
     return f'<span title="{esc(where)}">…/{esc("/".join(parts[-2:]))}:{esc(rest)}</span>'
+
+
+def epoch(value: Any) -> Optional[float]:
+    """Seconds since the epoch of a datetime or an ISO 8601 text, naive ones read as UTC (as the
+    evidence store writes them); None for anything else."""
+    if isinstance(value, str):
+        try:
+            value = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if isinstance(value, _dt.datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=_dt.timezone.utc)).timestamp()
+    return None
 
 
 def fmt_seconds(seconds: float) -> str:

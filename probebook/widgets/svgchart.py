@@ -18,6 +18,8 @@ import html
 import math
 from typing import Any, List, Optional, Sequence, Tuple
 
+from .render import epoch
+
 __all__ = ["figure_svg"]
 
 _COLOURS = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880", "#ff97ff",
@@ -26,13 +28,9 @@ _L, _R, _T, _B = 64, 16, 40, 58  # margins: y ticks, right, title, x ticks and l
 
 
 def _num(v: Any) -> Optional[float]:
-    if isinstance(v, _dt.datetime):
-        return (v if v.tzinfo else v.replace(tzinfo=_dt.timezone.utc)).timestamp()
-    if isinstance(v, str):
-        try:
-            return _dt.datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return None
+    """A coordinate as a float: a time (datetime or ISO text, as plotly keeps them) in epoch seconds."""
+    if isinstance(v, (_dt.datetime, str)):
+        return epoch(v)
     try:
         f = float(v)
     except (TypeError, ValueError):

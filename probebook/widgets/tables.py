@@ -33,7 +33,7 @@ from typing import Any, List, Optional, Sequence
 
 import polars as pl
 
-from .render import ID_CSS, esc, tone_badge
+from .render import ID_CSS, epoch, esc, tone_badge
 
 __all__ = ["EvidenceTable", "frame_html", "ordered", "number", "ago", "short_id", "id_html", "TABLE_CSS"]
 
@@ -140,15 +140,9 @@ def _is_label_number(name: str) -> bool:
         name.endswith(("_line", "_port", "_pid", "_code", "_offset"))
 
 
-def _epoch(value: Any) -> Optional[float]:
-    if isinstance(value, _dt.datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=_dt.timezone.utc)).timestamp()
-    return None
-
-
 def ago(value: Any, now: Optional[float] = None) -> str:
     """`12s ago`, `3m ago`, `2h ago`, `4d ago`, or `in 5m` for a time still to come."""
-    t = _epoch(value)
+    t = epoch(value)
     if t is None:
         return str(value)
     delta = (time.time() if now is None else now) - t
@@ -159,7 +153,7 @@ def ago(value: Any, now: Optional[float] = None) -> str:
 
 
 def _absolute(value: Any) -> str:
-    t = _epoch(value)
+    t = epoch(value)
     if t is None:
         return str(value)
     return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
