@@ -72,7 +72,7 @@ def verify(lab: Any, scenario: Scenario, symptom_timeout: Optional[float] = None
     """Inject, check, recover; the lab is back at its baseline afterwards, whatever happened.
 
     The symptom counts only if it fires again between `settle_s` after the injection (default: the
-    alert window plus 2 s) and one window later, so a blip of a restart cannot pass for it. A control must stay quiet for
+    alert window plus 2 s) and two windows later, so a blip of a restart cannot pass for it. A control must stay quiet for
     `quiet_s` and its probe must capture nothing then."""
     result = Verification(scenario.id)
     truth = scenario.truth
@@ -93,9 +93,9 @@ def verify(lab: Any, scenario: Scenario, symptom_timeout: Optional[float] = None
             waited = wait_for_alert(lab, scenario, True, symptom_timeout or scenario.within_s)
             result.proof = watch(client, probe_id, proof, proof_timeout)
             time.sleep(max(0.0, injected + settle - time.monotonic()))
-            # statistical alerts flicker near their threshold: it must fire again within one more
-            # window (a restart blip does not come back), not at this very second
-            still = wait_for_alert(lab, scenario, True, max(3.0, _seconds(lab.options.window))) is not None
+            # statistical alerts flicker near their threshold: it must fire again within two more
+            # windows (a restart blip, out of the rate window by now, does not come back), not at this very second
+            still = wait_for_alert(lab, scenario, True, max(6.0, 2 * _seconds(lab.options.window))) is not None
             result.symptom_seen, result.symptom_after_s = waited is not None and still, waited
             if waited is not None and not still:
                 result.steps.append(f"{scenario.alert} fired after {waited}s but was gone {settle:g}s after the injection")
