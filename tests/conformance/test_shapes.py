@@ -9,6 +9,7 @@ import traceback
 import pytest
 import shapes
 from conformance_support import events, marker_line, where
+from support import wait_for
 
 from probebook.agent import LocationError
 
@@ -107,25 +108,26 @@ def test_running_loop(agent):
     t = threading.Thread(target=looper.run)
     t.start()
     try:
-        time.sleep(0.05)
+        wait_for(lambda: looper.ticks > 0, timeout=10, what="the loop to run")  # the frame is running now
         _log(agent, "loop", "ticks={self.ticks}")
-        time.sleep(0.2)
-        running_hits = len(_messages(agent))
+        placed_at = looper.ticks
+        if MONITORING:
+            wait_for(lambda: _messages(agent), timeout=10, what="3.12+: a probe must reach a frame already running")
+        else:  # the negative check after the loop went round at least 50 times past the probe's line
+            wait_for(lambda: looper.ticks > placed_at + 50, timeout=10, what="the loop to go on")
+            assert _messages(agent) == [], "<= 3.11: documented to affect new calls only"
     finally:
         looper.stop.set()
         t.join()
-    if MONITORING:
-        assert running_hits > 0, "3.12+: a probe must reach a frame that is already running"
-    else:
-        assert running_hits == 0, "<= 3.11: documented to affect new calls only"
     # a new call is probed on every version
     looper2 = shapes.Looper()
     t2 = threading.Thread(target=looper2.run)
     t2.start()
-    time.sleep(0.05)
-    looper2.stop.set()
-    t2.join()
-    assert len(_messages(agent)) > 0
+    try:
+        wait_for(lambda: [m for m in _messages(agent) if m == "ticks=0"], timeout=10, what="the new call's hits")
+    finally:
+        looper2.stop.set()
+        t2.join()
 
 
 def test_exceptions_tracebacks_and_lines_unchanged(agent):

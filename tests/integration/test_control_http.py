@@ -62,6 +62,10 @@ def test_probe_lifecycle_over_http_restores_the_code(service):
 def test_long_poll_returns_when_an_event_arrives_and_reading_resumes_without_loss(service):
     _log_probe(service, rate=1000)
     start = service.ok("GET", "/v1/events")["next"]
+    # with nothing to read it holds the request for its whole timeout (a lower bound: no race), then answers empty
+    t0 = time.monotonic()
+    assert service.ok("GET", f"/v1/events?after={start}&timeout=1")["events"] == []
+    assert time.monotonic() - t0 >= 0.9
     got = {}
 
     def poll():
@@ -69,10 +73,8 @@ def test_long_poll_returns_when_an_event_arrives_and_reading_resumes_without_los
 
     waiter = threading.Thread(target=poll)
     waiter.start()
-    time.sleep(0.3)
-    assert waiter.is_alive()  # it waits for an event
     service.app("/work?n=1")
-    waiter.join(15)
+    waiter.join(15)  # well before its own 20 s: the event ended the wait
     assert not waiter.is_alive()
     assert any(e["kind"] == "log" for e in got["answer"]["events"])
     service.app("/work?n=20")

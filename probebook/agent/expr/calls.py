@@ -21,11 +21,13 @@ from ..capture.safe_access import MISSING, _lookup_in_mro, mro_of, type_attr, ty
 from .value_checks import (ATOMS, EQ, HASH, KIND, MAX_INT_BITS, ORDER, REPR, STRICT, TEXT, deep, downcast, fail,
                            hash_spread, inherits_builtin, int_units, is_int, iterable, keys_ok, no_redacted_entries,
                            operand, short_repr, truth, walk)
+from .operators import decimal_context
 from .work import charge, search_units, secret_shaped, text_units
 
 __all__ = ["CALLS", "VALUES", "METHODS", "call_method", "check_text", "isinstance_"]
 
 _MAX_STR_DIGITS = 5_000
+_MAX_INT_DIGITS = int(MAX_INT_BITS * 0.30103)  # the decimal digits of an int of MAX_INT_BITS
 _NUMBERS = {id(int), id(bool), id(float), id(complex)}
 _LEN = TEXT | set(KIND)
 _TYPE_SUBCLASSCHECK = type.__dict__["__subclasscheck__"]
@@ -56,6 +58,7 @@ def isinstance_(value: Any, classes: Any) -> bool:
 def _round(x: Any, ndigits: Any = None) -> Any:
     x = operand(x, ("__round__",), "round()")
     if ndigits is None:
+        _decimal_int(x, "round()")
         return round(x)
     if not is_int(ndigits) or abs(ndigits) > 4000:
         raise fail("round() ndigits must be an int between -4000 and 4000")
@@ -66,16 +69,21 @@ def _round(x: Any, ndigits: Any = None) -> Any:
 
 def _int(x: Any, base: Any = MISSING) -> int:
     x = operand(x, ("__int__", "__index__", "__trunc__"), "int()")
-    dec = sys.modules.get("decimal")
     if id(type(x)) in TEXT and len(x) > _MAX_STR_DIGITS:
         raise fail(f"int() of text longer than {_MAX_STR_DIGITS} characters is not allowed")
-    if dec is not None and type(x) is dec.Decimal and x.is_finite() and x.adjusted() > 4 * _MAX_STR_DIGITS:
-        raise fail("int() of this Decimal would be too large")
+    _decimal_int(x, "int()")
     if base is MISSING:
         return int(x)
     if not is_int(base):
         raise fail("int() base must be an int")
     return int(x, base)
+
+
+def _decimal_int(x: Any, what: str) -> None:
+    """Refuse making an int of a Decimal whose integer part is over `MAX_INT_BITS` (`1e30000`: 99,658 bits)."""
+    dec = sys.modules.get("decimal")
+    if dec is not None and type(x) is dec.Decimal and x.is_finite() and x.adjusted() >= _MAX_INT_DIGITS:
+        raise fail(f"{what} of this Decimal would make an int over {MAX_INT_BITS} bits")
 
 
 def _str(x: Any) -> str:
@@ -112,7 +120,18 @@ def _sum(x: Any, start: Any = 0) -> Any:
     if id(type(start)) not in _NUMBERS:
         raise fail("sum() start must be a number")
     deep(iterable(x, "sum()"), ("__add__", "__radd__"), "sum()")
-    return sum(x, start)
+    if sys.modules.get("decimal") is None:
+        return sum(x, start)
+    with decimal_context():  # Decimal items add in the expression's context
+        return sum(x, start)
+
+
+def _in_context(fn: Callable[[Any], Any], x: Any) -> Any:
+    dec = sys.modules.get("decimal")
+    if dec is None or type(x) is not dec.Decimal:
+        return fn(x)
+    with decimal_context():
+        return fn(x)
 
 
 def _over(fn: Callable[[Any], Any], dunders: Optional[Sequence[str]]) -> Callable[..., Any]:
@@ -136,7 +155,7 @@ CALLS: Dict[str, Tuple[Callable[..., Any], int, int, Tuple[str, ...]]] = {
     "isinstance": (isinstance_, 2, 2, ()),
     "type": (type, 1, 1, ()),
     "bool": (truth, 1, 1, ()),
-    "abs": (lambda x: abs(operand(x, ("__abs__",), "abs()")), 1, 1, ()),
+    "abs": (lambda x: _in_context(abs, operand(x, ("__abs__",), "abs()")), 1, 1, ()),
     "round": (_round, 1, 2, ()),
     "int": (_int, 1, 2, ()),
     "float": (lambda x: float(operand(x, ("__float__", "__index__"), "float()")), 1, 1, ()),

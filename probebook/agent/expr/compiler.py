@@ -3,8 +3,8 @@
 One pass over the `ast` refuses every node outside the language with a one-line `ExpressionError`
 that says where and what is allowed, and builds a closure `(f_locals, f_globals) -> value` per
 node. The user's text is never compiled to bytecode: Python bytecode would call user dunders.
-Each closure takes the plain path when its operands are atoms (`value_checks.ATOMS`) and the
-guarded one (`operators`, `calls`) otherwise. `expressions.compile_expression` is the entry point.
+Each closure takes the plain path when its operands are atoms (`value_checks.ATOMS`; for arithmetic
+`ARITH_ATOMS`, which leaves Decimal to `operators`) and the guarded one (`operators`, `calls`) otherwise. `expressions.compile_expression` is the entry point.
 
 >>> import ast
 >>> fn, const = ClosureCompiler("a + 1", "when", lambda name: False).build(ast.parse("a + 1", mode="eval").body, 0)
@@ -212,7 +212,7 @@ class ClosureCompiler:
         return boolop, MISSING
 
     def _UnaryOp(self, node: ast.UnaryOp, depth: int) -> Tuple[Closure, Any]:
-        operand, atoms = self.build(node.operand, depth)[0], value_checks.ATOMS
+        operand, atoms = self.build(node.operand, depth)[0], value_checks.ARITH_ATOMS
         if isinstance(node.op, ast.Not):
             truth = value_checks.truth
             return (lambda L, G: not (v if type(v := operand(L, G)) is bool else truth(v))), MISSING
@@ -225,7 +225,7 @@ class ClosureCompiler:
         if sym is None:
             raise self.refuse(node, _REFUSED.get(type(node.op), "this operator is not allowed"))
         left, right = self.build(node.left, depth)[0], self.build(node.right, depth)[0]
-        fn, slow, atoms = operators.BINARY[sym][0], operators.binary, value_checks.ATOMS
+        fn, slow, atoms = operators.BINARY[sym][0], operators.binary, value_checks.ARITH_ATOMS  # Decimal: slow
         if sym == "+":  # numbers add inline; text pays its copy (operators._add)
             numbers = value_checks.NUMBERS
 

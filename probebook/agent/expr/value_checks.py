@@ -29,7 +29,7 @@ from ..capture.redaction import key_name
 from ..capture.safe_access import MISSING, _lookup_in_mro, mro_of, type_name
 from .work import FREE_ITEMS, charge, left, redacted_names, secret_shaped, text_units
 
-__all__ = ["MAX_ITEMS", "MAX_INT_BITS", "NUMBERS", "int_units", "no_redacted_entries", "redacted_pair", "hash_spread", "walk", "EQ", "ORDER", "HASH", "REPR", "STRICT", "ATOMS", "TEXT", "KIND",
+__all__ = ["MAX_ITEMS", "MAX_INT_BITS", "NUMBERS", "int_units", "no_redacted_entries", "redacted_pair", "hash_spread", "walk", "EQ", "ORDER", "HASH", "REPR", "STRICT", "ATOMS", "ARITH_ATOMS", "TEXT", "KIND",
            "SEQ", "MAP", "SET", "ITEMS", "RANGE", "fail", "special_atom", "inherits_builtin", "downcast",
            "user_ok", "operand", "deep", "keys_ok", "iterable", "truth", "is_int", "short_repr"]
 
@@ -50,6 +50,7 @@ STRICT = None  # as `dunders`: no user object at all, not even a plain one
 _NoneType = type(None)
 _ATOM_TYPES = (int, float, complex, bool, str, bytes, bytearray, _NoneType, type, _dt.date, _dt.timedelta, _dt.timezone)
 ATOMS = {id(t) for t in _ATOM_TYPES}  # grows by decimal.Decimal once one is seen
+ARITH_ATOMS = frozenset(ATOMS)  # the operands of the compiler's plain arithmetic path: never a Decimal
 _INTS = {id(int), id(bool)}
 NUMBERS = {id(int), id(bool), id(float)}  # atoms whose `+`, `-` and comparisons cost next to nothing
 TEXT = {id(str), id(bytes), id(bytearray)}

@@ -226,6 +226,7 @@ def test_secret_shaped_values_that_passed_before_are_redacted(redactor, value):
     assert redactor.is_redacted_value(value)
 
 
+@pytest.mark.timing
 def test_a_long_name_costs_a_linear_scan_not_every_suffix(redactor):
     """One camelCase dict key of 400k characters (a client can POST it as JSON) took 165 s on the host
     thread when every word suffix was built; only the end of a name is matched now."""

@@ -270,6 +270,33 @@ def test_datetime_and_decimal_values_are_operable():
     assert ev("amount * 2", amount=decimal.Decimal("1.5")) == decimal.Decimal("3.0")
 
 
+def test_decimal_arithmetic_neither_stalls_the_host_nor_touches_its_decimal_context():
+    """`huge ** amount` (a 7,600-digit int, a Decimal) held the host's call for 5.6 s: a Decimal power costs
+    about the cube of its digits. Found by the cost table (test_cost_table.py), refused before it runs now.
+    Decimal arithmetic runs in Python's default context: the service thread's own context keeps its
+    precision and its flags (a probe must not set Inexact where the service reads it)."""
+    import time
+
+    amount, huge = decimal.Decimal("1.5"), 7 ** 9000
+    for source in ("huge ** amount", "amount ** huge", "big ** amount"):
+        started = time.perf_counter()
+        message = refused(source, huge=huge, amount=amount, big=decimal.Decimal("7" * 101))
+        assert time.perf_counter() - started < 0.5
+        assert "with a Decimal of" in message and "at most 100" in message, message
+    assert ev("small ** amount", small=decimal.Decimal("7" * 100), amount=amount) > 0  # 100 digits: fine
+    assert "would make an int over 33220 bits" in refused("round(d)", d=decimal.Decimal("1e30000"))
+    assert "would make an int over 33220 bits" in refused("int(d)", d=decimal.Decimal("1e10000"))
+    assert ev("int(d)", d=decimal.Decimal("1e9999")) == 10 ** 9999
+    x = decimal.Decimal(1) / 3
+    with decimal.localcontext() as service:
+        service.prec, service.traps[decimal.Inexact] = 200, False
+        service.clear_flags()
+        third = ev("one / three", one=decimal.Decimal(1), three=decimal.Decimal(3))
+        assert len(third.as_tuple().digits) == 28  # the default precision, not the service's 200
+        assert ev("-x + abs(x) + sum([x, x]) * 7", x=x) > 0
+        assert not any(service.flags.values()) and service.prec == 200
+
+
 def test_a_datetime_with_a_python_tzinfo_is_refused():
     class Zone(datetime.tzinfo):
         def utcoffset(self, dt):
