@@ -12,7 +12,7 @@ answer. Where the answer legitimately depends on the Python version (a builtin's
 slower substring search) the row names the versions it holds on.
 
 A change meant to alter the table: `PROBEBOOK_UPDATE_TABLE=1 pytest tests/unit/agent/expr/test_cost_table.py`
-rewrites it (for this Python; the rows of other versions are kept) and the diff is reviewed like code.
+rewrites it (for this Python; the answers of other versions are kept) and the diff is reviewed like code.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ from typing import Any, Dict, List, Tuple
 
 from probebook.agent.capture.redaction import Redactor
 from probebook.agent.expr.expressions import compile_expression
-from probebook.agent.expr.work import WORK_BUDGET, arm, left
+from probebook.agent.capture.safe_repr import safe_repr
+from probebook.agent.expr.template import compile_template
+from probebook.agent.expr.work import METER, WORK_BUDGET, arm, left
 from probebook.errors import EvaluationError, ExpressionError
 
 TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cost_table.json")
@@ -90,12 +92,22 @@ def frame() -> Dict[str, Any]:
         "dec": decimal.Decimal("1.5"), "hugedec": decimal.Decimal("1e30000"),
         "cnt": Count(5), "rounds": Rounds(5), "nm": Name("bob"), "loud": Loud("x"), "color": Color.GREEN,
         "obj": Plain(), "mixed": [1, "a", None],
+        # containers of the special values, and sizes at the free limits (value_checks.FREE_ITEMS = 64)
+        "objs": [Plain(), Plain()], "louds": [Loud("a"), Loud("b")], "enums": [Color.RED, Color.GREEN],
+        "subs": [Count(2), Count(1)], "decs": [decimal.Decimal("2.5"), decimal.Decimal("0.5")],
+        "rset": {Rounds(1), Rounds(2)}, "s64": set(range(64)), "l65": list(range(65)),
+        "collide": [k * (2 ** 61 - 1) for k in range(1, 70)], "collide65": [k * (2 ** 61 - 1) for k in range(1, 66)],
+        "pairs": [("user", "ann"), ("password", "hunter2")], "tok": "Bearer abcdefghijklmnopqrstuvwxyz0123456789",
     }
+
+
+GLOBALS = {"LIMIT": 10, "MODE": "fast", "GL": [5, 6], "SEP": " "}  # the probed module's globals
 
 
 OPERANDS = ["i", "n", "z", "big", "huge", "f", "inf", "c", "yes", "none", "s", "e", "long", "u", "digits", "dsn",
             "by", "ba", "l", "ll", "nested", "t", "d", "bigd", "od", "dd", "st", "bigst", "fs", "strs", "r", "dec",
-            "hugedec", "cnt", "rounds", "nm", "loud", "color", "obj", "mixed", "creds"]
+            "hugedec", "cnt", "rounds", "nm", "loud", "color", "obj", "mixed", "creds", "objs", "louds", "enums",
+            "subs", "decs", "rset", "s64", "l65", "collide", "collide65", "pairs", "tok", "LIMIT", "GL"]
 PAIR_OPERANDS = ["i", "z", "big", "huge", "f", "c", "none", "s", "long", "dsn", "by", "l", "ll", "t", "d", "st",
                  "bigst", "dec", "cnt", "rounds", "nm", "loud", "color", "obj"]
 BUILTINS_1 = ["len", "bool", "abs", "round", "int", "float", "str", "sorted", "sum", "any", "all", "list", "tuple",
@@ -134,6 +146,26 @@ def rows() -> List[str]:
             (("count", "1"), ("index", "1"), ("count", "s"), ("index", "'a'"))]
     out += [f"{x}.{m}({a})" for x in ("st", "fs", "bigst") for m, a in
             (("issubset", "l"), ("issuperset", "t"), ("isdisjoint", "ll"), ("issubset", "strs"), ("isdisjoint", "d"))]
+    out += [f"{x}.{m}({a})" for x in ("st", "s64", "rset") for m, a in
+            (("issubset", "collide"), ("issuperset", "collide65"), ("isdisjoint", "l65"), ("issubset", "louds"),
+             ("isdisjoint", "objs"), ("issubset", "rset"))]
+    out += [f"{fn}({x})" for fn in ("set", "frozenset", "len", "sorted", "min", "max", "sum", "any", "list")
+            for x in ("[loud, loud]", "{i: obj}", "[obj]", "(cnt, color)", "[rounds]", "[dec, i]", "[[l]]")]
+    out += [f"{fn}({a}, {b})" for fn in ("min", "max") for a, b in (("obj", "obj"), ("color", "cnt"), ("rounds", "i"),
+                                                                     ("dec", "decs"), ("louds", "l"), ("e", "s"))]
+    out += [f"{fn}({x}, default={dflt})" for fn in ("min", "max") for x in ("objs", "louds", "enums", "[]")
+            for dflt in ("obj", "none")]
+    out += [f"{x} {op} {y}" for op in ("|", "&", "-", "^", "==", "<=", "in") for x, y in
+            (("st", "rset"), ("s64", "collide"), ("set(collide)", "st"), ("d", "{loud: 1}"), ("fs", "s64"))]
+    out += [f"{a} if {c} else {b}" for c in ("LIMIT", "GL", "MODE == 'slow'", "i > LIMIT") for a, b in
+            (("MODE", "LIMIT"), ("GL[0]", "GL[-1]"))]
+    out += ["LIMIT + i", "GL + l", "MODE.upper()", "s.split(SEP)", "GL[i - 6]", "len(GL) and MODE", "LIMIT or i",
+            "not GL", "-LIMIT", "d.get(MODE, LIMIT)", "isinstance(GL, list)", "sorted(GL + l)", "max(GL, default=LIMIT)",
+            "i ** 0", "z ** z", "big ** 0", "i ** -1", "2 ** 33219", "2 ** 33220", "1 << 33219", "1 << 33220",
+            "z << 99999", "huge // big", "big // huge", "d['k' * 70]", "d[long]", "d[s * 10]", "bigd[s]",
+            "isinstance(i, (int,) * 70)", "isinstance(i, (color,))", "isinstance(i, type(color))", "pairs[1][1]",
+            "pairs[1]", "pairs[0][1]", "pairs[1][:]", "tok[7:]", "tok.split()", "tok == s", "tok in strs",
+            "'abc' in tok", "s in tok"]
     out += ["i.bit_length()", "big.bit_length()", "f.is_integer()", "cnt.bit_length()", "color.bit_length()",
             "s.nosuchmethod()", "obj.name.upper()"]
     out += [f"{a} {op} {b}" for op in BINOPS for a in PAIR_OPERANDS for b in ("i", "z", "s", "l", "huge", "dec")]
@@ -159,21 +191,56 @@ def rows() -> List[str]:
             "i = 1", "import os", "del i", "(" * 200 + "i" + ")" * 200, "len(l, l)", "sorted(l, key=len)",
             "min(l, key=len)", "max(*l)", "len(**d)", "int(s, base=2)", "round()", "nosuchname", "l.append(1)",
             "type(obj)", "type(i) == int", "isinstance(i, bool)", "None", "...", "b'x' + by", "1j * c", "True + yes"]
+    out += [f"T:{x}={{{x}}}" for x in OPERANDS] + [f"T:{{{a}}} and {{{b}}}" for a, b in zip(OPERANDS, OPERANDS[1:])]
+    out += ["T:plain text", "T:{{literal}} {i}", "T:{", "T:}", "T:{}", "T:{ }", "T:{i!r}", "T:{i:>5}", "T:{i}}",
+            "T:{{{i}}}", "T:{nosuch} {i}", "T:{password}", "T:{creds['user']}", "T:{obj.name} {obj.missing}",
+            "T:{LIMIT} {MODE}", "T:{1/z} after", "T:" + "{i}" * 33, "T:" + "{i}" * 32, "T:" + "x" * 4001,
+            "T:{s.upper()} {len(l)}", "T:{dsn}", "T:{tok}", "T:{pairs}", "T:{huge ** dec}", "T:{i if z else s}",
+            "T:{import os}", "T:{i = 1}", "T:{lambda: 1}", "T:{l[::-1]}", "T:{long}", "T:{obj}"]
     return out
 
 
 def outcome(source: str, names: Dict[str, Any], redactor: Redactor) -> List[Any]:
-    """[what happened, the value's canonical text or the error's message, units of work spent]."""
+    """[what happened, the value's canonical text or the error's message, units of work spent, what happens
+    when the hit has no budget left: "" if the same, else the refusal's message (it names the operation)].
+    A row "T:..." is a log template rendered as a log probe does."""
+    if source.startswith("T:"):
+        return _template_outcome(source[2:], names, redactor)
     try:
         expr = compile_expression(source, field="when", is_redacted_name=redactor.is_redacted_name)
     except ExpressionError as exc:
-        return ["refused", str(exc), 0]
+        return ["refused", str(exc), 0, ""]
+    row = _run(lambda: _canonical(expr.run(names, GLOBALS)), redactor, WORK_BUDGET)
+    tight = _run(lambda: _canonical(expr.run(names, GLOBALS)), redactor, 0)
+    return row + ["" if tight[:2] == row[:2] else tight[1]]
+
+
+_BUDGET_TAIL = re.compile(r" units of work; a hit may spend 50,000 and ([\d,]+) are left \(docs/expressions.md#work-budget\)$")
+
+
+def _run(fn: Any, redactor: Redactor, budget: int) -> List[Any]:
     arm(redactor)
+    METER.hit[0] = budget
     try:
-        value = expr.run(names, {})
-    except EvaluationError as exc:
-        return ["error", str(exc), WORK_BUDGET - left()]
-    return ["value", _canonical(value), WORK_BUDGET - left()]
+        value = fn()
+    except EvaluationError as exc:  # the budget refusal's fixed tail (work.charge's doctest has it whole) shortened
+        return ["error", _BUDGET_TAIL.sub(r" units; \1 left", str(exc)), budget - left()]
+    return ["value", value, budget - left()]
+
+
+def _template_outcome(source: str, names: Dict[str, Any], redactor: Redactor) -> List[Any]:
+    try:
+        template = compile_template(source, is_redacted_name=redactor.is_redacted_name)
+    except ExpressionError as exc:
+        return ["refused", str(exc), 0, ""]
+    line = [""]
+
+    def render() -> str:
+        line[0] = template.render(names, GLOBALS, lambda v: safe_repr(v, redactor=redactor))
+        return _canonical(line[0])
+
+    row = _run(render, redactor, WORK_BUDGET)  # render() re-arms: each row's budget is the template's own
+    return row + [""]
 
 
 def _canonical(value: Any) -> str:
@@ -202,31 +269,27 @@ def _load() -> Dict[str, Any]:
 
 
 def _expected(stored: Dict[str, Any], source: str) -> Any:
-    """The row for this Python: its own if the answer depends on the version, else the common one."""
-    row = stored["rows"].get(source)
-    if row is not None and isinstance(row, dict):
-        return row.get(VERSION)
-    return row
+    """The row for this Python: its own where its answer differs from the base version's, else the base's."""
+    return stored["differs"].get(VERSION, {}).get(source, stored["rows"].get(source))
 
 
 def _store(got: Dict[str, List[Any]]) -> None:
-    """Write this Python's answers; a row whose answer differs from another version's gets one per version."""
-    stored = _load() if os.path.exists(TABLE) else {"versions": [], "rows": {}}
-    others = [v for v in stored["versions"] if v != VERSION]
-    rows: Dict[str, Any] = {}
-    for source, row in got.items():
-        old = stored["rows"].get(source)
-        if isinstance(old, dict):
-            rows[source] = dict(old, **{VERSION: row})
-        elif old is None or old == row or not others:
-            rows[source] = row
-        else:
-            rows[source] = dict({v: old for v in others}, **{VERSION: row})
-    versions = sorted(set(others) | {VERSION}, key=lambda v: tuple(map(int, v.split("."))))
-    lines = [f"{json.dumps(source)}: {json.dumps(row)}" for source, row in rows.items()]  # a row a line: diffable
+    """Write this Python's answers: the rows if it is the base version (the first to write them), else the
+    rows where it answers differently (`differs`). One row a line, so a change reads as a diff."""
+    stored = _load() if os.path.exists(TABLE) else {"base": VERSION, "rows": {}, "differs": {}}
+    if stored["base"] == VERSION:
+        stored["rows"] = got
+    else:
+        stored["differs"][VERSION] = {k: row for k, row in got.items() if stored["rows"].get(k) != row}
+    note = json.dumps(__doc__.split(chr(10) * 2)[0])
+
+    def block(rows: Dict[str, Any]) -> str:
+        return "{\n" + ",\n".join(f"{json.dumps(k)}: {json.dumps(row)}" for k, row in rows.items()) + "\n}"
+
+    differs = ",\n".join(f"{json.dumps(v)}: {block(rows)}" for v, rows in sorted(stored["differs"].items()))
     with open(TABLE, "w") as fh:
-        fh.write(f'{{"note": {json.dumps(__doc__.split(chr(10) * 2)[0])},\n"versions": {json.dumps(versions)},\n'
-                 f'"rows": {{\n' + ",\n".join(lines) + "\n}}\n")
+        fh.write(f'{{"note": {note},\n"base": {json.dumps(stored["base"])},\n"rows": {block(stored["rows"])},\n'
+                 f'"differs": {{\n{differs}\n}}}}\n')
 
 
 def test_every_row_of_the_language_answers_as_written_down():
@@ -237,7 +300,8 @@ def test_every_row_of_the_language_answers_as_written_down():
     if os.environ.get("PROBEBOOK_UPDATE_TABLE") == "1":
         _store(got)
     stored = _load()
-    assert VERSION in stored["versions"], f"no rows stored for Python {VERSION}: run with PROBEBOOK_UPDATE_TABLE=1"
+    assert VERSION == stored["base"] or VERSION in stored["differs"], \
+        f"no rows stored for Python {VERSION}: run with PROBEBOOK_UPDATE_TABLE=1"
     changed = [(source, _expected(stored, source), row) for source, row in got.items()
                if _expected(stored, source) != row]
     shown = "\n".join(f"  {source!r}: expected {want}, got {row}" for source, want, row in changed[:25])
@@ -252,4 +316,6 @@ def test_the_table_covers_each_kind_of_answer():
     kinds = collections.Counter(row[0] for row in got.values())
     assert kinds["value"] > 500 and kinds["error"] > 300 and kinds["refused"] > 20, kinds
     assert len([s for s, row in got.items() if row[2] > 0]) > 200
-    assert len([s for s, row in got.items() if "units of work" in row[1]]) >= 5
+    assert len([s for s, row in got.items() if "units; 50,000 left" in row[1]]) >= 5
+    assert len([s for s, row in got.items() if "units; 0 left" in row[3]]) > 200  # the zero-budget answers
+    assert len([s for s in got if s.startswith("T:")]) > 100
