@@ -15,13 +15,14 @@ from __future__ import annotations
 import builtins
 import collections
 import sys
+from functools import partial
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from ..capture.safe_access import MISSING, _lookup_in_mro, mro_of, type_attr, type_name
 from .value_checks import (ATOMS, EQ, HASH, KIND, MAX_INT_BITS, ORDER, REPR, STRICT, TEXT, deep, downcast, fail,
                            hash_spread, inherits_builtin, int_units, is_int, iterable, keys_ok, no_redacted_entries,
                            operand, short_repr, truth, walk)
-from .operators import decimal_context
+from .operators import decimal_context, decimal_type
 from .work import charge, search_units, secret_shaped, text_units
 
 __all__ = ["CALLS", "VALUES", "METHODS", "call_method", "check_text", "isinstance_"]
@@ -97,16 +98,15 @@ def _str(x: Any) -> str:
     return str(x)
 
 
-def _minmax(fn: Callable[..., Any]) -> Callable[..., Any]:
-    def call(*args: Any, default: Any = MISSING) -> Any:
-        what = f"{fn.__name__}()"
-        if len(args) == 1:
-            deep(iterable(args[0], what), ORDER, what)
-        else:
-            for a in args:
-                deep(a, ORDER, what)
-        return fn(*args) if default is MISSING else fn(*args, default=default)
-    return call
+def _minmax(fn: Callable[..., Any], *args: Any, default: Any = MISSING) -> Any:
+    """min()/max() (`fn`) after checking what they compare."""
+    what = f"{fn.__name__}()"
+    if len(args) == 1:
+        deep(iterable(args[0], what), ORDER, what)
+    else:
+        for a in args:
+            deep(a, ORDER, what)
+    return fn(*args) if default is MISSING else fn(*args, default=default)
 
 
 def _sorted(x: Any, reverse: Any = False) -> list:
@@ -120,33 +120,29 @@ def _sum(x: Any, start: Any = 0) -> Any:
     if id(type(start)) not in _NUMBERS:
         raise fail("sum() start must be a number")
     deep(iterable(x, "sum()"), ("__add__", "__radd__"), "sum()")
-    if sys.modules.get("decimal") is None:
-        return sum(x, start)
     with decimal_context():  # Decimal items add in the expression's context
         return sum(x, start)
 
 
-def _in_context(fn: Callable[[Any], Any], x: Any) -> Any:
-    dec = sys.modules.get("decimal")
-    if dec is None or type(x) is not dec.Decimal:
-        return fn(x)
+def _abs(x: Any) -> Any:
+    x = operand(x, ("__abs__",), "abs()")
+    if type(x) is not decimal_type():
+        return abs(x)
     with decimal_context():
-        return fn(x)
+        return abs(x)
 
 
-def _over(fn: Callable[[Any], Any], dunders: Optional[Sequence[str]]) -> Callable[..., Any]:
-    """fn(iterable) after checking the iterable and, for `dunders`, its items; charged for the items
-    it builds or visits (twice for a set: hashing text reads it)."""
-    def call(x: Any = ()) -> Any:
-        what = f"{fn.__name__}()"
-        charge(len(iterable(x, what)), what)
-        if dunders:
-            units = deep(x, dunders, what)
-            if dunders is HASH:  # hashing reads the items once more; colliding hashes compare pairwise
-                charge(units, what)
-                hash_spread(x, what)
-        return fn(x)
-    return call
+def _over(fn: Callable[[Any], Any], dunders: Optional[Sequence[str]], x: Any = ()) -> Any:
+    """fn(x) after checking the iterable and, for `dunders`, its items; charged for the items it builds or
+    visits (twice for a set: hashing text reads it)."""
+    what = f"{fn.__name__}()"
+    charge(len(iterable(x, what)), what)
+    if dunders:
+        units = deep(x, dunders, what)
+        if dunders is HASH:  # hashing reads the items once more; colliding hashes compare pairwise
+            charge(units, what)
+            hash_spread(x, what)
+    return fn(x)
 
 
 # name -> (implementation, min args, max args, allowed keywords)
@@ -155,21 +151,21 @@ CALLS: Dict[str, Tuple[Callable[..., Any], int, int, Tuple[str, ...]]] = {
     "isinstance": (isinstance_, 2, 2, ()),
     "type": (type, 1, 1, ()),
     "bool": (truth, 1, 1, ()),
-    "abs": (lambda x: _in_context(abs, operand(x, ("__abs__",), "abs()")), 1, 1, ()),
+    "abs": (_abs, 1, 1, ()),
     "round": (_round, 1, 2, ()),
     "int": (_int, 1, 2, ()),
     "float": (lambda x: float(operand(x, ("__float__", "__index__"), "float()")), 1, 1, ()),
     "str": (_str, 1, 1, ()),
-    "min": (_minmax(min), 1, 64, ("default",)),
-    "max": (_minmax(max), 1, 64, ("default",)),
+    "min": (partial(_minmax, min), 1, 64, ("default",)),
+    "max": (partial(_minmax, max), 1, 64, ("default",)),
     "sorted": (_sorted, 1, 1, ("reverse",)),
     "sum": (_sum, 1, 2, ()),
-    "any": (_over(any, ("__bool__", "__len__")), 1, 1, ()),
-    "all": (_over(all, ("__bool__", "__len__")), 1, 1, ()),
-    "list": (_over(list, ()), 0, 1, ()),
-    "tuple": (_over(tuple, ()), 0, 1, ()),
-    "set": (_over(set, HASH), 0, 1, ()),
-    "frozenset": (_over(frozenset, HASH), 0, 1, ()),
+    "any": (partial(_over, any, ("__bool__", "__len__")), 1, 1, ()),
+    "all": (partial(_over, all, ("__bool__", "__len__")), 1, 1, ()),
+    "list": (partial(_over, list, ()), 0, 1, ()),
+    "tuple": (partial(_over, tuple, ()), 0, 1, ()),
+    "set": (partial(_over, set, HASH), 0, 1, ()),
+    "frozenset": (partial(_over, frozenset, HASH), 0, 1, ()),
 }
 # builtin names an expression may read as values: the callables above and types for isinstance()
 VALUES: Dict[str, Any] = {name: getattr(builtins, name) for name in CALLS}

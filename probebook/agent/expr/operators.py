@@ -13,6 +13,7 @@ falls back to these for anything else.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import operator
 import sys
@@ -105,7 +106,7 @@ def binary(sym: str, a: Any, b: Any) -> Any:
     """`a <sym> b` for any operands, refused when it would run user code or grow without bound."""
     fn, fwd, rev = BINARY[sym]
     a, b = operand(a, (fwd, rev), f"'{sym}'"), operand(b, (fwd, rev), f"'{sym}'")
-    if type(a) is _decimal_type() or type(b) is _decimal_type():
+    if type(a) is decimal_type() or type(b) is decimal_type():
         return decimal_op(sym, fn, a, b)
     kinds = (KIND.get(id(type(a))), KIND.get(id(type(b))))
     if MAP in kinds or SET in kinds or ITEMS in kinds:  # set and dict algebra hashes and compares items
@@ -122,33 +123,31 @@ def unary(sym: str, a: Any) -> Any:
     """`<sym>a` for `-`, `+`, `~`, refused when it would run user code."""
     fn, dunder = UNARY[sym]
     a = operand(a, (dunder,), f"unary '{sym}'")
-    return decimal_op(sym, lambda x, _: fn(x), a, None) if type(a) is _decimal_type() else fn(a)
+    return decimal_op(sym, lambda x, _: fn(x), a, None) if type(a) is decimal_type() else fn(a)
 
 
 _POW_DIGITS = 100  # a Decimal power costs about the cube of its operands' digits: 1,000 took 35 ms, 3,000 0.9 s
-_CONTEXT: list = []
-
-
-def _decimal_type() -> Any:
-    """decimal.Decimal once the service has imported decimal, else a type no value has."""
-    dec = sys.modules.get("decimal")
-    return dec.Decimal if dec is not None else _NoDecimal
 
 
 class _NoDecimal:
-    pass
+    """What `decimal_type()` answers while decimal is not imported: a type no value has."""
+
+
+def decimal_type() -> Any:
+    """decimal.Decimal once the service has imported decimal, else `_NoDecimal`."""
+    dec = sys.modules.get("decimal")
+    return dec.Decimal if dec is not None else _NoDecimal
 
 
 def decimal_context() -> Any:
     """The context Decimal arithmetic of an expression runs in: Python's default one (28 digits), never the
     service thread's own, so an expression neither sets that context's flags nor inherits a precision that
-    would make its arithmetic slow."""
-    import decimal
-
-    if not _CONTEXT:
-        _CONTEXT.append(decimal.Context(prec=28, rounding=decimal.ROUND_HALF_EVEN, Emin=-999_999, Emax=999_999,
-                                        traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow]))
-    return decimal.localcontext(_CONTEXT[0])
+    would make it slow. Nothing to enter while decimal is not imported (no Decimal can exist)."""
+    dec = sys.modules.get("decimal")
+    if dec is None:
+        return contextlib.nullcontext()
+    return dec.localcontext(dec.Context(prec=28, rounding=dec.ROUND_HALF_EVEN, Emin=-999_999, Emax=999_999,
+                                        traps=[dec.InvalidOperation, dec.DivisionByZero, dec.Overflow]))
 
 
 def decimal_digits(v: Any, what: str) -> int:
@@ -156,7 +155,7 @@ def decimal_digits(v: Any, what: str) -> int:
     if is_int(v):
         charge(int_units(v, v) >> 2, what)  # made a Decimal: a conversion to decimal digits, as str() does
         return int(int.bit_length(v) * 0.30103) + 1
-    if type(v) is not _decimal_type():
+    if type(v) is not decimal_type():
         return 0
     charge(sys.getsizeof(v) >> 2, what)  # its size grows with the digits; as_tuple() copies each
     return len(v.as_tuple().digits)

@@ -18,15 +18,18 @@ rewrites it (for this Python; the answers of other versions are kept) and the di
 from __future__ import annotations
 
 import collections
+import datetime
 import decimal
 import enum
 import json
 import os
 import re
 import sys
+import zoneinfo
 from typing import Any, Dict, List, Tuple
 
 from probebook.agent.capture.redaction import Redactor
+from probebook.agent.expr import value_checks
 from probebook.agent.expr.expressions import compile_expression
 from probebook.agent.capture.safe_repr import safe_repr
 from probebook.agent.expr.template import compile_template
@@ -71,6 +74,14 @@ class Loud(str):
     __hash__ = str.__hash__
 
 
+class Zone(datetime.tzinfo):
+    """A time zone in Python: comparing or subtracting its datetimes would run `utcoffset`."""
+
+    def utcoffset(self, dt):
+        TRIPPED.append("Zone.utcoffset")
+        return datetime.timedelta(0)
+
+
 class Plain:
     def __init__(self):
         self.id = 42
@@ -98,6 +109,10 @@ def frame() -> Dict[str, Any]:
         "rset": {Rounds(1), Rounds(2)}, "s64": set(range(64)), "l65": list(range(65)),
         "collide": [k * (2 ** 61 - 1) for k in range(1, 70)], "collide65": [k * (2 ** 61 - 1) for k in range(1, 66)],
         "pairs": [("user", "ann"), ("password", "hunter2")], "tok": "Bearer abcdefghijklmnopqrstuvwxyz0123456789",
+        "when": datetime.datetime(2024, 5, 1, 12, tzinfo=zoneinfo.ZoneInfo("UTC")),
+        "naive": datetime.datetime(2024, 5, 1, 12), "utc": datetime.datetime(2024, 5, 1, 13, tzinfo=datetime.timezone.utc),
+        "whenpy": datetime.datetime(2024, 5, 1, 12, tzinfo=Zone()), "hour": datetime.time(12, tzinfo=Zone()),
+        "classes": (int,) * 70,
     }
 
 
@@ -165,7 +180,15 @@ def rows() -> List[str]:
             "z << 99999", "huge // big", "big // huge", "d['k' * 70]", "d[long]", "d[s * 10]", "bigd[s]",
             "isinstance(i, (int,) * 70)", "isinstance(i, (color,))", "isinstance(i, type(color))", "pairs[1][1]",
             "pairs[1]", "pairs[0][1]", "pairs[1][:]", "tok[7:]", "tok.split()", "tok == s", "tok in strs",
-            "'abc' in tok", "s in tok"]
+            "'abc' in tok", "s in tok", "isinstance(i, classes)"]
+    out += [f"{a} {op} {b}" for op in ("<", "==", "-") for a in ("when", "naive", "utc", "whenpy", "hour")
+            for b in ("when", "naive", "utc", "whenpy", "hour")]
+    out += [f"{fn}({x})" for fn in ("str", "len", "sorted", "min") for x in ("when", "whenpy", "[when, utc]", "hour")]
+    out += ["when.year", "whenpy.tzinfo", "sorted([when, whenpy])", "when in [utc]", "{when: 1}", "T:{when} {naive}"]
+    # refusals: where they point, and a long expression's text cut to 60 characters
+    out += ["(i +\n obj.__class__)", "(i +\n\n i) and l.__len__", "obj.__class__ if " + "i and " * 20 + "i else 0",
+            "i and " * 9 + "obj.__dict__", "i and " * 10 + "obj.__dict__", "i and " * 11 + "obj.__dict__",
+            "[v for v in l] and " + "x" * 60, "(lambda: 0)\n", "i if\n (z := 1) else 0"]
     out += ["i.bit_length()", "big.bit_length()", "f.is_integer()", "cnt.bit_length()", "color.bit_length()",
             "s.nosuchmethod()", "obj.name.upper()"]
     out += [f"{a} {op} {b}" for op in BINOPS for a in PAIR_OPERANDS for b in ("i", "z", "s", "l", "huge", "dec")]
@@ -259,7 +282,8 @@ def _canonical(value: Any) -> str:
 
 def table() -> Dict[str, List[Any]]:
     names, redactor = frame(), Redactor()
-    outcome("dec + dec", names, redactor)  # `value_checks.ATOMS` learns Decimal at its first sight: see it first
+    value_checks.ATOMS.discard(id(decimal.Decimal))  # it learns Decimal at its first sight (special_atom): here
+    outcome("dec + dec", names, redactor)
     return {source: outcome(source, names, redactor) for source in rows()}
 
 
