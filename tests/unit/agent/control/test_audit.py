@@ -10,6 +10,7 @@ import threading
 
 import pytest
 
+from probebook.agent.control import audit
 from probebook.agent.control.audit import GENESIS, AuditLog, entry_hash, verify
 
 
@@ -244,3 +245,53 @@ def test_verify_says_exactly_which_entry_and_what_happened_to_it(log_path, kind,
     _tamper(log_path, kind)
     result = verify(log_path)
     assert (result.ok, result.first_bad_seq, result.reason, result.entries) == (False, bad, reason, intact)
+
+
+def test_the_hash_of_an_entry_is_the_one_earlier_versions_wrote():
+    """A log written by an earlier agent must still verify: the canonical form an entry is hashed in (field
+    order, separators, the previous hash in front) is fixed, with and without a key. Pinned values."""
+    fields = {"seq": 3, "ts": 1764979200.123456, "who": "alice@notebook", "action": "add_probe",
+              "target": "orders.py:42", "result": "ok: probe p-1", "prev": "ab" * 32}
+    assert entry_hash(fields) == "b7fa902d00c6048facaf814c1fa12aeac4827a7514203a00b9bce411c7bb8a20"
+    assert entry_hash(dict(fields, hash="ignored")) == entry_hash(fields)
+    assert entry_hash(fields, key=b"k" * 32) == "0053b25bffe709c22ca25850909b1f36d45022879e05c461ce5cf7cc307b370f"
+
+
+def _tail_by_reading_all(path):
+    """What `_tail` must answer, read the slow way: the last line that is a whole entry, and whether the file
+    ends in a torn line."""
+    import json as _json
+
+    with open(path, "rb") as fh:
+        data = fh.read()
+    for raw in reversed(data.split(b"\n")):
+        try:
+            fields = _json.loads(raw.decode("utf-8", "replace"))
+        except ValueError:
+            continue
+        if isinstance(fields, dict) and set(fields) == set(audit._FIELDS) and type(fields["seq"]) is int:
+            return fields["seq"], fields["hash"], bool(data) and not data.endswith(b"\n")
+    return 0, GENESIS, bool(data) and not data.endswith(b"\n")
+
+
+@pytest.mark.parametrize("junk", [0, 1, 100, audit._TAIL_CHUNK - 1, audit._TAIL_CHUNK, audit._TAIL_CHUNK + 1,
+                                  2 * audit._TAIL_CHUNK + 7, 3 * audit._TAIL_CHUNK])
+@pytest.mark.parametrize("ending", ["", "\n", "{\"seq\": 1", "not json\n"])
+def test_the_tail_is_found_across_read_windows(tmp_path, junk, ending):
+    """`_tail` reads the file backwards in windows of `_TAIL_CHUNK` bytes: the last whole entry is found
+    wherever the windows cut it, behind junk of any length (a torn write, a damaged line), and a file that
+    ends mid-line is reported torn."""
+    path = str(tmp_path / "audit.jsonl")
+    log = AuditLog(path)
+    for i in range(3):
+        log.append("alice", "add_probe", "x" * (audit._TAIL_CHUNK // 3 + i), "ok")
+    with open(path, "a") as fh:
+        fh.write(("z" * (junk - 1) + "\n") if junk else "")
+        fh.write(ending)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert audit._tail(fd) == _tail_by_reading_all(path)
+    finally:
+        os.close(fd)
+    log.append("bob", "remove_probe", "p-1", "ok")  # the chain goes on from the found entry
+    assert log.head[0] == 4
