@@ -82,6 +82,18 @@ class Zone(datetime.tzinfo):
         return datetime.timedelta(0)
 
 
+def _overriding(dunder: str) -> type:
+    """An int subclass whose `dunder` alone is Python code (a tripwire): an operation needing it must refuse."""
+    def method(self, *args):
+        TRIPPED.append(f"{dunder}")
+        return 0
+    return type(f"Int{dunder.strip('_').title()}", (int,), {dunder: method})
+
+
+OVERRIDES = ("__int__", "__index__", "__trunc__", "__float__", "__abs__", "__round__", "__add__", "__radd__",
+             "__lt__", "__gt__", "__eq__", "__hash__", "__neg__", "__lshift__", "__pow__", "__rpow__")
+
+
 class Plain:
     def __init__(self):
         self.id = 42
@@ -112,7 +124,11 @@ def frame() -> Dict[str, Any]:
         "when": datetime.datetime(2024, 5, 1, 12, tzinfo=zoneinfo.ZoneInfo("UTC")),
         "naive": datetime.datetime(2024, 5, 1, 12), "utc": datetime.datetime(2024, 5, 1, 13, tzinfo=datetime.timezone.utc),
         "whenpy": datetime.datetime(2024, 5, 1, 12, tzinfo=Zone()), "hour": datetime.time(12, tzinfo=Zone()),
-        "classes": (int,) * 70,
+        "classes": (int,) * 70, "maxint": 2 ** 33219,
+        "texts3": ["a", b"b", bytearray(b"c")] * 25,
+        "loudd": {Loud(f"k{i}"): i for i in range(70)},
+        "objd": {i: Loud("v") for i in range(70)}, "objkeys": {Plain(): i for i in range(70)},
+        **{f"o{d.strip('_')}": _overriding(d)(3) for d in OVERRIDES},
     }
 
 
@@ -181,6 +197,16 @@ def rows() -> List[str]:
             "isinstance(i, (int,) * 70)", "isinstance(i, (color,))", "isinstance(i, type(color))", "pairs[1][1]",
             "pairs[1]", "pairs[0][1]", "pairs[1][:]", "tok[7:]", "tok.split()", "tok == s", "tok in strs",
             "'abc' in tok", "s in tok", "isinstance(i, classes)"]
+    out += [f"{fn}({x})" for fn in ("int", "float", "abs", "round", "sum", "str", "len", "min", "sorted", "set", "-")
+            for x in [f"o{d.strip('_')}" for d in OVERRIDES] + [f"[o{d.strip('_')}]" for d in OVERRIDES]]
+    out += [f"{a} {op} {b}" for op in ("+", "<", "==", "<<", "**", "*") for a, b in
+            [(f"o{d.strip('_')}", "i") for d in OVERRIDES] + [("i", f"o{d.strip('_')}") for d in OVERRIDES]]
+    out += [f"{x} {op} {k}" for x in ("huge", "big", "maxint", "i") for op in ("**", "<<", "*") for k in ("0", "1", "2")]
+    out += [f"round({x}, 0)" for x in ("huge", "maxint", "i")]
+    out += [f"d['k' * {n}]" for n in (56, 57, 58, 59, 60)] + [f"d[s * {n}]" for n in (5, 6)]
+    out += ["lambda: " + "x" * (n - 8) for n in (58, 59, 60, 61, 62)]
+    out += ["st.issubset(texts3)", "set(texts3)", "texts3 == l", "loudd['k1']", "loudd.get('x')", "'x' in loudd",
+            "objd.get(1)", "objd[1]", "1 in objd", "objkeys.get(1)", "len(objkeys)", "st.isdisjoint(objkeys)"]
     out += [f"{a} {op} {b}" for op in ("<", "==", "-") for a in ("when", "naive", "utc", "whenpy", "hour")
             for b in ("when", "naive", "utc", "whenpy", "hour")]
     out += [f"{fn}({x})" for fn in ("str", "len", "sorted", "min") for x in ("when", "whenpy", "[when, utc]", "hour")]
@@ -225,17 +251,20 @@ def rows() -> List[str]:
 
 def outcome(source: str, names: Dict[str, Any], redactor: Redactor) -> List[Any]:
     """[what happened, the value's canonical text or the error's message, units of work spent, what happens
-    when the hit has no budget left: "" if the same, else the refusal's message (it names the operation)].
+    when the hit has no budget left and when it has one unit too few: "" if the same, else the refusal's
+    message (it names the operation charged first, and last)].
     A row "T:..." is a log template rendered as a log probe does."""
     if source.startswith("T:"):
         return _template_outcome(source[2:], names, redactor)
     try:
         expr = compile_expression(source, field="when", is_redacted_name=redactor.is_redacted_name)
     except ExpressionError as exc:
-        return ["refused", str(exc), 0, ""]
-    row = _run(lambda: _canonical(expr.run(names, GLOBALS)), redactor, WORK_BUDGET)
-    tight = _run(lambda: _canonical(expr.run(names, GLOBALS)), redactor, 0)
-    return row + ["" if tight[:2] == row[:2] else tight[1]]
+        return ["refused", str(exc), 0, "", ""]
+    run = lambda: _canonical(expr.run(names, GLOBALS))  # noqa: E731
+    row = _run(run, redactor, WORK_BUDGET)
+    tight = _run(run, redactor, 0)  # refused at its first charge
+    short = _run(run, redactor, row[2] - 1) if row[2] > 0 else row  # refused at its last charge
+    return row + ["" if tight[:2] == row[:2] else tight[1], "" if short[:2] == row[:2] else short[1]]
 
 
 _BUDGET_TAIL = re.compile(r" units of work; a hit may spend 50,000 and ([\d,]+) are left \(docs/expressions.md#work-budget\)$")
@@ -255,7 +284,7 @@ def _template_outcome(source: str, names: Dict[str, Any], redactor: Redactor) ->
     try:
         template = compile_template(source, is_redacted_name=redactor.is_redacted_name)
     except ExpressionError as exc:
-        return ["refused", str(exc), 0, ""]
+        return ["refused", str(exc), 0, "", ""]
     line = [""]
 
     def render() -> str:
@@ -263,7 +292,7 @@ def _template_outcome(source: str, names: Dict[str, Any], redactor: Redactor) ->
         return _canonical(line[0])
 
     row = _run(render, redactor, WORK_BUDGET)  # render() re-arms: each row's budget is the template's own
-    return row + [""]
+    return row + ["", ""]
 
 
 def _canonical(value: Any) -> str:

@@ -295,6 +295,19 @@ def test_decimal_arithmetic_neither_stalls_the_host_nor_touches_its_decimal_cont
         assert len(third.as_tuple().digits) == 28  # the default precision, not the service's 200
         assert ev("-x + abs(x) + sum([x, x]) * 7", x=x) > 0
         assert not any(service.flags.values()) and service.prec == 200
+    saved = decimal.DefaultContext.copy()  # a service may change what new contexts start from, too
+    try:
+        decimal.DefaultContext.prec, decimal.DefaultContext.rounding = 5, decimal.ROUND_DOWN
+        decimal.DefaultContext.Emax, decimal.DefaultContext.Emin = 10, -10
+        decimal.DefaultContext.traps[decimal.DivisionByZero] = False
+        assert ev("two / three", two=decimal.Decimal(2), three=decimal.Decimal(3)) == \
+            decimal.Decimal("0.6666666666666666666666666667")  # 28 digits, rounded half-even
+        assert ev("x * x", x=decimal.Decimal("1e20")) == decimal.Decimal("1e40")  # no overflow at Emax 10
+        assert ev("x / x", x=decimal.Decimal("1e-20")) == 1
+        assert "DivisionByZero" in refused("x / zero", x=decimal.Decimal(1), zero=decimal.Decimal(0))
+    finally:
+        for name in ("prec", "rounding", "Emax", "Emin", "traps"):
+            setattr(decimal.DefaultContext, name, getattr(saved, name))
 
 
 def test_a_datetime_with_a_python_tzinfo_is_refused():
