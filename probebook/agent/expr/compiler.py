@@ -365,7 +365,7 @@ def _compare_one(sym: str, left: Closure, right: Closure, const: Any) -> Closure
                 return (a in const) is not negate
             return slow(sym, a, right(L, G))
         return contains
-    op = operators.COMPARE[sym][0]
+    op, atoms = operators.COMPARE[sym][0], value_checks.ARITH_ATOMS  # a Decimal compared: operators charge it
     if const is not MISSING and id(type(const)) in atoms:
         if id(type(const)) not in text:  # a text against a number or None: the same answer whatever it holds
             return lambda L, G: op(a, const) if id(type(a := left(L, G))) in atoms else slow(sym, a, const)

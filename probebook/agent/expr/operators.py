@@ -194,6 +194,8 @@ def compare(sym: str, a: Any, b: Any) -> Any:
     else:
         a, b = operand(a, (fwd, rev), what), operand(b, (fwd, rev), what)
         dunders = ORDER
+    if type(a) is decimal_type() or type(b) is decimal_type():  # an int compared is made a Decimal first
+        return decimal_op(sym, fn, a, b)
     if id(type(a)) in KIND and id(type(b)) in KIND:  # container against container compares items
         deep(a, dunders, what)
         deep(b, dunders, what)

@@ -284,6 +284,10 @@ def test_decimal_arithmetic_neither_stalls_the_host_nor_touches_its_decimal_cont
         assert time.perf_counter() - started < 0.5
         assert "with a Decimal of" in message and "at most 100" in message, message
     assert ev("small ** amount", small=decimal.Decimal("7" * 100), amount=amount) > 0  # 100 digits: fine
+    # comparing makes the int a Decimal first (1.35 s for a 10**6-bit int): charged like str() of it
+    message = refused("amount == big", amount=amount, big=(1 << 10 ** 6) - 1)
+    assert message.startswith("'==' would spend about") and "units of work" in message, message
+    assert ev("amount == 1.5 and amount < 2 and amount != n", amount=amount, n=2 ** 1000) is True
     assert "would make an int over 33220 bits" in refused("round(d)", d=decimal.Decimal("1e30000"))
     assert "would make an int over 33220 bits" in refused("int(d)", d=decimal.Decimal("1e10000"))
     assert ev("int(d)", d=decimal.Decimal("1e9999")) == 10 ** 9999
