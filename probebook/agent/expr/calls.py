@@ -22,7 +22,7 @@ from ..capture.safe_access import MISSING, _lookup_in_mro, mro_of, type_attr, ty
 from .value_checks import (ATOMS, EQ, HASH, KIND, MAX_INT_BITS, ORDER, REPR, STRICT, TEXT, deep, downcast, fail,
                            hash_spread, inherits_builtin, int_units, is_int, iterable, keys_ok, no_redacted_entries,
                            operand, short_repr, truth, walk)
-from .operators import decimal_context, decimal_type
+from .operators import decimal_context, decimal_ints, decimal_type
 from .work import charge, search_units, secret_shaped, text_units
 
 __all__ = ["CALLS", "VALUES", "METHODS", "call_method", "check_text", "isinstance_"]
@@ -58,14 +58,23 @@ def isinstance_(value: Any, classes: Any) -> bool:
 
 def _round(x: Any, ndigits: Any = None) -> Any:
     x = operand(x, ("__round__",), "round()")
+    if type(x) is decimal_type():  # a Decimal rounds in the expression's context
+        if ndigits is None:
+            _decimal_int(x, "round()")
+        with decimal_context():
+            return round(x) if ndigits is None else round(x, _ndigits(ndigits))
     if ndigits is None:
-        _decimal_int(x, "round()")
         return round(x)
-    if not is_int(ndigits) or abs(ndigits) > 4000:
-        raise fail("round() ndigits must be an int between -4000 and 4000")
+    _ndigits(ndigits)
     if is_int(x) and ndigits < 0:  # divides by 10**-ndigits
         charge(int_units(x, 10 ** -ndigits), "round()")
     return round(x, ndigits)
+
+
+def _ndigits(ndigits: Any) -> int:
+    if not is_int(ndigits) or abs(ndigits) > 4000:
+        raise fail("round() ndigits must be an int between -4000 and 4000")
+    return ndigits
 
 
 def _int(x: Any, base: Any = MISSING) -> int:
@@ -81,10 +90,13 @@ def _int(x: Any, base: Any = MISSING) -> int:
 
 
 def _decimal_int(x: Any, what: str) -> None:
-    """Refuse making an int of a Decimal whose integer part is over `MAX_INT_BITS` (`1e30000`: 99,658 bits)."""
-    dec = sys.modules.get("decimal")
-    if dec is not None and type(x) is dec.Decimal and x.is_finite() and x.adjusted() >= _MAX_INT_DIGITS:
-        raise fail(f"{what} of this Decimal would make an int over {MAX_INT_BITS} bits")
+    """Refuse making an int of a Decimal whose integer part is over `MAX_INT_BITS` (`1e30000`: 99,658 bits);
+    charge the conversion from decimal digits otherwise (quadratic, as `str()` of that int)."""
+    if type(x) is decimal_type() and x.is_finite() and x.adjusted() > 0:
+        if x.adjusted() >= _MAX_INT_DIGITS:
+            raise fail(f"{what} of this Decimal would make an int over {MAX_INT_BITS} bits")
+        bits = (x.adjusted() + 1) * 10 // 3
+        charge((bits * bits) >> 16, what)
 
 
 def _str(x: Any) -> str:
@@ -106,20 +118,25 @@ def _minmax(fn: Callable[..., Any], *args: Any, default: Any = MISSING) -> Any:
     else:
         for a in args:
             deep(a, ORDER, what)
-    return fn(*args) if default is MISSING else fn(*args, default=default)
+    decimal_ints(args[0] if len(args) == 1 else args, what)
+    with decimal_context():
+        return fn(*args) if default is MISSING else fn(*args, default=default)
 
 
 def _sorted(x: Any, reverse: Any = False) -> list:
     n = len(iterable(x, "sorted()"))
     walked = walk(x, ORDER, "sorted()", weight=2 * max(1, n.bit_length()))[0]
     charge((n + walked) * max(1, n.bit_length()), "sorted()")  # each item is compared about log2(n) times
-    return sorted(x, reverse=truth(reverse))
+    decimal_ints(x, "sorted()", times=max(1, n.bit_length()))
+    with decimal_context():
+        return sorted(x, reverse=truth(reverse))
 
 
 def _sum(x: Any, start: Any = 0) -> Any:
     if id(type(start)) not in _NUMBERS:
         raise fail("sum() start must be a number")
     deep(iterable(x, "sum()"), ("__add__", "__radd__"), "sum()")
+    decimal_ints(x, "sum()")
     with decimal_context():  # Decimal items add in the expression's context
         return sum(x, start)
 

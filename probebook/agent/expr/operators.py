@@ -126,6 +126,7 @@ def unary(sym: str, a: Any) -> Any:
     return decimal_op(sym, lambda x, _: fn(x), a, None) if type(a) is decimal_type() else fn(a)
 
 
+_SMALL_DECIMAL = 128  # bytes: sys.getsizeof of a Decimal of up to 38 digits on 3.9-3.13 (104 to 120)
 _POW_DIGITS = 100  # a Decimal power costs about the cube of its operands' digits: 1,000 took 35 ms, 3,000 0.9 s
 
 
@@ -139,26 +140,58 @@ def decimal_type() -> Any:
     return dec.Decimal if dec is not None else _NoDecimal
 
 
+_CONTEXT: Dict[int, Any] = {}  # id(decimal module) -> the fixed context (localcontext enters a copy of it)
+
+
 def decimal_context() -> Any:
-    """The context Decimal arithmetic of an expression runs in: Python's default one (28 digits), never the
-    service thread's own, so an expression neither sets that context's flags nor inherits a precision that
-    would make it slow. Nothing to enter while decimal is not imported (no Decimal can exist)."""
+    """The context Decimal arithmetic of an expression runs in: a fixed copy of Python's stock defaults (28
+    digits, half-even, the default traps), never the service thread's context nor a `DefaultContext` the
+    service changed, so an expression neither sets that context's flags nor inherits a precision that would
+    make it slow. Nothing to enter while decimal is not imported (no Decimal can exist)."""
     dec = sys.modules.get("decimal")
     if dec is None:
         return contextlib.nullcontext()
-    return dec.localcontext(dec.Context(prec=28, rounding=dec.ROUND_HALF_EVEN, Emin=-999_999, Emax=999_999,
-                                        traps=[dec.InvalidOperation, dec.DivisionByZero, dec.Overflow]))
+    ctx = _CONTEXT.get(id(dec))
+    if ctx is None:
+        ctx = _CONTEXT[id(dec)] = dec.Context(prec=28, rounding=dec.ROUND_HALF_EVEN, Emin=-999_999, Emax=999_999,
+                                              traps=[dec.InvalidOperation, dec.DivisionByZero, dec.Overflow],
+                                              flags=[], capitals=1, clamp=0)
+    return dec.localcontext(ctx)
+
+
+def _int_like(v: Any) -> bool:
+    """An int or a subclass of int (IntEnum, a Count(int)): a Decimal operation converts it."""
+    return issubclass(type(v), int)  # type(v): never v.__class__, which could be a property
+
+
+def _has_decimal(values: Any) -> bool:
+    return id(decimal_type()) in set(map(id, map(type, values)))
+
+
+def decimal_ints(values: Any, what: str, times: int = 1, seen: bool = False) -> None:
+    """When a Decimal is among `values` (a builtin container; `seen`: one is known to meet them), charge
+    converting each int over 1,024 bits among them to decimal digits, `times` over (a sort compares each
+    item about log2(n) times): comparing or adding a Decimal and an int converts the int first, 1.35 s for
+    one of 10**6 bits."""
+    if not seen and not _has_decimal(values):
+        return
+    units = 0
+    for v in values:
+        if _int_like(v) and int.bit_length(v) > 1024:
+            units += int_units(v, v) >> 2
+    if units:
+        charge(units * times, what)
 
 
 def decimal_digits(v: Any, what: str) -> int:
     """The digits of a Decimal's coefficient (or of an int made a Decimal), its reading charged first."""
-    if is_int(v):
+    if _int_like(v):
         charge(int_units(v, v) >> 2, what)  # made a Decimal: a conversion to decimal digits, as str() does
-        return int(int.bit_length(v) * 0.30103) + 1
+        return int(int.bit_length(v) * 0.30103) + 1  # at most one digit too many
     if type(v) is not decimal_type():
         return 0
-    charge(sys.getsizeof(v) >> 2, what)  # its size grows with the digits; as_tuple() copies each
-    return len(v.as_tuple().digits)
+    charge(max(0, sys.getsizeof(v) - _SMALL_DECIMAL) >> 2, what)  # its size grows with the digits, which
+    return len(v.as_tuple().digits)  # as_tuple() copies; up to 38 digits are free
 
 
 def decimal_op(sym: str, fn: Callable[[Any, Any], Any], a: Any, b: Any) -> Any:
@@ -228,6 +261,10 @@ def contains(x: Any, c: Any) -> bool:
     else:
         deep(x, HASH + EQ if kind == ITEMS else EQ, "'in'")
         deep(c, EQ, "'in'")
+        if type(x) is decimal_type():  # compared with each item: each big int among them converted
+            decimal_ints(c, "'in'", seen=True)
+        elif kind != RANGE and _int_like(x) and int.bit_length(x) > 1024 and _has_decimal(c):
+            decimal_ints((x,), "'in'", times=len(c), seen=True)  # converted once per Decimal it meets
     return x in c
 
 

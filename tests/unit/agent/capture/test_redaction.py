@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from support import within_budget
 
 from probebook.errors import SpecError
 from probebook.agent.capture.redaction import (
@@ -226,7 +227,6 @@ def test_secret_shaped_values_that_passed_before_are_redacted(redactor, value):
     assert redactor.is_redacted_value(value)
 
 
-@pytest.mark.timing
 def test_a_long_name_costs_a_linear_scan_not_every_suffix(redactor):
     """One camelCase dict key of 400k characters (a client can POST it as JSON) took 165 s on the host
     thread when every word suffix was built; only the end of a name is matched now."""
@@ -234,7 +234,7 @@ def test_a_long_name_costs_a_linear_scan_not_every_suffix(redactor):
     started = time.perf_counter()
     assert not redactor.is_redacted_name("aB" * 200_000)
     assert redactor.is_redacted_name("aB" * 200_000 + "Password")
-    assert time.perf_counter() - started < 0.05
+    assert within_budget(time.perf_counter() - started, 0.05)
 
 
 def test_bytes_keys_and_name_value_pairs_are_redacted_in_captures():

@@ -274,8 +274,11 @@ def _tail_by_reading_all(path):
     return 0, GENESIS, bool(data) and not data.endswith(b"\n")
 
 
-@pytest.mark.parametrize("junk", [0, 1, 100, audit._TAIL_CHUNK - 1, audit._TAIL_CHUNK, audit._TAIL_CHUNK + 1,
-                                  2 * audit._TAIL_CHUNK + 7, 3 * audit._TAIL_CHUNK])
+_C = audit._TAIL_CHUNK
+
+
+@pytest.mark.parametrize("junk", [0, 1, 100, _C - 1500, _C - 1000, _C - 600, _C - 100, _C - 1, _C, _C + 1,
+                                  2 * _C - 600, 2 * _C + 7, 3 * _C])
 @pytest.mark.parametrize("ending", ["", "\n", "{\"seq\": 1", "not json\n"])
 def test_the_tail_is_found_across_read_windows(tmp_path, junk, ending):
     """`_tail` reads the file backwards in windows of `_TAIL_CHUNK` bytes: the last whole entry is found
@@ -283,15 +286,47 @@ def test_the_tail_is_found_across_read_windows(tmp_path, junk, ending):
     ends mid-line is reported torn."""
     path = str(tmp_path / "audit.jsonl")
     log = AuditLog(path)
-    for i in range(3):
-        log.append("alice", "add_probe", "x" * (audit._TAIL_CHUNK // 3 + i), "ok")
-    with open(path, "a") as fh:
-        fh.write(("z" * (junk - 1) + "\n") if junk else "")
-        fh.write(ending)
+    for i in range(24):  # ~1.1 kB each (fields are clipped to 1,000 characters): windows cut through entries
+        log.append("alice", "add_probe", "x" * (900 + i), "ok")
+    with open(path, "ab") as fh:
+        fh.write((b"\xff" + b"z" * (junk - 2) + b"\n") if junk > 1 else b"\n" * junk)  # not UTF-8, too
+        fh.write(ending.encode())
     fd = os.open(path, os.O_RDONLY)
     try:
         assert audit._tail(fd) == _tail_by_reading_all(path)
     finally:
         os.close(fd)
     log.append("bob", "remove_probe", "p-1", "ok")  # the chain goes on from the found entry
-    assert log.head[0] == 4
+    assert log.head[0] == 25
+
+
+@pytest.mark.parametrize("content", [b"", b"\n", b"junk", b"junk\n", b"\xff\xfe not utf-8\n",
+                                     b"x" * (audit._TAIL_CHUNK * 2 + 5), b"y\n" * audit._TAIL_CHUNK])
+def test_a_file_without_any_whole_entry_starts_the_chain(tmp_path, content):
+    """No entry to chain from (an empty file, only junk, bytes that are not UTF-8): the chain starts at
+    genesis, and a file that ends mid-line is said to be torn."""
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(content)
+    fd = os.open(str(path), os.O_RDONLY)
+    try:
+        assert audit._tail(fd) == (0, GENESIS, bool(content) and not content.endswith(b"\n"))
+    finally:
+        os.close(fd)
+
+
+def test_a_line_that_is_not_utf8_is_named_not_a_crash(log_path):
+    log = AuditLog(log_path)
+    for i in range(3):
+        log.append("alice", "add_probe", f"t{i}", "ok")
+    with open(log_path, "rb") as fh:
+        lines = fh.read().split(b"\n")
+    lines[1] = lines[1].replace(b"alice", b"al\xffce")
+    with open(log_path, "wb") as fh:
+        fh.write(b"\n".join(lines))
+    result = verify(log_path)
+    assert not result.ok and result.first_bad_seq == 2, result
+    fd = os.open(log_path, os.O_RDONLY)
+    try:
+        assert audit._tail(fd)[0] == log.head[0]  # the last entry is still found behind it
+    finally:
+        os.close(fd)

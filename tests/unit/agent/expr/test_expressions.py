@@ -288,6 +288,16 @@ def test_decimal_arithmetic_neither_stalls_the_host_nor_touches_its_decimal_cont
     message = refused("amount == big", amount=amount, big=(1 << 10 ** 6) - 1)
     assert message.startswith("'==' would spend about") and "units of work" in message, message
     assert ev("amount == 1.5 and amount < 2 and amount != n", amount=amount, n=2 ** 1000) is True
+    # ... and wherever else a Decimal meets a big int (a review found each of these uncharged, 55-180 ms)
+    class Count(int):
+        pass
+    h = 2 ** 200_000
+    for source in ("min(amount, h)", "max([amount, h])", "amount in [h]", "h in [amount, 1]", "sum([amount, h])",
+                   "amount == ch", "sorted([amount, 2 ** 33219] * 50)",
+                   " + ".join(["int(e)"] * 40) + " > 0"):
+        message = refused(source, amount=amount, h=h, ch=Count(h), e=decimal.Decimal("1e9999"))
+        assert "units of work" in message, (source, message)
+    assert ev("min(amount, 7) + sum([amount, 2]) + max([amount, 1])", amount=amount) == decimal.Decimal("6.5")
     assert "would make an int over 33220 bits" in refused("round(d)", d=decimal.Decimal("1e30000"))
     assert "would make an int over 33220 bits" in refused("int(d)", d=decimal.Decimal("1e10000"))
     assert ev("int(d)", d=decimal.Decimal("1e9999")) == 10 ** 9999
