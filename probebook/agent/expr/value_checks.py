@@ -11,6 +11,7 @@ operators (`operators`) and calls (`calls`) of the language check their operands
 ...     HIGH = 3
 >>> operand(Level.HIGH, ("__add__",), "'+'"), truth([0])
 (3, True)
+>>> from probebook.agent.expr.work import arm; arm()  # a fresh hit, without redaction rules
 >>> deep({"k": [object()]}, HASH, "a set display")  # identity, no user code; the work units of the walk
 70
 """

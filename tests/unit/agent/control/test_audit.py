@@ -330,3 +330,33 @@ def test_a_line_that_is_not_utf8_is_named_not_a_crash(log_path):
         assert audit._tail(fd)[0] == log.head[0]  # the last entry is still found behind it
     finally:
         os.close(fd)
+
+
+def test_verify_with_the_head_gives_the_whole_answer(log_path):
+    """The answers `probebook audit verify --head` prints, asserted whole (mutation testing found the head's
+    answers checked by a keyword only)."""
+    head = json.loads(_lines(log_path)[-1])
+    whole = verify(log_path)
+    with_head = verify(log_path, head=f"  {head['seq']}:{head['hash'].upper()}  ")
+    assert with_head == audit.VerifyResult(True, None, f"{whole.reason}; holds the head seq {head['seq']}",
+                                           whole.entries)
+    _write(log_path, _lines(log_path)[:-2])
+    cut = f"{head['seq']}:{head['hash']}"
+    assert verify(log_path, head=cut) == audit.VerifyResult(
+        False, head["seq"] - 1, f"the head {cut[:80]} is not in the log: entries after seq {head['seq'] - 2} were "
+        "removed (truncated), or the head belongs to another log", head["seq"] - 2)
+    empty = str(os.path.join(os.path.dirname(log_path), "empty.jsonl"))
+    open(empty, "w").close()
+    assert verify(empty, head=cut) == audit.VerifyResult(
+        False, 1, f"the head {cut[:80]} is not in the log: entries after seq 0 were removed (truncated), or the "
+        "head belongs to another log", 0)
+    missing = str(os.path.join(os.path.dirname(log_path), "none", "a.jsonl"))
+    assert verify(missing) == audit.VerifyResult(False, None, f"cannot read {missing}: No such file or directory")
+
+
+def test_the_log_folder_is_private_and_carriage_returns_are_flattened(tmp_path):
+    path = str(tmp_path / "new" / "audit.jsonl")
+    AuditLog(path).append("alice\r\nroot", "add\rprobe", "x" * 1000, "ok")
+    assert os.stat(os.path.dirname(path)).st_mode & 0o777 == 0o700
+    entry = json.loads(_lines(path)[0])
+    assert entry["who"] == "alice  root" and entry["action"] == "add probe" and entry["target"] == "x" * 1000
