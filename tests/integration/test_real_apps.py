@@ -17,7 +17,7 @@ import pytest
 from support import end_process, wait_for
 
 from probebook.lab.procs import free_port
-from probebook.connectors.service import read_port_dir, read_port_files
+from probebook.connectors.service import read_port_dir
 from probebook.errors import SessionError
 from probebook.session import Investigation
 from test_agent_run_support import ALICE, agent_command
@@ -103,7 +103,8 @@ def test_httpbin_under_gunicorn_keeps_its_probes_while_workers_recycle(tmp_path)
         inv.close()
         end_process(proc, wait=15)
         log.close()
-    assert not [n for n in os.listdir(pf_dir) if n.endswith(".json")], "port files left behind"
+    wait_for(lambda: not [n for n in os.listdir(pf_dir) if n.endswith(".json")], timeout=15,
+             what=lambda: f"no port file left after SIGTERM: {os.listdir(pf_dir)}")
 
 
 def five_kinds(inv, service, hit, fail, snapshot, function, raising):
@@ -212,8 +213,10 @@ def _serving(tmp_path, name, argv, ready_url):
         inv.close()
         _stop(proc)
         log.close()
-    assert not [n for n in os.listdir(pf_dir) if n.endswith(".json")], \
-        f"port files left behind after SIGTERM: {read_port_files(pf_dir)} (the server: {proc.pid})"
+    # the group's other processes (the autoreloader's child, workers) end on their own after the one we
+    # waited for: each removes its port file as it exits
+    wait_for(lambda: not [n for n in os.listdir(pf_dir) if n.endswith(".json")], timeout=15,
+             what=lambda: f"no port file left after SIGTERM: {os.listdir(pf_dir)} (the server: {proc.pid})")
 
 
 def _stop(proc):
