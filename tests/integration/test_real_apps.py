@@ -17,7 +17,7 @@ import pytest
 from support import end_process, wait_for
 
 from probebook.lab.procs import free_port
-from probebook.connectors.service import read_port_dir
+from probebook.connectors.service import read_port_dir, read_port_files
 from probebook.errors import SessionError
 from probebook.session import Investigation
 from test_agent_run_support import ALICE, agent_command
