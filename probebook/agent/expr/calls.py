@@ -19,8 +19,8 @@ from functools import partial
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from ..capture.safe_access import MISSING, _lookup_in_mro, mro_of, type_attr, type_name
-from .value_checks import (ATOMS, EQ, HASH, KIND, MAX_INT_BITS, ORDER, REPR, STRICT, TEXT, deep, downcast, fail,
-                           hash_spread, inherits_builtin, int_units, is_int, iterable, keys_ok, no_redacted_entries,
+from .value_checks import (ATOMS, EQ, HASH, KIND, MAX_INT_BITS, ORDER, REPR, STRICT, TEXT, deep, digits_units,
+                           downcast, fail, hash_spread, inherits_builtin, int_units, is_int, iterable, keys_ok, no_redacted_entries,
                            operand, short_repr, truth, walk)
 from .operators import decimal_context, decimal_ints, decimal_type
 from .work import charge, search_units, secret_shaped, text_units
@@ -95,15 +95,14 @@ def _decimal_int(x: Any, what: str) -> None:
     if type(x) is decimal_type() and x.is_finite() and x.adjusted() > 0:
         if x.adjusted() >= _MAX_INT_DIGITS:
             raise fail(f"{what} of this Decimal would make an int over {MAX_INT_BITS} bits")
-        bits = (x.adjusted() + 1) * 10 // 3
-        charge((bits * bits) >> 16, what)
+        charge(digits_units((x.adjusted() + 1) * 10 // 3), what)
 
 
 def _str(x: Any) -> str:
     if is_int(x):
         if int.bit_length(x) > MAX_INT_BITS:
             raise fail(f"str() of an int over {MAX_INT_BITS} bits is not allowed")
-        charge(int_units(x, x) >> 2, "str()")  # decimal conversion is quadratic
+        charge(digits_units(int.bit_length(x)), "str()")  # decimal conversion is quadratic
     elif type(x) is not str:  # a repr: separators per item, and up to 10 characters per character of text
         units, chars = walk(x, REPR, "str()", weight=4)
         charge(3 * units + text_units(9 * chars), "str()")
@@ -113,12 +112,13 @@ def _str(x: Any) -> str:
 def _minmax(fn: Callable[..., Any], *args: Any, default: Any = MISSING) -> Any:
     """min()/max() (`fn`) after checking what they compare."""
     what = f"{fn.__name__}()"
+    values = iterable(args[0], what) if len(args) == 1 else args
     if len(args) == 1:
-        deep(iterable(args[0], what), ORDER, what)
+        deep(values, ORDER, what)
     else:
         for a in args:
             deep(a, ORDER, what)
-    decimal_ints(args[0] if len(args) == 1 else args, what)
+    decimal_ints(values, what)
     with decimal_context():
         return fn(*args) if default is MISSING else fn(*args, default=default)
 

@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, Sequence, Tuple
 
 from ..capture.safe_access import MISSING, type_name
 from .value_checks import (ATOMS, EQ, HASH, ITEMS, KIND, MAP, MAX_INT_BITS, MAX_ITEMS, ORDER, RANGE, SEQ, SET, TEXT, deep,
-                           fail, hash_spread, int_units, is_int, keys_ok, operand, redacted_pair, short_repr,
+                           digits_units, fail, hash_spread, int_units, is_int, keys_ok, operand, redacted_pair, short_repr,
                            special_atom, user_ok)
 from ..capture.redaction import key_name
 from .work import FREE_TEXT, charge, compared, redacted_names, search_units, secret_shaped, text_units
@@ -178,7 +178,7 @@ def decimal_ints(values: Any, what: str, times: int = 1, seen: bool = False) -> 
     units = 0
     for v in values:
         if _int_like(v) and int.bit_length(v) > 1024:
-            units += int_units(v, v) >> 2
+            units += digits_units(int.bit_length(v))
     if units:
         charge(units * times, what)
 
@@ -186,7 +186,7 @@ def decimal_ints(values: Any, what: str, times: int = 1, seen: bool = False) -> 
 def decimal_digits(v: Any, what: str) -> int:
     """The digits of a Decimal's coefficient (or of an int made a Decimal), its reading charged first."""
     if _int_like(v):
-        charge(int_units(v, v) >> 2, what)  # made a Decimal: a conversion to decimal digits, as str() does
+        charge(digits_units(int.bit_length(v)), what)  # made a Decimal: converted to decimal digits, as str()
         return int(int.bit_length(v) * 0.30103) + 1  # at most one digit too many
     if type(v) is not decimal_type():
         return 0

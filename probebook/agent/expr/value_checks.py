@@ -30,7 +30,7 @@ from ..capture.redaction import key_name
 from ..capture.safe_access import MISSING, _lookup_in_mro, mro_of, type_name
 from .work import FREE_ITEMS, charge, left, redacted_names, secret_shaped, text_units
 
-__all__ = ["MAX_ITEMS", "MAX_INT_BITS", "NUMBERS", "int_units", "no_redacted_entries", "redacted_pair", "hash_spread", "walk", "EQ", "ORDER", "HASH", "REPR", "STRICT", "ATOMS", "ARITH_ATOMS", "TEXT", "KIND",
+__all__ = ["MAX_ITEMS", "MAX_INT_BITS", "NUMBERS", "int_units", "digits_units", "no_redacted_entries", "redacted_pair", "hash_spread", "walk", "EQ", "ORDER", "HASH", "REPR", "STRICT", "ATOMS", "ARITH_ATOMS", "TEXT", "KIND",
            "SEQ", "MAP", "SET", "ITEMS", "RANGE", "fail", "special_atom", "inherits_builtin", "downcast",
            "user_ok", "operand", "deep", "keys_ok", "iterable", "truth", "is_int", "short_repr"]
 
@@ -291,6 +291,12 @@ def hash_spread(values: Any, what: str) -> None:
 def int_units(a: int, b: int) -> int:
     """The work units of multiplying or dividing ints of these sizes (quadratic in their bits)."""
     return (int.bit_length(a) * int.bit_length(b)) >> 14
+
+
+def digits_units(bits: int) -> int:
+    """The work units of converting an int of `bits` bits to decimal digits or back (`str()`, a Decimal
+    operand, `int()` of a Decimal): a quarter of multiplying it by itself."""
+    return (bits * bits) >> 16
 
 
 def keys_ok(mapping: Any, what: str) -> None:
