@@ -16,7 +16,7 @@ import subprocess
 import time
 from typing import Any, Callable, Iterable, List, TypeVar, Union
 
-__all__ = ["wait_for", "end_process", "in_ci", "required", "with_examples", "check_doctests", "within_budget"]
+__all__ = ["wait_for", "end_process", "in_ci", "required", "with_examples", "check_doctests", "within_budget", "check_table"]
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright drives it through executable_path
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -116,3 +116,43 @@ def check_doctests(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0, f"{name} has no docstring examples to run"
     assert result.failed == 0, f"{result.failed} docstring example(s) of {name} failed"
+
+
+def check_table(path: str, got: dict, note: str) -> None:
+    """Compare `got` (row name -> answer, JSON-able) with the table written down at `path`, naming the rows
+    that changed. The table holds the rows of a base Python (the first to write it) and, per other version,
+    only the rows where that version answers differently. With PROBEBOOK_UPDATE_TABLE=1 this Python's
+    answers are written first (base version first), one row a line, so a change reads as a diff."""
+    import json
+    import sys
+
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+    def load() -> dict:
+        with open(path) as fh:
+            return json.load(fh)
+
+    def expected(stored: dict, name: str) -> Any:
+        return stored["differs"].get(version, {}).get(name, stored["rows"].get(name))
+
+    if os.environ.get("PROBEBOOK_UPDATE_TABLE") == "1":
+        stored = load() if os.path.exists(path) else {"base": version, "rows": {}, "differs": {}}
+        if stored["base"] == version:
+            stored["rows"] = got
+        else:
+            stored["differs"][version] = {k: row for k, row in got.items() if stored["rows"].get(k) != row}
+
+        def block(rows: dict) -> str:
+            return "{\n" + ",\n".join(f"{json.dumps(k)}: {json.dumps(row)}" for k, row in rows.items()) + "\n}"
+
+        differs = ",\n".join(f"{json.dumps(v)}: {block(rows)}" for v, rows in sorted(stored["differs"].items()))
+        with open(path, "w") as fh:
+            fh.write(f'{{"note": {json.dumps(note)},\n"base": {json.dumps(stored["base"])},\n'
+                     f'"rows": {block(stored["rows"])},\n"differs": {{\n{differs}\n}}}}\n')
+    stored = load()
+    assert version == stored["base"] or version in stored["differs"], \
+        f"no rows stored for Python {version} in {os.path.basename(path)}: run with PROBEBOOK_UPDATE_TABLE=1"
+    changed = [(name, expected(stored, name), row) for name, row in got.items() if expected(stored, name) != row]
+    shown = "\n".join(f"  {name!r}: expected {want}, got {row}" for name, want, row in changed[:25])
+    assert not changed, f"{len(changed)} of {len(got)} rows changed (first 25):\n{shown}"
+    assert set(stored["rows"]) == set(got), f"rows stored that are no longer made: update {os.path.basename(path)}"

@@ -26,21 +26,13 @@ import fnmatch
 import re
 import threading
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Iterable, List, Optional, Pattern, Tuple
 
 from probebook.errors import SpecError
 
-__all__ = [
-    "CARD_NUMBER_PATTERN",
-    "DEFAULT_IDENTIFIERS",
-    "DEFAULT_PATTERNS",
-    "DEFAULT_TYPES",
-    "RedactionConfig",
-    "RedactionRules",
-    "Redactor",
-    "normalize_identifier",
-    "key_name",
-]
+__all__ = ["CARD_NUMBER_PATTERN", "DEFAULT_IDENTIFIERS", "DEFAULT_PATTERNS", "DEFAULT_TYPES", "RedactionConfig",
+           "RedactionRules", "Redactor", "normalize_identifier", "key_name"]
 
 
 def normalize_identifier(name: str) -> str:
@@ -93,12 +85,13 @@ DEFAULT_IDENTIFIERS: frozenset = frozenset(
     xapikey xauthtoken xcsrftoken xforwardedfor xrealip xsrftoken
     """.split()  # the second part: Datadog Dynamic Instrumentation's default list (dd-trace-py), all of it
 )
-# a name that ends with one of these (``PGPASSWORD``, ``dbpassword``) is sensitive whatever comes before; one
-# of the first six followed by a word that only says it holds it (``secretValue``, ``password_str``) too
+# a name that ends with one of these (``PGPASSWORD``, ``dbpassword``) is sensitive whatever comes before
 _STRONG_ENDS = ("password", "passwd", "secret", "apikey", "privatekey", "accesskey", "credential", "credentials",
                 "token")
-_STRONG_STARTS = _STRONG_ENDS[:6]
-_HOLDERS = ("value", "val", "str", "string", "text", "data", "raw", "plain", "bytes", "b64", "hex", "encoded")
+# words that only say a name holds its value (``secretValue``, ``api_key_b64``, ``token_str2``): a name is
+# matched again without them (up to `_HOLDER_STRIPS` of them or of numbers, from the end)
+_HOLDERS = ("value", "val", "str", "string", "text", "data", "raw", "plain", "bytes", "hex", "encoded")
+_HOLDER_STRIPS = 3
 _NAME_SCAN = 256  # a name is matched on at most this many characters of its end (and 64 of its start)
 
 # A run of 13 or more digits, optionally grouped by single spaces or dashes. Inside a run, any
@@ -145,26 +138,24 @@ _CACHE_MAX = 4096
 _SHORT_TEXT = 48
 
 
-def _card_check(rx: Pattern[str]) -> Callable[[str], bool]:
-    def has_card_number(text: str) -> bool:
-        checks = 0
-        for m in rx.finditer(text):
-            groups = _CARD_SEPARATOR.split(m.group())
-            for start in range(len(groups)):
-                digits, j = "", start
-                while j < len(groups) and len(groups[j]) >= 3:
-                    digits += groups[j]
-                    j += 1
-                    if len(digits) > 19:
-                        break
-                    if len(digits) >= 13:
-                        checks += 1
-                        # a text this full of digit groups is redacted rather than searched on
-                        if checks > _MAX_LUHN_CHECKS or _luhn_ok(digits):
-                            return True
-        return False
-
-    return has_card_number
+def _has_card_number(rx: Pattern[str], text: str) -> bool:
+    """`CARD_NUMBER_PATTERN` (compiled: `rx`) with the Luhn check on each 13-19 digit stretch of whole groups."""
+    checks = 0
+    for m in rx.finditer(text):
+        groups = _CARD_SEPARATOR.split(m.group())
+        for start in range(len(groups)):
+            digits, j = "", start
+            while j < len(groups) and len(groups[j]) >= 3:
+                digits += groups[j]
+                j += 1
+                if len(digits) > 19:
+                    break
+                if len(digits) >= 13:
+                    checks += 1
+                    # a text this full of digit groups is redacted rather than searched on
+                    if checks > _MAX_LUHN_CHECKS or _luhn_ok(digits):
+                        return True
+    return False
 
 
 _LOOKBACK = 1024
@@ -213,21 +204,19 @@ def _run_before(text: str, i: int) -> str:
     return text[i - size:i]
 
 
-def _when_words(pattern: str, words: Tuple[str, ...]) -> Callable[[str], bool]:
-    rx = re.compile(pattern)
-
-    def check(text: str) -> bool:
-        low = text.lower()
-        for word in words:
-            if word in low:
-                return rx.search(text) is not None
-        return False
-    return check
+def _when_words(rx: Pattern[str], words: Tuple[str, ...], text: str) -> bool:
+    """`rx.search(text)`, run only where the lower-cased text holds one of `words`."""
+    low = text.lower()
+    for word in words:
+        if word in low:
+            return rx.search(text) is not None
+    return False
 
 
 _LINEAR_CHECKS = {URL_CREDENTIALS_PATTERN: _url_credentials, JWT_PATTERN: _jwt,
-                  ASSIGNMENT_PATTERN: _when_words(ASSIGNMENT_PATTERN, ("pass", "pwd", "secret", "token", "api")),
-                  COOKIE_PATTERN: _when_words(COOKIE_PATTERN, ("cookie",))}
+                  ASSIGNMENT_PATTERN: partial(_when_words, re.compile(ASSIGNMENT_PATTERN),
+                                              ("pass", "pwd", "secret", "token", "api")),
+                  COOKIE_PATTERN: partial(_when_words, re.compile(COOKIE_PATTERN), ("cookie",))}
 
 
 def _luhn_ok(digits: str) -> bool:
@@ -269,7 +258,6 @@ class RedactionRules:
     _names: dict = field(init=False, repr=False, compare=False)
     _longest: int = field(init=False, repr=False, compare=False)
     _ends: tuple = field(init=False, repr=False, compare=False)
-    _starts: tuple = field(init=False, repr=False, compare=False)
     _types: dict = field(init=False, repr=False, compare=False)
     # short texts known to hold no secret shape (read directly by hot checks: `work.compared`)
     clean_texts: dict = field(init=False, repr=False, compare=False)
@@ -286,7 +274,7 @@ class RedactionRules:
                     field="redaction.patterns",
                 ) from None
             if source == CARD_NUMBER_PATTERN:
-                checks.append(_card_check(compiled))
+                checks.append(partial(_has_card_number, compiled))
             elif source in _LINEAR_CHECKS:
                 checks.append(_LINEAR_CHECKS[source])
             elif compiled.groups or compiled.flags & ~re.UNICODE:
@@ -305,7 +293,6 @@ class RedactionRules:
         object.__setattr__(self, "_longest", max(map(len, self.config.identifiers), default=0) + 8)
         # the strong words that are identifiers of this configuration (a configuration without them has none)
         object.__setattr__(self, "_ends", tuple(w for w in _STRONG_ENDS if w in self.config.identifiers))
-        object.__setattr__(self, "_starts", tuple(w for w in _STRONG_STARTS if w in self.config.identifiers))
         object.__setattr__(self, "_types", {})
         object.__setattr__(self, "clean_texts", {})
 
@@ -337,12 +324,24 @@ class RedactionRules:
         norm = normalize_identifier(tail)
         if norm in ids or norm.endswith(self._ends):
             return True
-        head = [w.lower() for w in _WORD.findall(name[:64])]
-        if len(head) == 2 and head[0] in self._starts and head[1] in _HOLDERS:  # secretValue, password_str
-            return True
-        suffix = ""
-        for word in reversed(_WORD.findall(tail)):
-            suffix = word.lower() + suffix
+        words = [w.lower() for w in _WORD.findall(tail)]
+        for _ in range(_HOLDER_STRIPS + 1):  # then without a holder word: api_key_value, token_str2, secret_b64
+            if self._ends_in_identifier(words):
+                return True
+            drop = 2 if words[-2:] == ["b", "64"] else int(bool(words) and (words[-1] in _HOLDERS or words[-1].isdigit()))
+            if not drop or len(words) <= drop:
+                return False
+            words = words[:-drop]
+            if "".join(words).endswith(self._ends):
+                return True
+        return False
+
+    def _ends_in_identifier(self, words: List[str]) -> bool:
+        """True when the last words, joined, are an identifier (with or without a number after it); the
+        suffixes tried grow from the end until they are longer than any identifier."""
+        ids, suffix = self.config.identifiers, ""
+        for word in reversed(words):
+            suffix = word + suffix
             if suffix in ids or suffix.rstrip("0123456789") in ids:
                 return True
             if len(suffix) > self._longest:

@@ -213,12 +213,14 @@ def plain_keys(d: dict) -> bool:
 
 
 def slot_names(tp: type) -> Iterator[str]:
-    """Names of slot members along the MRO, in definition order, without duplicates."""
+    """Names of slot members along the MRO, in definition order, without duplicates. A C type's dunder
+    members (`functools.partial.__vectorcalloffset__`, a function pointer read as an int) are the
+    interpreter's bookkeeping, not data: left out."""
     seen = set()
     for klass in mro_of(tp):
         ns = class_dict(klass)
         for name, value in ns.items():
-            if type(value) is _MEMBER and name not in seen:
+            if type(value) is _MEMBER and name not in seen and not (name[:2] == "__" and name[-2:] == "__"):
                 seen.add(name)
                 yield name
 

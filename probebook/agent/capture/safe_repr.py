@@ -11,12 +11,13 @@ modules, code); secrets as `[REDACTED]`. Types are recognised as capture recogni
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, List, Optional, Union
 
 from .describe import TEXT_OF, TYPE_QUALNAME, int_text
 from .redaction import RedactionRules, Redactor, key_name
 from .safe_access import instance_dict, type_name
-from .writers import HANDLERS, SCAN_MARGIN, classify, write_enum
+from .writers import HANDLERS, SCAN_MARGIN, classify, summary, write_enum
 
 __all__ = ["safe_repr", "repr_reads"]
 
@@ -87,7 +88,7 @@ def _render(v: Any, out: List[str], rules: Optional[RedactionRules], depth: int,
     else:
         tp = type(v)
         handler, name, _, learned = HANDLERS.get(tid) or classify(tp)
-        describe = getattr(handler, "describe", None)
+        describe = handler.args[0] if type(handler) is partial and handler.func is summary else None
         if learned and rules is not None and rules.is_redacted_type(name):
             _emit(out, room, "[REDACTED]")
         elif describe is not None:

@@ -22,6 +22,7 @@ import enum
 import itertools
 import time
 import types
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from probebook.errors import UnsafeAccess
@@ -35,7 +36,7 @@ from .tree import CLOSE, LIST, OPEN
 if TYPE_CHECKING:
     from .values import CaptureLimits
 
-__all__ = ["Budget", "deadline_for", "SCAN_MARGIN", "HANDLERS", "classify", "write_value", "write_cut", "write_enum"]
+__all__ = ["Budget", "deadline_for", "SCAN_MARGIN", "HANDLERS", "classify", "summary", "write_value", "write_cut", "write_enum"]
 
 SCAN_MARGIN = 256  # a secret straddling the string cut must still be seen by the patterns
 _NODE = 40  # approximate JSON size of a node's own keys, for the byte budget
@@ -183,9 +184,10 @@ def _bytes(value: Any, depth: int, b: Budget, tname: str) -> None:
     b.out.append(CLOSE)
 
 
-def _as_text(to_text: Callable[[Any], str]) -> Callable[..., None]:
-    # the text of a date, Decimal or UUID is the stdlib's: no secret pattern to look for
-    return lambda value, depth, b, tname: _text(to_text(value), b, tname, scan=False)
+def _as_text(to_text: Callable[[Any], str], value: Any, depth: int, b: Budget, tname: str) -> None:
+    """The handler of dates, Decimal, UUID (`partial(_as_text, to_text)`): the stdlib's text, with no secret
+    pattern to look for."""
+    _text(to_text(value), b, tname, scan=False)
 
 
 # --- containers and objects ---------------------------------------------------------------
@@ -229,28 +231,27 @@ def _collection(value: Any, depth: int, b: Budget, tname: str, size: int, items:
         out += (CLOSE, "size", size, CLOSE)
 
 
-def _sequence(base: type) -> Callable[..., None]:
-    def handler(value: Any, depth: int, b: Budget, tname: str) -> None:
-        head = base.__getitem__(value, slice(0, b.max_items))  # a plain list/tuple even for subclasses
-        size = base.__len__(value)
-        name = key_name(base.__getitem__(value, 0)) if size == 2 else None
-        if name is not None and b.name_redacted(name):  # a (name, value) pair: ("Authorization", "Basic ...")
-            seen = [0]
+def _sequence(base: type, value: Any, depth: int, b: Budget, tname: str) -> None:
+    """The handler of lists and tuples (`partial(_sequence, list)` in `HANDLERS`): read through `base`'s C
+    methods, a plain list/tuple even for subclasses."""
+    head = base.__getitem__(value, slice(0, b.max_items))
+    size = base.__len__(value)
+    name = key_name(base.__getitem__(value, 0)) if size == 2 else None
+    if name is not None and b.name_redacted(name):  # a (name, value) pair: ("Authorization", "Basic ...")
+        seen = [0]
 
-            def each(item: Any, d: int, bb: Budget) -> None:
-                write_cut(bb.out, item, "redacted") if seen[0] else write_value(item, d, bb)
-                seen[0] += 1
-            _collection(value, depth, b, tname, size, head, each=each)
-            return
-        _collection(value, depth, b, tname, size, head)
-    return handler
+        def each(item: Any, d: int, bb: Budget) -> None:
+            write_cut(bb.out, item, "redacted") if seen[0] else write_value(item, d, bb)
+            seen[0] += 1
+        _collection(value, depth, b, tname, size, head, each=each)
+        return
+    _collection(value, depth, b, tname, size, head)
 
 
-def _unordered(base: type) -> Callable[..., None]:
-    def handler(value: Any, depth: int, b: Budget, tname: str) -> None:
-        head = _islice(base.__iter__(value), b.max_items)  # walks the table; nothing is hashed
-        _collection(value, depth, b, tname, base.__len__(value), head)
-    return handler
+def _unordered(base: type, value: Any, depth: int, b: Budget, tname: str) -> None:
+    """The handler of sets and deques: walks `base`'s table; nothing is hashed."""
+    head = _islice(base.__iter__(value), b.max_items)
+    _collection(value, depth, b, tname, base.__len__(value), head)
 
 
 def _dict(value: dict, depth: int, b: Budget, tname: str) -> None:
@@ -278,33 +279,35 @@ def _entry(item: Tuple[Any, Any], depth: int, b: Budget) -> None:
     b.out.append(CLOSE)
 
 
-def _with_fields(pairs_of: Callable[[Any, int, Budget], Any]) -> Callable[..., None]:
-    """A handler for kinds shown as `fields`; `pairs_of` yields (name, value) and may first write
-    more keys and values of the node."""
-    def handler(value: Any, depth: int, b: Budget, tname: str) -> None:
-        if _enter(value, depth, b, tname, None):
-            return
-        out = b.out
-        try:
-            out += (OPEN, "type", tname)
-            pairs = pairs_of(value, depth, b)
-            out += ("fields", OPEN)
-            count, truncated = 0, False
-            for fname, fvalue in pairs:
-                if count >= b.max_fields or b.bytes_left <= 0:
-                    truncated = True
-                    break
-                out.append(fname)
-                if b.name_redacted(fname):
-                    write_cut(out, fvalue, "redacted")
-                else:
-                    write_value(fvalue, depth + 1, b)
-                count += 1
-                b.bytes_left -= len(fname)
-            out += (CLOSE, "truncated", True, CLOSE) if truncated else (CLOSE, CLOSE)
-        finally:
-            b.path.discard(id(value))
-    return handler
+def _with_fields(pairs_of: Callable[[Any, int, Budget], Any], value: Any, depth: int, b: Budget, tname: str) -> None:
+    """The handler of kinds shown as `fields` (`partial(_with_fields, pairs_of)`); `pairs_of` yields
+    (name, value) and may first write more keys and values of the node."""
+    if _enter(value, depth, b, tname, None):
+        return
+    out = b.out
+    try:
+        out += (OPEN, "type", tname)
+        pairs = pairs_of(value, depth, b)
+        out += ("fields", OPEN)
+        count, truncated = 0, False
+        for fname, fvalue in pairs:
+            if count >= b.max_fields or b.bytes_left <= 0:
+                truncated = True
+                break
+            out.append(fname)
+            if b.name_redacted(fname):
+                write_cut(out, fvalue, "redacted")
+            else:
+                write_value(fvalue, depth + 1, b)
+            count += 1
+            b.bytes_left -= len(fname)
+        out += (CLOSE, "truncated", True, CLOSE) if truncated else (CLOSE, CLOSE)
+    finally:
+        b.path.discard(id(value))
+
+
+def _object_fields(value: Any, depth: int, b: Budget) -> Any:
+    return iter_fields(value)
 
 
 def _exception_fields(value: BaseException, depth: int, b: Budget) -> Any:
@@ -319,9 +322,9 @@ def _named_tuple_fields(value: tuple, depth: int, b: Budget) -> Any:
     return zip(names, tuple.__getitem__(value, slice(0, len(names))))
 
 
-_object = _with_fields(lambda value, depth, b: iter_fields(value))
-_exception = _with_fields(_exception_fields)
-_named_tuple = _with_fields(_named_tuple_fields)
+_object = partial(_with_fields, _object_fields)
+_exception = partial(_with_fields, _exception_fields)
+_named_tuple = partial(_with_fields, _named_tuple_fields)
 
 
 def write_enum(value: enum.Enum, depth: int, b: Budget, tname: str) -> None:
@@ -336,46 +339,45 @@ def write_enum(value: enum.Enum, depth: int, b: Budget, tname: str) -> None:
     b.out.append(CLOSE)
 
 
-def _subclass(base_handler: Callable[..., None], to_base: Optional[Callable[[Any], Any]]) -> Callable[..., None]:
-    """Subclasses of builtins: read as the base type (its C methods), named by their own type."""
-    def handler(value: Any, depth: int, b: Budget, tname: str) -> None:
-        base_handler(to_base(value) if to_base else value, depth, b, tname)
-    return handler
+def _subclass(base_handler: Callable[..., None], to_base: Optional[Callable[[Any], Any]], value: Any, depth: int,
+              b: Budget, tname: str) -> None:
+    """The handler of subclasses of builtins (`partial(_subclass, base_handler, to_base)`): read as the base
+    type (its C methods), named by their own type."""
+    base_handler(to_base(value) if to_base else value, depth, b, tname)
 
 
 # --- one-line summaries: modules, functions, classes, code ----------------------------------
 
-def _summary(describe: Callable[[Any], str]) -> Callable[..., None]:
-    def handler(value: Any, depth: int, b: Budget, tname: str) -> None:
-        b.bytes_left -= _NODE + 40
-        b.out += (OPEN, "type", tname, "summary", describe(value)[: b.max_string], CLOSE)
-    handler.describe = describe  # type: ignore[attr-defined]  # safe_repr's text for the same kinds
-    return handler
+def summary(describe: Callable[[Any], str], value: Any, depth: int, b: Budget, tname: str) -> None:
+    """The handler of kinds shown as one line (`partial(summary, describe)`); safe_repr shows the same
+    `describe(value)`."""
+    b.bytes_left -= _NODE + 40
+    b.out += (OPEN, "type", tname, "summary", describe(value)[: b.max_string], CLOSE)
 
 
 # --- dispatch -----------------------------------------------------------------------------
 
 _EXC_ARGS = BaseException.__dict__["args"]
 _JSON_SCALARS = {id(int), id(str), id(bool), id(float)}
-_CLASS_SUMMARY = _summary(class_name)
-_MODULE_SUMMARY = _summary(module_name)
-_QUALNAME = _summary(lambda g: g.__qualname__)
+_CLASS_SUMMARY = partial(summary, class_name)
+_MODULE_SUMMARY = partial(summary, module_name)
+_QUALNAME = partial(summary, lambda g: g.__qualname__)
 
 # id(type) -> (handler, type name, type, learned): ids because hashing a type may run a metaclass __hash__;
 # holding the type keeps its id from being reused while the entry exists
 HANDLERS: Dict[int, Tuple[Callable[..., None], str, type, bool]] = {
     id(t): (h, class_name(t), t, False) for t, h in (
         (int, _int), (bool, _scalar), (float, _float), (type(None), _scalar), (bytes, _bytes), (bytearray, _bytes),
-        (list, _sequence(list)), (tuple, _sequence(tuple)), (set, _unordered(set)), (frozenset, _unordered(frozenset)),
-        (collections.deque, _unordered(collections.deque)), (dict, _dict),
+        (list, partial(_sequence, list)), (tuple, partial(_sequence, tuple)), (set, partial(_unordered, set)), (frozenset, partial(_unordered, frozenset)),
+        (collections.deque, partial(_unordered, collections.deque)), (dict, _dict),
         (type, _CLASS_SUMMARY), (types.ModuleType, _MODULE_SUMMARY),
-        (types.FunctionType, _summary(function_name)), (types.MethodType, _summary(method_name)),
-        (types.BuiltinFunctionType, _summary(lambda f: f.__name__)), (types.CodeType, _summary(code_text)),
-        (types.FrameType, _summary(lambda f: f"{code_text(f.f_code)} line {f.f_lineno}")),
-        (types.TracebackType, _summary(lambda t: f"{code_text(t.tb_frame.f_code)} line {t.tb_lineno}")),
+        (types.FunctionType, partial(summary, function_name)), (types.MethodType, partial(summary, method_name)),
+        (types.BuiltinFunctionType, partial(summary, lambda f: f.__name__)), (types.CodeType, partial(summary, code_text)),
+        (types.FrameType, partial(summary, lambda f: f"{code_text(f.f_code)} line {f.f_lineno}")),
+        (types.TracebackType, partial(summary, lambda t: f"{code_text(t.tb_frame.f_code)} line {t.tb_lineno}")),
         (types.GeneratorType, _QUALNAME), (types.CoroutineType, _QUALNAME), (types.AsyncGeneratorType, _QUALNAME),
-        *((t, _as_text(TEXT_OF[id(t)])) for t in TEXT_TYPES),
-        *((t, _summary(type_name)) for t in (
+        *((t, partial(_as_text, TEXT_OF[id(t)])) for t in TEXT_TYPES),
+        *((t, partial(summary, type_name)) for t in (
             types.MethodWrapperType, types.WrapperDescriptorType, types.MethodDescriptorType, memoryview, property,
             types.ClassMethodDescriptorType, types.GetSetDescriptorType, types.MemberDescriptorType, staticmethod,
             classmethod)),
@@ -404,7 +406,7 @@ def classify(tp: type) -> Tuple[Callable[..., None], str, type, bool]:
     else:
         for base, to_base in _BASES:
             if issubclass(tp, base):
-                handler = _subclass(_text_handler if base is str else HANDLERS[id(base)][0], to_base)
+                handler = partial(_subclass, _text_handler if base is str else HANDLERS[id(base)][0], to_base)
                 break
     if len(HANDLERS) > _BUILTIN_COUNT + _LEARNED_MAX:  # classes made at run time must not grow it forever
         for key in list(HANDLERS)[_BUILTIN_COUNT:]:

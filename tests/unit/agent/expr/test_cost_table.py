@@ -22,12 +22,13 @@ import collections
 import datetime
 import decimal
 import enum
-import json
 import os
 import re
 import sys
 import zoneinfo
 from typing import Any, Dict, List, Tuple
+
+from support import check_table
 
 from probebook.agent.capture.redaction import Redactor
 from probebook.agent.expr import value_checks
@@ -38,7 +39,6 @@ from probebook.agent.expr.work import METER, WORK_BUDGET, arm, left
 from probebook.errors import EvaluationError, ExpressionError
 
 TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cost_table.json")
-VERSION = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
 
 class Color(enum.IntEnum):
@@ -335,35 +335,6 @@ def _compute() -> Dict[str, List[Any]]:
         arm()  # this thread's hit unarmed again: no redaction rules left behind for the next test
 
 
-def _load() -> Dict[str, Any]:
-    with open(TABLE) as fh:
-        return json.load(fh)
-
-
-def _expected(stored: Dict[str, Any], source: str) -> Any:
-    """The row for this Python: its own where its answer differs from the base version's, else the base's."""
-    return stored["differs"].get(VERSION, {}).get(source, stored["rows"].get(source))
-
-
-def _store(got: Dict[str, List[Any]]) -> None:
-    """Write this Python's answers: the rows if it is the base version (the first to write them), else the
-    rows where it answers differently (`differs`). One row a line, so a change reads as a diff."""
-    stored = _load() if os.path.exists(TABLE) else {"base": VERSION, "rows": {}, "differs": {}}
-    if stored["base"] == VERSION:
-        stored["rows"] = got
-    else:
-        stored["differs"][VERSION] = {k: row for k, row in got.items() if stored["rows"].get(k) != row}
-    note = json.dumps(__doc__.split(chr(10) * 2)[0])
-
-    def block(rows: Dict[str, Any]) -> str:
-        return "{\n" + ",\n".join(f"{json.dumps(k)}: {json.dumps(row)}" for k, row in rows.items()) + "\n}"
-
-    differs = ",\n".join(f"{json.dumps(v)}: {block(rows)}" for v, rows in sorted(stored["differs"].items()))
-    with open(TABLE, "w") as fh:
-        fh.write(f'{{"note": {note},\n"base": {json.dumps(stored["base"])},\n"rows": {block(stored["rows"])},\n'
-                 f'"differs": {{\n{differs}\n}}}}\n')
-
-
 def test_every_row_of_the_language_answers_as_written_down():
     TRIPPED.clear()
     got = table()
@@ -376,13 +347,4 @@ def test_every_row_of_the_language_answers_as_written_down():
     assert len([s for s, row in got.items() if "units; 50,000 left" in row[1]]) >= 5
     assert len([s for s, row in got.items() if "units; 0 left" in row[3]]) > 200
     assert len([s for s in got if s.startswith("T:")]) > 100
-    if os.environ.get("PROBEBOOK_UPDATE_TABLE") == "1":
-        _store(got)
-    stored = _load()
-    assert VERSION == stored["base"] or VERSION in stored["differs"], \
-        f"no rows stored for Python {VERSION}: run with PROBEBOOK_UPDATE_TABLE=1"
-    changed = [(source, _expected(stored, source), row) for source, row in got.items()
-               if _expected(stored, source) != row]
-    shown = "\n".join(f"  {source!r}: expected {want}, got {row}" for source, want, row in changed[:25])
-    assert not changed, f"{len(changed)} of {len(got)} rows changed (first 25):\n{shown}"
-    assert set(stored["rows"]) == set(got), "rows stored for expressions no longer in the table: update it"
+    check_table(TABLE, got, __doc__.split(chr(10) * 2)[0])
