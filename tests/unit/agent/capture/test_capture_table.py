@@ -212,16 +212,19 @@ class WithMeta(metaclass=Meta):
     x = 1
 
 
-def a_function(x: int, y: int = 2) -> int:
+# functions compiled from a fixed file name: their code's file and lines are the same wherever the tests run
+_HANDLERS_SOURCE = """def a_function(x, y=2):
     return x + y
 
-
-async def a_coroutine() -> None:
-    return None
-
-
-def _gen() -> Any:
+def _gen():
     yield 1
+
+async def a_coroutine():
+    return None
+"""
+_NS: Dict[str, Any] = {}
+exec(compile(_HANDLERS_SOURCE, "/srv/app/handlers.py", "exec"), _NS)
+a_function, _gen, a_coroutine = _NS["a_function"], _NS["_gen"], _NS["a_coroutine"]
 
 
 def zoo() -> Dict[str, Any]:
@@ -314,8 +317,7 @@ def _canonical(node: Any) -> Any:
     numbers in summaries vary."""
     text = json.dumps(node, sort_keys=True, allow_nan=False)
     text = re.sub(r" at 0x[0-9a-f]+", " at 0x...", text)
-    text = re.sub(r"[\w.]*test_capture_table\.", "", text)
-    return re.sub(r"test_capture_table\.py:\d+", "test_capture_table.py:N", text)
+    return re.sub(r"[\w.]*test_capture_table\.", "", text)
 
 
 NAME_WORDS = ["password", "passwd", "pwd", "secret", "token", "api_key", "apikey", "private_key", "access_key",
@@ -429,4 +431,6 @@ def test_every_capture_row_answers_as_written_down():
     assert sum(1 for k, v in got.items() if k.startswith("V:") and not v[0]) > 50
     assert sum(1 for k, v in got.items() if k.startswith("N:") and v[0]) > 50
     assert sum(1 for k, v in got.items() if k.startswith("N:") and not v[0]) > 50
+    here = os.path.dirname(os.path.dirname(TABLE))
+    assert [k for k, v in got.items() if here[:12] in json.dumps(v)] == [], "a row depends on where the tests run"
     check_table(TABLE, got, __doc__.split(chr(10) * 2)[0])
