@@ -19,11 +19,12 @@ from support import end_process, wait_for
 
 from probebook.agent.control.audit import verify
 from probebook.agent.expr.expressions import compile_expression
+from probebook.protocol.kinds import Status
 from probebook.errors import ExpressionError
 from test_agent_run_support import ALICE, Service, service  # noqa: F401
 
-anyio = pytest.importorskip("anyio")
-mcp_types = pytest.importorskip("mcp_types")
+import anyio  # noqa: E402
+import mcp_types  # noqa: E402
 from mcp.client import Client  # noqa: E402
 from mcp.client.stdio import StdioServerParameters  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
@@ -42,6 +43,11 @@ def _sources(svc: Service, tmp_path) -> list:
     return ["--connect", f"shop={svc.url}", "--token-file", str(tokens), "--audit", str(tmp_path / "mcp-audit.log")]
 
 
+def _live(svc: Service) -> list:
+    """The agent's probes that still run (an expired one stays listed, with its status, for a while)."""
+    return [p["id"] for p in svc.ok("GET", "/v1/probes")["probes"] if not Status(p["status"]).ended]
+
+
 def _answer(result) -> dict:
     return json.loads(result.content[0].text)
 
@@ -56,7 +62,7 @@ def _traffic(svc: Service, stop: threading.Event) -> threading.Thread:
     return t
 
 
-async def _session(client: Client, svc: Service) -> dict:
+async def _session(client: Client, svc: Service, ttl: str = "5m") -> dict:
     """The walk every transport must serve; what it saw, for the test's assertions."""
     seen: dict = {}
     tools = {t.name: t for t in (await client.list_tools()).tools}
@@ -66,7 +72,8 @@ async def _session(client: Client, svc: Service) -> dict:
                                                      "when": HOSTILE})
     seen["hostile"] = (hostile.is_error, _answer(hostile))
     placed = _answer(await client.call_tool("place_probe", {"service": "shop", "kind": "snapshot",
-                                                            "where": svc.where(), "capture": ["i"]}))
+                                                            "where": svc.where(), "capture": ["i"],
+                                                            "ttl": ttl}))
     probe = placed["data"]["probe"]
     stop = threading.Event()
     t = _traffic(svc, stop)
@@ -91,7 +98,7 @@ async def _session(client: Client, svc: Service) -> dict:
     verdict_uri = f"probebook://verdicts/{seen['proven']['data']['id']}"
     seen["verdict"] = json.loads((await client.read_resource(verdict_uri)).contents[0].text)
     seen["table"] = json.loads((await client.read_resource("probebook://tables/snapshots")).contents[0].text)
-    seen["live_before_leaving"] = [p["id"] for p in svc.ok("GET", "/v1/probes")["probes"]]
+    seen["live_before_leaving"] = _live(svc)
     return seen
 
 
@@ -136,7 +143,7 @@ def test_a_client_over_stdio_probes_queries_and_concludes_through_the_gate(servi
     seen = anyio.run(run)
     _check(seen, service)
     # the client left (stdin closed): the probe it left live is removed
-    wait_for(lambda: service.ok("GET", "/v1/probes")["probes"] == [], timeout=20, what="the probe to be removed")
+    wait_for(lambda: _live(service) == [], timeout=20, what="the probe to be removed")
     entries = _audit(tmp_path)
     assert {e["who"] for e in entries} == {"mcp:test-client/1.0"}
     actions = [e["action"] for e in entries]
@@ -169,20 +176,23 @@ def http_server(service, tmp_path):  # noqa: F811
         end_process(proc)
 
 
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
 def test_a_client_over_http_with_its_token_gets_the_same_tools_and_a_wrong_token_gets_401(
-        http_server, service, tmp_path):  # noqa: F811
+        http_server, service, tmp_path, mode):  # noqa: F811
+    """`legacy`: the handshake protocol, whose session end removes the probe; `auto` picks 2026-07-28, which
+    has no sessions: the probe's TTL removes it."""
     url, _ = http_server
 
     async def run() -> dict:
         http = create_mcp_http_client(headers={"Authorization": "Bearer carol-mcp-secret-0001"})
         async with http:
-            async with Client(streamable_http_client(url, http_client=http), mode="legacy",
+            async with Client(streamable_http_client(url, http_client=http), mode=mode,
                               client_info=CLIENT) as client:
-                return await _session(client, service)
+                return await _session(client, service, ttl="5m" if mode == "legacy" else "3s")
 
     seen = anyio.run(run)
     _check(seen, service)
-    wait_for(lambda: service.ok("GET", "/v1/probes")["probes"] == [], timeout=20, what="the probe to be removed")
+    wait_for(lambda: _live(service) == [], timeout=20, what="the probe to be removed")
     for token in ("wrong-token", None):
         req = urllib.request.Request(url, data=b'{"jsonrpc":"2.0","id":1,"method":"tools/list"}', method="POST",
                                      headers={"Content-Type": "application/json",
@@ -191,9 +201,12 @@ def test_a_client_over_http_with_its_token_gets_the_same_tools_and_a_wrong_token
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(req, timeout=10)
         assert err.value.code == 401
-    # the session's end is written once its probes are gone
-    entries = wait_for(lambda: [e for e in [_audit(tmp_path)] if e[-1]["action"] == "mcp.session_end"], timeout=10,
-                       what="the session's end in the audit log")[0]
+    if mode == "legacy":  # the session's end is written once its probes are gone
+        entries = wait_for(lambda: [e for e in [_audit(tmp_path)] if e[-1]["action"] == "mcp.session_end"],
+                           timeout=10, what="the session's end in the audit log")[0]
+    else:
+        entries = _audit(tmp_path)
+        assert "mcp.session_end" not in [e["action"] for e in entries]
     assert {e["who"] for e in entries} == {"mcp:test-client/1.0 token:carol"}
     assert [e["action"] for e in entries].count("mcp.place_probe") == 3
 
