@@ -250,6 +250,8 @@ class ToolBox:
                           {"probe": record.alias, "id": record.fleet_id})
 
     def _t_remove_probe(self, probe: str) -> ToolResult:
+        if probe not in self.placed:  # another client's (or a person's) probe is theirs to remove
+            raise LookupError(f"remove_probe: {probe!r} was not placed here; yours: {', '.join(self.placed) or 'none'}")
         self.inv.remove(probe)
         if probe in self.live:
             self.live.remove(probe)

@@ -733,3 +733,20 @@ def test_another_thread_holding_the_gil_does_not_cut_a_capture():
     assert cpu < 0.01, cpu  # the capture itself fits its budget...
     assert not [n for n, node in out.items() if node.get("not_captured")], (wall, cpu)  # ...so nothing is cut
     assert wall > cpu  # (the other thread did run in between)
+
+
+def test_types_made_at_run_time_do_not_grow_the_handler_table_forever():
+    from probebook.agent.capture import writers
+
+    bound = writers._BUILTIN_COUNT + writers._LEARNED_MAX
+    builtin = list(writers.HANDLERS)[: writers._BUILTIN_COUNT]
+    classes = [type(f"Made{i}", (), {}) for i in range(bound - len(writers.HANDLERS) + 10)]
+    peak = 0
+    for i, cls in enumerate(classes):  # each instance's type is learned; the table is cut back once full
+        obj = cls()
+        obj.n = i
+        assert cap(obj)["fields"] == {"n": {"type": "int", "value": i}} and cap(obj)["type"].endswith(f"Made{i}")
+        peak = max(peak, len(writers.HANDLERS))
+    assert peak == bound + 1
+    assert list(writers.HANDLERS)[: writers._BUILTIN_COUNT] == builtin  # the builtins stay
+    assert id(classes[-1]) in writers.HANDLERS and id(classes[0]) not in writers.HANDLERS

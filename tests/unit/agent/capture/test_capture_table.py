@@ -192,6 +192,50 @@ def _odd_object() -> Any:
     return obj
 
 
+class GetOnly:
+    """A non-data descriptor: an instance's own entry of the same name wins."""
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        return _trip("GetOnly.__get__")
+
+
+class SetOnly(GetOnly):
+    """A data descriptor by its __set__ alone: it wins over the instance's entry (so it is not read)."""
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        _trip("SetOnly.__set__")
+
+
+class DeleteOnly(GetOnly):
+    """A data descriptor by its __delete__ alone."""
+
+    def __delete__(self, obj: Any) -> None:
+        _trip("DeleteOnly.__delete__")
+
+
+class Described:
+    nondata, setonly, delonly = GetOnly(), SetOnly(), DeleteOnly()
+    plain_attr = 5
+
+    def a_method(self) -> int:
+        return 1
+
+    @staticmethod
+    def a_static() -> int:
+        return 2
+
+    @classmethod
+    def a_class(cls) -> int:
+        return 3
+
+    @property
+    def a_prop(self) -> int:
+        return _trip("Described.a_prop")
+
+    def __init__(self) -> None:
+        self.__dict__.update(nondata="own", setonly="own", delonly="own", x=1)
+
+
 class ServiceCredentials:
     def __init__(self) -> None:
         self.user, self.key = "svc", "abc"
@@ -281,6 +325,11 @@ def zoo() -> Dict[str, Any]:
         "time": datetime.time(12, 30), "dec": decimal.Decimal("1.50"), "uuid": uuid.UUID(int=7),
         "range": range(3), "slice": slice(1, 2), "ellipsis": ..., "ns": types.SimpleNamespace(a=1, token="x"),
         **_modules(),
+        "described": Described(), "described_cls": Described,
+        "secret_keys": {"password=hunter2": 1, "Bearer abcdefghijklmnop": 2, "plain": 3},
+        "deep_key": {(1, (2, (3, (4,)))): "v"}, "redacted_first": {"password": "x", "a": 1, "b": 2, "c": 3, "d": 4},
+        "bytes_list": [b"y" * 60] * 8, "str_list": ["w" * 60] * 8, "secret_bytes": [b"token=abcdef123"] * 12,
+        "ints_list": list(range(40)), "pairs_list": [("password", "x")] * 6,
     }
 
 
@@ -310,6 +359,19 @@ def redactors() -> Dict[str, Redactor]:
     off.configure(enabled=False)
     return {"std": Redactor(), "custom": custom, "off": off, "none": Redactor(RedactionConfig(
         identifiers=frozenset(), patterns=(), types=()))}
+
+
+PLAIN = (str, int, float, bool, type(None))
+
+
+def _plain(node: Any) -> bool:
+    """Every leaf of a tree is of an exact JSON type: no object of the program (a str or int subclass) is
+    kept in an event, where it would live on and be read again later."""
+    if type(node) is dict:
+        return all(type(k) is str and _plain(v) for k, v in node.items())
+    if type(node) is list:
+        return all(map(_plain, node))
+    return type(node) in PLAIN
 
 
 def _canonical(node: Any) -> Any:
@@ -354,7 +416,8 @@ def texts() -> List[str]:
 
 
 ATTRS = ["a", "b", "password", "empty", "extra", "computed", "missing", "__dict__", "__class__", "code", "x",
-         "_fields", "__doc__", "level", "child", "items"]
+         "_fields", "__doc__", "level", "child", "items", "nondata", "setonly", "delonly", "a_method", "a_static",
+         "a_class", "a_prop", "plain_attr"]
 
 
 def table() -> Dict[str, Any]:
@@ -364,12 +427,13 @@ def table() -> Dict[str, Any]:
         writers.HANDLERS.pop(key, None)
     values, reds, got = zoo(), redactors(), {}
     for (vname, value), (lname, limits) in itertools.product(values.items(), LIMITS.items()):
-        got[f"C:{vname}|{lname}"] = _canonical(capture_value(value, limits, reds["std"]))
+        tree = capture_value(value, limits, reds["std"])
+        got[f"C:{vname}|{lname}"] = _canonical(tree) if _plain(tree) else f"not plain JSON types: {tree!r}"
     for (vname, value), rname in itertools.product(values.items(), ("custom", "off")):
         got[f"C:{vname}|default|{rname}"] = _canonical(capture_value(value, LIMITS["default"], reds[rname]))
     for vname, value in values.items():
         got[f"C:{vname}|named"] = _canonical(capture_value(value, LIMITS["default"], reds["std"], name="db_password"))
-        for max_len, rname in itertools.product((12, 60, 255), ("std", "custom")):
+        for max_len, rname in itertools.product((1, 2, 3, 5, 8, 12, 20, 60, 255), ("std", "custom")):
             got[f"R:{vname}|{max_len}|{rname}"] = _canonical(safe_repr(value, max_len, reds[rname]))
         got[f"R:{vname}|40|no-redactor"] = _canonical(safe_repr(value, 40))
         got[f"F:{vname}"] = _fields(value)
