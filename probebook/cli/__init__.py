@@ -5,6 +5,7 @@
     probebook lab up|status|inject|recover|down|scenarios
     probebook alerts listen [--port 9099] [--evidence FILE]
     probebook investigate [TEXT] [--lab | --connect NAME=TARGET ...] [--alert NAME] [--llm] [--out FILE]
+    probebook postmortem FILE.duckdb [-o postmortem.ipynb] [--verdict ID]
     probebook mcp [--stdio | --http HOST:PORT --clients-file FILE] [--lab | --connect NAME=TARGET ...]
 
 Each group's module has ``register(subparsers)``, which adds its group (`usage.add_group`) and sets
@@ -29,7 +30,7 @@ from .usage import Parser, UsageExit, add_group, usage_error
 __all__ = ["main", "build_parser", "GROUPS", "Parser", "UsageExit", "add_group", "usage_error"]
 
 # the modules of this package that register a subcommand group, in the order `--help` lists them
-GROUPS: Tuple[str, ...] = ("agent", "audit", "lab", "alerts", "investigate", "mcp")
+GROUPS: Tuple[str, ...] = ("agent", "audit", "lab", "alerts", "investigate", "postmortem", "mcp")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -83,12 +83,15 @@ class EvidenceStore:
     """Evidence of one investigation. `path` is a file (created if missing) or ``":memory:"``."""
 
     @_ours
-    def __init__(self, path: str = ":memory:") -> None:
+    def __init__(self, path: str = ":memory:", read_only: bool = False) -> None:
         self.path = path
-        self._con = duckdb.connect(path)
+        self.read_only = read_only  # a saved investigation read again (a postmortem): nothing is written
+        self._con = duckdb.connect(path, read_only=read_only)
         self._write = threading.Lock()
         self._local = threading.local()
         self._high: Dict[tuple, int] = {}  # (service, instance) -> highest seq stored
+        if read_only:
+            return
         if path != ":memory:":
             # fewer, larger checkpoints while evidence streams in; the WAL keeps every commit durable
             self._con.execute("SET checkpoint_threshold = '256MB'")

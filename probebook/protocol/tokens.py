@@ -21,7 +21,7 @@ from typing import Dict, Iterator, Mapping, Optional, Tuple
 
 from probebook.errors import TokenFileError
 
-__all__ = ["Tokens", "private_dir", "write_token_file"]
+__all__ = ["Tokens", "private_dir", "write_token_file", "client_secret"]
 
 _MIN_SECRET = 8
 
@@ -84,6 +84,20 @@ class Tokens(Mapping[str, str]):
 
     def __repr__(self) -> str:  # never print secrets
         return f"Tokens({sorted(self._secrets)})"
+
+
+def client_secret(token: Optional[str], token_file: Optional[str]) -> str:
+    """The secret a client presents: `token`, else the first of `token_file` (or $PROBEBOOK_TOKEN_FILE's),
+    else $PROBEBOOK_TOKEN; a `TokenFileError` says what to pass when there is none."""
+    if token:
+        return token
+    path = token_file or os.environ.get("PROBEBOOK_TOKEN_FILE")
+    if path:
+        return next(iter(Tokens.from_file(path).values()))
+    env = os.environ.get("PROBEBOOK_TOKEN")
+    if env:
+        return env
+    raise TokenFileError("no token: pass token= or token_file= (or set PROBEBOOK_TOKEN / PROBEBOOK_TOKEN_FILE)")
 
 
 def _checked_secret(secret: str, where: str) -> str:

@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 import polars as pl
 
-from probebook.protocol.tokens import Tokens
+from probebook.protocol.tokens import client_secret
 from probebook.agent.engine import Agent
 from probebook.protocol.records import ModuleSource, SourceFile
 from probebook.protocol.spec import ProbeSpec
@@ -46,24 +46,11 @@ Rate = Union[float, int, str]  # events a second, or "10/m"
 T = TypeVar("T")
 
 
-def _secret_from(token: Optional[str], token_file: Optional[str]) -> str:
-    if token:
-        return token
-    path = token_file or os.environ.get("PROBEBOOK_TOKEN_FILE")
-    if path:
-        tokens = Tokens.from_file(path)
-        return next(iter(tokens.values()))
-    env = os.environ.get("PROBEBOOK_TOKEN")
-    if env:
-        return env
-    raise SessionError("no token: pass token= or token_file= (or set PROBEBOOK_TOKEN / PROBEBOOK_TOKEN_FILE)")
-
-
 class Investigation:
     """Everything one investigation knows. `path`: the DuckDB file (":memory:" by default)."""
 
-    def __init__(self, path: str = ":memory:") -> None:
-        self.store = EvidenceStore(path)
+    def __init__(self, path: str = ":memory:", read_only: bool = False) -> None:
+        self.store = EvidenceStore(path, read_only)
         self.collector = Collector(self.store)
         self.handles: Dict[str, ServiceHandle] = {}
         self.targets: Dict[str, str] = {}
@@ -75,13 +62,21 @@ class Investigation:
         self._closed = False
         atexit.register(_close_at_exit, weakref.ref(self))
 
+    @classmethod
+    def open(cls, path: str) -> "Investigation":
+        """A saved investigation (`Investigation(FILE)`, `--out FILE`) read again, read-only: its evidence,
+        timeline and verdicts, for a postmortem; nothing is connected and nothing is written."""
+        if not os.path.isfile(path):
+            raise SessionError(f"{path}: no saved investigation there; give the .duckdb file an investigation wrote")
+        return cls(path, read_only=True)
+
     # ------------------------------------------------------------------ services
     def connect(self, name: str, target: Union[str, Sequence[str]], token: Optional[str] = None,
                 token_file: Optional[str] = None, backlog: bool = False) -> ServiceRow:
         """Connect to service `name`: one agent URL, a list of URLs, or a port-file directory. Events
         are read from now on (`backlog`: also those the agents hold already, other clients' too)."""
         _check_name(name, "service name")
-        secret = _secret_from(token, token_file)
+        secret = client_secret(token, token_file)
         try:
             handle = ServiceClient(target, token=secret, backlog=backlog)
             health = handle.health()

@@ -1,4 +1,4 @@
-"""The examples in the assistant's docstrings (and the predicate model it shares with the lab) hold."""
+"""The examples in the assistant's docstrings (its MCP server's, and the predicate model it shares with the lab) hold."""
 
 import pkgutil
 
@@ -6,9 +6,10 @@ import pytest
 from support import check_doctests, with_examples
 
 import probebook.assistant
+import probebook.mcp
 
 MODULES = with_examples(["probebook.evidence.predicate"] + [
-    m.name for m in pkgutil.walk_packages(probebook.assistant.__path__, "probebook.assistant.")])
+    m.name for pkg in (probebook.assistant, probebook.mcp) for m in pkgutil.walk_packages(pkg.__path__, f"{pkg.__name__}.")])
 
 
 @pytest.mark.parametrize("name", MODULES)

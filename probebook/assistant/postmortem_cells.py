@@ -1,0 +1,79 @@
+"""What the cells of a postmortem notebook call (`postmortem.py` writes them): the cited evidence rows, the
+proof gate run again on the saved evidence, the metric around the onset. Each reads an `Investigation`
+opened read-only and shows the same every time it runs.
+
+>>> from probebook.session import Investigation
+>>> inv = Investigation()
+>>> cited(inv, ["snap:orders:i1:7"]).height
+0
+>>> inv.close()
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, List
+
+import polars as pl
+
+from probebook.errors import AssistantError
+from probebook.evidence.schema import PREFIX_TABLE
+from probebook.session import Investigation
+
+from .model import Incident, Verdict
+from .proof import ProofGate
+
+__all__ = ["cited", "gate_again", "onset_chart", "readable"]
+
+# what each kind of evidence says, beside where and when
+_SAYS = {"snapshots": "expressions", "logs": "message", "metrics": "value", "spans": "duration_ns",
+         "exceptions": "exc_type"}
+
+
+def readable() -> None:
+    """Tables shown whole enough to read: evidence ids and texts uncut, up to 60 rows."""
+    pl.Config.set_fmt_str_lengths(120)
+    pl.Config.set_tbl_rows(60)
+    pl.Config.set_tbl_width_chars(240)
+
+
+def cited(inv: Investigation, ids: List[str]) -> pl.DataFrame:
+    """The evidence rows `ids` name, oldest first: id, time, service, function, line and what each says."""
+    frames = []
+    for table in sorted({PREFIX_TABLE[i.split(":", 1)[0]] for i in ids if i.split(":", 1)[0] in PREFIX_TABLE}):
+        wanted = ", ".join("'" + i.replace("'", "''") + "'" for i in ids)
+        frames.append(inv.sql(
+            f"SELECT evidence_id, ts, service, function, line, CAST({_SAYS.get(table, 'NULL')} AS VARCHAR) AS says "
+            f"FROM {table} WHERE evidence_id IN ({wanted})"))
+    if not frames:
+        return pl.DataFrame({"evidence_id": [], "says": []}, schema={"evidence_id": pl.Utf8, "says": pl.Utf8})
+    return pl.concat(frames, how="vertical_relaxed").sort(["ts", "evidence_id"])
+
+
+def gate_again(inv: Investigation, verdict_id: str) -> pl.DataFrame:
+    """The proof gate run again on the saved evidence of verdict `verdict_id`: what it was, what the gate
+    says now, and its reasons (a store edited since shows here as a changed kind)."""
+    rows = inv.sql("SELECT incident, body FROM assistant_verdicts WHERE evidence_id = "
+                   f"'{verdict_id.replace(chr(39), chr(39) * 2)}'").rows()
+    if not rows:
+        raise AssistantError(f"no verdict {verdict_id!r} in this investigation")
+    verdict = Verdict.from_dict(json.loads(rows[0][1]))
+    inc = inv.sql("SELECT body FROM assistant_incidents WHERE evidence_id = "
+                  f"'{str(rows[0][0]).replace(chr(39), chr(39) * 2)}'").rows()
+    opened = Incident.from_dict(json.loads(inc[0][0])).opened_at if inc else 0.0
+    again = ProofGate(inv.store, opened).check(verdict)
+    return pl.DataFrame({"verdict": [verdict.id], "recorded": [verdict.kind], "gate_now": [again.kind],
+                         "reasons": ["; ".join(again.reasons)]})
+
+
+def onset_chart(inv: Investigation) -> Any:
+    """The metric series the investigation fetched, as a plotly figure (one line per series)."""
+    import plotly.graph_objects as go
+
+    frame = inv.sql("SELECT ts, series, value, query FROM metric_series ORDER BY series, ts")
+    fig = go.Figure()
+    for (series,), part in frame.group_by(["series"], maintain_order=True):
+        fig.add_trace(go.Scatter(x=part["ts"].to_list(), y=part["value"].to_list(), mode="lines", name=str(series)))
+    query = frame["query"][0] if frame.height else ""
+    fig.update_layout(title=f"around the onset: {query}", xaxis_title="time", yaxis_title="value")
+    return fig
