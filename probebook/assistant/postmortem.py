@@ -51,6 +51,8 @@ def _latest(inv: Investigation, verdict_id: Optional[str]) -> tuple:
     """The incident and verdict the postmortem is about: `verdict_id`, else the last verdict recorded."""
     tables = inv.store.tables()
     if "assistant_verdicts" not in tables:
+        if verdict_id:
+            raise AssistantError(f"no verdict {verdict_id!r}: this investigation recorded no verdicts")
         return None, None
     where = f"WHERE evidence_id = {_sql_list([verdict_id])}" if verdict_id else ""
     rows = inv.sql(f"SELECT incident, body FROM assistant_verdicts {where} ORDER BY ts DESC LIMIT 1").rows()
@@ -85,10 +87,10 @@ def notebook_for(store: str, verdict_id: Optional[str] = None, store_ref: Option
     cells += [_md("## Timeline\n\nEvery step of the investigation, with the id of what it rests on (`ref`)."),
               _code('inv.sql("SELECT ts, source, text, ref FROM timeline ORDER BY ts, evidence_id")')]
     cells += _cause(verdict, incident)
-    if counts.get("assistant_hypotheses"):
-        cells += [_md("## Hypotheses\n\nWhat was tested, and how it stood at the end."),
+    if counts.get("assistant_hypotheses") and incident is not None:
+        cells += [_md("## Hypotheses\n\nWhat was tested for this incident, and how it stood at the end."),
                   _code('inv.sql("SELECT evidence_id, status, service, locus, statement FROM assistant_hypotheses '
-                        'ORDER BY ts, evidence_id")')]
+                        f'WHERE incident = {_sql_list([incident.id])} ORDER BY ts, evidence_id")')]
     cells += [_md("## What was done\n\nThe probes placed (read-only; each removed at the end or by its TTL). "
                   "No containment action was taken through probebook in this investigation."),
               _code('inv.sql("SELECT alias, kind, service, location, placed_at FROM probes ORDER BY placed_at, '
@@ -177,6 +179,8 @@ def write_postmortem(store: str, out: str, verdict_id: Optional[str] = None, exe
             NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": folder}}).execute()
         except CellExecutionError as exc:
             failed = one_line(str(exc).strip().splitlines()[-1] if str(exc).strip() else exc, 300)
+        except Exception as exc:  # noqa: BLE001 - no kernel, a dead kernel, a cell past its timeout
+            failed = f"{type(exc).__name__}: {one_line(exc, 280)}"
     nbformat.write(nb, out)
     if failed:
         raise AssistantError(f"postmortem: a cell failed when run ({failed}); the notebook is at {out}")

@@ -38,8 +38,19 @@ def register(sub: Subparsers) -> None:
     add_sources(p)
     p.add_argument("--out", default=":memory:", metavar="FILE.duckdb", help="keep the evidence in this file")
     p.add_argument("--audit", default=None, metavar="FILE",
-                   help="the audit log of MCP calls (default: mcp-audit.log beside --out, else in the "
-                        "current directory)")
+                   help="the audit log of MCP calls (default: mcp-audit.log beside --out, else in "
+                        "~/.local/state/probebook/)")
+
+
+def _default_audit(out: str) -> str:
+    """mcp-audit.log beside the evidence file; with the evidence in memory, in the user's state folder
+    ($XDG_STATE_HOME/probebook, else ~/.local/state/probebook), which outlives the process and a reboot."""
+    if out != ":memory:":
+        return os.path.join(os.path.dirname(os.path.abspath(out)), "mcp-audit.log")
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    folder = os.path.join(state, "probebook")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    return os.path.join(folder, "mcp-audit.log")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -68,8 +79,7 @@ def _run(args: argparse.Namespace) -> int:
     inv = open_investigation(args, PROG)
     if inv is None:
         return 1
-    folder = os.path.dirname(os.path.abspath(args.out)) if args.out != ":memory:" else os.getcwd()
-    audit = args.audit or os.path.join(folder, "mcp-audit.log")
+    audit = args.audit or _default_audit(args.out)
     try:
         bridge = Bridge(inv, audit)
         if tokens is not None:

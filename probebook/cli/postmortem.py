@@ -39,6 +39,8 @@ def _run(args: argparse.Namespace) -> int:
     out = args.output or os.path.splitext(args.store)[0] + "-postmortem.ipynb"
     if not out.endswith(".ipynb"):
         usage_error(PROG, f"-o {out}: write a notebook name ending in .ipynb")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
+        usage_error(PROG, f"-o {out}: no folder {os.path.dirname(out)!r}; create it first or write elsewhere")
     from probebook.assistant.postmortem import write_postmortem
 
     try:

@@ -90,7 +90,8 @@ class EvidenceStore:
         self._write = threading.Lock()
         self._local = threading.local()
         self._high: Dict[tuple, int] = {}  # (service, instance) -> highest seq stored
-        if read_only:
+        if read_only:  # its times read the same wherever it is opened (a postmortem re-run compares them)
+            self._con.execute("SET TimeZone = 'UTC'")
             return
         if path != ":memory:":
             # fewer, larger checkpoints while evidence streams in; the WAL keeps every commit durable

@@ -5,7 +5,8 @@ An MCP client (a coding agent, a chat client) works like the LLM planner: it cal
 with the same schemas and the same limits (probe budget, TTL, rate, bounded answers), records hypotheses
 and concludes; `conclude` passes the proof gate, so a client cannot get a `proven` verdict recorded that
 the gate would refuse. `investigate` runs the deterministic investigator and answers its gated verdict.
-Calls are serialised (the store is one DuckDB connection): a slow `wait_events` holds the next call.
+A session's calls are served one at a time (a slow `wait_events` holds that client's next call, never
+another client's).
 
 >>> [t["name"] for t in tool_specs()][-4:]
 ['record_hypothesis', 'conclude', 'investigate', 'session']
@@ -27,13 +28,14 @@ from probebook.assistant.model import Hypothesis, Incident, Verdict
 from probebook.assistant.proof import ProofGate
 from probebook.assistant.tool_specs import SPECS
 from probebook.assistant.tools import ProbeBudget, ToolBox, ToolResult
-from probebook.errors import ProbebookError, one_line
+from probebook.errors import AssistantError, ProbebookError, one_line
 from probebook.session import Investigation
 
 __all__ = ["Bridge", "Caller", "tool_specs", "RESOURCE_PREFIX"]
 
 RESOURCE_PREFIX = "probebook://"
 _MAX_TABLE_ROWS = 40
+_MAX_RESOURCE_BYTES = 64 << 10
 _INVESTIGATE = {"name": "investigate",
                 "description": "Run the deterministic investigator on an incident (your words and the alerts firing "
                                "now): it places its own read-only probes and answers its verdict after the proof "
@@ -80,6 +82,7 @@ class _Session:
     incident: Incident
     tools: ToolBox
     hypotheses: Dict[str, Hypothesis] = field(default_factory=dict)
+    lock: Any = field(default_factory=threading.Lock)  # one call of a session at a time
 
 
 class Bridge:
@@ -91,30 +94,36 @@ class Bridge:
         self.assistant = Assistant(inv, budget)
         self.audit = AuditLog(audit_path)
         self._sessions: Dict[str, _Session] = {}
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()  # the table of sessions; each session's calls hold its own lock
+        if self.audit.append("mcp", "mcp.start", inv.store.path, "serving") is None:
+            raise AssistantError(f"{self.audit.error}; the MCP server does not serve calls it cannot audit")
 
     # ------------------------------------------------------------------ sessions
     def _session(self, caller: Caller, title: str = "") -> _Session:
-        s = self._sessions.get(caller.session)
-        if s is None or title:
-            if s is not None:
-                s.tools.remove_all()
+        with self._lock:
+            old = self._sessions.get(caller.session)
+            if old is not None and not title:
+                return old
             incident = self.assistant.journal.open_incident(Incident(title or f"via MCP ({caller.who})"))
             s = _Session(caller, incident, ToolBox(self.inv, incident, self.assistant.journal,
                                                    self.assistant.budget))
             self._sessions[caller.session] = s
+        if old is not None:  # a new incident: the old one's live probes go
+            with old.lock:
+                old.tools.remove_all()
         return s
 
     def end_session(self, key: str) -> int:
         """The client went away: remove the probes it placed that are still live; how many."""
         with self._lock:
             s = self._sessions.pop(key, None)
-            if s is None:
-                return 0
+        if s is None:
+            return 0
+        with s.lock:
             n = len(s.tools.live)
             s.tools.remove_all()
-            self.audit.append(s.caller.who, "mcp.session_end", key, f"removed {n} live probes")
-            return n
+        self.audit.append(s.caller.who, "mcp.session_end", key, f"removed {n} live probes")
+        return n
 
     def close(self) -> None:
         for key in list(self._sessions):
@@ -122,29 +131,38 @@ class Bridge:
 
     # ------------------------------------------------------------------ calls
     def call(self, caller: Caller, name: str, args: Optional[Dict[str, Any]]) -> Tuple[str, bool]:
-        """One tool call: (the answer as JSON text, whether it is an error). Never raises for a bad call."""
+        """One tool call: (the answer as JSON text, whether it is an error). Never raises: a bad call, or a
+        tool that fails, answers one line. A call is refused while the audit log cannot be written."""
         args = dict(args or {})
-        with self._lock:
-            try:
-                schema = _SCHEMAS.get(name)
-                if schema is not None:  # what the schema allows, before anything runs
-                    try:
-                        jsonschema.validate(args, schema)
-                    except jsonschema.ValidationError as exc:
-                        raise ValueError(f"bad arguments for {name}: {exc.message}") from None
-                result = self._call(caller, name, args)
-            except (ProbebookError, ValueError, LookupError, TypeError) as exc:
-                result = ToolResult(name, "", error=one_line(exc, 300))
-            self.audit.append(caller.who, f"mcp.{name}", one_line(json.dumps(args, default=str), 200),
-                              f"error: {result.error}" if result.error else f"ok: {result.summary}")
+        if self.audit.error and self.audit.append(caller.who, "mcp.audit_check", name, "retry") is None:
+            return ToolResult(name, "", error=f"{self.audit.error}; calls are refused until it can be written"
+                              ).to_json(), True
+        try:
+            schema = _SCHEMAS.get(name)
+            if schema is not None:  # what the schema allows, before anything runs
+                try:
+                    jsonschema.validate(args, schema)
+                except jsonschema.ValidationError as exc:
+                    raise ValueError(f"bad arguments for {name}: {exc.message}") from None
+            result = self._call(caller, name, args)
+        except (ProbebookError, ValueError, LookupError, TypeError) as exc:
+            result = ToolResult(name, "", error=one_line(exc, 300))
+        except Exception as exc:  # noqa: BLE001 - a tool's failure is an answer, never the server's end
+            result = ToolResult(name, "", error=f"{type(exc).__name__}: {one_line(exc, 280)}")
+        self.audit.append(caller.who, f"mcp.{name}", one_line(json.dumps(args, default=str), 200),
+                          f"error: {result.error}" if result.error else f"ok: {result.summary}")
         return result.to_json(), bool(result.error)
 
     def _call(self, caller: Caller, name: str, args: Dict[str, Any]) -> ToolResult:
-        if name == "session":
-            return self._t_session(self._session(caller, str(args.get("text") or "")))
-        if name == "investigate":
+        if name == "investigate":  # its own incident and probes: no session is held while it runs
             return self._t_investigate(caller, **args)
-        s = self._session(caller)
+        s = self._session(caller, str(args.get("text") or "") if name == "session" else "")
+        with s.lock:
+            return self._in_session(s, name, args)
+
+    def _in_session(self, s: _Session, name: str, args: Dict[str, Any]) -> ToolResult:
+        if name == "session":
+            return self._t_session(s)
         if name == "record_hypothesis":
             h = hypothesis_from_args(args)
             known = next((k for k, v in s.hypotheses.items() if v.statement == h.statement), None)
@@ -189,25 +207,26 @@ class Bridge:
     # ------------------------------------------------------------------ resources
     def resources(self) -> List[Dict[str, str]]:
         """The evidence tables and every verdict recorded, as MCP resources (uri, name, description)."""
-        with self._lock:
-            out = [{"uri": f"{RESOURCE_PREFIX}tables/{t}", "name": f"table {t}",
-                    "description": f"the newest {_MAX_TABLE_ROWS} rows of the evidence table {t}"}
-                   for t in self.inv.store.tables()]
-            out += [{"uri": f"{RESOURCE_PREFIX}verdicts/{v.id}", "name": f"verdict {v.id}",
-                     "description": v.headline()} for v in self.assistant.journal.verdicts()]
+        out = [{"uri": f"{RESOURCE_PREFIX}tables/{t}", "name": f"table {t}",
+                "description": f"the newest {_MAX_TABLE_ROWS} rows of the evidence table {t}"}
+               for t in self.inv.store.tables()]
+        out += [{"uri": f"{RESOURCE_PREFIX}verdicts/{v.id}", "name": f"verdict {v.id}",
+                 "description": v.headline()} for v in self.assistant.journal.verdicts()]
         return out
 
     def read(self, uri: str) -> str:
-        """A resource as JSON text; LookupError names what exists."""
+        """A resource as JSON text (at most `_MAX_RESOURCE_BYTES`); LookupError names what exists."""
         kind, _, name = uri[len(RESOURCE_PREFIX):].partition("/") if uri.startswith(RESOURCE_PREFIX) else ("", "", "")
-        with self._lock:
-            if kind == "tables" and name in self.inv.store.tables():
-                frame = self.inv.store.sql(f'SELECT * FROM "{name}" LIMIT {_MAX_TABLE_ROWS}')
-                rows = [{k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v) for k, v in r.items()}
-                        for r in frame.to_dicts()]
-                return json.dumps({"table": name, "rows": rows}, default=str)
-            if kind == "verdicts":
-                for v in self.assistant.journal.verdicts():
-                    if v.id == name:
-                        return json.dumps(v.to_dict(), default=str)
+        if kind == "tables" and name in self.inv.store.tables():  # a known table's name, never the caller's text
+            newest = " ORDER BY ts DESC" if "ts" in self.inv.store.sql(f'SELECT * FROM "{name}" LIMIT 0').columns else ""
+            frame = self.inv.store.sql(f'SELECT * FROM "{name}"{newest} LIMIT {_MAX_TABLE_ROWS}')
+            rows = [{k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v) for k, v in r.items()}
+                    for r in frame.to_dicts()]
+            while rows and len(json.dumps(rows, default=str)) > _MAX_RESOURCE_BYTES:
+                rows = rows[: len(rows) // 2]
+            return json.dumps({"table": name, "rows": rows}, default=str)
+        if kind == "verdicts":
+            for v in self.assistant.journal.verdicts():
+                if v.id == name:
+                    return json.dumps(v.to_dict(), default=str)[:_MAX_RESOURCE_BYTES]
         raise LookupError(f"no resource {uri!r}; list_resources shows the tables and verdicts there are")

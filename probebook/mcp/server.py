@@ -45,8 +45,10 @@ def _caller(ctx: ServerRequestContext[Any, Any]) -> Caller:
         return Caller(_STDIO_SESSION, client)
     user = request.scope.get("user")
     token = getattr(getattr(user, "access_token", None), "client_id", "") or ""
-    session = request.headers.get("mcp-session-id") or f"{token}:{client}"  # 2026-07-28 has no sessions
-    return Caller(session, client, token)
+    # the SDK ties a handshake-era session id to the token that made it; 2026-07-28 has no sessions and
+    # leaves the header unchecked, so there a client is its token and name (`session` opens a new incident)
+    header = request.headers.get("mcp-session-id") if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS else None
+    return Caller(f"{token}:{header or client}", client, token)
 
 
 def build_server(bridge: Bridge) -> Server[Any]:
@@ -124,7 +126,8 @@ async def serve_stdio(bridge: Bridge) -> None:
         async with stdio_server() as (read_stream, write_stream):
             await server.run(read_stream, write_stream, server.create_initialization_options())
     finally:
-        await anyio.to_thread.run_sync(bridge.end_session, _STDIO_SESSION)
+        with anyio.CancelScope(shield=True):  # an interrupt must still remove the client's probes
+            await anyio.to_thread.run_sync(bridge.end_session, _STDIO_SESSION)
 
 
 def serve_http(bridge: Bridge, host: str, port: int, tokens: Tokens, ready: Any = None) -> None:

@@ -15,6 +15,7 @@ import tinyshop  # noqa: E402
 
 from probebook.agent import Agent  # noqa: E402
 from probebook.agent.control.audit import verify  # noqa: E402
+from probebook.errors import ProbebookError  # noqa: E402
 from probebook.mcp import Bridge, Caller  # noqa: E402
 from probebook.session import Investigation  # noqa: E402
 
@@ -52,7 +53,7 @@ def test_sessions_are_apart_and_a_session_end_removes_only_its_own_probes(bridge
     assert bridge.end_session("s-ann") == 1
     s_bob, _ = call(bridge, BOB, "session")
     assert s_bob["data"]["live_probes"] == [bob["data"]["probe"]]
-    entries = [json.loads(line) for line in open(tmp_path / "mcp-audit.log")]
+    entries = [json.loads(line) for line in open(tmp_path / "mcp-audit.log")][1:]  # after mcp.start
     assert verify(str(tmp_path / "mcp-audit.log")).ok
     assert [(e["who"], e["action"]) for e in entries][:2] == [("mcp:editor/1.0", "mcp.place_probe"),
                                                            ("mcp:chat/2.0 token:bob", "mcp.place_probe")]
@@ -85,9 +86,9 @@ def test_a_conclusion_passes_the_gate_and_refused_calls_are_audited_too(bridge, 
     proven_by_client, failed = call(bridge, ANN, "record_hypothesis", statement="s", service="tinyshop",
                                     status="proven")
     assert failed
-    actions = [json.loads(line)["action"] for line in open(tmp_path / "mcp-audit.log")]
+    actions = [json.loads(line)["action"] for line in open(tmp_path / "mcp-audit.log")][1:]
     assert actions.count("mcp.place_probe") == 2 and "mcp.drop_tables" in actions
-    results = [json.loads(line)["result"] for line in open(tmp_path / "mcp-audit.log")]
+    results = [json.loads(line)["result"] for line in open(tmp_path / "mcp-audit.log")][1:]
     assert sum(r.startswith("error:") for r in results) == 3
 
 
@@ -116,3 +117,39 @@ def test_calls_from_two_threads_are_served_one_at_a_time(bridge):
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_nothing_is_served_unaudited(tmp_path):
+    inv = Investigation()
+    try:
+        (tmp_path / "a-file").write_text("")
+        with pytest.raises(ProbebookError, match="not writable.*does not serve calls it cannot audit"):
+            Bridge(inv, str(tmp_path / "a-file" / "audit.log"))
+        folder = tmp_path / "audit"
+        folder.mkdir()
+        bridge = Bridge(inv, str(folder / "mcp-audit.log"))
+        os.rename(folder / "mcp-audit.log", folder / "moved.log")  # the log stops being writable
+        os.mkdir(folder / "mcp-audit.log")
+        answer, failed = call(bridge, ANN, "services")
+        if not failed:  # the call ran before the failure was known; the next is refused
+            answer, failed = call(bridge, ANN, "services")
+        assert failed and "calls are refused until it can be written" in answer["error"]
+    finally:
+        inv.close()
+
+
+def test_under_the_sessionless_protocol_a_client_is_its_token_not_a_header_it_sends():
+    from probebook.mcp.server import _caller
+
+    class Ctx:
+        protocol_version = "2026-07-28"
+
+        class session:
+            client_params = None
+
+        class request:
+            headers = {"mcp-session-id": "alice:claude/1"}
+            scope = {"user": type("U", (), {"access_token": type("T", (), {"client_id": "bob"})()})()}
+
+    caller = _caller(Ctx())
+    assert caller.token == "bob" and caller.session.startswith("bob:") and "alice" not in caller.session

@@ -128,7 +128,9 @@ def _audit(tmp_path) -> list:
     path = str(tmp_path / "mcp-audit.log")
     assert verify(path).ok
     with open(path) as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+        entries = [json.loads(line) for line in fh if line.strip()]
+    assert entries[0]["action"] == "mcp.start" and entries[0]["who"] == "mcp"  # written before any call
+    return entries[1:]
 
 
 def test_a_client_over_stdio_probes_queries_and_concludes_through_the_gate(service, tmp_path):  # noqa: F811

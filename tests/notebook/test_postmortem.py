@@ -90,3 +90,9 @@ def test_bad_input_is_one_line(tmp_path):
     done = _cli("notes.duckdb", cwd=tmp_path)
     assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert done.stderr.startswith("probebook postmortem: error: postmortem:")
+
+
+def test_an_output_folder_that_does_not_exist_is_one_line(saved, tmp_path):
+    store, _ = saved
+    done = _cli(store, "-o", "no-such-folder/pm.ipynb", cwd=tmp_path)
+    assert done.returncode == 2 and "no folder 'no-such-folder'" in done.stderr.strip().splitlines()[-1]

@@ -85,12 +85,12 @@ DEFAULT_IDENTIFIERS: frozenset = frozenset(
     xapikey xauthtoken xcsrftoken xforwardedfor xrealip xsrftoken
     """.split()  # the second part: Datadog Dynamic Instrumentation's default list (dd-trace-py), all of it
 )
-# a name that ends with one of these (``PGPASSWORD``, ``dbpassword``) is sensitive whatever comes before
-_STRONG_ENDS = ("password", "passwd", "secret", "apikey", "privatekey", "accesskey", "credential", "credentials",
-                "token")
-# words that only say a name holds its value (``secretValue``, ``api_key_b64``, ``token_str2``): a name is
-# matched again without them (up to `_HOLDER_STRIPS` of them or of numbers, from the end)
-_HOLDERS = ("value", "val", "str", "string", "text", "data", "raw", "plain", "bytes", "hex", "encoded")
+# a name that ends with one of these or its plural (``PGPASSWORD``, ``dbpassword``, ``access_tokens``) is sensitive
+_STRONG_ENDS = ("password", "passwd", "secret", "apikey", "privatekey", "accesskey", "credential", "token")
+# words that only say a name holds its value (``secretValue``, ``api_key_b64``, ``token_str2``): a name is matched
+# again without them (up to `_HOLDER_STRIPS` of them or of numbers, from the end)
+_HOLDERS = ("value", "val", "str", "string", "text", "data", "raw", "plain", "bytes", "hex", "encoded", "enc", "pem", "json")
+_NUMBERED = (["b", "64"], ["base", "64"])  # b64, base64: two words to the word splitter
 _HOLDER_STRIPS = 3
 _NAME_SCAN = 256  # a name is matched on at most this many characters of its end (and 64 of its start)
 
@@ -292,7 +292,8 @@ class RedactionRules:
         object.__setattr__(self, "_names", {})
         object.__setattr__(self, "_longest", max(map(len, self.config.identifiers), default=0) + 8)
         # the strong words that are identifiers of this configuration (a configuration without them has none)
-        object.__setattr__(self, "_ends", tuple(w for w in _STRONG_ENDS if w in self.config.identifiers))
+        ends = tuple(w for w in _STRONG_ENDS if w in self.config.identifiers)
+        object.__setattr__(self, "_ends", ends + tuple(w + "s" for w in ends))  # passwords, access_tokens too
         object.__setattr__(self, "_types", {})
         object.__setattr__(self, "clean_texts", {})
 
@@ -322,17 +323,17 @@ class RedactionRules:
         ids = self.config.identifiers
         tail = name[-_NAME_SCAN:]
         norm = normalize_identifier(tail)
-        if norm in ids or norm.endswith(self._ends):
+        if norm in ids or (norm.endswith(self._ends) and norm != "tokens"):  # a tokenizer's "tokens" is text
             return True
         words = [w.lower() for w in _WORD.findall(tail)]
         for _ in range(_HOLDER_STRIPS + 1):  # then without a holder word: api_key_value, token_str2, secret_b64
             if self._ends_in_identifier(words):
                 return True
-            drop = 2 if words[-2:] == ["b", "64"] else int(bool(words) and (words[-1] in _HOLDERS or words[-1].isdigit()))
+            drop = 2 if words[-2:] in _NUMBERED else int(bool(words) and (words[-1] in _HOLDERS or words[-1].isdigit()))
             if not drop or len(words) <= drop:
                 return False
             words = words[:-drop]
-            if "".join(words).endswith(self._ends):
+            if "".join(words).endswith(self._ends) and words != ["tokens"]:
                 return True
         return False
 

@@ -386,7 +386,8 @@ NAME_WORDS = ["password", "passwd", "pwd", "secret", "token", "api_key", "apikey
               "credential", "credentials", "auth", "session", "cookie", "ssn", "user", "name", "count", "id",
               "key", "pass", "tokenizer", "secretary", "passport", "author", "db", "x"]
 NAME_SHAPES = ["{w}", "{W}", "my_{w}", "{w}_value", "{w}_hash", "db{w}", "{w}2", "x-{w}", "old{Wc}", "{w}_count",
-               "__{w}__", "{w}_b64", "{w}Str", "{w}.{w}", "a" * 250 + "_{w}", "{w}_" + "a" * 300]
+               "__{w}__", "{w}_b64", "{w}Str", "{w}.{w}", "a" * 250 + "_{w}", "{w}_" + "a" * 300, "{w}s", "my_{w}s",
+               "{w}_base64", "{w}_pem", "{w}s_json"]
 TEXT_SHAPES = [
     "Bearer {t}", "bearer {t}", "BEARER {t}", "Basic {t}==", "token={t}", "password: '{t}'", "pwd={t}",
     "api_key={t}", "apikey: {t}", "Cookie: sid={t}", "set-cookie: a={t}", "https://user:{t}@host/x",

@@ -213,14 +213,17 @@ def test_names_that_hid_a_secret_before_are_redacted(redactor, name):
 
 
 @pytest.mark.parametrize("name", ["token_value", "api_key_b64", "accessTokenStr", "token_str2", "private_key_raw_bytes",
-                                  "session_cookie_text", "auth_value", "DB_PASSWORD_HEX"])
+                                  "session_cookie_text", "auth_value", "DB_PASSWORD_HEX", "api_key_base64",
+                                  "secretBase64", "private_key_pem", "password_enc", "token_json", "passwords",
+                                  "access_tokens", "api_keys"])
 def test_a_secret_name_followed_by_words_that_only_hold_it_is_redacted(redactor, name):
     # found by the capture table: password_str was redacted but token_value, api_key_b64 and apiKeyStr were not
     assert redactor.is_redacted_name(name)
 
 
 @pytest.mark.parametrize("name", ["tokenizer_value", "session_count", "author_text", "interval", "metadata", "value",
-                                  "str2", "b64", "token_count", "key_value", "order_id_value"])
+                                  "str2", "b64", "token_count", "key_value", "order_id_value", "keys", "base64",
+                                  "json_value", "tokens_count", "author_json"])
 def test_ordinary_names_ending_in_holder_words_are_kept(redactor, name):
     assert not redactor.is_redacted_name(name)
 
