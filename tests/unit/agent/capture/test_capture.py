@@ -17,7 +17,7 @@ from probebook.agent.capture.safe_repr import safe_repr
 from probebook.agent.capture.tree import as_tree
 from probebook.agent.capture.values import (CaptureLimits, capture_locals, capture_locals_raw, capture_stack,
                                             capture_value)
-from probebook.errors import SpecError
+from probebook.errors import SpecError, UnsafeAccess
 from probebook.agent.capture.redaction import Redactor
 
 LIMITS = CaptureLimits()
@@ -750,3 +750,36 @@ def test_types_made_at_run_time_do_not_grow_the_handler_table_forever():
     assert peak == bound + 1
     assert list(writers.HANDLERS)[: writers._BUILTIN_COUNT] == builtin  # the builtins stay
     assert id(classes[-1]) in writers.HANDLERS and id(classes[0]) not in writers.HANDLERS
+
+
+def test_an_instance_attribute_is_read_on_the_fast_path_once_its_type_is_known(monkeypatch):
+    """Every attribute a probe reads comes through `safe_getattr`: after the first read of a type, an
+    instance attribute is answered from its dict without the slow path (the hit's cost), and the answer
+    stays right when the class later grows an attribute of the same name."""
+    from probebook.agent.capture import safe_access
+
+    class Order:
+        kind = "class-level"
+
+        def __init__(self, total):
+            self.total = total
+
+    slow_reads = []
+    real_slow = safe_access._safe_getattr_slow
+    monkeypatch.setattr(safe_access, "_safe_getattr_slow",
+                        lambda obj, name: slow_reads.append(name) or real_slow(obj, name))
+    first, second = Order(3), Order(4)
+    assert safe_access.safe_getattr(first, "total") == 3
+    assert slow_reads == ["total"]  # the type's first read learns it
+    assert [safe_access.safe_getattr(o, "total") for o in (first, second, second)] == [3, 4, 4]
+    assert slow_reads == ["total"]  # instance attributes: straight from the dict
+    assert safe_access.safe_getattr(second, "kind") == "class-level"  # a class attribute: the full rules
+    assert slow_reads == ["total", "kind"]
+    with pytest.raises(UnsafeAccess, match="Order object has no attribute 'missing'"):
+        safe_access.safe_getattr(first, "missing")
+    second.__dict__[5] = "a key that is not a str"  # the dict is no longer plain: the full rules refuse it
+    with pytest.raises(UnsafeAccess, match="has a key that is not a plain str"):
+        safe_access.safe_getattr(second, "total")
+    assert slow_reads[-1] == "total" and safe_access.safe_getattr(first, "total") == 3
+    cache = safe_access._PLAIN[id(Order)]
+    assert cache[0] is Order and cache[1] is not None and cache[2]["total"] is safe_access.MISSING

@@ -397,6 +397,11 @@ TEXT_SHAPES = [
     "4111111111111111", "411111111111111", "qty 1 4111 1111 1111 1111", "12345678901234567890123", "{t}",
     "order {t} shipped", "1234 5678 9012 3456", "5500 0000 0000 0004", "4111 11 11 1111 1111",
     " ".join(["1234"] * 40),
+    # credentials in URLs: where the @ is, what comes before it, and texts longer than the look-back
+    "https://user:{t}@host" + " x" * 600, " x" * 600 + "https://user:{t}@host", "https://user:@host",
+    "https://user:{t} @host", "https://a/b:{t}@host", "https://user:{t}@host@other", "a@b https://u:{t}@h",
+    "https://u:{t}@h then a@b", "ftp://:{t}@h", "https://user@host:{t}@x", "x://://u:{t}@h", "https://u:p:q@h",
+    "https://u" + "x" * 1100 + ":{t}@host", "@" * 5 + "https://u:{t}@h", "https://u:{t}\n@h",
 ]
 TOKENS = {"t": "abc123XYZ_def456", "T": "ABCDEFGHIJKLMNOP", "t36": "A" * 36}
 
@@ -452,9 +457,44 @@ def table() -> Dict[str, Any]:
         got[f"V:{text}"] = [reds[r].is_redacted_value(text) for r in ("std", "custom", "off", "none")]
     for key in ["a", b"password", bytearray(b"pwd"), Color.LABEL, MyStr("token"), 5, ("a",), "x" * 300]:
         got[f"K:{_canonical(safe_repr(key, 30))}"] = key_name(key)
+    for label, make in CONFIGS.items():
+        got[f"CFG:{label}"] = _config_row(make)
     for tname in ["app.SecretStr", "SecretStr", "x.ServiceCredentials", "mod.Order", "Point", "a.PrivateKey.b"]:
         got[f"T:{tname}"] = [reds[r].is_redacted_type(tname) for r in ("std", "custom", "off")]
     return got
+
+
+CONFIGS = {  # configurations a user may write, good and bad: the rules they make, or the one-line refusal
+    "identifiers as one string": lambda: RedactionConfig(identifiers="password"),
+    "identifier not a string": lambda: RedactionConfig(identifiers=frozenset({1})),
+    "patterns as one string": lambda: RedactionConfig(patterns="x"),
+    "pattern not a regex": lambda: RedactionConfig(patterns=("(",)),
+    "types not strings": lambda: RedactionConfig(types=(3,)),
+    "enabled as text": lambda: RedactionConfig(enabled="yes"),
+    "no patterns": lambda: RedactionConfig(patterns=()),
+    "no types": lambda: RedactionConfig(types=()),
+    "no identifiers": lambda: RedactionConfig(identifiers=frozenset()),
+    "grouped pattern": lambda: RedactionConfig(patterns=(r"(ab)+c", r"(?i)Zed", r"plain\d+")),
+    "add one string": lambda: Redactor().configure(add_identifiers="x"),
+    "remove a non-string": lambda: Redactor().configure(remove_identifiers=[None]),
+    "patterns replaced": lambda: Redactor().configure(patterns=[r"hello"]),
+    "types replaced": lambda: Redactor().configure(types=["*.Order"]),
+    "disabled": lambda: Redactor().configure(enabled=False),
+}
+_PROBES = ["password", "db_pass", "order_id", "hello world", "abab c", "ZED", "plain42", "Bearer abcdefghijk",
+           "4111 1111 1111 1111", "x.Order", "app.SecretStr"]
+
+
+def _config_row(make: Any) -> Any:
+    """What a configuration says: its normalised parts and how it answers a few names, texts and types."""
+    try:
+        config = make()
+        rules = Redactor(config).snapshot()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return [sorted(config.identifiers)[:5], len(config.identifiers), list(config.patterns)[:3], list(config.types),
+            config.enabled, [[rules.is_redacted_name(p), rules.is_redacted_value(p), rules.is_redacted_type(p)]
+                             for p in _PROBES]]
 
 
 def _namespaces(value: Any) -> List[Any]:
