@@ -22,6 +22,11 @@ def test_the_verdict_is_json_on_stdout_and_the_evidence_stays_in_the_file(servic
     verdict = json.loads(done.stdout)
     assert verdict["kind"] in VERDICT_KINDS and verdict["id"].startswith("verdict:")
     assert out.exists() and done.stderr.strip()  # progress lines went to stderr
+    # the file it left is what a postmortem is written from
+    pm = subprocess.run([sys.executable, "-m", "probebook.cli", "postmortem", str(out), "--no-execute"],
+                        capture_output=True, text=True, timeout=120)
+    assert pm.returncode == 0 and pm.stdout.strip() == str(tmp_path / "incident-postmortem.ipynb"), pm.stderr
+    assert verdict["id"] in (tmp_path / "incident-postmortem.ipynb").read_text()
 
 
 def test_a_service_that_cannot_be_reached_is_one_line(tmp_path):
