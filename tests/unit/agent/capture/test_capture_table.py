@@ -35,7 +35,7 @@ from probebook.agent.capture.redaction import RedactionConfig, Redactor, key_nam
 from probebook.agent.capture.safe_access import (class_name, class_namespace, instance_dict, iter_fields, module_file,
                                                   module_name, mro_of, plain_text, safe_getattr, slot_names, type_name)
 from probebook.agent.capture.safe_repr import safe_repr
-from probebook.agent.capture.values import CaptureLimits, capture_locals_raw, capture_value
+from probebook.agent.capture.values import CaptureLimits, capture_locals_raw, capture_stack, capture_value
 from probebook.agent.capture.tree import as_tree
 from probebook.errors import UnsafeAccess
 
@@ -265,6 +265,13 @@ def _gen():
 
 async def a_coroutine():
     return None
+
+def outer_frame():
+    return inner_frame()
+
+def inner_frame():
+    import sys
+    return sys._getframe()
 """
 _NS: Dict[str, Any] = {}
 exec(compile(_HANDLERS_SOURCE, "/srv/app/handlers.py", "exec"), _NS)
@@ -457,6 +464,18 @@ def table() -> Dict[str, Any]:
         got[f"V:{text}"] = [reds[r].is_redacted_value(text) for r in ("std", "custom", "off", "none")]
     for key in ["a", b"password", bytearray(b"pwd"), Color.LABEL, MyStr("token"), 5, ("a",), "x" * 300]:
         got[f"K:{_canonical(safe_repr(key, 30))}"] = key_name(key)
+    for mapping in LIMIT_MAPPINGS:
+        try:
+            got[f"LIM:{json.dumps(mapping, sort_keys=True)}"] = repr(CaptureLimits.from_mapping(mapping))
+        except Exception as exc:
+            got[f"LIM:{json.dumps(mapping, sort_keys=True)}"] = f"{type(exc).__name__}: {exc}"
+    for vname in ("creds", "s", "hooks", "huge"):
+        got[f"C:{vname}|named-total"] = _canonical(capture_value(values[vname], LIMITS["default"], reds["std"],
+                                                                 name="total"))
+    frame = _NS["outer_frame"]()
+    for n in (1, 2):
+        stack = capture_stack(frame, CaptureLimits(max_frames=n), reds["std"], with_locals_for_top=True)
+        got[f"S:{n}"] = _canonical([{k: (v > 0 if k == "frames_omitted" else v) for k, v in f.items()} for f in stack])
     for label, make in CONFIGS.items():
         got[f"CFG:{label}"] = _config_row(make)
     for tname in ["app.SecretStr", "SecretStr", "x.ServiceCredentials", "mod.Order", "Point", "a.PrivateKey.b"]:
@@ -464,6 +483,9 @@ def table() -> Dict[str, Any]:
     return got
 
 
+LIMIT_MAPPINGS = [{}, {"max_depth": 3}, {"max_depth": 0}, {"max_depth": 33}, {"max_items": "10"},
+                  {"max_string": True}, {"max_fields": 1000}, {"max_fields": 1001}, {"max_bytes": -1},
+                  {"max_frames": 200}, {"max_ms": 101}, {"max_kb": 3}, {"max_depth": 2.0}]
 CONFIGS = {  # configurations a user may write, good and bad: the rules they make, or the one-line refusal
     "identifiers as one string": lambda: RedactionConfig(identifiers="password"),
     "identifier not a string": lambda: RedactionConfig(identifiers=frozenset({1})),
