@@ -1,0 +1,255 @@
+"""Fix validation by replaying captured production inputs (issue 12, part 2): the snapshots that proved a
+cause hold the arguments the function received in production; run that function again, from the running
+source and from the fixed source, on those arguments, in a separate process on a fresh copy of the code,
+and compare, call by call.
+
+`captured_calls(inv, locus)` reads the calls out of the store (snapshot events at the function, with their
+arguments); `replay(calls, root, module, qualname, fixed)` runs them twice (the code as it is under `root`,
+and the same tree with `fixed` files replaced) and answers a `ReplayReport`: before and after per call,
+which calls could not be rebuilt and why, and whether the fix holds (every call that failed now passes,
+every call that passed answers the same). The child process is the standard library only, so it runs under
+the service's own interpreter (`python=`); it never runs in the service's process, never touches the
+service's files (a copy, SQLite databases included, made fresh for each run), and stops at `timeout`.
+
+>>> rebuild({"type": "list", "elements": [{"type": "int", "value": 2}], "size": 1})
+[2]
+>>> rebuild({"type": "str", "not_captured": "redacted"})
+Traceback (most recent call last):
+...
+probebook.assistant.replay.NotRebuilt: a str that was redacted
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from probebook.errors import AssistantError, one_line
+from probebook.session import Investigation
+
+__all__ = ["CapturedCall", "ReplayReport", "captured_calls", "replay", "rebuild", "NotRebuilt"]
+
+
+class NotRebuilt(ValueError):
+    """A captured value that cannot be made again (cut, redacted, or of a kind with no constructor)."""
+
+
+_SCALARS = {"int", "float", "str", "bool", "NoneType"}
+
+
+def rebuild(tree: Mapping[str, Any]) -> Any:
+    """The value a capture tree describes, for the builtin kinds; `NotRebuilt` says why not otherwise.
+    (The child process has its own copy of these rules, which also rebuilds objects of the service's
+    classes from their fields.)"""
+    kind = tree.get("type")
+    if "not_captured" in tree:
+        raise NotRebuilt(f"a {kind} that was {_CUT.get(tree['not_captured'], tree['not_captured'])}")
+    if tree.get("truncated"):
+        raise NotRebuilt(f"a {kind} cut at the capture's limits")
+    if kind in _SCALARS:
+        return tree.get("value")
+    if kind in ("list", "tuple", "set", "frozenset"):
+        items = [rebuild(e) for e in tree.get("elements", [])]
+        return {"list": list, "tuple": tuple, "set": set, "frozenset": frozenset}[kind](items)
+    if kind == "dict":
+        return {rebuild(k): rebuild(v) for k, v in tree.get("entries", [])}
+    raise NotRebuilt(f"a {kind} (only builtin values are rebuilt here)")
+
+
+_CUT = {"redacted": "redacted", "depth": "cut at the capture's depth", "limit": "cut at the capture's byte limit",
+        "cycle": "part of a cycle", "time": "cut at the capture's deadline", "error": "not readable"}
+
+
+@dataclass
+class CapturedCall:
+    """One call of the function as production made it: the snapshot's evidence id and its arguments."""
+
+    evidence_id: str
+    arguments: Dict[str, Any]  # name -> capture tree
+    failed: bool = False  # this call is one the verdict cites (it showed the defect)
+
+
+@dataclass
+class ReplayReport:
+    """Before and after, per call; the calls that could not be rebuilt; whether the fix holds."""
+
+    rows: List[Dict[str, Any]] = field(default_factory=list)
+    not_rebuilt: List[Dict[str, str]] = field(default_factory=list)
+    isolation: str = ""
+
+    @property
+    def validated(self) -> bool:
+        """Every replayed call that failed now passes, and every call that passed answers as before."""
+        if not self.rows or not any(r["failed_in_production"] for r in self.rows):
+            return False
+        return all(r["after"]["ok"] and (r["before"] != r["after"] if r["failed_in_production"] else
+                                        r["before"] == r["after"]) for r in self.rows)
+
+    def summary(self) -> str:
+        failing = [r for r in self.rows if r["failed_in_production"]]
+        fixed = [r for r in failing if r["after"]["ok"] and r["before"] != r["after"]]
+        kept = [r for r in self.rows if not r["failed_in_production"] and r["before"] == r["after"]]
+        said = "fix validated" if self.validated else "fix NOT validated"
+        return (f"{said}: {len(fixed)} of {len(failing)} failing calls now pass, {len(kept)} of "
+                f"{len(self.rows) - len(failing)} other calls answer as before; {len(self.not_rebuilt)} calls "
+                f"not rebuilt")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"validated": self.validated, "summary": self.summary(), "rows": self.rows,
+                "not_rebuilt": self.not_rebuilt, "isolation": self.isolation}
+
+
+def captured_calls(inv: Investigation, locus: str, failing: Sequence[str] = (), limit: int = 50) -> List[CapturedCall]:
+    """The calls of `locus` (``path.py:Qual.name``) the store's snapshots hold, newest last; those whose
+    evidence ids are in `failing` (the verdict's) marked as failed, and at most `limit` others."""
+    path, _, qualname = locus.rpartition(":")
+    if not path or not qualname:
+        raise AssistantError(f"locus {locus!r}: write path.py:Qual.name, as a verdict names it")
+    frame = inv.sql("SELECT evidence_id, file, function, arguments FROM snapshots ORDER BY ts, evidence_id")
+    wanted, out, others = set(failing), [], 0
+    for row in frame.to_dicts():
+        if row["function"] != qualname or not str(row["file"]).endswith(path.lstrip("/")):
+            continue
+        args = row["arguments"]
+        args = json.loads(args) if isinstance(args, str) else dict(args or {})
+        is_failing = row["evidence_id"] in wanted
+        if not is_failing:
+            if others >= limit:
+                continue
+            others += 1
+        out.append(CapturedCall(row["evidence_id"], args, is_failing))
+    return out
+
+
+def replay(calls: Sequence[CapturedCall], root: str, module: str, qualname: str, fixed: Mapping[str, str],
+           python: Optional[str] = None, timeout: float = 60.0) -> ReplayReport:
+    """Run `module.qualname` on each call's arguments twice, from the tree at `root` as it is and with the
+    files of `fixed` (path relative to `root` -> new text) replaced, each in a fresh copy in a child process."""
+    if not os.path.isdir(root):
+        raise AssistantError(f"{root}: no such folder; give the folder the service's code is imported from")
+    for rel in fixed:
+        if os.path.isabs(rel) or ".." in rel.split(os.sep) or not os.path.isfile(os.path.join(root, rel)):
+            raise AssistantError(f"fixed file {rel!r}: a path relative to {root} of a file that is there")
+    payload = [{"id": c.evidence_id, "arguments": c.arguments} for c in calls]
+    before = _run_copy(root, {}, module, qualname, payload, python, timeout)
+    after = _run_copy(root, fixed, module, qualname, payload, python, timeout)
+    report = ReplayReport(isolation=before.pop("_isolation", ""))
+    after.pop("_isolation", None)
+    for c in calls:
+        b, a = before.get(c.evidence_id), after.get(c.evidence_id)
+        if b is None or a is None or "not_rebuilt" in b:
+            why = (b or a or {}).get("not_rebuilt", "the child process gave no answer for it")
+            report.not_rebuilt.append({"evidence_id": c.evidence_id, "why": why})
+            continue
+        report.rows.append({"evidence_id": c.evidence_id, "failed_in_production": c.failed,
+                            "arguments": {k: _brief(v) for k, v in c.arguments.items()}, "before": b, "after": a})
+    return report
+
+
+def _brief(tree: Mapping[str, Any]) -> str:
+    try:
+        return one_line(repr(rebuild(tree)), 80)
+    except NotRebuilt as exc:
+        return f"<{exc}>"
+
+
+def _run_copy(root: str, fixed: Mapping[str, str], module: str, qualname: str, payload: List[Dict[str, Any]],
+              python: Optional[str], timeout: float) -> Dict[str, Any]:
+    work = tempfile.mkdtemp(prefix="probebook-replay-")
+    try:
+        tree = os.path.join(work, "code")
+        shutil.copytree(root, tree, ignore=shutil.ignore_patterns("__pycache__", ".git", "*.pyc"))
+        databases = sum(1 for _, _, files in os.walk(tree) for f in files if f.endswith((".db", ".sqlite", ".sqlite3")))
+        for rel, text in fixed.items():
+            with open(os.path.join(tree, rel), "w", encoding="utf-8") as fh:
+                fh.write(text)
+        env = {"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
+               "HOME": work, "PROBEBOOK_REPLAY": "1"}
+        try:
+            done = subprocess.run([python or sys.executable, "-I", "-c", _CHILD, tree, module, qualname],
+                                  input=json.dumps(payload), capture_output=True, text=True, timeout=timeout,
+                                  cwd=tree, env=env)
+        except subprocess.TimeoutExpired:
+            raise AssistantError(f"replay: the calls did not finish within {timeout:g}s; replay fewer calls or "
+                                 f"raise timeout") from None
+        if done.returncode != 0:
+            raise AssistantError(f"replay: {one_line(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode, 300)}")
+        answers = json.loads(done.stdout.strip().splitlines()[-1])
+        answers["_isolation"] = (f"ran in a child process ({os.path.basename(python or sys.executable)} -I) on a "
+                                 f"fresh copy of {root}" + (f" with its {databases} SQLite file(s) copied fresh"
+                                                            if databases else ", which holds no SQLite file")
+                                 + "; the service and its files were not touched")
+        return answers
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# The child: standard library only (it may run under the service's own interpreter). Reads the calls as
+# JSON on stdin, prints {evidence_id: answer} as one JSON line.
+_CHILD = r'''
+import importlib, json, sys, types
+root, module, qualname = sys.argv[1], sys.argv[2], sys.argv[3]
+sys.path.insert(0, root)
+
+class NotRebuilt(Exception):
+    pass
+
+def rebuild(t):
+    kind = t.get("type")
+    if "not_captured" in t:
+        raise NotRebuilt(f"a {kind} that was {t['not_captured']}")
+    if t.get("truncated"):
+        raise NotRebuilt(f"a {kind} cut at the capture's limits")
+    if kind in ("int", "float", "str", "bool", "NoneType"):
+        return t.get("value")
+    if kind in ("list", "tuple", "set", "frozenset"):
+        return {"list": list, "tuple": tuple, "set": set, "frozenset": frozenset}[kind](rebuild(e) for e in t.get("elements", []))
+    if kind == "dict":
+        return {rebuild(k): rebuild(v) for k, v in t.get("entries", [])}
+    if "fields" in t:  # an object of the service's classes: made without running its __init__
+        mod, _, name = kind.rpartition(".")
+        try:
+            cls = importlib.import_module(mod) if mod else None
+            for part in name.split("."):
+                cls = getattr(cls, part)
+        except Exception:
+            raise NotRebuilt(f"a {kind}: its class is not importable here")
+        obj = cls.__new__(cls)
+        for k, v in t["fields"].items():
+            setattr(obj, k, rebuild(v))
+        return obj
+    raise NotRebuilt(f"a {kind} (no way to make one again from its capture)")
+
+def answer(value):
+    text = repr(value)
+    return {"ok": True, "type": type(value).__name__, "value": text if len(text) <= 200 else text[:200] + "..."}
+
+target = importlib.import_module(module)
+owner, _, fname = qualname.rpartition(".")
+out = {}
+for call in json.load(sys.stdin):
+    try:
+        args = {k: rebuild(v) for k, v in call["arguments"].items()}
+    except NotRebuilt as exc:
+        out[call["id"]] = {"not_rebuilt": str(exc)}
+        continue
+    try:
+        if owner and "self" in args:  # a method: the captured self is its first argument
+            fn = getattr(type(args["self"]), fname)
+        else:
+            fn = target
+            for part in qualname.split("."):
+                fn = getattr(fn, part)
+        out[call["id"]] = answer(fn(**args))
+    except NotRebuilt as exc:
+        out[call["id"]] = {"not_rebuilt": str(exc)}
+    except BaseException as exc:
+        out[call["id"]] = {"ok": False, "raised": type(exc).__name__, "message": str(exc)[:200]}
+print(json.dumps(out))
+'''

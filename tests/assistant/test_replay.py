@@ -1,0 +1,135 @@
+"""Fix validation by replaying captured production inputs: a service written here (never the lab's) is
+probed in production, its captured calls are run again from the running source and from a fixed source in
+a child process on a copy of the code, and the report says, call by call, what changed."""
+
+import os
+import sqlite3
+import sys
+import textwrap
+
+import pytest
+from support import wait_for
+
+from probebook.agent import Agent
+from probebook.assistant.replay import captured_calls, replay
+from probebook.errors import AssistantError
+from probebook.session import Investigation
+
+SRC = textwrap.dedent('''
+    import os
+    import sqlite3
+
+    DB = os.path.join(os.path.dirname(__file__), "orders.db")
+
+
+    class PriceError(Exception):
+        pass
+
+
+    class Billing:
+        def __init__(self):
+            self.rates = {"SPRING": 0.1, "BROKEN": 15}
+
+        def amount(self, subtotal, code, note=""):
+            discount = self.rates.get(code, 0.0)
+            total = round(subtotal * (1 - discount), 2)  # at:amount
+            if total < 0:
+                raise PriceError(f"negative amount {total}")
+            con = sqlite3.connect(DB)
+            con.execute("INSERT INTO charges VALUES (?)", (total,))
+            con.commit()
+            con.close()
+            return total
+''')
+# the fix is in the method: the captured `self` carries production's rates (a fix to __init__ would not
+# reach the objects production already made, nor the replay, which rebuilds them from their capture)
+FIXED = SRC.replace("discount = self.rates.get(code, 0.0)\n",
+                    "discount = self.rates.get(code, 0.0)\n        discount = discount / 100 if discount > 1 else discount\n")
+
+
+@pytest.fixture()
+def production(tmp_path):
+    """The service's code on disk, imported and probed in this process, with four calls made."""
+    root = tmp_path / "srv"
+    (root / "shop").mkdir(parents=True)
+    (root / "shop" / "__init__.py").write_text("")
+    (root / "shop" / "billing.py").write_text(SRC)
+    con = sqlite3.connect(root / "shop" / "orders.db")
+    con.execute("CREATE TABLE charges (total REAL)")
+    con.commit()
+    con.close()
+    sys.path.insert(0, str(root))
+    import shop.billing as billing
+
+    agent, inv = Agent(), Investigation()
+    inv.attach("shop", agent, audit_path=str(tmp_path / "audit.jsonl"))
+    line = next(i for i, text in enumerate(SRC.splitlines()) if "at:amount" in text)
+    inv.probe("snapshot", "shop", f"shop/billing.py:{line}", rate=100)
+    bill = billing.Billing()
+    for subtotal, code in [(10.0, "SPRING"), (20.0, "BROKEN"), (5.0, None), (7.5, "BROKEN")]:
+        try:
+            bill.amount(subtotal, code, note="x" * 400 if subtotal == 5.0 else "")
+        except billing.PriceError:
+            pass
+    wait_for(lambda: inv.store.count("snapshots") >= 4, timeout=10, what="four snapshots")
+    yield inv, str(root)
+    inv.close()
+    sys.path.remove(str(root))
+    for name in ("shop.billing", "shop"):
+        sys.modules.pop(name, None)
+
+
+def _rows_in_production_db(root):
+    con = sqlite3.connect(os.path.join(root, "shop", "orders.db"))
+    try:
+        return con.execute("SELECT count(*) FROM charges").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_the_fix_passes_the_calls_that_failed_and_answers_the_others_as_before(production):
+    inv, root = production
+    assert FIXED != SRC
+    every = captured_calls(inv, "shop/billing.py:Billing.amount")
+    assert len(every) == 4 and set(every[0].arguments) == {"self", "subtotal", "code", "note"}
+    failing = [c.evidence_id for c in every if c.arguments["code"].get("value") == "BROKEN"]
+    calls = captured_calls(inv, "shop/billing.py:Billing.amount", failing)
+    charges = _rows_in_production_db(root)
+
+    report = replay(calls, root, "shop.billing", "Billing.amount", {"shop/billing.py": FIXED})
+    assert report.validated, report.to_dict()
+    by_id = {r["evidence_id"]: r for r in report.rows}
+    for eid in failing:
+        assert by_id[eid]["before"] == {"ok": False, "raised": "PriceError", "message": by_id[eid]["before"]["message"]}
+        assert by_id[eid]["before"]["message"].startswith("negative amount")
+        assert by_id[eid]["after"]["ok"] is True
+    (spring,) = [r for r in report.rows if r["arguments"]["code"] == "'SPRING'"]
+    assert spring["before"] == spring["after"] == {"ok": True, "type": "float", "value": "9.0"}
+    # the call whose note was cut at the capture's limits is not replayed, and the report says why
+    assert [n["why"] for n in report.not_rebuilt] == ["a str cut at the capture's limits"]
+    assert report.summary().startswith("fix validated: 2 of 2 failing calls now pass, 1 of 1 other calls")
+    assert "fresh copy" in report.isolation and "1 SQLite file(s) copied fresh" in report.isolation
+    assert _rows_in_production_db(root) == charges  # the copies' inserts never reached the service's database
+
+
+def test_a_fix_that_breaks_a_passing_call_is_not_validated(production):
+    inv, root = production
+    every = captured_calls(inv, "shop/billing.py:Billing.amount")
+    failing = [c.evidence_id for c in every if c.arguments["code"].get("value") == "BROKEN"]
+    wrong = FIXED.replace("round(subtotal * (1 - discount), 2)", "round(subtotal * (1 - discount), 1) + 0.01")
+    report = replay(captured_calls(inv, "shop/billing.py:Billing.amount", failing), root, "shop.billing",
+                    "Billing.amount", {"shop/billing.py": wrong})
+    assert not report.validated and "fix NOT validated: 2 of 2 failing calls now pass, 0 of 1 other" in report.summary()
+
+
+def test_bad_requests_are_one_line(production, tmp_path):
+    inv, root = production
+    calls = captured_calls(inv, "shop/billing.py:Billing.amount")
+    with pytest.raises(AssistantError, match="no such folder"):
+        replay(calls, str(tmp_path / "nowhere"), "shop.billing", "Billing.amount", {})
+    with pytest.raises(AssistantError, match="a path relative to"):
+        replay(calls, root, "shop.billing", "Billing.amount", {"../etc/passwd": ""})
+    with pytest.raises(AssistantError, match="ModuleNotFoundError"):
+        replay(calls, root, "shop.nothing", "Billing.amount", {})
+    with pytest.raises(AssistantError, match="write path.py:Qual.name"):
+        captured_calls(inv, "Billing.amount")
