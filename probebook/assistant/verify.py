@@ -1,0 +1,119 @@
+"""Verification after a fix (issue 12, part 3): the probes that proved the cause are placed again, for a
+while, and the proof's predicate is checked on what they capture now. The cause is gone when enough calls
+were seen and none of them shows it (or, for an aggregate predicate, their aggregate no longer does);
+too few calls is `inconclusive`, said as such. Every step is on the timeline; the probes are removed.
+
+>>> VerifyReport("gone", 20, 0, "x > 1").headline()
+'verified: x > 1 held on 0 of 20 calls after the fix'
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+from probebook.errors import AssistantError
+from probebook.evidence.predicate import holds, judge
+from probebook.evidence.schema import KIND_TABLE, decode_row
+from probebook.session import Investigation
+
+from .model import Verdict
+from .proof import load_events
+
+__all__ = ["VerifyReport", "verify_fix"]
+
+
+@dataclass
+class VerifyReport:
+    """`outcome`: ``gone`` (the predicate held on none of `seen` calls), ``still`` (it still holds), or
+    ``inconclusive`` (fewer calls than asked for arrived)."""
+
+    outcome: str
+    seen: int
+    held: int
+    claim: str
+    evidence: List[str] = field(default_factory=list)
+    probes: List[str] = field(default_factory=list)
+    why: str = ""
+
+    def headline(self) -> str:
+        word = {"gone": "verified", "still": "NOT fixed", "inconclusive": "inconclusive"}[self.outcome]
+        return f"{word}: {self.claim} held on {self.held} of {self.seen} calls after the fix" + (
+            f" ({self.why})" if self.why else "")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"outcome": self.outcome, "seen": self.seen, "held": self.held, "claim": self.claim,
+                "headline": self.headline(), "evidence": self.evidence, "probes": self.probes}
+
+
+def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: float = 60.0,
+               progress: Optional[Callable[[str], None]] = None) -> VerifyReport:
+    """Place again the probes that captured `verdict`'s evidence (same kind, place, condition and
+    captures), wait for `calls` events or `timeout` seconds, and judge the verdict's predicate on them."""
+    if verdict.predicate is None or not verdict.evidence:
+        raise AssistantError("verify: the verdict has no predicate and evidence to check again; verify a proven one")
+    say = progress or (lambda line: None)
+    specs = _specs_of(inv, verdict.evidence)
+    if not specs:
+        raise AssistantError("verify: the probes that captured the verdict's evidence are not in this investigation")
+    claim = verdict.predicate.describe()
+    inv.mark(f"verification started: is {claim} gone at {verdict.locus}?")
+    placed: List[Any] = []
+    try:
+        for service, spec in specs:
+            rec = inv.probe(spec["kind"], service, spec["where"], when=spec.get("when"), capture=spec.get("capture", ()),
+                            template=spec.get("template"), limits=spec.get("limits"), rate=50,
+                            ttl=timeout + 30, partial=True)
+            placed.append(rec)
+            say(f"verify: probe {rec.alias} again at {spec['where']}")
+        deadline = time.monotonic() + timeout
+        events = _events(inv, placed)
+        while len(events) < calls and time.monotonic() < deadline:
+            time.sleep(0.25)
+            events = _events(inv, placed)
+    finally:
+        for rec in placed:
+            try:
+                inv.remove(rec.alias)
+            except Exception:  # noqa: BLE001 - removed already (TTL), or its service went away
+                pass
+    events = events[:max(calls, 1)] if len(events) > calls else events
+    held = sum(1 for e in events if holds(verdict.predicate, e))
+    if len(events) < calls:
+        report = VerifyReport("inconclusive", len(events), held, claim, why=f"asked for {calls} calls within "
+                                                                               f"{timeout:g}s")
+    else:
+        still = judge(verdict.predicate, events) if verdict.predicate.agg == "median" else (held > 0 or None)
+        report = VerifyReport("still" if still else "gone", len(events), held, claim)
+    report.evidence = [e["evidence_id"] for e in events]
+    report.probes = [rec.alias for rec in placed]
+    inv.mark(f"verification: {report.headline()}")
+    say(report.headline())
+    return report
+
+
+def _specs_of(inv: Investigation, evidence: List[str]) -> List[tuple]:
+    """(service, spec) of each distinct probe that captured one of `evidence`."""
+    seen, out = set(), []
+    for ev in load_events(inv.store, evidence).values():
+        key = (ev.get("service"), ev.get("probe_id"))
+        if key in seen:
+            continue
+        seen.add(key)
+        rows = inv.sql("SELECT spec FROM probes WHERE probe_id = '" + str(key[1]).replace("'", "''") + "' AND "
+                       "service = '" + str(key[0]).replace("'", "''") + "'").rows()
+        if rows:
+            spec = rows[0][0]
+            out.append((key[0], json.loads(spec) if isinstance(spec, str) else dict(spec)))
+    return out
+
+
+def _events(inv: Investigation, placed: List[Any]) -> List[Dict[str, Any]]:
+    out: List[Dict[str, Any]] = []
+    for rec in placed:
+        table, _ = KIND_TABLE[rec.kind]
+        frame = inv.store.sql(f"SELECT * FROM {table} WHERE probe_id = '{rec.fleet_id}' ORDER BY ts")
+        out += [decode_row(table, row) for row in frame.to_dicts()]
+    return out

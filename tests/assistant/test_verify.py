@@ -1,0 +1,72 @@
+"""Verification after a fix, on a service written here: the probes that proved the cause are placed again
+and the proof's predicate is judged on what they capture now: still there before the fix, gone after it,
+inconclusive without traffic; each step on the timeline, nothing left behind."""
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import tinyshop  # noqa: E402
+
+from probebook.agent import Agent  # noqa: E402
+from probebook.assistant import Alert, Assistant  # noqa: E402
+from probebook.assistant.verify import verify_fix  # noqa: E402
+from probebook.errors import AssistantError  # noqa: E402
+from probebook.session import Investigation  # noqa: E402
+
+
+@pytest.fixture()
+def proven(tmp_path, monkeypatch):
+    agent, inv = Agent(), Investigation()
+    inv.attach("tinyshop", agent, audit_path=str(tmp_path / "audit.jsonl"))
+    monkeypatch.setitem(tinyshop.DISCOUNTS, "BROKEN", 15)
+    api, stop, t = tinyshop.start("pay")
+    try:
+        verdict = Assistant(inv).investigate("POST /pay answers 500 for some customers", wait_s=5,
+                                             alerts=[Alert("HighErrorRate", {"service": "tinyshop", "route": "/pay"})])
+    finally:
+        stop.set()
+        t.join()
+    assert verdict.kind == "proven", verdict.reasons
+    yield inv, verdict
+    inv.close()
+
+
+def _with_traffic(call):
+    api, stop, t = tinyshop.start("pay")
+    try:
+        return call()
+    finally:
+        stop.set()
+        t.join()
+
+
+def test_before_the_fix_the_cause_is_still_there_and_after_it_is_gone(proven, monkeypatch):
+    inv, verdict = proven
+    before = _with_traffic(lambda: verify_fix(inv, verdict, calls=10, timeout=30))
+    assert before.outcome == "still" and before.held > 0 and before.seen >= 10, before.to_dict()
+    monkeypatch.setitem(tinyshop.DISCOUNTS, "BROKEN", 0.15)  # the fix, deployed
+    after = _with_traffic(lambda: verify_fix(inv, verdict, calls=10, timeout=30))
+    assert after.outcome == "gone" and after.held == 0 and after.seen == 10, after.to_dict()
+    assert after.headline().startswith(f"verified: {verdict.predicate.describe()} held on 0 of 10 calls")
+    marks = inv.sql("SELECT text FROM timeline WHERE text LIKE 'verification%' ORDER BY ts")["text"].to_list()
+    assert len(marks) == 4 and marks[-1] == f"verification: {after.headline()}"
+    assert inv.probes().filter(inv.probes()["status"] != "removed").height == 0  # nothing left behind
+
+
+def test_without_traffic_it_is_inconclusive_not_verified(proven):
+    inv, verdict = proven
+    report = verify_fix(inv, verdict, calls=5, timeout=1.5)
+    assert report.outcome == "inconclusive" and report.seen < 5
+    assert report.headline().startswith("inconclusive:") and "asked for 5 calls within 1.5s" in report.headline()
+
+
+def test_a_verdict_without_proof_cannot_be_verified(proven):
+    inv, verdict = proven
+    from dataclasses import replace
+
+    with pytest.raises(AssistantError, match="verify a proven one"):
+        verify_fix(inv, replace(verdict, predicate=None))
