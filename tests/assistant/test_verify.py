@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import tinyshop  # noqa: E402
 
 from probebook.agent import Agent  # noqa: E402
-from probebook.assistant import Alert, Assistant  # noqa: E402
+from tinyshop_driver import investigate_pay_500s  # noqa: E402
 from probebook.assistant.verify import verify_fix  # noqa: E402
 from probebook.errors import AssistantError  # noqa: E402
 from probebook.session import Investigation  # noqa: E402
@@ -23,13 +23,7 @@ def proven(tmp_path, monkeypatch):
     agent, inv = Agent(), Investigation()
     inv.attach("tinyshop", agent, audit_path=str(tmp_path / "audit.jsonl"))
     monkeypatch.setitem(tinyshop.DISCOUNTS, "BROKEN", 15)
-    api, stop, t = tinyshop.start("pay")
-    try:
-        verdict = Assistant(inv).investigate("POST /pay answers 500 for some customers", wait_s=5,
-                                             alerts=[Alert("HighErrorRate", {"service": "tinyshop", "route": "/pay"})])
-    finally:
-        stop.set()
-        t.join()
+    verdict = investigate_pay_500s(inv)
     assert verdict.kind == "proven", verdict.reasons
     yield inv, verdict
     inv.close()

@@ -16,10 +16,9 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "assistant"))
 
-import tinyshop  # noqa: E402
+from tinyshop_driver import investigate_pay_500s  # noqa: E402
 
 from probebook.agent import Agent  # noqa: E402
-from probebook.assistant import Alert, Assistant  # noqa: E402
 from probebook.session import Investigation  # noqa: E402
 
 
@@ -31,13 +30,9 @@ def saved(tmp_path_factory):
     agent = Agent()
     inv = Investigation(path)
     inv.attach("tinyshop", agent, audit_path=str(folder / "audit.jsonl"))
-    api, stop, t = tinyshop.start("pay")
     try:
-        verdict = Assistant(inv).investigate("POST /pay answers 500 for some customers", wait_s=5,
-                                             alerts=[Alert("HighErrorRate", {"service": "tinyshop", "route": "/pay"})])
+        verdict = investigate_pay_500s(inv)
     finally:
-        stop.set()
-        t.join()
         inv.close()
     assert verdict.kind == "proven", verdict.reasons
     return path, verdict
