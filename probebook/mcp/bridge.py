@@ -130,9 +130,11 @@ class Bridge:
             self.end_session(key)
 
     # ------------------------------------------------------------------ calls
-    def call(self, caller: Caller, name: str, args: Optional[Dict[str, Any]]) -> Tuple[str, bool]:
+    def call(self, caller: Caller, name: str, args: Optional[Dict[str, Any]],
+             stop: Optional[threading.Event] = None) -> Tuple[str, bool]:
         """One tool call: (the answer as JSON text, whether it is an error). Never raises: a bad call, or a
-        tool that fails, answers one line. A call is refused while the audit log cannot be written."""
+        tool that fails, answers one line. A call is refused while the audit log cannot be written. `stop`:
+        set when the client cancels (an `investigate` run ends early, its probes removed)."""
         args = dict(args or {})
         if self.audit.error and self.audit.append(caller.who, "mcp.audit_check", name, "retry") is None:
             return ToolResult(name, "", error=f"{self.audit.error}; calls are refused until it can be written"
@@ -144,7 +146,7 @@ class Bridge:
                     jsonschema.validate(args, schema)
                 except jsonschema.ValidationError as exc:
                     raise ValueError(f"bad arguments for {name}: {exc.message}") from None
-            result = self._call(caller, name, args)
+            result = self._call(caller, name, args, stop)
         except (ProbebookError, ValueError, LookupError, TypeError) as exc:
             result = ToolResult(name, "", error=one_line(exc, 300))
         except Exception as exc:  # noqa: BLE001 - a tool's failure is an answer, never the server's end
@@ -153,9 +155,9 @@ class Bridge:
                           f"error: {result.error}" if result.error else f"ok: {result.summary}")
         return result.to_json(), bool(result.error)
 
-    def _call(self, caller: Caller, name: str, args: Dict[str, Any]) -> ToolResult:
+    def _call(self, caller: Caller, name: str, args: Dict[str, Any], stop: Optional[threading.Event]) -> ToolResult:
         if name == "investigate":  # its own incident and probes: no session is held while it runs
-            return self._t_investigate(caller, **args)
+            return self._t_investigate(caller, stop, **args)
         s = self._session(caller, str(args.get("text") or "") if name == "session" else "")
         with s.lock:
             return self._in_session(s, name, args)
@@ -193,14 +195,16 @@ class Bridge:
         return ToolResult("conclude", f"{said} ({checked.id})", {"id": checked.id, **public_verdict(checked)},
                           list(checked.evidence))
 
-    def _t_investigate(self, caller: Caller, text: str = "", alert: str = "", budget_s: float = 60.0) -> ToolResult:
+    def _t_investigate(self, caller: Caller, stop: Optional[threading.Event], text: str = "", alert: str = "",
+                       budget_s: float = 60.0) -> ToolResult:
         alerts = self.assistant.firing_alerts()
         if alert:
             alerts = [a for a in alerts if a.name == alert]
             if not alerts:
                 raise ValueError(f"investigate: no alert {alert!r} is firing; leave alert out to use every "
                                  f"firing alert")
-        v: Verdict = self.assistant.investigate(text, alerts=alerts, budget_s=max(5.0, min(float(budget_s), 300.0)))
+        v: Verdict = self.assistant.investigate(text, alerts=alerts, budget_s=max(5.0, min(float(budget_s), 300.0)),
+                                                stop=stop)
         return ToolResult("investigate", f"{v.headline()} ({v.id})", {"id": v.id, **public_verdict(v)},
                           list(v.evidence))
 

@@ -11,6 +11,7 @@ behind for long.
 from __future__ import annotations
 
 import sys
+import threading
 import uuid
 from typing import Any, Optional
 
@@ -62,7 +63,13 @@ def build_server(bridge: Bridge) -> Server[Any]:
         args = params.arguments or {}  # the bridge checks them against the tool's schema (the SDK does not)
         caller = _caller(ctx)
         _watch_session_end(ctx, bridge, caller)
-        text, failed = await anyio.to_thread.run_sync(bridge.call, caller, params.name, args)
+        stop = threading.Event()
+        try:
+            text, failed = await anyio.to_thread.run_sync(bridge.call, caller, params.name, args, stop,
+                                                          abandon_on_cancel=True)
+        except anyio.get_cancelled_exc_class():
+            stop.set()  # the client gave up: an investigation it started ends and removes its probes
+            raise
         return _text(text, failed)
 
     async def list_resources(ctx: ServerRequestContext[Any, Any], params: Any) -> types.ListResourcesResult:
