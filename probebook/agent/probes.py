@@ -169,14 +169,14 @@ class ProbeRuntime:
                                         f"{budget / 1000:.0f} us")
                 return False
             self.slow = 0
-        self.failures = 0
-        if value is True:
-            return True
-        if value is False or value is None or (id(type(value)) in _TRUTHY_TYPES and not value):
+        if value is not True and (value is False or value is None or (id(type(value)) in _TRUTHY_TYPES and not value)):
+            self.failures = 0
             self.filtered += 1
             return False
-        if id(type(value)) in _TRUTHY_TYPES:
+        if value is True or id(type(value)) in _TRUTHY_TYPES:
+            self.failures = 0
             return True
+        # a value that is no truth is a failure the evaluation must not clear: in a row, they disable the probe
         self._evaluation_failed(f"condition gave a {type_name(value)}, expected true/false")
         return False
 

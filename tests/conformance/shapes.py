@@ -145,3 +145,7 @@ def busy(n):
 
 
 # a comment line for the no-code test  at:comment
+
+
+def echo(value):
+    return value  # at:echo
