@@ -86,18 +86,15 @@ class Tokens(Mapping[str, str]):
         return f"Tokens({sorted(self._secrets)})"
 
 
-def client_secret(token: Optional[str], token_file: Optional[str]) -> str:
+def client_secret(token: Optional[str], token_file: Optional[str]) -> Optional[str]:
     """The secret a client presents: `token`, else the first of `token_file` (or $PROBEBOOK_TOKEN_FILE's),
-    else $PROBEBOOK_TOKEN; a `TokenFileError` says what to pass when there is none."""
+    else $PROBEBOOK_TOKEN; None when there is none (the caller says what to pass)."""
     if token:
         return token
     path = token_file or os.environ.get("PROBEBOOK_TOKEN_FILE")
     if path:
         return next(iter(Tokens.from_file(path).values()))
-    env = os.environ.get("PROBEBOOK_TOKEN")
-    if env:
-        return env
-    raise TokenFileError("no token: pass token= or token_file= (or set PROBEBOOK_TOKEN / PROBEBOOK_TOKEN_FILE)")
+    return os.environ.get("PROBEBOOK_TOKEN") or None
 
 
 def _checked_secret(secret: str, where: str) -> str:

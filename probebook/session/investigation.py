@@ -77,6 +77,8 @@ class Investigation:
         are read from now on (`backlog`: also those the agents hold already, other clients' too)."""
         _check_name(name, "service name")
         secret = client_secret(token, token_file)
+        if secret is None:
+            raise SessionError("no token: pass token= or token_file= (or set PROBEBOOK_TOKEN / PROBEBOOK_TOKEN_FILE)")
         try:
             handle = ServiceClient(target, token=secret, backlog=backlog)
             health = handle.health()
