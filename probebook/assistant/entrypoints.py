@@ -33,7 +33,8 @@ SYMPTOMS = {  # a mechanism that explains errors and latency at once comes befor
 }
 # probebook's own rooms, which share a process with what they probe only in tests and notebooks (the lab
 # is a user of the agent like any service: its code is application code)
-_OURS = ("agent", "assistant", "session", "connectors", "evidence", "protocol", "widgets", "kernel_ext", "cli")
+_OURS = ("agent/", "assistant/", "session/", "connectors/", "evidence/", "protocol/", "widgets/", "kernel_ext/",
+         "cli/", "mcp/", "errors.py", "demo.py", "__init__.py")
 _BUILTIN_NAMES = set(dir(builtins))
 _STOP = {"since", "the", "and", "for", "with", "from", "into", "are", "is", "on", "in", "of", "to", "a", "an",
          "all", "some", "users", "requests", "errors", "error", "slow", "high", "rate", "alert", "firing"}
@@ -143,7 +144,7 @@ def handler_names(line: str) -> List[str]:
 def is_app_file(path: str) -> bool:
     """Code of the service itself, not the interpreter's, an installed package's or probebook's own."""
     p = path.replace("\\", "/")
-    if any(f"/probebook/{room}/" in p for room in _OURS):
+    if any(f"/probebook/{room}" in p for room in _OURS):
         return False
     return p.endswith(".py") and not any(s in p for s in ("/site-packages/", "/dist-packages/", "/lib/python3",
                                                            "/lib64/python3", "<frozen"))

@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 import polars as pl
 
-from probebook.protocol.tokens import client_secret
+from probebook.protocol.tokens import Tokens, client_secret
 from probebook.agent.engine import Agent
 from probebook.protocol.records import ModuleSource, SourceFile
 from probebook.protocol.spec import ProbeSpec
