@@ -14,7 +14,6 @@ queries are ordered). An edited store (a forged or removed evidence row) fails t
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Dict, List, Optional
 
@@ -23,6 +22,7 @@ from probebook.evidence.schema import PREFIX_TABLE
 from probebook.session import Investigation
 
 from .model import Incident, Verdict
+from .postmortem_cells import recorded, sql_list
 
 __all__ = ["write_postmortem", "notebook_for"]
 
@@ -43,28 +43,6 @@ def _code(source: str, note: str = "") -> Any:
     return cell
 
 
-def _sql_list(ids: List[str]) -> str:
-    return ", ".join("'" + i.replace("'", "''") + "'" for i in ids)
-
-
-def _latest(inv: Investigation, verdict_id: Optional[str]) -> tuple:
-    """The incident and verdict the postmortem is about: `verdict_id`, else the last verdict recorded."""
-    tables = inv.store.tables()
-    if "assistant_verdicts" not in tables:
-        if verdict_id:
-            raise AssistantError(f"no verdict {verdict_id!r}: this investigation recorded no verdicts")
-        return None, None
-    where = f"WHERE evidence_id = {_sql_list([verdict_id])}" if verdict_id else ""
-    rows = inv.sql(f"SELECT incident, body FROM assistant_verdicts {where} ORDER BY ts DESC LIMIT 1").rows()
-    if not rows:
-        if verdict_id:
-            raise AssistantError(f"no verdict {verdict_id!r} in this investigation; leave it out for the last one")
-        return None, None
-    verdict = Verdict.from_dict(json.loads(rows[0][1]))
-    inc = inv.sql(f"SELECT body FROM assistant_incidents WHERE evidence_id = {_sql_list([rows[0][0]])}").rows()
-    return (Incident.from_dict(json.loads(inc[0][0])) if inc else None), verdict
-
-
 def notebook_for(store: str, verdict_id: Optional[str] = None, store_ref: Optional[str] = None) -> Any:
     """The postmortem notebook (unexecuted) of the investigation saved at `store`. `store_ref`: how its cells
     name the file (default: `store` as given)."""
@@ -72,7 +50,7 @@ def notebook_for(store: str, verdict_id: Optional[str] = None, store_ref: Option
 
     inv = Investigation() if store == ":memory:" else Investigation.open(store)
     try:
-        incident, verdict = _latest(inv, verdict_id)
+        incident, verdict = recorded(inv, verdict_id)
         tables = set(inv.store.tables())
         counts = {t: inv.store.count(t) for t in ("alerts", "metric_series", "probes", "assistant_hypotheses")
                   if t in tables}
@@ -90,7 +68,7 @@ def notebook_for(store: str, verdict_id: Optional[str] = None, store_ref: Option
     if counts.get("assistant_hypotheses") and incident is not None:
         cells += [_md("## Hypotheses\n\nWhat was tested for this incident, and how it stood at the end."),
                   _code('inv.sql("SELECT evidence_id, status, service, locus, statement FROM assistant_hypotheses '
-                        f'WHERE incident = {_sql_list([incident.id])} ORDER BY ts, evidence_id")')]
+                        f'WHERE incident = {sql_list([incident.id])} ORDER BY ts, evidence_id")')]
     cells += [_md("## What was done\n\nThe probes placed (read-only; each removed at the end or by its TTL). "
                   "No containment action was taken through probebook in this investigation."),
               _code('inv.sql("SELECT alias, kind, service, location, placed_at FROM probes ORDER BY placed_at, '

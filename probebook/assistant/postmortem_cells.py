@@ -12,7 +12,7 @@ opened read-only and shows the same every time it runs.
 from __future__ import annotations
 
 import json
-from typing import Any, List
+from typing import Any, List, Optional, Tuple
 
 import polars as pl
 
@@ -23,11 +23,33 @@ from probebook.session import Investigation
 from .model import Incident, Verdict
 from .proof import ProofGate
 
-__all__ = ["cited", "gate_again", "onset_chart", "readable"]
+__all__ = ["cited", "gate_again", "onset_chart", "readable", "recorded", "sql_list"]
 
 # what each kind of evidence says, beside where and when
 _SAYS = {"snapshots": "expressions", "logs": "message", "metrics": "value", "spans": "duration_ns",
          "exceptions": "exc_type"}
+
+
+def sql_list(ids: List[str]) -> str:
+    """`ids` as a list of SQL string literals (quotes doubled), for an `IN (...)` or an `=`."""
+    return ", ".join("'" + str(i).replace("'", "''") + "'" for i in ids)
+
+
+def recorded(inv: Investigation, verdict_id: Optional[str] = None) -> Tuple[Optional[Incident], Optional[Verdict]]:
+    """The verdict `verdict_id` (else the last one recorded) and the incident it answers, from the store;
+    (None, None) when it recorded no verdict, an `AssistantError` when `verdict_id` is not there."""
+    if "assistant_verdicts" not in inv.store.tables():
+        if verdict_id:
+            raise AssistantError(f"no verdict {verdict_id!r}: this investigation recorded no verdicts")
+        return None, None
+    where = f"WHERE evidence_id = {sql_list([verdict_id])}" if verdict_id else ""
+    rows = inv.sql(f"SELECT incident, body FROM assistant_verdicts {where} ORDER BY ts DESC LIMIT 1").rows()
+    if not rows:
+        if verdict_id:
+            raise AssistantError(f"no verdict {verdict_id!r} in this investigation; leave it out for the last one")
+        return None, None
+    inc = inv.sql(f"SELECT body FROM assistant_incidents WHERE evidence_id = {sql_list([rows[0][0]])}").rows()
+    return (Incident.from_dict(json.loads(inc[0][0])) if inc else None), Verdict.from_dict(json.loads(rows[0][1]))
 
 
 def readable() -> None:
@@ -41,7 +63,7 @@ def cited(inv: Investigation, ids: List[str]) -> pl.DataFrame:
     """The evidence rows `ids` name, oldest first: id, time, service, function, line and what each says."""
     frames = []
     for table in sorted({PREFIX_TABLE[i.split(":", 1)[0]] for i in ids if i.split(":", 1)[0] in PREFIX_TABLE}):
-        wanted = ", ".join("'" + i.replace("'", "''") + "'" for i in ids)
+        wanted = sql_list(ids)
         frames.append(inv.sql(
             f"SELECT evidence_id, ts, service, function, line, CAST({_SAYS.get(table, 'NULL')} AS VARCHAR) AS says "
             f"FROM {table} WHERE evidence_id IN ({wanted})"))
@@ -53,14 +75,10 @@ def cited(inv: Investigation, ids: List[str]) -> pl.DataFrame:
 def gate_again(inv: Investigation, verdict_id: str) -> pl.DataFrame:
     """The proof gate run again on the saved evidence of verdict `verdict_id`: what it was, what the gate
     says now, and its reasons (a store edited since shows here as a changed kind)."""
-    rows = inv.sql("SELECT incident, body FROM assistant_verdicts WHERE evidence_id = "
-                   f"'{verdict_id.replace(chr(39), chr(39) * 2)}'").rows()
-    if not rows:
+    incident, verdict = recorded(inv, verdict_id)
+    if verdict is None:
         raise AssistantError(f"no verdict {verdict_id!r} in this investigation")
-    verdict = Verdict.from_dict(json.loads(rows[0][1]))
-    inc = inv.sql("SELECT body FROM assistant_incidents WHERE evidence_id = "
-                  f"'{str(rows[0][0]).replace(chr(39), chr(39) * 2)}'").rows()
-    opened = Incident.from_dict(json.loads(inc[0][0])).opened_at if inc else 0.0
+    opened = incident.opened_at if incident is not None else 0.0
     again = ProofGate(inv.store, opened).check(verdict)
     return pl.DataFrame({"verdict": [verdict.id], "recorded": [verdict.kind], "gate_now": [again.kind],
                          "reasons": ["; ".join(again.reasons)]})
