@@ -262,10 +262,7 @@ class ToolBox:
         rec = self.inv.records.get(alias)
         if rec is None:
             raise LookupError(f"no probe {alias!r} in this investigation; place_probe first")
-        table, _ = KIND_TABLE[rec.kind]
-        frame = self.inv.store.sql(f"SELECT * FROM {table} WHERE probe_id = '{rec.fleet_id}' ORDER BY ts LIMIT "
-                                   f"{int(limit)}")
-        return [decode_row(table, row) for row in frame.to_dicts()]
+        return probe_events(self.inv, rec, limit)
 
     def _t_wait_events(self, probe: str, count: int = 1, timeout: float = 20.0) -> ToolResult:
         deadline = time.monotonic() + max(0.0, min(float(timeout), 120.0))
@@ -286,6 +283,13 @@ class ToolBox:
         rows = _rows(frame)
         ids = [r["evidence_id"] for r in rows if isinstance(r.get("evidence_id"), str)]
         return ToolResult("sql", f"{frame.height} rows", rows, ids)
+
+
+def probe_events(inv: Investigation, rec: Any, limit: int = 200) -> List[Dict[str, Any]]:
+    """Stored events of the probe `rec` (a `ProbeRecord`), oldest first, as event dicts."""
+    table, _ = KIND_TABLE[rec.kind]
+    frame = inv.store.sql(f"SELECT * FROM {table} WHERE probe_id = '{rec.fleet_id}' ORDER BY ts LIMIT {int(limit)}")
+    return [decode_row(table, row) for row in frame.to_dicts()]
 
 
 def _brief_event(e: Dict[str, Any]) -> Dict[str, Any]:

@@ -16,13 +16,15 @@ from typing import Any, Callable, Dict, List, Optional
 
 from probebook.errors import AssistantError
 from probebook.evidence.predicate import holds, judge
-from probebook.evidence.schema import KIND_TABLE, decode_row
 from probebook.session import Investigation
 
 from .model import Verdict
 from .proof import load_events
+from .tools import probe_events
 
 __all__ = ["VerifyReport", "verify_fix"]
+
+_MOST_EVENTS = 1_000_000
 
 
 @dataclass
@@ -111,9 +113,5 @@ def _specs_of(inv: Investigation, evidence: List[str]) -> List[tuple]:
 
 
 def _events(inv: Investigation, placed: List[Any]) -> List[Dict[str, Any]]:
-    out: List[Dict[str, Any]] = []
-    for rec in placed:
-        table, _ = KIND_TABLE[rec.kind]
-        frame = inv.store.sql(f"SELECT * FROM {table} WHERE probe_id = '{rec.fleet_id}' ORDER BY ts")
-        out += [decode_row(table, row) for row in frame.to_dicts()]
-    return out
+    # every event its probes stored: far more than 50 a second fill in any wait verify is given
+    return [e for rec in placed for e in probe_events(inv, rec, limit=_MOST_EVENTS)]
