@@ -404,13 +404,12 @@ def _snapshot_event(header: tuple, arguments: tuple, captured: tuple, exprs: tup
 class _SpanToken:
     """One span in flight: an OpenTelemetry span when the service has the API, else our own ids."""
 
-    __slots__ = ("trace_id", "span_id", "parent", "start_wall_ns", "ctx_token", "otel_span", "otel_token")
+    __slots__ = ("trace_id", "span_id", "parent", "ctx_token", "otel_span", "otel_token")
 
     @classmethod
     def start(cls, probe: ProbeRuntime, frame: FrameType) -> "_SpanToken":
         tok = cls()
         tok.otel_span = tok.otel_token = None
-        tok.start_wall_ns = time.time_ns()
         otel = sys.modules.get("opentelemetry.trace")
         name = probe.spec.name or code_name(frame.f_code)
         parent = tracecontext.current()  # before our span becomes the current one
@@ -444,7 +443,8 @@ class _SpanToken:
             self.otel_span.end()
         where = probe._where(frame) if frame is not None else {"probe_id": probe.id}
         where["trace_id"] = self.trace_id
+        # the start is back from now by the measured duration, so start and end both lie within the call
         probe.host.emit(SpanEvent(
             name=probe.spec.name or where.get("function", ""), span_id=self.span_id, parent_span_id=self.parent,
-            start_ns=self.start_wall_ns, duration_ns=ns, error=class_name(type(exc)) if exc is not None else "",
+            start_ns=time.time_ns() - ns, duration_ns=ns, error=class_name(type(exc)) if exc is not None else "",
             otel=self.otel_span is not None, **where))

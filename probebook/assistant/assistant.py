@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Callable, List, Optional
+from typing import Any, Callable, List, Optional
 
 from probebook.errors import AssistantError, ProbebookError
 from probebook.session import Investigation
 
+from .containment import Approval, ContainmentResult, Proposal, Remediation, contain, propose
 from .investigator import Investigator
 from .journal import Journal
 from .llm import LlmConfig, LlmPlanner
@@ -79,3 +80,15 @@ class Assistant:
         for h in verdict.ranked:
             self.journal.hypothesis(incident, h)
         return self.journal.verdict(incident, verdict)
+
+    def propose(self, verdict: Verdict, since: str = "6h") -> List[Proposal]:
+        """The containment actions for `verdict` (`containment.propose`): nothing is changed."""
+        return propose(self.inv, verdict, since)
+
+    def contain(self, proposal: Proposal, remediation: Remediation, approve: Approval = None,
+                verdict: Optional[Verdict] = None, **kw: Any) -> ContainmentResult:
+        """Do `proposal` through `remediation` when `approve` is True (or a callable approving it), audited
+        and on the timeline, then check the symptom of `verdict`'s incident (`containment.contain`)."""
+        incident = self.journal.incident_of(verdict.id) if verdict is not None and verdict.id else None
+        return contain(self.inv, proposal, remediation, approve, alerts=incident.alerts if incident else (),
+                       verdict=verdict, **kw)

@@ -19,7 +19,7 @@ import itertools
 import json
 import threading
 import time
-from typing import List
+from typing import List, Optional
 
 from probebook.evidence import EvidenceStore
 
@@ -35,6 +35,9 @@ TABLES = {
                           "summary VARCHAR, evidence JSON",
     "assistant_verdicts": "evidence_id VARCHAR PRIMARY KEY, ts TIMESTAMPTZ, incident VARCHAR, kind VARCHAR, "
                           "service VARCHAR, locus VARCHAR, cause VARCHAR, body JSON",
+    # containment (containment.py): one row per proposal decided, with what was done and the check after
+    "assistant_actions": "evidence_id VARCHAR PRIMARY KEY, ts TIMESTAMPTZ, incident VARCHAR, verdict VARCHAR, "
+                         "action VARCHAR, service VARCHAR, decision VARCHAR, outcome VARCHAR, body JSON",
 }
 
 
@@ -80,6 +83,22 @@ class Journal:
                          [v.id, incident.id, v.kind, v.service, v.locus, v.cause, json.dumps(v.to_dict())])
         self.store.add_timeline(f"verdict: {v.headline()}", source="assistant", ref=v.id)
         return v
+
+    def action(self, verdict: str, action: str, service: str, decision: str, outcome: str, body: dict) -> str:
+        """A containment step decided on `verdict` (its id); answers the row's evidence id."""
+        rows = self.store.sql("SELECT incident FROM assistant_verdicts WHERE evidence_id = '"
+                              + verdict.replace("'", "''") + "'").rows() if verdict else []
+        eid = self._id("act")
+        self.store.write("INSERT INTO assistant_actions VALUES (?, now(), ?, ?, ?, ?, ?, ?, ?)",
+                         [eid, rows[0][0] if rows else None, verdict or None, action, service, decision, outcome,
+                          json.dumps(body, default=str)])
+        return eid
+
+    def incident_of(self, verdict: str) -> Optional[Incident]:
+        """The incident verdict `verdict` (its id) answered, or None."""
+        rows = self.store.sql("SELECT i.body FROM assistant_incidents i JOIN assistant_verdicts v ON v.incident = "
+                              "i.evidence_id WHERE v.evidence_id = '" + verdict.replace("'", "''") + "'").rows()
+        return Incident.from_dict(json.loads(rows[0][0])) if rows else None
 
     def verdicts(self) -> List[Verdict]:
         rows = self.store.sql("SELECT body FROM assistant_verdicts ORDER BY ts").rows()

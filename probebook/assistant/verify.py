@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from probebook.errors import AssistantError
+from probebook.errors import AssistantError, ProbebookError
 from probebook.evidence.predicate import holds, judge
 from probebook.session import Investigation
 
@@ -50,14 +50,34 @@ class VerifyReport:
                 "headline": self.headline(), "evidence": self.evidence, "probes": self.probes}
 
 
+def anchor_lines(inv: Investigation, verdict: Verdict) -> Dict[str, str]:
+    """The text of each line the proof's probes were placed on, read from the code running now: taken
+    before a rollback or a fix, it lets `verify_fix` find the same line in the release that replaces it."""
+    out: Dict[str, str] = {}
+    for service, spec in _specs_of(inv, verdict.evidence):
+        path, line = _file_line(spec.get("where", ""))
+        if path:
+            try:
+                lines = inv.source_file(service, path, line, line).lines
+            except ProbebookError:
+                continue
+            if lines:
+                out[spec["where"]] = lines[0][1]
+    return out
+
+
 def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: float = 60.0,
-               progress: Optional[Callable[[str], None]] = None) -> VerifyReport:
+               progress: Optional[Callable[[str], None]] = None,
+               anchors: Optional[Mapping[str, str]] = None) -> VerifyReport:
     """Place again the probes that captured `verdict`'s evidence (same kind, place, condition and
-    captures), wait for `calls` events or `timeout` seconds, and judge the verdict's predicate on them."""
+    captures), wait for `calls` events or `timeout` seconds, and judge the verdict's predicate on them.
+    A probe whose file the service no longer runs (a new release elsewhere on disk) goes to the file it
+    runs now with the same path tail, on the line with the text `anchors` held for it (`anchor_lines`)."""
     if verdict.predicate is None or not verdict.evidence:
         raise AssistantError("verify: the verdict has no predicate and evidence to check again; verify a proven one")
     say = progress or (lambda line: None)
-    specs = _specs_of(inv, verdict.evidence)
+    specs = [(service, _on_running_code(inv, service, spec, anchors or {}, say))
+             for service, spec in _specs_of(inv, verdict.evidence)]
     if not specs:
         raise AssistantError("verify: the probes that captured the verdict's evidence are not in this investigation")
     claim = verdict.predicate.describe()
@@ -94,6 +114,45 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
     inv.mark(f"verification: {report.headline()}")
     say(report.headline())
     return report
+
+
+def _file_line(where: str) -> Tuple[str, int]:
+    path, sep, line = where.rpartition(":")
+    return (path, int(line)) if sep and path.endswith(".py") and line.isdigit() else ("", 0)
+
+
+def _on_running_code(inv: Investigation, service: str, spec: Dict[str, Any], anchors: Mapping[str, str],
+                     say: Callable[[str], None]) -> Dict[str, Any]:
+    path, line = _file_line(spec.get("where", ""))
+    if not path:
+        return spec  # a function (module:qualname) is found by name in any release
+    try:
+        files = [m.file for m in inv.modules(service)]
+    except ProbebookError:
+        return spec
+    if path in files:
+        return spec
+    tail = [p for p in path.split("/") if p]
+    best, common = "", 0
+    for f in files:
+        parts = [p for p in f.split("/") if p]
+        n = 0
+        while n < min(len(parts), len(tail)) and parts[-1 - n] == tail[-1 - n]:
+            n += 1
+        if n > common:
+            best, common = f, n
+    if not best:
+        return spec
+    text = anchors.get(spec["where"], "").strip()
+    if text:
+        try:
+            found = [n for n, t in inv.source_file(service, best).lines if t.strip() == text]
+        except ProbebookError:
+            found = []
+        line = min(found, key=lambda n: abs(n - line)) if found else line
+    where = f"{best}:{line}"
+    say(f"verify: {spec['where']} is {where} in the code {service} runs now")
+    return {**spec, "where": where}
 
 
 def _specs_of(inv: Investigation, evidence: List[str]) -> List[tuple]:

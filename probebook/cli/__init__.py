@@ -30,7 +30,7 @@ from .usage import Parser, UsageExit, add_group, usage_error
 __all__ = ["main", "build_parser", "GROUPS", "Parser", "UsageExit", "add_group", "usage_error"]
 
 # the modules of this package that register a subcommand group, in the order `--help` lists them
-GROUPS: Tuple[str, ...] = ("agent", "audit", "lab", "alerts", "investigate", "postmortem", "mcp")
+GROUPS: Tuple[str, ...] = ("agent", "audit", "lab", "alerts", "investigate", "contain", "postmortem", "mcp")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,6 @@ of the audit log (`--audit`, hash-chained: `probebook audit verify FILE`).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from probebook.errors import ProbebookError, one_line
@@ -42,17 +41,6 @@ def register(sub: Subparsers) -> None:
                         "~/.local/state/probebook/)")
 
 
-def _default_audit(out: str) -> str:
-    """mcp-audit.log beside the evidence file; with the evidence in memory, in the user's state folder
-    ($XDG_STATE_HOME/probebook, else ~/.local/state/probebook), which outlives the process and a reboot."""
-    if out != ":memory:":
-        return os.path.join(os.path.dirname(os.path.abspath(out)), "mcp-audit.log")
-    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    folder = os.path.join(state, "probebook")
-    os.makedirs(folder, mode=0o700, exist_ok=True)
-    return os.path.join(folder, "mcp-audit.log")
-
-
 def _run(args: argparse.Namespace) -> int:
     tokens = None
     host, port = "", 0
@@ -72,6 +60,7 @@ def _run(args: argparse.Namespace) -> int:
             return 1
     try:
         from probebook.mcp import Bridge, serve_http, serve_stdio
+        from probebook.assistant.containment import default_audit_path
     except ImportError as exc:
         print(f"{PROG}: error: {one_line(exc)}; install the notebook side: pip install 'probebook[lab]'",
               file=sys.stderr)
@@ -79,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
     inv = open_investigation(args, PROG)
     if inv is None:
         return 1
-    audit = args.audit or _default_audit(args.out)
+    audit = args.audit or default_audit_path(args.out, "mcp-audit.log")
     try:
         bridge = Bridge(inv, audit)
         if tokens is not None:

@@ -129,6 +129,17 @@ class PrometheusClient:
                           partial or bool(warnings) or skipped > 0, warnings + _skipped_note(skipped),
                           result_type, labels)
 
+    def alert_rules(self) -> Dict[str, str]:
+        """Each alerting rule's name and its PromQL (`/api/v1/rules`): the query whose series are the
+        alerts, so a symptom can be checked again without waiting for the alert to resolve."""
+        data, _ = self._call("/api/v1/rules", {"type": "alert"}, time.monotonic() + self.timeout)
+        out: Dict[str, str] = {}
+        for group in data.get("groups") or []:
+            for rule in (group or {}).get("rules") or []:
+                if isinstance(rule, dict) and rule.get("type", "alerting") == "alerting" and rule.get("name"):
+                    out.setdefault(str(rule["name"]), str(rule.get("query", "")))
+        return out
+
     # ------------------------------------------------------------------ HTTP
     def _call(self, path: str, params: Dict[str, str], deadline: float) -> Tuple[Dict[str, Any], List[str]]:
         left = deadline - time.monotonic()

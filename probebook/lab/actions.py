@@ -24,16 +24,22 @@ from probebook.errors import LabError
 from .scenarios import Action, Scenario, find_scenario
 from .topology import SERVICES
 
-__all__ = ["inject", "recover", "perform"]
+__all__ = ["inject", "recover", "perform", "merge_json"]
 
 _DB_OWNER = {"inventory": "inventory", "orders": "orders", "queue": "worker"}
 LOCK_WAIT_S = 60.0  # how long a scenario's SQL step waits for a database its service keeps locked
 
 
-def _merge_json(lab: Any, rel: str, changes: Dict[str, Any]) -> Dict[str, Any]:
-    current = lab.read_json(rel)
+def merge_json(lab: Any, rel: str, changes: Dict[str, Any]) -> Dict[str, Any]:
+    """Set `changes` in the lab's JSON file `rel` (a key mapped to None is removed: the service's
+    default again); answer what those keys were before."""
+    current = lab.read_json(rel) or {}
     before = {k: current.get(k) for k in changes}
-    current.update(changes)
+    for key, value in changes.items():
+        if value is None:
+            current.pop(key, None)
+        else:
+            current[key] = value
     lab.write_json(rel, current)
     return before
 
@@ -78,12 +84,12 @@ def perform(lab: Any, action: Action) -> str:
         lab.changes.record("deploy", f["service"], summary, by=by, from_version=old, to_version=str(f["version"]))
         return f"deployed {f['service']} {old} -> {f['version']}"
     if kind == "config":
-        before = _merge_json(lab, f"config/{f['service']}.json", dict(f["set"]))
+        before = merge_json(lab, f"config/{f['service']}.json", dict(f["set"]))
         summary = f.get("summary") or f"{f['service']} config: " + ", ".join(f"{k}={v}" for k, v in f["set"].items())
         lab.changes.record("config", f["service"], summary, by=by, set=dict(f["set"]), before=before)
         return f"config of {f['service']}: {json.dumps(f['set'])}"
     if kind == "flag":
-        before = _merge_json(lab, "config/flags.json", {f["name"]: f["value"]})
+        before = merge_json(lab, "config/flags.json", {f["name"]: f["value"]})
         summary = f.get("summary") or f"flag {f['name']} set to {json.dumps(f['value'])}"
         lab.changes.record("flag", "gateway", summary, by=by, flag=f["name"], value=f["value"], before=before[f["name"]])
         return f"flag {f['name']} = {json.dumps(f['value'])}"
@@ -111,10 +117,10 @@ def perform(lab: Any, action: Action) -> str:
             lab.changes.record("data", f.get("service") or "worker", str(f["change"]), by=by)
         return f"queued a {f['kind']} job"
     if kind == "load":
-        _merge_json(lab, "load.json", dict(f["set"]))
+        merge_json(lab, "load.json", dict(f["set"]))
         return f"traffic: {json.dumps(f['set'])}"
     if kind == "external":
-        _merge_json(lab, "external/bank.json", dict(f["set"]))
+        merge_json(lab, "external/bank.json", dict(f["set"]))
         return f"card provider: {json.dumps(f['set'])}"
     if kind == "kill":
         lab.procs.kill(f["service"], signal.SIGKILL)

@@ -255,6 +255,13 @@ class Telemetry:
         self._done(qid, frame.height, result.partial, result.warnings)
         return frame
 
+    def alert_query(self, name: str) -> Optional[str]:
+        """The PromQL of the alerting rule `name` in the configured Prometheus, or None when it has none."""
+        if not self.sources.prometheus:
+            raise TelemetryInputError("no Prometheus configured: telemetry.configure(prometheus=URL) or set "
+                                      "PROBEBOOK_PROMETHEUS_URL")
+        return PrometheusClient(self.sources.prometheus, self.sources.timeout).alert_rules().get(name) or None
+
     # ------------------------------------------------------------------ logs
     def logs(self, service: str, grep: Optional[str] = None, since: Since = None, trace: Optional[str] = None,
              level: Optional[str] = None, until: Optional[Instant] = None, fields: Optional[Mapping[str, str]] = None,

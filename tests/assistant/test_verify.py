@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import tinyshop  # noqa: E402
 
 from probebook.agent import Agent  # noqa: E402
-from tinyshop_driver import investigate_pay_500s  # noqa: E402
+from tinyshop_driver import investigate_pay_500s, with_traffic  # noqa: E402
 from probebook.assistant.verify import verify_fix  # noqa: E402
 from probebook.errors import AssistantError  # noqa: E402
 from probebook.session import Investigation  # noqa: E402
@@ -29,21 +29,13 @@ def proven(tmp_path, monkeypatch):
     inv.close()
 
 
-def _with_traffic(call):
-    api, stop, t = tinyshop.start("pay")
-    try:
-        return call()
-    finally:
-        stop.set()
-        t.join()
-
 
 def test_before_the_fix_the_cause_is_still_there_and_after_it_is_gone(proven, monkeypatch):
     inv, verdict = proven
-    before = _with_traffic(lambda: verify_fix(inv, verdict, calls=10, timeout=30))
+    before = with_traffic(lambda: verify_fix(inv, verdict, calls=10, timeout=30))
     assert before.outcome == "still" and before.held > 0 and before.seen >= 10, before.to_dict()
     monkeypatch.setitem(tinyshop.DISCOUNTS, "BROKEN", 0.15)  # the fix, deployed
-    after = _with_traffic(lambda: verify_fix(inv, verdict, calls=10, timeout=30))
+    after = with_traffic(lambda: verify_fix(inv, verdict, calls=10, timeout=30))
     assert after.outcome == "gone" and after.held == 0 and after.seen == 10, after.to_dict()
     assert after.headline().startswith(f"verified: {verdict.predicate.describe()} held on 0 of 10 calls")
     marks = inv.sql("SELECT text FROM timeline WHERE text LIKE 'verification%' ORDER BY ts")["text"].to_list()

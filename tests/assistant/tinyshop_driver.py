@@ -15,3 +15,13 @@ def investigate_pay_500s(inv):
     finally:
         stop.set()
         t.join()
+
+
+def with_traffic(call, kind="pay"):
+    """`call()` while tinyshop serves `kind` requests in a thread; its answer."""
+    api, stop, t = tinyshop.start(kind)
+    try:
+        return call()
+    finally:
+        stop.set()
+        t.join()

@@ -1,0 +1,279 @@
+"""Containment with approval (issue 12, part 1): from a verdict and the change log, the actions that
+undo what changed on the guilty service (roll back its last deploy, restore a config value or a flag,
+start a process that is gone), each with the effect expected and the evidence it rests on. Nothing
+runs without an explicit approval; every proposal, approval, refusal and outcome is a line of the
+hash-chained audit log and an entry on the investigation's timeline; after an action the symptom is
+checked again (the alert's own PromQL, and the probe that proved the cause) and the answer says
+whether containment worked.
+
+Actions go through a `Remediation`: one object with ``name`` and ``apply(action, by) -> str``. The lab
+has one (`probebook.lab.remediation.LabRemediation`); a deployment plugs its own (its deploy tool,
+flag service, config store) by writing a class with those two members: the assistant never shells
+out on its own.
+
+>>> Action("rollback", "orders", to_version="2.7.1").describe()
+'roll orders back to 2.7.1'
+>>> Action("flag", "gateway", name="new_flow", value=False).describe()
+'set flag new_flow to false'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Union
+
+from probebook.agent.control.audit import AuditLog
+from probebook.errors import AssistantError, ProbebookError, one_line
+from probebook.session import Investigation
+
+from .journal import Journal
+from .model import Alert, Verdict, process_of
+from .symptom import SymptomCheck, check_symptom
+from .verify import anchor_lines
+
+__all__ = ["Action", "Proposal", "Remediation", "ContainmentResult", "propose", "contain", "default_audit_path",
+           "RemediationError"]
+
+ACTIONS = ("rollback", "config", "flag", "restart")
+_CLAIMS = ("proven", "likely")  # verdicts that name a place; `inconclusive` names none to contain
+
+
+class RemediationError(AssistantError):
+    """An approved action could not be done; its words say what to do."""
+
+
+@dataclass
+class Action:
+    """One change to a service. `rollback`: `to_version`; `config`: `values` (a key mapped to None is
+    removed: back to the service's default); `flag`: `name` and `value`; `restart`: the service only."""
+
+    kind: str
+    service: str
+    to_version: str = ""
+    values: Dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+    value: Any = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ACTIONS:
+            raise AssistantError(f"action {self.kind!r} unknown; use one of {', '.join(ACTIONS)}")
+
+    def describe(self) -> str:
+        if self.kind == "rollback":
+            return f"roll {self.service} back to {self.to_version}"
+        if self.kind == "config":
+            return f"restore {self.service} config " + ", ".join(
+                f"{k}={'(default)' if v is None else json.dumps(v)}" for k, v in sorted(self.values.items()))
+        if self.kind == "flag":
+            return f"set flag {self.name} to {'(default)' if self.value is None else json.dumps(self.value)}"
+        return f"restart {self.service}"
+
+
+class Remediation(Protocol):
+    """What changes services on the assistant's behalf, after approval. `apply` does `action` and
+    answers one line saying what was done, or raises `RemediationError` with what went wrong."""
+
+    name: str
+
+    def apply(self, action: Action, by: str) -> str: ...
+
+
+def _refresh(remediation: Remediation, inv: Investigation, action: Action) -> str:
+    """A remediation may also have ``refresh(inv, action)``: point the investigation at the processes
+    the action started (a restart may move a service's agent). Answers what went wrong, or ""."""
+    hook = getattr(remediation, "refresh", None)
+    if hook is None:
+        return ""
+    try:
+        hook(inv, action)
+        return ""
+    except ProbebookError as exc:
+        return f"{action.service}: not reconnected after the action: {one_line(exc, 160)}"
+
+
+@dataclass
+class Proposal:
+    """An action proposed for a verdict. `basis`: ``proof`` (the verdict passed the gate) or
+    ``ranking`` (a `likely` verdict: the action rests on a hypothesis not proven)."""
+
+    action: Action
+    why: str
+    expected: str
+    rests_on: List[str]
+    basis: str
+    id: str = ""
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    def line(self) -> str:
+        return f"{self.id or '-'}: {self.action.describe()} ({self.why}; rests on {self.basis})"
+
+
+@dataclass
+class ContainmentResult:
+    """`decision`: ``approved`` or ``refused``; `outcome`: ``contained``, ``still`` (the symptom
+    holds after the action), ``inconclusive``, ``failed`` (the action raised) or ``not run``."""
+
+    proposal: Proposal
+    decision: str
+    outcome: str
+    done: str = ""
+    check: Optional[SymptomCheck] = None
+    id: str = ""  # its row in assistant_actions
+
+    def headline(self) -> str:
+        what = self.proposal.action.describe()
+        if self.decision != "approved":
+            return f"not done (refused): {what}"
+        if self.outcome == "failed":
+            return f"FAILED: {what}: {self.done}"
+        return f"{self.outcome.upper()}: {self.done}" + (f"; {self.check.summary()}" if self.check else "")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"proposal": self.proposal.to_dict(), "decision": self.decision, "outcome": self.outcome,
+                "done": self.done, "check": self.check.to_dict() if self.check else None,
+                "headline": self.headline()}
+
+
+def default_audit_path(store_path: str, name: str = "actions-audit.log") -> str:
+    """`name` beside the evidence file; with the evidence in memory, in the user's state folder
+    ($XDG_STATE_HOME/probebook, else ~/.local/state/probebook), which outlives the process."""
+    if store_path and store_path != ":memory:":
+        return os.path.join(os.path.dirname(os.path.abspath(store_path)), name)
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    folder = os.path.join(state, "probebook")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    return os.path.join(folder, name)
+
+
+# ---------------------------------------------------------------------------------------------- propose
+def propose(inv: Investigation, verdict: Verdict, since: str = "6h") -> List[Proposal]:
+    """The actions that would undo what changed, within `since`, on the service `verdict` names (and
+    the service of ours at its boundary), newest change first; a process that is gone is started again
+    first. An `inconclusive` verdict names nothing to contain: no proposal (say so to the person)."""
+    if verdict.kind not in _CLAIMS and not (verdict.kind == "outside" and verdict.boundary_service):
+        return []
+    basis = "proof" if verdict.kind == "proven" else "ranking"
+    services = [s for s in dict.fromkeys((verdict.service, verdict.boundary_service)) if s]
+    rests = ([verdict.id] if verdict.id else []) + list(verdict.evidence)
+    symptom = "the alerts that opened the incident resolve"
+    if verdict.predicate is not None:
+        symptom += f" and the probe at {verdict.locus} no longer sees {verdict.predicate.describe()}"
+    out: List[Proposal] = []
+    gone = process_of(verdict.locus)
+    if gone and gone in services:
+        out.append(Proposal(Action("restart", gone), f"{verdict.locus}: the process is not serving",
+                            symptom, rests, basis))
+    try:
+        frame = inv.telemetry.changes(since=since)
+    except ProbebookError:
+        frame = None
+    rows = sorted(frame.to_dicts(), key=lambda r: _ts(r.get("ts"))) if frame is not None else []
+    # per setting (a service's release, a config key, a flag): its value before the window, and the
+    # change that set it last; a setting already back where it was has nothing to undo
+    first: Dict[tuple, Any] = {}
+    last: Dict[tuple, tuple] = {}
+    for row in rows:
+        details = row.get("details")
+        details = json.loads(details) if isinstance(details, str) else dict(details or {})
+        for key, before, after in _settings(str(row.get("kind") or ""), str(row.get("service") or ""), details):
+            first.setdefault(key, before)
+            last[key] = (row, before, after)
+    by_change: Dict[str, List[tuple]] = {}
+    for key, (row, before, after) in last.items():
+        if key[1] in services and first[key] != after and (key[0] != "release" or before):
+            by_change.setdefault(str(row.get("evidence_id")), []).append((key, row, before))
+    for eid, keys in sorted(by_change.items(), key=lambda kv: -_ts(kv[1][0][1].get("ts"))):
+        row = keys[0][1]
+        kind, service = keys[0][0][0], keys[0][0][1]
+        if kind == "release":
+            action = Action("rollback", service, to_version=str(keys[0][2]))
+        elif kind == "flag":
+            action = Action("flag", service, name=keys[0][0][2], value=first[keys[0][0]])
+        else:
+            action = Action("config", service, values={k[2]: first[k] for k, _, _ in keys})
+        why = f"undoes {row.get('kind')} at {_clock(row.get('ts'))}: {row.get('summary')}"
+        out.append(Proposal(action, why, symptom, rests + [eid], basis))
+    for i, p in enumerate(out, 1):
+        p.id = f"p{i}"
+    return out
+
+
+def _settings(kind: str, service: str, details: Dict[str, Any]) -> List[tuple]:
+    """What a change-log entry set: (setting, value before, value after) for each setting it touched."""
+    if kind in ("deploy", "rollback") and details.get("to_version"):
+        return [(("release", service, ""), details.get("from_version"), details["to_version"])]
+    if kind == "config" and isinstance(details.get("set"), dict):
+        before = details.get("before") if isinstance(details.get("before"), dict) else {}
+        return [(("config", service, str(k)), before.get(k), v) for k, v in details["set"].items()]
+    if kind == "flag" and details.get("flag"):
+        return [(("flag", service, str(details["flag"])), details.get("before"), details.get("value"))]
+    return []
+
+
+def _ts(value: Any) -> float:
+    return value.timestamp() if hasattr(value, "timestamp") else float(value or 0.0)
+
+
+def _clock(value: Any) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(_ts(value))) + "Z"
+
+
+# ---------------------------------------------------------------------------------------------- contain
+Approval = Union[bool, None, Callable[[Proposal], bool]]
+
+
+def contain(inv: Investigation, proposal: Proposal, remediation: Remediation, approve: Approval = None,
+            alerts: Sequence[Alert] = (), verdict: Optional[Verdict] = None,
+            audit: Union[str, AuditLog, None] = None, who: str = "assistant", check_timeout: float = 120.0,
+            calls: int = 20, progress: Optional[Callable[[str], None]] = None) -> ContainmentResult:
+    """Do `proposal` through `remediation` only when `approve` is True (or a callable answering True
+    for it); then check the symptom: the `alerts`' PromQL until it no longer matches them, and, for a
+    verdict with a predicate, its probes placed again (`verify_fix`). Every step is audited in `audit`
+    (a path or an `AuditLog`; default beside the evidence file) and put on the timeline."""
+    say = progress or (lambda line: None)
+    journal = Journal(inv.store)
+    vid = verdict.id if verdict is not None else ""
+    log = audit if isinstance(audit, AuditLog) else AuditLog(audit or default_audit_path(inv.store.path))
+    target = f"{remediation.name}:{proposal.action.service}"
+
+    def record(step: str, text: str) -> None:
+        # the audit first: an action that cannot be written down does not run
+        if log.append(who, f"containment.{step}", target, text) is None:
+            raise AssistantError(f"containment: the audit log {log.path} cannot be written; nothing was done")
+        inv.store.add_timeline(f"containment {step}: {text}", source="assistant", ref=proposal.id or None)
+
+    record("proposed", f"{proposal.action.describe()} ({proposal.why}; rests on {proposal.basis}: "
+                       f"{', '.join(proposal.rests_on[:6])})")
+    decided = approve(proposal) if callable(approve) else approve
+    if decided is not True:
+        record("refused", f"{proposal.action.describe()}: not approved")
+        say(f"containment: {proposal.action.describe()} not approved; nothing was changed")
+        return _kept(journal, vid, ContainmentResult(proposal, "refused", "not run"))
+    record("approved", proposal.action.describe())
+    # the proof's lines as the service runs them now: the release after the action may have moved them
+    anchors = anchor_lines(inv, verdict) if verdict is not None and verdict.predicate is not None else {}
+    try:
+        done = remediation.apply(proposal.action, by=who)
+    except (ProbebookError, OSError) as exc:
+        record("failed", f"{proposal.action.describe()}: {one_line(exc, 300)}")
+        say(f"containment failed: {one_line(exc, 300)}")
+        return _kept(journal, vid, ContainmentResult(proposal, "approved", "failed", one_line(exc, 300)))
+    record("done", done)
+    say(f"containment: {done}; checking the symptom")
+    stale = _refresh(remediation, inv, proposal.action)
+    check = check_symptom(inv, alerts, verdict, timeout=check_timeout, calls=calls, progress=say, anchors=anchors)
+    if stale:
+        check.notes.insert(0, stale)
+    record("checked", check.summary())
+    return _kept(journal, vid, ContainmentResult(proposal, "approved", check.outcome, done, check))
+
+
+def _kept(journal: Journal, verdict: str, result: ContainmentResult) -> ContainmentResult:
+    result.id = journal.action(verdict, result.proposal.action.kind, result.proposal.action.service,
+                               result.decision, result.outcome, result.to_dict())
+    return result

@@ -1,0 +1,182 @@
+"""Containment with approval on a service written here: the verdict the assistant proved, the change log
+a deploy tool wrote, and a `Remediation` that changes the running service (tinyshop's discount table,
+what its config change broke). Nothing runs without approval; every step is audited (the chain verifies)
+and on the timeline; after the action the proof's probe says the cause is gone."""
+
+import json
+import os
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import tinyshop  # noqa: E402
+
+from probebook.agent import Agent  # noqa: E402
+from probebook.agent.control.audit import verify  # noqa: E402
+from probebook.assistant import Assistant  # noqa: E402
+from probebook.assistant.containment import Action, Proposal, RemediationError, propose  # noqa: E402
+from probebook.assistant.model import Verdict  # noqa: E402
+from probebook.session import Investigation  # noqa: E402
+from tinyshop_driver import investigate_pay_500s, with_traffic  # noqa: E402
+
+
+class TinyshopConfig:
+    """The plug point as a deployment writes it: config restores on tinyshop's discount table."""
+
+    name = "tinyshop-config"
+
+    def __init__(self):
+        self.done = []
+
+    def apply(self, action, by):
+        if action.kind != "config" or action.service != "tinyshop":
+            raise RemediationError(f"tinyshop-config cannot {action.describe()}")
+        tinyshop.DISCOUNTS.update(action.values)
+        self.done.append((action.describe(), by))
+        return f"tinyshop discounts set: {json.dumps(action.values, sort_keys=True)}"
+
+
+def _write_changes(path, *changes):
+    now = time.time()
+    with open(path, "w", encoding="utf-8") as fh:
+        for i, (kind, service, summary, details) in enumerate(changes):
+            fh.write(json.dumps({"ts": now - 600 + i * 60, "kind": kind, "service": service, "summary": summary,
+                                 "by": "deploy-bot", "details": details}) + "\n")
+
+
+@pytest.fixture()
+def proven(tmp_path, monkeypatch):
+    agent, inv = Agent(), Investigation(str(tmp_path / "incident.duckdb"))
+    inv.attach("tinyshop", agent, audit_path=str(tmp_path / "agent-audit.jsonl"))
+    monkeypatch.setitem(tinyshop.DISCOUNTS, "BROKEN", 15)
+    changes = tmp_path / "changes.jsonl"
+    _write_changes(changes,
+                   ("deploy", "inventory", "inventory 4.1.4", {"from_version": "4.1.3", "to_version": "4.1.4"}),
+                   ("config", "tinyshop", "discount BROKEN as a percent", {"set": {"BROKEN": 15},
+                                                                           "before": {"BROKEN": 0.15}}),
+                   ("deploy", "tinyshop", "tinyshop 1.3.0", {"from_version": "1.2.9", "to_version": "1.3.0"}),
+                   ("deploy", "tinyshop", "tinyshop 1.3.0 rolled back", {"from_version": "1.3.0",
+                                                                         "to_version": "1.2.9"}),
+                   ("config", "tinyshop", "unrelated", {"set": {"x": 1}, "before": {"x": 0}}))
+    # the last config change was already undone by hand: x is back where it was, nothing to propose
+    with open(changes, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"ts": time.time() - 5, "kind": "config", "service": "tinyshop", "summary": "x back",
+                             "by": "alice", "details": {"set": {"x": 0}, "before": {"x": 1}}}) + "\n")
+    inv.telemetry.configure(change_logs=[str(changes)])
+    verdict = investigate_pay_500s(inv)
+    assert verdict.kind == "proven", verdict.reasons
+    yield inv, verdict, tmp_path
+    inv.close()
+
+
+
+def test_the_proposals_undo_what_changed_on_the_guilty_service_only(proven):
+    inv, verdict, _ = proven
+    proposals = propose(inv, verdict)
+    described = [p.action.describe() for p in proposals]
+    # the inventory deploy (another service), the deploy already rolled back and the config put back by hand
+    # are not proposed
+    assert described == ["restore tinyshop config BROKEN=0.15"], described
+    p = proposals[described.index("restore tinyshop config BROKEN=0.15")]
+    assert p.basis == "proof" and verdict.id in p.rests_on and set(verdict.evidence) <= set(p.rests_on)
+    change = p.rests_on[-1]  # the change it undoes, a row of this investigation
+    assert inv.sql(f"SELECT summary FROM changes WHERE evidence_id = '{change}'").rows() == [("discount BROKEN as a percent",)]
+    assert verdict.predicate.describe() in p.expected
+    assert [q.id for q in proposals] == [f"p{i}" for i in range(1, len(proposals) + 1)]
+
+
+def test_an_inconclusive_verdict_proposes_nothing(proven):
+    inv, _, _ = proven
+    assert propose(inv, Verdict("inconclusive", cause="too little")) == []
+
+
+def test_nothing_runs_without_approval_and_the_refusal_is_audited(proven):
+    inv, verdict, tmp = proven
+    fix = TinyshopConfig()
+    proposal = next(p for p in propose(inv, verdict) if p.action.kind == "config")
+    audit = str(tmp / "actions-audit.log")
+    for approve in (None, False, lambda p: False):
+        result = Assistant(inv).contain(proposal, fix, approve=approve, verdict=verdict, audit=audit)
+        assert result.decision == "refused" and result.outcome == "not run" and result.check is None
+    assert fix.done == [] and tinyshop.DISCOUNTS["BROKEN"] == 15
+    lines = [json.loads(x) for x in open(audit, encoding="utf-8")]
+    assert [x["action"] for x in lines] == ["containment.proposed", "containment.refused"] * 3
+    assert verify(audit).ok
+    rows = inv.sql("SELECT decision, outcome, verdict FROM assistant_actions").rows()
+    assert rows == [("refused", "not run", verdict.id)] * 3
+
+
+def test_approved_it_is_done_audited_and_the_probe_shows_the_cause_gone(proven):
+    inv, verdict, tmp = proven
+    fix = TinyshopConfig()
+    proposal = next(p for p in propose(inv, verdict) if p.action.kind == "config")
+    audit = str(tmp / "actions-audit.log")
+    seen = []
+    result = with_traffic(lambda: Assistant(inv).contain(
+        proposal, fix, approve=lambda p: seen.append(p.id) or True, verdict=verdict, audit=audit, who="alice",
+        check_timeout=30, calls=10))
+    assert seen == [proposal.id] and fix.done == [("restore tinyshop config BROKEN=0.15", "alice")]
+    assert result.decision == "approved" and result.outcome == "contained", result.to_dict()
+    assert result.check.probe["outcome"] == "gone" and result.check.probe["seen"] == 10
+    assert result.headline().startswith("CONTAINED: tinyshop discounts set")
+    lines = [json.loads(x) for x in open(audit, encoding="utf-8")]
+    assert [x["action"] for x in lines] == ["containment.proposed", "containment.approved", "containment.done",
+                                            "containment.checked"]
+    assert {x["who"] for x in lines} == {"alice"} and verify(audit).ok
+    timeline = inv.sql("SELECT text FROM timeline WHERE text LIKE 'containment%' ORDER BY ts")["text"].to_list()
+    assert [t.split(":")[0] for t in timeline] == ["containment proposed", "containment approved", "containment done",
+                                                 "containment checked"]
+    body = json.loads(inv.sql("SELECT body FROM assistant_actions").rows()[0][0])
+    assert body["outcome"] == "contained" and body["check"]["probe"]["held"] == 0
+    # no Prometheus here: the alert part is said to be unchecked, not claimed
+    assert inv.probes().filter(inv.probes()["status"] != "removed").height == 0
+
+
+def test_a_failed_action_is_audited_and_said(proven):
+    inv, verdict, tmp = proven
+    audit = str(tmp / "actions-audit.log")
+    wrong = Action("rollback", "tinyshop", to_version="1.2.9")
+    result = Assistant(inv).contain(Proposal(wrong, "test", "", [], "proof"), TinyshopConfig(), approve=True,
+                                    verdict=verdict, audit=audit)
+    assert result.outcome == "failed" and "tinyshop-config cannot roll tinyshop back to 1.2.9" in result.done
+    assert json.loads(open(audit, encoding="utf-8").readlines()[-1])["action"] == "containment.failed"
+
+
+def test_an_audit_log_that_cannot_be_written_stops_the_action(proven):
+    inv, verdict, tmp = proven
+    fix = TinyshopConfig()
+    blocked = tmp / "not-a-folder"
+    blocked.write_text("x")
+    from probebook.errors import AssistantError
+
+    with pytest.raises(AssistantError, match="cannot be written; nothing was done"):
+        Assistant(inv).contain(propose(inv, verdict)[0], fix, approve=True, verdict=verdict,
+                               audit=str(blocked / "audit.log"))
+    assert fix.done == []
+
+
+def test_each_kind_of_change_is_undone_newest_first_and_a_gone_process_restarted_first(tmp_path):
+    changes = tmp_path / "changes.jsonl"
+    _write_changes(changes,
+                   ("deploy", "orders", "orders 2.8.0", {"from_version": "2.7.1", "to_version": "2.8.0"}),
+                   ("flag", "gateway", "new_flow on", {"flag": "new_flow", "value": True, "before": None}),
+                   ("config", "orders", "smaller pool", {"set": {"pool_size": 2, "timeout": 1}, "before": {"pool_size": 8}}),
+                   ("deploy", "orders", "orders 2.8.1", {"from_version": "2.8.0", "to_version": "2.8.1"}),
+                   ("migration", "orders", "add a column", {}))
+    inv = Investigation()
+    try:
+        inv.telemetry.configure(change_logs=[str(changes)])
+        v = Verdict("likely", "orders", "orders process", boundary_service="gateway", evidence=["snap:1"], id="v1")
+        proposals = propose(inv, v)
+        assert [p.action.describe() for p in proposals] == [
+            "restart orders", "roll orders back to 2.8.0", "restore orders config pool_size=8, timeout=(default)",
+            "set flag new_flow to (default)"]
+        assert {p.basis for p in proposals} == {"ranking"} and all(p.rests_on[:2] == ["v1", "snap:1"] for p in proposals)
+        assert "undoes deploy at" in proposals[1].why and "orders 2.8.1" in proposals[1].why
+        # a change older than the window is not undone
+        assert [p.action.kind for p in propose(inv, v, since="1s")] == ["restart"]
+    finally:
+        inv.close()

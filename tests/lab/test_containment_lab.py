@@ -1,0 +1,86 @@
+"""Containment on the lab, from a terminal, as an on-call engineer does it: `probebook investigate --out`
+on a bad deploy (with an unrelated deploy beside it), then `probebook contain` proposes the rollback of
+the guilty service only and changes nothing; with `--yes` the lab's `Remediation` rolls it back, the
+alert's own PromQL (read from Prometheus's rules) and the proof's probe say the symptom is gone, and every
+step is in the hash-chained audit log, the change log and the investigation's timeline."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from probebook.agent.control.audit import verify
+from probebook.lab.actions import inject, recover
+from probebook.lab.changes import read_changes
+from probebook.lab.runner import Lab
+from probebook.lab.scenarios import find_scenario
+from probebook.lab.verify import wait_for_alert, wait_quiet
+from probebook.session import Investigation
+
+
+def _cli(*args: str, timeout: float = 300) -> "subprocess.CompletedProcess[str]":
+    return subprocess.run([sys.executable, "-m", "probebook.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_contain_proposes_the_rollback_and_with_yes_does_it_and_sees_the_symptom_go(lab, tmp_path):
+    assert not wait_quiet(lab, 90), "the lab did not quieten before the test"
+    scenario = find_scenario("bad-deploy")
+    inject(lab, scenario)
+    try:
+        assert wait_for_alert(lab, scenario, True, scenario.within_s) is not None, "the symptom never fired"
+        store = str(tmp_path / "incident.duckdb")
+        done = _cli("investigate", "--lab", "--state-dir", lab.state, "--out", store, "--budget", "100",
+                    "checkouts with a coupon fail")
+        assert done.returncode == 0, done.stderr[-2000:]
+        verdict = json.loads(done.stdout)
+        if verdict["kind"] != "proven" or verdict["service"] != "orders":
+            pytest.fail(f"the investigation did not prove the orders deploy, nothing to contain: {verdict}")
+
+        shown = _cli("contain", store, "--lab", "--state-dir", lab.state)
+        assert shown.returncode == 0, shown.stderr[-2000:]
+        answer = json.loads(shown.stdout)
+        actions = [p["action"] for p in answer["proposals"]]
+        assert actions[0]["kind"] == "rollback" and actions[0]["service"] == "orders", actions
+        assert actions[0]["to_version"] == "2.7.1"
+        assert all(a["service"] == "orders" for a in actions), actions  # not the inventory deploy
+        assert answer["result"]["decision"] == "refused" and "--yes --proposal p1" in shown.stderr
+        assert Lab.attach(lab.state).service("orders")["version"] == "2.8.0"  # nothing changed
+
+        did = _cli("contain", store, "--lab", "--state-dir", lab.state, "--yes", "--timeout", "150")
+        assert did.returncode == 0, (did.stdout[-2000:], did.stderr[-2000:])
+        result = json.loads(did.stdout)["result"]
+        assert result["outcome"] == "contained", result
+        assert Lab.attach(lab.state).service("orders")["version"] == "2.7.1"
+        alerts = result["check"]["alerts"]
+        assert alerts and all(a["holds"] is False and a["query"] and a["evidence"] for a in alerts), alerts
+        # the proof's probe, placed again on the release now running (another file on disk), saw calls; its
+        # predicate is reported beside the alert, which is the symptom (a predicate may describe the failing
+        # calls rather than the fault: then it still holds, and the check says so)
+        probe = result["check"]["probe"]
+        assert probe and probe["seen"] > 0, result["check"]
+        assert probe["outcome"] == "gone" or any("predicate still holds" in n for n in result["check"]["notes"])
+
+        rollback = [c for c in read_changes(lab.changes.path) if c.kind == "rollback"][-1]
+        assert rollback.service == "orders" and rollback.by.startswith("cli:") and \
+            rollback.details["to_version"] == "2.7.1"
+        audit = str(tmp_path / "actions-audit.log")
+        steps = [json.loads(line)["action"] for line in open(audit, encoding="utf-8")]
+        assert steps == ["containment.proposed", "containment.refused", "containment.proposed",
+                         "containment.approved", "containment.done", "containment.checked"]
+        assert verify(audit).ok
+        saved = Investigation.open(store)
+        try:
+            rows = saved.sql("SELECT decision, outcome FROM assistant_actions ORDER BY ts").rows()
+            assert rows == [("refused", "not run"), ("approved", "contained")]
+            marks = saved.sql("SELECT text FROM timeline WHERE text LIKE 'containment done%'")["text"].to_list()
+            assert marks == ["containment done: rolled back orders 2.8.0 -> 2.7.1"]
+            placed = saved.sql("SELECT spec FROM probes ORDER BY placed_at")["spec"].to_list()[-1]
+            assert "/releases/orders/2.8.0/" not in placed and "shop/orders.py" in placed, placed
+        finally:
+            saved.close()
+    finally:
+        recover(lab)
