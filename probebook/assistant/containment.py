@@ -35,7 +35,7 @@ from .symptom import SymptomCheck, check_symptom
 from .verify import anchor_lines
 
 __all__ = ["Action", "Proposal", "Remediation", "ContainmentResult", "propose", "contain", "default_audit_path",
-           "RemediationError"]
+           "RemediationError", "why_no_proposal"]
 
 ACTIONS = ("rollback", "config", "flag", "restart")
 _CLAIMS = ("proven", "likely")  # verdicts that name a place; `inconclusive` names none to contain
@@ -139,6 +139,13 @@ class ContainmentResult:
                 "headline": self.headline()}
 
 
+def why_no_proposal(kind: str) -> str:
+    """What to tell the person when `propose` answered nothing for a verdict of `kind`."""
+    if kind in _CLAIMS or kind == "outside":
+        return "no change to undo was found on the services the verdict names (fix forward, or act by hand)"
+    return f"a {kind} verdict names no place to contain; investigate further before changing anything"
+
+
 def default_audit_path(store_path: str, name: str = "actions-audit.log") -> str:
     """`name` beside the evidence file; with the evidence in memory, in the user's state folder
     ($XDG_STATE_HOME/probebook, else ~/.local/state/probebook), which outlives the process."""
@@ -239,7 +246,7 @@ def contain(inv: Investigation, proposal: Proposal, remediation: Remediation, ap
     journal = Journal(inv.store)
     vid = verdict.id if verdict is not None else ""
     log = audit if isinstance(audit, AuditLog) else AuditLog(audit or default_audit_path(inv.store.path))
-    target = f"{remediation.name}:{proposal.action.service}"
+    target = f"{getattr(remediation, 'name', 'none')}:{proposal.action.service}"
 
     def record(step: str, text: str) -> None:
         # the audit first: an action that cannot be written down does not run

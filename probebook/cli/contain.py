@@ -70,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
         usage_error(PROG, f"{args.store}: no such file; give the .duckdb file an investigation wrote (--out)")
     if args.yes and not (args.lab or args.remediation):
         usage_error(PROG, "--yes needs something that can change services: --lab, or --remediation MODULE:FACTORY")
-    from probebook.assistant.containment import contain, default_audit_path, propose
+    from probebook.assistant.containment import contain, default_audit_path, propose, why_no_proposal
     from probebook.assistant.journal import Journal
 
     args.out = args.store
@@ -90,7 +90,7 @@ def _run(args: argparse.Namespace) -> int:
         proposals = propose(inv, verdict, since=args.since)
         print(f"verdict {verdict.id}: {verdict.headline()}", file=sys.stderr)
         if not proposals:
-            print(json.dumps({"verdict": verdict.id, "proposals": [], "why": _none_because(verdict.kind)}, indent=1))
+            print(json.dumps({"verdict": verdict.id, "proposals": [], "why": why_no_proposal(verdict.kind)}, indent=1))
             return 0
         for p in proposals:
             print(f"  {p.line()}\n    expected: {p.expected}", file=sys.stderr)
@@ -135,8 +135,3 @@ def _who() -> str:
     except OSError:
         return f"cli:uid{os.getuid()}"
 
-
-def _none_because(kind: str) -> str:
-    if kind in ("proven", "likely", "outside"):
-        return "no change to undo was found on the services the verdict names (fix forward, or act by hand)"
-    return f"a {kind} verdict names no place to contain; investigate further before changing anything"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -204,6 +205,20 @@ class EvidenceStore:
         return eid
 
     @_ours
+    def save_copy(self, path: str) -> str:
+        """Write everything in the store to a new DuckDB file at `path`, which another process can then
+        open read-only while this store keeps writing (a postmortem of a live investigation)."""
+        if os.path.exists(path):
+            raise EvidenceError(f"{path} exists; give a new file name for the copy")
+        with self._write:
+            here = self._con.execute("SELECT current_database()").fetchone()[0]
+            self._con.execute("ATTACH '" + path.replace("'", "''") + "' AS pb_copy")
+            try:
+                self._con.execute(f'COPY FROM DATABASE "{here}" TO pb_copy')
+            finally:
+                self._con.execute("DETACH pb_copy")
+        return path
+
     def record_probe(self, probe_id: str, service: str, kind: str, location: str, spec: Mapping[str, Any],
                      alias: Optional[str] = None) -> None:
         with self._write:

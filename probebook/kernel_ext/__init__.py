@@ -17,6 +17,7 @@ from probebook.session import Investigation
 
 from .args import MagicError
 from .assistant import AssistantMagics
+from .lifecycle import LifecycleMagics
 from .config import Probebook
 from .magics import ProbebookMagics
 from .session import KernelSession
@@ -64,6 +65,7 @@ def load_ipython_extension(ipython: Any) -> None:
     _close_before_kernel_shutdown(getattr(ipython, "kernel", None))
     ipython.register_magics(ProbebookMagics(ipython, _loaded_session))
     ipython.register_magics(AssistantMagics(ipython, _loaded_session))
+    ipython.register_magics(LifecycleMagics(ipython, _loaded_session))
     register_telemetry_magics(ipython, lambda: _loaded_session().investigation())
 
 

@@ -33,6 +33,7 @@ class KernelSession:
         self._outputs: Optional[PanelOutputs] = None
         self._live: Dict[Any, Any] = {}  # what a panel shows -> the panel kept live for it
         self.assistant_run: Optional[AssistantRun] = None  # the last one %%assistant / %investigate started
+        self.remediation: Any = None  # what %contain changes services through (--remediation), once named
 
     # ------------------------------------------------------------------ the investigation
     def evidence_path(self) -> str:

@@ -17,34 +17,10 @@ import tinyshop  # noqa: E402
 from probebook.agent import Agent  # noqa: E402
 from probebook.agent.control.audit import verify  # noqa: E402
 from probebook.assistant import Assistant  # noqa: E402
-from probebook.assistant.containment import Action, Proposal, RemediationError, propose  # noqa: E402
+from probebook.assistant.containment import Action, Proposal, propose  # noqa: E402
 from probebook.assistant.model import Verdict  # noqa: E402
 from probebook.session import Investigation  # noqa: E402
-from tinyshop_driver import investigate_pay_500s, with_traffic  # noqa: E402
-
-
-class TinyshopConfig:
-    """The plug point as a deployment writes it: config restores on tinyshop's discount table."""
-
-    name = "tinyshop-config"
-
-    def __init__(self):
-        self.done = []
-
-    def apply(self, action, by):
-        if action.kind != "config" or action.service != "tinyshop":
-            raise RemediationError(f"tinyshop-config cannot {action.describe()}")
-        tinyshop.DISCOUNTS.update(action.values)
-        self.done.append((action.describe(), by))
-        return f"tinyshop discounts set: {json.dumps(action.values, sort_keys=True)}"
-
-
-def _write_changes(path, *changes):
-    now = time.time()
-    with open(path, "w", encoding="utf-8") as fh:
-        for i, (kind, service, summary, details) in enumerate(changes):
-            fh.write(json.dumps({"ts": now - 600 + i * 60, "kind": kind, "service": service, "summary": summary,
-                                 "by": "deploy-bot", "details": details}) + "\n")
+from tinyshop_driver import TinyshopConfig, investigate_pay_500s, with_traffic, write_changes  # noqa: E402
 
 
 @pytest.fixture()
@@ -53,7 +29,7 @@ def proven(tmp_path, monkeypatch):
     inv.attach("tinyshop", agent, audit_path=str(tmp_path / "agent-audit.jsonl"))
     monkeypatch.setitem(tinyshop.DISCOUNTS, "BROKEN", 15)
     changes = tmp_path / "changes.jsonl"
-    _write_changes(changes,
+    write_changes(changes,
                    ("deploy", "inventory", "inventory 4.1.4", {"from_version": "4.1.3", "to_version": "4.1.4"}),
                    ("config", "tinyshop", "discount BROKEN as a percent", {"set": {"BROKEN": 15},
                                                                            "before": {"BROKEN": 0.15}}),
@@ -160,7 +136,7 @@ def test_an_audit_log_that_cannot_be_written_stops_the_action(proven):
 
 def test_each_kind_of_change_is_undone_newest_first_and_a_gone_process_restarted_first(tmp_path):
     changes = tmp_path / "changes.jsonl"
-    _write_changes(changes,
+    write_changes(changes,
                    ("deploy", "orders", "orders 2.8.0", {"from_version": "2.7.1", "to_version": "2.8.0"}),
                    ("flag", "gateway", "new_flow on", {"flag": "new_flow", "value": True, "before": None}),
                    ("config", "orders", "smaller pool", {"set": {"pool_size": 2, "timeout": 1}, "before": {"pool_size": 8}}),

@@ -1,9 +1,13 @@
 """Drives tinyshop for tests outside its own: the assistant investigating /pay's 500s with customers on
 it (kept out of tinyshop.py, whose source the assistant reads as the service's)."""
 
+import json
+import time
+
 import tinyshop
 
 from probebook.assistant import Alert, Assistant
+from probebook.assistant.containment import RemediationError
 
 
 def investigate_pay_500s(inv):
@@ -25,3 +29,29 @@ def with_traffic(call, kind="pay"):
     finally:
         stop.set()
         t.join()
+
+
+class TinyshopConfig:
+    """The plug point as a deployment writes it: config restores on tinyshop's discount table."""
+
+    name = "tinyshop-config"
+
+    def __init__(self):
+        self.done = []
+
+    def apply(self, action, by):
+        if action.kind != "config" or action.service != "tinyshop":
+            raise RemediationError(f"tinyshop-config cannot {action.describe()}")
+        tinyshop.DISCOUNTS.update(action.values)
+        self.done.append((action.describe(), by))
+        return f"tinyshop discounts set: {json.dumps(action.values, sort_keys=True)}"
+
+
+def write_changes(path, *changes):
+    """A change log (JSON lines) with `changes` (kind, service, summary, details), a minute apart, the last
+    ones 10 minutes ago."""
+    now = time.time()
+    with open(path, "w", encoding="utf-8") as fh:
+        for i, (kind, service, summary, details) in enumerate(changes):
+            fh.write(json.dumps({"ts": now - 600 + i * 60, "kind": kind, "service": service, "summary": summary,
+                                 "by": "deploy-bot", "details": details}) + "\n")

@@ -1,0 +1,147 @@
+"""The lifecycle after a verdict, from the notebook: `%contain` (containment with approval) and
+`%postmortem` (the re-runnable postmortem notebook of this investigation).
+
+    %contain [--remediation NAME|MODULE:FACTORY] [--verdict ID] [--since 6h]    proposals, Approve / Refuse
+    %contain ID --yes [--timeout 120s]                                        approve ID in words, wait for it
+    %contain ID --refuse
+    %postmortem [-o postmortem.ipynb] [--verdict ID] [--no-execute]
+
+The remediation is a variable of the notebook (``remediation = LabRemediation(lab)``) or a factory
+``MODULE:FACTORY`` called with the investigation; it is remembered for the next `%contain`. A failed
+or refused action fails the cell (nbval and papermill see it) with one line.
+"""
+
+from __future__ import annotations
+
+import getpass
+import importlib
+import os
+from typing import Any, Optional
+
+from IPython.core.magic import line_magic, magics_class, no_var_expand
+
+from probebook.assistant.containment import (ContainmentResult, Proposal, contain, default_audit_path, propose,
+                                             why_no_proposal)
+from probebook.assistant.journal import Journal
+from probebook.assistant.model import Verdict
+from probebook.widgets.containment_view import ContainmentView
+
+from .args import MagicError, MagicParser, parse_seconds, user_errors
+from .magics import SessionMagics
+
+__all__ = ["LifecycleMagics"]
+
+_CONTAIN_USAGE = ("%contain [--remediation NAME|MODULE:FACTORY] [--verdict ID] [--since 6h] | %contain ID --yes "
+                  "[--timeout 120s] | %contain ID --refuse")
+_POSTMORTEM_USAGE = "%postmortem [-o OUT.ipynb] [--verdict ID] [--no-execute]"
+
+
+@magics_class
+class LifecycleMagics(SessionMagics):
+    """`%contain` and `%postmortem` over `probebook.assistant.containment` and `.postmortem`."""
+
+    @no_var_expand
+    @line_magic
+    def contain(self, line: str) -> Optional[ContainmentView]:
+        """%contain [--remediation R] [--verdict ID] [--since 6h] | %contain ID --yes [--timeout 120s] | --refuse"""
+        p = MagicParser("%contain", _CONTAIN_USAGE)
+        p.add_argument("proposal", nargs="?")
+        p.add_argument("--remediation")
+        p.add_argument("--verdict")
+        p.add_argument("--since", default="6h")
+        p.add_argument("--yes", action="store_true")
+        p.add_argument("--refuse", action="store_true")
+        p.add_argument("--timeout", default="120s")
+        a = p.parse(line)
+        if (a.yes or a.refuse) and not a.proposal:
+            p.error("--yes and --refuse name the proposal they decide, e.g. %contain p1 --yes")
+        if a.proposal and not (a.yes or a.refuse):
+            p.error(f"say what to do with {a.proposal}: --yes (do it) or --refuse")
+        if a.yes and a.refuse:
+            p.error("--yes or --refuse, not both")
+        timeout = parse_seconds(a.timeout, "--timeout")
+        inv = self.inv
+        if a.remediation:
+            self.session.remediation = self._remediation(a.remediation)
+        verdict = self._verdict(a.verdict)
+        with user_errors("%contain: "):
+            proposals = propose(inv, verdict, since=a.since)
+        incident = Journal(inv.store).incident_of(verdict.id)
+        who = f"notebook:{getpass.getuser()}"
+
+        def decide(proposal: Proposal, approved: bool) -> ContainmentResult:
+            remediation = self.session.remediation
+            if approved and remediation is None:
+                raise MagicError("%contain: nothing can change services here; name one with --remediation NAME "
+                                 "(a variable holding a Remediation, e.g. LabRemediation(lab)) or MODULE:FACTORY")
+            return contain(inv, proposal, remediation, approve=approved, alerts=incident.alerts if incident else (),
+                           verdict=verdict, audit=default_audit_path(inv.store.path), who=who, check_timeout=timeout)
+
+        if a.proposal:
+            chosen = next((x for x in proposals if x.id == a.proposal), None)
+            if chosen is None:
+                raise MagicError(f"%contain: no proposal {a.proposal}; proposed: "
+                                 f"{', '.join(x.id for x in proposals) or 'none'}")
+            with user_errors("%contain: "):
+                result = decide(chosen, a.yes)
+            print(result.headline())
+            if a.yes and result.outcome != "contained":
+                raise MagicError(f"%contain: {result.headline()}")
+            return None
+        view = ContainmentView(f"containment for {verdict.headline()[:100]}", proposals, decide,
+                               poke=self.session.publisher.poke, why_none=why_no_proposal(verdict.kind))
+        self.session._go_live(("containment",), view)
+        return self.session.adopt(view)  # type: ignore[return-value]
+
+    @no_var_expand
+    @line_magic
+    def postmortem(self, line: str) -> None:
+        """%postmortem [-o OUT.ipynb] [--verdict ID] [--no-execute]"""
+        p = MagicParser("%postmortem", _POSTMORTEM_USAGE)
+        p.add_argument("-o", "--output", default="postmortem.ipynb")
+        p.add_argument("--verdict")
+        p.add_argument("--no-execute", action="store_true")
+        a = p.parse(line)
+        if not a.output.endswith(".ipynb"):
+            p.error(f"-o {a.output}: write a notebook name ending in .ipynb")
+        if os.path.exists(a.output):
+            raise MagicError(f"%postmortem: {a.output} exists; give another name with -o, or remove it first")
+        inv = self.inv
+        verdict = self._verdict(a.verdict)
+        from probebook.assistant.postmortem import write_postmortem
+
+        # the notebook re-runs on a copy of the evidence as it is now: this kernel keeps writing its own
+        store = os.path.splitext(a.output)[0] + ".duckdb"
+        with user_errors("%postmortem: "):
+            inv.store.save_copy(store)
+            write_postmortem(store, a.output, verdict.id, execute=not a.no_execute)
+        print(f"{a.output} (its evidence: {store})")
+
+    # ------------------------------------------------------------------ helpers
+    def _verdict(self, wanted: Optional[str]) -> Verdict:
+        verdicts = Journal(self.inv.store).verdicts()
+        if not verdicts:
+            raise MagicError("no verdict in this investigation yet; %investigate or %%assistant first")
+        if wanted is None:
+            return verdicts[-1]
+        found = next((v for v in verdicts if v.id == wanted), None)
+        if found is None:
+            raise MagicError(f"no verdict {wanted}; this investigation has {', '.join(v.id for v in verdicts)}")
+        return found
+
+    def _remediation(self, name: str) -> Any:
+        if ":" in name:
+            module, _, factory = name.partition(":")
+            try:
+                return getattr(importlib.import_module(module), factory)(self.inv)
+            except (ImportError, AttributeError) as exc:
+                raise MagicError(f"%contain: --remediation {name}: {type(exc).__name__}: {exc}") from None
+        if name not in self.shell.user_ns:
+            raise MagicError(f"%contain: --remediation {name}: no such variable in the notebook (make one, e.g. "
+                             f"{name} = LabRemediation(lab))")
+        value = self.shell.user_ns[name]
+        if not callable(getattr(value, "apply", None)) or not getattr(value, "name", ""):
+            raise MagicError(f"%contain: --remediation {name}: not a Remediation (it needs .name and "
+                             f".apply(action, by))")
+        return value
+

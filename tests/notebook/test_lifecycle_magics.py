@@ -1,0 +1,105 @@
+"""`%contain` and `%postmortem` through a real IPython shell, after `%%assistant` proved the cause on tinyshop
+(a service of this process): the panel proposes undoing the config change, the Approve button's click
+does it through the notebook's own `Remediation` and the proof's probe sees the cause gone; words
+(`--yes`, `--refuse`) do the same for runbooks; mistakes are one line and fail the cell; the postmortem
+notebook of the live investigation is written and re-runs on its copy of the evidence."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import nbformat
+import pytest
+
+from probebook import kernel_ext
+from probebook.agent import Agent
+from probebook.kernel_ext.args import MagicError
+
+sys.path.insert(0, os.path.normpath(os.path.join(os.path.dirname(__file__), os.pardir, "assistant")))
+import tinyshop  # noqa: E402
+from tinyshop_driver import TinyshopConfig, write_changes  # noqa: E402
+
+
+@pytest.fixture
+def proven(shell, run, tmp_path, monkeypatch):
+    """tinyshop attached with customers on /pay, its bad config change in the change log, and the verdict
+    `%%assistant` proved; answers the kernel's investigation."""
+    monkeypatch.setitem(tinyshop.DISCOUNTS, "BROKEN", 15)
+    agent = Agent()
+    inv = kernel_ext.investigation()
+    inv.attach("tinyshop", agent, audit_path=str(tmp_path / "agent-audit.jsonl"))
+    changes = tmp_path / "changes.jsonl"
+    write_changes(changes, ("config", "tinyshop", "discount BROKEN as a percent",
+                            {"set": {"BROKEN": 15}, "before": {"BROKEN": 0.15}}))
+    inv.telemetry.configure(change_logs=[str(changes)])
+    _, stop, thread = tinyshop.start("pay")
+    try:
+        cell = run("%%assistant --wait 5s --budget 100s --block\nPOST /pay answers 500 for some customers")
+        assert cell.error is None, cell.shown
+        verdicts = inv.sql("SELECT kind FROM assistant_verdicts").rows()
+        assert verdicts == [("proven",)], cell.shown
+        yield inv
+    finally:
+        stop.set()
+        thread.join()
+        agent.close()
+
+
+def _one_line(cell, expected):
+    assert isinstance(cell.error, MagicError) and not cell.result.success, (cell.error, cell.shown)
+    lines = [x for x in cell.shown.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("UsageError: ") and expected in lines[0], cell.shown
+
+
+def test_the_approve_button_contains_it_and_the_probe_sees_the_cause_gone(proven, run, shell):
+    view = run("%contain").result.result
+    assert 'data-action="approve" data-alias="p1"' in view.html and "restore tinyshop config BROKEN=0.15" in view.html
+    # approving without a remediation named: the panel says what to do, nothing changed
+    view._on_front_end_msg(view, {"action": "approve", "alias": "p1"}, [])
+    view.wait(30)
+    assert "nothing can change services here" in view.text() and tinyshop.DISCOUNTS["BROKEN"] == 15
+    shell.user_ns["fix"] = TinyshopConfig()
+    view = run("%contain --remediation fix").result.result
+    view._on_front_end_msg(view, {"action": "approve", "alias": "p1"}, [])  # what the button's click sends
+    assert view.click("p1", True) == "p1: already decided"  # a second click does nothing
+    view.wait(120)
+    view.refresh()
+    assert tinyshop.DISCOUNTS["BROKEN"] == 0.15 and shell.user_ns["fix"].done[0][1].startswith("notebook:")
+    assert "CONTAINED: tinyshop discounts set" in view.text(), view.text()
+    assert "Approve" not in view.html and "contained" in view.html
+    rows = proven.sql("SELECT decision, outcome FROM assistant_actions ORDER BY ts").rows()
+    assert rows[-1] == ("approved", "contained")
+    audit = os.path.join(os.path.dirname(proven.store.path), "actions-audit.log")
+    steps = [json.loads(x)["action"] for x in open(audit, encoding="utf-8")]
+    assert steps[-4:] == ["containment.proposed", "containment.approved", "containment.done", "containment.checked"]
+
+
+def test_words_decide_for_a_runbook_and_mistakes_fail_the_cell(proven, run, shell):
+    shell.user_ns.pop("fix", None)
+    refused = run("%contain p1 --refuse")
+    assert refused.error is None and refused.stdout.strip() == "not done (refused): restore tinyshop config BROKEN=0.15"
+    _one_line(run("%contain p1 --yes"), "nothing can change services here")  # no remediation named yet
+    _one_line(run("%contain p7 --yes --remediation fix"), "no such variable in the notebook")
+    shell.user_ns["fix"] = TinyshopConfig()
+    _one_line(run("%contain p7 --yes --remediation fix"), "%contain: no proposal p7; proposed: p1")
+    _one_line(run("%contain --yes"), "--yes and --refuse name the proposal they decide")
+    _one_line(run("%contain p1"), "say what to do with p1: --yes (do it) or --refuse")
+    _one_line(run("%contain --verdict nope"), "no verdict nope; this investigation has verdict:")
+    done = run("%contain p1 --yes --timeout 60s")
+    assert done.error is None, done.shown
+    assert done.stdout.startswith("CONTAINED: tinyshop discounts set")
+
+
+def test_postmortem_of_the_live_investigation(proven, run, tmp_path, home, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cell = run("%postmortem -o pm.ipynb")
+    assert cell.error is None, cell.shown
+    assert cell.stdout.strip() == "pm.ipynb (its evidence: pm.duckdb)"
+    nb = nbformat.read(tmp_path / "pm.ipynb", as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors and any("PROVEN" in json.dumps(c.get("outputs", [])) for c in nb.cells)
+    proven.mark("the kernel keeps writing its own store")  # the copy left it writable
+    _one_line(run("%postmortem -o pm.ipynb"), "pm.ipynb exists")
+    _one_line(run("%postmortem -o pm.txt"), "write a notebook name ending in .ipynb")
