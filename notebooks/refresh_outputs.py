@@ -47,15 +47,25 @@ def refresh(path: str) -> None:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
+    store(nb, path)
+
+
+def store(nb: nbformat.NotebookNode, path: str) -> None:
+    """Write `nb`, run, to `path` with the outputs `--nbval` compares: none for cells tagged IGNORE, no
+    widget views (their model ids live only with their kernel). tests/lab/test_runbooks.py stores the
+    runbooks' outputs this way, run on the lab with their incidents (PROBEBOOK_UPDATE_RUNBOOKS=1)."""
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
+        cell.execution_count = None
         if IGNORE in cell.metadata.get("tags", ()):
             cell.outputs = []
             continue
         for out in cell.outputs:
             if "data" in out:
                 out.data.pop(WIDGET_VIEW, None)
+            if "execution_count" in out:
+                out["execution_count"] = None
     nbformat.write(nb, path)
     print(f"{path}: outputs stored")
 

@@ -52,8 +52,8 @@ def notebook_for(store: str, verdict_id: Optional[str] = None, store_ref: Option
     try:
         incident, verdict = recorded(inv, verdict_id)
         tables = set(inv.store.tables())
-        counts = {t: inv.store.count(t) for t in ("alerts", "metric_series", "probes", "assistant_hypotheses")
-                  if t in tables}
+        counts = {t: inv.store.count(t) for t in ("alerts", "metric_series", "probes", "assistant_hypotheses",
+                                                  "assistant_actions") if t in tables}
     finally:
         inv.close()
     title = incident.title if incident else "an investigation"
@@ -69,11 +69,17 @@ def notebook_for(store: str, verdict_id: Optional[str] = None, store_ref: Option
         cells += [_md("## Hypotheses\n\nWhat was tested for this incident, and how it stood at the end."),
                   _code('inv.sql("SELECT evidence_id, status, service, locus, statement FROM assistant_hypotheses '
                         f'WHERE incident = {sql_list([incident.id])} ORDER BY ts, evidence_id")')]
-    cells += [_md("## What was done\n\nThe probes placed (read-only; each removed at the end or by its TTL). "
-                  "No containment action was taken through probebook in this investigation."),
+    cells += [_md("## What was done\n\nThe probes placed (read-only; each removed at the end or by its TTL)."),
               _code('inv.sql("SELECT alias, kind, service, location, placed_at FROM probes ORDER BY placed_at, '
-                    'alias")'),
-              _md(_follow_ups(verdict))]
+                    'alias")')]
+    if counts.get("assistant_actions"):
+        cells += [_md("Containment: each action proposed and decided (approved or refused, audited), what was done "
+                      "and what the symptom check after it saw (the alert's query, the proof's probe again)."),
+                  _code('inv.sql("SELECT evidence_id, ts, action, service, decision, outcome, body ->> \'$.headline\' '
+                        'AS what FROM assistant_actions ORDER BY ts, evidence_id")')]
+    else:
+        cells.append(_md("No containment action was taken through probebook in this investigation."))
+    cells.append(_md(_follow_ups(verdict)))
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["probebook"] = {"postmortem_of": ref, "verdict": verdict.id if verdict else None}

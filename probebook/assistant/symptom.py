@@ -6,7 +6,7 @@ none that still sees the symptom; too little to judge is `inconclusive`, said as
 
 >>> SymptomCheck("contained", [{"alert": "HighErrorRate", "holds": False}]).summary()
 'symptom gone: HighErrorRate no longer holds'
->>> _matches({"alertname": "X", "route": "/a"}, {"route": "/a", "value": 0.4}, ["route"])
+>>> matches_alert({"alertname": "X", "route": "/a"}, {"route": "/a", "value": 0.4}, ["route"])
 True
 """
 
@@ -22,7 +22,7 @@ from probebook.session import Investigation
 from .model import Alert, Verdict
 from .verify import verify_fix
 
-__all__ = ["SymptomCheck", "check_symptom"]
+__all__ = ["SymptomCheck", "check_symptom", "matches_alert"]
 
 _NOT_LABELS = ("evidence_id", "ts", "series", "metric", "value")
 
@@ -51,7 +51,7 @@ class SymptomCheck:
                 "summary": self.summary()}
 
 
-def _matches(alert_labels: Mapping[str, str], row: Mapping[str, Any], columns: Sequence[str]) -> bool:
+def matches_alert(alert_labels: Mapping[str, str], row: Mapping[str, Any], columns: Sequence[str]) -> bool:
     """Does a series of the alert's query belong to this alert? Every label both have must agree."""
     return all(str(row.get(c)) == str(alert_labels[c]) for c in columns if c in alert_labels and row.get(c) is not None)
 
@@ -60,7 +60,7 @@ def _ask(inv: Investigation, query: str, labels: Mapping[str, str]) -> Tuple[boo
     """Does `query` (an alert's rule) give a series of this alert now? And the evidence ids of those."""
     frame = inv.telemetry.promql(query)
     columns = [c for c in frame.columns if c not in _NOT_LABELS]
-    hits = [r for r in frame.to_dicts() if _matches(labels, r, columns)]
+    hits = [r for r in frame.to_dicts() if matches_alert(labels, r, columns)]
     if hits:
         return True, [str(r["evidence_id"]) for r in hits][:5]
     last = inv.telemetry.last  # no series: the query itself (its id in `queries`) is the evidence

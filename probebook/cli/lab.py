@@ -6,7 +6,7 @@
     probebook lab recover
     probebook lab down
     probebook lab scenarios
-    probebook lab eval [--only ID,ID] [--scenarios DIR] [--json OUT] [--llm] [--budget S]
+    probebook lab eval [--only ID,ID] [--scenarios DIR] [--json OUT] [--llm] [--budget S] [--contain]
 
 Errors are one line on stderr and exit status 1 (2 for bad usage). The lab's heavy imports happen
 when a command runs, not when the `probebook` command starts.
@@ -57,6 +57,8 @@ def register(sub: Subparsers) -> None:
     ev.add_argument("--json", dest="json_out", default=None, metavar="OUT", help="also write the results as JSON")
     ev.add_argument("--llm", action="store_true", help="the LLM planner ($PROBEBOOK_LLM_BASE_URL, _MODEL, _API_KEY)")
     ev.add_argument("--budget", type=float, default=110.0, help="seconds per investigation (default 110)")
+    ev.add_argument("--contain", action="store_true",
+                    help="after each verdict, do the first containment it proposes and check the symptom")
     for name, text in (("recover", "undo the active scenario: back to the baseline"),
                        ("down", "stop everything the lab started"), ("scenarios", "list the scenarios")):
         _common(lab_sub.add_parser(name, help=text))
@@ -109,7 +111,7 @@ def _eval(args: argparse.Namespace, state: str) -> int:
 
         planner, llm = "llm", LlmConfig.from_env()
     try:
-        results = evaluate(lab, scenarios, budget_s=args.budget, planner=planner, llm=llm)
+        results = evaluate(lab, scenarios, budget_s=args.budget, planner=planner, llm=llm, contain=args.contain)
     finally:
         if started:
             lab.down()

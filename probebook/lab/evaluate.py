@@ -61,6 +61,8 @@ class EvalResult:
     tool_calls: int = 0
     truth: Dict[str, str] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
+    # with `contain`: the first action proposed, done through the lab's remediation, and what the check saw
+    containment: Dict[str, Any] = field(default_factory=dict)
 
 
 def _same_locus(truth: str, claimed: str) -> bool:
@@ -96,9 +98,28 @@ def score(truth: Any, v: Verdict) -> str:
     return "unproven-correct" if right else "wrong"
 
 
+def _contain(lab: Any, inv: Investigation, verdict: Verdict, log: Callable[[str], None]) -> Dict[str, Any]:
+    """The first containment proposed for `verdict`, approved and done to the lab, its symptom checked."""
+    from probebook.assistant.containment import why_no_proposal
+
+    from .remediation import LabRemediation
+
+    assistant = Assistant(inv)
+    proposals = assistant.propose(verdict)
+    if not proposals:
+        return {"outcome": "none proposed", "why": why_no_proposal(verdict.kind)}
+    result = assistant.contain(proposals[0], LabRemediation(lab), approve=True, verdict=verdict,
+                               audit=lab.path("eval-actions-audit.log"), who="lab-eval", check_timeout=90.0,
+                               progress=lambda line: log(f"   {line}"))
+    return {"outcome": result.outcome, "action": proposals[0].action.describe(), "headline": result.headline()}
+
+
 def evaluate(lab: Any, scenarios: Sequence[Scenario], budget_s: float = 110.0, wait_s: float = 15.0,
-             log: Callable[[str], None] = print, planner: str = "deterministic", llm: Any = None) -> List[EvalResult]:
-    """Run every scenario blind against the running `lab`; the lab is back at its baseline after each."""
+             log: Callable[[str], None] = print, planner: str = "deterministic", llm: Any = None,
+             contain: bool = False) -> List[EvalResult]:
+    """Run every scenario blind against the running `lab`; the lab is back at its baseline after each.
+    `contain`: after the verdict, do the first containment it proposes (approved: this is the lab) and
+    record whether the symptom went."""
     results = []
     for sc in scenarios:
         truth = sc.truth
@@ -109,7 +130,7 @@ def evaluate(lab: Any, scenarios: Sequence[Scenario], budget_s: float = 110.0, w
         inv = Investigation()
         started = time.monotonic()
         verdict = Verdict("inconclusive", cause="not run")
-        seen = False
+        seen, elapsed, containment = False, None, {}
         try:
             inject(lab, sc)
             if sc.alert:
@@ -127,8 +148,14 @@ def evaluate(lab: Any, scenarios: Sequence[Scenario], budget_s: float = 110.0, w
                                                         else {}))
             except Exception as exc:  # noqa: BLE001 - one scenario's failure is its score, not the end of the run
                 verdict = Verdict("inconclusive", cause=f"the investigation failed: {one_line(exc, 200)}")
-        finally:
             elapsed = round(time.monotonic() - started, 1)
+            if contain:
+                try:
+                    containment = _contain(lab, inv, verdict, log)
+                except Exception as exc:  # noqa: BLE001 - recorded as the containment's outcome
+                    containment = {"outcome": "error", "why": one_line(exc, 200)}
+        finally:
+            elapsed = elapsed if elapsed is not None else round(time.monotonic() - started, 1)
             probes = inv.probes().height
             calls = inv.sql("SELECT count(*) AS n FROM assistant_findings")["n"][0] \
                 if "assistant_findings" in inv.store.tables() else 0
@@ -139,18 +166,22 @@ def evaluate(lab: Any, scenarios: Sequence[Scenario], budget_s: float = 110.0, w
         results.append(EvalResult(sc.id, {"kind": verdict.kind, "service": verdict.service, "locus": verdict.locus,
                                           "cause": verdict.cause, "evidence": verdict.evidence,
                                           "reasons": verdict.reasons}, s, elapsed, seen, probes, int(calls),
-                                  {"verdict": truth.verdict, "service": truth.service, "locus": truth.locus}, notes))
+                                  {"verdict": truth.verdict, "service": truth.service, "locus": truth.locus}, notes,
+                                  containment))
     return results
 
 
 def table(results: Sequence[EvalResult]) -> str:
     """The table `lab eval` prints (Markdown), with the totals under it."""
-    lines = ["| scenario | verdict | service | locus | score | seconds | probes | tool calls |",
-             "|---|---|---|---|---|---|---|---|"]
+    contained = any(r.containment for r in results)  # `lab eval --contain` adds the containment's columns
+    lines = ["| scenario | verdict | service | locus | score | seconds | probes | tool calls |"
+             + (" containment | symptom after |" if contained else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|---|" if contained else "")]
     for r in results:
         v = r.verdict
+        extra = f" {r.containment.get('action', '-')} | {r.containment.get('outcome', '-')} |" if contained else ""
         lines.append(f"| {r.scenario} | {v['kind']} | {v['service'] or '-'} | {v['locus'].split('/')[-1] or '-'} | "
-                     f"{r.score} | {r.seconds:g} | {r.probes} | {r.tool_calls} |")
+                     f"{r.score} | {r.seconds:g} | {r.probes} | {r.tool_calls} |" + extra)
     counts = {s: sum(1 for r in results if r.score == s) for s in SCORES}
     p50 = statistics.median([r.seconds for r in results]) if results else 0.0
     lines.append("")

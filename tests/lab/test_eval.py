@@ -1,5 +1,6 @@
 """`probebook lab eval` on a scenario folder it has never seen (the public format, written here), against
-the session's running lab: blind, scored, written as JSON; a wrong claim of proof would fail it."""
+the session's running lab: blind, scored, written as JSON; a wrong claim of proof would fail it. With
+`--contain`, the containment the verdict proposes is done and the symptom checked."""
 
 import json
 import os
@@ -18,7 +19,7 @@ def test_eval_scores_a_users_scenario_folder(lab, tmp_path):
     shutil.copytree(os.path.join(BUILTIN_DIR, "bad-deploy"), folder / "coupons-go-negative")
     out = tmp_path / "eval.json"
     done = subprocess.run([sys.executable, "-m", "probebook.cli", "lab", "eval", "--state-dir", lab.state,
-                           "--scenarios", str(folder), "--json", str(out), "--budget", "90"],
+                           "--scenarios", str(folder), "--json", str(out), "--budget", "90", "--contain"],
                           capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "| coupons-go-negative |" in done.stdout  # the table a person reads
@@ -30,4 +31,11 @@ def test_eval_scores_a_users_scenario_folder(lab, tmp_path):
     assert r["score"] != "confident-wrong", r
     if r["verdict"]["kind"] == "proven":  # a proof cites what it rests on
         assert r["verdict"]["evidence"]
+    # --contain: the first action proposed was done to the lab and the symptom checked after it
+    assert "| containment | symptom after |" in done.stdout
+    if r["verdict"]["kind"] == "proven" and r["verdict"]["service"] == "orders":
+        assert r["containment"]["action"] == "roll orders back to 2.7.1", r["containment"]
+        assert r["containment"]["outcome"] == "contained", r["containment"]
+    else:
+        assert r["containment"]["outcome"] in ("none proposed", "contained", "still", "inconclusive"), r
     assert not Lab.attach(lab.state).manifest.get("scenario")  # recovered: the lab is back at its baseline

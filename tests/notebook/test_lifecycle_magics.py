@@ -94,12 +94,15 @@ def test_words_decide_for_a_runbook_and_mistakes_fail_the_cell(proven, run, shel
 
 def test_postmortem_of_the_live_investigation(proven, run, tmp_path, home, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    assert run("%contain p1 --refuse").error is None  # what was decided is in the postmortem's "What was done"
     cell = run("%postmortem -o pm.ipynb")
     assert cell.error is None, cell.shown
     assert cell.stdout.strip() == "pm.ipynb (its evidence: pm.duckdb)"
     nb = nbformat.read(tmp_path / "pm.ipynb", as_version=4)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors and any("PROVEN" in json.dumps(c.get("outputs", [])) for c in nb.cells)
+    done = next(c for c in nb.cells if c.cell_type == "code" and "assistant_actions" in c.source)
+    assert "refused" in json.dumps(done.outputs) and "restore tinyshop config" in json.dumps(done.outputs)
     proven.mark("the kernel keeps writing its own store")  # the copy left it writable
     _one_line(run("%postmortem -o pm.ipynb"), "pm.ipynb exists")
     _one_line(run("%postmortem -o pm.txt"), "write a notebook name ending in .ipynb")

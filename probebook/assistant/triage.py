@@ -1,0 +1,113 @@
+"""Triage steps the runbooks share (notebooks/runbooks/): is the alert real now, which deploys are still
+live, which services are slow. Each reads the investigation's telemetry, so every answer is stored
+evidence; each prints nothing and answers plain values a runbook's decision cell can say in words.
+
+>>> newest_live([{"service": "orders", "kind": "deploy", "ts": 1, "details": {"from_version": "1", "to_version": "2"}},
+...              {"service": "orders", "kind": "rollback", "ts": 2, "details": {"to_version": "1"}}])
+[]
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from probebook.errors import ProbebookError
+from probebook.session import Investigation
+
+from .symptom import matches_alert
+
+__all__ = ["AlertNow", "alert_now", "newest_live", "live_deploys", "slow_services"]
+
+
+@dataclass
+class AlertNow:
+    """`firing`: Alertmanager has it open; `holds`: its rule's PromQL still gives a series with its labels
+    now (None: no rule of that name could be read); `series`: those series' labels."""
+
+    name: str
+    firing: bool
+    holds: Optional[bool]
+    query: str = ""
+    labels: Dict[str, str] = field(default_factory=dict)
+    series: List[Dict[str, Any]] = field(default_factory=list)
+    started: float = 0.0
+
+    @property
+    def real(self) -> bool:
+        return self.firing and self.holds is not False
+
+
+def alert_now(inv: Investigation, name: str, labels: Optional[Mapping[str, str]] = None) -> AlertNow:
+    """The alert `name` (with `labels`, when given) as Alertmanager and Prometheus see it now."""
+    want = dict(labels or {})
+    opened = []
+    try:
+        frame = inv.telemetry.alerts()
+        for row in frame.to_dicts():
+            got = row.get("labels")
+            got = json.loads(got) if isinstance(got, str) else dict(got or {})
+            if row.get("name") == name and row.get("status") != "resolved" and \
+                    all(str(got.get(k)) == str(v) for k, v in want.items()):
+                opened.append((got, row.get("started")))
+    except ProbebookError:
+        pass
+    # of several alerts of that name, the first by its labels: the same one whichever fired first
+    opened.sort(key=lambda o: sorted(o[0].items()))
+    if opened and not want:
+        want = {k: str(v) for k, v in opened[0][0].items() if k not in ("alertname", "severity")}
+    started = opened[0][1] if opened else None
+    query = inv.telemetry.alert_query(name) or ""
+    series: List[Dict[str, Any]] = []
+    holds: Optional[bool] = None
+    if query:
+        frame = inv.telemetry.promql(query)
+        columns = [c for c in frame.columns if c not in ("evidence_id", "ts", "series", "metric", "value")]
+        series = [r for r in frame.to_dicts() if matches_alert(want, r, columns)]
+        holds = bool(series)
+    return AlertNow(name, bool(opened), holds, query, want, series,
+                    started.timestamp() if hasattr(started, "timestamp") else float(started or 0.0))
+
+
+def newest_live(changes: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    """Of deploy and rollback rows (in any order), each service's newest one, kept when it was a deploy
+    from an earlier release (a rollback after it put the service back)."""
+    newest: Dict[str, Mapping[str, Any]] = {}
+    for row in sorted(changes, key=lambda r: _ts(r.get("ts"))):
+        if row.get("kind") in ("deploy", "rollback"):
+            newest[str(row.get("service"))] = row
+    # a first deploy (nothing before it) has no release to go back to
+    return [dict(r) for s, r in sorted(newest.items())
+            if r.get("kind") == "deploy" and (r.get("details") or {}).get("from_version")]
+
+
+def live_deploys(inv: Investigation, since: str = "1h", before: Optional[float] = None) -> List[Dict[str, Any]]:
+    """Deploys within `since` (before `before`, epoch seconds, when given) that are still what runs:
+    the newest change of a service was that deploy, not a rollback."""
+    frame = inv.telemetry.changes(since=since, until=before)
+    rows = []
+    for row in frame.to_dicts():
+        details = row.get("details")
+        row["details"] = json.loads(details) if isinstance(details, str) else dict(details or {})
+        rows.append(row)
+    return newest_live(rows)
+
+
+def slow_services(inv: Investigation, metric: str = "http_request_duration_seconds", quantile: float = 0.95,
+                  threshold: float = 0.4, window: str = "1m") -> List[Tuple[str, float]]:
+    """Services with a route whose `quantile` latency (from the histogram `metric`, labelled by service and
+    route) is above `threshold` seconds, each with its slowest such route's latency, fastest first: of a
+    chain of slow callers, the first is the one nearest the bottom (the others wait for it)."""
+    query = f"histogram_quantile({quantile}, sum by (service, route, le) (rate({metric}_bucket[{window}])))"
+    frame = inv.telemetry.promql(query)
+    worst: Dict[str, float] = {}
+    for r in frame.to_dicts():
+        value = float(r["value"]) if r.get("value") is not None else float("nan")
+        if r.get("service") and value == value and value > threshold:  # NaN: a route with no requests
+            worst[str(r["service"])] = max(value, worst.get(str(r["service"]), 0.0))
+    return sorted(worst.items(), key=lambda sv: sv[1])
+
+
+def _ts(value: Any) -> float:
+    return value.timestamp() if hasattr(value, "timestamp") else float(value or 0.0)
