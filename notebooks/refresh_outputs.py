@@ -57,15 +57,12 @@ def store(nb: nbformat.NotebookNode, path: str) -> None:
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        cell.execution_count = None
         if IGNORE in cell.metadata.get("tags", ()):
             cell.outputs = []
             continue
         for out in cell.outputs:
             if "data" in out:
                 out.data.pop(WIDGET_VIEW, None)
-            if "execution_count" in out:
-                out["execution_count"] = None
     nbformat.write(nb, path)
     print(f"{path}: outputs stored")
 

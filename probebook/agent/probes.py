@@ -342,7 +342,7 @@ class ProbeRuntime:
                 return
             t0, c0 = _now_ns(), _cpu_ns()
             if kind == "span":
-                token.finish(self, frame, exc, t0 - start_ns)
+                token.finish(self, frame, exc, t0 - start_ns, time.time_ns())
             elif kind == "exception":
                 self._emit_exception(frame, exc)  # type: ignore[arg-type]
             else:  # duration metric
@@ -433,7 +433,8 @@ class _SpanToken:
             sys.modules["opentelemetry.context"].detach(self.otel_token)
             self.otel_span.end()
 
-    def finish(self, probe: ProbeRuntime, frame: Optional[FrameType], exc: Optional[BaseException], ns: int) -> None:
+    def finish(self, probe: ProbeRuntime, frame: Optional[FrameType], exc: Optional[BaseException], ns: int,
+               end_wall_ns: int) -> None:
         tracecontext.reset(self.ctx_token)
         if self.otel_span is not None:
             otel = sys.modules["opentelemetry.trace"]
@@ -443,8 +444,7 @@ class _SpanToken:
             self.otel_span.end()
         where = probe._where(frame) if frame is not None else {"probe_id": probe.id}
         where["trace_id"] = self.trace_id
-        # the start is back from now by the measured duration, so start and end both lie within the call
         probe.host.emit(SpanEvent(
             name=probe.spec.name or where.get("function", ""), span_id=self.span_id, parent_span_id=self.parent,
-            start_ns=time.time_ns() - ns, duration_ns=ns, error=class_name(type(exc)) if exc is not None else "",
+            start_ns=end_wall_ns - ns, duration_ns=ns, error=class_name(type(exc)) if exc is not None else "",
             otel=self.otel_span is not None, **where))

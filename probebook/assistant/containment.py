@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Union
@@ -30,12 +31,12 @@ from probebook.errors import AssistantError, ProbebookError, one_line
 from probebook.session import Investigation
 
 from .journal import Journal
-from .model import Alert, Verdict, process_of
-from .symptom import SymptomCheck, check_symptom
+from .model import Alert, Verdict, epoch_of, process_of
+from .symptom import SymptomCheck, alerts_now, check_symptom
 from .verify import anchor_lines
 
-__all__ = ["Action", "Proposal", "Remediation", "ContainmentResult", "propose", "contain", "default_audit_path",
-           "RemediationError", "why_no_proposal"]
+__all__ = ["Action", "Proposal", "Remediation", "ContainmentResult", "propose", "contain", "announce",
+           "default_audit_path", "RemediationError", "why_no_proposal", "proposal_id"]
 
 ACTIONS = ("rollback", "config", "flag", "restart")
 _CLAIMS = ("proven", "likely")  # verdicts that name a place; `inconclusive` names none to contain
@@ -105,6 +106,7 @@ class Proposal:
     rests_on: List[str]
     basis: str
     id: str = ""
+    since: str = "6h"  # the change-log window it was proposed from (contain proposes again to see it is not stale)
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -116,7 +118,8 @@ class Proposal:
 @dataclass
 class ContainmentResult:
     """`decision`: ``approved`` or ``refused``; `outcome`: ``contained``, ``still`` (the symptom
-    holds after the action), ``inconclusive``, ``failed`` (the action raised) or ``not run``."""
+    holds after the action), ``inconclusive``, ``failed`` (the action raised), ``stale`` (what it would
+    undo changed since it was proposed: nothing done) or ``not run``."""
 
     proposal: Proposal
     decision: str
@@ -129,8 +132,8 @@ class ContainmentResult:
         what = self.proposal.action.describe()
         if self.decision != "approved":
             return f"not done (refused): {what}"
-        if self.outcome == "failed":
-            return f"FAILED: {what}: {self.done}"
+        if self.outcome in ("failed", "stale"):
+            return f"{self.outcome.upper()}: {what}: {self.done}"
         return f"{self.outcome.upper()}: {self.done}" + (f"; {self.check.summary()}" if self.check else "")
 
     def to_dict(self) -> Dict[str, Any]:
@@ -175,11 +178,8 @@ def propose(inv: Investigation, verdict: Verdict, since: str = "6h") -> List[Pro
     if gone and gone in services:
         out.append(Proposal(Action("restart", gone), f"{verdict.locus}: the process is not serving",
                             symptom, rests, basis))
-    try:
-        frame = inv.telemetry.changes(since=since)
-    except ProbebookError:
-        frame = None
-    rows = sorted(frame.to_dicts(), key=lambda r: _ts(r.get("ts"))) if frame is not None else []
+    # a change log that cannot be read, or a bad `since`, is said (one line), never taken for "nothing changed"
+    rows = sorted(inv.telemetry.changes(since=since).to_dicts(), key=lambda r: epoch_of(r.get("ts")))
     # per setting (a service's release, a config key, a flag): its value before the window, and the
     # change that set it last; a setting already back where it was has nothing to undo
     first: Dict[tuple, Any] = {}
@@ -192,22 +192,40 @@ def propose(inv: Investigation, verdict: Verdict, since: str = "6h") -> List[Pro
             last[key] = (row, before, after)
     by_change: Dict[str, List[tuple]] = {}
     for key, (row, before, after) in last.items():
-        if key[1] in services and first[key] != after and (key[0] != "release" or before):
+        # a rollback is someone's undo: never proposed for undoing (that would bring the bad release back)
+        if key[1] in services and first[key] != after and (key[0] != "release" or
+                                                           (before and row.get("kind") != "rollback")):
             by_change.setdefault(str(row.get("evidence_id")), []).append((key, row, before))
-    for eid, keys in sorted(by_change.items(), key=lambda kv: -_ts(kv[1][0][1].get("ts"))):
+    for eid, keys in sorted(by_change.items(), key=lambda kv: -epoch_of(kv[1][0][1].get("ts"))):
         row = keys[0][1]
         kind, service = keys[0][0][0], keys[0][0][1]
+        why = f"undoes {row.get('kind')} at {_clock(row.get('ts'))}: {row.get('summary')}"
         if kind == "release":
             action = Action("rollback", service, to_version=str(keys[0][2]))
+            if first[keys[0][0]] not in (None, keys[0][2]):  # more than one deploy in the window
+                why += f" (the release before; {first[keys[0][0]]} ran before the window)"
         elif kind == "flag":
             action = Action("flag", service, name=keys[0][0][2], value=first[keys[0][0]])
         else:
             action = Action("config", service, values={k[2]: first[k] for k, _, _ in keys})
-        why = f"undoes {row.get('kind')} at {_clock(row.get('ts'))}: {row.get('summary')}"
         out.append(Proposal(action, why, symptom, rests + [eid], basis))
-    for i, p in enumerate(out, 1):
-        p.id = f"p{i}"
+    for p in out:
+        p.id, p.since = proposal_id(p.action), since
     return out
+
+
+def proposal_id(action: Action) -> str:
+    """A proposal's id from what it does, so it names the same action however the list changes
+    (``rollback-orders-2.7.1``, ``config-payments-timeout``, ``flag-new_flow``, ``restart-payments``)."""
+    if action.kind == "rollback":
+        parts = [action.service, action.to_version]
+    elif action.kind == "config":
+        parts = [action.service, *sorted(action.values)]
+    elif action.kind == "flag":
+        parts = [action.name]
+    else:
+        parts = [action.service]
+    return "-".join([action.kind] + [re.sub(r"[^\w.]+", "_", str(p)) for p in parts])
 
 
 def _settings(kind: str, service: str, details: Dict[str, Any]) -> List[tuple]:
@@ -222,65 +240,105 @@ def _settings(kind: str, service: str, details: Dict[str, Any]) -> List[tuple]:
     return []
 
 
-def _ts(value: Any) -> float:
-    return value.timestamp() if hasattr(value, "timestamp") else float(value or 0.0)
-
-
 def _clock(value: Any) -> str:
-    return time.strftime("%H:%M:%S", time.gmtime(_ts(value))) + "Z"
+    return time.strftime("%H:%M:%S", time.gmtime(epoch_of(value))) + "Z"
 
 
 # ---------------------------------------------------------------------------------------------- contain
 Approval = Union[bool, None, Callable[[Proposal], bool]]
 
 
-def contain(inv: Investigation, proposal: Proposal, remediation: Remediation, approve: Approval = None,
+def announce(inv: Investigation, proposals: Sequence[Proposal], audit: Union[str, AuditLog, None] = None,
+             who: str = "assistant") -> None:
+    """Put `proposals` on the audit log and the timeline as proposed, nothing decided (a listing)."""
+    log = _log(inv, audit)
+    for p in proposals:
+        if log.append(who, "containment.proposed", p.action.service, _proposed(p)) is None:
+            raise AssistantError(f"containment: the audit log {log.path} cannot be written")
+        inv.store.add_timeline(f"containment proposed: {_proposed(p)}", source="assistant", ref=p.id or None)
+
+
+def _log(inv: Investigation, audit: Union[str, AuditLog, None]) -> AuditLog:
+    return audit if isinstance(audit, AuditLog) else AuditLog(audit or default_audit_path(inv.store.path))
+
+
+def _proposed(p: Proposal) -> str:
+    return f"{p.id} {p.action.describe()} ({p.why}; rests on {p.basis}: {', '.join(p.rests_on[:6])})"
+
+
+def contain(inv: Investigation, proposal: Proposal, remediation: Optional[Remediation], approve: Approval = None,
             alerts: Sequence[Alert] = (), verdict: Optional[Verdict] = None,
             audit: Union[str, AuditLog, None] = None, who: str = "assistant", check_timeout: float = 120.0,
             calls: int = 20, progress: Optional[Callable[[str], None]] = None) -> ContainmentResult:
     """Do `proposal` through `remediation` only when `approve` is True (or a callable answering True
-    for it); then check the symptom: the `alerts`' PromQL until it no longer matches them, and, for a
-    verdict with a predicate, its probes placed again (`verify_fix`). Every step is audited in `audit`
-    (a path or an `AuditLog`; default beside the evidence file) and put on the timeline."""
+    for it) and, with `verdict`, only while it is still proposed (else ``stale``: what it undoes changed
+    since); then check the symptom: the `alerts`' PromQL (asked once before the action too) until it no
+    longer matches them, and, for a verdict with a predicate, its probes placed again (`verify_fix`).
+    Every step is audited in `audit` (a path or an `AuditLog`; default beside the evidence file) before
+    it is taken, put on the timeline, and the decision kept as a row of `assistant_actions`."""
     say = progress or (lambda line: None)
     journal = Journal(inv.store)
     vid = verdict.id if verdict is not None else ""
-    log = audit if isinstance(audit, AuditLog) else AuditLog(audit or default_audit_path(inv.store.path))
+    log = _log(inv, audit)
+    what = proposal.action.describe()
     target = f"{getattr(remediation, 'name', 'none')}:{proposal.action.service}"
+    acted = [False]
 
     def record(step: str, text: str) -> None:
         # the audit first: an action that cannot be written down does not run
         if log.append(who, f"containment.{step}", target, text) is None:
-            raise AssistantError(f"containment: the audit log {log.path} cannot be written; nothing was done")
+            done = "the action WAS done; " if acted[0] else "nothing was done; "
+            raise AssistantError(f"containment: the audit log {log.path} cannot be written ({step}): {done}"
+                                 f"fix the log and read the service's state")
         inv.store.add_timeline(f"containment {step}: {text}", source="assistant", ref=proposal.id or None)
 
-    record("proposed", f"{proposal.action.describe()} ({proposal.why}; rests on {proposal.basis}: "
-                       f"{', '.join(proposal.rests_on[:6])})")
-    decided = approve(proposal) if callable(approve) else approve
-    if decided is not True:
-        record("refused", f"{proposal.action.describe()}: not approved")
-        say(f"containment: {proposal.action.describe()} not approved; nothing was changed")
-        return _kept(journal, vid, ContainmentResult(proposal, "refused", "not run"))
-    record("approved", proposal.action.describe())
-    # the proof's lines as the service runs them now: the release after the action may have moved them
-    anchors = anchor_lines(inv, verdict) if verdict is not None and verdict.predicate is not None else {}
+    result = ContainmentResult(proposal, "refused", "not run")
+    proposed = False
     try:
-        done = remediation.apply(proposal.action, by=who)
-    except (ProbebookError, OSError) as exc:
-        record("failed", f"{proposal.action.describe()}: {one_line(exc, 300)}")
-        say(f"containment failed: {one_line(exc, 300)}")
-        return _kept(journal, vid, ContainmentResult(proposal, "approved", "failed", one_line(exc, 300)))
-    record("done", done)
-    say(f"containment: {done}; checking the symptom")
-    stale = _refresh(remediation, inv, proposal.action)
-    check = check_symptom(inv, alerts, verdict, timeout=check_timeout, calls=calls, progress=say, anchors=anchors)
-    if stale:
-        check.notes.insert(0, stale)
-    record("checked", check.summary())
-    return _kept(journal, vid, ContainmentResult(proposal, "approved", check.outcome, done, check))
+        record("proposed", _proposed(proposal))
+        proposed = True
+        decided = approve(proposal) if callable(approve) else approve
+        if decided is not True or remediation is None:
+            why = "not approved" if decided is not True else "approved, but nothing here can change services"
+            record("refused", f"{what}: {why}")
+            say(f"containment: {what}: {why}; nothing was changed")
+            result.done = why
+            return result
+        result.decision = "approved"
+        record("approved", what)
+        if verdict is not None and proposal.id not in {p.id for p in propose(inv, verdict, proposal.since)}:
+            result.outcome, result.done = "stale", "no longer proposed: what it undoes changed since; nothing done"
+            record("stale", f"{what}: {result.done}")
+            return result
+        # the proof's lines as the service runs them now (the release after the action may move them), and
+        # whether each alert's query holds before the action (its going is credited to the action only then)
+        anchors = anchor_lines(inv, verdict) if verdict is not None and verdict.predicate is not None else {}
+        before = alerts_now(inv, alerts)
+        try:
+            acted[0] = True  # from here the service may have changed, whatever happens next
+            result.done = remediation.apply(proposal.action, by=who)
+        except Exception as exc:  # noqa: BLE001 - a remediation of anyone's: its failure is the outcome, said
+            result.outcome, result.done = "failed", f"{type(exc).__name__}: {one_line(exc, 300)}"
+            record("failed", f"{what}: {result.done}")
+            say(f"containment failed: {result.done}")
+            return result
+        record("done", result.done)
+        say(f"containment: {result.done}; checking the symptom")
+        stale = _refresh(remediation, inv, proposal.action)
+        check = check_symptom(inv, alerts, verdict, timeout=check_timeout, calls=calls, progress=say,
+                              anchors=anchors, before=before)
+        if stale:
+            check.notes.insert(0, stale)
+        result.outcome, result.check = check.outcome, check
+        record("checked", check.summary())
+        return result
+    finally:
+        if proposed:
+            _kept(journal, vid, result)
 
 
 def _kept(journal: Journal, verdict: str, result: ContainmentResult) -> ContainmentResult:
+    """The decision as a row of `assistant_actions` (also when a later step raised: the row says how far it got)."""
     result.id = journal.action(verdict, result.proposal.action.kind, result.proposal.action.service,
                                result.decision, result.outcome, result.to_dict())
     return result

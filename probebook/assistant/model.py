@@ -156,6 +156,15 @@ class Verdict:
         return f"{self.kind.upper()} {where}: {self.cause}".strip()
 
 
+def epoch_of(value: Any) -> float:
+    """Epoch seconds of a time as the store answers it (a datetime) or as a number.
+
+    >>> epoch_of(12.5), epoch_of(None)
+    (12.5, 0.0)
+    """
+    return value.timestamp() if hasattr(value, "timestamp") else float(value or 0.0)
+
+
 _PROCESS = re.compile(r"^([A-Za-z][\w.-]{0,80}) process(?: \(.*\))?$")
 
 

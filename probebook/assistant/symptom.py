@@ -1,8 +1,13 @@
 """Is the symptom still there? After a containment action (or a fix), two checks, each evidence with ids:
-the PromQL of every alert that opened the incident, asked until none of its series matches the alert's
-labels (sooner than waiting for Alertmanager to resolve it), and the probes that proved the cause placed
-again with the same predicate (`verify_fix`). `contained` needs at least one check that answered, and
-none that still sees the symptom; too little to judge is `inconclusive`, said as such.
+the PromQL of every alert that opened the incident (each rule of its name whose labels agree), asked until
+none of its series matches the alert's labels (sooner than waiting for Alertmanager to resolve it), and the
+probes that proved the cause placed again with the same predicate (`verify_fix`).
+
+The alert is the symptom: ``contained`` when every alert's query answered and none holds, ``still`` when
+one holds; an alert whose query did not hold before the action either (`before`) cannot credit the action
+with its going: ``inconclusive``. Without an alert the probe decides (``gone`` or ``still``); with
+neither, ``inconclusive``. When the alerts are gone but the proof's predicate still holds, the answer says
+so beside ``contained``: the predicate may describe the failing calls rather than the fault.
 
 >>> SymptomCheck("contained", [{"alert": "HighErrorRate", "holds": False}]).summary()
 'symptom gone: HighErrorRate no longer holds'
@@ -22,14 +27,14 @@ from probebook.session import Investigation
 from .model import Alert, Verdict
 from .verify import verify_fix
 
-__all__ = ["SymptomCheck", "check_symptom", "matches_alert"]
+__all__ = ["SymptomCheck", "check_symptom", "matches_alert", "ask_alert_query", "alerts_now"]
 
 _NOT_LABELS = ("evidence_id", "ts", "series", "metric", "value")
 
 
 @dataclass
 class SymptomCheck:
-    """`outcome`: ``contained``, ``still`` or ``inconclusive``. `alerts`: per alert its query, whether
+    """`outcome`: ``contained``, ``still`` or ``inconclusive``. `alerts`: per alert and query, whether
     it still holds (None: could not be asked) and the evidence; `probe`: the verification's report."""
 
     outcome: str
@@ -56,47 +61,66 @@ def matches_alert(alert_labels: Mapping[str, str], row: Mapping[str, Any], colum
     return all(str(row.get(c)) == str(alert_labels[c]) for c in columns if c in alert_labels and row.get(c) is not None)
 
 
-def _ask(inv: Investigation, query: str, labels: Mapping[str, str]) -> Tuple[bool, List[str]]:
-    """Does `query` (an alert's rule) give a series of this alert now? And the evidence ids of those."""
+def ask_alert_query(inv: Investigation, query: str, labels: Mapping[str, str]) -> Tuple[bool, List[Dict[str, Any]],
+                                                                                       List[str]]:
+    """Does `query` (an alert's rule) give a series of the alert with `labels` now? Answers that, those
+    series, and the evidence ids (the series' rows, or with none the query's own id in `queries`)."""
     frame = inv.telemetry.promql(query)
     columns = [c for c in frame.columns if c not in _NOT_LABELS]
     hits = [r for r in frame.to_dicts() if matches_alert(labels, r, columns)]
     if hits:
-        return True, [str(r["evidence_id"]) for r in hits][:5]
-    last = inv.telemetry.last  # no series: the query itself (its id in `queries`) is the evidence
-    return False, [last.query_id] if last is not None else []
+        return True, hits, [str(r["evidence_id"]) for r in hits][:5]
+    last = inv.telemetry.last
+    return False, [], [last.query_id] if last is not None else []
+
+
+def _rows(inv: Investigation, alerts: Sequence[Alert], notes: List[str]) -> List[Dict[str, Any]]:
+    rows = []
+    for alert in {(a.name, tuple(sorted(a.labels.items()))): a for a in alerts}.values():
+        try:
+            queries = inv.telemetry.alert_queries(alert.name, alert.labels)
+        except ProbebookError as exc:
+            notes.append(f"{alert.name}: its rule could not be read ({one_line(exc, 120)})")
+            continue
+        if not queries:
+            notes.append(f"{alert.name}: no alerting rule of that name (and labels) in Prometheus")
+        rows += [{"alert": alert.name, "labels": dict(alert.labels), "query": q, "holds": None, "evidence": []}
+                 for q in queries]
+    return rows
+
+
+def _ask_all(inv: Investigation, rows: List[Dict[str, Any]]) -> None:
+    for row in rows:
+        if row["holds"] is False:
+            continue
+        try:
+            row["holds"], _, found = ask_alert_query(inv, row["query"], row["labels"])
+            row["evidence"] = found or row["evidence"]
+        except ProbebookError as exc:
+            row["holds"], row["error"] = None, one_line(exc, 160)
+
+
+def alerts_now(inv: Investigation, alerts: Sequence[Alert]) -> Dict[Tuple[str, str], Optional[bool]]:
+    """Each (alert, query) of `alerts` asked once now: holds, does not, or None (could not be asked)."""
+    rows = _rows(inv, alerts, [])
+    _ask_all(inv, rows)
+    return {(r["alert"], r["query"]): r["holds"] for r in rows}
 
 
 def check_symptom(inv: Investigation, alerts: Sequence[Alert] = (), verdict: Optional[Verdict] = None,
                   timeout: float = 120.0, calls: int = 20, poll: float = 3.0,
-                  progress: Optional[Callable[[str], None]] = None,
-                  anchors: Optional[Mapping[str, str]] = None) -> SymptomCheck:
+                  progress: Optional[Callable[[str], None]] = None, anchors: Optional[Mapping[str, str]] = None,
+                  before: Optional[Mapping[Tuple[str, str], Optional[bool]]] = None) -> SymptomCheck:
     """Ask each alert's PromQL every `poll` seconds until none holds or `timeout`; then, for a verdict
-    with a predicate and evidence, place its probes again for `calls` calls. Every query and probe is
-    stored, so the answer's evidence ids are rows of this investigation."""
+    with a predicate and evidence, place its probes again for `calls` calls. `before`: what `alerts_now`
+    answered before the action. Every query and probe is stored, so the evidence ids are this
+    investigation's rows."""
     say = progress or (lambda line: None)
     deadline = time.monotonic() + timeout
-    rows: List[Dict[str, Any]] = []
     notes: List[str] = []
-    for alert in {(a.name, tuple(sorted(a.labels.items()))): a for a in alerts}.values():
-        try:
-            query = inv.telemetry.alert_query(alert.name)
-        except ProbebookError as exc:
-            notes.append(f"{alert.name}: its rule could not be read ({one_line(exc, 120)})")
-            continue
-        if not query:
-            notes.append(f"{alert.name}: no alerting rule of that name in Prometheus")
-            continue
-        rows.append({"alert": alert.name, "labels": dict(alert.labels), "query": query, "holds": None, "evidence": []})
+    rows = _rows(inv, alerts, notes)
     while rows:
-        for row in rows:
-            if row["holds"] is False:
-                continue
-            try:
-                row["holds"], found = _ask(inv, row["query"], row["labels"])
-                row["evidence"] = found or row["evidence"]
-            except ProbebookError as exc:
-                row["holds"], row["error"] = None, one_line(exc, 160)
+        _ask_all(inv, rows)
         if all(r["holds"] is False for r in rows) or time.monotonic() + poll > deadline:
             break
         time.sleep(poll)
@@ -111,9 +135,16 @@ def check_symptom(inv: Investigation, alerts: Sequence[Alert] = (), verdict: Opt
         except ProbebookError as exc:
             notes.append(f"the proof's probes could not be placed again: {one_line(exc, 160)}")
     answered = [r["holds"] for r in rows if r["holds"] is not None]
-    if answered:  # the alert is the symptom; the probe is reported beside it
-        outcome = "still" if any(answered) else "contained"
-        if not any(answered) and probe and probe["outcome"] == "still":
+    quiet_before = before is not None and bool(rows) and all(before.get((r["alert"], r["query"])) is False
+                                                             for r in rows)
+    if answered and any(answered):
+        outcome = "still"
+    elif answered and quiet_before:
+        outcome = "inconclusive"
+        notes.append("no alert's query held before the action either: its going cannot be credited to the action")
+    elif answered:  # the alert is the symptom; the probe is reported beside it
+        outcome = "contained"
+        if probe and probe["outcome"] == "still":
             notes.append("the alerts are gone but the proof's predicate still holds on the calls seen: it may "
                          "describe the calls that failed rather than the fault; read the verdict again")
     else:

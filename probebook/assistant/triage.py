@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from probebook.errors import ProbebookError
 from probebook.session import Investigation
 
-from .symptom import matches_alert
+from .model import epoch_of
+from .symptom import ask_alert_query
 
-__all__ = ["AlertNow", "alert_now", "newest_live", "live_deploys", "slow_services"]
+__all__ = ["AlertNow", "alert_now", "newest_live", "live_deploys", "slow_services", "calls_between", "bottom_of"]
 
 
 @dataclass
@@ -58,23 +59,19 @@ def alert_now(inv: Investigation, name: str, labels: Optional[Mapping[str, str]]
     if opened and not want:
         want = {k: str(v) for k, v in opened[0][0].items() if k not in ("alertname", "severity")}
     started = opened[0][1] if opened else None
-    query = inv.telemetry.alert_query(name) or ""
+    queries = inv.telemetry.alert_queries(name, want)
     series: List[Dict[str, Any]] = []
-    holds: Optional[bool] = None
-    if query:
-        frame = inv.telemetry.promql(query)
-        columns = [c for c in frame.columns if c not in ("evidence_id", "ts", "series", "metric", "value")]
-        series = [r for r in frame.to_dicts() if matches_alert(want, r, columns)]
-        holds = bool(series)
-    return AlertNow(name, bool(opened), holds, query, want, series,
-                    started.timestamp() if hasattr(started, "timestamp") else float(started or 0.0))
+    for query in queries:
+        series += ask_alert_query(inv, query, want)[1]
+    return AlertNow(name, bool(opened), bool(series) if queries else None, " or ".join(queries), want, series,
+                    epoch_of(started))
 
 
 def newest_live(changes: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
     """Of deploy and rollback rows (in any order), each service's newest one, kept when it was a deploy
     from an earlier release (a rollback after it put the service back)."""
     newest: Dict[str, Mapping[str, Any]] = {}
-    for row in sorted(changes, key=lambda r: _ts(r.get("ts"))):
+    for row in sorted(changes, key=lambda r: epoch_of(r.get("ts"))):
         if row.get("kind") in ("deploy", "rollback"):
             newest[str(row.get("service"))] = row
     # a first deploy (nothing before it) has no release to go back to
@@ -97,8 +94,9 @@ def live_deploys(inv: Investigation, since: str = "1h", before: Optional[float] 
 def slow_services(inv: Investigation, metric: str = "http_request_duration_seconds", quantile: float = 0.95,
                   threshold: float = 0.4, window: str = "1m") -> List[Tuple[str, float]]:
     """Services with a route whose `quantile` latency (from the histogram `metric`, labelled by service and
-    route) is above `threshold` seconds, each with its slowest such route's latency, fastest first: of a
-    chain of slow callers, the first is the one nearest the bottom (the others wait for it)."""
+    route) is above `threshold` seconds, each with its slowest such route's latency, fastest first. Which of
+    them the others wait for is `bottom_of`'s answer (latency alone cannot tell: a caller's fast route may
+    sit beside a dependency's slow one)."""
     query = f"histogram_quantile({quantile}, sum by (service, route, le) (rate({metric}_bucket[{window}])))"
     frame = inv.telemetry.promql(query)
     worst: Dict[str, float] = {}
@@ -109,5 +107,18 @@ def slow_services(inv: Investigation, metric: str = "http_request_duration_secon
     return sorted(worst.items(), key=lambda sv: sv[1])
 
 
-def _ts(value: Any) -> float:
-    return value.timestamp() if hasattr(value, "timestamp") else float(value or 0.0)
+def calls_between(inv: Investigation, metric: str = "http_client_requests_total", window: str = "1m") -> Set[Tuple[str, str]]:
+    """Which service calls which: (service, target) pairs with calls in the last `window`, from a client
+    counter labelled by both."""
+    frame = inv.telemetry.promql(f"sum by (service, target) (rate({metric}[{window}])) > 0")
+    return {(str(r["service"]), str(r["target"])) for r in frame.to_dicts() if r.get("service") and r.get("target")}
+
+
+def bottom_of(slow: Sequence[str], calls: Set[Tuple[str, str]]) -> List[str]:
+    """Of the `slow` services, those none of whose dependencies is slow: where the others wait.
+
+    >>> bottom_of(["gateway", "orders", "inventory"], {("gateway", "orders"), ("orders", "inventory")})
+    ['inventory']
+    """
+    slow_set = set(slow)
+    return sorted(s for s in slow_set if not any(a == s and b in slow_set and b != s for a, b in calls))

@@ -1,12 +1,15 @@
 """`probebook contain`: containment for a saved investigation's verdict, with approval.
 
     probebook contain incident.duckdb --lab                  # the proposals, nothing changed
-    probebook contain incident.duckdb --lab --yes            # do p1, then check the symptom
-    probebook contain incident.duckdb --remediation ops.remediate:make --prometheus URL --yes --proposal p2
+    probebook contain incident.duckdb --lab --yes            # do the first, then check the symptom
+    probebook contain incident.duckdb --remediation ops.remediate:make --prometheus URL --yes \
+        --proposal config-payments-timeout
 
-Without `--yes` nothing changes a service: the proposals are printed, and each is audited as not
-approved. The result goes to stdout as JSON. Exit status: 0 contained (or only proposals shown),
-1 an error or the action failed, 3 the symptom is still there or could not be judged.
+Without `--yes` nothing changes a service: the proposals are printed (and audited as proposed). A
+proposal's id names what it does, so the same id means the same action in a later run; one that is no
+longer proposed (what it would undo changed since) is refused. The result goes to stdout as JSON. Exit
+status: 0 contained (or only proposals shown), 1 an error or the action failed, 3 the symptom is still
+there, could not be judged, or nothing could be proposed.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ def register(sub: Subparsers) -> None:
     p.add_argument("store", metavar="FILE.duckdb", help="the investigation (probebook investigate --out FILE)")
     p.add_argument("--verdict", default=None, metavar="ID", help="the verdict to contain (default: the last)")
     p.add_argument("--yes", action="store_true", help="approve: do the proposal (nothing changes without it)")
-    p.add_argument("--proposal", default="p1", metavar="ID", help="which proposal --yes does (default p1)")
+    p.add_argument("--proposal", default=None, metavar="ID",
+                   help="which proposal --yes does, by the id the listing shows (default: the first)")
     p.add_argument("--remediation", default=None, metavar="MODULE:FACTORY",
                    help="what changes services: FACTORY(investigation) returns a Remediation (default with "
                         "--lab: the lab's)")
@@ -70,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
         usage_error(PROG, f"{args.store}: no such file; give the .duckdb file an investigation wrote (--out)")
     if args.yes and not (args.lab or args.remediation):
         usage_error(PROG, "--yes needs something that can change services: --lab, or --remediation MODULE:FACTORY")
-    from probebook.assistant.containment import contain, default_audit_path, propose, why_no_proposal
+    from probebook.assistant.containment import announce, contain, default_audit_path, propose, why_no_proposal
     from probebook.assistant.journal import Journal
 
     args.out = args.store
@@ -91,18 +95,24 @@ def _run(args: argparse.Namespace) -> int:
         print(f"verdict {verdict.id}: {verdict.headline()}", file=sys.stderr)
         if not proposals:
             print(json.dumps({"verdict": verdict.id, "proposals": [], "why": why_no_proposal(verdict.kind)}, indent=1))
-            return 0
+            return 3 if args.yes else 0  # asked to contain, and nothing could be: not contained
         for p in proposals:
             print(f"  {p.line()}\n    expected: {p.expected}", file=sys.stderr)
-        chosen = next((p for p in proposals if p.id == args.proposal), None)
+        audit = args.audit or default_audit_path(args.store)
+        if not args.yes:  # a listing: audited and on the timeline as proposed, nothing decided
+            announce(inv, proposals, audit, _who())
+            print(f"nothing changed; to do one: {PROG} {args.store} ... --yes --proposal {proposals[0].id}",
+                  file=sys.stderr)
+            print(json.dumps({"verdict": verdict.id, "proposals": [p.to_dict() for p in proposals]}, indent=1,
+                             default=str))
+            return 0
+        chosen = next((p for p in proposals if p.id == args.proposal), None) if args.proposal else proposals[0]
         if chosen is None:
-            usage_error(PROG, f"--proposal {args.proposal}: no such proposal; these are "
+            usage_error(PROG, f"--proposal {args.proposal}: not proposed now; these are "
                               f"{', '.join(p.id for p in proposals)}")
-        remediation = _remediation(args, inv)
         incident = journal.incident_of(verdict.id)
-        result = contain(inv, chosen, remediation or _Nothing(), approve=bool(args.yes),
-                         alerts=incident.alerts if incident else (), verdict=verdict,
-                         audit=args.audit or default_audit_path(args.store), who=_who(),
+        result = contain(inv, chosen, _remediation(args, inv), approve=True,
+                         alerts=incident.alerts if incident else (), verdict=verdict, audit=audit, who=_who(),
                          check_timeout=args.timeout,
                          progress=lambda line: print(line, file=sys.stderr, flush=True))
     except ProbebookError as exc:
@@ -110,23 +120,11 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     finally:
         inv.close()
-    if not args.yes:
-        print(f"nothing changed; to do {chosen.id}: {PROG} {args.store} ... --yes --proposal {chosen.id}",
-              file=sys.stderr)
     print(json.dumps({"verdict": verdict.id, "proposals": [p.to_dict() for p in proposals],
                       "result": result.to_dict()}, indent=1, default=str))
-    if not args.yes or result.outcome == "contained":
+    if result.outcome == "contained":
         return 0
     return 1 if result.outcome == "failed" else 3
-
-
-class _Nothing:
-    """Stands where no remediation was named: only ever asked to act after an approval, which needs one."""
-
-    name = "none"
-
-    def apply(self, action: Any, by: str) -> str:  # pragma: no cover - --yes without one is a usage error
-        raise ProbebookError("no remediation configured")
 
 
 def _who() -> str:

@@ -129,15 +129,17 @@ class PrometheusClient:
                           partial or bool(warnings) or skipped > 0, warnings + _skipped_note(skipped),
                           result_type, labels)
 
-    def alert_rules(self) -> Dict[str, str]:
-        """Each alerting rule's name and its PromQL (`/api/v1/rules`): the query whose series are the
-        alerts, so a symptom can be checked again without waiting for the alert to resolve."""
+    def alert_rules(self) -> Dict[str, List[Tuple[str, Dict[str, str]]]]:
+        """Each alerting rule's name and, for every rule of that name (a warning and a critical one may
+        share it), its PromQL and its own labels (`/api/v1/rules`): the query whose series are the alerts,
+        so a symptom can be checked again without waiting for the alert to resolve."""
         data, _ = self._call("/api/v1/rules", {"type": "alert"}, time.monotonic() + self.timeout)
-        out: Dict[str, str] = {}
+        out: Dict[str, List[Tuple[str, Dict[str, str]]]] = {}
         for group in data.get("groups") or []:
             for rule in (group or {}).get("rules") or []:
                 if isinstance(rule, dict) and rule.get("type", "alerting") == "alerting" and rule.get("name"):
-                    out.setdefault(str(rule["name"]), str(rule.get("query", "")))
+                    labels = {str(k): str(v) for k, v in (rule.get("labels") or {}).items()}
+                    out.setdefault(str(rule["name"]), []).append((str(rule.get("query", "")), labels))
         return out
 
     # ------------------------------------------------------------------ HTTP

@@ -2,13 +2,14 @@
 `%postmortem` (the re-runnable postmortem notebook of this investigation).
 
     %contain [--remediation NAME|MODULE:FACTORY] [--verdict ID] [--since 6h]    proposals, Approve / Refuse
-    %contain ID --yes [--timeout 120s]                                        approve ID in words, wait for it
+    %contain ID --yes [--timeout 120s]    approve ID (as listed: rollback-orders-2.7.1) in words, wait for it
     %contain ID --refuse
     %postmortem [-o postmortem.ipynb] [--verdict ID] [--no-execute]
 
 The remediation is a variable of the notebook (``remediation = LabRemediation(lab)``) or a factory
-``MODULE:FACTORY`` called with the investigation; it is remembered for the next `%contain`. A failed
-or refused action fails the cell (nbval and papermill see it) with one line.
+``MODULE:FACTORY`` called with the investigation; it is remembered for the next `%contain`. A `--yes`
+that does not end contained (failed, refused, stale, symptom still there or not judged) fails the cell
+(nbval and papermill see it) with one line; `--refuse` records the refusal and does not fail it.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class LifecycleMagics(SessionMagics):
         p.add_argument("--timeout", default="120s")
         a = p.parse(line)
         if (a.yes or a.refuse) and not a.proposal:
-            p.error("--yes and --refuse name the proposal they decide, e.g. %contain p1 --yes")
+            p.error("--yes and --refuse name the proposal they decide, e.g. %contain rollback-orders-2.7.1 --yes")
         if a.proposal and not (a.yes or a.refuse):
             p.error(f"say what to do with {a.proposal}: --yes (do it) or --refuse")
         if a.yes and a.refuse:
@@ -67,7 +68,7 @@ class LifecycleMagics(SessionMagics):
         with user_errors("%contain: "):
             proposals = propose(inv, verdict, since=a.since)
         incident = Journal(inv.store).incident_of(verdict.id)
-        who = f"notebook:{getpass.getuser()}"
+        who = f"notebook:{_user()}"
 
         def decide(proposal: Proposal, approved: bool) -> ContainmentResult:
             remediation = self.session.remediation
@@ -145,3 +146,9 @@ class LifecycleMagics(SessionMagics):
                              f".apply(action, by))")
         return value
 
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container's uid with no name
+        return f"uid{os.getuid()}"

@@ -27,7 +27,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
 import polars as pl
@@ -255,12 +255,15 @@ class Telemetry:
         self._done(qid, frame.height, result.partial, result.warnings)
         return frame
 
-    def alert_query(self, name: str) -> Optional[str]:
-        """The PromQL of the alerting rule `name` in the configured Prometheus, or None when it has none."""
+    def alert_queries(self, name: str, labels: Optional[Mapping[str, str]] = None) -> List[str]:
+        """The PromQL of each alerting rule `name` in the configured Prometheus whose own labels agree with
+        `labels` (an alert's: a critical and a warning rule may share a name); empty when it has none."""
         if not self.sources.prometheus:
             raise TelemetryInputError("no Prometheus configured: telemetry.configure(prometheus=URL) or set "
                                       "PROBEBOOK_PROMETHEUS_URL")
-        return PrometheusClient(self.sources.prometheus, self.sources.timeout).alert_rules().get(name) or None
+        rules = PrometheusClient(self.sources.prometheus, self.sources.timeout).alert_rules().get(name, [])
+        want = dict(labels or {})
+        return [q for q, own in rules if q and all(want.get(k, v) == v for k, v in own.items())]
 
     # ------------------------------------------------------------------ logs
     def logs(self, service: str, grep: Optional[str] = None, since: Since = None, trace: Optional[str] = None,
@@ -313,17 +316,26 @@ class Telemetry:
         return self.store.sql("SELECT * FROM telemetry_queries ORDER BY ts")
 
     def rerun(self, query_id: str) -> pl.DataFrame:
-        """Run a stored PromQL fetch again with its exact parameters (as a postmortem does)."""
-        rows = self.store.sql(f"SELECT kind, query, params FROM telemetry_queries WHERE evidence_id = "
+        """Run a stored fetch again with its exact parameters (as a postmortem does): a PromQL query at
+        its time or over its range, log lines or changes over the window it read (up to when it ran)."""
+        rows = self.store.sql(f"SELECT kind, query, params, epoch(ts) FROM telemetry_queries WHERE evidence_id = "
                               f"'{query_id.replace(chr(39), '')}'").rows()
         if not rows:
             raise TelemetryInputError(f"no stored query {query_id!r}; see queries()")
-        kind, query, params = rows[0][0], rows[0][1], json.loads(rows[0][2])
+        kind, query, params, ran_at = rows[0][0], rows[0][1], json.loads(rows[0][2]), float(rows[0][3])
         if kind == "promql_instant":
             return self.promql(query, at=params["time"])
         if kind == "promql_range":
             return self.promql(query, range=params["end"] - params["start"], step=params["step"], end=params["end"])
-        raise TelemetryInputError(f"{query_id}: only PromQL fetches are re-run here; run {kind} again by its "
+        flt = params.get("filter", params)  # a log fetch keeps its filter beside the files it read
+        since = _as_time(flt.get("since"))
+        until = flt.get("until") if flt.get("until") is not None else ran_at
+        if kind in ("logs", "loki") and flt.get("service"):
+            return self.logs(flt["service"], grep=flt.get("grep"), since=since, trace=flt.get("trace"),
+                             level=flt.get("level"), until=until, fields=flt.get("fields"))
+        if kind == "changes":
+            return self.changes(since=since if since is not None else _as_time(1.0), until=until)
+        raise TelemetryInputError(f"{query_id}: a {kind} fetch is not re-run here; run it again by its "
                                   f"parameters {params}")
 
     def close(self) -> None:
@@ -331,6 +343,11 @@ class Telemetry:
             if self.receiver is not None:
                 self.receiver.stop()
                 self.receiver = None
+
+
+def _as_time(epoch: Any) -> Optional[_dt.datetime]:
+    """A stored window bound (epoch seconds) as the absolute time the fetch methods take."""
+    return _dt.datetime.fromtimestamp(float(epoch), tz=_dt.timezone.utc) if epoch is not None else None
 
 
 def _instant(value: Optional[Instant], what: str) -> Optional[float]:

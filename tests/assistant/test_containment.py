@@ -17,8 +17,9 @@ import tinyshop  # noqa: E402
 from probebook.agent import Agent  # noqa: E402
 from probebook.agent.control.audit import verify  # noqa: E402
 from probebook.assistant import Assistant  # noqa: E402
-from probebook.assistant.containment import Action, Proposal, propose  # noqa: E402
+from probebook.assistant.containment import propose  # noqa: E402
 from probebook.assistant.model import Verdict  # noqa: E402
+from probebook.errors import ProbebookError  # noqa: E402
 from probebook.session import Investigation  # noqa: E402
 from tinyshop_driver import TinyshopConfig, investigate_pay_500s, with_traffic, write_changes  # noqa: E402
 
@@ -61,7 +62,7 @@ def test_the_proposals_undo_what_changed_on_the_guilty_service_only(proven):
     change = p.rests_on[-1]  # the change it undoes, a row of this investigation
     assert inv.sql(f"SELECT summary FROM changes WHERE evidence_id = '{change}'").rows() == [("discount BROKEN as a percent",)]
     assert verdict.predicate.describe() in p.expected
-    assert [q.id for q in proposals] == [f"p{i}" for i in range(1, len(proposals) + 1)]
+    assert p.id == "config-tinyshop-BROKEN"  # named by what it does: the same id in a later listing
 
 
 def test_an_inconclusive_verdict_proposes_nothing(proven):
@@ -111,14 +112,33 @@ def test_approved_it_is_done_audited_and_the_probe_shows_the_cause_gone(proven):
     assert inv.probes().filter(inv.probes()["status"] != "removed").height == 0
 
 
-def test_a_failed_action_is_audited_and_said(proven):
+def test_a_failed_action_is_audited_and_said_whatever_it_raised(proven):
     inv, verdict, tmp = proven
     audit = str(tmp / "actions-audit.log")
-    wrong = Action("rollback", "tinyshop", to_version="1.2.9")
-    result = Assistant(inv).contain(Proposal(wrong, "test", "", [], "proof"), TinyshopConfig(), approve=True,
-                                    verdict=verdict, audit=audit)
-    assert result.outcome == "failed" and "tinyshop-config cannot roll tinyshop back to 1.2.9" in result.done
+
+    class Broken(TinyshopConfig):  # a remediation of someone else's, raising its own kind of error
+        def apply(self, action, by):
+            raise RuntimeError("deploy API answered 503")
+
+    result = Assistant(inv).contain(propose(inv, verdict)[0], Broken(), approve=True, verdict=verdict, audit=audit)
+    assert result.outcome == "failed" and result.done == "RuntimeError: deploy API answered 503"
+    assert result.headline().startswith("FAILED: restore tinyshop config BROKEN=0.15")
     assert json.loads(open(audit, encoding="utf-8").readlines()[-1])["action"] == "containment.failed"
+    assert inv.sql("SELECT decision, outcome FROM assistant_actions").rows() == [("approved", "failed")]
+
+
+def test_an_action_already_done_is_stale_not_done_twice(proven):
+    inv, verdict, tmp = proven
+    changes = inv.telemetry.sources.change_logs[0]
+    fix = TinyshopConfig(change_log=changes)
+    proposal = propose(inv, verdict)[0]
+    first = with_traffic(lambda: Assistant(inv).contain(proposal, fix, approve=True, verdict=verdict,
+                                                         audit=str(tmp / "a.log"), check_timeout=20, calls=5))
+    assert first.outcome == "contained" and len(fix.done) == 1
+    # the panel still shows it, a second click approves it: what it undoes changed since, so nothing is done
+    again = Assistant(inv).contain(proposal, fix, approve=True, verdict=verdict, audit=str(tmp / "a.log"))
+    assert again.outcome == "stale" and len(fix.done) == 1, again.to_dict()
+    assert propose(inv, verdict) == []  # and it is no longer proposed
 
 
 def test_an_audit_log_that_cannot_be_written_stops_the_action(proven):
@@ -128,10 +148,23 @@ def test_an_audit_log_that_cannot_be_written_stops_the_action(proven):
     blocked.write_text("x")
     from probebook.errors import AssistantError
 
-    with pytest.raises(AssistantError, match="cannot be written; nothing was done"):
+    with pytest.raises(AssistantError, match=r"cannot be written \(proposed\): nothing was done"):
         Assistant(inv).contain(propose(inv, verdict)[0], fix, approve=True, verdict=verdict,
                                audit=str(blocked / "audit.log"))
     assert fix.done == []
+    # the log becomes unwritable between the proposal and the approval: the approval is not written, so the
+    # action does not run
+    audit = tmp / "actions-audit.log"
+
+    def approve_then_break(_proposal):
+        audit.unlink()
+        audit.mkdir()
+        return True
+
+    with pytest.raises(AssistantError, match=r"cannot be written \(approved\): nothing was done"):
+        Assistant(inv).contain(propose(inv, verdict)[0], fix, approve=approve_then_break, verdict=verdict,
+                               audit=str(audit))
+    assert fix.done == [] and tinyshop.DISCOUNTS["BROKEN"] == 15
 
 
 def test_each_kind_of_change_is_undone_newest_first_and_a_gone_process_restarted_first(tmp_path):
@@ -150,9 +183,20 @@ def test_each_kind_of_change_is_undone_newest_first_and_a_gone_process_restarted
         assert [p.action.describe() for p in proposals] == [
             "restart orders", "roll orders back to 2.8.0", "restore orders config pool_size=8, timeout=(default)",
             "set flag new_flow to (default)"]
+        assert [p.id for p in proposals] == ["restart-orders", "rollback-orders-2.8.0", "config-orders-pool_size-timeout",
+                                             "flag-new_flow"]
+        assert "(the release before; 2.7.1 ran before the window)" in proposals[1].why
         assert {p.basis for p in proposals} == {"ranking"} and all(p.rests_on[:2] == ["v1", "snap:1"] for p in proposals)
         assert "undoes deploy at" in proposals[1].why and "orders 2.8.1" in proposals[1].why
         # a change older than the window is not undone
         assert [p.action.kind for p in propose(inv, v, since="1s")] == ["restart"]
+        # a bad window is said, never taken for "nothing changed"
+        with pytest.raises(ProbebookError, match="6hours"):
+            propose(inv, v, since="6hours")
+        # a rollback is someone's undo: with the bad deploy before the window, it is never proposed for undoing
+        with open(changes, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"ts": time.time(), "kind": "rollback", "service": "orders", "summary": "back",
+                                 "by": "alice", "details": {"from_version": "2.8.1", "to_version": "2.7.1"}}) + "\n")
+        assert [p.action.kind for p in propose(inv, v, since="30s")] == ["restart"]
     finally:
         inv.close()

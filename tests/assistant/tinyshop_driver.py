@@ -36,14 +36,21 @@ class TinyshopConfig:
 
     name = "tinyshop-config"
 
-    def __init__(self):
+    def __init__(self, change_log=None):
         self.done = []
+        self.change_log = change_log  # where it records what it changed, as a deploy tool does
 
     def apply(self, action, by):
         if action.kind != "config" or action.service != "tinyshop":
             raise RemediationError(f"tinyshop-config cannot {action.describe()}")
+        before = {k: tinyshop.DISCOUNTS.get(k) for k in action.values}
         tinyshop.DISCOUNTS.update(action.values)
         self.done.append((action.describe(), by))
+        if self.change_log:
+            with open(self.change_log, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"ts": time.time(), "kind": "config", "service": "tinyshop", "by": by,
+                                     "summary": action.describe(),
+                                     "details": {"set": dict(action.values), "before": before}}) + "\n")
         return f"tinyshop discounts set: {json.dumps(action.values, sort_keys=True)}"
 
 

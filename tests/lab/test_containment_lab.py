@@ -47,7 +47,7 @@ def test_contain_proposes_the_rollback_and_with_yes_does_it_and_sees_the_symptom
         assert actions[0]["kind"] == "rollback" and actions[0]["service"] == "orders", actions
         assert actions[0]["to_version"] == "2.7.1"
         assert all(a["service"] == "orders" for a in actions), actions  # not the inventory deploy
-        assert answer["result"]["decision"] == "refused" and "--yes --proposal p1" in shown.stderr
+        assert "result" not in answer and "--yes --proposal rollback-orders-2.7.1" in shown.stderr
         assert Lab.attach(lab.state).service("orders")["version"] == "2.8.0"  # nothing changed
 
         did = _cli("contain", store, "--lab", "--state-dir", lab.state, "--yes", "--timeout", "150")
@@ -69,13 +69,14 @@ def test_contain_proposes_the_rollback_and_with_yes_does_it_and_sees_the_symptom
             rollback.details["to_version"] == "2.7.1"
         audit = str(tmp_path / "actions-audit.log")
         steps = [json.loads(line)["action"] for line in open(audit, encoding="utf-8")]
-        assert steps == ["containment.proposed", "containment.refused", "containment.proposed",
-                         "containment.approved", "containment.done", "containment.checked"]
+        # the listing: each proposal audited as proposed, nothing decided; then the one done
+        assert steps == ["containment.proposed"] * len(actions) + [
+            "containment.proposed", "containment.approved", "containment.done", "containment.checked"]
         assert verify(audit).ok
         saved = Investigation.open(store)
         try:
             rows = saved.sql("SELECT decision, outcome FROM assistant_actions ORDER BY ts").rows()
-            assert rows == [("refused", "not run"), ("approved", "contained")]
+            assert rows == [("approved", "contained")]  # only what was decided
             marks = saved.sql("SELECT text FROM timeline WHERE text LIKE 'containment done%'")["text"].to_list()
             assert marks == ["containment done: rolled back orders 2.8.0 -> 2.7.1"]
             placed = saved.sql("SELECT spec FROM probes ORDER BY placed_at")["spec"].to_list()[-1]

@@ -55,15 +55,15 @@ def _one_line(cell, expected):
 
 def test_the_approve_button_contains_it_and_the_probe_sees_the_cause_gone(proven, run, shell):
     view = run("%contain").result.result
-    assert 'data-action="approve" data-alias="p1"' in view.html and "restore tinyshop config BROKEN=0.15" in view.html
+    assert 'data-action="approve" data-alias="config-tinyshop-BROKEN"' in view.html and "restore tinyshop config BROKEN=0.15" in view.html
     # approving without a remediation named: the panel says what to do, nothing changed
-    view._on_front_end_msg(view, {"action": "approve", "alias": "p1"}, [])
+    view._on_front_end_msg(view, {"action": "approve", "alias": "config-tinyshop-BROKEN"}, [])
     view.wait(30)
     assert "nothing can change services here" in view.text() and tinyshop.DISCOUNTS["BROKEN"] == 15
     shell.user_ns["fix"] = TinyshopConfig()
     view = run("%contain --remediation fix").result.result
-    view._on_front_end_msg(view, {"action": "approve", "alias": "p1"}, [])  # what the button's click sends
-    assert view.click("p1", True) == "p1: already decided"  # a second click does nothing
+    view._on_front_end_msg(view, {"action": "approve", "alias": "config-tinyshop-BROKEN"}, [])  # what the button's click sends
+    assert view.click("config-tinyshop-BROKEN", True) == "config-tinyshop-BROKEN: already decided"  # a second click does nothing
     view.wait(120)
     view.refresh()
     assert tinyshop.DISCOUNTS["BROKEN"] == 0.15 and shell.user_ns["fix"].done[0][1].startswith("notebook:")
@@ -78,23 +78,23 @@ def test_the_approve_button_contains_it_and_the_probe_sees_the_cause_gone(proven
 
 def test_words_decide_for_a_runbook_and_mistakes_fail_the_cell(proven, run, shell):
     shell.user_ns.pop("fix", None)
-    refused = run("%contain p1 --refuse")
+    refused = run("%contain config-tinyshop-BROKEN --refuse")
     assert refused.error is None and refused.stdout.strip() == "not done (refused): restore tinyshop config BROKEN=0.15"
-    _one_line(run("%contain p1 --yes"), "nothing can change services here")  # no remediation named yet
+    _one_line(run("%contain config-tinyshop-BROKEN --yes"), "nothing can change services here")  # no remediation named yet
     _one_line(run("%contain p7 --yes --remediation fix"), "no such variable in the notebook")
     shell.user_ns["fix"] = TinyshopConfig()
-    _one_line(run("%contain p7 --yes --remediation fix"), "%contain: no proposal p7; proposed: p1")
+    _one_line(run("%contain p7 --yes --remediation fix"), "%contain: no proposal p7; proposed: config-tinyshop-BROKEN")
     _one_line(run("%contain --yes"), "--yes and --refuse name the proposal they decide")
-    _one_line(run("%contain p1"), "say what to do with p1: --yes (do it) or --refuse")
+    _one_line(run("%contain config-tinyshop-BROKEN"), "say what to do with config-tinyshop-BROKEN: --yes (do it)")
     _one_line(run("%contain --verdict nope"), "no verdict nope; this investigation has verdict:")
-    done = run("%contain p1 --yes --timeout 60s")
+    done = run("%contain config-tinyshop-BROKEN --yes --timeout 60s")
     assert done.error is None, done.shown
     assert done.stdout.startswith("CONTAINED: tinyshop discounts set")
 
 
 def test_postmortem_of_the_live_investigation(proven, run, tmp_path, home, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert run("%contain p1 --refuse").error is None  # what was decided is in the postmortem's "What was done"
+    assert run("%contain config-tinyshop-BROKEN --refuse").error is None  # what was decided is in the postmortem's "What was done"
     cell = run("%postmortem -o pm.ipynb")
     assert cell.error is None, cell.shown
     assert cell.stdout.strip() == "pm.ipynb (its evidence: pm.duckdb)"

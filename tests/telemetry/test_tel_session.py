@@ -165,6 +165,28 @@ def test_logs_and_changes_are_evidence(tmp_path):
         tel.changes(since="lately")
 
 
+def test_log_and_change_fetches_rerun_over_the_window_they_read(tmp_path):
+    """A postmortem runs a fetch again and must see what the investigation saw, not what came after."""
+    store = EvidenceStore(":memory:")
+    log = tmp_path / "orders.jsonl"
+    line = {"ts": time.time() - 60, "level": "error", "service": "orders", "msg": "pool exhausted"}
+    log.write_text(json.dumps(line) + "\n")
+    changes = ChangeLog(str(tmp_path / "changes.jsonl"))
+    changes.record("config", "orders", "pool size 20 -> 2", by="dana")
+    tel = Telemetry(store, TelemetrySources(log_paths={"orders": [str(log)]}, change_logs=[changes.path]))
+    logs = tel.logs("orders", since="1h", level="error")
+    logs_qid = tel.last.query_id
+    got = tel.changes(since="2h")
+    changes_qid = tel.last.query_id
+    time.sleep(0.05)
+    with open(log, "a", encoding="utf-8") as fh:  # after the fetches: not theirs to see again
+        fh.write(json.dumps({**line, "ts": time.time() + 1, "msg": "later"}) + "\n")
+    changes.record("deploy", "orders", "orders 2.9.0", by="ci")
+    assert tel.rerun(logs_qid)["message"].to_list() == logs["message"].to_list() == ["pool exhausted"]
+    assert tel.rerun(changes_qid)["summary"].to_list() == got["summary"].to_list() == ["pool size 20 -> 2"]
+    assert tel.logs("orders", since="1h")["message"].to_list() == ["pool exhausted", "later"]  # a new fetch sees it
+
+
 def test_logs_come_from_loki_where_a_service_has_no_files():
     line = json.dumps({"level": "error", "msg": "card declined", "trace_id": "b" * 32})
     loki = loki_server([{"stream": {"service": "payments"}, "values": [[str(int(T0 * 1e9)), line]]}])
