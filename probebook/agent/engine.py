@@ -227,6 +227,7 @@ class Agent:
                 "pending_probes": len(self._pending),
                 "events_seq": self.buffer.last_seq,
                 "dropped_events": self.buffer.dropped,
+                "polls_waiting": self.buffer.waiting,
                 "cpu_budget_used": round(self._cpu.used(), 6),
                 "cpu_budget": self.limits.cpu_budget,
                 "uptime_s": round(time.time() - self.started, 3),

@@ -73,6 +73,11 @@ class EventBuffer:
         return self._seq
 
     @property
+    def waiting(self) -> int:
+        """Readers parked in a long poll now (the health answer shows it: a client can see its poll wait)."""
+        return self._waiting
+
+    @property
     def dropped(self) -> int:
         """Events evicted before anyone read them through `drain`."""
         with self._lock:

@@ -26,7 +26,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Union
 
-from probebook.agent.control.audit import AuditLog
+from probebook.agent.control.audit import AuditLog, read_key
 from probebook.errors import AssistantError, ProbebookError, one_line
 from probebook.session import Investigation
 
@@ -259,7 +259,16 @@ def announce(inv: Investigation, proposals: Sequence[Proposal], audit: Union[str
 
 
 def _log(inv: Investigation, audit: Union[str, AuditLog, None]) -> AuditLog:
-    return audit if isinstance(audit, AuditLog) else AuditLog(audit or default_audit_path(inv.store.path))
+    """The audit log at `audit` (default beside the evidence file), keyed (HMAC) like the agents' when
+    PROBEBOOK_AUDIT_KEY_FILE names a key."""
+    if isinstance(audit, AuditLog):
+        return audit
+    key_file = os.environ.get("PROBEBOOK_AUDIT_KEY_FILE")
+    try:
+        key = read_key(key_file) if key_file else None
+    except (OSError, ValueError, ProbebookError) as exc:
+        raise AssistantError(f"PROBEBOOK_AUDIT_KEY_FILE: {one_line(exc, 200)}") from None
+    return AuditLog(audit or default_audit_path(inv.store.path), key=key)
 
 
 def _proposed(p: Proposal) -> str:

@@ -72,10 +72,14 @@ def test_long_poll_returns_when_an_event_arrives_and_reading_resumes_without_los
         got["answer"] = service.ok("GET", f"/v1/events?after={start}&timeout=20")
 
     waiter = threading.Thread(target=poll)
+    assert service.ok("GET", "/v1/health")["polls_waiting"] == 0
     waiter.start()
+    # the request is seen parked in the agent before the event is made: the event, not a late send, ends it
+    wait_for(lambda: service.ok("GET", "/v1/health")["polls_waiting"] == 1, timeout=10, what="the poll to park")
     service.app("/work?n=1")
     waiter.join(15)  # well before its own 20 s: the event ended the wait
     assert not waiter.is_alive()
+    assert service.ok("GET", "/v1/health")["polls_waiting"] == 0
     assert any(e["kind"] == "log" for e in got["answer"]["events"])
     service.app("/work?n=20")
     seqs, after = [], start
