@@ -37,7 +37,10 @@ def test_without_opentelemetry_the_span_has_our_ids_a_parent_and_its_times(agent
     for span in (inner, middle, outer):
         assert span.name == span.function and span.function.endswith("fact"), span
         assert HEX16.match(span.span_id) and HEX32.match(span.trace_id) and span.trace_id != "0" * 32
-        assert before <= span.start_ns and span.start_ns + span.duration_ns <= after and span.duration_ns > 0
+        # the end is the wall clock read when the duration (perf_counter) ended; the start is back from it by
+        # the duration: two clocks, which may disagree by a few microseconds over the call
+        assert before - 50_000 <= span.start_ns and span.start_ns + span.duration_ns <= after, (before, span, after)
+        assert span.duration_ns > 0
         assert span.error == "" and span.otel is False and span.probe_id
     assert outer.parent_span_id == "" and middle.parent_span_id == outer.span_id
     assert inner.parent_span_id == middle.span_id and len({s.trace_id for s in (inner, middle, outer)}) == 1
