@@ -44,7 +44,7 @@ class SymptomCheck:
 
     def summary(self) -> str:
         word = {"contained": "symptom gone", "still": "SYMPTOM STILL THERE", "inconclusive": "inconclusive"}
-        parts = [f"{a['alert']} {'still holds' if a['holds'] else 'no longer holds'}"
+        parts = [f"{_named(a)} {'still holds' if a['holds'] else 'no longer holds'}"
                  for a in self.alerts if a.get("holds") is not None]
         if self.probe:
             parts.append(str(self.probe.get("headline")))
@@ -54,6 +54,12 @@ class SymptomCheck:
     def to_dict(self) -> Dict[str, Any]:
         return {"outcome": self.outcome, "alerts": self.alerts, "probe": self.probe, "notes": self.notes,
                 "summary": self.summary()}
+
+
+def _named(row: Mapping[str, Any]) -> str:
+    """An alert with the labels that tell it from others of its name: ``HighErrorRate{route=/pay}``."""
+    own = {k: v for k, v in (row.get("labels") or {}).items() if k not in ("alertname", "severity")}
+    return str(row["alert"]) + ("{" + ", ".join(f"{k}={v}" for k, v in sorted(own.items())) + "}" if own else "")
 
 
 def matches_alert(alert_labels: Mapping[str, str], row: Mapping[str, Any], columns: Sequence[str]) -> bool:

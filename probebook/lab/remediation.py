@@ -41,14 +41,14 @@ class LabRemediation:
         if action.kind == "config":
             before = merge_json(lab, f"config/{svc}.json", action.values)
             lab.changes.record("config", svc, f"{svc} config restored: " + ", ".join(
-                f"{k}={json.dumps(v)}" for k, v in sorted(action.values.items())), by=by,
+                f"{k}={_shown(v)}" for k, v in sorted(action.values.items())), by=by,
                 set=dict(action.values), before=before)
-            return f"config of {svc} restored: {json.dumps(action.values, sort_keys=True)}"
+            return f"config of {svc} restored: " + ", ".join(f"{k}={_shown(v)}" for k, v in sorted(action.values.items()))
         if action.kind == "flag":
             before = merge_json(lab, "config/flags.json", {action.name: action.value})
-            lab.changes.record("flag", svc or "gateway", f"flag {action.name} set back to {json.dumps(action.value)}",
+            lab.changes.record("flag", svc or "gateway", f"flag {action.name} set back to {_shown(action.value)}",
                                by=by, flag=action.name, value=action.value, before=before[action.name])
-            return f"flag {action.name} = {json.dumps(action.value)}"
+            return f"flag {action.name} = {_shown(action.value)}"
         lab.restart_service(svc)
         lab.changes.record("restart", svc, f"{svc} restarted", by=by)
         return f"restarted {svc}"
@@ -70,3 +70,7 @@ class LabRemediation:
         raise RemediationError(f"{service} {version} is not a release the lab built; roll back to a version "
                                f"it ran (probebook lab status), or recover the lab")
 
+
+def _shown(value: Any) -> str:
+    """A restored value as the change log and the answer say it: None is the key removed, the default."""
+    return "(default)" if value is None else json.dumps(value)
