@@ -24,7 +24,7 @@ from .model import Alert, Incident, Verdict
 from .proof import ProofGate
 from .tools import ProbeBudget, ToolBox
 
-__all__ = ["Assistant"]
+__all__ = ["Assistant", "open_alerts"]
 
 
 class Assistant:
@@ -37,21 +37,7 @@ class Assistant:
 
     def firing_alerts(self) -> List[Alert]:
         """Alerts open now, from the investigation's Alertmanager (none when it has no source)."""
-        try:
-            frame = self.inv.telemetry.alerts()
-        except ProbebookError:
-            return []
-        out = []
-        for row in frame.to_dicts():
-            if row.get("status") == "resolved":
-                continue
-            labels = row.get("labels")
-            labels = json.loads(labels) if isinstance(labels, str) else dict(labels or {})
-            started = row.get("started")
-            out.append(Alert(str(row.get("name")), {str(k): str(v) for k, v in labels.items()},
-                             str(row.get("summary") or ""), started.timestamp() if hasattr(started, "timestamp")
-                             else 0.0))
-        return out
+        return open_alerts(self.inv)
 
     def investigate(self, text: str = "", alerts: Optional[List[Alert]] = None, title: str = "",
                     budget_s: float = 110.0, progress: Optional[Callable[[str], None]] = None,
@@ -92,3 +78,22 @@ class Assistant:
         incident = self.journal.incident_of(verdict.id) if verdict is not None and verdict.id else None
         return contain(self.inv, proposal, remediation, approve, alerts=incident.alerts if incident else (),
                        verdict=verdict, **kw)
+
+
+def open_alerts(inv: Investigation) -> List[Alert]:
+    """Alerts open now, from `inv`'s Alertmanager (none when it has no source)."""
+    try:
+        frame = inv.telemetry.alerts()
+    except ProbebookError:
+        return []
+    out = []
+    for row in frame.to_dicts():
+        if row.get("status") == "resolved":
+            continue
+        labels = row.get("labels")
+        labels = json.loads(labels) if isinstance(labels, str) else dict(labels or {})
+        started = row.get("started")
+        out.append(Alert(str(row.get("name")), {str(k): str(v) for k, v in labels.items()},
+                         str(row.get("summary") or ""), started.timestamp() if hasattr(started, "timestamp")
+                         else 0.0))
+    return out

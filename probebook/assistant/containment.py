@@ -19,6 +19,8 @@ out on its own.
 
 from __future__ import annotations
 
+import getpass
+import importlib
 import json
 import os
 import re
@@ -36,7 +38,8 @@ from .symptom import SymptomCheck, alerts_now, check_symptom
 from .verify import anchor_lines
 
 __all__ = ["Action", "Proposal", "Remediation", "ContainmentResult", "propose", "contain", "announce",
-           "default_audit_path", "RemediationError", "why_no_proposal", "proposal_id"]
+           "default_audit_path", "RemediationError", "why_no_proposal", "proposal_id", "load_remediation",
+           "checked_remediation", "current_user"]
 
 ACTIONS = ("rollback", "config", "flag", "restart")
 _CLAIMS = ("proven", "likely")  # verdicts that name a place; `inconclusive` names none to contain
@@ -140,6 +143,34 @@ class ContainmentResult:
         return {"proposal": self.proposal.to_dict(), "decision": self.decision, "outcome": self.outcome,
                 "done": self.done, "check": self.check.to_dict() if self.check else None,
                 "headline": self.headline()}
+
+
+def load_remediation(spec: str, inv: Investigation) -> Remediation:
+    """The remediation ``MODULE:FACTORY`` names: ``FACTORY(inv)``, checked to be one (a one-line
+    `AssistantError` when it cannot be loaded or is not)."""
+    module, sep, factory = spec.partition(":")
+    if not sep or not module or not factory:
+        raise AssistantError(f"--remediation {spec!r}: write MODULE:FACTORY, e.g. ops.remediate:make")
+    try:
+        made = getattr(importlib.import_module(module), factory)(inv)
+    except (ImportError, AttributeError) as exc:
+        raise AssistantError(f"--remediation {spec}: {type(exc).__name__}: {one_line(exc, 200)}") from None
+    return checked_remediation(made, spec)
+
+
+def checked_remediation(value: Any, what: str) -> Remediation:
+    """`value` when it is a `Remediation` (a `name` and an `apply`), else a one-line `AssistantError`."""
+    if not callable(getattr(value, "apply", None)) or not getattr(value, "name", ""):
+        raise AssistantError(f"--remediation {what}: not a Remediation (it needs .name and .apply(action, by))")
+    return value
+
+
+def current_user() -> str:
+    """Who runs this process, for the audit's `who` (a container's uid may have no name)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid{os.getuid()}"
 
 
 def why_no_proposal(kind: str) -> str:
@@ -253,9 +284,16 @@ def announce(inv: Investigation, proposals: Sequence[Proposal], audit: Union[str
     """Put `proposals` on the audit log and the timeline as proposed, nothing decided (a listing)."""
     log = _log(inv, audit)
     for p in proposals:
-        if log.append(who, "containment.proposed", p.action.service, _proposed(p)) is None:
+        if not _written(log, inv, who, "proposed", p.action.service, _proposed(p), p.id):
             raise AssistantError(f"containment: the audit log {log.path} cannot be written")
-        inv.store.add_timeline(f"containment proposed: {_proposed(p)}", source="assistant", ref=p.id or None)
+
+
+def _written(log: AuditLog, inv: Investigation, who: str, step: str, target: str, text: str, ref: str) -> bool:
+    """One containment step: its audit line, then (only once that is written) its timeline entry."""
+    if log.append(who, f"containment.{step}", target, text) is None:
+        return False
+    inv.store.add_timeline(f"containment {step}: {text}", source="assistant", ref=ref or None)
+    return True
 
 
 def _log(inv: Investigation, audit: Union[str, AuditLog, None]) -> AuditLog:
@@ -295,11 +333,10 @@ def contain(inv: Investigation, proposal: Proposal, remediation: Optional[Remedi
 
     def record(step: str, text: str) -> None:
         # the audit first: an action that cannot be written down does not run
-        if log.append(who, f"containment.{step}", target, text) is None:
+        if not _written(log, inv, who, step, target, text, proposal.id):
             done = "the action WAS done; " if acted[0] else "nothing was done; "
             raise AssistantError(f"containment: the audit log {log.path} cannot be written ({step}): {done}"
                                  f"fix the log and read the service's state")
-        inv.store.add_timeline(f"containment {step}: {text}", source="assistant", ref=proposal.id or None)
 
     result = ContainmentResult(proposal, "refused", "not run")
     proposed = False

@@ -13,9 +13,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
-from probebook.errors import ProbebookError
 from probebook.session import Investigation
 
+from .assistant import open_alerts
 from .model import epoch_of
 from .symptom import ask_alert_query
 
@@ -42,29 +42,18 @@ class AlertNow:
 
 def alert_now(inv: Investigation, name: str, labels: Optional[Mapping[str, str]] = None) -> AlertNow:
     """The alert `name` (with `labels`, when given) as Alertmanager and Prometheus see it now."""
-    want = dict(labels or {})
-    opened = []
-    try:
-        frame = inv.telemetry.alerts()
-        for row in frame.to_dicts():
-            got = row.get("labels")
-            got = json.loads(got) if isinstance(got, str) else dict(got or {})
-            if row.get("name") == name and row.get("status") != "resolved" and \
-                    all(str(got.get(k)) == str(v) for k, v in want.items()):
-                opened.append((got, row.get("started")))
-    except ProbebookError:
-        pass
+    want = {str(k): str(v) for k, v in (labels or {}).items()}
+    opened = [a for a in open_alerts(inv) if a.name == name and all(a.labels.get(k) == v for k, v in want.items())]
     # of several alerts of that name, the first by its labels: the same one whichever fired first
-    opened.sort(key=lambda o: sorted(o[0].items()))
+    opened.sort(key=lambda a: sorted(a.labels.items()))
     if opened and not want:
-        want = {k: str(v) for k, v in opened[0][0].items() if k not in ("alertname", "severity")}
-    started = opened[0][1] if opened else None
+        want = {k: v for k, v in opened[0].labels.items() if k not in ("alertname", "severity")}
     queries = inv.telemetry.alert_queries(name, want)
     series: List[Dict[str, Any]] = []
     for query in queries:
         series += ask_alert_query(inv, query, want)[1]
     return AlertNow(name, bool(opened), bool(series) if queries else None, " or ".join(queries), want, series,
-                    epoch_of(started))
+                    opened[0].starts_at if opened else 0.0)
 
 
 def newest_live(changes: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:

@@ -15,7 +15,6 @@ there, could not be judged, or nothing could be proposed.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
@@ -54,13 +53,12 @@ def register(sub: Subparsers) -> None:
 
 def _remediation(args: argparse.Namespace, inv: Any) -> Any:
     if args.remediation:
-        module, sep, name = args.remediation.partition(":")
-        if not sep or not module or not name:
-            usage_error(PROG, f"--remediation {args.remediation!r}: write MODULE:FACTORY, e.g. ops.remediate:make")
+        from probebook.assistant.containment import load_remediation
+
         try:
-            return getattr(importlib.import_module(module), name)(inv)
-        except (ImportError, AttributeError) as exc:
-            usage_error(PROG, f"--remediation {args.remediation}: {one_line(exc, 200)}")
+            return load_remediation(args.remediation, inv)
+        except ProbebookError as exc:
+            usage_error(PROG, one_line(exc))
     if args.lab:
         from probebook.lab.remediation import LabRemediation
         from probebook.lab.runner import Lab
@@ -74,7 +72,8 @@ def _run(args: argparse.Namespace) -> int:
         usage_error(PROG, f"{args.store}: no such file; give the .duckdb file an investigation wrote (--out)")
     if args.yes and not (args.lab or args.remediation):
         usage_error(PROG, "--yes needs something that can change services: --lab, or --remediation MODULE:FACTORY")
-    from probebook.assistant.containment import announce, contain, default_audit_path, propose, why_no_proposal
+    from probebook.assistant.containment import (announce, contain, current_user, default_audit_path, propose,
+                                                 why_no_proposal)
     from probebook.assistant.journal import Journal
 
     args.out = args.store
@@ -98,9 +97,9 @@ def _run(args: argparse.Namespace) -> int:
             return 3 if args.yes else 0  # asked to contain, and nothing could be: not contained
         for p in proposals:
             print(f"  {p.line()}\n    expected: {p.expected}", file=sys.stderr)
-        audit = args.audit or default_audit_path(args.store)
+        audit, who = args.audit or default_audit_path(args.store), f"cli:{current_user()}"
         if not args.yes:  # a listing: audited and on the timeline as proposed, nothing decided
-            announce(inv, proposals, audit, _who())
+            announce(inv, proposals, audit, who)
             print(f"nothing changed; to do one: {PROG} {args.store} ... --yes --proposal {proposals[0].id}",
                   file=sys.stderr)
             print(json.dumps({"verdict": verdict.id, "proposals": [p.to_dict() for p in proposals]}, indent=1,
@@ -112,7 +111,7 @@ def _run(args: argparse.Namespace) -> int:
                               f"{', '.join(p.id for p in proposals)}")
         incident = journal.incident_of(verdict.id)
         result = contain(inv, chosen, _remediation(args, inv), approve=True,
-                         alerts=incident.alerts if incident else (), verdict=verdict, audit=audit, who=_who(),
+                         alerts=incident.alerts if incident else (), verdict=verdict, audit=audit, who=who,
                          check_timeout=args.timeout,
                          progress=lambda line: print(line, file=sys.stderr, flush=True))
     except ProbebookError as exc:
@@ -125,11 +124,3 @@ def _run(args: argparse.Namespace) -> int:
     if result.outcome == "contained":
         return 0
     return 1 if result.outcome == "failed" else 3
-
-
-def _who() -> str:
-    try:
-        return f"cli:{os.getlogin()}"
-    except OSError:
-        return f"cli:uid{os.getuid()}"
-

@@ -14,14 +14,13 @@ that does not end contained (failed, refused, stale, symptom still there or not 
 
 from __future__ import annotations
 
-import getpass
-import importlib
 import os
 from typing import Any, Optional
 
 from IPython.core.magic import line_magic, magics_class, no_var_expand
 
-from probebook.assistant.containment import (ContainmentResult, Proposal, contain, default_audit_path, propose,
+from probebook.assistant.containment import (ContainmentResult, Proposal, checked_remediation, contain,
+                                             current_user, default_audit_path, load_remediation, propose,
                                              why_no_proposal)
 from probebook.assistant.journal import Journal
 from probebook.assistant.model import Verdict
@@ -68,7 +67,7 @@ class LifecycleMagics(SessionMagics):
         with user_errors("%contain: "):
             proposals = propose(inv, verdict, since=a.since)
         incident = Journal(inv.store).incident_of(verdict.id)
-        who = f"notebook:{_user()}"
+        who = f"notebook:{current_user()}"
 
         def decide(proposal: Proposal, approved: bool) -> ContainmentResult:
             remediation = self.session.remediation
@@ -131,24 +130,10 @@ class LifecycleMagics(SessionMagics):
         return found
 
     def _remediation(self, name: str) -> Any:
-        if ":" in name:
-            module, _, factory = name.partition(":")
-            try:
-                return getattr(importlib.import_module(module), factory)(self.inv)
-            except (ImportError, AttributeError) as exc:
-                raise MagicError(f"%contain: --remediation {name}: {type(exc).__name__}: {exc}") from None
-        if name not in self.shell.user_ns:
-            raise MagicError(f"%contain: --remediation {name}: no such variable in the notebook (make one, e.g. "
-                             f"{name} = LabRemediation(lab))")
-        value = self.shell.user_ns[name]
-        if not callable(getattr(value, "apply", None)) or not getattr(value, "name", ""):
-            raise MagicError(f"%contain: --remediation {name}: not a Remediation (it needs .name and "
-                             f".apply(action, by))")
-        return value
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # a container's uid with no name
-        return f"uid{os.getuid()}"
+        with user_errors("%contain: "):
+            if ":" in name:
+                return load_remediation(name, self.inv)
+            if name not in self.shell.user_ns:
+                raise MagicError(f"%contain: --remediation {name}: no such variable in the notebook (make one, e.g. "
+                                 f"{name} = LabRemediation(lab))")
+            return checked_remediation(self.shell.user_ns[name], name)
