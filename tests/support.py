@@ -10,13 +10,17 @@ Importable as `support` from any test (`pythonpath = ["tests"]` in pyproject.tom
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 import signal
 import subprocess
+import sys
 import time
-from typing import Any, Callable, Iterable, List, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, TypeVar, Union
 
-__all__ = ["wait_for", "end_process", "in_ci", "required", "with_examples", "check_doctests", "within_budget", "check_table"]
+__all__ = ["wait_for", "end_process", "in_ci", "required", "with_examples", "check_doctests", "within_budget", "check_table",
+           "package_on_disk"]
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright drives it through executable_path
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -156,3 +160,21 @@ def check_table(path: str, got: dict, note: str) -> None:
     shown = "\n".join(f"  {name!r}: expected {want}, got {row}" for name, want, row in changed[:25])
     assert not changed, f"{len(changed)} of {len(got)} rows changed (first 25):\n{shown}"
     assert set(stored["rows"]) == set(got), f"rows stored that are no longer made: update {os.path.basename(path)}"
+
+
+@contextlib.contextmanager
+def package_on_disk(root: Any, package: str, modules: Dict[str, str]) -> Iterator[List[Any]]:
+    """A service's package written under `root` (module name -> source) and imported from there while the
+    block runs (answers the modules); after it, the folder leaves `sys.path` and the modules are forgotten."""
+    folder = os.path.join(str(root), package)
+    os.makedirs(folder)
+    for name, source in {"__init__": "", **modules}.items():
+        with open(os.path.join(folder, f"{name}.py"), "w", encoding="utf-8") as fh:
+            fh.write(source)
+    sys.path.insert(0, str(root))
+    try:
+        yield [importlib.import_module(f"{package}.{name}") for name in modules]
+    finally:
+        sys.path.remove(str(root))
+        for name in [package, *(f"{package}.{m}" for m in modules)]:
+            sys.modules.pop(name, None)

@@ -17,6 +17,7 @@ from probebook.errors import AssistantError, ProbebookError
 from probebook.session import Investigation
 
 from .containment import Approval, ContainmentResult, Proposal, Remediation, contain, propose
+from .fixcheck import Fix, FixValidation, validate_fix
 from .investigator import Investigator
 from .journal import Journal
 from .llm import LlmConfig, LlmPlanner
@@ -78,6 +79,11 @@ class Assistant:
         incident = self.journal.incident_of(verdict.id) if verdict is not None and verdict.id else None
         return contain(self.inv, proposal, remediation, approve, alerts=incident.alerts if incident else (),
                        verdict=verdict, **kw)
+
+    def validate_fix(self, verdict: Verdict, fix: Fix, **kw: Any) -> FixValidation:
+        """Replay the calls production made of each function `fix` changes, from the running code and from
+        the fixed code, in a child process on fresh copies, and judge (`fixcheck.validate_fix`)."""
+        return validate_fix(self.inv, verdict, fix, **kw)
 
 
 def open_alerts(inv: Investigation) -> List[Alert]:

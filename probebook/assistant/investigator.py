@@ -25,6 +25,7 @@ that finds nothing answers `inconclusive` with what it tried.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -386,14 +387,28 @@ class Investigator:
         """The calls the function makes out of our code: to nothing of the service's own, and not a pure
         computation (a socket, a database, a library; their time is not our code's)."""
         return [c for c in callees(self.text(service, file), qualname) if c.name.split(".")[-1] not in PURE_CALLS
-                and self.resolve(service, c.name.split(".")[-1], file) is None]
+                and self.resolve(service, c.name, file) is None]
 
     def resolve(self, service: str, name: str, near: str = "") -> Optional[Tuple[str, str]]:
-        """The function called `name`: in the file `near` first, then its folder, then the service."""
+        """The function of ours a call `name` (as written: ``f``, ``self.m``, ``self.ledger.stock``) reaches:
+        in the file `near` first, then its folder, then the service. A call through another object
+        (``conn.execute``, ``pricing.total``) reaches a method, or a module's function, only where `near`
+        defines or names its class (or module): not the `execute` of a class the caller never mentions."""
+        parts = name.replace("()", "").split(".")
+        last, through = parts[-1], len(parts) > 2 or (len(parts) == 2 and parts[0] not in ("self", "cls"))
         folder = near.rsplit("/", 1)[0]
         files = sorted(self.app_files(service), key=lambda f: (f != near, not f.startswith(folder + "/")))
         for file in files:
             for f in self.parsed(service, file):
-                if f.qualname.split(".")[-1] == name and "<locals>" not in f.qualname:
+                if f.qualname.split(".")[-1] == last and "<locals>" not in f.qualname and \
+                        (not through or file == near or self._names(service, near, file, f.qualname)):
                     return file, f.qualname
         return None
+
+    def _names(self, service: str, near: str, file: str, qualname: str) -> bool:
+        """Does the file `near` name the class of `qualname` (or, for a module's function, its module)?"""
+        owner = qualname.split(".")[-2] if "." in qualname else file.rsplit("/", 1)[-1][:-3]
+        try:
+            return re.search(rf"\b{re.escape(owner)}\b", self.text(service, near)) is not None
+        except (ProbebookError, ValueError):
+            return False

@@ -38,6 +38,9 @@ TABLES = {
     # containment (containment.py): one row per proposal decided, with what was done and the check after
     "assistant_actions": "evidence_id VARCHAR PRIMARY KEY, ts TIMESTAMPTZ, incident VARCHAR, verdict VARCHAR, "
                          "action VARCHAR, service VARCHAR, decision VARCHAR, outcome VARCHAR, body JSON",
+    # fix validation (fixcheck.py): one row per candidate fix replayed on production's calls
+    "assistant_fix_validations": "evidence_id VARCHAR PRIMARY KEY, ts TIMESTAMPTZ, verdict VARCHAR, validated BOOLEAN, "
+                                 "summary VARCHAR, body JSON",
 }
 
 
@@ -92,6 +95,14 @@ class Journal:
         self.store.write("INSERT INTO assistant_actions VALUES (?, now(), ?, ?, ?, ?, ?, ?, ?)",
                          [eid, rows[0][0] if rows else None, verdict or None, action, service, decision, outcome,
                           json.dumps(body, default=str)])
+        return eid
+
+    def fix_validation(self, verdict: str, validated: bool, summary: str, body: dict) -> str:
+        """A candidate fix replayed for `verdict` (its id); answers the row's evidence id."""
+        eid = self._id("fixval")
+        body = {**body, "id": eid}
+        self.store.write("INSERT INTO assistant_fix_validations VALUES (?, now(), ?, ?, ?, ?)",
+                         [eid, verdict or None, validated, summary, json.dumps(body, default=str)])
         return eid
 
     def incident_of(self, verdict: str) -> Optional[Incident]:

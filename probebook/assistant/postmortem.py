@@ -53,13 +53,13 @@ def notebook_for(store: str, verdict_id: Optional[str] = None, store_ref: Option
         incident, verdict = recorded(inv, verdict_id)
         tables = set(inv.store.tables())
         counts = {t: inv.store.count(t) for t in ("alerts", "metric_series", "probes", "assistant_hypotheses",
-                                                  "assistant_actions") if t in tables}
+                                                  "assistant_actions", "assistant_fix_validations") if t in tables}
     finally:
         inv.close()
     title = incident.title if incident else "an investigation"
     ref = store_ref or store
     cells = [_md(_summary(title, incident, verdict, ref)),
-             _code(f"from probebook.assistant.postmortem_cells import cited, gate_again, onset_chart, readable\n"
+             _code(f"from probebook.assistant.postmortem_cells import cited, fix_replays, gate_again, onset_chart, readable\n"
                    f"from probebook.session import Investigation\n\nreadable()\ninv = Investigation.open({ref!r})")]
     cells += _impact(counts)
     cells += [_md("## Timeline\n\nEvery step of the investigation, with the id of what it rests on (`ref`)."),
@@ -79,6 +79,14 @@ def notebook_for(store: str, verdict_id: Optional[str] = None, store_ref: Option
                         'AS what FROM assistant_actions ORDER BY ts, evidence_id")')]
     else:
         cells.append(_md("No containment action was taken through probebook in this investigation."))
+    if counts.get("assistant_fix_validations"):
+        cells += [_md("## Fix validation\n\nEach candidate fix, and whether it held when the calls production made "
+                      "were run again from the running code and from the fixed code (a child process on fresh "
+                      "copies; never in the service):"),
+                  _code('inv.sql("SELECT evidence_id, ts, validated, summary FROM assistant_fix_validations ORDER BY '
+                        'ts, evidence_id")'),
+                  _md("Call by call: the answer before the fix and after it."),
+                  _code("fix_replays(inv)")]
     cells.append(_md(_follow_ups(verdict)))
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}

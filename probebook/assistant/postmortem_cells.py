@@ -23,7 +23,7 @@ from probebook.session import Investigation
 from .model import Incident, Verdict
 from .proof import ProofGate
 
-__all__ = ["cited", "gate_again", "onset_chart", "readable", "recorded", "sql_list"]
+__all__ = ["cited", "fix_replays", "gate_again", "onset_chart", "readable", "recorded", "sql_list"]
 
 # what each kind of evidence says, beside where and when
 _SAYS = {"snapshots": "expressions", "logs": "message", "metrics": "value", "spans": "duration_ns",
@@ -95,3 +95,25 @@ def onset_chart(inv: Investigation) -> Any:
     query = frame["query"][0] if frame.height else ""
     fig.update_layout(title=f"around the onset: {query}", xaxis_title="time", yaxis_title="value")
     return fig
+
+
+def fix_replays(inv: Investigation) -> pl.DataFrame:
+    """Every captured call each candidate fix was replayed on: the validation's id, the function, the
+    call's evidence id, whether it showed the defect, its arguments, and the answer before and after."""
+    rows = []
+    for vid, body in inv.sql("SELECT evidence_id, body FROM assistant_fix_validations ORDER BY ts, evidence_id").rows():
+        for locus, report in json.loads(body).get("reports", {}).items():
+            for r in report.get("rows", []):
+                rows.append({"validation": vid, "function": locus.rsplit("/", 1)[-1], "call": r["evidence_id"],
+                             "showed_defect": bool(r["failed_in_production"]),
+                             "arguments": ", ".join(f"{k}={v}" for k, v in r["arguments"].items()),
+                             "before": _answer(r["before"]), "after": _answer(r["after"])})
+    schema = {k: pl.Utf8 for k in ("validation", "function", "call", "arguments", "before", "after")}
+    return pl.DataFrame(rows, schema={**schema, "showed_defect": pl.Boolean}).select(
+        ["validation", "function", "call", "showed_defect", "arguments", "before", "after"])
+
+
+def _answer(a: Any) -> str:
+    if a.get("ok"):
+        return str(a.get("value"))
+    return f"raised {a.get('raised')}: {a.get('message', '')}"

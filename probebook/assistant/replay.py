@@ -128,17 +128,18 @@ def captured_calls(inv: Investigation, locus: str, failing: Sequence[str] = (), 
 
 
 def replay(calls: Sequence[CapturedCall], root: str, module: str, qualname: str, fixed: Mapping[str, str],
-           python: Optional[str] = None, timeout: float = 60.0) -> ReplayReport:
+           python: Optional[str] = None, timeout: float = 60.0, paths: Sequence[str] = ()) -> ReplayReport:
     """Run `module.qualname` on each call's arguments twice, from the tree at `root` as it is and with the
-    files of `fixed` (path relative to `root` -> new text) replaced, each in a fresh copy in a child process."""
+    files of `fixed` (path relative to `root` -> new text) replaced, each in a fresh copy in a child process.
+    `paths`: more folders the service imports from (after the copy; they are read, never written)."""
     if not os.path.isdir(root):
         raise AssistantError(f"{root}: no such folder; give the folder the service's code is imported from")
     for rel in fixed:
         if os.path.isabs(rel) or ".." in rel.split(os.sep) or not os.path.isfile(os.path.join(root, rel)):
             raise AssistantError(f"fixed file {rel!r}: a path relative to {root} of a file that is there")
     payload = [{"id": c.evidence_id, "arguments": c.arguments} for c in calls]
-    before = _run_copy(root, {}, module, qualname, payload, python, timeout)
-    after = _run_copy(root, fixed, module, qualname, payload, python, timeout)
+    before = _run_copy(root, {}, module, qualname, payload, python, timeout, paths)
+    after = _run_copy(root, fixed, module, qualname, payload, python, timeout, paths)
     report = ReplayReport(isolation=before.pop("_isolation", ""))
     after.pop("_isolation", None)
     for c in calls:
@@ -160,7 +161,7 @@ def _brief(tree: Mapping[str, Any]) -> str:
 
 
 def _run_copy(root: str, fixed: Mapping[str, str], module: str, qualname: str, payload: List[Dict[str, Any]],
-              python: Optional[str], timeout: float) -> Dict[str, Any]:
+              python: Optional[str], timeout: float, paths: Sequence[str] = ()) -> Dict[str, Any]:
     work = tempfile.mkdtemp(prefix="probebook-replay-")
     try:
         tree = os.path.join(work, "code")
@@ -172,7 +173,7 @@ def _run_copy(root: str, fixed: Mapping[str, str], module: str, qualname: str, p
         env = {"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
                "HOME": work, "PROBEBOOK_REPLAY": "1"}
         try:
-            done = subprocess.run([python or sys.executable, "-I", "-c", _CHILD, tree, module, qualname],
+            done = subprocess.run([python or sys.executable, "-I", "-c", _CHILD, tree, module, qualname, *paths],
                                   input=json.dumps(payload), capture_output=True, text=True, timeout=timeout,
                                   cwd=tree, env=env)
         except subprocess.TimeoutExpired:
@@ -195,10 +196,17 @@ def _run_copy(root: str, fixed: Mapping[str, str], module: str, qualname: str, p
 _CHILD = r'''
 import importlib, json, sys, types
 root, module, qualname = sys.argv[1], sys.argv[2], sys.argv[3]
-sys.path.insert(0, root)
+sys.path[:0] = [root, *sys.argv[4:]]
 
 class NotRebuilt(Exception):
     pass
+
+def _no_network(*args, **kwargs):
+    raise OSError("the replay has no network: a replayed call may not reach another service")
+
+import socket  # a replayed call never reaches a live service: every connection is refused before it is made
+socket.socket.connect = socket.socket.connect_ex = _no_network
+socket.create_connection = _no_network
 
 def rebuild(t):
     kind = t.get("type")

@@ -6,7 +6,7 @@
     probebook lab recover
     probebook lab down
     probebook lab scenarios
-    probebook lab eval [--only ID,ID] [--scenarios DIR] [--json OUT] [--llm] [--budget S] [--contain]
+    probebook lab eval [--only ID,ID] [--scenarios DIR] [--json OUT] [--llm] [--budget S] [--contain | --lifecycle]
 
 Errors are one line on stderr and exit status 1 (2 for bad usage). The lab's heavy imports happen
 when a command runs, not when the `probebook` command starts.
@@ -59,6 +59,9 @@ def register(sub: Subparsers) -> None:
     ev.add_argument("--budget", type=float, default=110.0, help="seconds per investigation (default 110)")
     ev.add_argument("--contain", action="store_true",
                     help="after each verdict, do the first containment it proposes and check the symptom")
+    ev.add_argument("--lifecycle", action="store_true",
+                    help="the whole lifecycle after each verdict: the scenario's fix validated on captured calls, "
+                         "containment, verification, the postmortem notebook run under nbval (in STATE/eval/ID)")
     for name, text in (("recover", "undo the active scenario: back to the baseline"),
                        ("down", "stop everything the lab started"), ("scenarios", "list the scenarios")):
         _common(lab_sub.add_parser(name, help=text))
@@ -111,7 +114,8 @@ def _eval(args: argparse.Namespace, state: str) -> int:
 
         planner, llm = "llm", LlmConfig.from_env()
     try:
-        results = evaluate(lab, scenarios, budget_s=args.budget, planner=planner, llm=llm, contain=args.contain)
+        results = evaluate(lab, scenarios, budget_s=args.budget, planner=planner, llm=llm, contain=args.contain,
+                           lifecycle=args.lifecycle)
     finally:
         if started:
             lab.down()

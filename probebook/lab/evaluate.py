@@ -22,7 +22,11 @@ Scores, worst first: ``confident-wrong`` (a `proven`/`outside`/`no-fault` verdic
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Sequence
@@ -33,6 +37,7 @@ from probebook.errors import one_line
 from probebook.session import Investigation
 
 from .actions import inject, recover
+from .runner import REPO_ROOT
 from .endpoints import connect_lab
 from .scenarios import Scenario
 from .verify import wait_for_alert, wait_quiet
@@ -63,6 +68,8 @@ class EvalResult:
     notes: List[str] = field(default_factory=list)
     # with `contain`: the first action proposed, done through the lab's remediation, and what the check saw
     containment: Dict[str, Any] = field(default_factory=dict)
+    # with `lifecycle`: the stages after the verdict, each {"outcome": ..., "why": ...}: fix, verified, postmortem
+    lifecycle: Dict[str, Dict[str, Any]] = field(default_factory=dict)
 
 
 def _same_locus(truth: str, claimed: str) -> bool:
@@ -111,15 +118,60 @@ def _contain(lab: Any, inv: Investigation, verdict: Verdict, log: Callable[[str]
     result = assistant.contain(proposals[0], LabRemediation(lab), approve=True, verdict=verdict,
                                audit=lab.path("eval-actions-audit.log"), who="lab-eval", check_timeout=90.0,
                                progress=lambda line: log(f"   {line}"))
-    return {"outcome": result.outcome, "action": proposals[0].action.describe(), "headline": result.headline()}
+    return {"outcome": result.outcome, "action": proposals[0].action.describe(), "headline": result.headline(),
+            "check": result.check.to_dict() if result.check is not None else None}
+
+
+def _validate_fix(lab: Any, inv: Investigation, verdict: Verdict, sc: Scenario, log: Callable[[str], None]) -> Dict[str, Any]:
+    """The ground truth's fix in code (`[fix]`), given to the assistant to validate on production's calls."""
+    from probebook.assistant.fixcheck import Fix
+
+    truth = sc.truth
+    assert truth is not None
+    if not truth.fix:
+        return {"outcome": "n/a", "why": "the scenario gives no fix in code ([fix] in ground_truth.toml)"}
+    if verdict.kind != "proven":
+        return {"outcome": "n/a", "why": f"a verdict of {verdict.kind}: nothing proven to fix"}
+    service = truth.fix_service or truth.service
+    fix = Fix.from_edits(lab.service(service)["release"], [(e.file, e.find, e.replace) for e in truth.fix],
+                         python=sys.executable, paths=(REPO_ROOT,))
+    result = Assistant(inv).validate_fix(verdict, fix, service=service, progress=lambda line: log(f"   {line}"))
+    return {"outcome": "yes" if result.validated else "no", "why": result.summary, "id": result.id}
+
+
+def _verified(containment: Dict[str, Any]) -> Dict[str, Any]:
+    """Verification after the containment: the proof's probes placed again (same predicate), as its check saw them."""
+    probe = (containment.get("check") or {}).get("probe")
+    if not probe:
+        return {"outcome": "n/a", "why": containment.get("why") or "no probe was placed again after the action"}
+    passed = probe.get("outcome") == "gone" and containment.get("outcome") == "contained"
+    return {"outcome": "passed" if passed else "not passed", "why": str(probe.get("headline", ""))}
+
+
+def _postmortem(lab: Any, inv: Investigation, sc: Scenario) -> Dict[str, Any]:
+    """The investigation saved, its postmortem notebook written and run under plain `pytest --nbval`."""
+    from probebook.assistant.postmortem import write_postmortem
+
+    folder = lab.path("eval", sc.id)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    store = inv.store.save_copy(os.path.join(folder, "investigation.duckdb"))
+    out = write_postmortem(store, os.path.join(folder, "postmortem.ipynb"))
+    ran = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval", out],
+                         cwd=folder, capture_output=True, text=True, timeout=600)
+    last = (ran.stdout.strip().splitlines() or ["no output"])[-1]
+    return {"outcome": "nbval green" if ran.returncode == 0 else "nbval failed", "why": last, "path": out}
 
 
 def evaluate(lab: Any, scenarios: Sequence[Scenario], budget_s: float = 110.0, wait_s: float = 15.0,
              log: Callable[[str], None] = print, planner: str = "deterministic", llm: Any = None,
-             contain: bool = False) -> List[EvalResult]:
+             contain: bool = False, lifecycle: bool = False) -> List[EvalResult]:
     """Run every scenario blind against the running `lab`; the lab is back at its baseline after each.
     `contain`: after the verdict, do the first containment it proposes (approved: this is the lab) and
-    record whether the symptom went."""
+    record whether the symptom went. `lifecycle`: the whole lifecycle after the verdict: the scenario's fix
+    validated on the calls production made (before containment, while the fault is live), the containment,
+    the verification it ends with, and the postmortem notebook written and run under nbval."""
+    contain = contain or lifecycle
     results = []
     for sc in scenarios:
         truth = sc.truth
@@ -130,7 +182,7 @@ def evaluate(lab: Any, scenarios: Sequence[Scenario], budget_s: float = 110.0, w
         inv = Investigation()
         started = time.monotonic()
         verdict = Verdict("inconclusive", cause="not run")
-        seen, elapsed, containment = False, None, {}
+        seen, elapsed, containment, stages = False, None, {}, {}
         try:
             inject(lab, sc)
             if sc.alert:
@@ -149,11 +201,14 @@ def evaluate(lab: Any, scenarios: Sequence[Scenario], budget_s: float = 110.0, w
             except Exception as exc:  # noqa: BLE001 - one scenario's failure is its score, not the end of the run
                 verdict = Verdict("inconclusive", cause=f"the investigation failed: {one_line(exc, 200)}")
             elapsed = round(time.monotonic() - started, 1)
+            if lifecycle:
+                stages["fix"] = _stage(lambda: _validate_fix(lab, inv, verdict, sc, log))
             if contain:
-                try:
-                    containment = _contain(lab, inv, verdict, log)
-                except Exception as exc:  # noqa: BLE001 - recorded as the containment's outcome
-                    containment = {"outcome": "error", "why": one_line(exc, 200)}
+                containment = _stage(lambda: _contain(lab, inv, verdict, log))
+            if lifecycle:
+                stages["verified"] = _verified(containment)
+                stages["postmortem"] = _stage(lambda: _postmortem(lab, inv, sc))
+                log("   " + "; ".join(f"{k}: {v['outcome']}" for k, v in stages.items()))
         finally:
             elapsed = elapsed if elapsed is not None else round(time.monotonic() - started, 1)
             probes = inv.probes().height
@@ -167,19 +222,30 @@ def evaluate(lab: Any, scenarios: Sequence[Scenario], budget_s: float = 110.0, w
                                           "cause": verdict.cause, "evidence": verdict.evidence,
                                           "reasons": verdict.reasons}, s, elapsed, seen, probes, int(calls),
                                   {"verdict": truth.verdict, "service": truth.service, "locus": truth.locus}, notes,
-                                  containment))
+                                  containment, stages))
     return results
+
+
+def _stage(run: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
+    try:
+        return run()
+    except Exception as exc:  # noqa: BLE001 - one stage's failure is its outcome, not the end of the run
+        return {"outcome": "error", "why": one_line(exc, 200)}
 
 
 def table(results: Sequence[EvalResult]) -> str:
     """The table `lab eval` prints (Markdown), with the totals under it."""
     contained = any(r.containment for r in results)  # `lab eval --contain` adds the containment's columns
+    whole = any(r.lifecycle for r in results)  # `--lifecycle` adds the stages after the verdict
     lines = ["| scenario | verdict | service | locus | score | seconds | probes | tool calls |"
-             + (" containment | symptom after |" if contained else ""),
-             "|---|---|---|---|---|---|---|---|" + ("---|---|" if contained else "")]
+             + (" containment | symptom after |" if contained else "")
+             + (" fix validated | verification | postmortem |" if whole else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|---|" if contained else "") + ("---|---|---|" if whole else "")]
     for r in results:
         v = r.verdict
         extra = f" {r.containment.get('action', '-')} | {r.containment.get('outcome', '-')} |" if contained else ""
+        if whole:
+            extra += "".join(f" {r.lifecycle.get(k, {}).get('outcome', '-')} |" for k in ("fix", "verified", "postmortem"))
         lines.append(f"| {r.scenario} | {v['kind']} | {v['service'] or '-'} | {v['locus'].split('/')[-1] or '-'} | "
                      f"{r.score} | {r.seconds:g} | {r.probes} | {r.tool_calls} |" + extra)
     counts = {s: sum(1 for r in results if r.score == s) for s in SCORES}

@@ -40,7 +40,7 @@ from .topology import SERVICES, ServiceDef, service_def
 
 __all__ = ["Lab", "LabOptions", "default_state_dir", "read_manifest"]
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 START_TIMEOUT = 20.0
 
 
@@ -240,7 +240,7 @@ class Lab:
     # ---------------------------------------------------------------- services
     def _env(self, release: Optional[str]) -> Dict[str, str]:
         env = dict(os.environ)
-        paths = ([release] if release else []) + [_REPO_ROOT]
+        paths = ([release] if release else []) + [REPO_ROOT]
         env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
         env["PYTHONUNBUFFERED"] = "1"
         return env

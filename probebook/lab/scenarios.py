@@ -92,6 +92,10 @@ class GroundTruth:
     mitigation: str
     check: str
     evidence: Evidence
+    # the fix in code, where the mitigation names one (optional `[fix]`): edits to the release the service
+    # runs when the fault is live, which `lab eval --lifecycle` gives the assistant to validate
+    fix: Tuple[Edit, ...] = ()
+    fix_service: str = ""
 
 
 @dataclass(frozen=True)
@@ -180,7 +184,28 @@ def _truth(path: str) -> GroundTruth:
     evidence = Evidence(service, probe, _proof(_need(ev, "proof", f"{path} [evidence]", dict), path),
                         str(ev.get("why", "")))
     keys = ("service", "locus", "fault_type", "trigger", "mitigation", "check")
-    return GroundTruth(verdict, *(str(_need(raw, k, path)) for k in keys), evidence=evidence)  # type: ignore[arg-type]
+    fix = _fix(raw.get("fix"), path)
+    return GroundTruth(verdict, *(str(_need(raw, k, path)) for k in keys), evidence=evidence,  # type: ignore[arg-type]
+                       fix=fix, fix_service=str((raw.get("fix") or {}).get("service", "")))
+
+
+def _fix(raw: Any, path: str) -> Tuple[Edit, ...]:
+    """The optional `[fix]`: `edits` (file, find, replace) and `service` (default: the verdict's)."""
+    if raw is None:
+        return ()
+    where = f"{path} [fix]"
+    if not isinstance(raw, Mapping):
+        raise ScenarioError(f"{where}: must be a table with edits = [{{ file, find, replace }}]")
+    unknown = sorted(set(raw) - {"edits", "service"})
+    if unknown:
+        raise ScenarioError(f"{where}: unknown key {unknown[0]!r}; allowed: edits, service")
+    edits = _need(raw, "edits", where, list)
+    if not edits or not all(isinstance(e, Mapping) and all(isinstance(e.get(k), str) for k in ("file", "find", "replace"))
+                            for e in edits):
+        raise ScenarioError(f"{where}: each edit needs file, find and replace strings")
+    if "service" in raw and raw["service"] not in _SERVICE_NAMES:
+        raise ScenarioError(f"{where}: unknown service {raw['service']!r}; the lab runs {', '.join(_SERVICE_NAMES)}")
+    return tuple(Edit(e["file"], e["find"], e["replace"]) for e in edits)
 
 
 def load_scenario(folder: str) -> Scenario:

@@ -4,11 +4,10 @@ a child process on a copy of the code, and the report says, call by call, what c
 
 import os
 import sqlite3
-import sys
 import textwrap
 
 import pytest
-from support import wait_for
+from support import package_on_disk, wait_for
 
 from probebook.agent import Agent
 from probebook.assistant.replay import captured_calls, replay
@@ -51,32 +50,24 @@ FIXED = SRC.replace("discount = self.rates.get(code, 0.0)\n",
 def production(tmp_path):
     """The service's code on disk, imported and probed in this process, with four calls made."""
     root = tmp_path / "srv"
-    (root / "shop").mkdir(parents=True)
-    (root / "shop" / "__init__.py").write_text("")
-    (root / "shop" / "billing.py").write_text(SRC)
-    con = sqlite3.connect(root / "shop" / "orders.db")
-    con.execute("CREATE TABLE charges (total REAL)")
-    con.commit()
-    con.close()
-    sys.path.insert(0, str(root))
-    import shop.billing as billing
-
-    agent, inv = Agent(), Investigation()
-    inv.attach("shop", agent, audit_path=str(tmp_path / "audit.jsonl"))
-    line = next(i for i, text in enumerate(SRC.splitlines()) if "at:amount" in text)
-    inv.probe("snapshot", "shop", f"shop/billing.py:{line}", rate=100)
-    bill = billing.Billing()
-    for subtotal, code in [(10.0, "SPRING"), (20.0, "BROKEN"), (5.0, None), (7.5, "BROKEN")]:
-        try:
-            bill.amount(subtotal, code, note="x" * 400 if subtotal == 5.0 else "")
-        except billing.PriceError:
-            pass
-    wait_for(lambda: inv.store.count("snapshots") >= 4, timeout=10, what="four snapshots")
-    yield inv, str(root)
-    inv.close()
-    sys.path.remove(str(root))
-    for name in ("shop.billing", "shop"):
-        sys.modules.pop(name, None)
+    with package_on_disk(root, "shop", {"billing": SRC}) as (billing,):
+        con = sqlite3.connect(root / "shop" / "orders.db")
+        con.execute("CREATE TABLE charges (total REAL)")
+        con.commit()
+        con.close()
+        agent, inv = Agent(), Investigation()
+        inv.attach("shop", agent, audit_path=str(tmp_path / "audit.jsonl"))
+        line = next(i for i, text in enumerate(SRC.splitlines()) if "at:amount" in text)
+        inv.probe("snapshot", "shop", f"shop/billing.py:{line}", rate=100)
+        bill = billing.Billing()
+        for subtotal, code in [(10.0, "SPRING"), (20.0, "BROKEN"), (5.0, None), (7.5, "BROKEN")]:
+            try:
+                bill.amount(subtotal, code, note="x" * 400 if subtotal == 5.0 else "")
+            except billing.PriceError:
+                pass
+        wait_for(lambda: inv.store.count("snapshots") >= 4, timeout=10, what="four snapshots")
+        yield inv, str(root)
+        inv.close()
 
 
 def _rows_in_production_db(root):

@@ -45,6 +45,26 @@ def test_malformed_scenario_files_are_named(tmp_path):
     assert "unknown action 'explode'; use one of deploy" in _one_line(out.stderr)
 
 
+def test_a_fix_in_the_ground_truth_is_checked_and_a_folder_without_one_loads_as_before(tmp_path):
+    base = ('verdict = "proven"\nservice = "orders"\nlocus = "x"\nfault_type = "x"\ntrigger = "x"\n'
+            'mitigation = "x"\ncheck = "x"\n[evidence]\nservice = "orders"\n'
+            'probe = { kind = "exception", where = "shop.pricing:order_total" }\nproof = { absent = true }\n')
+    old = find_scenario(_scenario_folder(tmp_path, "old", 'title = "t"\n', base))
+    assert old.truth.fix == () and old.truth.fix_service == ""
+    good = find_scenario(_scenario_folder(tmp_path, "good", 'title = "t"\n', base + '[fix]\nservice = "gateway"\n'
+                                          'edits = [{ file = "shop/a.py", find = "x", replace = "y" }]\n'))
+    assert [(e.file, e.find, e.replace) for e in good.truth.fix] == [("shop/a.py", "x", "y")]
+    assert good.truth.fix_service == "gateway"
+    for name, fix, said in (("nokey", '[fix]\nedit = []\n', "[fix]: unknown key 'edit'; allowed: edits, service"),
+                            ("empty", '[fix]\nedits = []\n', "[fix]: each edit needs file, find and replace strings"),
+                            ("who", '[fix]\nservice = "db"\nedits = [{ file = "a", find = "b", replace = "c" }]\n',
+                             "[fix]: unknown service 'db'; the lab runs")):
+        (tmp_path / "each" / name).mkdir(parents=True)  # a folder of scenarios each: one error at a time
+        _scenario_folder(tmp_path / "each" / name, name, 'title = "t"\n', base + fix)
+        out = lab_cli("scenarios", "--scenarios", str(tmp_path / "each" / name))
+        assert out.returncode == 1 and said in _one_line(out.stderr), out.stderr
+
+
 def test_unknown_scenario_fails_before_anything_starts(tmp_path):
     state = str(tmp_path / "state")
     out = lab_cli("up", "--scenario", "no-such-thing", "--state-dir", state)

@@ -33,16 +33,6 @@ CASES = [("error-rate-after-deploy.ipynb", "bad-deploy"), ("latency-slow-depende
          ("pool-saturation.ipynb", "pool-exhaustion")]
 
 
-@pytest.fixture
-def jupyter_home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    home.mkdir()
-    for var, sub in (("HOME", ""), ("IPYTHONDIR", ".ipython"), ("JUPYTER_CONFIG_DIR", "config"),
-                     ("JUPYTER_DATA_DIR", "data"), ("JUPYTER_RUNTIME_DIR", "runtime")):
-        monkeypatch.setenv(var, str(home / sub))
-    return home
-
-
 def _incident(lab, scenario_id):
     assert not wait_quiet(lab, 90), "the lab did not quieten before the test"
     scenario = find_scenario(scenario_id)

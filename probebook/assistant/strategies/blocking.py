@@ -35,7 +35,7 @@ def _plain_calls(ctx: "Investigator", service: str, near: List[str]) -> List[Tup
             if not f.is_async:
                 continue
             for c in callees(ctx.text(service, file), f.qualname):
-                target = None if c.awaited else ctx.resolve(service, c.name.split(".")[-1], file)
+                target = None if c.awaited else ctx.resolve(service, c.name, file)
                 if target is None or any(t[:2] == target for t in out):
                     continue
                 info = ctx.info(service, *target)

@@ -41,7 +41,7 @@ def _sites(ctx: "Investigator", service: str, eps: List[EntryPoint]) -> List[Sit
     for ep in eps:
         fns.append((ep.file, ep.function))
         for c in callees(ctx.text(service, ep.file), ep.function):
-            target = ctx.resolve(service, c.name.split(".")[-1], ep.file)
+            target = ctx.resolve(service, c.name, ep.file)
             if target and target not in fns:
                 fns.append(target)
     sites: List[Site] = []
@@ -89,7 +89,7 @@ def caught(ctx: "Investigator", service: str, eps: List[EntryPoint], depth: int 
     verdict = _outside(ctx, service, file, fn, line, var, errs, seen_values(evs[:3]))
     if verdict is not None:
         return verdict
-    inner = [t for t in (ctx.resolve(service, name.split(".")[-1], file) for name in tried) if t]
+    inner = [t for t in (ctx.resolve(service, name, file) for name in tried) if t]
     if inner:
         nxt = [EntryPoint(service, f, q, 0, f"called in the try of {fn}") for f, q in dict.fromkeys(inner)][:3]
         return errors(ctx, service, nxt, depth + 1)

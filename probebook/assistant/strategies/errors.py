@@ -264,7 +264,7 @@ def probe_producers(ctx: "Investigator", service: str, near: str, producers: Lis
     """Probe every ``return`` of the functions of ours that made the value (a function has several: the
     bad value leaves by one of them); the claim is tested at each, with what that return captured."""
     for call in producers:
-        target = ctx.resolve(service, call.split(".")[-1].rstrip("()"), near)
+        target = ctx.resolve(service, call, near)
         if target is None:
             continue
         tfile, tfunc = target

@@ -138,7 +138,7 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
         src = ctx.text(service, current.file)
         calls = callees(src, current.function)
         # each called name resolved once, in the order they are called
-        target = {n: ctx.resolve(service, n, current.file) for n in dict.fromkeys(c.name.split(".")[-1] for c in calls)}
+        target = {n: ctx.resolve(service, n, current.file) for n in dict.fromkeys(c.name for c in calls)}
         resolved = list(dict.fromkeys(t for t in target.values() if t))
         # a generator (a @contextmanager's function) spans the caller's own block: never timed as a callee
         resolved = [t for t in resolved if not getattr(ctx.info(service, *t), "is_generator", False)]
@@ -188,7 +188,7 @@ def latency(ctx: "Investigator", service: str, entry: EntryPoint, depth: int = 0
                          f"at the median, longer than {current.function}'s slow calls): not followed from here")
         # a shared callee called outside a loop is held to what this function's calls can have spent in it:
         # its typical call at each of the call sites, per call of this function (its total is other callers' too)
-        sites = {k: [c.line for c in calls if target[c.name.split(".")[-1]] == k] for k in timing}
+        sites = {k: [c.line for c in calls if target[c.name] == k] for k in timing}
         in_loop = looped(src, current.function)
 
         def held(k: Tuple[str, str]) -> float:

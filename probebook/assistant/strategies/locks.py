@@ -189,7 +189,7 @@ def held_by(ctx: "Investigator", service: str, file: str, function: str,
         # within the live-probe budget with the marks and the function's own probe (placing past it would
         # take away the oldest of ours: the take's mark)
         room = min(_MEASURED, ctx.tools.budget.max_live - sum(map(len, marks.values())) - 1)
-        kids = list(dict.fromkeys(t for t in (ctx.resolve(service, c.name.split(".")[-1], file) for c in inside)
+        kids = list(dict.fromkeys(t for t in (ctx.resolve(service, c.name, file) for c in inside)
                                   if t and t != (file, function)))[:max(0, room)]
         probes = {(mark, line): ctx.place(service, "log", f"{file}:{line}", template=mark, rate=50, light=True)
                   for mark, lines in marks.items() for line in lines}

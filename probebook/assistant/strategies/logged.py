@@ -70,7 +70,7 @@ def logged(ctx: "Investigator", services: List[str], text: str) -> Optional[Verd
 
 
 def _raised(ctx: "Investigator", service: str, file: str, fn: str, tried: List[str]) -> Optional[Verdict]:
-    targets = list(dict.fromkeys(t for t in (ctx.resolve(service, name.split(".")[-1], file) for name in tried) if t))
+    targets = list(dict.fromkeys(t for t in (ctx.resolve(service, name, file) for name in tried) if t))
     if not targets:
         ctx.progress(f"{fn}: its try calls no function of ours to watch")
         return None
