@@ -24,3 +24,16 @@ def redis() -> Iterator["RedisServer"]:
     server = RedisServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def jupyter_home(tmp_path, monkeypatch):
+    """HOME, IPython's and every Jupyter folder in the test's own folder, for the kernels nbclient and nbval
+    start and for nbconvert: nothing lands in the real home."""
+    home = tmp_path / "home"
+    home.mkdir()
+    for var, sub in (("HOME", ""), ("IPYTHONDIR", ".ipython"), ("JUPYTER_CONFIG_DIR", "config"),
+                     ("JUPYTER_DATA_DIR", "data"), ("JUPYTER_RUNTIME_DIR", "runtime")):
+        monkeypatch.setenv(var, str(home / sub))
+    monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")
+    return home

@@ -23,6 +23,7 @@ from .journal import Journal
 from .llm import LlmConfig, LlmPlanner
 from .model import Alert, Incident, Verdict
 from .proof import ProofGate
+from .runbooks import RunbookResult, run_for_alerts
 from .tools import ProbeBudget, ToolBox
 
 __all__ = ["Assistant", "open_alerts"]
@@ -79,6 +80,11 @@ class Assistant:
         incident = self.journal.incident_of(verdict.id) if verdict is not None and verdict.id else None
         return contain(self.inv, proposal, remediation, approve, alerts=incident.alerts if incident else (),
                        verdict=verdict, **kw)
+
+    def run_runbook(self, folder: str, alerts: Optional[List[Alert]] = None, **kw: Any) -> Optional[RunbookResult]:
+        """Pick the runbook of `folder` that covers an alert open now (or one of `alerts`) and run it with
+        that alert's name and labels; its decisions go on the timeline (`runbooks.run_for_alerts`)."""
+        return run_for_alerts(self.inv, folder, self.firing_alerts() if alerts is None else alerts, **kw)
 
     def validate_fix(self, verdict: Verdict, fix: Fix, **kw: Any) -> FixValidation:
         """Replay the calls production made of each function `fix` changes, from the running code and from

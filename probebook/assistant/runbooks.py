@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from probebook.errors import AssistantError, one_line
 
-__all__ = ["Runbook", "RunbookResult", "runbooks", "pick", "run_runbook", "parameters_cell"]
+__all__ = ["Runbook", "RunbookResult", "runbooks", "pick", "run_runbook", "run_for_alerts", "parameters_cell"]
 
 
 @dataclass
@@ -112,3 +112,23 @@ def run_runbook(path: str, parameters: Optional[Mapping[str, Any]] = None, out: 
     decisions = ["".join(o.get("text", "") for o in c.get("outputs", []) if o.get("output_type") == "stream").strip()
                  for c in nb.cells if "decision" in c.metadata.get("tags", ())]
     return RunbookResult(book, out, [d for d in decisions if d], failed)
+
+
+def run_for_alerts(inv: Any, folder: str, alerts: Sequence[Any], parameters: Optional[Mapping[str, Any]] = None,
+                   out: Optional[str] = None, timeout: int = 300) -> Optional[RunbookResult]:
+    """The runbook strategy: pick the runbook of `folder` that covers one of `alerts` (`Alert`s: the open
+    ones), run it with that alert's name and labels (and `parameters`: how it reaches the services), and
+    put its decisions on `inv`'s timeline, each with the run's notebook as its reference. A runbook's
+    decisions are context for the next step, never a proof: its evidence is in its own run (`out`).
+    None when no runbook covers any of the alerts."""
+    book = pick(folder, [a.name for a in alerts])
+    if book is None:
+        return None
+    alert = next(a for a in alerts if a.name in book.alerts)
+    result = run_runbook(book.path, {"alert": alert.name, "labels": dict(alert.labels), **dict(parameters or {})},
+                         out, timeout)
+    for decision in result.decisions:
+        inv.store.add_timeline(f"runbook {book.title}: {one_line(decision, 300)}", source="runbook", ref=result.out)
+    if result.failed:
+        inv.store.add_timeline(f"runbook {book.title} stopped: {result.failed}", source="runbook", ref=result.out)
+    return result

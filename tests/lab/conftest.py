@@ -32,14 +32,3 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         lab.down()
     left = lab_processes(state)
     assert not left, f"lab down left processes behind: {left}"
-
-
-@pytest.fixture
-def jupyter_home(tmp_path, monkeypatch):
-    """Jupyter's and IPython's folders in the test's own folder, so nothing lands in the real home."""
-    home = tmp_path / "home"
-    home.mkdir()
-    for var, sub in (("HOME", ""), ("IPYTHONDIR", ".ipython"), ("JUPYTER_CONFIG_DIR", "config"),
-                     ("JUPYTER_DATA_DIR", "data"), ("JUPYTER_RUNTIME_DIR", "runtime")):
-        monkeypatch.setenv(var, str(home / sub))
-    return home

@@ -34,17 +34,12 @@ def _text(cell) -> str:
     return "\n".join(out)
 
 
-def test_the_quickstart_investigates_the_running_labs_incident(lab, tmp_path, monkeypatch):
+def test_the_quickstart_investigates_the_running_labs_incident(lab, tmp_path, monkeypatch, jupyter_home):
     assert not wait_quiet(lab, 90), "the lab did not quieten before the test"
     scenario = find_scenario("disk-full")
     inject(lab, scenario)
     try:
         assert wait_for_alert(lab, scenario, True, scenario.within_s) is not None, "the symptom never fired"
-        home = tmp_path / "home"
-        home.mkdir()
-        for var, sub in (("HOME", ""), ("IPYTHONDIR", ".ipython"), ("JUPYTER_CONFIG_DIR", "config"),
-                         ("JUPYTER_DATA_DIR", "data"), ("JUPYTER_RUNTIME_DIR", "runtime")):
-            monkeypatch.setenv(var, str(home / sub))
         monkeypatch.setenv("PROBEBOOK_LAB_DIR", lab.state)
         part, path = _lab_cells(tmp_path)
         NotebookClient(part, timeout=240, kernel_name="python3",

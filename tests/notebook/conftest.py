@@ -59,13 +59,6 @@ def run(shell) -> Callable[[str], Cell]:
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
+def home(jupyter_home):
     """HOME and every Jupyter directory in tmp, for the kernel nbclient starts and for nbconvert."""
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {"HOME": str(home), "IPYTHONDIR": str(home / ".ipython"), "JUPYTER_CONFIG_DIR": str(home / "config"),
-           "JUPYTER_DATA_DIR": str(home / "data"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-           "JUPYTER_PLATFORM_DIRS": "1"}
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return home
+    return jupyter_home
