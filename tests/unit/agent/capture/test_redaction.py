@@ -90,6 +90,23 @@ def test_ordinary_values_are_kept(redactor, value):
     assert not redactor.is_redacted_value(value)
 
 
+@pytest.mark.parametrize("value, redacted", [
+    ("card 4222222222222", True),  # 13 digits, the shortest card number
+    ("card 6011000990139424009", True),  # 19 digits, the longest
+    ("card 422222222222", False),  # 12 digits pass the Luhn check but are no card number
+    ("4222 222 222 222", True),  # groups of 3 digits join the run
+    ("4222 22 222 222 222", False),  # a group of 2 breaks it: no 13-digit stretch of whole groups
+])
+def test_card_numbers_by_their_length_and_groups(redactor, value, redacted):
+    assert redactor.is_redacted_value(value) is redacted
+
+
+def test_a_text_too_full_of_digit_runs_is_redacted_after_the_64th_luhn_check(redactor):
+    failing = "4222222222221"  # 13 digits that fail the Luhn check: one check each
+    assert not redactor.is_redacted_value(" x ".join([failing] * 64))
+    assert redactor.is_redacted_value(" x ".join([failing] * 65))
+
+
 def test_type_globs_match_module_qualified_names(redactor):
     assert redactor.is_redacted_type("pydantic.types.SecretStr")
     assert redactor.is_redacted_type("google.oauth2.credentials.Credentials")
