@@ -27,12 +27,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from probebook.errors import AssistantError, ProbebookError, one_line
+from probebook.evidence.predicate import holds
 from probebook.session import Investigation
 
 from .journal import Journal
 from .model import Verdict, parse_locus
-from .replay import ReplayReport, captured_calls, replay
+from .proof import load_events
+from .replay import CapturedCall, ReplayReport, captured_calls, replay
 from .tools import probe_events
+from .verify import evidence_probes
 
 __all__ = ["Fix", "FixValidation", "changed_functions", "validate_fix"]
 
@@ -150,28 +153,54 @@ def _targets(inv: Investigation, verdict: Verdict, fix: Fix) -> Tuple[List[Tuple
     return list(dict.fromkeys(out)), notes
 
 
-def _capture(inv: Investigation, service: str, module: str, qual: str, calls: int, seconds: float,
-             say: Callable[[str], None]) -> str:
-    """Snapshots of `calls` calls of `module:qual` as production makes them now (a probe at its entry,
-    removed after); answers the probe's alias, or '' when it could not be placed."""
+# deep enough to rebuild a request's body (the default depth of 2 cuts a list of dicts in a dict)
+_DEEP = {"max_depth": 6, "max_items": 200, "max_string": 4096, "max_fields": 50}
+_CUTS = ("depth", "limit", "time")
+
+
+def _cut(tree: Any) -> bool:
+    """Was any part of this capture tree cut at the capture's limits (so it cannot be rebuilt whole)?"""
+    if not isinstance(tree, dict):
+        return False
+    if tree.get("not_captured") in _CUTS or tree.get("truncated"):
+        return True
+    kids = list(tree.get("elements", [])) + [x for kv in tree.get("entries", []) for x in kv] + \
+        list((tree.get("fields") or {}).values())
+    return any(_cut(k) for k in kids)
+
+
+def _recapture(inv: Investigation, verdict: Verdict, service: str, rel: str, module: str, qual: str, calls: int,
+               seconds: float, say: Callable[[str], None]) -> Tuple[str, List[CapturedCall]]:
+    """Calls of `qual` as production makes them now, captured deep enough to rebuild: with the verdict's
+    own probe where it is in this function (its predicate then says which calls show the defect), else
+    with a snapshot at the function's entry. Answers the probe's alias ('' when none could be placed)."""
+    mine = [eid for eid, ev in load_events(inv.store, verdict.evidence).items()
+            if ev.get("function") == qual and str(ev.get("file", "")).endswith(rel) and ev.get("service") == service]
+    specs = [spec for _, spec in evidence_probes(inv, mine) if spec.get("kind") == "snapshot"][:1]
+    spec = specs[0] if specs else {"kind": "snapshot", "where": f"{module}:{qual}"}
     try:
-        rec = inv.probe("snapshot", service, f"{module}:{qual}", rate=50, ttl=seconds + 30, partial=True)
+        rec = inv.probe("snapshot", service, spec["where"], when=spec.get("when"), capture=spec.get("capture", ()),
+                        limits={**(spec.get("limits") or {}), **_DEEP}, rate=50, ttl=seconds + 30, partial=True)
     except ProbebookError as exc:
         say(f"fix validation: cannot capture calls of {module}:{qual}: {one_line(exc, 160)}")
-        return ""
-    say(f"fix validation: probe {rec.alias} captures calls of {module}:{qual} for up to {seconds:g}s")
+        return "", []
+    say(f"fix validation: probe {rec.alias} at {spec['where']} captures calls of {qual} for up to {seconds:g}s")
     deadline = time.monotonic() + seconds
     try:
-        while time.monotonic() < deadline:
-            if len(probe_events(inv, rec, limit=calls)) >= calls:
-                break
+        while time.monotonic() < deadline and len(probe_events(inv, rec, limit=calls)) < calls:
             time.sleep(0.25)
     finally:
         try:
             inv.remove(rec.alias)
         except Exception:  # noqa: BLE001 - its TTL removed it, or the service went away
             pass
-    return rec.alias
+    out = []
+    for ev in probe_events(inv, rec, limit=calls):
+        args = ev.get("arguments")
+        args = json.loads(args) if isinstance(args, str) else dict(args or {})
+        failed = bool(specs) and verdict.predicate is not None and holds(verdict.predicate, ev)
+        out.append(CapturedCall(str(ev["evidence_id"]), args, failed))
+    return rec.alias, out
 
 
 def validate_fix(inv: Investigation, verdict: Verdict, fix: Fix, service: Optional[str] = None, calls: int = 20,
@@ -191,11 +220,14 @@ def validate_fix(inv: Investigation, verdict: Verdict, fix: Fix, service: Option
     for rel, qual in targets:
         locus = f"{rel}:{qual}"
         found = captured_calls(inv, locus, failing=verdict.evidence, limit=calls)
-        if not found and capture_s > 0 and service:
-            alias = _capture(inv, service, _module_of(rel), qual, calls, capture_s, say)
+        whole = [c for c in found if not any(_cut(t) for t in c.arguments.values())]
+        if capture_s > 0 and service and not any(c.failed for c in whole):
+            # none of the calls that showed the defect can be rebuilt (none stored, or cut at the capture's
+            # limits): capture production's calls again, deep enough
+            alias, again = _recapture(inv, verdict, service, rel, _module_of(rel), qual, calls, capture_s, say)
             if alias:
                 out.captured.append(alias)
-                found = captured_calls(inv, locus, failing=verdict.evidence, limit=calls)
+            found = again or found
         if not found:
             notes.append(f"no call of {locus} was captured in this investigation")
             continue

@@ -54,7 +54,7 @@ def anchor_lines(inv: Investigation, verdict: Verdict) -> Dict[str, str]:
     """The text of each line the proof's probes were placed on, read from the code running now: taken
     before a rollback or a fix, it lets `verify_fix` find the same line in the release that replaces it."""
     out: Dict[str, str] = {}
-    for service, spec in _specs_of(inv, verdict.evidence):
+    for service, spec in evidence_probes(inv, verdict.evidence):
         path, line = _file_line(spec.get("where", ""))
         if path:
             try:
@@ -77,7 +77,7 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
         raise AssistantError("verify: the verdict has no predicate and evidence to check again; verify a proven one")
     say = progress or (lambda line: None)
     specs = [(service, _on_running_code(inv, service, spec, anchors or {}, say))
-             for service, spec in _specs_of(inv, verdict.evidence)]
+             for service, spec in evidence_probes(inv, verdict.evidence)]
     if not specs:
         raise AssistantError("verify: the probes that captured the verdict's evidence are not in this investigation")
     claim = verdict.predicate.describe()
@@ -155,7 +155,7 @@ def _on_running_code(inv: Investigation, service: str, spec: Dict[str, Any], anc
     return {**spec, "where": where}
 
 
-def _specs_of(inv: Investigation, evidence: List[str]) -> List[tuple]:
+def evidence_probes(inv: Investigation, evidence: List[str]) -> List[tuple]:
     """(service, spec) of each distinct probe that captured one of `evidence`."""
     seen, out = set(), []
     for ev in load_events(inv.store, evidence).values():

@@ -140,12 +140,21 @@ def _validate_fix(lab: Any, inv: Investigation, verdict: Verdict, sc: Scenario, 
 
 
 def _verified(containment: Dict[str, Any]) -> Dict[str, Any]:
-    """Verification after the containment: the proof's probes placed again (same predicate), as its check saw them."""
+    """Verification after the containment, as its check saw it: the proof's probes placed again with the
+    same predicate. `passed`: the alert is gone and the predicate held on none of the calls; `locus idle`:
+    the alert is gone and no call reached the probes (the action took that path out of use: a flag off, a
+    rollback to code without it), so there was nothing left to verify there; `not passed` otherwise."""
     probe = (containment.get("check") or {}).get("probe")
     if not probe:
         return {"outcome": "n/a", "why": containment.get("why") or "no probe was placed again after the action"}
-    passed = probe.get("outcome") == "gone" and containment.get("outcome") == "contained"
-    return {"outcome": "passed" if passed else "not passed", "why": str(probe.get("headline", ""))}
+    gone = containment.get("outcome") == "contained"
+    if gone and probe.get("outcome") == "gone":
+        outcome = "passed"
+    elif gone and probe.get("outcome") == "inconclusive" and not probe.get("seen"):
+        outcome = "locus idle"
+    else:
+        outcome = "not passed"
+    return {"outcome": outcome, "why": str(probe.get("headline", ""))}
 
 
 def _postmortem(lab: Any, inv: Investigation, sc: Scenario) -> Dict[str, Any]:

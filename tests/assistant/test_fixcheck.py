@@ -19,6 +19,7 @@ from probebook.assistant.model import Verdict
 from probebook.assistant.postmortem import notebook_for
 from probebook.assistant.postmortem_cells import fix_replays
 from probebook.errors import AssistantError
+from probebook.evidence.predicate import Predicate
 from probebook.session import Investigation
 
 SRC = textwrap.dedent('''
@@ -34,6 +35,11 @@ SRC = textwrap.dedent('''
         if rate > 1:
             raise ValueError(f"rate {rate} above 1")
         return round(1 - rate, 4)
+
+
+    def order(body):
+        currency = body["meta"]["currency"]
+        return {"currency": currency, "lines": len(body["items"])}  # at:order
 
 
     def notify(port, text):
@@ -127,6 +133,41 @@ def test_a_fix_to_a_function_no_snapshot_holds_captures_its_calls_first_then_rem
     raised = [r for r in report.rows if not r["before"]["ok"]]
     assert raised and all(r["failed_in_production"] and r["after"]["ok"] for r in raised), report.to_dict()
     assert len(report.rows) >= 8 and result.validated, result.to_dict()
+
+
+def test_calls_cut_at_the_capture_limits_are_captured_again_deeper_where_the_proof_was_taken(service):
+    inv, root, checkout = service
+    stop = threading.Event()
+
+    def production():
+        n = 0
+        while not stop.is_set():
+            currency = ("eur", "USD")[n % 2]
+            checkout.order({"items": [{"sku": "a", "qty": 1}], "meta": {"currency": currency}})
+            n += 1
+            stop.wait(0.01)
+
+    worker = threading.Thread(target=production, daemon=True)
+    worker.start()
+    try:
+        inv.probe("snapshot", "shop", f"fixshop/checkout.py:{_line('order')}", capture=["currency"], rate=100)
+        rows = _snapshots(inv, 4)
+        assert "depth" in str(rows[0]["arguments"])  # the default depth cut the items: not rebuildable
+        cited = [r["evidence_id"] for r in rows][:4]
+        verdict = Verdict("proven", "shop", "fixshop/checkout.py:order", evidence=cited,
+                          predicate=Predicate.from_dict({"capture": "currency", "op": "matches", "value": "^[a-z]{3}$"}))
+        fix = Fix.from_edits(root, [("fixshop/checkout.py", 'currency = body["meta"]["currency"]',
+                                     'currency = body["meta"]["currency"].upper()')])
+        result = Assistant(inv).validate_fix(verdict, fix, calls=10, capture_s=20)
+    finally:
+        stop.set()
+        worker.join(5)
+    report = result.reports["fixshop/checkout.py:order"]
+    assert len(result.captured) == 1 and not report.not_rebuilt and len(report.rows) == 10, result.to_dict()
+    failing = [r for r in report.rows if r["failed_in_production"]]  # the proof's predicate held on them
+    assert failing and failing == [r for r in report.rows if "'currency': 'eur'" in r["arguments"]["body"]]
+    assert all(r["after"]["value"].startswith("{'currency': 'EUR'") for r in failing) and len(failing) < 10
+    assert result.validated, result.to_dict()
 
 
 def test_a_replayed_call_never_reaches_another_service(service):
