@@ -83,6 +83,7 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
     claim = verdict.predicate.describe()
     inv.mark(f"verification started: is {claim} gone at {verdict.locus}?")
     placed: List[Any] = []
+    reach: List[Any] = []  # beside a probe with a condition: a plain log of every call reaching its place
     try:
         for service, spec in specs:
             rec = inv.probe(spec["kind"], service, spec["where"], when=spec.get("when"), capture=spec.get("capture", ()),
@@ -90,30 +91,41 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
                             ttl=timeout + 30, partial=True)
             placed.append(rec)
             say(f"verify: probe {rec.alias} again at {spec['where']}")
+            if spec.get("when") and spec["kind"] in _LINE_KINDS:
+                reach.append(inv.probe("log", service, spec["where"], template="verify: reached", rate=50,
+                                       ttl=timeout + 30, partial=True))
         deadline = time.monotonic() + timeout
-        events = _events(inv, placed)
-        while len(events) < calls and time.monotonic() < deadline:
+        events, reached = _events(inv, placed), len(_events(inv, reach))
+        while len(events) < calls and not (reach and reached >= calls) and time.monotonic() < deadline:
             time.sleep(0.25)
-            events = _events(inv, placed)
+            events, reached = _events(inv, placed), len(_events(inv, reach))
     finally:
-        for rec in placed:
+        for rec in placed + reach:
             try:
                 inv.remove(rec.alias)
             except Exception:  # noqa: BLE001 - removed already (TTL), or its service went away
                 pass
     events = events[:max(calls, 1)] if len(events) > calls else events
     held = sum(1 for e in events if holds(verdict.predicate, e))
-    if len(events) < calls:
-        report = VerifyReport("inconclusive", len(events), held, claim, why=f"asked for {calls} calls within "
-                                                                               f"{timeout:g}s")
-    else:
+    if len(events) >= calls:
         still = judge(verdict.predicate, events) if verdict.predicate.agg == "median" else (held > 0 or None)
         report = VerifyReport("still" if still else "gone", len(events), held, claim)
+    elif reach and reached >= calls:
+        # the calls reached the place; the condition let only `events` through: judged on those, out of all
+        still = judge(verdict.predicate, events) if verdict.predicate.agg == "median" and events else held > 0
+        report = VerifyReport("still" if still else "gone", reached, held, claim,
+                              why=f"the probe's condition let {len(events)} of {reached} calls through")
+    else:
+        report = VerifyReport("inconclusive", max(len(events), reached), held, claim,
+                              why=f"asked for {calls} calls within {timeout:g}s")
     report.evidence = [e["evidence_id"] for e in events]
     report.probes = [rec.alias for rec in placed]
     inv.mark(f"verification: {report.headline()}")
     say(report.headline())
     return report
+
+
+_LINE_KINDS = ("snapshot", "log", "metric")  # the kinds a condition filters calls of at a place
 
 
 def _file_line(where: str) -> Tuple[str, int]:

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Sequence
 
 from probebook.assistant import Assistant
+from probebook.assistant.verify import anchor_lines
 from probebook.assistant.model import Verdict, parse_locus, process_of
 from probebook.errors import one_line
 from probebook.session import Investigation
@@ -157,6 +158,54 @@ def _verified(containment: Dict[str, Any]) -> Dict[str, Any]:
     return {"outcome": outcome, "why": str(probe.get("headline", ""))}
 
 
+def _ship_fix(lab: Any, inv: Investigation, verdict: Verdict, sc: Scenario, anchors: Dict[str, str],
+              log: Callable[[str], None]) -> Dict[str, Any]:
+    """Verification after the fix ships: the release the service ran while the fault was live with the
+    scenario's `[fix]` on top, deployed; the scenario's other steps done again (the trigger is back: a flag
+    on again, the same traffic); then the proof's probes placed again on the new code with the same
+    predicate (`anchors`: their lines' text, read before anything changed), and the alert's query asked
+    once its window has passed since the deploy."""
+    from probebook.assistant.journal import Journal
+    from probebook.assistant.symptom import alerts_now
+    from probebook.assistant.verify import verify_fix
+
+    from .actions import perform
+    from .scenarios import Action
+
+    truth = sc.truth
+    assert truth is not None
+    if not truth.fix:
+        return {"outcome": "n/a", "why": "the scenario gives no fix in code"}
+    if verdict.kind != "proven" or verdict.predicate is None or not verdict.evidence:
+        return {"outcome": "n/a", "why": f"a verdict of {verdict.kind} without a predicate to check on the fix"}
+    service = truth.fix_service or truth.service
+    deploy = {"service": service, "version": f"{lab.service(service)['version']}-fix", "edits": [], "by": "lab-eval"}
+    for step in sc.inject:
+        if step.kind == "deploy" and step.fields.get("service") == service:  # the faulty release, rebuilt
+            deploy.update(version=f"{step.fields['version']}-fix", edits=list(step.fields.get("edits", [])),
+                          **({"code": step.fields["code"]} if step.fields.get("code") else {}))
+        else:
+            perform(lab, step)
+    deploy["edits"] = deploy["edits"] + [{"file": e.file, "find": e.find, "replace": e.replace} for e in truth.fix]
+    deploy["summary"] = f"{service} {deploy['version']}: the fix ({truth.mitigation})"
+    log(f"   ship: {perform(lab, Action('deploy', deploy, sc.path))}")
+    for name in {service} | {str(st.fields.get("service")) for st in sc.inject if st.kind in ("deploy", "restart")}:
+        url = lab.manifest["services"].get(name, {}).get("agent_url")
+        if url:  # a restarted service's agent listens on a new port
+            inv.connect(name, url, token=lab.token)
+    shipped = time.monotonic()
+    inv.mark(f"fix shipped: {service} {deploy['version']}")
+    probe = verify_fix(inv, verdict, calls=20, timeout=60.0, anchors=anchors, progress=lambda line: log(f"   {line}"))
+    time.sleep(max(0.0, shipped + 20.0 - time.monotonic()))  # the alert's rate window holds only the new code
+    incident = Journal(inv.store).incident_of(verdict.id) if verdict.id else None
+    held = [k[0] for k, v in alerts_now(inv, incident.alerts if incident else []).items() if v]
+    why = probe.headline() + (f"; {', '.join(held)} still holds" if held else "; the alert's query does not hold")
+    inv.mark(f"after the fix: {why}")
+    outcome = "NOT fixed" if held or probe.outcome == "still" else \
+        "verified" if probe.outcome == "gone" else "inconclusive"
+    return {"outcome": outcome, "why": why}
+
+
 def _postmortem(lab: Any, inv: Investigation, sc: Scenario) -> Dict[str, Any]:
     """The investigation saved, its postmortem notebook written and run under plain `pytest --nbval`."""
     from probebook.assistant.postmortem import write_postmortem
@@ -211,11 +260,13 @@ def evaluate(lab: Any, scenarios: Sequence[Scenario], budget_s: float = 110.0, w
                 verdict = Verdict("inconclusive", cause=f"the investigation failed: {one_line(exc, 200)}")
             elapsed = round(time.monotonic() - started, 1)
             if lifecycle:
+                anchors = _stage(lambda: anchor_lines(inv, verdict)) if verdict.evidence else {}
                 stages["fix"] = _stage(lambda: _validate_fix(lab, inv, verdict, sc, log))
             if contain:
                 containment = _stage(lambda: _contain(lab, inv, verdict, log))
             if lifecycle:
                 stages["verified"] = _verified(containment)
+                stages["shipped"] = _stage(lambda: _ship_fix(lab, inv, verdict, sc, anchors, log))
                 stages["postmortem"] = _stage(lambda: _postmortem(lab, inv, sc))
                 log("   " + "; ".join(f"{k}: {v['outcome']}" for k, v in stages.items()))
         finally:
@@ -248,13 +299,13 @@ def table(results: Sequence[EvalResult]) -> str:
     whole = any(r.lifecycle for r in results)  # `--lifecycle` adds the stages after the verdict
     lines = ["| scenario | verdict | service | locus | score | seconds | probes | tool calls |"
              + (" containment | symptom after |" if contained else "")
-             + (" fix validated | verification | postmortem |" if whole else ""),
-             "|---|---|---|---|---|---|---|---|" + ("---|---|" if contained else "") + ("---|---|---|" if whole else "")]
+             + (" fix validated | verification | after the fix | postmortem |" if whole else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|---|" if contained else "") + ("---|---|---|---|" if whole else "")]
     for r in results:
         v = r.verdict
         extra = f" {r.containment.get('action', '-')} | {r.containment.get('outcome', '-')} |" if contained else ""
         if whole:
-            extra += "".join(f" {r.lifecycle.get(k, {}).get('outcome', '-')} |" for k in ("fix", "verified", "postmortem"))
+            extra += "".join(f" {r.lifecycle.get(k, {}).get('outcome', '-')} |" for k in ("fix", "verified", "shipped", "postmortem"))
         lines.append(f"| {r.scenario} | {v['kind']} | {v['service'] or '-'} | {v['locus'].split('/')[-1] or '-'} | "
                      f"{r.score} | {r.seconds:g} | {r.probes} | {r.tool_calls} |" + extra)
     counts = {s: sum(1 for r in results if r.score == s) for s in SCORES}

@@ -56,3 +56,36 @@ def test_a_verdict_without_proof_cannot_be_verified(proven):
 
     with pytest.raises(AssistantError, match="verify a proven one"):
         verify_fix(inv, replace(verdict, predicate=None))
+
+
+def test_a_probe_with_a_condition_is_verified_on_the_calls_that_reached_its_place(tmp_path, monkeypatch):
+    """A proof taken with a condition (`when`): after the fix, no call passes it; the calls that reached the
+    place (a plain log beside it) show that this is the fix and not a lack of traffic."""
+    from probebook.assistant.model import Verdict
+    from probebook.evidence.predicate import Predicate
+    from support import wait_for
+
+    agent, inv = Agent(), Investigation()
+    inv.attach("tinyshop", agent, audit_path=str(tmp_path / "audit.jsonl"))
+    try:
+        monkeypatch.setitem(tinyshop.DISCOUNTS, "BROKEN", 15)
+        path = tinyshop.__file__
+        with open(path, encoding="utf-8") as fh:
+            line = next(i for i, t in enumerate(fh, 1) if "amount = round(subtotal * (1 - discount), 2)" in t)
+        rec = inv.probe("snapshot", "tinyshop", f"{path}:{line}", when="discount > 1", capture=["discount"], rate=50)
+        with_traffic(lambda: wait_for(lambda: inv.store.count("snapshots") >= 3, timeout=20, what="3 snapshots"))
+        inv.remove(rec.alias)
+        ids = inv.sql("SELECT evidence_id FROM snapshots")["evidence_id"].to_list()
+        verdict = Verdict("proven", "tinyshop", f"{path}:final_amount", evidence=ids,
+                          predicate=Predicate.from_dict({"capture": "discount", "op": ">", "value": 1}))
+        before = with_traffic(lambda: verify_fix(inv, verdict, calls=10, timeout=30))
+        assert before.outcome == "still" and before.held > 0, before.to_dict()
+        monkeypatch.setitem(tinyshop.DISCOUNTS, "BROKEN", 0.15)  # the fix
+        after = with_traffic(lambda: verify_fix(inv, verdict, calls=10, timeout=30))
+        assert after.outcome == "gone" and after.held == 0 and after.seen >= 10, after.to_dict()
+        assert f"let 0 of {after.seen} calls through" in after.headline()
+        idle = verify_fix(inv, verdict, calls=5, timeout=1.5)  # no traffic: neither probe sees a call
+        assert idle.outcome == "inconclusive" and idle.seen == 0, idle.to_dict()
+        assert inv.probes().filter(inv.probes()["status"] != "removed").height == 0  # nothing left behind
+    finally:
+        inv.close()

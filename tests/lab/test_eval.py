@@ -34,14 +34,14 @@ def test_eval_scores_a_users_scenario_folder_through_the_lifecycle(lab, tmp_path
     if r["verdict"]["kind"] == "proven":  # a proof cites what it rests on
         assert r["verdict"]["evidence"]
     # the first action proposed was done to the lab and the symptom checked after it
-    assert "| containment | symptom after | fix validated | verification | postmortem |" in done.stdout
+    assert "| containment | symptom after | fix validated | verification | after the fix | postmortem |" in done.stdout
     if r["verdict"]["kind"] == "proven" and r["verdict"]["service"] == "orders":
         assert r["containment"]["action"] == "roll orders back to 2.7.1", r["containment"]
         assert r["containment"]["outcome"] == "contained", r["containment"]
     else:
         assert r["containment"]["outcome"] in ("none proposed", "contained", "still", "inconclusive"), r
     stages = r["lifecycle"]
-    assert set(stages) == {"fix", "verified", "postmortem"} and all(s.get("why") for s in stages.values()), stages
+    assert set(stages) == {"fix", "verified", "shipped", "postmortem"} and all(s.get("why") for s in stages.values()), stages
     if r["verdict"]["kind"] == "proven":  # the folder's [fix] was replayed (or it says why it could not be)
         assert stages["fix"]["outcome"] in ("yes", "no") and stages["fix"]["id"].startswith("fixval:"), stages
     # the postmortem is written next to the saved investigation and passes plain nbval with nothing running
