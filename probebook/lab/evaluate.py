@@ -198,11 +198,20 @@ def _ship_fix(lab: Any, inv: Investigation, verdict: Verdict, sc: Scenario, anch
     probe = verify_fix(inv, verdict, calls=20, timeout=60.0, anchors=anchors, progress=lambda line: log(f"   {line}"))
     time.sleep(max(0.0, shipped + 20.0 - time.monotonic()))  # the alert's rate window holds only the new code
     incident = Journal(inv.store).incident_of(verdict.id) if verdict.id else None
-    held = [k[0] for k, v in alerts_now(inv, incident.alerts if incident else []).items() if v]
-    why = probe.headline() + (f"; {', '.join(held)} still holds" if held else "; the alert's query does not hold")
+    asked = alerts_now(inv, incident.alerts if incident else [])
+    held = [k[0] for k, v in asked.items() if v]
+    quiet = bool(asked) and all(v is False for v in asked.values())
+    why = probe.headline() + (f"; {', '.join(held)} still holds" if held else
+                              "; the alert's query does not hold" if quiet else "; no alert's query could be asked")
+    if held:
+        outcome = "NOT fixed"
+    elif probe.outcome == "gone":
+        outcome = "verified"
+    elif probe.outcome == "still" and quiet:  # the failure went, the predicate stayed: it told the failing calls apart
+        outcome, why = "inconclusive", why + ": the predicate may describe the calls that failed, not the fault"
+    else:
+        outcome = "NOT fixed" if probe.outcome == "still" else "inconclusive"
     inv.mark(f"after the fix: {why}")
-    outcome = "NOT fixed" if held or probe.outcome == "still" else \
-        "verified" if probe.outcome == "gone" else "inconclusive"
     return {"outcome": outcome, "why": why}
 
 

@@ -44,6 +44,8 @@ def test_eval_scores_a_users_scenario_folder_through_the_lifecycle(lab, tmp_path
     assert set(stages) == {"fix", "verified", "shipped", "postmortem"} and all(s.get("why") for s in stages.values()), stages
     if r["verdict"]["kind"] == "proven":  # the folder's [fix] was replayed (or it says why it could not be)
         assert stages["fix"]["outcome"] in ("yes", "no") and stages["fix"]["id"].startswith("fixval:"), stages
+        # the fix (a right one) shipped on the faulty release and checked on the new code: never "NOT fixed"
+        assert stages["shipped"]["outcome"] in ("verified", "inconclusive"), stages["shipped"]
     # the postmortem is written next to the saved investigation and passes plain nbval with nothing running
     assert stages["postmortem"]["outcome"] == "nbval green", stages["postmortem"]
     assert os.path.isfile(os.path.join(lab.state, "eval", "coupons-go-negative", "investigation.duckdb"))
