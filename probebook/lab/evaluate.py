@@ -144,7 +144,9 @@ def _verified(containment: Dict[str, Any]) -> Dict[str, Any]:
     """Verification after the containment, as its check saw it: the proof's probes placed again with the
     same predicate. `passed`: the alert is gone and the predicate held on none of the calls; `locus idle`:
     the alert is gone and no call reached the probes (the action took that path out of use: a flag off, a
-    rollback to code without it), so there was nothing left to verify there; `not passed` otherwise."""
+    rollback to code without it), so there was nothing left to verify there; `inconclusive`: the alert is
+    gone but the predicate still holds (it may tell the failing calls apart rather than the fault); `not
+    passed` otherwise."""
     probe = (containment.get("check") or {}).get("probe")
     if not probe:
         return {"outcome": "n/a", "why": containment.get("why") or "no probe was placed again after the action"}
@@ -153,6 +155,8 @@ def _verified(containment: Dict[str, Any]) -> Dict[str, Any]:
         outcome = "passed"
     elif gone and probe.get("outcome") == "inconclusive" and not probe.get("seen"):
         outcome = "locus idle"
+    elif gone and probe.get("outcome") == "still":  # the failure went, the predicate stayed
+        outcome = "inconclusive"
     else:
         outcome = "not passed"
     return {"outcome": outcome, "why": str(probe.get("headline", ""))}
