@@ -58,7 +58,7 @@ def register(sub: Subparsers) -> None:
     ev.add_argument("--llm", action="store_true", help="the LLM planner ($PROBEBOOK_LLM_BASE_URL, _MODEL, _API_KEY)")
     ev.add_argument("--budget", type=float, default=110.0, help="seconds per investigation (default 110)")
     ev.add_argument("--contain", action="store_true",
-                    help="after each verdict, do the first containment it proposes and check the symptom")
+                    help="after each verdict, do the containments it proposes, in order, until the symptom goes")
     ev.add_argument("--lifecycle", action="store_true",
                     help="the whole lifecycle after each verdict: the scenario's fix validated on captured calls, "
                          "containment, verification, the postmortem notebook run under nbval (in STATE/eval/ID)")

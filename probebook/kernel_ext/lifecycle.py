@@ -1,10 +1,18 @@
-"""The lifecycle after a verdict, from the notebook: `%contain` (containment with approval) and
+"""The lifecycle after a verdict, from the notebook: `%contain` (containment with approval), `%fixcheck`
+(a candidate fix replayed on production's calls), `%verify` (the proof's probes again, after a fix) and
 `%postmortem` (the re-runnable postmortem notebook of this investigation).
 
     %contain [--remediation NAME|MODULE:FACTORY] [--verdict ID] [--since 6h]    proposals, Approve / Refuse
     %contain ID --yes [--timeout 120s]    approve ID (as listed: rollback-orders-2.7.1) in words, wait for it
     %contain ID --refuse
+    %fixcheck --root DIR REL=FIXED [REL=FIXED ...] [--verdict ID] [--service S] [--capture 20s] [--python PATH]
+    %verify [--verdict ID] [--calls 20] [--timeout 60s]
     %postmortem [-o postmortem.ipynb] [--verdict ID] [--no-execute]
+
+`%fixcheck` names the folder the service imports its code from (`--root`) and, for each file the fix
+changes, its path there and a file holding the fixed text (``shop/orders.py=orders_fixed.py``). A fix that
+is not validated, and a verification that does not find the cause gone, fail the cell with one line (a
+runbook must not go on as if they had), after the table of what was replayed.
 
 The remediation is a variable of the notebook (``remediation = LabRemediation(lab)``) or a factory
 ``MODULE:FACTORY`` called with the investigation; it is remembered for the next `%contain`. A `--yes`
@@ -34,6 +42,9 @@ __all__ = ["LifecycleMagics"]
 _CONTAIN_USAGE = ("%contain [--remediation NAME|MODULE:FACTORY] [--verdict ID] [--since 6h] | %contain ID --yes "
                   "[--timeout 120s] | %contain ID --refuse")
 _POSTMORTEM_USAGE = "%postmortem [-o OUT.ipynb] [--verdict ID] [--no-execute]"
+_FIXCHECK_USAGE = ("%fixcheck --root DIR REL=FIXED [REL=FIXED ...] [--verdict ID] [--service S] [--capture 20s] "
+                   "[--python PATH]")
+_VERIFY_USAGE = "%verify [--verdict ID] [--calls 20] [--timeout 60s]"
 
 
 @magics_class
@@ -92,6 +103,67 @@ class LifecycleMagics(SessionMagics):
                                poke=self.session.publisher.poke, why_none=why_no_proposal(verdict.kind))
         self.session._go_live(("containment",), view)
         return self.session.adopt(view)  # type: ignore[return-value]
+
+    @no_var_expand
+    @line_magic
+    def fixcheck(self, line: str) -> None:
+        """%fixcheck --root DIR REL=FIXED [...] [--verdict ID] [--service S] [--capture 20s] [--python PATH]"""
+        p = MagicParser("%fixcheck", _FIXCHECK_USAGE)
+        p.add_argument("files", nargs="*")
+        p.add_argument("--root")
+        p.add_argument("--verdict")
+        p.add_argument("--service")
+        p.add_argument("--capture", default="20s")
+        p.add_argument("--python")
+        a = p.parse(line)
+        if not a.root or not a.files:
+            p.error("name the service's code folder and each fixed file: --root DIR shop/orders.py=orders_fixed.py")
+        fixed = {}
+        for item in a.files:
+            rel, sep, path = item.partition("=")
+            if not sep or not rel or not path:
+                p.error(f"{item}: write PATH_IN_ROOT=FILE_WITH_THE_FIXED_TEXT")
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    fixed[rel] = fh.read()
+            except OSError as exc:
+                raise MagicError(f"%fixcheck: cannot read {path} ({exc.strerror}); give a file holding the fixed text")
+        verdict = self._verdict(a.verdict)
+        from IPython.display import display
+
+        from probebook.assistant.fixcheck import Fix, validate_fix
+        from probebook.assistant.postmortem_cells import fix_replays
+
+        with user_errors("%fixcheck: "):
+            # --capture 0: only the calls the store holds, nothing placed
+            capture = 0.0 if a.capture.strip() in ("0", "0s") else parse_seconds(a.capture, "--capture")
+            result = validate_fix(self.inv, verdict, Fix(a.root, fixed, python=a.python), service=a.service,
+                                  capture_s=capture)
+        rows = fix_replays(self.inv)
+        display(rows.filter(rows["validation"] == result.id))
+        if not result.validated:
+            raise MagicError(f"%fixcheck: {result.headline()}")
+        print(result.headline())
+
+    @no_var_expand
+    @line_magic
+    def verify(self, line: str) -> None:
+        """%verify [--verdict ID] [--calls 20] [--timeout 60s]"""
+        p = MagicParser("%verify", _VERIFY_USAGE)
+        p.add_argument("--verdict")
+        p.add_argument("--calls", type=int, default=20)
+        p.add_argument("--timeout", default="60s")
+        a = p.parse(line)
+        if a.calls < 1:
+            p.error("--calls: at least 1 call to judge the predicate on")
+        verdict = self._verdict(a.verdict)
+        from probebook.assistant.verify import verify_fix
+
+        with user_errors("%verify: "):
+            report = verify_fix(self.inv, verdict, calls=a.calls, timeout=parse_seconds(a.timeout, "--timeout"))
+        if report.outcome != "gone":
+            raise MagicError(f"%verify: {report.headline()}")
+        print(report.headline())
 
     @no_var_expand
     @line_magic

@@ -107,7 +107,8 @@ def score(truth: Any, v: Verdict) -> str:
 
 
 def _contain(lab: Any, inv: Investigation, verdict: Verdict, log: Callable[[str], None]) -> Dict[str, Any]:
-    """The first containment proposed for `verdict`, approved and done to the lab, its symptom checked."""
+    """The containments proposed for `verdict`, approved in the order proposed and done to the lab, each
+    with its symptom check, until one contains it (an on-call engineer approving the list, one by one)."""
     from probebook.assistant.containment import why_no_proposal
 
     from .remediation import LabRemediation
@@ -116,10 +117,15 @@ def _contain(lab: Any, inv: Investigation, verdict: Verdict, log: Callable[[str]
     proposals = assistant.propose(verdict)
     if not proposals:
         return {"outcome": "none proposed", "why": why_no_proposal(verdict.kind)}
-    result = assistant.contain(proposals[0], LabRemediation(lab), approve=True, verdict=verdict,
-                               audit=lab.path("eval-actions-audit.log"), who="lab-eval", check_timeout=90.0,
-                               progress=lambda line: log(f"   {line}"))
-    return {"outcome": result.outcome, "action": proposals[0].action.describe(), "headline": result.headline(),
+    done: List[str] = []
+    for proposal in proposals:
+        result = assistant.contain(proposal, LabRemediation(lab), approve=True, verdict=verdict,
+                                   audit=lab.path("eval-actions-audit.log"), who="lab-eval", check_timeout=90.0,
+                                   progress=lambda line: log(f"   {line}"))
+        done.append(proposal.action.describe())
+        if result.outcome == "contained":
+            break
+    return {"outcome": result.outcome, "action": " + ".join(done), "headline": result.headline(),
             "check": result.check.to_dict() if result.check is not None else None}
 
 
@@ -145,8 +151,8 @@ def _verified(containment: Dict[str, Any]) -> Dict[str, Any]:
     same predicate. `passed`: the alert is gone and the predicate held on none of the calls; `locus idle`:
     the alert is gone and no call reached the probes (the action took that path out of use: a flag off, a
     rollback to code without it), so there was nothing left to verify there; `inconclusive`: the alert is
-    gone but the predicate still holds (it may tell the failing calls apart rather than the fault); `not
-    passed` otherwise."""
+    gone but the predicate still holds (it may tell the failing calls apart rather than the fault) or too
+    few calls came to judge it; `not passed`: the alert still holds."""
     probe = (containment.get("check") or {}).get("probe")
     if not probe:
         return {"outcome": "n/a", "why": containment.get("why") or "no probe was placed again after the action"}
@@ -155,7 +161,7 @@ def _verified(containment: Dict[str, Any]) -> Dict[str, Any]:
         outcome = "passed"
     elif gone and probe.get("outcome") == "inconclusive" and not probe.get("seen"):
         outcome = "locus idle"
-    elif gone and probe.get("outcome") == "still":  # the failure went, the predicate stayed
+    elif gone:  # the failure went, the predicate stayed, or too few calls came to judge it
         outcome = "inconclusive"
     else:
         outcome = "not passed"
@@ -238,8 +244,8 @@ def evaluate(lab: Any, scenarios: Sequence[Scenario], budget_s: float = 110.0, w
              log: Callable[[str], None] = print, planner: str = "deterministic", llm: Any = None,
              contain: bool = False, lifecycle: bool = False) -> List[EvalResult]:
     """Run every scenario blind against the running `lab`; the lab is back at its baseline after each.
-    `contain`: after the verdict, do the first containment it proposes (approved: this is the lab) and
-    record whether the symptom went. `lifecycle`: the whole lifecycle after the verdict: the scenario's fix
+    `contain`: after the verdict, do the containments it proposes, in order, until one contains it
+    (approved: this is the lab), and record whether the symptom went. `lifecycle`: the whole lifecycle after the verdict: the scenario's fix
     validated on the calls production made (before containment, while the fault is live), the containment,
     the verification it ends with, and the postmortem notebook written and run under nbval."""
     contain = contain or lifecycle

@@ -106,3 +106,29 @@ def test_postmortem_of_the_live_investigation(proven, run, tmp_path, home, monke
     proven.mark("the kernel keeps writing its own store")  # the copy left it writable
     _one_line(run("%postmortem -o pm.ipynb"), "pm.ipynb exists")
     _one_line(run("%postmortem -o pm.txt"), "write a notebook name ending in .ipynb")
+
+
+def test_fixcheck_replays_a_fix_and_verify_says_the_cause_is_still_there_until_it_ships(proven, run, tmp_path):
+    fixed = tmp_path / "tinyshop_fixed.py"
+    with open(tinyshop.__file__, encoding="utf-8") as fh:
+        source = fh.read()
+    fixed.write_text(source.replace("        return DISCOUNTS.get(code, 0.0)\n",
+                                    "        rate = DISCOUNTS.get(code, 0.0)\n        return rate / 100 if rate > 1 else rate\n"))
+    root = os.path.dirname(tinyshop.__file__)
+    cell = run(f"%fixcheck --root {root} tinyshop.py={fixed} --capture 20s")
+    assert cell.error is None, cell.shown
+    assert cell.stdout.strip().startswith("fix validated: tinyshop.py:Billing.discount_for: fix validated:"), cell.stdout
+    kept = proven.sql("SELECT validated FROM assistant_fix_validations").rows()
+    assert kept == [(True,)]
+    # a fix that changes nothing the calls take is not validated: the cell fails with one line
+    same = tmp_path / "tinyshop_same.py"
+    same.write_text(source.replace("def discount_for(self, code):", "def discount_for(self, code):  # reviewed"))
+    _one_line(run(f"%fixcheck --root {root} tinyshop.py={same} --capture 0s"), "%fixcheck: fix NOT validated")
+    # the fix has not shipped: the proof's probe still sees the cause, and the cell says so
+    _one_line(run("%verify --calls 5 --timeout 30s"), "%verify: NOT fixed:")
+    tinyshop.DISCOUNTS["BROKEN"] = 0.15  # shipped (the fixture's monkeypatch puts it back)
+    done = run("%verify --calls 5 --timeout 30s")
+    assert done.error is None and done.stdout.startswith("verified:"), done.shown
+    _one_line(run("%fixcheck --root x"), "name the service's code folder and each fixed file")
+    _one_line(run(f"%fixcheck --root {root} tinyshop.py"), "tinyshop.py: write PATH_IN_ROOT=FILE_WITH_THE_FIXED_TEXT")
+    _one_line(run(f"%fixcheck --root {root} tinyshop.py={tmp_path / 'none.py'}"), "cannot read")
