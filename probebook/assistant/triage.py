@@ -10,16 +10,18 @@ evidence; each prints nothing and answers plain values a runbook's decision cell
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
+from probebook.protocol.spec import parse_duration
 from probebook.session import Investigation
 
 from .assistant import open_alerts
 from .model import epoch_of
 from .symptom import ask_alert_query
 
-__all__ = ["AlertNow", "alert_now", "newest_live", "live_deploys", "slow_services", "calls_between", "bottom_of"]
+__all__ = ["incident_window", "AlertNow", "alert_now", "newest_live", "live_deploys", "slow_services", "calls_between", "bottom_of"]
 
 
 @dataclass
@@ -78,6 +80,19 @@ def live_deploys(inv: Investigation, since: str = "1h", before: Optional[float] 
         row["details"] = json.loads(details) if isinstance(details, str) else dict(details or {})
         rows.append(row)
     return newest_live(rows)
+
+
+def incident_window(now: AlertNow, longest: str = "30s", shortest: float = 10.0) -> str:
+    """A PromQL range over the incident only: the time since the alert started, at least `shortest` seconds
+    and at most `longest` (a window reaching back before the onset averages the quiet time in, and a p95
+    read right after the alert fired can fall under the threshold the alert itself crossed).
+
+    >>> incident_window(AlertNow("X", True, True, started=time.time() - 12.4), "30s"), incident_window(AlertNow("X", True, True), "30s")
+    ('12s', '30s')
+    """
+    top = parse_duration(longest, "window")
+    since = time.time() - now.started if now.started else top
+    return f"{int(max(shortest, min(since, top)))}s"
 
 
 def slow_services(inv: Investigation, metric: str = "http_request_duration_seconds", quantile: float = 0.95,
