@@ -34,7 +34,7 @@ from .journal import Journal
 from .model import Verdict, parse_locus
 from .proof import load_events
 from .replay import CapturedCall, ReplayReport, captured_calls, replay
-from .tools import probe_events
+from .tools import probe_events, remove_placed
 from .verify import evidence_probes
 
 __all__ = ["Fix", "FixValidation", "changed_functions", "validate_fix"]
@@ -190,10 +190,7 @@ def _recapture(inv: Investigation, verdict: Verdict, service: str, rel: str, mod
         while time.monotonic() < deadline and len(probe_events(inv, rec, limit=calls)) < calls:
             time.sleep(0.25)
     finally:
-        try:
-            inv.remove(rec.alias)
-        except Exception:  # noqa: BLE001 - its TTL removed it, or the service went away
-            pass
+        remove_placed(inv, [rec])
     out = []
     for ev in probe_events(inv, rec, limit=calls):
         args = ev.get("arguments")
@@ -207,9 +204,10 @@ def validate_fix(inv: Investigation, verdict: Verdict, fix: Fix, service: Option
                  capture_s: float = 20.0, timeout: float = 60.0,
                  progress: Optional[Callable[[str], None]] = None) -> FixValidation:
     """Replay the production calls of each function `fix` changes, from the running code and from the
-    fixed code, and judge. Calls come from the store; where it holds none for a function and `capture_s`
-    is above 0, a snapshot probe at the function's entry on `service` (the verdict's) captures up to
-    `calls` of them first. The result is kept (`assistant_fix_validations`) and put on the timeline."""
+    fixed code, and judge. Calls come from the store; where none of those that showed the defect can be
+    rebuilt (none stored, or cut at the capture's limits) and `capture_s` is above 0, up to `calls` of them
+    are captured again on `service` (the verdict's) first, deeper (`_recapture`). The result is kept
+    (`assistant_fix_validations`) and put on the timeline."""
     say = progress or (lambda line: None)
     if not fix.files:
         raise AssistantError("fix: no file changed; give the fixed text of at least one file")
@@ -249,9 +247,3 @@ def validate_fix(inv: Investigation, verdict: Verdict, fix: Fix, service: Option
     inv.store.add_timeline(f"fix validation: {out.headline()}", source="assistant", ref=out.id)
     return out
 
-
-def recorded_validations(inv: Investigation) -> List[Dict[str, Any]]:
-    """The fix validations kept in the store, oldest first (their bodies)."""
-    if "assistant_fix_validations" not in inv.store.tables():
-        return []
-    return [json.loads(r[0]) for r in inv.sql("SELECT body FROM assistant_fix_validations ORDER BY ts").rows()]

@@ -285,6 +285,16 @@ class ToolBox:
         return ToolResult("sql", f"{frame.height} rows", rows, ids)
 
 
+def remove_placed(inv: Investigation, recs: List[Any]) -> None:
+    """Remove the probes `recs` (`ProbeRecord`s) a step placed for itself; one its TTL removed already, or
+    whose service went away, is passed over."""
+    for rec in recs:
+        try:
+            inv.remove(rec.alias)
+        except Exception:  # noqa: BLE001 - removed already (TTL), or its service went away
+            pass
+
+
 def probe_events(inv: Investigation, rec: Any, limit: int = 200) -> List[Dict[str, Any]]:
     """Stored events of the probe `rec` (a `ProbeRecord`), oldest first, as event dicts."""
     table, _ = KIND_TABLE[rec.kind]

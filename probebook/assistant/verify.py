@@ -20,7 +20,7 @@ from probebook.session import Investigation
 
 from .model import Verdict
 from .proof import load_events
-from .tools import probe_events
+from .tools import probe_events, remove_placed
 
 __all__ = ["VerifyReport", "verify_fix"]
 
@@ -100,11 +100,7 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
             time.sleep(0.25)
             events, reached = _events(inv, placed), len(_events(inv, reach))
     finally:
-        for rec in placed + reach:
-            try:
-                inv.remove(rec.alias)
-            except Exception:  # noqa: BLE001 - removed already (TTL), or its service went away
-                pass
+        remove_placed(inv, placed + reach)
     events = events[:max(calls, 1)] if len(events) > calls else events
     held = sum(1 for e in events if holds(verdict.predicate, e))
     if len(events) >= calls:

@@ -32,14 +32,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Sequence
 
 from probebook.assistant import Assistant
-from probebook.assistant.verify import anchor_lines
 from probebook.assistant.model import Verdict, parse_locus, process_of
+from probebook.assistant.verify import anchor_lines
 from probebook.errors import one_line
 from probebook.session import Investigation
 
 from .actions import inject, recover
-from .runner import REPO_ROOT
 from .endpoints import connect_lab
+from .runner import REPO_ROOT
 from .scenarios import Scenario
 from .verify import wait_for_alert, wait_quiet
 
@@ -67,9 +67,10 @@ class EvalResult:
     tool_calls: int = 0
     truth: Dict[str, str] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
-    # with `contain`: the first action proposed, done through the lab's remediation, and what the check saw
+    # with `contain`: the actions proposed and done through the lab's remediation, and what the last check saw
     containment: Dict[str, Any] = field(default_factory=dict)
-    # with `lifecycle`: the stages after the verdict, each {"outcome": ..., "why": ...}: fix, verified, postmortem
+    # with `lifecycle`: the stages after the verdict, each {"outcome": ..., "why": ...}: fix, verified,
+    # shipped, postmortem
     lifecycle: Dict[str, Dict[str, Any]] = field(default_factory=dict)
 
 
@@ -175,11 +176,13 @@ def _ship_fix(lab: Any, inv: Investigation, verdict: Verdict, sc: Scenario, anch
     on again, the same traffic); then the proof's probes placed again on the new code with the same
     predicate (`anchors`: their lines' text, read before anything changed), and the alert's query asked
     once its window has passed since the deploy."""
+    from probebook.assistant.containment import Action as ContainmentAction
     from probebook.assistant.journal import Journal
     from probebook.assistant.symptom import alerts_now
     from probebook.assistant.verify import verify_fix
 
     from .actions import perform
+    from .remediation import LabRemediation
     from .scenarios import Action
 
     truth = sc.truth
@@ -199,10 +202,9 @@ def _ship_fix(lab: Any, inv: Investigation, verdict: Verdict, sc: Scenario, anch
     deploy["edits"] = deploy["edits"] + [{"file": e.file, "find": e.find, "replace": e.replace} for e in truth.fix]
     deploy["summary"] = f"{service} {deploy['version']}: the fix ({truth.mitigation})"
     log(f"   ship: {perform(lab, Action('deploy', deploy, sc.path))}")
+    remediation = LabRemediation(lab)  # a restarted service's agent listens on a new port: connect to it
     for name in {service} | {str(st.fields.get("service")) for st in sc.inject if st.kind in ("deploy", "restart")}:
-        url = lab.manifest["services"].get(name, {}).get("agent_url")
-        if url:  # a restarted service's agent listens on a new port
-            inv.connect(name, url, token=lab.token)
+        remediation.refresh(inv, ContainmentAction("restart", name))
     shipped = time.monotonic()
     inv.mark(f"fix shipped: {service} {deploy['version']}")
     probe = verify_fix(inv, verdict, calls=20, timeout=60.0, anchors=anchors, progress=lambda line: log(f"   {line}"))
@@ -245,9 +247,10 @@ def evaluate(lab: Any, scenarios: Sequence[Scenario], budget_s: float = 110.0, w
              contain: bool = False, lifecycle: bool = False) -> List[EvalResult]:
     """Run every scenario blind against the running `lab`; the lab is back at its baseline after each.
     `contain`: after the verdict, do the containments it proposes, in order, until one contains it
-    (approved: this is the lab), and record whether the symptom went. `lifecycle`: the whole lifecycle after the verdict: the scenario's fix
-    validated on the calls production made (before containment, while the fault is live), the containment,
-    the verification it ends with, and the postmortem notebook written and run under nbval."""
+    (approved: this is the lab), and record whether the symptom went. `lifecycle`: the whole lifecycle
+    after the verdict: the scenario's fix validated on the calls production made (before containment,
+    while the fault is live), the containment and the verification it ends with, the fix shipped and
+    verified on the new code, and the postmortem notebook written and run under nbval."""
     contain = contain or lifecycle
     results = []
     for sc in scenarios:
@@ -279,7 +282,7 @@ def evaluate(lab: Any, scenarios: Sequence[Scenario], budget_s: float = 110.0, w
                 verdict = Verdict("inconclusive", cause=f"the investigation failed: {one_line(exc, 200)}")
             elapsed = round(time.monotonic() - started, 1)
             if lifecycle:
-                anchors = _stage(lambda: anchor_lines(inv, verdict)) if verdict.evidence else {}
+                anchors = _anchors(inv, verdict)
                 stages["fix"] = _stage(lambda: _validate_fix(lab, inv, verdict, sc, log))
             if contain:
                 containment = _stage(lambda: _contain(lab, inv, verdict, log))
@@ -303,6 +306,15 @@ def evaluate(lab: Any, scenarios: Sequence[Scenario], budget_s: float = 110.0, w
                                   {"verdict": truth.verdict, "service": truth.service, "locus": truth.locus}, notes,
                                   containment, stages))
     return results
+
+
+def _anchors(inv: Investigation, verdict: Verdict) -> Dict[str, str]:
+    """The text of the proof's probe lines, read before anything changes (none when it cannot be read:
+    shipping the fix then says the probes could not be placed again)."""
+    try:
+        return anchor_lines(inv, verdict) if verdict.evidence else {}
+    except Exception:  # noqa: BLE001 - a stage's input, not the end of the run
+        return {}
 
 
 def _stage(run: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:

@@ -4,6 +4,7 @@ the calls production made (from the store, or captured now by a probe at the fun
 running and the fixed code in a child process, keeps the result with an id and shows it in the postmortem.
 A replayed call never reaches another service: the child has no network."""
 
+import contextlib
 import os
 import socket
 import textwrap
@@ -61,6 +62,27 @@ def service(tmp_path):
         inv.close()
 
 
+@contextlib.contextmanager
+def production(call):
+    """`call(n)` for n = 0, 1, 2, ... every 10 ms in a thread while the block runs: production's traffic."""
+    stop = threading.Event()
+
+    def run():
+        n = 0
+        while not stop.is_set():
+            call(n)
+            n += 1
+            stop.wait(0.01)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        worker.join(5)
+
+
 def _line(tag):
     return next(i for i, text in enumerate(SRC.splitlines(), 1) if f"at:{tag}" in text)
 
@@ -105,29 +127,19 @@ def test_the_fix_is_replayed_on_the_calls_that_showed_the_defect_kept_and_shown_
 
 def test_a_fix_to_a_function_no_snapshot_holds_captures_its_calls_first_then_removes_the_probe(service):
     inv, root, checkout = service
-    stop = threading.Event()
+    rates = [0.1, 15, 0.25, 20]
 
-    def production():
-        rates = [0.1, 15, 0.25, 20]
-        n = 0
-        while not stop.is_set():
-            try:
-                checkout.discount(rates[n % 4])
-            except ValueError:
-                pass
-            n += 1
-            stop.wait(0.01)
+    def call(n):
+        try:
+            checkout.discount(rates[n % 4])
+        except ValueError:
+            pass
 
-    worker = threading.Thread(target=production, daemon=True)
-    worker.start()
-    try:
+    with production(call):
         verdict = Verdict("proven", "shop", "fixshop/checkout.py:discount", cause="percent read as a fraction")
         fix = Fix.from_edits(root, [("fixshop/checkout.py", "    if rate > 1:\n        raise",
                                      "    rate = rate / 100 if rate > 1 else rate\n    if rate > 1:\n        raise")])
         result = Assistant(inv).validate_fix(verdict, fix, calls=8, capture_s=20)
-    finally:
-        stop.set()
-        worker.join(5)
     assert len(result.captured) == 1 and inv.records[result.captured[0]].removed
     report = result.reports["fixshop/checkout.py:discount"]
     raised = [r for r in report.rows if not r["before"]["ok"]]
@@ -137,19 +149,10 @@ def test_a_fix_to_a_function_no_snapshot_holds_captures_its_calls_first_then_rem
 
 def test_calls_cut_at_the_capture_limits_are_captured_again_deeper_where_the_proof_was_taken(service):
     inv, root, checkout = service
-    stop = threading.Event()
+    def call(n):
+        checkout.order({"items": [{"sku": "a", "qty": 1}], "meta": {"currency": ("eur", "USD")[n % 2]}})
 
-    def production():
-        n = 0
-        while not stop.is_set():
-            currency = ("eur", "USD")[n % 2]
-            checkout.order({"items": [{"sku": "a", "qty": 1}], "meta": {"currency": currency}})
-            n += 1
-            stop.wait(0.01)
-
-    worker = threading.Thread(target=production, daemon=True)
-    worker.start()
-    try:
+    with production(call):
         inv.probe("snapshot", "shop", f"fixshop/checkout.py:{_line('order')}", capture=["currency"], rate=100)
         rows = _snapshots(inv, 4)
         assert "depth" in str(rows[0]["arguments"])  # the default depth cut the items: not rebuildable
@@ -159,9 +162,6 @@ def test_calls_cut_at_the_capture_limits_are_captured_again_deeper_where_the_pro
         fix = Fix.from_edits(root, [("fixshop/checkout.py", 'currency = body["meta"]["currency"]',
                                      'currency = body["meta"]["currency"].upper()')])
         result = Assistant(inv).validate_fix(verdict, fix, calls=10, capture_s=20)
-    finally:
-        stop.set()
-        worker.join(5)
     report = result.reports["fixshop/checkout.py:order"]
     assert len(result.captured) == 1 and not report.not_rebuilt and len(report.rows) == 10, result.to_dict()
     failing = [r for r in report.rows if r["failed_in_production"]]  # the proof's predicate held on them
