@@ -7,7 +7,10 @@ and compare, call by call.
 arguments); `replay(calls, root, module, qualname, fixed)` runs them twice (the code as it is under `root`,
 and the same tree with `fixed` files replaced) and answers a `ReplayReport`: before and after per call,
 which calls could not be rebuilt and why, and whether the fix holds (every call that failed now passes,
-every call that passed answers the same). The child process is the standard library only, so it runs under
+every call that passed answers the same). A value that cannot be made again (a connection, a file, a list
+cut at the capture's limits) stands as a tripwire: a call that never uses it is replayed all the same, one
+that uses it in any way stops and is reported not rebuilt, with the value's place (``self.pool._idle``). A
+captured lock is replaced by a fresh one, and the report says so. The child process is the standard library only, so it runs under
 the service's own interpreter (`python=`); it never runs in the service's process, never touches the
 service's files (a copy, SQLite databases included, made fresh for each run), and stops at `timeout`.
 
@@ -96,13 +99,20 @@ class ReplayReport:
         fixed = [r for r in failing if r["after"]["ok"] and r["before"] != r["after"]]
         kept = [r for r in self.rows if not r["failed_in_production"] and r["before"] == r["after"]]
         said = "fix validated" if self.validated else "fix NOT validated"
+        stand = self.stand_ins
         return (f"{said}: {len(fixed)} of {len(failing)} failing calls now pass, {len(kept)} of "
                 f"{len(self.rows) - len(failing)} other calls answer as before; {len(self.not_rebuilt)} calls "
-                f"not rebuilt")
+                f"not rebuilt" + (f"; stand-ins: {', '.join(stand[:3])}" + (" ..." if len(stand) > 3 else "")
+                                  if stand else ""))
+
+    @property
+    def stand_ins(self) -> List[str]:
+        """What the replayed calls ran with in place of production's (a fresh lock for a captured one)."""
+        return sorted({s for r in self.rows for side in ("before", "after") for s in r[side].get("stand_ins", [])})
 
     def to_dict(self) -> Dict[str, Any]:
         return {"validated": self.validated, "summary": self.summary(), "rows": self.rows,
-                "not_rebuilt": self.not_rebuilt, "isolation": self.isolation}
+                "not_rebuilt": self.not_rebuilt, "stand_ins": self.stand_ins, "isolation": self.isolation}
 
 
 def captured_calls(inv: Investigation, locus: str, failing: Sequence[str] = (), limit: int = 50) -> List[CapturedCall]:
@@ -198,7 +208,7 @@ import importlib, json, sys, types
 root, module, qualname = sys.argv[1], sys.argv[2], sys.argv[3]
 sys.path[:0] = [root, *sys.argv[4:]]
 
-class NotRebuilt(Exception):
+class NotRebuilt(BaseException):  # not an Exception: a replayed `except Exception` never swallows it
     pass
 
 def _no_network(*args, **kwargs):
@@ -208,18 +218,62 @@ import socket  # a replayed call never reaches a live service: every connection 
 socket.socket.connect = socket.socket.connect_ex = _no_network
 socket.create_connection = _no_network
 
-def rebuild(t):
+import ast, inspect, threading
+TOUCHED, STAND_INS = [], []
+
+def _trip(self, *args, **kwargs):
+    why = object.__getattribute__(self, "_why")
+    TOUCHED.append(why)
+    raise NotRebuilt(why)
+
+class Missing:
+    """Stands where a captured value could not be made again: a call that uses it in any way (reads an
+    attribute, calls it, compares it, iterates it, prints it) stops, and is reported as not rebuilt."""
+    __slots__ = ("_why",)
+
+    def __init__(self, why):
+        object.__setattr__(self, "_why", why)
+
+    __getattribute__ = _trip  # also `__class__`, which isinstance reads when the type does not match
+
+for _name in ("call len iter next reversed bool eq ne lt le gt ge hash getitem setitem delitem contains enter exit "
+              "aenter aexit aiter anext await repr str format bytes fspath int float complex index round neg pos "
+              "abs invert add radd sub rsub mul rmul matmul truediv rtruediv floordiv rfloordiv mod rmod divmod "
+              "pow rpow and rand or ror xor rxor lshift rlshift rshift rrshift setattr delattr").split():
+    setattr(Missing, f"__{_name}__", _trip)
+
+# a lock is taken and given back within the call: a fresh one stands for production's (said in the answer)
+_FRESH = {"_thread.lock": threading.Lock, "_thread.RLock": threading.RLock}
+
+def _assigned(cls):
+    """The attributes the class's own code sets on its objects (`self.x = ...`); None when unreadable."""
+    names = set()
+    try:
+        for klass in cls.__mro__[:-1]:
+            for node in ast.walk(ast.parse(inspect.getsource(klass).lstrip())):
+                if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) and \
+                        isinstance(node.value, ast.Name) and node.value.id == "self":
+                    names.add(node.attr)
+    except Exception:
+        return None
+    return names
+
+def rebuild(t, where):
     kind = t.get("type")
     if "not_captured" in t:
         raise NotRebuilt(f"a {kind} that was {t['not_captured']}")
-    if t.get("truncated"):
+    if kind in _FRESH and not t.get("fields"):
+        STAND_INS.append(f"{where}: a fresh {kind}")
+        return _FRESH[kind]()
+    if t.get("truncated") and "fields" not in t:
         raise NotRebuilt(f"a {kind} cut at the capture's limits")
     if kind in ("int", "float", "str", "bool", "NoneType"):
         return t.get("value")
     if kind in ("list", "tuple", "set", "frozenset"):
-        return {"list": list, "tuple": tuple, "set": set, "frozenset": frozenset}[kind](rebuild(e) for e in t.get("elements", []))
+        return {"list": list, "tuple": tuple, "set": set, "frozenset": frozenset}[kind](
+            rebuild(e, f"{where}[{i}]") for i, e in enumerate(t.get("elements", [])))
     if kind == "dict":
-        return {rebuild(k): rebuild(v) for k, v in t.get("entries", [])}
+        return {rebuild(k, where): rebuild(v, f"{where}[...]") for k, v in t.get("entries", [])}
     if "fields" in t:  # an object of the service's classes: made without running its __init__
         mod, _, name = kind.rpartition(".")
         try:
@@ -228,11 +282,28 @@ def rebuild(t):
                 cls = getattr(cls, part)
         except Exception:
             raise NotRebuilt(f"a {kind}: its class is not importable here")
+        absent = set()
+        if t.get("truncated"):  # the capture stopped before its last fields: those its class sets stand in
+            absent = _assigned(cls)
+            if absent is None:
+                raise NotRebuilt(f"a {kind} cut at the capture's limits (its class's source is not readable)")
         obj = cls.__new__(cls)
-        for k, v in t["fields"].items():
-            setattr(obj, k, rebuild(v))
+        try:
+            for k, v in t["fields"].items():
+                object.__setattr__(obj, k, soft(v, f"{where}.{k}"))
+            for k in sorted(absent - set(t["fields"])):
+                object.__setattr__(obj, k, Missing(f"{where}.{k}: not captured (the capture's limits)"))
+        except (AttributeError, TypeError) as exc:
+            raise NotRebuilt(f"a {kind}: its fields cannot be set ({exc})")
         return obj
     raise NotRebuilt(f"a {kind} (no way to make one again from its capture)")
+
+def soft(t, where):
+    """The value, or a `Missing` that says why not: a call that never uses it is replayed all the same."""
+    try:
+        return rebuild(t, where)
+    except NotRebuilt as exc:
+        return Missing(f"{where}: {exc}")
 
 def answer(value):
     text = repr(value)
@@ -242,22 +313,26 @@ target = importlib.import_module(module)
 owner, _, fname = qualname.rpartition(".")
 out = {}
 for call in json.load(sys.stdin):
-    try:
-        args = {k: rebuild(v) for k, v in call["arguments"].items()}
-    except NotRebuilt as exc:
-        out[call["id"]] = {"not_rebuilt": str(exc)}
-        continue
+    del TOUCHED[:], STAND_INS[:]
+    args = {k: soft(v, k) for k, v in call["arguments"].items()}
     try:
         if owner and "self" in args:  # a method: the captured self is its first argument
+            if type(args["self"]) is Missing:
+                raise NotRebuilt(object.__getattribute__(args["self"], "_why"))
             fn = getattr(type(args["self"]), fname)
         else:
             fn = target
             for part in qualname.split("."):
                 fn = getattr(fn, part)
-        out[call["id"]] = answer(fn(**args))
+        got = answer(fn(**args))
     except NotRebuilt as exc:
-        out[call["id"]] = {"not_rebuilt": str(exc)}
+        got = {"not_rebuilt": str(exc)}
     except BaseException as exc:
-        out[call["id"]] = {"ok": False, "raised": type(exc).__name__, "message": str(exc)[:200]}
+        got = {"ok": False, "raised": type(exc).__name__, "message": str(exc)[:200]}
+    if TOUCHED and "not_rebuilt" not in got:  # the call caught the stop itself: what it answered is not its own
+        got = {"not_rebuilt": TOUCHED[0]}
+    if STAND_INS and "not_rebuilt" not in got:
+        got["stand_ins"] = sorted(set(STAND_INS))
+    out[call["id"]] = got
 print(json.dumps(out))
 '''

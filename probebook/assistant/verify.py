@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from probebook.errors import AssistantError, ProbebookError
+from probebook.errors import AssistantError, ProbebookError, one_line
 from probebook.evidence.predicate import holds, judge
 from probebook.session import Investigation
 
@@ -72,7 +72,9 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
     """Place again the probes that captured `verdict`'s evidence (same kind, place, condition and
     captures), wait for `calls` events or `timeout` seconds, and judge the verdict's predicate on them.
     A probe whose file the service no longer runs (a new release elsewhere on disk) goes to the file it
-    runs now with the same path tail, on the line with the text `anchors` held for it (`anchor_lines`)."""
+    runs now with the same path tail, on the line with the text `anchors` held for it (`anchor_lines`).
+    Where the running code no longer has that line (the fix rewrote it), the predicate has no place to be
+    judged: the answer is `inconclusive`, and says to judge the fix by its symptom."""
     if verdict.predicate is None or not verdict.evidence:
         raise AssistantError("verify: the verdict has no predicate and evidence to check again; verify a proven one")
     say = progress or (lambda line: None)
@@ -82,6 +84,14 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
         raise AssistantError("verify: the probes that captured the verdict's evidence are not in this investigation")
     claim = verdict.predicate.describe()
     inv.mark(f"verification started: is {claim} gone at {verdict.locus}?")
+    rewritten = [spec for _, spec in specs if spec.get("rewritten")]
+    if rewritten:  # the predicate read values at a line the running code no longer has: it says nothing now
+        report = VerifyReport("inconclusive", 0, 0, claim, why=(
+            f"the running code no longer has the line the proof was read at ({one_line(rewritten[0]['rewritten'], 60)}): "
+            f"judge the fix by its symptom, the alert, instead"))
+        inv.mark(f"verification: {report.headline()}")
+        say(report.headline())
+        return report
     placed: List[Any] = []
     reach: List[Any] = []  # beside a probe with a condition: a plain log of every call reaching its place
     try:
@@ -138,11 +148,9 @@ def _on_running_code(inv: Investigation, service: str, spec: Dict[str, Any], anc
         files = [m.file for m in inv.modules(service)]
     except ProbebookError:
         return spec
-    if path in files:
-        return spec
+    best, common = (path, 1) if path in files else ("", 0)
     tail = [p for p in path.split("/") if p]
-    best, common = "", 0
-    for f in files:
+    for f in files if not best else ():
         parts = [p for p in f.split("/") if p]
         n = 0
         while n < min(len(parts), len(tail)) and parts[-1 - n] == tail[-1 - n]:
@@ -156,10 +164,14 @@ def _on_running_code(inv: Investigation, service: str, spec: Dict[str, Any], anc
         try:
             found = [n for n, t in inv.source_file(service, best).lines if t.strip() == text]
         except ProbebookError:
-            found = []
+            found = None
+        if found == []:  # the fix rewrote the very line the proof was read at
+            say(f"verify: {best} no longer has the line the proof was read at ({one_line(text, 80)})")
+            return {**spec, "rewritten": text}
         line = min(found, key=lambda n: abs(n - line)) if found else line
     where = f"{best}:{line}"
-    say(f"verify: {spec['where']} is {where} in the code {service} runs now")
+    if where != spec["where"]:
+        say(f"verify: {spec['where']} is {where} in the code {service} runs now")
     return {**spec, "where": where}
 
 

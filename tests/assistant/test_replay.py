@@ -96,9 +96,9 @@ def test_the_fix_passes_the_calls_that_failed_and_answers_the_others_as_before(p
         assert by_id[eid]["after"]["ok"] is True
     (spring,) = [r for r in report.rows if r["arguments"]["code"] == "'SPRING'"]
     assert spring["before"] == spring["after"] == {"ok": True, "type": "float", "value": "9.0"}
-    # the call whose note was cut at the capture's limits is not replayed, and the report says why
-    assert [n["why"] for n in report.not_rebuilt] == ["a str cut at the capture's limits"]
-    assert report.summary().startswith("fix validated: 2 of 2 failing calls now pass, 1 of 1 other calls")
+    # the call whose note was cut at the capture's limits is replayed all the same: `amount` never reads it
+    assert not report.not_rebuilt and len(report.rows) == 4
+    assert report.summary().startswith("fix validated: 2 of 2 failing calls now pass, 2 of 2 other calls")
     assert "fresh copy" in report.isolation and "1 SQLite file(s) copied fresh" in report.isolation
     assert _rows_in_production_db(root) == charges  # the copies' inserts never reached the service's database
 
@@ -110,7 +110,7 @@ def test_a_fix_that_breaks_a_passing_call_is_not_validated(production):
     wrong = FIXED.replace("round(subtotal * (1 - discount), 2)", "round(subtotal * (1 - discount), 1) + 0.01")
     report = replay(captured_calls(inv, "shop/billing.py:Billing.amount", failing), root, "shop.billing",
                     "Billing.amount", {"shop/billing.py": wrong})
-    assert not report.validated and "fix NOT validated: 2 of 2 failing calls now pass, 0 of 1 other" in report.summary()
+    assert not report.validated and "fix NOT validated: 2 of 2 failing calls now pass, 0 of 2 other" in report.summary()
 
 
 def test_bad_requests_are_one_line(production, tmp_path):
@@ -124,3 +124,71 @@ def test_bad_requests_are_one_line(production, tmp_path):
         replay(calls, root, "shop.nothing", "Billing.amount", {})
     with pytest.raises(AssistantError, match="write path.py:Qual.name"):
         captured_calls(inv, "Billing.amount")
+
+
+HELD = textwrap.dedent('''
+    import sqlite3
+    import threading
+
+
+    class Quotas:
+        def __init__(self, path):
+            self.conn = sqlite3.connect(path, check_same_thread=False)
+            self._lock = threading.Lock()
+            self.limits = {"eu": 100, "us": 10}
+            self.seen = {f"user-{i}": i for i in range(500)}  # more than a capture holds
+
+        def left(self, region, spent):
+            with self._lock:  # at:left
+                limit = self.limits.get(region, 0)
+            if spent > limit:
+                raise ValueError(f"over quota by {spent - limit}")
+            return limit - spent
+
+        def record(self, region, spent):
+            try:
+                self.conn.execute("INSERT INTO spend VALUES (?, ?)", (region, spent))  # at:record
+            except Exception:
+                return "not recorded"
+            return "recorded"
+''')
+
+
+def test_what_a_call_never_uses_need_not_be_rebuilt_and_what_it_uses_stops_it(tmp_path):
+    """An object that holds a connection, a lock and a dict too big to capture: a method that only takes
+    the lock and reads a small dict is replayed (a fresh lock stands for production's, and the report says
+    so); one that uses the connection is not, though it catches every Exception, and the report names the
+    connection's place."""
+    root = tmp_path / "srv"
+    with package_on_disk(root, "shop", {"quotas": HELD}) as (quotas,):
+        agent, inv = Agent(), Investigation()
+        inv.attach("shop", agent, audit_path=str(tmp_path / "audit.jsonl"))
+        lines = {m: 1 + next(i for i, t in enumerate(HELD.splitlines()) if f"at:{m}" in t) for m in ("left", "record")}
+        for m, line in lines.items():
+            inv.probe("snapshot", "shop", f"shop/quotas.py:{line}", rate=100)
+        q = quotas.Quotas(str(tmp_path / "quotas.db"))
+        for region, spent in [("eu", 30), ("us", 40), ("us", 5)]:
+            try:
+                q.left(region, spent)
+            except ValueError:
+                pass
+            q.record(region, spent)
+        wait_for(lambda: inv.store.count("snapshots") >= 6, timeout=10, what="six snapshots")
+        try:
+            every = captured_calls(inv, "shop/quotas.py:Quotas.left")
+            assert every[0].arguments["self"]["fields"]["seen"].get("truncated"), "the dict was expected cut"
+            failing = [c.evidence_id for c in every if c.arguments["spent"]["value"] == 40]
+            fixed = HELD.replace("if spent > limit:", "if spent > limit and region != 'us':")
+            report = replay(captured_calls(inv, "shop/quotas.py:Quotas.left", failing), str(root), "shop.quotas",
+                            "Quotas.left", {"shop/quotas.py": fixed})
+            assert report.validated and not report.not_rebuilt, report.to_dict()
+            assert report.stand_ins == ["self._lock: a fresh _thread.lock"], report.to_dict()
+            assert "stand-ins: self._lock: a fresh _thread.lock" in report.summary()
+
+            report = replay(captured_calls(inv, "shop/quotas.py:Quotas.record"), str(root), "shop.quotas",
+                            "Quotas.record", {})
+            assert not report.rows and len(report.not_rebuilt) == 3, report.to_dict()
+            assert all(n["why"].startswith("self.conn: a sqlite3.Connection") for n in report.not_rebuilt), \
+                report.not_rebuilt
+        finally:
+            inv.close()

@@ -89,3 +89,20 @@ def test_a_probe_with_a_condition_is_verified_on_the_calls_that_reached_its_plac
         assert inv.probes().filter(inv.probes()["status"] != "removed").height == 0  # nothing left behind
     finally:
         inv.close()
+
+
+def test_when_the_fix_rewrote_the_line_the_proof_read_it_is_inconclusive_not_still(proven):
+    """The proof's line as it was (its anchor) is not in the code that runs now: the predicate read values
+    at a place the fixed code no longer has, so it cannot say the cause is still there; no probe is placed."""
+    from probebook.assistant.verify import anchor_lines
+
+    inv, verdict = proven
+    anchors = anchor_lines(inv, verdict)
+    assert anchors, "the proof's probe was expected on a line"
+    placed = inv.probes().height
+    report = verify_fix(inv, verdict, calls=5, timeout=5, anchors={w: t + "  # as it was before the fix"
+                                                                   for w, t in anchors.items()})
+    assert report.outcome == "inconclusive" and report.seen == 0, report.to_dict()
+    assert "no longer has the line the proof was read at" in report.headline()
+    assert "judge the fix by its symptom" in report.headline()
+    assert inv.probes().height == placed
