@@ -101,24 +101,33 @@ def capture_locals(f_locals: Mapping[str, Any], limits: CaptureLimits, redactor:
 def capture_locals_raw(f_locals: Mapping[str, Any], arguments: Iterable[str], limits: CaptureLimits,
                        redactor: Redactor, deadline: Optional[int] = None) -> Tuple[tuple, tuple]:
     """The `arguments` among `f_locals`, and the other locals, as two token streams of `{name: node}`
-    captured under one budget (arguments first)."""
+    captured under one budget (arguments first; among them `self` and `cls` last: an object's own state is
+    often the largest value of a frame, and the budget goes first to the values a call was given)."""
     b = Budget(limits, redactor.snapshot(), deadline)
     items = dict.items(f_locals) if issubclass(type(f_locals), dict) else f_locals.items()
     wanted = set(arguments)
     args_out: List[Any] = [OPEN]
     b.out = args_out
-    rest = []
+    rest, owner = [], []
     for item in items:
         if item[0] in wanted:
-            _named(item, b)
+            if item[0] in _OWNERS:
+                owner.append(item)
+            else:
+                _named(item, b)
         else:
             rest.append(item)
+    for item in owner:
+        _named(item, b)
     args_out.append(CLOSE)
     b.out = [OPEN]
     for item in rest:
         _named(item, b)
     b.out.append(CLOSE)
     return tuple(args_out), tuple(b.out)
+
+
+_OWNERS = ("self", "cls")
 
 
 def _named(item: Tuple[str, Any], b: Budget) -> None:

@@ -373,6 +373,20 @@ def test_locals_past_the_byte_budget_are_marked_limit_not_dropped():
     assert out["v49"] == {"type": "str", "not_captured": "limit"}
 
 
+def test_the_arguments_a_call_was_given_are_captured_before_its_own_object():
+    """A method's `self` often holds far more than its budget (a cache's entries); the arguments come
+    first, so a replay can rebuild what the call was given even when the object is cut."""
+    big = type("Cache", (), {})()
+    big.entries = {f"k{i}": "v" * 255 for i in range(100)}
+    f_locals = {"self": big, "request": "sku=1&region=eu", "local": 1}
+    args, rest = capture_locals_raw(f_locals, ("self", "request"), CaptureLimits(max_bytes=2_000, max_ms=100),
+                                    Redactor())
+    out = as_tree(args)
+    assert list(out) == ["request", "self"]
+    assert out["request"]["value"] == "sku=1&region=eu"
+    assert out["self"]["fields"]["entries"].get("truncated")
+
+
 # --- kinds that get a summary or special shape -----------------------------------------------
 
 class Color(enum.Enum):
