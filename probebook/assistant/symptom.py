@@ -17,6 +17,7 @@ True
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -27,7 +28,7 @@ from probebook.session import Investigation
 from .model import Alert, Verdict
 from .verify import verify_fix
 
-__all__ = ["SymptomCheck", "check_symptom", "matches_alert", "ask_alert_query", "alerts_now"]
+__all__ = ["SymptomCheck", "check_symptom", "matches_alert", "ask_alert_query", "alerts_now", "lookback_s"]
 
 _NOT_LABELS = ("evidence_id", "ts", "series", "metric", "value")
 
@@ -106,11 +107,34 @@ def _ask_all(inv: Investigation, rows: List[Dict[str, Any]]) -> None:
             row["holds"], row["error"] = None, one_line(exc, 160)
 
 
-def alerts_now(inv: Investigation, alerts: Sequence[Alert]) -> Dict[Tuple[str, str], Optional[bool]]:
-    """Each (alert, query) of `alerts` asked once now: holds, does not, or None (could not be asked)."""
+def alerts_now(inv: Investigation, alerts: Sequence[Alert], since: Optional[float] = None, longest: float = 180.0,
+               poll: float = 3.0) -> Dict[Tuple[str, str], Optional[bool]]:
+    """Each (alert, query) of `alerts` asked now: holds, does not, or None (could not be asked). With
+    `since` (a `time.monotonic()` reading, when a change went out), a query that holds is asked again every
+    `poll` seconds until it does not or until its look-back (`lookback_s`) has passed since then (at most
+    `longest` seconds): a rule over a window reads the time before the change until the window has moved
+    past it."""
     rows = _rows(inv, alerts, [])
     _ask_all(inv, rows)
+    if since is not None and rows:
+        until = since + min(longest, max(lookback_s(r["query"]) for r in rows) + 2 * poll)
+        while any(r["holds"] for r in rows) and time.monotonic() + poll <= until:
+            time.sleep(poll)
+            _ask_all(inv, rows)
     return {(r["alert"], r["query"]): r["holds"] for r in rows}
+
+
+_RANGE = re.compile(r"\[(\d+(?:\.\d+)?)(ms|s|m|h|d)(?::[^\]]*)?\]")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def lookback_s(query: str) -> float:
+    """How far back a PromQL query reads: its longest range (``[5m]``, a subquery's ``[1m:10s]``), else 0.
+
+    >>> lookback_s("rate(x[30s]) > 0 and deriv(y[2m]) > 0"), lookback_s("up == 0")
+    (120.0, 0.0)
+    """
+    return max((float(n) * _UNIT_S[u] for n, u in _RANGE.findall(query)), default=0.0)
 
 
 def check_symptom(inv: Investigation, alerts: Sequence[Alert] = (), verdict: Optional[Verdict] = None,

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from probebook.errors import AssistantError, ProbebookError, one_line
-from probebook.evidence.predicate import holds, judge
+from probebook.evidence.predicate import Predicate, compare, holds, judge, value_of
 from probebook.session import Investigation
 
 from .model import Verdict
@@ -82,7 +82,9 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
              for service, spec in evidence_probes(inv, verdict.evidence)]
     if not specs:
         raise AssistantError("verify: the probes that captured the verdict's evidence are not in this investigation")
-    claim = verdict.predicate.describe()
+    pred = as_seen(inv, verdict)
+    claim = pred.describe() + (f" (the failing calls' values; the proof's bound: {verdict.predicate.describe()})"
+                               if pred != verdict.predicate else "")
     inv.mark(f"verification started: is {claim} gone at {verdict.locus}?")
     rewritten = [spec for _, spec in specs if spec.get("rewritten")]
     if rewritten:  # the predicate read values at a line the running code no longer has: it says nothing now
@@ -112,23 +114,52 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
     finally:
         remove_placed(inv, placed + reach)
     events = events[:max(calls, 1)] if len(events) > calls else events
-    held = sum(1 for e in events if holds(verdict.predicate, e))
+    held = sum(1 for e in events if holds(pred, e))
     if len(events) >= calls:
-        still = judge(verdict.predicate, events) if verdict.predicate.agg == "median" else (held > 0 or None)
+        still = judge(pred, events) if pred.agg == "median" else (held > 0 or None)
         report = VerifyReport("still" if still else "gone", len(events), held, claim)
     elif reach and reached >= calls:
         # the calls reached the place; the condition let only `events` through: judged on those, out of all
-        still = judge(verdict.predicate, events) if verdict.predicate.agg == "median" and events else held > 0
+        still = judge(pred, events) if pred.agg == "median" and events else held > 0
         report = VerifyReport("still" if still else "gone", reached, held, claim,
                               why=f"the probe's condition let {len(events)} of {reached} calls through")
     else:
         report = VerifyReport("inconclusive", max(len(events), reached), held, claim,
                               why=f"asked for {calls} calls within {timeout:g}s")
+    between = sum(1 for e in events if holds(verdict.predicate, e) and not holds(pred, e))
+    if report.outcome == "gone" and between:  # values neither like the failing calls nor like the healthy ones
+        report = VerifyReport("inconclusive", report.seen, held, claim, why=(
+            f"{between} call(s) had {pred.capture} between the healthy calls' largest ({verdict.predicate.value!r}) "
+            f"and the failing calls' smallest ({pred.value!r}): values seen on neither before the fix"
+            if pred.op == ">=" else
+            f"{between} call(s) had {pred.capture} between the failing calls' largest ({pred.value!r}) and the "
+            f"healthy calls' smallest ({verdict.predicate.value!r}): values seen on neither before the fix"))
     report.evidence = [e["evidence_id"] for e in events]
     report.probes = [rec.alias for rec in placed]
     inv.mark(f"verification: {report.headline()}")
     say(report.headline())
     return report
+
+
+def as_seen(inv: Investigation, verdict: Verdict) -> Predicate:
+    """The predicate verification judges: a bound that separated failing from healthy calls (``rate > 0.0``,
+    the healthy calls' largest value) narrowed to the values the failing calls had (``rate >= 15``).
+    Both separated them when the proof was made. After a fix, a call in the narrowed range shows the fault
+    still; one between the two bounds (a rate of 0.15) was seen on neither side, so it makes the answer
+    `inconclusive`, never `still` (it may be the fixed code's healthy value) nor `gone` (it may be the
+    fault at a smaller size). Any other predicate is judged as it is."""
+    p = verdict.predicate
+    if p is None or p.agg != "any" or p.op not in (">", "<") or not p.capture or not _number(p.value):
+        return p  # type: ignore[return-value]
+    seen = [value_of(p, e) for e in load_events(inv.store, verdict.evidence).values()]
+    if not seen or not all(_number(v) and compare(v, p.op, p.value) for v in seen):
+        return p
+    bound = min(seen) if p.op == ">" else max(seen)
+    return replace(p, op=p.op + "=", value=bound)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 _LINE_KINDS = ("snapshot", "log", "metric")  # the kinds a condition filters calls of at a place

@@ -13,7 +13,7 @@ import tinyshop  # noqa: E402
 
 from probebook.agent import Agent  # noqa: E402
 from tinyshop_driver import investigate_pay_500s, with_traffic  # noqa: E402
-from probebook.assistant.verify import verify_fix  # noqa: E402
+from probebook.assistant.verify import as_seen, verify_fix  # noqa: E402
 from probebook.errors import AssistantError  # noqa: E402
 from probebook.session import Investigation  # noqa: E402
 
@@ -37,7 +37,10 @@ def test_before_the_fix_the_cause_is_still_there_and_after_it_is_gone(proven, mo
     monkeypatch.setitem(tinyshop.DISCOUNTS, "BROKEN", 0.15)  # the fix, deployed
     after = with_traffic(lambda: verify_fix(inv, verdict, calls=10, timeout=30))
     assert after.outcome == "gone" and after.held == 0 and after.seen == 10, after.to_dict()
-    assert after.headline().startswith(f"verified: {verdict.predicate.describe()} held on 0 of 10 calls")
+    narrowed = as_seen(inv, verdict)  # `> 0.2` (the healthy calls' largest) judged as `>= 15` (the failing ones')
+    assert (narrowed.op, narrowed.value, verdict.predicate.op) == (">=", 15, ">"), (narrowed, verdict.predicate)
+    assert after.headline().startswith(f"verified: {narrowed.describe()} (the failing calls' values; the proof's "
+                                       f"bound: {verdict.predicate.describe()}) held on 0 of 10 calls")
     marks = inv.sql("SELECT text FROM timeline WHERE text LIKE 'verification%' ORDER BY ts")["text"].to_list()
     assert len(marks) == 4 and marks[-1] == f"verification: {after.headline()}"
     assert inv.probes().filter(inv.probes()["status"] != "removed").height == 0  # nothing left behind
@@ -106,3 +109,13 @@ def test_when_the_fix_rewrote_the_line_the_proof_read_it_is_inconclusive_not_sti
     assert "no longer has the line the proof was read at" in report.headline()
     assert "judge the fix by its symptom" in report.headline()
     assert inv.probes().height == placed
+
+
+def test_values_seen_on_neither_side_before_the_fix_make_it_inconclusive(proven, monkeypatch):
+    """A "fix" that makes BROKEN's discount 0.5: above every healthy call's (0.2), below every failing
+    call's (15). Neither like the failing calls nor like the healthy ones: not gone, not still."""
+    inv, verdict = proven
+    monkeypatch.setitem(tinyshop.DISCOUNTS, "BROKEN", 0.5)
+    report = with_traffic(lambda: verify_fix(inv, verdict, calls=10, timeout=30))
+    assert report.outcome == "inconclusive" and report.held == 0 and report.seen == 10, report.to_dict()
+    assert "values seen on neither before the fix" in report.headline() and "(15)" in report.headline()
