@@ -33,7 +33,7 @@ from probebook.session import Investigation
 from .journal import Journal
 from .model import Verdict, parse_locus
 from .proof import load_events
-from .replay import CapturedCall, ReplayReport, captured_calls, replay
+from .replay import CapturedCall, ReplayReport, captured_calls, epoch, replay
 from .tools import probe_events, remove_placed
 from .verify import evidence_probes
 
@@ -196,7 +196,7 @@ def _recapture(inv: Investigation, verdict: Verdict, service: str, rel: str, mod
         args = ev.get("arguments")
         args = json.loads(args) if isinstance(args, str) else dict(args or {})
         failed = bool(specs) and verdict.predicate is not None and holds(verdict.predicate, ev)
-        out.append(CapturedCall(str(ev["evidence_id"]), args, failed))
+        out.append(CapturedCall(str(ev["evidence_id"]), args, failed, epoch(ev.get("ts"))))
     return rec.alias, out
 
 

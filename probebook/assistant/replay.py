@@ -36,7 +36,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 from probebook.errors import AssistantError, one_line
 from probebook.session import Investigation
 
-__all__ = ["CapturedCall", "ReplayReport", "captured_calls", "replay", "rebuild", "NotRebuilt"]
+__all__ = ["CapturedCall", "ReplayReport", "captured_calls", "replay", "rebuild", "NotRebuilt", "epoch"]
 
 
 class NotRebuilt(ValueError):
@@ -76,6 +76,7 @@ class CapturedCall:
     evidence_id: str
     arguments: Dict[str, Any]  # name -> capture tree
     failed: bool = False  # this call is one the verdict cites (it showed the defect)
+    ts: Optional[float] = None  # when production made it (epoch seconds): the replay's clocks read that time
 
 
 @dataclass
@@ -121,7 +122,7 @@ def captured_calls(inv: Investigation, locus: str, failing: Sequence[str] = (), 
     path, _, qualname = locus.rpartition(":")
     if not path or not qualname:
         raise AssistantError(f"locus {locus!r}: write path.py:Qual.name, as a verdict names it")
-    frame = inv.sql("SELECT evidence_id, file, function, arguments FROM snapshots ORDER BY ts, evidence_id")
+    frame = inv.sql("SELECT evidence_id, file, function, arguments, ts FROM snapshots ORDER BY ts, evidence_id")
     wanted, out, others = set(failing), [], 0
     for row in frame.to_dicts():
         if row["function"] != qualname or not str(row["file"]).endswith(path.lstrip("/")):
@@ -133,8 +134,15 @@ def captured_calls(inv: Investigation, locus: str, failing: Sequence[str] = (), 
             if others >= limit:
                 continue
             others += 1
-        out.append(CapturedCall(row["evidence_id"], args, is_failing))
+        out.append(CapturedCall(row["evidence_id"], args, is_failing, epoch(row.get("ts"))))
     return out
+
+
+def epoch(ts: Any) -> Optional[float]:
+    """An event's time as epoch seconds (the store answers tz-aware datetimes)."""
+    if ts is None:
+        return None
+    return ts.timestamp() if hasattr(ts, "timestamp") else float(ts)
 
 
 def replay(calls: Sequence[CapturedCall], root: str, module: str, qualname: str, fixed: Mapping[str, str],
@@ -147,7 +155,7 @@ def replay(calls: Sequence[CapturedCall], root: str, module: str, qualname: str,
     for rel in fixed:
         if os.path.isabs(rel) or ".." in rel.split(os.sep) or not os.path.isfile(os.path.join(root, rel)):
             raise AssistantError(f"fixed file {rel!r}: a path relative to {root} of a file that is there")
-    payload = [{"id": c.evidence_id, "arguments": c.arguments} for c in calls]
+    payload = [{"id": c.evidence_id, "arguments": c.arguments, "ts": c.ts} for c in calls]
     before = _run_copy(root, {}, module, qualname, payload, python, timeout, paths)
     after = _run_copy(root, fixed, module, qualname, payload, python, timeout, paths)
     report = ReplayReport(isolation=before.pop("_isolation", ""))
@@ -195,7 +203,8 @@ def _run_copy(root: str, fixed: Mapping[str, str], module: str, qualname: str, p
         answers["_isolation"] = (f"ran in a child process ({os.path.basename(python or sys.executable)} -I) on a "
                                  f"fresh copy of {root}" + (f" with its {databases} SQLite file(s) copied fresh"
                                                             if databases else ", which holds no SQLite file")
-                                 + "; the service and its files were not touched")
+                                 + "; each call's clocks (time.time, time.monotonic) set back to when production "
+                                   "made it; the service and its files were not touched")
         return answers
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -218,8 +227,16 @@ import socket  # a replayed call never reaches a live service: every connection 
 socket.socket.connect = socket.socket.connect_ex = _no_network
 socket.create_connection = _no_network
 
-import ast, inspect, threading
+import ast, inspect, threading, time
 TOUCHED, STAND_INS = [], []
+
+# a call runs at the time production made it: an entry's expiry, a token's age read as they were then
+_REAL = {n: getattr(time, n) for n in ("time", "time_ns", "monotonic", "monotonic_ns")}
+AGE = [0.0]
+time.time = lambda: _REAL["time"]() - AGE[0]
+time.time_ns = lambda: _REAL["time_ns"]() - int(AGE[0] * 1e9)
+time.monotonic = lambda: _REAL["monotonic"]() - AGE[0]
+time.monotonic_ns = lambda: _REAL["monotonic_ns"]() - int(AGE[0] * 1e9)
 
 def _trip(self, *args, **kwargs):
     why = object.__getattribute__(self, "_why")
@@ -314,6 +331,7 @@ owner, _, fname = qualname.rpartition(".")
 out = {}
 for call in json.load(sys.stdin):
     del TOUCHED[:], STAND_INS[:]
+    AGE[0] = max(0.0, _REAL["time"]() - call["ts"]) if call.get("ts") else 0.0
     args = {k: soft(v, k) for k, v in call["arguments"].items()}
     try:
         if owner and "self" in args:  # a method: the captured self is its first argument

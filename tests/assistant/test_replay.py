@@ -5,6 +5,7 @@ a child process on a copy of the code, and the report says, call by call, what c
 import os
 import sqlite3
 import textwrap
+import time
 
 import pytest
 from support import package_on_disk, wait_for
@@ -190,5 +191,47 @@ def test_what_a_call_never_uses_need_not_be_rebuilt_and_what_it_uses_stops_it(tm
             assert not report.rows and len(report.not_rebuilt) == 3, report.to_dict()
             assert all(n["why"].startswith("self.conn: a sqlite3.Connection") for n in report.not_rebuilt), \
                 report.not_rebuilt
+        finally:
+            inv.close()
+
+
+CLOCKED = textwrap.dedent('''
+    import time
+
+
+    class Sessions:
+        def __init__(self):
+            self.expires = {}
+
+        def open(self, user):
+            self.expires[user] = time.monotonic() + 1.0
+
+        def valid(self, user):
+            left = self.expires.get(user, 0.0) - time.monotonic()  # at:valid
+            return left > 0
+''')
+
+
+def test_a_call_is_replayed_at_the_time_production_made_it(tmp_path):
+    """A session valid for one second, checked in production while valid and replayed two seconds later:
+    the replay's clock reads the time of the call, so the answer is production's (True), not the
+    replay's moment (False)."""
+    root = tmp_path / "srv"
+    with package_on_disk(root, "shop", {"sessions": CLOCKED}) as (sessions,):
+        agent, inv = Agent(), Investigation()
+        inv.attach("shop", agent, audit_path=str(tmp_path / "audit.jsonl"))
+        line = 1 + next(i for i, t in enumerate(CLOCKED.splitlines()) if "at:valid" in t)
+        inv.probe("snapshot", "shop", f"shop/sessions.py:{line}", rate=100)
+        s = sessions.Sessions()
+        s.open("ann")
+        assert s.valid("ann")
+        wait_for(lambda: inv.store.count("snapshots") >= 1, timeout=10, what="a snapshot")
+        try:
+            time.sleep(2.0)
+            assert not s.valid("ann")  # in production, now, it has expired
+            calls = captured_calls(inv, "shop/sessions.py:Sessions.valid")[:1]
+            report = replay(calls, str(root), "shop.sessions", "Sessions.valid", {})
+            assert report.rows[0]["before"] == {"ok": True, "type": "bool", "value": "True"}, report.to_dict()
+            assert "clocks (time.time, time.monotonic) set back" in report.isolation
         finally:
             inv.close()
