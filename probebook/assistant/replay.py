@@ -162,8 +162,9 @@ def replay(calls: Sequence[CapturedCall], root: str, module: str, qualname: str,
     after.pop("_isolation", None)
     for c in calls:
         b, a = before.get(c.evidence_id), after.get(c.evidence_id)
-        if b is None or a is None or "not_rebuilt" in b:
-            why = (b or a or {}).get("not_rebuilt", "the child process gave no answer for it")
+        if b is None or a is None or "not_rebuilt" in b or "not_rebuilt" in a:
+            why = (b or {}).get("not_rebuilt") or ("with the fix: " + a["not_rebuilt"] if a and "not_rebuilt" in a
+                                                   else "the child process gave no answer for it")
             report.not_rebuilt.append({"evidence_id": c.evidence_id, "why": why})
             continue
         report.rows.append({"evidence_id": c.evidence_id, "failed_in_production": c.failed,

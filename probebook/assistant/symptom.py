@@ -107,17 +107,17 @@ def _ask_all(inv: Investigation, rows: List[Dict[str, Any]]) -> None:
             row["holds"], row["error"] = None, one_line(exc, 160)
 
 
-def alerts_now(inv: Investigation, alerts: Sequence[Alert], since: Optional[float] = None, longest: float = 180.0,
+def alerts_now(inv: Investigation, alerts: Sequence[Alert], since: Optional[float] = None, wait: float = 0.0,
                poll: float = 3.0) -> Dict[Tuple[str, str], Optional[bool]]:
     """Each (alert, query) of `alerts` asked now: holds, does not, or None (could not be asked). With
     `since` (a `time.monotonic()` reading, when a change went out), a query that holds is asked again every
-    `poll` seconds until it does not or until its look-back (`lookback_s`) has passed since then (at most
-    `longest` seconds): a rule over a window reads the time before the change until the window has moved
-    past it."""
+    `poll` seconds until it does not, or until `wait` seconds and its look-back (`lookback_s`, at most five
+    minutes) have passed since then: a rule over a window reads the time before the change until the
+    window has moved past it, and a restarted service warms up (a cache refills) before it settles."""
     rows = _rows(inv, alerts, [])
     _ask_all(inv, rows)
     if since is not None and rows:
-        until = since + min(longest, max(lookback_s(r["query"]) for r in rows) + 2 * poll)
+        until = since + max(wait, min(300.0, max(lookback_s(r["query"]) for r in rows) + 2 * poll))
         while any(r["holds"] for r in rows) and time.monotonic() + poll <= until:
             time.sleep(poll)
             _ask_all(inv, rows)

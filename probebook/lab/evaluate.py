@@ -175,8 +175,9 @@ def _ship_fix(lab: Any, inv: Investigation, verdict: Verdict, sc: Scenario, anch
     scenario's `[fix]` on top, deployed; the scenario's other steps done again (the trigger is back: a flag
     on again, the same traffic); then the proof's probes placed again on the new code with the same
     predicate (`anchors`: their lines' text, read before anything changed), and the alert's query asked
-    20 s after the deploy, then again until it no longer holds or its look-back has passed since the deploy
-    (a growth rule over two minutes reads the time before the fix for two minutes)."""
+    20 s after the deploy, then again until it no longer holds, for up to 120 s (and the rule's look-back)
+    since the deploy: a rule over a window reads the time before the fix, and the restarted service warms
+    up (a cache that the fix bounds refills to its bound) before the symptom settles."""
     from probebook.assistant.containment import Action as ContainmentAction
     from probebook.assistant.journal import Journal
     from probebook.assistant.symptom import alerts_now
@@ -211,7 +212,7 @@ def _ship_fix(lab: Any, inv: Investigation, verdict: Verdict, sc: Scenario, anch
     probe = verify_fix(inv, verdict, calls=20, timeout=60.0, anchors=anchors, progress=lambda line: log(f"   {line}"))
     time.sleep(max(0.0, shipped + 20.0 - time.monotonic()))  # the alert's rate window holds only the new code
     incident = Journal(inv.store).incident_of(verdict.id) if verdict.id else None
-    asked = alerts_now(inv, incident.alerts if incident else [], since=shipped)  # until their windows hold only the fix
+    asked = alerts_now(inv, incident.alerts if incident else [], since=shipped, wait=120.0)  # until it settles
     held = [k[0] for k, v in asked.items() if v]
     quiet = bool(asked) and all(v is False for v in asked.values())
     why = probe.headline() + (f"; {', '.join(held)} still holds" if held else

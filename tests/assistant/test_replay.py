@@ -186,6 +186,14 @@ def test_what_a_call_never_uses_need_not_be_rebuilt_and_what_it_uses_stops_it(tm
             assert report.stand_ins == ["self._lock: a fresh _thread.lock"], report.to_dict()
             assert "stand-ins: self._lock: a fresh _thread.lock" in report.summary()
 
+            # a fix that uses what production's object could not give the replay: not judged, and said so
+            reads = HELD.replace("limit = self.limits.get(region, 0)", "limit = self.limits.get(region, 0)\n"
+                                 "            self.conn.total_changes")
+            report = replay(captured_calls(inv, "shop/quotas.py:Quotas.left", failing), str(root), "shop.quotas",
+                            "Quotas.left", {"shop/quotas.py": reads})
+            assert not report.rows and not report.validated, report.to_dict()
+            assert all(n["why"].startswith("with the fix: self.conn: a sqlite3.Connection") for n in report.not_rebuilt)
+
             report = replay(captured_calls(inv, "shop/quotas.py:Quotas.record"), str(root), "shop.quotas",
                             "Quotas.record", {})
             assert not report.rows and len(report.not_rebuilt) == 3, report.to_dict()
