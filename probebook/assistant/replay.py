@@ -260,6 +260,46 @@ for _name in ("call len iter next reversed bool eq ne lt le gt ge hash getitem s
               "pow rpow and rand or ror xor rxor lshift rlshift rshift rrshift setattr delattr").split():
     setattr(Missing, f"__{_name}__", _trip)
 
+def _key(t):
+    return repr(t.get("value")) if "value" in t else "..."
+
+class PartialDict(dict):
+    """A dict cut at the capture's limits: a key captured answers its value; a key not captured, its size,
+    its iteration, a comparison stop the call (the cut entries may hold the answer)."""
+    __slots__ = ("_where",)
+
+    def __init__(self, where, items):
+        dict.__init__(self, items)
+        self._where = where
+
+    def _cut(self, key=None):
+        why = f"{self._where}: a dict cut at the capture's limits" + (
+            f" (key {key!r} was not among the entries captured)" if key is not None else "")
+        TOUCHED.append(why)
+        raise NotRebuilt(why)
+
+    def __getitem__(self, key):
+        return dict.__getitem__(self, key) if dict.__contains__(self, key) else self._cut(key)
+
+    def get(self, key, default=None):
+        return dict.__getitem__(self, key) if dict.__contains__(self, key) else self._cut(key)
+
+    def __contains__(self, key):
+        return True if dict.__contains__(self, key) else self._cut(key)
+
+    def setdefault(self, key, default=None):
+        return dict.__getitem__(self, key) if dict.__contains__(self, key) else self._cut(key)
+
+    def pop(self, key, *default):
+        return dict.pop(self, key) if dict.__contains__(self, key) else self._cut(key)
+
+    def __delitem__(self, key):
+        return dict.__delitem__(self, key) if dict.__contains__(self, key) else self._cut(key)
+
+for _name in ("__iter__", "__len__", "__reversed__", "__eq__", "__ne__", "__repr__", "__or__", "__ror__",
+              "keys", "values", "items", "copy", "popitem", "__reduce__", "__reduce_ex__"):
+    setattr(PartialDict, _name, lambda self, *a, **k: self._cut())
+
 # a lock is taken and given back within the call: a fresh one stands for production's (said in the answer)
 _FRESH = {"_thread.lock": threading.Lock, "_thread.RLock": threading.RLock}
 
@@ -283,15 +323,18 @@ def rebuild(t, where):
     if kind in _FRESH and not t.get("fields"):
         STAND_INS.append(f"{where}: a fresh {kind}")
         return _FRESH[kind]()
+    if kind == "dict" and t.get("truncated"):  # the entries captured answer; what needs the others stops
+        return PartialDict(where, ((rebuild(k, where), soft(v, f"{where}[{_key(k)}]")) for k, v in t.get("entries", [])))
     if t.get("truncated") and "fields" not in t:
         raise NotRebuilt(f"a {kind} cut at the capture's limits")
     if kind in ("int", "float", "str", "bool", "NoneType"):
         return t.get("value")
-    if kind in ("list", "tuple", "set", "frozenset"):
-        return {"list": list, "tuple": tuple, "set": set, "frozenset": frozenset}[kind](
-            rebuild(e, f"{where}[{i}]") for i, e in enumerate(t.get("elements", [])))
-    if kind == "dict":
-        return {rebuild(k, where): rebuild(v, f"{where}[...]") for k, v in t.get("entries", [])}
+    if kind in ("set", "frozenset"):  # members are hashed: each must be whole
+        return {"set": set, "frozenset": frozenset}[kind](rebuild(e, where) for e in t.get("elements", []))
+    if kind in ("list", "tuple"):  # an item that cannot be made stands as a tripwire in its place
+        return {"list": list, "tuple": tuple}[kind](soft(e, f"{where}[{i}]") for i, e in enumerate(t.get("elements", [])))
+    if kind == "dict":  # keys are hashed: each must be whole; a value that cannot be made is a tripwire
+        return {rebuild(k, where): soft(v, f"{where}[{_key(k)}]") for k, v in t.get("entries", [])}
     if "fields" in t:  # an object of the service's classes: made without running its __init__
         mod, _, name = kind.rpartition(".")
         try:

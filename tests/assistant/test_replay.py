@@ -138,6 +138,7 @@ HELD = textwrap.dedent('''
             self._lock = threading.Lock()
             self.limits = {"eu": 100, "us": 10}
             self.seen = {f"user-{i}": i for i in range(500)}  # more than a capture holds
+            self.owner = {"name": "ann", "password": "hunter2"}  # the password is redacted in every capture
 
         def left(self, region, spent):
             with self._lock:  # at:left
@@ -145,6 +146,9 @@ HELD = textwrap.dedent('''
             if spent > limit:
                 raise ValueError(f"over quota by {spent - limit}")
             return limit - spent
+
+        def visits(self, user):
+            return f"{self.owner['name']}: {self.seen.get(user, 0)}"  # at:visits
 
         def record(self, region, spent):
             try:
@@ -156,15 +160,17 @@ HELD = textwrap.dedent('''
 
 
 def test_what_a_call_never_uses_need_not_be_rebuilt_and_what_it_uses_stops_it(tmp_path):
-    """An object that holds a connection, a lock and a dict too big to capture: a method that only takes
-    the lock and reads a small dict is replayed (a fresh lock stands for production's, and the report says
-    so); one that uses the connection is not, though it catches every Exception, and the report names the
-    connection's place."""
+    """An object that holds a connection, a lock, a dict too big to capture and a dict with a redacted
+    value: a method that only takes the lock and reads a small dict is replayed (a fresh lock stands for
+    production's, and the report says so); one that reads a key the cut dict holds, and the dict's
+    unredacted value, is replayed too, while a key the capture cut stops its call; one that uses the
+    connection is not replayed, though it catches every Exception, and the report names its place."""
     root = tmp_path / "srv"
     with package_on_disk(root, "shop", {"quotas": HELD}) as (quotas,):
         agent, inv = Agent(), Investigation()
         inv.attach("shop", agent, audit_path=str(tmp_path / "audit.jsonl"))
-        lines = {m: 1 + next(i for i, t in enumerate(HELD.splitlines()) if f"at:{m}" in t) for m in ("left", "record")}
+        lines = {m: 1 + next(i for i, t in enumerate(HELD.splitlines()) if f"at:{m}" in t)
+                 for m in ("left", "record", "visits")}
         for m, line in lines.items():
             inv.probe("snapshot", "shop", f"shop/quotas.py:{line}", rate=100)
         q = quotas.Quotas(str(tmp_path / "quotas.db"))
@@ -174,7 +180,8 @@ def test_what_a_call_never_uses_need_not_be_rebuilt_and_what_it_uses_stops_it(tm
             except ValueError:
                 pass
             q.record(region, spent)
-        wait_for(lambda: inv.store.count("snapshots") >= 6, timeout=10, what="six snapshots")
+        q.visits("user-3"), q.visits("user-450")
+        wait_for(lambda: inv.store.count("snapshots") >= 8, timeout=10, what="eight snapshots")
         try:
             every = captured_calls(inv, "shop/quotas.py:Quotas.left")
             assert every[0].arguments["self"]["fields"]["seen"].get("truncated"), "the dict was expected cut"
@@ -185,6 +192,13 @@ def test_what_a_call_never_uses_need_not_be_rebuilt_and_what_it_uses_stops_it(tm
             assert report.validated and not report.not_rebuilt, report.to_dict()
             assert report.stand_ins == ["self._lock: a fresh _thread.lock"], report.to_dict()
             assert "stand-ins: self._lock: a fresh _thread.lock" in report.summary()
+
+            # a dict cut at the capture's limits answers the keys it holds; a redacted value stands alone
+            report = replay(captured_calls(inv, "shop/quotas.py:Quotas.visits"), str(root), "shop.quotas",
+                            "Quotas.visits", {})
+            assert [r["before"]["value"] for r in report.rows] == ["'ann: 3'"], report.to_dict()
+            assert [n["why"] for n in report.not_rebuilt] == [
+                "self.seen: a dict cut at the capture's limits (key 'user-450' was not among the entries captured)"]
 
             # a fix that uses what production's object could not give the replay: not judged, and said so
             reads = HELD.replace("limit = self.limits.get(region, 0)", "limit = self.limits.get(region, 0)\n"
