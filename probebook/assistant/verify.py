@@ -22,7 +22,7 @@ from .model import Verdict
 from .proof import load_events
 from .tools import probe_events, remove_placed
 
-__all__ = ["VerifyReport", "verify_fix"]
+__all__ = ["VerifyReport", "verify_fix", "verify_failure", "failure_seen", "as_seen", "anchor_lines"]
 
 _MOST_EVENTS = 1_000_000
 
@@ -88,9 +88,13 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
     inv.mark(f"verification started: is {claim} gone at {verdict.locus}?")
     rewritten = [spec for _, spec in specs if spec.get("rewritten")]
     if rewritten:  # the predicate read values at a line the running code no longer has: it says nothing now
-        report = VerifyReport("inconclusive", 0, 0, claim, why=(
-            f"the running code no longer has the line the proof was read at ({one_line(rewritten[0]['rewritten'], 60)}): "
-            f"judge the fix by its symptom, the alert, instead"))
+        gone_line = f"the running code no longer has the line the proof was read at ({one_line(rewritten[0]['rewritten'], 60)})"
+        report = verify_failure(inv, calls=calls, timeout=timeout, progress=say)
+        if report is not None:  # the failure itself, where it was seen, judges the fix instead
+            report.why = "; ".join(w for w in (report.why, f"{gone_line}: judged by the failure itself") if w)
+        else:
+            report = VerifyReport("inconclusive", 0, 0, claim, why=f"{gone_line}: judge the fix by its symptom, "
+                                                                    f"the alert, instead")
         inv.mark(f"verification: {report.headline()}")
         say(report.headline())
         return report
@@ -106,11 +110,7 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
             if spec.get("when") and spec["kind"] in _LINE_KINDS:
                 reach.append(inv.probe("log", service, spec["where"], template="verify: reached", rate=50,
                                        ttl=timeout + 30, partial=True))
-        deadline = time.monotonic() + timeout
-        events, reached = _events(inv, placed), len(_events(inv, reach))
-        while len(events) < calls and not (reach and reached >= calls) and time.monotonic() < deadline:
-            time.sleep(0.25)
-            events, reached = _events(inv, placed), len(_events(inv, reach))
+        events, reached = _watch(inv, placed, reach, calls, timeout)
     finally:
         remove_placed(inv, placed + reach)
     events = events[:max(calls, 1)] if len(events) > calls else events
@@ -206,6 +206,79 @@ def _on_running_code(inv: Investigation, service: str, spec: Dict[str, Any], anc
     return {**spec, "where": where}
 
 
+def _watch(inv: Investigation, placed: List[Any], reach: List[Any], calls: int,
+           timeout: float) -> Tuple[List[Dict[str, Any]], int]:
+    """The events of `placed`, and how many calls reached `reach`, once either counts `calls` or at `timeout`."""
+    deadline = time.monotonic() + timeout
+    events, reached = _events(inv, placed), len(_events(inv, reach))
+    while len(events) < calls and not (reach and reached >= calls) and time.monotonic() < deadline:
+        time.sleep(0.25)
+        events, reached = _events(inv, placed), len(_events(inv, reach))
+    return events, reached
+
+
+def failure_seen(inv: Investigation) -> Optional[Tuple[str, Dict[str, Any], str, int]]:
+    """The failure this investigation watched: (service, spec of the exception probe, exception type, how
+    many) for the type its exception probes caught most; None when they caught none."""
+    if "exceptions" not in inv.store.tables():
+        return None
+    rows = inv.sql("SELECT service, probe_id, exc_type, count(*) AS n FROM exceptions WHERE exc_type IS NOT NULL "
+                   "GROUP BY 1, 2, 3 ORDER BY n DESC, exc_type LIMIT 1").rows()
+    if not rows:
+        return None
+    service, probe_id, exc_type, n = rows[0]
+    spec = _spec_of(inv, service, probe_id)
+    return (service, spec, exc_type, int(n)) if spec and spec.get("where") else None
+
+
+def verify_failure(inv: Investigation, calls: int = 20, timeout: float = 60.0,
+                   progress: Optional[Callable[[str], None]] = None) -> Optional[VerifyReport]:
+    """The failure itself after a fix: the exception probe that caught it most placed again where it was
+    (a function by module and name, which a new release keeps), beside a duration probe that counts every
+    call there. `gone` when `calls` calls came and none raised that type, `still` when one did,
+    `inconclusive` when fewer came; None when the investigation caught no exception to check."""
+    seen = failure_seen(inv)
+    if seen is None:
+        return None
+    say = progress or (lambda line: None)
+    service, spec, exc_type, n = seen
+    where = spec["where"]
+    claim = f"{exc_type} raised through {where}"
+    inv.mark(f"verification started: is {claim} gone? ({n} caught while investigating)")
+    placed: List[Any] = []
+    reach: List[Any] = []
+    try:
+        placed.append(inv.probe("exception", service, where, rate=50, ttl=timeout + 30, partial=True))
+        reach.append(inv.probe("metric", service, where, metric="verify_calls", rate=50, ttl=timeout + 30,
+                               partial=True))
+        say(f"verify: exception probe {placed[0].alias} again at {where}, and the calls reaching it counted")
+        events, reached = _watch(inv, placed, reach, calls, timeout)
+    except ProbebookError as exc:
+        say(f"verify: the failure's probe could not be placed again: {one_line(exc, 160)}")
+        return None
+    finally:
+        remove_placed(inv, placed + reach)
+    raised = [e for e in events if e.get("exc_type") == exc_type]
+    if raised:
+        report = VerifyReport("still", max(reached, len(events)), len(raised), claim)
+    elif reached >= calls:
+        report = VerifyReport("gone", reached, 0, claim)
+    else:
+        report = VerifyReport("inconclusive", reached, 0, claim, why=f"asked for {calls} calls within {timeout:g}s")
+    report.evidence = [e["evidence_id"] for e in raised]
+    report.probes = [rec.alias for rec in placed + reach]
+    return report
+
+
+def _spec_of(inv: Investigation, service: str, probe_id: str) -> Optional[Dict[str, Any]]:
+    rows = inv.sql("SELECT spec FROM probes WHERE probe_id = '" + str(probe_id).replace("'", "''") + "' AND "
+                   "service = '" + str(service).replace("'", "''") + "'").rows()
+    if not rows:
+        return None
+    spec = rows[0][0]
+    return json.loads(spec) if isinstance(spec, str) else dict(spec)
+
+
 def evidence_probes(inv: Investigation, evidence: List[str]) -> List[tuple]:
     """(service, spec) of each distinct probe that captured one of `evidence`."""
     seen, out = set(), []
@@ -214,11 +287,9 @@ def evidence_probes(inv: Investigation, evidence: List[str]) -> List[tuple]:
         if key in seen:
             continue
         seen.add(key)
-        rows = inv.sql("SELECT spec FROM probes WHERE probe_id = '" + str(key[1]).replace("'", "''") + "' AND "
-                       "service = '" + str(key[0]).replace("'", "''") + "'").rows()
-        if rows:
-            spec = rows[0][0]
-            out.append((key[0], json.loads(spec) if isinstance(spec, str) else dict(spec)))
+        spec = _spec_of(inv, str(key[0]), str(key[1]))
+        if spec is not None:
+            out.append((key[0], spec))
     return out
 
 

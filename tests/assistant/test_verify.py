@@ -94,21 +94,28 @@ def test_a_probe_with_a_condition_is_verified_on_the_calls_that_reached_its_plac
         inv.close()
 
 
-def test_when_the_fix_rewrote_the_line_the_proof_read_it_is_inconclusive_not_still(proven):
+def test_when_the_fix_rewrote_the_line_the_proof_read_the_failure_itself_judges_it(proven, monkeypatch):
     """The proof's line as it was (its anchor) is not in the code that runs now: the predicate read values
-    at a place the fixed code no longer has, so it cannot say the cause is still there; no probe is placed."""
-    from probebook.assistant.verify import anchor_lines
+    at a place the fixed code no longer has, so the failure the investigation caught (its exception, where
+    it was caught) is watched again instead: still raised before the fix, gone after it."""
+    from probebook.assistant.verify import anchor_lines, failure_seen
 
     inv, verdict = proven
-    anchors = anchor_lines(inv, verdict)
+    anchors = {w: t + "  # as it was before the fix" for w, t in anchor_lines(inv, verdict).items()}
     assert anchors, "the proof's probe was expected on a line"
-    placed = inv.probes().height
-    report = verify_fix(inv, verdict, calls=5, timeout=5, anchors={w: t + "  # as it was before the fix"
-                                                                   for w, t in anchors.items()})
-    assert report.outcome == "inconclusive" and report.seen == 0, report.to_dict()
-    assert "no longer has the line the proof was read at" in report.headline()
-    assert "judge the fix by its symptom" in report.headline()
-    assert inv.probes().height == placed
+    service, spec, exc_type, caught = failure_seen(inv)
+    assert service == "tinyshop" and caught > 0, (service, spec, exc_type, caught)
+
+    before = with_traffic(lambda: verify_fix(inv, verdict, calls=10, timeout=30, anchors=anchors))
+    assert before.outcome == "still" and before.held > 0, before.to_dict()
+    assert before.claim == f"{exc_type} raised through {spec['where']}"
+    assert "no longer has the line the proof was read at" in before.headline()
+    assert "judged by the failure itself" in before.headline()
+    monkeypatch.setitem(tinyshop.DISCOUNTS, "BROKEN", 0.15)  # the fix, deployed
+    after = with_traffic(lambda: verify_fix(inv, verdict, calls=10, timeout=30, anchors=anchors))
+    assert after.outcome == "gone" and after.held == 0 and after.seen >= 10, after.to_dict()
+    assert after.headline().startswith(f"verified: {exc_type} raised through {spec['where']} held on 0 of")
+    assert inv.probes().filter(inv.probes()["status"] != "removed").height == 0  # nothing left behind
 
 
 def test_values_seen_on_neither_side_before_the_fix_make_it_inconclusive(proven, monkeypatch):
