@@ -74,7 +74,8 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
     A probe whose file the service no longer runs (a new release elsewhere on disk) goes to the file it
     runs now with the same path tail, on the line with the text `anchors` held for it (`anchor_lines`).
     Where the running code no longer has that line (the fix rewrote it), the predicate has no place to be
-    judged: the answer is `inconclusive`, and says to judge the fix by its symptom."""
+    judged: the failure itself judges instead (`verify_failure`), or, where the investigation caught no
+    exception, the answer is `inconclusive` and says to judge the fix by its symptom."""
     if verdict.predicate is None or not verdict.evidence:
         raise AssistantError("verify: the verdict has no predicate and evidence to check again; verify a proven one")
     say = progress or (lambda line: None)
