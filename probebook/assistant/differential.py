@@ -19,10 +19,11 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 from probebook.protocol.capture_tree import plain
 
-__all__ = ["separate", "separate_items", "values_of", "seen_values", "shape", "captured"]
+__all__ = ["is_number", "separate", "separate_items", "values_of", "seen_values", "shape", "captured"]
 
 
-def _num(v: Any) -> bool:
+def is_number(v: Any) -> bool:
+    """A number compared by value: an int or a float, not a bool."""
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
@@ -33,14 +34,14 @@ def separate(bad: Sequence[Any], good: Sequence[Any], nodes: bool = False) -> Op
         return None
     if nodes:
         bad_plain, good_plain = [plain(b) for b in bad], [plain(g) for g in good]
-        if all(_num(v) for v in bad_plain + good_plain):  # numbers compare by value, whatever int or float
+        if all(is_number(v) for v in bad_plain + good_plain):  # numbers compare by value, whatever int or float
             return separate(bad_plain, good_plain)
         bad_types = {b.get("type") for b in bad if isinstance(b, dict)}
         good_types = {g.get("type") for g in good if isinstance(g, dict)}
         if len(bad_types) == 1 and not bad_types & good_types:
             return "type", next(iter(bad_types))
         bad, good = bad_plain, good_plain
-    if all(_num(b) for b in bad) and all(_num(g) for g in good):
+    if all(is_number(b) for b in bad) and all(is_number(g) for g in good):
         if min(bad) > max(good):
             return ">", max(good)
         if max(bad) < min(good):

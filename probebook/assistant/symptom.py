@@ -107,6 +107,15 @@ def _ask_all(inv: Investigation, rows: List[Dict[str, Any]]) -> None:
             row["holds"], row["error"] = None, one_line(exc, 160)
 
 
+def _ask_until_quiet(inv: Investigation, rows: List[Dict[str, Any]], until: float, poll: float) -> None:
+    """Ask every row, then again every `poll` seconds while one holds and the next ask is before `until`
+    (a `time.monotonic()` reading). A query that cannot be asked (Prometheus down) does not keep it waiting."""
+    _ask_all(inv, rows)
+    while any(r["holds"] for r in rows) and time.monotonic() + poll <= until:
+        time.sleep(poll)
+        _ask_all(inv, rows)
+
+
 def alerts_now(inv: Investigation, alerts: Sequence[Alert], since: Optional[float] = None, wait: float = 0.0,
                poll: float = 3.0) -> Dict[Tuple[str, str], Optional[bool]]:
     """Each (alert, query) of `alerts` asked now: holds, does not, or None (could not be asked). With
@@ -115,12 +124,10 @@ def alerts_now(inv: Investigation, alerts: Sequence[Alert], since: Optional[floa
     minutes) have passed since then: a rule over a window reads the time before the change until the
     window has moved past it, and a restarted service warms up (a cache refills) before it settles."""
     rows = _rows(inv, alerts, [])
-    _ask_all(inv, rows)
+    until = time.monotonic()
     if since is not None and rows:
         until = since + max(wait, min(300.0, max(lookback_s(r["query"]) for r in rows) + 2 * poll))
-        while any(r["holds"] for r in rows) and time.monotonic() + poll <= until:
-            time.sleep(poll)
-            _ask_all(inv, rows)
+    _ask_until_quiet(inv, rows, until, poll)
     return {(r["alert"], r["query"]): r["holds"] for r in rows}
 
 
@@ -149,11 +156,7 @@ def check_symptom(inv: Investigation, alerts: Sequence[Alert] = (), verdict: Opt
     deadline = time.monotonic() + timeout
     notes: List[str] = []
     rows = _rows(inv, alerts, notes)
-    while rows:
-        _ask_all(inv, rows)
-        if all(r["holds"] is False for r in rows) or time.monotonic() + poll > deadline:
-            break
-        time.sleep(poll)
+    _ask_until_quiet(inv, rows, deadline, poll)
     for row in rows:
         if row["holds"] is not None:
             say(f"symptom: {row['alert']} {'still holds' if row['holds'] else 'no longer holds'} ({row['query']})")

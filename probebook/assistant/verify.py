@@ -18,6 +18,7 @@ from probebook.errors import AssistantError, ProbebookError, one_line
 from probebook.evidence.predicate import Predicate, compare, holds, judge, value_of
 from probebook.session import Investigation
 
+from .differential import is_number
 from .model import Verdict
 from .proof import load_events
 from .tools import probe_events, remove_placed
@@ -86,11 +87,10 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
     pred = as_seen(inv, verdict)
     claim = pred.describe() + (f" (the failing calls' values; the proof's bound: {verdict.predicate.describe()})"
                                if pred != verdict.predicate else "")
-    inv.mark(f"verification started: is {claim} gone at {verdict.locus}?")
     rewritten = [spec for _, spec in specs if spec.get("rewritten")]
     if rewritten:  # the predicate read values at a line the running code no longer has: it says nothing now
         gone_line = f"the running code no longer has the line the proof was read at ({one_line(rewritten[0]['rewritten'], 60)})"
-        report = verify_failure(inv, calls=calls, timeout=timeout, progress=say)
+        report = verify_failure(inv, calls=calls, timeout=timeout, progress=say, verdict=verdict)
         if report is not None:  # the failure itself, where it was seen, judges the fix instead
             report.why = "; ".join(w for w in (report.why, f"{gone_line}: judged by the failure itself") if w)
         else:
@@ -99,6 +99,7 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
         inv.mark(f"verification: {report.headline()}")
         say(report.headline())
         return report
+    inv.mark(f"verification started: is {claim} gone at {verdict.locus}?")
     placed: List[Any] = []
     reach: List[Any] = []  # beside a probe with a condition: a plain log of every call reaching its place
     try:
@@ -150,17 +151,13 @@ def as_seen(inv: Investigation, verdict: Verdict) -> Predicate:
     `inconclusive`, never `still` (it may be the fixed code's healthy value) nor `gone` (it may be the
     fault at a smaller size). Any other predicate is judged as it is."""
     p = verdict.predicate
-    if p is None or p.agg != "any" or p.op not in (">", "<") or not p.capture or not _number(p.value):
+    if p is None or p.agg != "any" or p.op not in (">", "<") or not p.capture or not is_number(p.value):
         return p  # type: ignore[return-value]
     seen = [value_of(p, e) for e in load_events(inv.store, verdict.evidence).values()]
-    if not seen or not all(_number(v) and compare(v, p.op, p.value) for v in seen):
+    if not seen or not all(is_number(v) and compare(v, p.op, p.value) for v in seen):
         return p
     bound = min(seen) if p.op == ">" else max(seen)
     return replace(p, op=p.op + "=", value=bound)
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 _LINE_KINDS = ("snapshot", "log", "metric")  # the kinds a condition filters calls of at a place
@@ -218,27 +215,33 @@ def _watch(inv: Investigation, placed: List[Any], reach: List[Any], calls: int,
     return events, reached
 
 
-def failure_seen(inv: Investigation) -> Optional[Tuple[str, Dict[str, Any], str, int]]:
+def failure_seen(inv: Investigation, verdict: Optional[Verdict] = None) -> Optional[Tuple[str, Dict[str, Any], str, int]]:
     """The failure this investigation watched: (service, spec of the exception probe, exception type, how
-    many) for the type its exception probes caught most; None when they caught none."""
+    many); None when its exception probes caught none. With a verdict, an exception raised through the
+    verdict's function comes first, then one caught in its service, then the type caught most: an
+    unrelated error caught more often elsewhere is not what the fix is judged by."""
     if "exceptions" not in inv.store.tables():
         return None
-    rows = inv.sql("SELECT service, probe_id, exc_type, count(*) AS n FROM exceptions WHERE exc_type IS NOT NULL "
-                   "GROUP BY 1, 2, 3 ORDER BY n DESC, exc_type LIMIT 1").rows()
+    service, fn = (verdict.service, verdict.locus.rpartition(":")[2].rpartition(".")[2]) if verdict else ("", "")
+    rows = inv.sql("SELECT service, probe_id, exc_type, count(*) AS n, bool_or(frames::VARCHAR LIKE " + _quoted(f'%"{fn}"%')
+                   + " OR frames::VARCHAR LIKE " + _quoted(f'%.{fn}"%') + ") AS through, service = " + _quoted(service) + " AS own FROM exceptions WHERE exc_type IS NOT "
+                   "NULL GROUP BY 1, 2, 3 ORDER BY " + ("through DESC, own DESC, " if fn else "") +
+                   "n DESC, exc_type LIMIT 1").rows()
     if not rows:
         return None
-    service, probe_id, exc_type, n = rows[0]
+    service, probe_id, exc_type, n = rows[0][:4]
     spec = _spec_of(inv, service, probe_id)
     return (service, spec, exc_type, int(n)) if spec and spec.get("where") else None
 
 
 def verify_failure(inv: Investigation, calls: int = 20, timeout: float = 60.0,
-                   progress: Optional[Callable[[str], None]] = None) -> Optional[VerifyReport]:
+                   progress: Optional[Callable[[str], None]] = None,
+                   verdict: Optional[Verdict] = None) -> Optional[VerifyReport]:
     """The failure itself after a fix: the exception probe that caught it most placed again where it was
     (a function by module and name, which a new release keeps), beside a duration probe that counts every
     call there. `gone` when `calls` calls came and none raised that type, `still` when one did,
     `inconclusive` when fewer came; None when the investigation caught no exception to check."""
-    seen = failure_seen(inv)
+    seen = failure_seen(inv, verdict)
     if seen is None:
         return None
     say = progress or (lambda line: None)
@@ -271,9 +274,13 @@ def verify_failure(inv: Investigation, calls: int = 20, timeout: float = 60.0,
     return report
 
 
+def _quoted(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
 def _spec_of(inv: Investigation, service: str, probe_id: str) -> Optional[Dict[str, Any]]:
-    rows = inv.sql("SELECT spec FROM probes WHERE probe_id = '" + str(probe_id).replace("'", "''") + "' AND "
-                   "service = '" + str(service).replace("'", "''") + "'").rows()
+    rows = inv.sql("SELECT spec FROM probes WHERE probe_id = " + _quoted(probe_id) + " AND service = "
+                   + _quoted(service)).rows()
     if not rows:
         return None
     spec = rows[0][0]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from probebook.evidence.predicate import Predicate, holds
 
-from ..differential import captured
+from ..differential import captured, is_number
 from ..model import Verdict
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -128,7 +128,7 @@ def _claim(path: LeakPath, evs: List[Dict[str, Any]]) -> Optional[str]:
 
 def _fullness(pool: str, value: Any) -> Optional[str]:
     fields: Dict[str, Any] = value if isinstance(value, dict) else {}
-    nums = {k: v for k, v in fields.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    nums = {k: v for k, v in fields.items() if is_number(v)}
     used = next((k for k in nums if k.lower().lstrip("_") in _USED), None)
     size = next((k for k in nums if k.lower().lstrip("_") in _SIZE), None)
     return f"{pool}.{used} >= {pool}.{size}" if used and size else None
