@@ -26,7 +26,7 @@ import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple, Union
 
 from probebook.agent.control.audit import AuditLog, read_key
 from probebook.errors import AssistantError, ProbebookError, one_line
@@ -34,11 +34,12 @@ from probebook.session import Investigation
 
 from .journal import Journal
 from .model import Alert, Verdict, epoch_of, process_of
+from .proof import load_events
 from .symptom import SymptomCheck, alerts_now, check_symptom
 from .verify import anchor_lines
 
 __all__ = ["Action", "Proposal", "Remediation", "ContainmentResult", "propose", "contain", "announce",
-           "default_audit_path", "RemediationError", "why_no_proposal", "proposal_id", "load_remediation",
+           "default_audit_path", "RemediationError", "why_no_proposal", "changes_elsewhere", "proposal_id", "load_remediation",
            "checked_remediation", "current_user"]
 
 ACTIONS = ("rollback", "config", "flag", "restart")
@@ -173,10 +174,13 @@ def current_user() -> str:
         return f"uid{os.getuid()}"
 
 
-def why_no_proposal(kind: str) -> str:
-    """What to tell the person when `propose` answered nothing for a verdict of `kind`."""
+def why_no_proposal(kind: str, elsewhere: Sequence[str] = ()) -> str:
+    """What to tell the person when `propose` answered nothing for a verdict of `kind`; `elsewhere`: the
+    lines `changes_elsewhere` gave, said as leads, not proposals."""
     if kind in _CLAIMS or kind == "outside":
-        return "no change to undo was found on the services the verdict names (fix forward, or act by hand)"
+        return ("no change to undo was found on the services the verdict names (fix forward, or act by hand)"
+                + ("; changed elsewhere before the fault was first seen, not linked to it: " + "; ".join(elsewhere)
+                   if elsewhere else ""))
     return f"a {kind} verdict names no place to contain; investigate further before changing anything"
 
 
@@ -195,11 +199,12 @@ def default_audit_path(store_path: str, name: str = "actions-audit.log") -> str:
 def propose(inv: Investigation, verdict: Verdict, since: str = "6h") -> List[Proposal]:
     """The actions that would undo what changed, within `since`, on the service `verdict` names (and
     the service of ours at its boundary), newest change first; a process that is gone is started again
-    first. An `inconclusive` verdict names nothing to contain: no proposal (say so to the person)."""
+    first. An `inconclusive` verdict names nothing to contain: no proposal (say so to the person, with
+    `why_no_proposal`; `changes_elsewhere` lists what changed on other services before the fault)."""
     if verdict.kind not in _CLAIMS and not (verdict.kind == "outside" and verdict.boundary_service):
         return []
     basis = "proof" if verdict.kind == "proven" else "ranking"
-    services = [s for s in dict.fromkeys((verdict.service, verdict.boundary_service)) if s]
+    services = _services(verdict)
     rests = ([verdict.id] if verdict.id else []) + list(verdict.evidence)
     symptom = "the alerts that opened the incident resolve"
     if verdict.predicate is not None:
@@ -209,23 +214,10 @@ def propose(inv: Investigation, verdict: Verdict, since: str = "6h") -> List[Pro
     if gone and gone in services:
         out.append(Proposal(Action("restart", gone), f"{verdict.locus}: the process is not serving",
                             symptom, rests, basis))
-    # a change log that cannot be read, or a bad `since`, is said (one line), never taken for "nothing changed"
-    rows = sorted(inv.telemetry.changes(since=since).to_dicts(), key=lambda r: epoch_of(r.get("ts")))
-    # per setting (a service's release, a config key, a flag): its value before the window, and the
-    # change that set it last; a setting already back where it was has nothing to undo
-    first: Dict[tuple, Any] = {}
-    last: Dict[tuple, tuple] = {}
-    for row in rows:
-        details = row.get("details")
-        details = json.loads(details) if isinstance(details, str) else dict(details or {})
-        for key, before, after in _settings(str(row.get("kind") or ""), str(row.get("service") or ""), details):
-            first.setdefault(key, before)
-            last[key] = (row, before, after)
+    first, last = _changed(inv, since)
     by_change: Dict[str, List[tuple]] = {}
     for key, (row, before, after) in last.items():
-        # a rollback is someone's undo: never proposed for undoing (that would bring the bad release back)
-        if key[1] in services and first[key] != after and (key[0] != "release" or
-                                                           (before and row.get("kind") != "rollback")):
+        if key[1] in services and _undoable(key, row, before, after, first):
             by_change.setdefault(str(row.get("evidence_id")), []).append((key, row, before))
     for eid, keys in sorted(by_change.items(), key=lambda kv: -epoch_of(kv[1][0][1].get("ts"))):
         row = keys[0][1]
@@ -257,6 +249,50 @@ def proposal_id(action: Action) -> str:
     else:
         parts = [action.service]
     return "-".join([action.kind] + [re.sub(r"[^\w.]+", "_", str(p)) for p in parts])
+
+
+def _services(verdict: Verdict) -> List[str]:
+    return [s for s in dict.fromkeys((verdict.service, verdict.boundary_service)) if s]
+
+
+def _changed(inv: Investigation, since: str) -> Tuple[Dict[tuple, Any], Dict[tuple, tuple]]:
+    """Per setting (a service's release, a config key, a flag) changed within `since`: its value before the
+    window, and (the change that set it last, the value before it, after it)."""
+    # a change log that cannot be read, or a bad `since`, is said (one line), never taken for "nothing changed"
+    rows = sorted(inv.telemetry.changes(since=since).to_dicts(), key=lambda r: epoch_of(r.get("ts")))
+    first: Dict[tuple, Any] = {}
+    last: Dict[tuple, tuple] = {}
+    for row in rows:
+        details = row.get("details")
+        details = json.loads(details) if isinstance(details, str) else dict(details or {})
+        for key, before, after in _settings(str(row.get("kind") or ""), str(row.get("service") or ""), details):
+            first.setdefault(key, before)
+            last[key] = (row, before, after)
+    return first, last
+
+
+def changes_elsewhere(inv: Investigation, verdict: Verdict, since: str = "6h", most: int = 2) -> List[str]:
+    """The newest changes (at most `most`) within `since` on services other than the verdict's that came
+    before its first evidence, one line each with the change's evidence id: leads for a person where
+    nothing changed on the verdict's service (a deploy upstream may feed the fault new inputs). Never
+    proposed as actions: nothing links them to the fault. A change after the fault was first seen
+    cannot have started it and is left out."""
+    if not verdict.evidence:
+        return []
+    seen = min((epoch_of(e.get("ts")) for e in load_events(inv.store, verdict.evidence).values()), default=0.0)
+    first, last = _changed(inv, since)
+    services = _services(verdict)
+    rows = {str(row.get("evidence_id")): row for key, (row, before, after) in last.items()
+            if key[1] not in services and _undoable(key, row, before, after, first) and epoch_of(row.get("ts")) < seen}
+    newest = sorted(rows.values(), key=lambda r: -epoch_of(r.get("ts")))[:most]
+    return [f"{r.get('kind')} of {r.get('service')} at {_clock(r.get('ts'))}: {r.get('summary')} ({r.get('evidence_id')})"
+            for r in newest]
+
+
+def _undoable(key: tuple, row: Mapping[str, Any], before: Any, after: Any, first: Mapping[tuple, Any]) -> bool:
+    """A setting not back where it was before the window; a rollback is someone's undo, never undone (that
+    would bring the bad release back)."""
+    return first[key] != after and (key[0] != "release" or bool(before and row.get("kind") != "rollback"))
 
 
 def _settings(kind: str, service: str, details: Dict[str, Any]) -> List[tuple]:

@@ -72,8 +72,8 @@ def _run(args: argparse.Namespace) -> int:
         usage_error(PROG, f"{args.store}: no such file; give the .duckdb file an investigation wrote (--out)")
     if args.yes and not (args.lab or args.remediation):
         usage_error(PROG, "--yes needs something that can change services: --lab, or --remediation MODULE:FACTORY")
-    from probebook.assistant.containment import (announce, contain, current_user, default_audit_path, propose,
-                                                 why_no_proposal)
+    from probebook.assistant.containment import (announce, changes_elsewhere, contain, current_user,
+                                                 default_audit_path, propose, why_no_proposal)
     from probebook.assistant.journal import Journal
 
     args.out = args.store
@@ -93,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
         proposals = propose(inv, verdict, since=args.since)
         print(f"verdict {verdict.id}: {verdict.headline()}", file=sys.stderr)
         if not proposals:
-            print(json.dumps({"verdict": verdict.id, "proposals": [], "why": why_no_proposal(verdict.kind)}, indent=1))
+            print(json.dumps({"verdict": verdict.id, "proposals": [], "why": why_no_proposal(verdict.kind, changes_elsewhere(inv, verdict, args.since))}, indent=1))
             return 3 if args.yes else 0  # asked to contain, and nothing could be: not contained
         for p in proposals:
             print(f"  {p.line()}\n    expected: {p.expected}", file=sys.stderr)

@@ -27,8 +27,8 @@ from typing import Any, Optional
 
 from IPython.core.magic import line_magic, magics_class, no_var_expand
 
-from probebook.assistant.containment import (ContainmentResult, Proposal, checked_remediation, contain,
-                                             current_user, default_audit_path, load_remediation, propose,
+from probebook.assistant.containment import (ContainmentResult, Proposal, changes_elsewhere, checked_remediation,
+                                             contain, current_user, default_audit_path, load_remediation, propose,
                                              why_no_proposal)
 from probebook.assistant.journal import Journal
 from probebook.assistant.model import Verdict
@@ -99,8 +99,9 @@ class LifecycleMagics(SessionMagics):
             if a.yes and result.outcome != "contained":
                 raise MagicError(f"%contain: {result.headline()}")
             return None
+        leads = changes_elsewhere(inv, verdict, a.since) if not proposals else []
         view = ContainmentView(f"containment for {verdict.headline()[:100]}", proposals, decide,
-                               poke=self.session.publisher.poke, why_none=why_no_proposal(verdict.kind))
+                               poke=self.session.publisher.poke, why_none=why_no_proposal(verdict.kind, leads))
         self.session._go_live(("containment",), view)
         return self.session.adopt(view)  # type: ignore[return-value]
 

@@ -110,14 +110,14 @@ def score(truth: Any, v: Verdict) -> str:
 def _contain(lab: Any, inv: Investigation, verdict: Verdict, log: Callable[[str], None]) -> Dict[str, Any]:
     """The containments proposed for `verdict`, approved in the order proposed and done to the lab, each
     with its symptom check, until one contains it (an on-call engineer approving the list, one by one)."""
-    from probebook.assistant.containment import why_no_proposal
+    from probebook.assistant.containment import changes_elsewhere, why_no_proposal
 
     from .remediation import LabRemediation
 
     assistant = Assistant(inv)
     proposals = assistant.propose(verdict)
     if not proposals:
-        return {"outcome": "none proposed", "why": why_no_proposal(verdict.kind)}
+        return {"outcome": "none proposed", "why": why_no_proposal(verdict.kind, changes_elsewhere(inv, verdict))}
     done: List[str] = []
     for proposal in proposals:
         result = assistant.contain(proposal, LabRemediation(lab), approve=True, verdict=verdict,

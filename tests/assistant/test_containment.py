@@ -17,7 +17,7 @@ import tinyshop  # noqa: E402
 from probebook.agent import Agent  # noqa: E402
 from probebook.agent.control.audit import verify  # noqa: E402
 from probebook.assistant import Assistant  # noqa: E402
-from probebook.assistant.containment import propose  # noqa: E402
+from probebook.assistant.containment import changes_elsewhere, propose, why_no_proposal  # noqa: E402
 from probebook.assistant.model import Verdict  # noqa: E402
 from probebook.errors import ProbebookError  # noqa: E402
 from probebook.session import Investigation  # noqa: E402
@@ -198,5 +198,45 @@ def test_each_kind_of_change_is_undone_newest_first_and_a_gone_process_restarted
             fh.write(json.dumps({"ts": time.time(), "kind": "rollback", "service": "orders", "summary": "back",
                                  "by": "alice", "details": {"from_version": "2.8.1", "to_version": "2.7.1"}}) + "\n")
         assert [p.action.kind for p in propose(inv, v, since="30s")] == ["restart"]
+    finally:
+        inv.close()
+
+
+
+def test_with_nothing_changed_where_the_fault_is_the_changes_before_it_elsewhere_are_said_as_leads(tmp_path):
+    """A deploy upstream may feed a fault downstream new inputs, but nothing links it to the fault: where the
+    verdict's service had no change, nothing is proposed, and the answer names the two newest changes
+    elsewhere that came before the first evidence (a change after the fault was first seen cannot have
+    started it)."""
+    now = time.time()
+    changes = tmp_path / "changes.jsonl"
+    write_changes(changes,  # 10, 9 and 8 minutes ago
+                  ("deploy", "gateway", "gateway 3.3.0", {"from_version": "3.2.0", "to_version": "3.3.0"}),
+                  ("config", "payments", "shorter timeout", {"set": {"timeout": 1}, "before": {"timeout": 5}}),
+                  ("deploy", "search", "search 1.1", {"from_version": "1.0", "to_version": "1.1"}))
+    with open(changes, "a", encoding="utf-8") as fh:  # after the fault was first seen (5 minutes ago)
+        fh.write(json.dumps({"ts": now - 100, "kind": "flag", "service": "cart", "summary": "new cart",
+                             "by": "alice", "details": {"flag": "new_cart", "value": True, "before": False}}) + "\n")
+    inv = Investigation()
+    try:
+        inv.telemetry.configure(change_logs=[str(changes)])
+        inv.store.ingest([{"kind": "snapshot", "seq": 1, "ts": now - 300, "probe_id": "p1", "file": "inv.py",
+                           "line": 3, "function": "key", "thread": "MainThread", "trace_id": "", "arguments": {},
+                           "locals": {}, "expressions": {}, "stack": []}], "inventory", "i1")
+        v = Verdict("proven", "inventory", "shop/inventory.py:Cache.key", evidence=["snap:inventory:i1:1"], id="v1")
+        assert propose(inv, v) == []
+        leads = changes_elsewhere(inv, v)
+        assert [lead.split(" at ")[0] for lead in leads] == ["deploy of search", "config of payments"], leads
+        assert "search 1.1 (change:search:" in leads[0], leads
+        why = why_no_proposal(v.kind, leads)
+        assert why.startswith("no change to undo was found on the services the verdict names")
+        assert "changed elsewhere before the fault was first seen, not linked to it: deploy of search" in why
+        assert changes_elsewhere(inv, Verdict("proven", "inventory", "x.py:f")) == []  # no evidence: no time to be before
+        # a change on the verdict's own service: that is what is proposed
+        with open(changes, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"ts": now - 450, "kind": "config", "service": "inventory", "summary": "ttl",
+                                 "by": "bob", "details": {"set": {"ttl": 0}, "before": {"ttl": 60}}}) + "\n")
+        assert [(p.action.describe(), p.basis) for p in propose(inv, v)] == [("restore inventory config ttl=60",
+                                                                               "proof")]
     finally:
         inv.close()
