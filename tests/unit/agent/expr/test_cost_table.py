@@ -130,6 +130,10 @@ def frame() -> Dict[str, Any]:
         "loudd": {Loud(f"k{i}"): i for i in range(70)},
         "objd": {i: Loud("v") for i in range(70)}, "objkeys": {Plain(): i for i in range(70)},
         **{f"o{d.strip('_')}": _overriding(d)(3) for d in OVERRIDES},
+        # Decimals whose reading is charged (3,001 digits; an integer part of 5,001 digits), ints at the
+        # 1,024 bits past which meeting a Decimal is charged, an int subclass of 25,266 bits
+        "longdec": decimal.Decimal("1." + "3" * 3000), "e5000": decimal.Decimal("1e5000"), "b1024": 2 ** 1023,
+        "b1025": 2 ** 1024, "hugecnt": Count(7 ** 9000),
     }
 
 
@@ -247,6 +251,15 @@ def rows() -> List[str]:
             "T:{LIMIT} {MODE}", "T:{1/z} after", "T:" + "{i}" * 33, "T:" + "{i}" * 32, "T:" + "x" * 4001,
             "T:{s.upper()} {len(l)}", "T:{dsn}", "T:{tok}", "T:{pairs}", "T:{huge ** dec}", "T:{i if z else s}",
             "T:{import os}", "T:{i = 1}", "T:{lambda: 1}", "T:{l[::-1]}", "T:{long}", "T:{obj}"]
+    # what meeting a Decimal costs: its digits read, an int over 1,024 bits converted, an integer part made
+    out += ["-longdec", "+longdec", "-hugecnt", "~hugecnt", "-cnt", "longdec + dec", "dec * longdec", "longdec ** 2",
+            "dec ** 2", "longdec < dec", "longdec == dec", "abs(longdec)", "round(longdec, 2)", "int(longdec)",
+            "int(e5000)", "round(e5000)", "str(longdec)", "e5000 + 1", "b1025 in [dec]", "dec in [b1025, b1025]",
+            "dec in [b1024]", "b1025 in decs", "[dec] == [b1025]"]
+    out += [f"{fn}({x})" for fn in ("sorted", "min", "max", "sum") for x in ("[dec, b1024]", "[dec, b1025]",
+                                                                             "[b1025, dec, b1025]", "[b1025, b1025]")]
+    # a set method's receiver and argument: not iterable, and hashes that collide
+    out += ["st.issubset(i)", "st.isdisjoint(none)", "set(collide).issubset(l)", "set(collide).isdisjoint(st)"]
     return out
 
 

@@ -308,6 +308,10 @@ def test_decimal_arithmetic_neither_stalls_the_host_nor_touches_its_decimal_cont
         third = ev("one / three", one=decimal.Decimal(1), three=decimal.Decimal(3))
         assert len(third.as_tuple().digits) == 28  # the default precision, not the service's 200
         assert ev("-x + abs(x) + sum([x, x]) * 7", x=x) > 0
+        long = decimal.Decimal("1." + "3" * 49)  # 50 digits: an operation rounds it to the precision it runs in
+        for source in ("-long", "+long", "abs(long)", "long * 1"):
+            assert len(ev(source, long=long).as_tuple().digits) == 28, source
+        assert refused("round(long, 40)", long=long) == "InvalidOperation"  # 41 digits: over the 28 it runs with
         assert not any(service.flags.values()) and service.prec == 200
     saved = decimal.DefaultContext.copy()  # a service may change what new contexts start from, too
     try:
