@@ -7,10 +7,11 @@ and compare, call by call.
 arguments); `replay(calls, root, module, qualname, fixed)` runs them twice (the code as it is under `root`,
 and the same tree with `fixed` files replaced) and answers a `ReplayReport`: before and after per call,
 which calls could not be rebuilt and why, and whether the fix holds (every call that failed now passes,
-every call that passed answers the same). A value that cannot be made again (a connection, a file, a list
-cut at the capture's limits) stands as a tripwire: a call that never uses it is replayed all the same, one
-that uses it in any way stops and is reported not rebuilt, with the value's place (``self.pool._idle``). A
-captured lock is replaced by a fresh one, and the report says so. The child process is the standard library only, so it runs under
+every call that passed answers the same). A value that cannot be made again (a connection, a file open for
+reading, a list cut at the capture's limits) stands as a tripwire: a call that never uses it is replayed all
+the same, one that uses it in any way stops and is reported not rebuilt, with the value's place
+(``self.pool._idle``). A captured lock is replaced by a fresh one, and a file production only wrote to (a
+log) by a file in memory, and the report says so. The child process is the standard library only, so it runs under
 the service's own interpreter (`python=`); it never runs in the service's process, never touches the
 service's files (a copy, SQLite databases included, made fresh for each run), and stops at `timeout`.
 
@@ -228,7 +229,7 @@ import socket  # a replayed call never reaches a live service: every connection 
 socket.socket.connect = socket.socket.connect_ex = _no_network
 socket.create_connection = _no_network
 
-import ast, inspect, threading, time
+import ast, inspect, io, threading, time
 TOUCHED, STAND_INS = [], []
 
 # a call runs at the time production made it: an entry's expiry, a token's age read as they were then
@@ -300,8 +301,19 @@ for _name in ("__iter__", "__len__", "__reversed__", "__eq__", "__ne__", "__repr
               "keys", "values", "items", "copy", "popitem", "__reduce__", "__reduce_ex__"):
     setattr(PartialDict, _name, lambda self, *a, **k: self._cut())
 
-# a lock is taken and given back within the call: a fresh one stands for production's (said in the answer)
+# a lock is taken and given back within the call: a fresh one stands for production's (said in the answer);
+# a file production only writes to is a file in memory (said too)
 _FRESH = {"_thread.lock": threading.Lock, "_thread.RLock": threading.RLock}
+
+def _sink(t):
+    """For a file production only wrote to (a log, a journal): a file in memory that takes the call's
+    writes, so they never reach production's file; None for any other value."""
+    mode = str(((t.get("fields") or {}).get("mode") or {}).get("value", ""))
+    if t.get("type") == "_io.BufferedWriter":
+        return io.BytesIO
+    if t.get("type") == "_io.TextIOWrapper" and mode and set(mode) <= set("waxt"):
+        return io.StringIO
+    return None
 
 def _assigned(cls):
     """The attributes the class's own code sets on its objects (`self.x = ...`); None when unreadable."""
@@ -323,6 +335,10 @@ def rebuild(t, where):
     if kind in _FRESH and not t.get("fields"):
         STAND_INS.append(f"{where}: a fresh {kind}")
         return _FRESH[kind]()
+    sink = _sink(t)
+    if sink is not None:
+        STAND_INS.append(f"{where}: a file open for writing, its writes kept in memory")
+        return sink()
     if kind == "dict" and t.get("truncated"):  # the entries captured answer; what needs the others stops
         return PartialDict(where, ((rebuild(k, where), soft(v, f"{where}[{_key(k)}]")) for k, v in t.get("entries", [])))
     if t.get("truncated") and "fields" not in t:

@@ -139,10 +139,13 @@ HELD = textwrap.dedent('''
             self.limits = {"eu": 100, "us": 10}
             self.seen = {f"user-{i}": i for i in range(500)}  # more than a capture holds
             self.owner = {"name": "ann", "password": "hunter2"}  # the password is redacted in every capture
+            self.journal = open(path + ".journal", "a", encoding="utf-8")
 
         def left(self, region, spent):
             with self._lock:  # at:left
                 limit = self.limits.get(region, 0)
+            self.journal.write(f"{region} {spent}\\n")
+            self.journal.flush()
             if spent > limit:
                 raise ValueError(f"over quota by {spent - limit}")
             return limit - spent
@@ -190,8 +193,12 @@ def test_what_a_call_never_uses_need_not_be_rebuilt_and_what_it_uses_stops_it(tm
             report = replay(captured_calls(inv, "shop/quotas.py:Quotas.left", failing), str(root), "shop.quotas",
                             "Quotas.left", {"shop/quotas.py": fixed})
             assert report.validated and not report.not_rebuilt, report.to_dict()
-            assert report.stand_ins == ["self._lock: a fresh _thread.lock"], report.to_dict()
+            assert report.stand_ins == ["self._lock: a fresh _thread.lock",
+                                        "self.journal: a file open for writing, its writes kept in memory"], \
+                report.to_dict()
             assert "stand-ins: self._lock: a fresh _thread.lock" in report.summary()
+            with open(str(tmp_path / "quotas.db") + ".journal", encoding="utf-8") as fh:  # production's file
+                assert fh.read() == "eu 30\nus 40\nus 5\n"  # as production wrote it: the replays wrote elsewhere
 
             # a dict cut at the capture's limits answers the keys it holds; a redacted value stands alone
             report = replay(captured_calls(inv, "shop/quotas.py:Quotas.visits"), str(root), "shop.quotas",
