@@ -277,8 +277,8 @@ def changes_elsewhere(inv: Investigation, verdict: Verdict, since: str = "6h", m
     nothing changed on the verdict's service (a deploy upstream may feed the fault new inputs). Never
     proposed as actions: nothing links them to the fault. A change after the fault was first seen
     cannot have started it and is left out."""
-    if not verdict.evidence:
-        return []
+    if not verdict.evidence or not (verdict.kind in _CLAIMS or verdict.kind == "outside"):
+        return []  # nothing is proposed for it either: no change log read, no error from one
     seen = min((epoch_of(e.get("ts")) for e in load_events(inv.store, verdict.evidence).values()), default=0.0)
     first, last = _changed(inv, since)
     services = _services(verdict)

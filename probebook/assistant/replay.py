@@ -305,15 +305,42 @@ for _name in ("__iter__", "__len__", "__reversed__", "__eq__", "__ne__", "__repr
 # a file production only writes to is a file in memory (said too)
 _FRESH = {"_thread.lock": threading.Lock, "_thread.RLock": threading.RLock}
 
-def _sink(t):
+class _Sink:
+    """A file in memory standing for one production only wrote to: it takes writes; what only the real
+    file has (its descriptor, its buffer) stops the call."""
+    def _stop(self, what):
+        why = f"{self._where}: a file production wrote to, stood in by one in memory, which has no {what}"
+        TOUCHED.append(why)
+        raise NotRebuilt(why)
+
+    def fileno(self):
+        self._stop("file descriptor")
+
+    def detach(self):
+        self._stop("buffer to detach")
+
+    @property
+    def buffer(self):
+        self._stop("buffer")
+
+class _TextSink(_Sink, io.StringIO):
+    pass
+
+class _BytesSink(_Sink, io.BytesIO):
+    pass
+
+def _sink(t, where):
     """For a file production only wrote to (a log, a journal): a file in memory that takes the call's
     writes, so they never reach production's file; None for any other value."""
     mode = str(((t.get("fields") or {}).get("mode") or {}).get("value", ""))
     if t.get("type") == "_io.BufferedWriter":
-        return io.BytesIO
-    if t.get("type") == "_io.TextIOWrapper" and mode and set(mode) <= set("waxt"):
-        return io.StringIO
-    return None
+        sink = _BytesSink()
+    elif t.get("type") == "_io.TextIOWrapper" and mode and set(mode) <= set("waxt"):
+        sink = _TextSink()
+    else:
+        return None
+    sink._where, sink.mode, sink.name = where, mode or "wb", where
+    return sink
 
 def _assigned(cls):
     """The attributes the class's own code sets on its objects (`self.x = ...`); None when unreadable."""
@@ -335,10 +362,10 @@ def rebuild(t, where):
     if kind in _FRESH and not t.get("fields"):
         STAND_INS.append(f"{where}: a fresh {kind}")
         return _FRESH[kind]()
-    sink = _sink(t)
+    sink = _sink(t, where)
     if sink is not None:
         STAND_INS.append(f"{where}: a file open for writing, its writes kept in memory")
-        return sink()
+        return sink
     if kind == "dict" and t.get("truncated"):  # the entries captured answer; what needs the others stops
         return PartialDict(where, ((rebuild(k, where), soft(v, f"{where}[{_key(k)}]")) for k, v in t.get("entries", [])))
     if t.get("truncated") and "fields" not in t:

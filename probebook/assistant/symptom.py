@@ -107,11 +107,13 @@ def _ask_all(inv: Investigation, rows: List[Dict[str, Any]]) -> None:
             row["holds"], row["error"] = None, one_line(exc, 160)
 
 
-def _ask_until_quiet(inv: Investigation, rows: List[Dict[str, Any]], until: float, poll: float) -> None:
-    """Ask every row, then again every `poll` seconds while one holds and the next ask is before `until`
-    (a `time.monotonic()` reading). A query that cannot be asked (Prometheus down) does not keep it waiting."""
+def _ask_until_quiet(inv: Investigation, rows: List[Dict[str, Any]], until: float, poll: float,
+                     retry_unasked: bool = False) -> None:
+    """Ask every row, then again every `poll` seconds while one holds (with `retry_unasked`, or could not be
+    asked: Prometheus restarting) and the next ask is before `until` (a `time.monotonic()` reading)."""
     _ask_all(inv, rows)
-    while any(r["holds"] for r in rows) and time.monotonic() + poll <= until:
+    while any(r["holds"] is not False if retry_unasked else r["holds"] for r in rows) and \
+            time.monotonic() + poll <= until:
         time.sleep(poll)
         _ask_all(inv, rows)
 
@@ -156,7 +158,7 @@ def check_symptom(inv: Investigation, alerts: Sequence[Alert] = (), verdict: Opt
     deadline = time.monotonic() + timeout
     notes: List[str] = []
     rows = _rows(inv, alerts, notes)
-    _ask_until_quiet(inv, rows, deadline, poll)
+    _ask_until_quiet(inv, rows, deadline, poll, retry_unasked=True)  # every query answered, or the deadline
     for row in rows:
         if row["holds"] is not None:
             say(f"symptom: {row['alert']} {'still holds' if row['holds'] else 'no longer holds'} ({row['query']})")

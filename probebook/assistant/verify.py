@@ -217,16 +217,21 @@ def _watch(inv: Investigation, placed: List[Any], reach: List[Any], calls: int,
 
 def failure_seen(inv: Investigation, verdict: Optional[Verdict] = None) -> Optional[Tuple[str, Dict[str, Any], str, int]]:
     """The failure this investigation watched: (service, spec of the exception probe, exception type, how
-    many); None when its exception probes caught none. With a verdict, an exception raised through the
-    verdict's function comes first, then one caught in its service, then the type caught most: an
-    unrelated error caught more often elsewhere is not what the fix is judged by."""
+    many); None when its exception probes caught none. With a verdict, an exception caught in the verdict's
+    service and raised through its function (a frame named as the locus names it, or by its bare name
+    where Python gives only that) comes first, then one in its service, then one raised through its
+    function elsewhere, then the type caught most: an unrelated error caught more often elsewhere is not
+    what the fix is judged by."""
     if "exceptions" not in inv.store.tables():
         return None
-    service, fn = (verdict.service, verdict.locus.rpartition(":")[2].rpartition(".")[2]) if verdict else ("", "")
-    rows = inv.sql("SELECT service, probe_id, exc_type, count(*) AS n, bool_or(frames::VARCHAR LIKE " + _quoted(f'%"{fn}"%')
-                   + " OR frames::VARCHAR LIKE " + _quoted(f'%.{fn}"%') + ") AS through, service = " + _quoted(service) + " AS own FROM exceptions WHERE exc_type IS NOT "
-                   "NULL GROUP BY 1, 2, 3 ORDER BY " + ("through DESC, own DESC, " if fn else "") +
-                   "n DESC, exc_type LIMIT 1").rows()
+    qualname = verdict.locus.rpartition(":")[2] if verdict and ":" in verdict.locus else ""
+    names = [n for n in dict.fromkeys((qualname, qualname.rpartition(".")[2])) if n]
+    through = ("coalesce(bool_or(list_has_any(json_extract_string(frames, '$[*].function'), [" +
+               ", ".join(_quoted(n) for n in names) + "])), false)") if names else "false"
+    own = "service = " + _quoted(verdict.service if verdict else "")
+    rows = inv.sql(f"SELECT service, probe_id, exc_type, count(*) AS n, {through} AS through, {own} AS own "
+                   "FROM exceptions WHERE exc_type IS NOT NULL GROUP BY 1, 2, 3 "
+                   "ORDER BY (through AND own) DESC, own DESC, through DESC, n DESC, exc_type LIMIT 1").rows()
     if not rows:
         return None
     service, probe_id, exc_type, n = rows[0][:4]
@@ -237,7 +242,8 @@ def failure_seen(inv: Investigation, verdict: Optional[Verdict] = None) -> Optio
 def verify_failure(inv: Investigation, calls: int = 20, timeout: float = 60.0,
                    progress: Optional[Callable[[str], None]] = None,
                    verdict: Optional[Verdict] = None) -> Optional[VerifyReport]:
-    """The failure itself after a fix: the exception probe that caught it most placed again where it was
+    """The failure itself after a fix: the exception probe that caught it (`failure_seen`, by the verdict
+    when given) placed again where it was
     (a function by module and name, which a new release keeps), beside a duration probe that counts every
     call there. `gone` when `calls` calls came and none raised that type, `still` when one did,
     `inconclusive` when fewer came; None when the investigation caught no exception to check."""

@@ -99,7 +99,8 @@ class LifecycleMagics(SessionMagics):
             if a.yes and result.outcome != "contained":
                 raise MagicError(f"%contain: {result.headline()}")
             return None
-        leads = changes_elsewhere(inv, verdict, a.since) if not proposals else []
+        with user_errors("%contain: "):
+            leads = changes_elsewhere(inv, verdict, a.since) if not proposals else []
         view = ContainmentView(f"containment for {verdict.headline()[:100]}", proposals, decide,
                                poke=self.session.publisher.poke, why_none=why_no_proposal(verdict.kind, leads))
         self.session._go_live(("containment",), view)

@@ -232,6 +232,12 @@ def test_with_nothing_changed_where_the_fault_is_the_changes_before_it_elsewhere
         assert why.startswith("no change to undo was found on the services the verdict names")
         assert "changed elsewhere before the fault was first seen, not linked to it: deploy of search" in why
         assert changes_elsewhere(inv, Verdict("proven", "inventory", "x.py:f")) == []  # no evidence: no time to be before
+        # an inconclusive verdict proposes nothing and reads no change log: a bad window is no error there
+        assert changes_elsewhere(inv, Verdict("inconclusive", evidence=["snap:inventory:i1:1"]), since="6hours") == []
+        with open(changes, "a", encoding="utf-8") as fh:  # search rolled back before the fault: nothing to lead to
+            fh.write(json.dumps({"ts": now - 400, "kind": "rollback", "service": "search", "summary": "back to 1.0",
+                                 "by": "bob", "details": {"from_version": "1.1", "to_version": "1.0"}}) + "\n")
+        assert [lead.split(" at ")[0] for lead in changes_elsewhere(inv, v)] == ["config of payments", "deploy of gateway"]
         # a change on the verdict's own service: that is what is proposed
         with open(changes, "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"ts": now - 450, "kind": "config", "service": "inventory", "summary": "ttl",

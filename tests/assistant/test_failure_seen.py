@@ -28,7 +28,9 @@ def inv():
     # the gateway's timeouts are the most caught; the orders' TypeError is raised through the verdict's function
     store.ingest([exc(i, "gw", "TimeoutError", "call_upstream") for i in range(1, 9)], "gateway", "g1")
     store.ingest([exc(i, "ord", "TypeError", "PriceCache.price") for i in range(1, 4)]
-                 + [exc(4, "ord", "KeyError", "load_cart")] * 5, "orders", "o1")
+                 + [exc(i, "ord", "KeyError", "load_cart") for i in range(4, 9)], "orders", "o1")
+    store.record_probe("bil", "billing", "exception", "shop/billing.py:charge", {"where": "shop.billing:charge"})
+    store.ingest([dict(exc(i, "bil", "RuntimeError", "charge"), frames=None) for i in range(1, 3)], "billing", "b1")
     yield SimpleNamespace(store=store, sql=store.sql)
     store.close()
 
@@ -53,8 +55,22 @@ def test_with_none_through_its_function_the_verdicts_service_comes_before_the_mo
     assert (service, exc_type, n) == ("orders", "KeyError", 5)
 
 
-def test_a_function_whose_name_only_begins_like_the_verdicts_is_not_taken_for_it(inv):
-    """A frame is the verdict's function by its whole name, bare or after a class's dot: `load_cart` is not
-    `load_cart_x`; with no frame through it and no exception in its service, the most caught is watched."""
-    service, _, exc_type, _ = failure_seen(inv, verdict("payments", "shop/pay.py:load_cart_x"))
-    assert (service, exc_type) == ("gateway", "TimeoutError")
+def test_the_verdicts_own_service_comes_before_an_exception_through_a_same_named_function_elsewhere(inv):
+    service, _, exc_type, n = failure_seen(inv, verdict("gateway", "shop/orders.py:PriceCache.price"))
+    assert (service, exc_type, n) == ("gateway", "TimeoutError", 8)
+    # an exception without frames in the verdict's service is its own all the same
+    service, _, exc_type, n = failure_seen(inv, verdict("billing", "shop/billing.py:charge"))
+    assert (service, exc_type, n) == ("billing", "RuntimeError", 2)
+
+
+def test_elsewhere_an_exception_through_the_verdicts_function_comes_before_the_most_caught(inv):
+    service, _, exc_type, n = failure_seen(inv, verdict("payments", "shop/cart.py:load_cart"))
+    assert (service, exc_type, n) == ("orders", "KeyError", 5)
+
+
+def test_a_function_is_the_verdicts_by_its_whole_name_only(inv):
+    """`load` is not `load_cart`, `Other.price` is not `PriceCache.price`: with no frame through the
+    verdict's function and no exception in its service, the most caught is watched."""
+    for locus in ("shop/cart.py:load", "shop/cart.py:cart", "shop/other.py:Other.price", "orders process"):
+        service, _, exc_type, _ = failure_seen(inv, verdict("payments", locus))
+        assert (service, exc_type) == ("gateway", "TimeoutError"), locus

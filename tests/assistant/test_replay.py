@@ -128,6 +128,7 @@ def test_bad_requests_are_one_line(production, tmp_path):
 
 
 HELD = textwrap.dedent('''
+    import os
     import sqlite3
     import threading
 
@@ -140,15 +141,27 @@ HELD = textwrap.dedent('''
             self.seen = {f"user-{i}": i for i in range(500)}  # more than a capture holds
             self.owner = {"name": "ann", "password": "hunter2"}  # the password is redacted in every capture
             self.journal = open(path + ".journal", "a", encoding="utf-8")
+            self.audit = open(path + ".audit", "wb")
+            with open(path + ".rules", "w") as fh:
+                fh.write("eu first\\n")
+            self.rules = open(path + ".rules", encoding="utf-8")
 
         def left(self, region, spent):
             with self._lock:  # at:left
                 limit = self.limits.get(region, 0)
             self.journal.write(f"{region} {spent}\\n")
             self.journal.flush()
+            self.audit.write(region.encode())
             if spent > limit:
                 raise ValueError(f"over quota by {spent - limit}")
             return limit - spent
+
+        def sync(self, region):
+            os.fsync(self.journal.fileno())  # at:sync
+            return region
+
+        def rule(self, region):
+            return self.rules.readline().strip() + " " + region  # at:rule
 
         def visits(self, user):
             return f"{self.owner['name']}: {self.seen.get(user, 0)}"  # at:visits
@@ -173,7 +186,7 @@ def test_what_a_call_never_uses_need_not_be_rebuilt_and_what_it_uses_stops_it(tm
         agent, inv = Agent(), Investigation()
         inv.attach("shop", agent, audit_path=str(tmp_path / "audit.jsonl"))
         lines = {m: 1 + next(i for i, t in enumerate(HELD.splitlines()) if f"at:{m}" in t)
-                 for m in ("left", "record", "visits")}
+                 for m in ("left", "record", "visits", "sync", "rule")}
         for m, line in lines.items():
             inv.probe("snapshot", "shop", f"shop/quotas.py:{line}", rate=100)
         q = quotas.Quotas(str(tmp_path / "quotas.db"))
@@ -183,8 +196,8 @@ def test_what_a_call_never_uses_need_not_be_rebuilt_and_what_it_uses_stops_it(tm
             except ValueError:
                 pass
             q.record(region, spent)
-        q.visits("user-3"), q.visits("user-450")
-        wait_for(lambda: inv.store.count("snapshots") >= 8, timeout=10, what="eight snapshots")
+        q.visits("user-3"), q.visits("user-450"), q.sync("eu"), q.rule("eu")
+        wait_for(lambda: inv.store.count("snapshots") >= 10, timeout=10, what="ten snapshots")
         try:
             every = captured_calls(inv, "shop/quotas.py:Quotas.left")
             assert every[0].arguments["self"]["fields"]["seen"].get("truncated"), "the dict was expected cut"
@@ -194,11 +207,21 @@ def test_what_a_call_never_uses_need_not_be_rebuilt_and_what_it_uses_stops_it(tm
                             "Quotas.left", {"shop/quotas.py": fixed})
             assert report.validated and not report.not_rebuilt, report.to_dict()
             assert report.stand_ins == ["self._lock: a fresh _thread.lock",
+                                        "self.audit: a file open for writing, its writes kept in memory",
                                         "self.journal: a file open for writing, its writes kept in memory"], \
                 report.to_dict()
             assert "stand-ins: self._lock: a fresh _thread.lock" in report.summary()
             with open(str(tmp_path / "quotas.db") + ".journal", encoding="utf-8") as fh:  # production's file
                 assert fh.read() == "eu 30\nus 40\nus 5\n"  # as production wrote it: the replays wrote elsewhere
+
+            # the file in memory has no descriptor to sync; a file open for reading is a tripwire
+            for method, why in (("sync", "self.journal: a file production wrote to, stood in by one in memory, "
+                                         "which has no file descriptor"),
+                                ("rule", "self.rules: a _io.TextIOWrapper")):
+                report = replay(captured_calls(inv, f"shop/quotas.py:Quotas.{method}"), str(root), "shop.quotas",
+                                f"Quotas.{method}", {})
+                assert not report.rows and [n["why"][:len(why)] for n in report.not_rebuilt] == [why], \
+                    report.to_dict()
 
             # a dict cut at the capture's limits answers the keys it holds; a redacted value stands alone
             report = replay(captured_calls(inv, "shop/quotas.py:Quotas.visits"), str(root), "shop.quotas",
