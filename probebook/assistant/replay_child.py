@@ -1,0 +1,248 @@
+"""The replay's child process (`probebook.assistant.replay`): the standard library only, so it runs under the
+service's own interpreter. Run as a script, never imported by a service: ``python -I replay_child.py TREE
+MODULE QUALNAME [PATH ...]`` reads the captured calls as JSON on stdin, runs each with `MODULE`'s
+`QUALNAME` imported from the copy at `TREE`, and prints ``{evidence_id: answer}`` as one JSON line.
+
+Its network is off (every socket connection refused before it is made: a replayed call never reaches a
+live service) and its clocks are set back to each call's time. Imported (the doctests walk the package), it
+patches nothing.
+"""
+
+import ast
+import importlib
+import inspect
+import io
+import json
+import socket
+import sys
+import threading
+import time
+
+
+class NotRebuilt(BaseException):  # not an Exception: a replayed `except Exception` never swallows it
+    pass
+
+def _no_network(*args, **kwargs):
+    raise OSError("the replay has no network: a replayed call may not reach another service")
+
+TOUCHED, STAND_INS = [], []  # per call: the tripwires it touched, the stand-ins it ran with
+
+# a call runs at the time production made it: an entry's expiry, a token's age read as they were then
+_REAL = {n: getattr(time, n) for n in ("time", "time_ns", "monotonic", "monotonic_ns")}
+AGE = [0.0]
+
+def _trip(self, *args, **kwargs):
+    why = object.__getattribute__(self, "_why")
+    TOUCHED.append(why)
+    raise NotRebuilt(why)
+
+class Missing:
+    """Stands where a captured value could not be made again: a call that uses it in any way (reads an
+    attribute, calls it, compares it, iterates it, prints it) stops, and is reported as not rebuilt."""
+    __slots__ = ("_why",)
+
+    def __init__(self, why):
+        object.__setattr__(self, "_why", why)
+
+    __getattribute__ = _trip  # also `__class__`, which isinstance reads when the type does not match
+
+for _name in ("call len iter next reversed bool eq ne lt le gt ge hash getitem setitem delitem contains enter exit "
+              "aenter aexit aiter anext await repr str format bytes fspath int float complex index round neg pos "
+              "abs invert add radd sub rsub mul rmul matmul truediv rtruediv floordiv rfloordiv mod rmod divmod "
+              "pow rpow and rand or ror xor rxor lshift rlshift rshift rrshift setattr delattr").split():
+    setattr(Missing, f"__{_name}__", _trip)
+
+def _key(t):
+    return repr(t.get("value")) if "value" in t else "..."
+
+class PartialDict(dict):
+    """A dict cut at the capture's limits: a key captured answers its value; a key not captured, its size,
+    its iteration, a comparison stop the call (the cut entries may hold the answer)."""
+    __slots__ = ("_where",)
+
+    def __init__(self, where, items):
+        dict.__init__(self, items)
+        self._where = where
+
+    def _cut(self, key=None):
+        why = f"{self._where}: a dict cut at the capture's limits" + (
+            f" (key {key!r} was not among the entries captured)" if key is not None else "")
+        TOUCHED.append(why)
+        raise NotRebuilt(why)
+
+    def __getitem__(self, key):
+        return dict.__getitem__(self, key) if dict.__contains__(self, key) else self._cut(key)
+
+    def get(self, key, default=None):
+        return dict.__getitem__(self, key) if dict.__contains__(self, key) else self._cut(key)
+
+    def __contains__(self, key):
+        return True if dict.__contains__(self, key) else self._cut(key)
+
+    def setdefault(self, key, default=None):
+        return dict.__getitem__(self, key) if dict.__contains__(self, key) else self._cut(key)
+
+    def pop(self, key, *default):
+        return dict.pop(self, key) if dict.__contains__(self, key) else self._cut(key)
+
+    def __delitem__(self, key):
+        return dict.__delitem__(self, key) if dict.__contains__(self, key) else self._cut(key)
+
+for _name in ("__iter__", "__len__", "__reversed__", "__eq__", "__ne__", "__repr__", "__or__", "__ror__",
+              "keys", "values", "items", "copy", "popitem", "__reduce__", "__reduce_ex__"):
+    setattr(PartialDict, _name, lambda self, *a, **k: self._cut())
+
+# a lock is taken and given back within the call: a fresh one stands for production's (said in the answer);
+# a file production only writes to is a file in memory (said too)
+_FRESH = {"_thread.lock": threading.Lock, "_thread.RLock": threading.RLock}
+
+class _Sink:
+    """A file in memory standing for one production only wrote to: it takes writes; what only the real
+    file has (its descriptor, its buffer) stops the call."""
+    def _stop(self, what):
+        why = f"{self._where}: a file production wrote to, stood in by one in memory, which has no {what}"
+        TOUCHED.append(why)
+        raise NotRebuilt(why)
+
+    def fileno(self):
+        self._stop("file descriptor")
+
+    def detach(self):
+        self._stop("buffer to detach")
+
+    @property
+    def buffer(self):
+        self._stop("buffer")
+
+class _TextSink(_Sink, io.StringIO):
+    pass
+
+class _BytesSink(_Sink, io.BytesIO):
+    pass
+
+def _sink(t, where):
+    """For a file production only wrote to (a log, a journal): a file in memory that takes the call's
+    writes, so they never reach production's file; None for any other value."""
+    mode = str(((t.get("fields") or {}).get("mode") or {}).get("value", ""))
+    if t.get("type") == "_io.BufferedWriter":
+        sink = _BytesSink()
+    elif t.get("type") == "_io.TextIOWrapper" and mode and set(mode) <= set("waxt"):
+        sink = _TextSink()
+    else:
+        return None
+    sink._where, sink.mode, sink.name = where, mode or "wb", where
+    return sink
+
+def _assigned(cls):
+    """The attributes the class's own code sets on its objects (`self.x = ...`); None when unreadable."""
+    names = set()
+    try:
+        for klass in cls.__mro__[:-1]:
+            for node in ast.walk(ast.parse(inspect.getsource(klass).lstrip())):
+                if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) and \
+                        isinstance(node.value, ast.Name) and node.value.id == "self":
+                    names.add(node.attr)
+    except Exception:
+        return None
+    return names
+
+def rebuild(t, where):
+    kind = t.get("type")
+    if "not_captured" in t:
+        raise NotRebuilt(f"a {kind} that was {t['not_captured']}")
+    if kind in _FRESH and not t.get("fields"):
+        STAND_INS.append(f"{where}: a fresh {kind}")
+        return _FRESH[kind]()
+    sink = _sink(t, where)
+    if sink is not None:
+        STAND_INS.append(f"{where}: a file open for writing, its writes kept in memory")
+        return sink
+    if kind == "dict" and t.get("truncated"):  # the entries captured answer; what needs the others stops
+        return PartialDict(where, ((rebuild(k, where), soft(v, f"{where}[{_key(k)}]")) for k, v in t.get("entries", [])))
+    if t.get("truncated") and "fields" not in t:
+        raise NotRebuilt(f"a {kind} cut at the capture's limits")
+    if kind in ("int", "float", "str", "bool", "NoneType"):
+        return t.get("value")
+    if kind in ("set", "frozenset"):  # members are hashed: each must be whole
+        return {"set": set, "frozenset": frozenset}[kind](rebuild(e, where) for e in t.get("elements", []))
+    if kind in ("list", "tuple"):  # an item that cannot be made stands as a tripwire in its place
+        return {"list": list, "tuple": tuple}[kind](soft(e, f"{where}[{i}]") for i, e in enumerate(t.get("elements", [])))
+    if kind == "dict":  # keys are hashed: each must be whole; a value that cannot be made is a tripwire
+        return {rebuild(k, where): soft(v, f"{where}[{_key(k)}]") for k, v in t.get("entries", [])}
+    if "fields" in t:  # an object of the service's classes: made without running its __init__
+        mod, _, name = kind.rpartition(".")
+        try:
+            cls = importlib.import_module(mod) if mod else None
+            for part in name.split("."):
+                cls = getattr(cls, part)
+        except Exception:
+            raise NotRebuilt(f"a {kind}: its class is not importable here")
+        absent = set()
+        if t.get("truncated"):  # the capture stopped before its last fields: those its class sets stand in
+            absent = _assigned(cls)
+            if absent is None:
+                raise NotRebuilt(f"a {kind} cut at the capture's limits (its class's source is not readable)")
+        obj = cls.__new__(cls)
+        try:
+            for k, v in t["fields"].items():
+                object.__setattr__(obj, k, soft(v, f"{where}.{k}"))
+            for k in sorted(absent - set(t["fields"])):
+                object.__setattr__(obj, k, Missing(f"{where}.{k}: not captured (the capture's limits)"))
+        except (AttributeError, TypeError) as exc:
+            raise NotRebuilt(f"a {kind}: its fields cannot be set ({exc})")
+        return obj
+    raise NotRebuilt(f"a {kind} (no way to make one again from its capture)")
+
+def soft(t, where):
+    """The value, or a `Missing` that says why not: a call that never uses it is replayed all the same."""
+    try:
+        return rebuild(t, where)
+    except NotRebuilt as exc:
+        return Missing(f"{where}: {exc}")
+
+def answer(value):
+    text = repr(value)
+    return {"ok": True, "type": type(value).__name__, "value": text if len(text) <= 200 else text[:200] + "..."}
+
+
+
+def main(argv):
+    root, module, qualname = argv[1], argv[2], argv[3]
+    sys.path[:0] = [root, *argv[4:]]
+    socket.socket.connect = socket.socket.connect_ex = _no_network
+    socket.create_connection = _no_network
+    time.time = lambda: _REAL["time"]() - AGE[0]
+    time.time_ns = lambda: _REAL["time_ns"]() - int(AGE[0] * 1e9)
+    time.monotonic = lambda: _REAL["monotonic"]() - AGE[0]
+    time.monotonic_ns = lambda: _REAL["monotonic_ns"]() - int(AGE[0] * 1e9)
+    target = importlib.import_module(module)
+    owner, _, fname = qualname.rpartition(".")
+    out = {}
+    for call in json.load(sys.stdin):
+        del TOUCHED[:], STAND_INS[:]
+        AGE[0] = max(0.0, _REAL["time"]() - call["ts"]) if call.get("ts") else 0.0
+        args = {k: soft(v, k) for k, v in call["arguments"].items()}
+        try:
+            if owner and "self" in args:  # a method: the captured self is its first argument
+                if type(args["self"]) is Missing:
+                    raise NotRebuilt(object.__getattribute__(args["self"], "_why"))
+                fn = getattr(type(args["self"]), fname)
+            else:
+                fn = target
+                for part in qualname.split("."):
+                    fn = getattr(fn, part)
+            got = answer(fn(**args))
+        except NotRebuilt as exc:
+            got = {"not_rebuilt": str(exc)}
+        except BaseException as exc:
+            got = {"ok": False, "raised": type(exc).__name__, "message": str(exc)[:200]}
+        if TOUCHED and "not_rebuilt" not in got:  # the call caught the stop itself: what it answered is not its own
+            got = {"not_rebuilt": TOUCHED[0]}
+        if STAND_INS and "not_rebuilt" not in got:
+            got["stand_ins"] = sorted(set(STAND_INS))
+        out[call["id"]] = got
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main(sys.argv)
