@@ -101,6 +101,40 @@ class Plain:
         self.name = "widget"
 
 
+class Truthy:
+    """Its truth is Python code (__bool__ or __len__): must never run."""
+
+    def __bool__(self):
+        TRIPPED.append("Truthy.__bool__")
+        return True
+
+
+class Sized:
+    def __len__(self):
+        TRIPPED.append("Sized.__len__")
+        return 1
+
+
+class Checking(type):
+    """A metaclass whose isinstance check is Python code: must never run."""
+
+    def __instancecheck__(cls, obj):
+        TRIPPED.append("Checking.__instancecheck__")
+        return True
+
+    def __subclasscheck__(cls, sub):
+        TRIPPED.append("Checking.__subclasscheck__")
+        return True
+
+
+class Checked(metaclass=Checking):
+    pass
+
+
+class SubList(list):
+    """A list subclass that keeps list's behaviour."""
+
+
 def frame() -> Dict[str, Any]:
     """The locals every row is evaluated in: one value of each kind."""
     return {
@@ -134,6 +168,7 @@ def frame() -> Dict[str, Any]:
         # 1,024 bits past which meeting a Decimal is charged, an int subclass of 25,266 bits
         "longdec": decimal.Decimal("1." + "3" * 3000), "e5000": decimal.Decimal("1e5000"), "b1024": 2 ** 1023,
         "b1025": 2 ** 1024, "hugecnt": Count(7 ** 9000),
+        "truthy": Truthy(), "sized": Sized(), "checked": Checked, "sublist": SubList([1, 2, 3]),
     }
 
 
@@ -260,6 +295,13 @@ def rows() -> List[str]:
                                                                              "[b1025, dec, b1025]", "[b1025, b1025]")]
     # a set method's receiver and argument: not iterable, and hashes that collide
     out += ["st.issubset(i)", "st.isdisjoint(none)", "set(collide).issubset(l)", "set(collide).isdisjoint(st)"]
+    # the probed module's globals inside slices and dict displays; truth and isinstance that would run Python
+    out += ["l[z:LIMIT]", "s[:LIMIT]", "ll[LIMIT::i]", "ll[i:LIMIT:GL[0]]", "{MODE: LIMIT}", "{s: GL}", "{**d}",
+            "{**d, 'x': 1}", "not truthy", "truthy and 1", "not sized", "sized or 1", "truthy if i else 0",
+            "not when", "not whenpy", "not hour", "not hugedec", "isinstance(i, checked)", "isinstance(i, (int, checked))",
+            "1 in sublist", "5 in sublist", "sublist in sublist", "s in sublist", "ll * 1", "long * 1", "ll * 0",
+            "l * 1", "str(maxint)", "str(maxint // 2)", "str(2 ** 33218)", "s.startswith(('he', 'wo'))",
+            "long.endswith(('x', 'ab'))", "s.startswith((loud,))", "s.count(nm)", "long.count(loud)"]
     return out
 
 
