@@ -561,3 +561,65 @@ def test_bad_templates_are_refused_with_the_field(template, fragment):
         compile_template(template, field="template", is_redacted_name=lambda n: n == "secret")
     assert info.value.field == "template"
     assert str(info.value).startswith("template: ") and fragment in str(info.value)
+
+
+def test_refusals_at_compile_time_name_their_field_and_their_place():
+    """Each refusal is one line that starts with the field it is about, and carries the field (the HTTP API
+    and the magics point at it); each limit is refused one past it, never at it."""
+    cases = [(5, "when: an expression must be a string, not int"),
+             ("x" * 1001, "when: the expression is 1001 characters; the limit is 1000"),
+             ("-" * 65 + "x", "when: the expression nests more than 64 levels (column 66: `x`)"),
+             ("(x +\n y $)", "when: syntax error at line 2 column 4: invalid syntax"),
+             ("pass", "when: a statement (Pass) is not allowed; an expression is read-only and computes one value"),
+             ("global x", "when: a statement (Global) is not allowed; an expression is read-only and computes one "
+                          "value")]
+    for source, message in cases:
+        err = not_compiled(source, field="when")
+        assert (str(err), err.field) == (message, "when"), source
+    assert compile_expression("x" * 1000, field="when").field == "when"  # at the limit: allowed
+    assert compile_expression("-" * 64 + "x").run({"x": 1}, {}) == 1  # 64 levels: allowed
+
+
+def test_an_error_message_is_cut_past_200_characters_only():
+    from probebook.agent.expr.expressions import exception_message
+
+    assert exception_message(ValueError("a" * 200)) == "ValueError: " + "a" * 200
+    cut = exception_message(ValueError("a" * 201))
+    assert cut.startswith("ValueError: " + "a" * 100) and cut != "ValueError: " + "a" * 201 and len(cut) < 213
+
+
+def test_template_refusals_name_their_field_and_the_limit_is_refused_one_past_it():
+    for template, message in [(5, "template: a template must be a string, not int"),
+                              ("x" * 4001, "template: the template is 4001 characters; the limit is 4000"),
+                              ("a {d['}'] b", "template: '{' at column 3 is never closed; write '{{' for a literal "
+                                              "brace"),
+                              ("{x]}", "template: '{' at column 1 is never closed; write '{{' for a literal brace")]:
+        with pytest.raises(ExpressionError) as info:
+            compile_template(template, field="template")
+        assert (str(info.value), info.value.field) == (message, "template"), template
+    assert compile_template("x" * 4000).render({}, {}, str) == "x" * 4000
+
+
+def test_template_text_quotes_escapes_and_nesting_inside_braces():
+    """A brace inside a string, after an escaped quote, or in a nested display does not close the part;
+    letters that are not braces are never taken for an escape or a quote."""
+    assert compile_template("XX{X} {'a\\'}b'} { {'a': {'b': X}}['a']['b'] } {('}', [X])[1]}").render(
+        {"X": 1}, {}, str) == "XX1 a'}b 1 [1]"
+    assert compile_template("{x + 1} {x.y}").evaluates is True  # a part that runs the evaluator
+    assert compile_template("{x.y} {z}").evaluates is False  # reads only: names and attributes
+
+
+def test_a_template_read_now_and_formatted_later_keeps_immutable_values_cut_to_the_limit():
+    """`read` with `keep_chars` (a log probe's hit) keeps numbers and exact text/bytes (cut to the limit) for
+    another thread to format; anything else is formatted at the hit. `finish` makes the line; a value that
+    fails to format shows inline with its part's source."""
+    tmpl = compile_template("{s} {n} {b} {o} {t}")
+    values = tmpl.read({"s": "abcdef", "n": 5, "b": b"xyzw", "o": [1], "t": "abc"}, {}, repr, 3)
+    assert values == ("abc", 5, b"xyz", ("[1]",), "abc")
+    assert tmpl.finish(values, repr) == "'abc' 5 b'xyz' [1] 'abc'"
+
+    def explode(value):
+        raise ValueError("cannot format")
+
+    assert tmpl.finish(values, explode).startswith("{s: ValueError: cannot format} ")
+    assert compile_template("{s}").read({"s": "abcdef"}, {}, repr, 0) == (("'abcdef'",),)  # no keeping: formatted
