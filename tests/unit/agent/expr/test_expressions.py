@@ -623,3 +623,27 @@ def test_a_template_read_now_and_formatted_later_keeps_immutable_values_cut_to_t
 
     assert tmpl.finish(values, explode).startswith("{s: ValueError: cannot format} ")
     assert compile_template("{s}").read({"s": "abcdef"}, {}, repr, 0) == (("'abcdef'",),)  # no keeping: formatted
+
+
+def test_a_search_is_charged_for_the_python_that_runs_it(monkeypatch):
+    """3.9's substring search is O(n*m) at worst and is charged so (haystack times a quarter of the needle);
+    later ones are linear. Both cost models pinned here on any Python (the table holds 3.9's own rows)."""
+    from probebook.agent.expr import work
+
+    cases = ((0, 0), (100, 3), (5000, 4), (5000, 40), (70000, 9))
+    monkeypatch.setattr(work, "_SLOW_SEARCH", True)
+    assert [work.search_units(h, n) for h, n in cases] == [1, 4, 314, 1727, 6564]
+    monkeypatch.setattr(work, "_SLOW_SEARCH", False)
+    assert [work.search_units(h, n) for h, n in cases] == [0, 3, 156, 157, 2187]
+
+
+def test_a_thread_that_never_armed_a_hit_has_a_whole_budget_of_its_own():
+    import threading
+
+    from probebook.agent.expr.work import WORK_BUDGET, left
+
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(left()))
+    thread.start()
+    thread.join()
+    assert seen == [WORK_BUDGET]
