@@ -135,6 +135,14 @@ class SubList(list):
     """A list subclass that keeps list's behaviour."""
 
 
+class Getter:
+    """Its indexing is Python code: must never run."""
+
+    def __getitem__(self, key):
+        TRIPPED.append("Getter.__getitem__")
+        return 0
+
+
 def frame() -> Dict[str, Any]:
     """The locals every row is evaluated in: one value of each kind."""
     return {
@@ -169,6 +177,7 @@ def frame() -> Dict[str, Any]:
         "longdec": decimal.Decimal("1." + "3" * 3000), "e5000": decimal.Decimal("1e5000"), "b1024": 2 ** 1023,
         "b1025": 2 ** 1024, "hugecnt": Count(7 ** 9000),
         "truthy": Truthy(), "sized": Sized(), "checked": Checked, "sublist": SubList([1, 2, 3]),
+        "getter": Getter(),
     }
 
 
@@ -302,6 +311,8 @@ def rows() -> List[str]:
             "1 in sublist", "5 in sublist", "sublist in sublist", "s in sublist", "ll * 1", "long * 1", "ll * 0",
             "l * 1", "str(maxint)", "str(maxint // 2)", "str(2 ** 33218)", "s.startswith(('he', 'wo'))",
             "long.endswith(('x', 'ab'))", "s.startswith((loud,))", "s.count(nm)", "long.count(loud)"]
+    out += ["getter[0]", "getter['a']", "getter[1:2]", "sublist[0]", "sublist[1:]", "l[s:]", "l[:f]", "l[::none]",
+            "l[dec:]", "pairs[0][:1]", "pairs[-1][1]", "t[1:]", "nested[1][1][0]"]
     return out
 
 
