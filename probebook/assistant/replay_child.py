@@ -120,6 +120,10 @@ class _TextSink(_Sink, io.StringIO):
 class _BytesSink(_Sink, io.BytesIO):
     pass
 
+# a condition's lock is often another object's too (queue.Queue's three conditions share its mutex); a capture
+# holds no identities, so a condition made again would notify on a lock no one holds
+_SHARED = {"threading.Condition"}
+
 def _sink(t, where):
     """For a file production only wrote to (a log, a journal): a file in memory that takes the call's
     writes, so they never reach production's file; None for any other value."""
@@ -157,6 +161,9 @@ def rebuild(t, where):
     if sink is not None:
         STAND_INS.append(f"{where}: a file open for writing, its writes kept in memory")
         return sink
+    if kind in _SHARED:  # made again, it would wait on a lock of its own: production's may be shared
+        raise NotRebuilt(f"a {kind}: it waits on a lock it may share with others (a queue's mutex), which a "
+                         f"capture cannot show")
     if kind == "dict" and t.get("truncated"):  # the entries captured answer; what needs the others stops
         return PartialDict(where, ((rebuild(k, where), soft(v, f"{where}[{_key(k)}]")) for k, v in t.get("entries", [])))
     if t.get("truncated") and "fields" not in t:

@@ -129,6 +129,7 @@ def test_bad_requests_are_one_line(production, tmp_path):
 
 HELD = textwrap.dedent('''
     import os
+    import queue
     import sqlite3
     import threading
 
@@ -141,6 +142,7 @@ HELD = textwrap.dedent('''
             self.seen = {f"user-{i}": i for i in range(500)}  # more than a capture holds
             self.owner = {"name": "ann", "password": "hunter2"}  # the password is redacted in every capture
             self.journal = open(path + ".journal", "a", encoding="utf-8")
+            self.jobs = queue.Queue()
             self.audit = open(path + ".audit", "wb")
             with open(path + ".rules", "w") as fh:
                 fh.write("eu first\\n")
@@ -159,6 +161,10 @@ HELD = textwrap.dedent('''
         def sync(self, region):
             os.fsync(self.journal.fileno())  # at:sync
             return region
+
+        def take(self, region):
+            self.jobs.put(region)  # at:take
+            return self.jobs.get()
 
         def rule(self, region):
             return self.rules.readline().strip() + " " + region  # at:rule
@@ -186,9 +192,10 @@ def test_what_a_call_never_uses_need_not_be_rebuilt_and_what_it_uses_stops_it(tm
         agent, inv = Agent(), Investigation()
         inv.attach("shop", agent, audit_path=str(tmp_path / "audit.jsonl"))
         lines = {m: 1 + next(i for i, t in enumerate(HELD.splitlines()) if f"at:{m}" in t)
-                 for m in ("left", "record", "visits", "sync", "rule")}
-        for m, line in lines.items():
-            inv.probe("snapshot", "shop", f"shop/quotas.py:{line}", rate=100)
+                 for m in ("left", "record", "visits", "sync", "rule", "take")}
+        for m, line in lines.items():  # the queue's conditions are one level deeper than the default reaches
+            inv.probe("snapshot", "shop", f"shop/quotas.py:{line}", rate=100,
+                      limits={"max_depth": 4} if m == "take" else None)
         q = quotas.Quotas(str(tmp_path / "quotas.db"))
         for region, spent in [("eu", 30), ("us", 40), ("us", 5)]:
             try:
@@ -196,8 +203,8 @@ def test_what_a_call_never_uses_need_not_be_rebuilt_and_what_it_uses_stops_it(tm
             except ValueError:
                 pass
             q.record(region, spent)
-        q.visits("user-3"), q.visits("user-450"), q.sync("eu"), q.rule("eu")
-        wait_for(lambda: inv.store.count("snapshots") >= 10, timeout=10, what="ten snapshots")
+        q.visits("user-3"), q.visits("user-450"), q.sync("eu"), q.rule("eu"), q.take("eu")
+        wait_for(lambda: inv.store.count("snapshots") >= 11, timeout=10, what="eleven snapshots")
         try:
             every = captured_calls(inv, "shop/quotas.py:Quotas.left")
             assert every[0].arguments["self"]["fields"]["seen"].get("truncated"), "the dict was expected cut"
@@ -217,7 +224,10 @@ def test_what_a_call_never_uses_need_not_be_rebuilt_and_what_it_uses_stops_it(tm
             # the file in memory has no descriptor to sync; a file open for reading is a tripwire
             for method, why in (("sync", "self.journal: a file production wrote to, stood in by one in memory, "
                                          "which has no file descriptor"),
-                                ("rule", "self.rules: a _io.TextIOWrapper")):
+                                ("rule", "self.rules: a _io.TextIOWrapper"),
+                                # a queue's conditions share its mutex: made again, each would have its own
+                                ("take", "self.jobs.not_full: a threading.Condition: it waits on a lock it may "
+                                         "share")):
                 report = replay(captured_calls(inv, f"shop/quotas.py:Quotas.{method}"), str(root), "shop.quotas",
                                 f"Quotas.{method}", {})
                 assert not report.rows and [n["why"][:len(why)] for n in report.not_rebuilt] == [why], \
