@@ -31,10 +31,13 @@ TOUCHED, STAND_INS = [], []  # per call: the tripwires it touched, the stand-ins
 _REAL = {n: getattr(time, n) for n in ("time", "time_ns", "monotonic", "monotonic_ns")}
 AGE = [0.0]
 
-def _trip(self, *args, **kwargs):
-    why = object.__getattribute__(self, "_why")
+def _stop(why):
+    """A tripwire fired: recorded (a call that swallows the stop is still not answered as its own), then raised."""
     TOUCHED.append(why)
     raise NotRebuilt(why)
+
+def _trip(self, *args, **kwargs):
+    _stop(object.__getattribute__(self, "_why"))
 
 class Missing:
     """Stands where a captured value could not be made again: a call that uses it in any way (reads an
@@ -65,10 +68,8 @@ class PartialDict(dict):
         self._where = where
 
     def _cut(self, key=None):
-        why = f"{self._where}: a dict cut at the capture's limits" + (
-            f" (key {key!r} was not among the entries captured)" if key is not None else "")
-        TOUCHED.append(why)
-        raise NotRebuilt(why)
+        _stop(f"{self._where}: a dict cut at the capture's limits" + (
+            f" (key {key!r} was not among the entries captured)" if key is not None else ""))
 
     def __getitem__(self, key):
         return dict.__getitem__(self, key) if dict.__contains__(self, key) else self._cut(key)
@@ -99,20 +100,18 @@ _FRESH = {"_thread.lock": threading.Lock, "_thread.RLock": threading.RLock}
 class _Sink:
     """A file in memory standing for one production only wrote to: it takes writes; what only the real
     file has (its descriptor, its buffer) stops the call."""
-    def _stop(self, what):
-        why = f"{self._where}: a file production wrote to, stood in by one in memory, which has no {what}"
-        TOUCHED.append(why)
-        raise NotRebuilt(why)
+    def _lacks(self, what):
+        _stop(f"{self._where}: a file production wrote to, stood in by one in memory, which has no {what}")
 
     def fileno(self):
-        self._stop("file descriptor")
+        self._lacks("file descriptor")
 
     def detach(self):
-        self._stop("buffer to detach")
+        self._lacks("buffer to detach")
 
     @property
     def buffer(self):
-        self._stop("buffer")
+        self._lacks("buffer")
 
 class _TextSink(_Sink, io.StringIO):
     pass
