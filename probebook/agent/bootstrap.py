@@ -405,9 +405,10 @@ def _after_fork_in_child() -> None:
 
 def _live_specs(agent: Agent) -> List[Dict[str, Any]]:
     """The parent's live probes (pending ones included: a gunicorn master holds its workers' probes
-    pending, never importing the app), each with what is left of its TTL."""
+    pending, never importing the app), each with what is left of its TTL, and `pending: true`: the parent
+    took it, so a worker that has not imported its file yet holds it instead of refusing it."""
     now = time.monotonic()
-    return [{**p.spec.to_dict(), "id": p.id, "ttl": max(1.0, round(p.expires_at - now, 3))}
+    return [{**p.spec.to_dict(), "id": p.id, "ttl": max(1.0, round(p.expires_at - now, 3)), "pending": True}
             for p in list(agent._probes.values()) if p.status not in ENDED]
 
 

@@ -39,7 +39,8 @@ from .instrument.guards import certainly_false, inline_guard
 from .instrument.hookset import HookSet
 from .instrument.importwatch import ImportWatch
 from .limits import AgentLimits, CpuBudget, RateLimiter, probe_rate
-from .instrument.locate import ModuleCode, code_name, module_by_name, modules_for_file, refuse_own
+from .instrument.locate import (ModuleCode, code_name, drop_stale_index, module_by_name, modules_for_file, refuse_own,
+                                why_pending)
 from .probes import ProbeRuntime
 from .capture.redaction import RedactionConfig, Redactor
 from .instrument.sites import Site
@@ -143,11 +144,13 @@ class Agent:
             if probe.id in self._probes and self._probes[probe.id].status not in ENDED:
                 raise SpecError(f"id: a probe with id {probe.id!r} already exists; remove it first or pick another", "id")
             target = self._resolve(where, spec.function_level)
+            if target is None:
+                waiting = why_pending(where, spec.pending)  # LocationError for a file that exists nowhere
             self._probes[probe.id] = probe
             if target is None:
                 self._pending[probe.id] = where
                 self._watch.install()
-                probe.status, probe.reason = Status.PENDING, f"waiting for {where.file or where.module} to be imported"
+                probe.status, probe.reason = Status.PENDING, waiting
                 self.emit(StatusEvent(probe_id=probe.id, status=Status.PENDING, reason=probe.reason))
             else:
                 try:
@@ -358,7 +361,7 @@ class Agent:
                 status, reason = Status.ERROR, f"{reason}; restoring the code failed: {exc}"
         if probe.status in ENDED:
             return
-        probe.status, probe.reason = status, reason
+        probe.status, probe.reason, probe.ended_at = status, reason, time.monotonic()
         self.emit(StatusEvent(probe_id=probe.id, status=status, reason=reason))
 
     def _info(self, p: ProbeRuntime) -> ProbeInfo:
@@ -398,6 +401,9 @@ class Agent:
             for probe in list(self._probes.values()):
                 if probe.status not in ENDED and now >= probe.expires_at:
                     self._end(probe, Status.EXPIRED, f"ttl of {probe.ttl:g}s reached")
+                elif probe.status == Status.EXPIRED and now >= probe.ended_at + self.limits.expired_grace:
+                    del self._probes[probe.id]  # its `expired` event stays in the stream
+            drop_stale_index()
             if self._pending and (len(sys.modules) != self._modules_seen or self._importing):
                 self._modules_seen = len(sys.modules)
                 self._importing = any(_importing(m) for m in list(sys.modules.values()))

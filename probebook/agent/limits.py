@@ -23,7 +23,8 @@ _monotonic = time.monotonic
 # what an operator may raise each process-wide limit to, at most: beyond, the agent could hurt its host
 LIMIT_CEILINGS = {"snapshot_rate": 1000.0, "log_rate": 10_000.0, "process_snapshot_rate": 1000.0,
                   "default_ttl": 7 * 86400.0, "max_ttl": 7 * 86400.0, "cpu_budget": 0.25, "cpu_window": 300.0,
-                  "condition_budget": 0.01, "condition_failures": 1000, "event_capacity": 1_000_000}
+                  "condition_budget": 0.01, "condition_failures": 1000, "event_capacity": 1_000_000,
+                  "expired_grace": 3600.0}
 
 
 def probe_rate(kind: str, rate: Any, limits: "AgentLimits") -> float:
@@ -58,6 +59,7 @@ class AgentLimits:
     condition_budget: float = 0.001  # s per evaluation before it counts as a failure
     condition_failures: int = 10  # consecutive failures that disable a probe
     event_capacity: int = 10_000
+    expired_grace: float = 10.0  # s an expired probe stays listed (status `expired`) before it leaves the list
 
     def with_changes(self, changes: Mapping[str, Any]) -> "AgentLimits":
         """A copy with `changes` applied; unknown, non-positive or over-the-ceiling values raise `SpecError`."""

@@ -87,7 +87,7 @@ class ProbeRuntime:
         self.limiter = RateLimiter(rate, burst=max(1.0, rate))  # up to one second of events at once
         self.created = time.time()
         self.expires_at = time.monotonic() + ttl
-        self.active = False
+        self.ended_at, self.active = 0.0, False  # ended_at: its final status (monotonic); expired: unlisted later
         self.status = "new"
         self.reason = ""
         # every hit is one of: filtered (its condition false), or counted in `hits` and then emitted,

@@ -22,6 +22,7 @@ import time
 from typing import List, Optional
 
 from probebook.evidence import EvidenceStore
+from probebook.evidence.schema import sql_list
 
 from .model import Finding, Hypothesis, Incident, Verdict
 
@@ -89,8 +90,8 @@ class Journal:
 
     def action(self, verdict: str, action: str, service: str, decision: str, outcome: str, body: dict) -> str:
         """A containment step decided on `verdict` (its id); answers the row's evidence id."""
-        rows = self.store.sql("SELECT incident FROM assistant_verdicts WHERE evidence_id = '"
-                              + verdict.replace("'", "''") + "'").rows() if verdict else []
+        rows = self.store.sql("SELECT incident FROM assistant_verdicts WHERE evidence_id = "
+                              + sql_list([verdict])).rows() if verdict else []
         eid = self._id("act")
         self.store.write("INSERT INTO assistant_actions VALUES (?, now(), ?, ?, ?, ?, ?, ?, ?)",
                          [eid, rows[0][0] if rows else None, verdict or None, action, service, decision, outcome,
@@ -108,7 +109,7 @@ class Journal:
     def incident_of(self, verdict: str) -> Optional[Incident]:
         """The incident verdict `verdict` (its id) answered, or None."""
         rows = self.store.sql("SELECT i.body FROM assistant_incidents i JOIN assistant_verdicts v ON v.incident = "
-                              "i.evidence_id WHERE v.evidence_id = '" + verdict.replace("'", "''") + "'").rows()
+                              "i.evidence_id WHERE v.evidence_id = " + sql_list([verdict])).rows()
         return Incident.from_dict(json.loads(rows[0][0])) if rows else None
 
     def verdicts(self) -> List[Verdict]:

@@ -18,11 +18,11 @@ import os
 from typing import Any, Dict, List, Optional
 
 from probebook.errors import AssistantError, ProbebookError, one_line
-from probebook.evidence.schema import PREFIX_TABLE
+from probebook.evidence.schema import PREFIX_TABLE, sql_list
 from probebook.session import Investigation
 
 from .model import Incident, Verdict
-from .postmortem_cells import recorded, sql_list
+from .postmortem_cells import recorded
 
 __all__ = ["write_postmortem", "notebook_for"]
 

@@ -17,7 +17,7 @@ from typing import Any, List, Optional, Tuple
 import polars as pl
 
 from probebook.errors import AssistantError
-from probebook.evidence.schema import PREFIX_TABLE
+from probebook.evidence.schema import PREFIX_TABLE, sql_list
 from probebook.session import Investigation
 
 from .model import Incident, Verdict
@@ -30,9 +30,6 @@ _SAYS = {"snapshots": "expressions", "logs": "message", "metrics": "value", "spa
          "exceptions": "exc_type"}
 
 
-def sql_list(ids: List[str]) -> str:
-    """`ids` as a list of SQL string literals (quotes doubled), for an `IN (...)` or an `=`."""
-    return ", ".join("'" + str(i).replace("'", "''") + "'" for i in ids)
 
 
 def recorded(inv: Investigation, verdict_id: Optional[str] = None) -> Tuple[Optional[Incident], Optional[Verdict]]:

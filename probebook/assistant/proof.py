@@ -32,7 +32,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from probebook.evidence import EvidenceStore
 from probebook.evidence.predicate import Predicate, holds, judge, value_of
-from probebook.evidence.schema import PREFIX_TABLE, TABLES, decode_row
+from probebook.evidence.schema import PREFIX_TABLE, TABLES, decode_row, sql_list
 
 from .model import Hypothesis, Verdict, locus_matches, parse_locus, process_of
 
@@ -69,7 +69,7 @@ def load_events(store: EvidenceStore, ids: Sequence[str]) -> Dict[str, Dict[str,
         if table is not None and table != "probe_status":  # a status event is no evidence of a cause
             wanted.setdefault(table, []).append(eid)
     for table, eids in wanted.items():
-        quoted = ", ".join("'" + e.replace("'", "''") + "'" for e in eids)
+        quoted = sql_list(eids)
         frame = store.sql(
             f"SELECT t.evidence_id, epoch(t.ts) AS ts, t.service, t.instance_id, t.probe_id, t.seq, t.file, t.line, "
             f"t.function, t.trace_id, {', '.join('t.' + c for c, _ in TABLES[table])}, epoch(p.placed_at) AS "

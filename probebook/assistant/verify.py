@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from probebook.errors import AssistantError, ProbebookError, one_line
 from probebook.evidence.predicate import Predicate, compare, holds, judge, value_of
+from probebook.evidence.schema import sql_list
 from probebook.session import Investigation
 
 from .differential import is_number
@@ -227,8 +228,8 @@ def failure_seen(inv: Investigation, verdict: Optional[Verdict] = None) -> Optio
     qualname = verdict.locus.rpartition(":")[2] if verdict and ":" in verdict.locus else ""
     names = [n for n in dict.fromkeys((qualname, qualname.rpartition(".")[2])) if n]
     through = ("coalesce(bool_or(list_has_any(json_extract_string(frames, '$[*].function'), [" +
-               ", ".join(_quoted(n) for n in names) + "])), false)") if names else "false"
-    own = "service = " + _quoted(verdict.service if verdict else "")
+               sql_list(names) + "])), false)") if names else "false"
+    own = "service = " + sql_list([verdict.service if verdict else ""])
     rows = inv.sql(f"SELECT service, probe_id, exc_type, count(*) AS n, {through} AS through, {own} AS own "
                    "FROM exceptions WHERE exc_type IS NOT NULL GROUP BY 1, 2, 3 "
                    "ORDER BY (through AND own) DESC, own DESC, through DESC, n DESC, exc_type LIMIT 1").rows()
@@ -280,13 +281,9 @@ def verify_failure(inv: Investigation, calls: int = 20, timeout: float = 60.0,
     return report
 
 
-def _quoted(text: str) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
-
-
 def _spec_of(inv: Investigation, service: str, probe_id: str) -> Optional[Dict[str, Any]]:
-    rows = inv.sql("SELECT spec FROM probes WHERE probe_id = " + _quoted(probe_id) + " AND service = "
-                   + _quoted(service)).rows()
+    rows = inv.sql("SELECT spec FROM probes WHERE probe_id = " + sql_list([probe_id]) + " AND service = "
+                   + sql_list([service])).rows()
     if not rows:
         return None
     spec = rows[0][0]

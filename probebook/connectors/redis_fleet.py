@@ -9,8 +9,10 @@
 [AgentEvent(instance_id='shop-4121-1f2e', seq=2, kind='log', ...), ...]
 
 Commands are signed with the token's secret and sent to every live instance at once; each
-answers on the replies stream, and the result says, per instance, what happened (or that it
-did not answer in time). Until every expected instance has answered the same signed command is
+answers on the replies stream, signed with the same token's secret, and the result says, per
+instance, what happened (or that it did not answer in time). A reply in an instance's name that is
+not signed so (anyone who can write to Redis could write one) is ignored and counted in that
+instance's "did not answer"; only a refusal of a command's own signature (401) comes unsigned. Until every expected instance has answered the same signed command is
 published again, so an instance that was reconnecting still gets it; agents run a command id
 once. Events come from one stream with a cursor; a repeat of an event (an agent re-sending after
 a lost connection) is dropped by its (instance, sequence number).
@@ -18,6 +20,7 @@ a lost connection) is dropped by its (instance, sequence number).
 
 from __future__ import annotations
 
+import hmac
 import json
 import os
 import threading
@@ -27,7 +30,7 @@ from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Set, Tup
 
 from probebook.errors import (AgentRequestError, AgentUnreachable, ConnectorError, FleetEmpty, RedisConnectionError,
                               RedisReplyError)
-from probebook.protocol.fleet import STALE_AFTER_S, FleetKeys, new_command_id, sign_command
+from probebook.protocol.fleet import STALE_AFTER_S, FleetKeys, new_command_id, sign_command, sign_reply
 from probebook.protocol.kinds import ENDED
 from probebook.protocol.records import AgentHealth, ProbeInfo, from_mapping
 from probebook.protocol.resp import Backoff, RedisClient
@@ -133,6 +136,7 @@ class RedisFleet:
                               "sig": sign_command(self._secret, cmd_id, op, args)})
         cursor = self._last_id(self.keys.replies)
         results: Dict[str, InstanceResult] = {}
+        forged: Dict[str, int] = {}  # replies in an instance's name not signed by it, ignored
         deadline = time.monotonic() + timeout
         sent_at, backoff = 0.0, Backoff(maximum=0.5)
         while not expected <= set(results) and time.monotonic() < deadline:
@@ -141,15 +145,32 @@ class RedisFleet:
                     self._redis(self._commands, "PUBLISH", self.keys.commands, message)
                     sent_at = time.monotonic()
                 wait = max(0.001, min(deadline - time.monotonic(), sent_at + self.resend_every - time.monotonic()))
-                cursor = self._collect(cmd_id, cursor, wait, results)
+                cursor = self._collect(cmd_id, cursor, wait, results, forged)
             except AgentUnreachable:
                 time.sleep(min(backoff.next(), max(0.0, deadline - time.monotonic())))
         for iid in expected - set(results):
+            n = forged.get(iid, 0)
             results[iid] = InstanceResult(iid, 0, {}, f"instance {iid} did not answer {op} within {timeout:g}s "
-                                                       f"(stopped, or not connected to the broker)")
+                                                       f"(stopped, or not connected to the broker)" + (
+                f"; {n} repl{'y' if n == 1 else 'ies'} in its name not signed with token "
+                f"{self._who!r}'s secret ignored" if n else ""))
         return dict(sorted(results.items()))
 
-    def _collect(self, cmd_id: str, cursor: str, wait: float, results: Dict[str, InstanceResult]) -> str:
+    def _signed(self, cmd_id: str, iid: str, fields: Mapping[str, Any]) -> bool:
+        """A reply the instance made: signed with this token's secret (`sign_reply`), or an unsigned
+        refusal of the command's signature (401: the instance could not sign with a secret it did not
+        know; a forged one could only say no). Anything else in Redis is someone else's writing."""
+        sig = str(fields.get("sig") or "")
+        if not sig:
+            return str(fields.get("status")) == "401"
+        try:
+            want = sign_reply(self._secret, cmd_id, iid, int(fields.get("status", 0)), str(fields.get("body") or ""))
+        except ValueError:
+            return False
+        return hmac.compare_digest(want, sig)
+
+    def _collect(self, cmd_id: str, cursor: str, wait: float, results: Dict[str, InstanceResult],
+                 forged: Dict[str, int]) -> str:
         reply = self._redis(self._commands, "XREAD", "COUNT", 1000, "BLOCK", max(1, int(wait * 1000)),
                             "STREAMS", self.keys.replies, cursor, timeout=wait + self.timeout)
         for _stream, entries in reply or []:
@@ -159,6 +180,9 @@ class RedisFleet:
                 if fields.get("id") != cmd_id:
                     continue
                 iid = str(fields.get("instance_id", ""))
+                if not self._signed(cmd_id, iid, fields):
+                    forged[iid] = forged.get(iid, 0) + 1
+                    continue
                 try:
                     body = json.loads(fields.get("body") or "{}")
                     results[iid] = InstanceResult(iid, int(fields.get("status", 0)), body if isinstance(body, dict)

@@ -10,13 +10,13 @@ ingested, so re-reading a stream never duplicates and a verdict can cite it:
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Tuple, Union
+from typing import Any, Dict, Iterable, List, Tuple, Union
 
 from probebook.protocol.events import HEADER, RECORDS, fields_of
 from probebook.protocol.kinds import STATUS_KIND, Kind
 
 __all__ = ["TABLES", "KIND_TABLE", "PREFIX_TABLE", "COMMON", "HEADER_COLUMNS", "ddl", "duckdb_type", "evidence_id",
-           "decode_row"]
+           "decode_row", "sql_list"]
 
 # event kind -> (table, evidence id prefix)
 KIND_TABLE: Dict[str, Tuple[str, str]] = {
@@ -24,6 +24,16 @@ KIND_TABLE: Dict[str, Tuple[str, str]] = {
     Kind.METRIC.value: ("metrics", "metric"), Kind.SPAN.value: ("spans", "span"),
     Kind.EXCEPTION.value: ("exceptions", "exc"), STATUS_KIND: ("probe_status", "status"),
 }
+
+def sql_list(values: Iterable[Any]) -> str:
+    """`values` as SQL string literals (quotes doubled), comma-separated: for an ``IN (...)`` or, with one
+    value, an ``=``. Every literal the house writes into a query goes through here.
+
+    >>> sql_list(["log:a:1", "it's"])
+    "'log:a:1', 'it''s'"
+    """
+    return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
+
 
 _SCALARS = {str: "VARCHAR", int: "BIGINT", float: "DOUBLE", bool: "BOOLEAN"}
 _NARROW = {"line": "INTEGER"}  # a line number fits 32 bits

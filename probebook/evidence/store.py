@@ -36,7 +36,7 @@ import pyarrow as pa
 
 from probebook.errors import EvidenceError, EvidenceQueryError, one_line
 
-from .schema import HEADER_COLUMNS, KIND_TABLE, TABLES, ddl
+from .schema import HEADER_COLUMNS, KIND_TABLE, TABLES, ddl, sql_list
 
 __all__ = ["EvidenceStore", "IngestResult"]
 
@@ -212,7 +212,7 @@ class EvidenceStore:
             raise EvidenceError(f"{path} exists; give a new file name for the copy")
         with self._write:
             here = self._con.execute("SELECT current_database()").fetchone()[0]
-            self._con.execute("ATTACH '" + path.replace("'", "''") + "' AS pb_copy")
+            self._con.execute(f"ATTACH {sql_list([path])} AS pb_copy")
             try:
                 self._con.execute(f'COPY FROM DATABASE "{here}" TO pb_copy')
             finally:

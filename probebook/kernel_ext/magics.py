@@ -23,7 +23,7 @@ __all__ = ["ProbebookMagics", "SessionMagics"]
 
 _PROBE_USAGE = ("%probe log|snapshot|metric|span|exception NAME WHERE [TEMPLATE] [--when EXPR] [--template T] "
                 "[--capture EXPR] [--metric NAME[:TYPE][=EXPR]] [--unit U] [--ttl 15m] [--rate 5/s] [--max-hits N] "
-                "[--as ALIAS] [--partial]; %probe ls; %probe rm ALIAS...|--all")
+                "[--as ALIAS] [--partial] [--pending]; %probe ls; %probe rm ALIAS...|--all")
 
 
 def split_expressions(text: str) -> List[str]:
@@ -147,6 +147,7 @@ class ProbebookMagics(SessionMagics):
         p.add_argument("--max-hits", type=int)
         p.add_argument("--as", dest="alias")
         p.add_argument("--partial", action="store_true", help="keep it on the instances that took it when others refuse")
+        p.add_argument("--pending", action="store_true", help="wait for a file no instance has loaded or has on disk")
         a = p.parse_args(words)
         template = a.template
         if a.words:
@@ -163,7 +164,7 @@ class ProbebookMagics(SessionMagics):
                 a.kind, a.service, a.where, when=a.when, template=template, metric=metric,
                 capture=[e for chunk in a.capture for e in split_expressions(chunk)],
                 ttl=a.ttl or self.session.config.default_ttl, rate=a.rate, max_hits=a.max_hits, name=a.name,
-                alias=a.alias, partial=a.partial)
+                alias=a.alias, partial=a.partial, pending=a.pending)
         panel = self.session.probe_panel([record.alias])
         if not record.placed.ok:
             panel.say(record.summary)  # placed on some instances only: say which failed

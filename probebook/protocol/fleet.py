@@ -31,6 +31,7 @@ __all__ = [
     "canonical_json",
     "new_command_id",
     "sign_command",
+    "sign_reply",
 ]
 
 BROKER_OPS = ("add_probe", "remove_probe", "remove_all", "list_probes", "health", "set_redaction", "set_limits")
@@ -66,6 +67,18 @@ def canonical_json(value: Any) -> str:
 def sign_command(secret: str, command_id: str, op: str, args: Mapping[str, Any]) -> str:
     """hex(hmac_sha256(secret, id + "\\n" + op + "\\n" + canonical JSON of args))."""
     message = f"{command_id}\n{op}\n{canonical_json(args)}".encode("utf-8")
+    return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+def sign_reply(secret: str, command_id: str, instance_id: str, status: int, body: str) -> str:
+    """hex(hmac_sha256(secret, "reply" + id + instance + status + body)), `body` the JSON text as sent: an
+    instance answers a command with the secret of the token that signed it, so a reply written to Redis
+    by anyone else (a forged "placed", a forged probe list) is told apart from the instance's own.
+
+    >>> len(sign_reply("s3cret", "1-ab", "w-1", 201, "{}"))
+    64
+    """
+    message = f"reply\n{command_id}\n{instance_id}\n{int(status)}\n{body}".encode("utf-8")
     return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
 
 

@@ -24,7 +24,8 @@ from .kinds import FUNCTION_KINDS, KINDS, METRIC_TYPES
 __all__ = ["KINDS", "METRIC_TYPES", "FUNCTION_KINDS", "MetricSpec", "ProbeSpec", "Where", "parse_duration",
            "parse_rate", "parse_where", "plain_text"]
 
-_KEYS = ("id", "kind", "where", "when", "template", "capture", "metric", "ttl", "rate", "max_hits", "limits", "name")
+_KEYS = ("id", "kind", "where", "when", "template", "capture", "metric", "ttl", "rate", "max_hits", "limits", "name",
+         "pending")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*(s|sec|second|m|min|minute|h|hour))?\s*$")
@@ -174,6 +175,7 @@ class ProbeSpec:
     limits: Dict[str, int] = field(default_factory=dict)
     id: Optional[str] = None
     name: Optional[str] = None  # span name; defaults to the function's qualified name
+    pending: bool = False  # a file no module has loaded and none on sys.path has: wait for it anyway
 
     @property
     def function_level(self) -> bool:
@@ -218,10 +220,13 @@ class ProbeSpec:
         pid = raw.get("id")
         if pid is not None and (not isinstance(pid, str) or not re.match(r"^[A-Za-z0-9_.:-]{1,64}$", pid)):
             raise SpecError(f"id: expected 1-64 letters, digits, '_', '-', '.', ':', got {pid!r}", "id")
+        pending = raw.get("pending", False)
+        if not isinstance(pending, bool):
+            raise SpecError(f"pending: expected true or false, got {pending!r}", "pending")
         return cls(
             kind=kind, where=where.strip(), when=when, template=template,
             capture=tuple(c.strip() for c in capture), metric=metric, ttl=ttl, rate=rate,
-            max_hits=max_hits, limits=dict(limits), id=pid, name=_opt_str(raw, "name"),
+            max_hits=max_hits, limits=dict(limits), id=pid, name=_opt_str(raw, "name"), pending=pending,
         )
 
     def to_dict(self) -> Dict[str, Any]:
@@ -236,6 +241,8 @@ class ProbeSpec:
             out["metric"] = {k: v for k, v in vars(self.metric).items() if v not in (None, "")}
         if self.limits:
             out["limits"] = dict(self.limits)
+        if self.pending:
+            out["pending"] = True
         return out
 
 

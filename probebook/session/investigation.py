@@ -36,7 +36,7 @@ from probebook.evidence import EvidenceStore
 from .collector import Collector
 from .handles import ServiceHandle, ServiceRow, SourceReader, service_row
 from .inprocess import InProcessHandle
-from .records import ProbeRecord, SnapshotResult
+from .records import COUNTS, ProbeRecord, SnapshotResult, final_counts
 from .telemetry import Telemetry
 
 __all__ = ["Investigation", "ProbeRecord", "SnapshotResult", "SessionError", "Duration", "Rate"]
@@ -184,13 +184,16 @@ class Investigation:
               metric: Union[str, Mapping[str, str], None] = None, ttl: Optional[Duration] = None,
               rate: Optional[Rate] = None, max_hits: Optional[int] = None, name: Optional[str] = None,
               alias: Optional[str] = None, limits: Optional[Mapping[str, int]] = None,
-              partial: bool = False) -> ProbeRecord:
+              partial: bool = False, pending: bool = False) -> ProbeRecord:
         """Place a probe on every instance of `service`; bad specs raise before anything is sent.
         `ttl`: seconds or ``"15m"``; `rate`: events a second or ``"10/m"``; `metric`: a name or
         ``{"name", "type", "value", "unit"}``; `limits`: capture limits (``{"max_depth": 1}``).
         An instance that refuses it is an error (the others' copies are removed) unless `partial`;
-        one that does not answer is not (it is in the record's summary)."""
+        one that does not answer is not (it is in the record's summary). `pending`: a file path found in no
+        loaded module and on no instance's disk waits for it instead of being refused."""
         raw: Dict[str, object] = {"kind": kind, "where": where}
+        if pending:
+            raw["pending"] = True
         for key, value in (("when", when), ("template", template), ("metric", metric), ("ttl", ttl),
                            ("rate", rate), ("max_hits", max_hits), ("name", name),
                            ("limits", dict(limits) if limits else None)):
@@ -248,7 +251,7 @@ class Investigation:
             handle = self.handles.get(rec.service)
             if handle is not None:
                 try:
-                    rec.final = _final_counts(handle.remove_probe(rec.fleet_id))
+                    rec.final = final_counts(handle.remove_probe(rec.fleet_id))
                 except ConnectorError:
                     pass  # a dead service: its probes expire by TTL
             rec.removed, rec.removed_at = True, time.time()
@@ -281,16 +284,18 @@ class Investigation:
         return new
 
     def probes(self) -> pl.DataFrame:
-        """Probes placed here, live status and counts (`_COUNTS`: hits were emitted, rate-limited or failed),
+        """Probes placed here, live status and counts (`COUNTS`: hits were emitted, rate-limited or failed),
         summed over the instances that answered (`missing`: how many of the service's did not)."""
         rows = []
         live: Dict[str, Dict[str, Any]] = {}
         missing: Dict[str, int] = {}  # instances of a service that did not answer
+        answered = set()
         for service in {r.service for r in self.records.values() if not r.removed}:
             try:
                 per_instance = self.handles[service].probes()
             except (ConnectorError, KeyError):
                 continue
+            answered.add(service)
             apart = getattr(self.handles[service], "is_supervisor", None)
             workers = {iid: v for iid, v in per_instance.items() if apart is None or not apart(iid)}
             for infos in (workers or per_instance).values():  # a supervisor's pending copy is not the status
@@ -300,7 +305,7 @@ class Investigation:
                 for info in infos:
                     agg = live.setdefault(info.id, {"hits": 0, "emitted": 0, "rate_limited": 0, "filtered": 0,
                                                     "failed": 0, "statuses": set(), "expires_in": 0.0, "reason": ""})
-                    for k in _COUNTS:
+                    for k in COUNTS:
                         agg[k] += getattr(info, k)
                     agg["statuses"].add(info.status)
                     agg["expires_in"] = max(agg["expires_in"], info.expires_in)
@@ -308,12 +313,14 @@ class Investigation:
         for rec in self.records.values():
             ids = set(rec.placed.probe_ids.values()) or {rec.fleet_id}
             aggs = [live[i] for i in ids if i in live] if not rec.removed else \
-                [{**{k: rec.final.get(k, 0) for k in _COUNTS}, "expires_in": 0.0, "reason": ""}]
+                [{**{k: rec.final.get(k, 0) for k in COUNTS}, "expires_in": 0.0, "reason": ""}]
+            if not aggs and not rec.removed and rec.service in answered and not missing.get(rec.service):
+                aggs = [rec.ended(self.store, ids)]  # every instance answered and none holds it: it ended
             status = "removed" if rec.removed else (
                 "/".join(sorted(set().union(*(a["statuses"] for a in aggs)))) if aggs else "unknown")
             rows.append({
                 "alias": rec.alias, "service": rec.service, "kind": rec.kind, "where": rec.where, "status": status,
-                **{k: sum(a[k] for a in aggs) for k in _COUNTS},
+                **{k: sum(a[k] for a in aggs) for k in COUNTS},
                 "ttl_left_s": max((a["expires_in"] for a in aggs), default=0.0),
                 "reason": next((a["reason"] for a in aggs if a["reason"]), ""), "id": rec.fleet_id,
                 "missing": 0 if rec.removed else missing.get(rec.service, 0),
@@ -429,15 +436,6 @@ def _close_at_exit(ref: "weakref.ref[Investigation]") -> None:
             inv.close()
         except Exception:  # noqa: BLE001 - exiting must not fail here
             pass
-
-
-_COUNTS = ("hits", "emitted", "rate_limited", "filtered", "failed")  # hits = emitted + rate_limited + failed
-
-
-def _final_counts(answers: Mapping[str, Any]) -> Dict[str, int]:
-    """The counts each instance's agent gave for the probe it removed, summed."""
-    probes = [a.probe for a in answers.values() if a.ok and a.probe is not None]
-    return {k: sum(int(getattr(p, k, 0) or 0) for p in probes) for k in _COUNTS} if probes else {}
 
 
 def _check_name(value: str, what: str) -> None:

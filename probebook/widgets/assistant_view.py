@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from probebook.assistant.background import AssistantRun
 from probebook.assistant.model import Hypothesis, Verdict
-from probebook.evidence.schema import KIND_TABLE
+from probebook.evidence.schema import KIND_TABLE, sql_list
 
 from .base import HtmlPanel
 from .probe_board import ProbeBoard, ProbeRow
@@ -41,8 +41,8 @@ def evidence_sql(ids: Sequence[str]) -> List[str]:
     for eid in dict.fromkeys(ids):
         table = _TABLE_OF.get(eid.split(":", 1)[0])
         if table is not None:
-            by_table.setdefault(table, []).append("'" + eid.replace("'", "''") + "'")
-    return [f"SELECT * FROM {t} WHERE evidence_id IN ({', '.join(q)})" for t, q in by_table.items()]
+            by_table.setdefault(table, []).append(eid)
+    return [f"SELECT * FROM {t} WHERE evidence_id IN ({sql_list(q)})" for t, q in by_table.items()]
 
 
 def compact_steps(steps: Sequence[Tuple[float, str]]) -> List[Tuple[float, str, int]]:

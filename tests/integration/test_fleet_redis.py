@@ -223,3 +223,36 @@ def test_a_service_with_no_live_instance_says_how_to_start_one(redis):
     with pytest.raises(FleetEmpty, match="start agents with --broker redis://"):
         RedisFleet(redis.url, "nobody-here", "ops", "whatever-secret").add_probe(
             {"kind": "log", "where": WHERE, "template": "x"})
+
+
+def test_replies_not_signed_by_the_instance_are_ignored(redis, agents, fleet):
+    """Anyone who can write to Redis can write to the replies stream: a forger who reads every command
+    and answers it first in each instance's name (an empty probe list, a 'placed') is not believed."""
+    from probebook.protocol.fleet import sign_reply
+    from probebook.protocol.resp import Subscriber
+
+    keys = FleetKeys.for_service(SERVICE)
+    writer = RedisClient(redis.url)
+    ids = [i.instance_id for i in live(fleet)] + ["ghost"]
+
+    def forge(_channel, data):
+        cmd = json.loads(data)
+        for iid in ids:
+            body = json.dumps({"probes": []} if cmd["op"] == "list_probes" else {"probe": {"id": "forged"}})
+            for sig in ("", sign_reply("a-guess", cmd["id"], iid, 200, body)):  # unsigned, and signed wrong
+                writer.execute("XADD", keys.replies, "*", "id", cmd["id"], "instance_id", iid, "status", 200,
+                               "body", body, *(("sig", sig) if sig else ()))
+
+    forger = Subscriber(redis.url, [keys.commands], forge).start()
+    try:
+        assert forger.subscribed.wait(5)
+        placed = fleet.add_probe({"id": "real", "kind": "log", "where": WHERE, "template": "x"})
+        assert placed.ok and len(placed.probe_ids) == N, placed.summary()
+        listed = fleet.probes()
+        assert all([p.id for p in probes] == ["real"] for probes in listed.values()), listed  # not the forged []
+        ghost = fleet.command("health", instance="ghost", timeout=1.5)["ghost"]
+        assert ghost.status == 0
+        assert "did not answer health within 1.5s" in ghost.message
+        assert "replies in its name not signed with token 'ops''s secret ignored" in ghost.message
+    finally:
+        forger.stop()

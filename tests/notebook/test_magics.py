@@ -142,10 +142,22 @@ def test_snapshot_that_never_hits_ends_without_error(sample, run, shell):
     assert "no snapshot arrived" in cell.result.result.html
 
 
+def test_pending_holds_a_file_the_service_has_nowhere(sample, run):
+    _connect(run, sample)
+    cell = run("%probe log sample lab/written_later_pb.py:3 x --pending --as later")
+    assert cell.error is None, cell.shown
+    row = run("%probe ls").result.result.rows[0]
+    assert (row.alias, row.status) == ("later", "pending")
+    assert "no file ending with it was found on sys.path (pending: true)" in row.reason
+    assert run("%probe rm later").stdout.strip() == "removed later"
+
+
 BAD = [
     ("%probe nope sample a.py:1", "unknown kind 'nope'"),
     (f"%probe log nosuch {LINE} x", "unknown service 'nosuch'; connected: sample"),
     ("%probe log sample lab/sample.py:1 x", "holds no code"),
+    ("%probe log sample lab/sampel.py:9 x",
+     "lab/sampel.py is in no loaded module and no file on sys.path ends with it; closest loaded: lab/sample.py"),
     (f"%probe log sample {LINE} x --when \"__import__('os')\"", "not allowed"),
     (f"%probe log sample {LINE} x --colour red", "unrecognized arguments: --colour red"),
     (f"%probe log sample {LINE} x --ttl banana", "ttl: expected a duration"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import json
 import threading
+import time
 from contextlib import contextmanager
 from typing import Dict, Iterator, List
 
@@ -172,3 +173,30 @@ def test_the_python_api_page_runs_as_written():
     page = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "python-api.md")
     result = doctest.testfile(page, module_relative=False, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted >= 10, result
+
+
+def test_a_probe_that_expired_and_left_the_agents_list_reads_expired(tmp_path):
+    """An expired probe leaves the agent's list after its grace: the investigation still says
+    `expired` with the agent's reason (from the status event it stored), and removing it then is no error."""
+    from probebook.agent import AgentLimits
+
+    agent = Agent(AgentLimits(expired_grace=0.5))
+    inv = Investigation(str(tmp_path / "evidence.duckdb"))
+    try:
+        inv.attach("billing", agent, audit_path=str(tmp_path / "audit.jsonl"))
+        record = inv.probe("log", "billing", f"{FILE}:{_line('marker: settled')}", template="fee={fee}",
+                           alias="short", ttl=0.5)
+        settle({"lines": [100.0]})
+        deadline = time.monotonic() + 10
+        while agent.probes() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert agent.probes() == []  # gone from the agent's list
+        inv.collector.poll_once()  # the status events into the store
+        row = inv.probes().row(0, named=True)
+        assert (row["alias"], row["status"], row["reason"]) == ("short", "expired", "ttl of 0.5s reached")
+        assert inv.remove("short") == ["short"]  # the agent answers not found: no error
+        assert inv.probes().row(0, named=True)["status"] == "removed"
+        assert record.final == {}  # nothing the agent could give back
+    finally:
+        inv.close()
+        agent.close()

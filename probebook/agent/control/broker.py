@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from probebook.errors import RedisReplyError
 from probebook.protocol.fleet import (BROKER_OPS, COMMAND_MAX_AGE_S, HEARTBEAT_S, STALE_AFTER_S, FleetKeys,
-                                      sign_command)
+                                      sign_command, sign_reply)
 from probebook.protocol.resp import Backoff, RedisClient, Subscriber
 
 from ..limits import RateLimiter
@@ -193,15 +193,16 @@ class BrokerLink:
             self._reply(cmd_id, refusal.status, {"error": str(refusal)})
             return
         self._remember(msg, verified=True)
+        secret = self._tokens.get(who)  # a verified command's: its reply is signed with it
         if op not in BROKER_OPS:
             self._reply(cmd_id, 400, {"error": f"op: {op!r} is not available through the broker; "
-                                               f"use one of {', '.join(BROKER_OPS)}", "field": "op"})
+                                               f"use one of {', '.join(BROKER_OPS)}", "field": "op"}, secret)
             return
         try:
             status, body = self.control.handle(op, msg["args"], who)
         except Exception as exc:  # control answers errors itself; this is the last line of defence
             status, body = 500, {"error": f"{op} failed: {type(exc).__name__}: {exc}"}
-        self._reply(cmd_id, status, body)
+        self._reply(cmd_id, status, body, secret)
 
     def _first_time(self, msg: Dict[str, Any]) -> bool:
         """False for a message seen before (same id and signature): it runs, or is refused, once."""
@@ -234,9 +235,14 @@ class BrokerLink:
             raise _Refused(401, f"command {op} refused: its id is more than {COMMAND_MAX_AGE_S:g}s away from "
                                 f"this instance's clock (a replay, or clocks out of sync)")
 
-    def _reply(self, cmd_id: str, status: int, body: Any) -> None:
-        fields = ("id", cmd_id, "instance_id", self.instance_id, "status", status,
-                  "body", json.dumps(body, default=str))
+    def _reply(self, cmd_id: str, status: int, body: Any, secret: Optional[str] = None) -> None:
+        """Answer on the replies stream, signed with the secret of the token that signed the command
+        (`sign_reply`); a refusal of a command not signed right goes unsigned (the client's secret is
+        not known here, or not the one it used)."""
+        text = json.dumps(body, default=str)
+        fields: Tuple[Any, ...] = ("id", cmd_id, "instance_id", self.instance_id, "status", status, "body", text)
+        if secret is not None:
+            fields += ("sig", sign_reply(secret, cmd_id, self.instance_id, status, text))
         backoff = Backoff()
         deadline = time.monotonic() + 10.0  # a reply later than this is of no use to anyone waiting
         redis = self._redis

@@ -17,20 +17,25 @@ is the protocol's (`probebook.protocol.spec.parse_where`); this module finds wha
 
 from __future__ import annotations
 
+import difflib
 import operator
 import os
 import sys
+import threading
+import time
 import types
 from dataclasses import dataclass, field
 from types import CodeType, FunctionType, ModuleType
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from probebook.errors import LocationError
+from probebook.protocol.spec import Where
 
 from ..capture.safe_access import module_file, module_name
 
 __all__ = ["ModuleCode", "modules_for_file", "module_by_name", "refuse_own", "code_line_numbers",
-           "parameter_names", "code_name", "PROLOGUE_OPS"]
+           "parameter_names", "code_name", "PROLOGUE_OPS", "file_on_path", "closest_loaded", "drop_stale_index",
+           "why_pending"]
 
 # Instructions that set a frame up: no line of user code is made of them alone, and nothing may be
 # injected before or among them.
@@ -120,6 +125,114 @@ def modules_for_file(suffix: str) -> List[ModuleType]:
         if fn is not None and fn.endswith(".py") and _matches_suffix(fn, suffix):
             found.setdefault(_norm(fn), mod)
     return list(found.values())
+
+
+_INDEX_S = 30.0  # how long one look at the disk answers for (then it is dropped, see `drop_stale_index`)
+_AGAIN_S = 2.0  # a file not in a look this old is looked for again: at most one look per 2 s however asked
+_index_lock = threading.Lock()
+_index: Optional[Tuple[float, Tuple[str, ...], Dict[str, List[str]], bool]] = None
+
+
+def file_on_path(suffix: str, most_dirs: int = 20_000, most_s: float = 0.5) -> Tuple[Optional[str], bool]:
+    """A file on disk that `suffix` could name once imported: under a ``sys.path`` directory (or the
+    working directory), at any depth, ending with `suffix` (whole path components). Returns
+    ``(path, True)`` when found, ``(None, True)`` when every directory was looked through, ``(None,
+    False)`` when the look stopped at `most_dirs` directories or `most_s` seconds. Only directories an
+    import can reach are looked in (names that are identifiers: no ``.git``, ``*.dist-info``,
+    ``__pycache__`` or ``node_modules``); links are not followed. No import and no finder runs: the file
+    system is read once, and that look answers for `_INDEX_S` seconds while ``sys.path`` stays the same;
+    a file not in it is looked for again once the look is `_AGAIN_S` old (a client that asks again and
+    again costs one look every 2 s at most, and a file written since is found)."""
+    want = suffix.replace("\\", "/")
+    if os.path.isabs(want):
+        return (want if os.path.isfile(want) else None), True
+    want = want.lstrip("./")
+    roots = _roots()
+    for root in roots:  # the common case first: the suffix is a path from a sys.path entry
+        if os.path.isfile(os.path.join(root, want)):
+            return os.path.join(root, want), True
+    name = want.rsplit("/", 1)[-1]
+    for fresh in (_INDEX_S, _AGAIN_S):  # not in a look a few seconds old: look again (a file just written)
+        by_name, complete = _disk_index(roots, most_dirs, most_s, fresh)
+        for path in by_name.get(name, ()):
+            if _matches_suffix(path, want):
+                return path, True
+    return None, complete
+
+
+def _roots() -> Tuple[str, ...]:
+    roots: Dict[str, str] = {}
+    for entry in [*sys.path, os.getcwd()]:
+        root = entry or os.getcwd()
+        if isinstance(root, str) and os.path.isdir(root):
+            roots.setdefault(_norm(root), root)
+    return tuple(roots.values())
+
+
+def _disk_index(roots: Tuple[str, ...], most_dirs: int, most_s: float, fresh: float
+                ) -> Tuple[Dict[str, List[str]], bool]:
+    """Every ``.py`` file under `roots` by name, and whether the look was whole: a look under `fresh`
+    seconds old is taken again."""
+    global _index
+    with _index_lock:
+        now = time.monotonic()
+        if _index is not None and _index[1] == roots and now - _index[0] < fresh:
+            return _index[2], _index[3]
+        by_name: Dict[str, List[str]] = {}
+        seen, ends, complete = 0, now + most_s, True
+        for root in roots:
+            for dirpath, dirs, files in os.walk(root):
+                seen += 1
+                if seen > most_dirs or time.monotonic() > ends:
+                    complete = False
+                    break
+                dirs[:] = [d for d in dirs if d.isidentifier() and d not in ("__pycache__", "node_modules")]
+                for f in files:
+                    if f.endswith(".py"):
+                        by_name.setdefault(f, []).append(os.path.join(dirpath, f))
+            if not complete:
+                break
+        _index = (now, roots, by_name, complete)
+        return by_name, complete
+
+
+def drop_stale_index() -> None:
+    """Let go of a look at the disk older than `_INDEX_S` (the agent's housekeeping calls this)."""
+    global _index
+    if _index is not None and time.monotonic() - _index[0] >= _INDEX_S:
+        with _index_lock:
+            _index = None
+
+
+def closest_loaded(suffix: str, n: int = 3) -> List[str]:
+    """The loaded modules' files nearest to `suffix`, each as many path components long as it."""
+    want = suffix.replace("\\", "/").lstrip("./")
+    depth = want.count("/") + 1
+    tails = set()
+    for mod in list(sys.modules.values()):
+        fn = module_file(mod)
+        if fn is not None and fn.endswith(".py"):
+            tails.add("/".join(fn.replace("\\", "/").split("/")[-depth:]))
+    return difflib.get_close_matches(want, sorted(tails), n=n, cutoff=0.6)
+
+
+def why_pending(where: Where, pending: bool) -> str:
+    """Why a probe whose module is not loaded waits, or `LocationError` when its file is found nowhere
+    (not loaded, not on disk under sys.path) and the spec did not say `pending: true`."""
+    if not where.is_line:
+        return f"waiting for {where.module} to be imported"
+    found, complete = file_on_path(where.file)  # type: ignore[arg-type]
+    if found is not None:
+        return f"waiting for {where.file} to be imported"
+    if not complete:
+        return f"waiting for {where.file} to be imported (not found in the directories of sys.path looked at)"
+    if pending:
+        return f"waiting for {where.file} to be imported; no file ending with it was found on sys.path (pending: true)"
+    near = closest_loaded(where.file)  # type: ignore[arg-type]
+    raise LocationError(
+        f"where: {where.file} is in no loaded module and no file on sys.path ends with it"
+        + (f"; closest loaded: {', '.join(near)}" if near else "")
+        + "; fix the path, or pass pending: true (--pending) to wait for it anyway", "where")
 
 
 def module_by_name(name: str) -> Optional[ModuleType]:
