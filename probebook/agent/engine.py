@@ -59,7 +59,7 @@ def _importing(module: Any) -> bool:
 
 def backend_problem() -> str:
     """Why probes cannot be placed in this interpreter, in one line ('' when they can): on Python <= 3.11
-    they rewrite bytecode with the `bytecode` package."""
+    they rewrite bytecode with the `bytecode` package (on >= 3.12 without it, `sys.monitoring` alone serves)."""
     global _PROBLEM
     if _PROBLEM is None:
         _PROBLEM = ""
@@ -68,7 +68,7 @@ def backend_problem() -> str:
 
             if importlib.util.find_spec("bytecode") is None:
                 _PROBLEM = (f"probes need the 'bytecode' package on Python {sys.version.split()[0]}, and "
-                            f"{sys.executable} does not have it: {sys.executable} -m pip install 'bytecode>=0.15'")
+                            f"{sys.executable} does not have it: {sys.executable} -m pip install 'bytecode>=0.16'")
     return _PROBLEM
 
 
@@ -223,8 +223,7 @@ class Agent:
                 "pid": os.getpid(),
                 "ppid": os.getppid(),  # a supervisor (gunicorn's master) is the parent of its workers
                 "python": sys.version.split()[0],
-                "backend": self._backend.name if self._backend else ("sys.monitoring" if sys.version_info >= (3, 12)
-                                                                    else "bytecode-injection"),
+                "backend": self._backend.name if self._backend else backend.name(),
                 "probes": len(self._probes),
                 "active_probes": active,
                 "pending_probes": len(self._pending),

@@ -122,9 +122,10 @@ def _inner_fail(qty):
 class Looper:
     """A function that is already running when the probe is placed."""
 
-    def __init__(self):
+    def __init__(self, name=""):
         self.stop = threading.Event()
         self.ticks = 0
+        self.name = name
 
     def run(self):
         while not self.stop.is_set():

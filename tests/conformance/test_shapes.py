@@ -1,7 +1,9 @@
 """Every code shape accepts line probes, emits at the right place and is restored exactly."""
 
 import asyncio
+import os
 import sys
+import textwrap
 import threading
 import time
 import traceback
@@ -201,31 +203,95 @@ def test_probes_on_the_agent_itself_are_refused(agent):
 
 
 @pytest.mark.skipif(not MONITORING, reason="sys.monitoring is 3.12+; below it the code objects are swapped back")
-def test_removal_leaves_no_monitoring_events_and_close_frees_the_tool_id():
-    """On 3.12+ the code is never swapped, so `__code__ is original` proves nothing about removal: what
-    must go are the local events on the probed code (while placed: there, so the check can fail) and,
-    once the agent closes, the tool id, its events and callbacks (another tool may take it)."""
+def test_removal_restores_the_code_leaves_no_monitoring_events_and_close_frees_the_tool_id():
+    """On 3.12+ new calls run a swapped copy and frames already running get the probe through local events
+    on the original code: removal must swap the original back and take those events away (while placed:
+    there, so the check can fail), and once the agent closes, the tool id, its events and callbacks must
+    go (another tool may take it)."""
     from probebook.agent import Agent
     from probebook.agent.instrument.monitor import TOOL_IDS_TRIED
 
     mon = sys.monitoring
+    plain, total = shapes.plain.__code__, shapes.Cart.total.__code__  # the originals
     agent = Agent()
     try:
         line = _log(agent, "plain", "a={a}")
         call = agent.add_probe({"kind": "metric", "where": "shapes:Cart.total", "metric": {"name": "t"}})
         tid = next(t for t in TOOL_IDS_TRIED if mon.get_tool(t) == "probebook")
-        plain, total = shapes.plain.__code__, shapes.Cart.total.__code__
+        assert shapes.plain.__code__ is not plain and shapes.Cart.total.__code__ is not total  # new calls: the copy
         assert mon.get_local_events(tid, plain) & mon.events.LINE  # the positive control
         assert mon.get_local_events(tid, total) & mon.events.PY_START
+        assert mon.get_local_events(tid, shapes.plain.__code__) == 0  # never both paths on one execution
         shapes.plain(2, 3), shapes.Cart([1]).total()
         got = _messages(agent)
         assert len(got) == 1 and got[0].endswith("a=2"), got
         agent.remove_probe(line.id)
-        assert mon.get_local_events(tid, plain) == 0
+        assert shapes.plain.__code__ is plain and mon.get_local_events(tid, plain) == 0
         assert mon.get_local_events(tid, total) & mon.events.PY_START  # the other probe is untouched
         agent.remove_probe(call.id)
-        assert mon.get_local_events(tid, total) == 0
+        assert shapes.Cart.total.__code__ is total and mon.get_local_events(tid, total) == 0
     finally:
         agent.close()
     assert mon.get_tool(tid) is None, "the agent closed and kept its sys.monitoring tool id"
     assert mon.get_events(tid) == 0
+
+
+@pytest.mark.skipif(not MONITORING, reason="3.12+: a probe reaches frames already running")
+def test_a_running_frame_and_new_calls_each_hit_exactly_once(agent):
+    """A loop running when the probe is placed gets it through the original code's events, a loop started
+    after through the swapped copy; every pass of each is seen once: no pass missed, none seen twice."""
+    old, new = shapes.Looper("old"), shapes.Looper("new")
+    threads = [threading.Thread(target=old.run)]
+    threads[0].start()
+    try:
+        wait_for(lambda: old.ticks > 0, timeout=10, what="the loop to run")
+        original = shapes.Looper.run.__code__
+        probe = _log(agent, "loop", "{self.name}:{self.ticks}", rate=5000)
+        assert shapes.Looper.run.__code__ is not original
+        threads.append(threading.Thread(target=new.run))
+        threads[1].start()
+
+        seen = {"old": [], "new": []}
+
+        def enough():
+            for m in _messages(agent):  # each call drains what arrived since the last
+                name, tick = m.split(":")
+                seen[name.strip("'")].append(int(tick))  # a str renders with its quotes
+            return min(map(len, seen.values())) >= 30
+
+        wait_for(enough, timeout=20, what="30 passes of each loop")
+    finally:
+        old.stop.set(), new.stop.set()
+        for t in threads:
+            t.join()
+    for name, ticks in seen.items():
+        assert ticks == list(range(ticks[0], ticks[0] + len(ticks))), (name, ticks)  # each pass once, in order
+    assert seen["new"][0] == 0  # the new call from its first pass
+    assert agent.get_probe(probe.id).rate_limited == 0
+
+
+@pytest.mark.skipif(not MONITORING, reason="3.12+: sys.monitoring alone is the fallback there")
+def test_monitoring_alone_when_asked_for_or_without_the_bytecode_package(tmp_path):
+    """PROBEBOOK_BACKEND=monitoring (or no `bytecode` package) keeps the code object and probes through
+    `sys.monitoring` alone: the same probe fires the same way, only slower per hit."""
+    import subprocess
+
+    script = textwrap.dedent("""
+        import sys
+        sys.path.insert(0, sys.argv[1])
+        import shapes
+        from probebook.agent import Agent
+        original = shapes.plain.__code__
+        agent = Agent()
+        agent.add_probe({"kind": "log", "where": sys.argv[2], "template": "a={a}"})
+        shapes.plain(2, 3)
+        print(agent.stats()["backend"], shapes.plain.__code__ is original,
+              [e.message for e in agent.drain_events() if e.kind == "log"])
+        agent.close()
+    """)
+    env = {**os.environ, "PROBEBOOK_BACKEND": "monitoring"}
+    done = subprocess.run([sys.executable, "-c", script, os.path.dirname(shapes.__file__), where("plain")],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split(None, 2)[:2] == ["sys.monitoring", "True"], done.stdout
+    assert done.stdout.rstrip().endswith("'a=2']"), done.stdout

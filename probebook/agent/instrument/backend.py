@@ -10,11 +10,12 @@ debugger, a profiler, coverage) may take the id and nothing of ours runs any mor
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from typing import Any, Optional, Tuple
 
-__all__ = ["acquire", "release"]
+__all__ = ["acquire", "name", "release", "swaps_unavailable"]
 
 _BACKEND: Optional[Tuple[Any, int]] = None  # (backend, the depth of hook frames above a hit)
 _USERS = 0
@@ -26,7 +27,11 @@ def acquire() -> Tuple[Any, int]:
     global _BACKEND, _USERS
     with _LOCK:
         if _BACKEND is None:
-            if sys.version_info >= (3, 12):
+            if sys.version_info >= (3, 12) and not swaps_unavailable():
+                from .hybrid import SwapAndMonitorBackend
+
+                _BACKEND = (SwapAndMonitorBackend(), 1)  # new calls call hooks from the probed frame
+            elif sys.version_info >= (3, 12):
                 from .monitor import MonitoringBackend
 
                 _BACKEND = (MonitoringBackend(), 2)  # hooks run inside a monitoring callback
@@ -36,6 +41,23 @@ def acquire() -> Tuple[Any, int]:
                 _BACKEND = (CodeSwapBackend(), 1)
         _USERS += 1
         return _BACKEND
+
+
+def swaps_unavailable() -> str:
+    """Why code-object swaps are not used on this Python >= 3.12 ('' when they are): the `bytecode`
+    package is missing, or ``PROBEBOOK_BACKEND=monitoring`` asks for `sys.monitoring` alone."""
+    if os.environ.get("PROBEBOOK_BACKEND", "").strip().lower() == "monitoring":
+        return "PROBEBOOK_BACKEND=monitoring"
+    import importlib.util
+
+    return "" if importlib.util.find_spec("bytecode") is not None else "the 'bytecode' package is not installed"
+
+
+def name() -> str:
+    """The backend `acquire` would make here, named as its `name` says."""
+    if sys.version_info < (3, 12):
+        return "bytecode-injection"
+    return "sys.monitoring" if swaps_unavailable() else "bytecode-injection+sys.monitoring"
 
 
 def release() -> None:

@@ -1,4 +1,5 @@
-"""Instrumentation backend for Python <= 3.11: instrumented code objects swapped into functions.
+"""Instrumented code objects swapped into functions: the backend on Python <= 3.11, and the path of new
+calls on >= 3.12 (`hybrid`).
 
 For every code object that carries probes we keep the original and build an instrumented copy
 (`inject.instrument_code`). Nested code objects live in their parent's constants, so a change
@@ -7,7 +8,7 @@ whose ``__code__`` is the old copy. Removing the last probe swaps the original b
 ``func.__code__ is original`` again; nothing is written to module globals.
 
 Frames already running keep the code they started with: a probe placed while a function runs
-takes effect from its next call (on >= 3.12 the monitoring backend reaches running frames).
+takes effect from its next call (on >= 3.12 `hybrid` reaches running frames through `sys.monitoring`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Inline guards: the cheap prefix of a condition, compiled into the probed code (Python <= 3.11).
+"""Inline guards: the cheap prefix of a condition, compiled into the probed code (every Python).
 
 A condition such as ``x < 0`` or ``order_id == 42 and user is not None`` over the function's own
 parameters is checked by a few injected instructions, so a probe whose condition is false costs
@@ -130,8 +130,8 @@ _CMP = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge
 def certainly_false(conjuncts: Tuple[Conjunct, ...]) -> Callable[[Mapping[str, Any]], bool]:
     """A predicate over a frame's locals that is True only when the condition is certainly false.
 
-    The same rule as the injected guard, for the monitoring backend (>= 3.12), which reads the
-    frame's locals: anything unexpected (a missing name, another type) answers False, and the
+    The same rule as the injected guard, for the monitoring-only backend (>= 3.12 without swaps), which
+    reads the frame's locals: anything unexpected (a missing name, another type) answers False, and the
     full evaluator decides.
 
     >>> check = certainly_false(inline_guard("x < 0", (lambda x: x).__code__))

@@ -1,4 +1,4 @@
-"""Build an instrumented copy of a code object (Python <= 3.11, with the `bytecode` package).
+"""Build an instrumented copy of a code object (every Python 3.9-3.13, with the `bytecode` package).
 
 The copy calls our hooks and is otherwise the original: same line numbers, same constants and
 names, same exception table for the host's own handlers. The caller swaps it into function
@@ -21,51 +21,60 @@ from typing import Any, Callable, List, Optional
 
 __all__ = ["instrument_code"]
 
-if sys.version_info >= (3, 12):  # pragma: no cover - guarded by the caller
-    raise ImportError("probebook.agent.instrument.inject is for Python <= 3.11; use probebook.agent.instrument.monitor")
-
 import bytecode as _bc
 from bytecode import Bytecode, ConcreteBytecode, ConcreteInstr, Instr, Label
 
 from .hookset import HookSet
 from .locate import PROLOGUE_OPS
 
+PY313 = sys.version_info >= (3, 13)
+PY312 = sys.version_info >= (3, 12)
 PY311 = sys.version_info >= (3, 11)
 PY310 = sys.version_info >= (3, 10)
+_RETURNS = ("RETURN_VALUE", "RETURN_CONST")
+# a local read by a guard: 3.12+ has LOAD_FAST that trusts the compiler's proof the name is bound, and
+# LOAD_FAST_CHECK that checks; injected code has no such proof
+_LOAD_LOCAL = "LOAD_FAST_CHECK" if PY312 else "LOAD_FAST"
+
+
+def _push_call(fn: Any, arg: List[Instr], **kw: Any) -> List[Instr]:
+    """Push `fn(*arg)`'s callable and its arguments (`arg`: the instructions that push one argument)."""
+    if PY313:  # callable, then NULL for "no self"
+        return [Instr("LOAD_CONST", fn, **kw), Instr("PUSH_NULL", **kw), *arg, Instr("CALL", 1, **kw)]
+    if PY312:
+        return [Instr("PUSH_NULL", **kw), Instr("LOAD_CONST", fn, **kw), *arg, Instr("CALL", 1, **kw)]
+    if PY311:
+        return [Instr("PUSH_NULL", **kw), Instr("LOAD_CONST", fn, **kw), *arg, Instr("PRECALL", 1, **kw),
+                Instr("CALL", 1, **kw)]
+    return [Instr("LOAD_CONST", fn, **kw), *arg, Instr("CALL_FUNCTION", 1, **kw)]
 
 
 
 def _call(fn: Any, arg: Any, lineno: Optional[int]) -> List[Instr]:
     """`fn(arg)` with its result dropped; leaves the value stack as it found it."""
     kw = {"lineno": lineno} if lineno is not None else {}
-    if PY311:
-        return [
-            Instr("PUSH_NULL", **kw),
-            Instr("LOAD_CONST", fn, **kw),
-            Instr("LOAD_CONST", arg, **kw),
-            Instr("PRECALL", 1, **kw),
-            Instr("CALL", 1, **kw),
-            Instr("POP_TOP", **kw),
-        ]
-    return [
-        Instr("LOAD_CONST", fn, **kw),
-        Instr("LOAD_CONST", arg, **kw),
-        Instr("CALL_FUNCTION", 1, **kw),
-        Instr("POP_TOP", **kw),
-    ]
+    return _push_call(fn, [Instr("LOAD_CONST", arg, **kw)], **kw) + [Instr("POP_TOP", **kw)]
 
 
-_JUMP_IF_FALSE = "POP_JUMP_FORWARD_IF_FALSE" if PY311 else "POP_JUMP_IF_FALSE"
-_COMPARE = {"<": _bc.Compare.LT, "<=": _bc.Compare.LE, ">": _bc.Compare.GT, ">=": _bc.Compare.GE,
-            "==": _bc.Compare.EQ, "!=": _bc.Compare.NE}
+_JUMP_IF_FALSE = "POP_JUMP_FORWARD_IF_FALSE" if PY311 and not PY312 else "POP_JUMP_IF_FALSE"
+# 3.13's conditional jumps take a bool only: its COMPARE_OP says so with the _CAST forms
+_COMPARE = {op: getattr(_bc.Compare, name + ("_CAST" if PY313 else "")) for op, name in
+            (("<", "LT"), ("<=", "LE"), (">", "GT"), (">=", "GE"), ("==", "EQ"), ("!=", "NE"))}
 
 
 def _counted(skips: Any, lineno: int) -> List[Any]:
     """Take one item from `skips` (an `itertools.repeat(None, n)`, see `SkipCount`): a C-level next with
     no call frame, no allocation and no eval-breaker check, so no other thread runs in between."""
     end = Label()
-    return [Instr("LOAD_CONST", skips, lineno=lineno), Instr("FOR_ITER", end, lineno=lineno),
-            Instr("POP_TOP", lineno=lineno), Instr("POP_TOP", lineno=lineno), end]
+    out = [Instr("LOAD_CONST", skips, lineno=lineno), Instr("FOR_ITER", end, lineno=lineno),
+           Instr("POP_TOP", lineno=lineno), Instr("POP_TOP", lineno=lineno)]
+    if not PY312:
+        return out + [end]
+    # 3.12+: an exhausted FOR_ITER pops the iterator and jumps past the END_FOR at its target (3.13: past
+    # END_FOR and the POP_TOP after it); the path that took an item jumps over them
+    after = Label()
+    tail = [end, Instr("END_FOR", lineno=lineno)] + ([Instr("POP_TOP", lineno=lineno)] if PY313 else [])
+    return out + [Instr("JUMP_FORWARD", after, lineno=lineno)] + tail + [after]
 
 
 def _guarded(conjuncts: Any, call: List[Instr], lineno: int, skips: Any = None) -> List[Any]:
@@ -75,20 +84,14 @@ def _guarded(conjuncts: Any, call: List[Instr], lineno: int, skips: Any = None) 
     out: List[Any] = []
     for c in conjuncts:
         if c.op in ("is", "is not"):
-            out += [Instr("LOAD_FAST", c.name, lineno=lineno), Instr("LOAD_CONST", c.const, lineno=lineno),
+            out += [Instr(_LOAD_LOCAL, c.name, lineno=lineno), Instr("LOAD_CONST", c.const, lineno=lineno),
                     Instr("IS_OP", 1 if c.op == "is not" else 0, lineno=lineno),
                     Instr(_JUMP_IF_FALSE, skip, lineno=lineno)]
             continue
-        if PY311:
-            out += [Instr("PUSH_NULL", lineno=lineno), Instr("LOAD_CONST", type, lineno=lineno),
-                    Instr("LOAD_FAST", c.name, lineno=lineno), Instr("PRECALL", 1, lineno=lineno),
-                    Instr("CALL", 1, lineno=lineno)]
-        else:
-            out += [Instr("LOAD_CONST", type, lineno=lineno), Instr("LOAD_FAST", c.name, lineno=lineno),
-                    Instr("CALL_FUNCTION", 1, lineno=lineno)]
+        out += _push_call(type, [Instr(_LOAD_LOCAL, c.name, lineno=lineno)], lineno=lineno)
         out += [Instr("LOAD_CONST", type(c.const), lineno=lineno), Instr("IS_OP", 0, lineno=lineno),
                 Instr(_JUMP_IF_FALSE, to_hook, lineno=lineno),
-                Instr("LOAD_FAST", c.name, lineno=lineno), Instr("LOAD_CONST", c.const, lineno=lineno),
+                Instr(_LOAD_LOCAL, c.name, lineno=lineno), Instr("LOAD_CONST", c.const, lineno=lineno),
                 Instr("COMPARE_OP", _COMPARE[c.op], lineno=lineno), Instr(_JUMP_IF_FALSE, skip, lineno=lineno)]
     if skips is None:
         return out + [to_hook] + call + [skip]
@@ -115,7 +118,7 @@ def instrument_code(code: CodeType, hooks: HookSet) -> CodeType:
                 guard = (hooks.guards or {}).get(instr.lineno)
                 skips = (hooks.guard_skips or {}).get(instr.lineno)
                 out.extend(_guarded(guard, call, instr.lineno, skips) if guard else call)
-            if hooks.function_hooks and instr.name == "RETURN_VALUE":
+            if hooks.function_hooks and instr.name in _RETURNS:
                 out.extend(_call(hooks.return_hook, None, instr.lineno))
         out.append(instr)
     bc.clear()
@@ -153,8 +156,16 @@ def _wrap_block_stack(bc: Bytecode, raise_hook: Any, lineno: int) -> None:
     bc.extend(tail)
 
 
+def _caches(name: str) -> int:
+    """Inline cache entries after instruction `name` in this Python (3.11: CALL has 4)."""
+    import opcode
+
+    table = getattr(opcode, "_inline_cache_entries")
+    return int(table.get(name, 0) if isinstance(table, dict) else table[opcode.opmap[name]])
+
+
 def _wrap_exception_table(code: CodeType, raise_hook: Any) -> CodeType:
-    """3.11: route every instruction no host handler covers to our handler at the end.
+    """3.11+: route every instruction no host handler covers to our handler at the end.
 
     The handler is entered with the exception as the only stack item (depth 0), calls
     `raise_hook(exc)` and re-raises it with `RERAISE 0`, which neither adds a traceback entry
@@ -183,15 +194,12 @@ def _wrap_exception_table(code: CodeType, raise_hook: Any) -> CodeType:
     hook_index = len(cb.consts)
     cb.consts.append(raise_hook)
     lineno = code.co_firstlineno
-    handler = [
-        ConcreteInstr("PUSH_NULL", lineno=lineno),
-        ConcreteInstr("LOAD_CONST", hook_index, lineno=lineno),
-        ConcreteInstr("COPY", 3, lineno=lineno),
-        ConcreteInstr("PRECALL", 1, lineno=lineno),
-        ConcreteInstr("CACHE", 0, lineno=lineno),
-        ConcreteInstr("CALL", 1, lineno=lineno),
-    ]
-    handler.extend(ConcreteInstr("CACHE", 0, lineno=lineno) for _ in range(4))
+    push = [ConcreteInstr("PUSH_NULL", lineno=lineno), ConcreteInstr("LOAD_CONST", hook_index, lineno=lineno)]
+    handler = (push[::-1] if PY313 else push) + [ConcreteInstr("COPY", 3, lineno=lineno)]
+    if not PY312:
+        handler += [ConcreteInstr("PRECALL", 1, lineno=lineno), ConcreteInstr("CACHE", 0, lineno=lineno)]
+    handler.append(ConcreteInstr("CALL", 1, lineno=lineno))
+    handler.extend(ConcreteInstr("CACHE", 0, lineno=lineno) for _ in range(_caches("CALL")))
     handler.append(ConcreteInstr("POP_TOP", lineno=lineno))
     handler.append(ConcreteInstr("RERAISE", 0, lineno=lineno))
     cb.extend(handler)

@@ -1,4 +1,5 @@
-"""Instrumentation backend for Python >= 3.12: `sys.monitoring` local events, our own tool id.
+"""`sys.monitoring` local events, our own tool id (Python >= 3.12): the path of frames already running
+when a probe is placed (`hybrid`), or the whole backend where code swaps are off (`backend.swaps_unavailable`).
 
 Only probed code objects get events (``set_local_events``), so code without probes runs at full
 speed. LINE events on lines that carry no probe answer ``DISABLE`` and cost nothing after their

@@ -1,7 +1,8 @@
 """A probed code object and the hooks its instrumentation calls.
 
 The backends call these bound methods from inside the host's frame (directly for injected code,
-through a `sys.monitoring` callback on >= 3.12, hence `depth`). They find the frame themselves,
+through a `sys.monitoring` callback on >= 3.12, hence `depth`: the site's own, or the one a caller
+passes, as the monitoring path of `hybrid` does). They find the frame themselves,
 so the injected call carries a single constant argument.
 """
 
@@ -63,10 +64,10 @@ class Site:
         return bool(self.entry_probes or self.exit_probes)
 
     # -------------------------------------------------------------- hooks (application thread)
-    def line(self, line: int) -> None:
+    def line(self, line: int, depth: int = 0) -> None:
         probes = self.line_probes.get(line)
         if probes:
-            frame = _getframe(self.depth)
+            frame = _getframe(depth or self.depth)
             f_locals = frame.f_locals  # one read for all probes of the line (a dict build on <= 3.12)
             for p in probes:
                 fast_false = p.fast_false
@@ -75,9 +76,9 @@ class Site:
                     continue
                 p.on_line(frame, f_locals, line)
 
-    def enter(self, _: Any) -> None:
+    def enter(self, _: Any, depth: int = 0) -> None:
         try:
-            frame = _getframe(self.depth)
+            frame = _getframe(depth or self.depth)
             for p in self.entry_probes:
                 p.on_line(frame, frame.f_locals)
             if self.exit_probes:
@@ -88,9 +89,9 @@ class Site:
         except Exception:  # the probes report their own failures; this only guards the host
             pass
 
-    def leave(self, _: Any) -> None:
+    def leave(self, _: Any, depth: int = 0) -> None:
         try:
-            frame = _getframe(self.depth)
+            frame = _getframe(depth or self.depth)
             self._finish(frame, None)
         except Exception:
             pass
