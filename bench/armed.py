@@ -1,9 +1,15 @@
 """Armed probe whose condition is false: cost per hit, against peers in the same run.
 
     python -m bench.armed [--n 200000]
+    python -m bench.armed --instructions
 
 Peers: the plain call; ddtrace's `inject_hook` with a no-op hook (when ddtrace is installed);
 `sys.settrace` with a line tracer that checks the same condition. Prints JSON.
+
+`--instructions` counts instead of timing, under valgrind's callgrind: each case (plain, probebook,
+ddtrace) calls the target 2,000 and then 12,000 times in a process of its own, and (I(12000) -
+I(2000)) / 10000 is its instructions per call, which repeat exactly where wall time here moves by tens
+of percent.
 """
 
 from __future__ import annotations
@@ -27,10 +33,74 @@ def _per_call_ns(fn, n: int, repeat: int = 7) -> float:
     return best
 
 
+_CASES = ("plain", "probebook", "ddtrace")
+
+
+def _calls_only(case: str, n: int) -> None:
+    """What callgrind counts for one case: the target armed as `case` says, called n times."""
+    line = T.line_of("# PROBE")
+    if case == "probebook":
+        agent = Agent(AgentLimits(cpu_budget=100.0))
+        agent.add_probe({"kind": "log", "where": f"bench/_targets.py:{line}", "template": "y={x}", "when": "x < 0"})
+    elif case == "ddtrace":
+        from ddtrace.internal.bytecode_injection import inject_hook
+
+        inject_hook(T.target, _noop, line, "probe")
+    target = T.target
+    for i in range(n):
+        target(i)
+
+
+def _noop(arg):
+    pass
+
+
+def instructions() -> dict:
+    """Instructions per call of each case, and over the plain call, counted by callgrind."""
+    import os
+    import subprocess
+    import tempfile
+
+    from bench.control_instructions import _instructions as total
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out: dict = {"python": sys.version.split()[0]}
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in _CASES:
+            if case == "ddtrace":
+                try:
+                    import ddtrace.internal.bytecode_injection  # noqa: F401 - only: is it there
+                except Exception:  # ddtrace is optional: not installed, or no wheel for this Python
+                    continue
+            counts = []
+            for n in (2000, 12000):
+                path = os.path.join(tmp, f"cg.{case}.{n}")
+                subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={path}", sys.executable,
+                                "-m", "bench.armed", "--calls-only", case, str(n)], check=True, capture_output=True,
+                               cwd=root, env=dict(os.environ, PYTHONHASHSEED="0"))
+                counts.append(total(path))
+            out[f"{case}_instructions"] = (counts[1] - counts[0]) / 10000
+    plain = out["plain_instructions"]
+    out["probebook_over_plain_instructions"] = out["probebook_instructions"] - plain
+    if "ddtrace_instructions" in out:
+        out["ddtrace_over_plain_instructions"] = out["ddtrace_instructions"] - plain
+        out["probebook_vs_ddtrace_instructions"] = (out["probebook_over_plain_instructions"]
+                                                    / max(1e-9, out["ddtrace_over_plain_instructions"]))
+    return out
+
+
 def main() -> dict:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=200_000)
-    n = ap.parse_args().n
+    ap.add_argument("--instructions", action="store_true", help="count instructions under callgrind instead")
+    ap.add_argument("--calls-only", nargs=2, metavar=("CASE", "N"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.calls_only:
+        _calls_only(args.calls_only[0], int(args.calls_only[1]))
+        return {}
+    if args.instructions:
+        return instructions()
+    n = args.n
     line = T.line_of("# PROBE")
     out = {"python": sys.version.split()[0], "n": n}
     out["plain_ns"] = _per_call_ns(T.target, n)
@@ -122,4 +192,6 @@ def _monitoring_floor(n: int) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(), indent=1))
+    result = main()
+    if result:
+        print(json.dumps(result, indent=1))

@@ -188,17 +188,24 @@ def test_a_probe_waits_for_a_slow_import_to_finish(agent, tmp_path):
 
 class _ChainingFinder:
     """Another tool's import hook on sys.meta_path (ddtrace's module watchdog does this): it hands back the
-    file loader wrapped in a loader of its own."""
+    file loader wrapped in a loader of its own; with `on_instance`, that loader sets its `exec_module` on
+    the instance, as ddtrace 4's `_ImportHookChainedLoader` does."""
+
+    on_instance = False
 
     class Loader:
-        def __init__(self, inner):
+        def __init__(self, inner, on_instance=False):
             self.inner = inner
+            if on_instance:
+                self.exec_module = self._exec_module
+
+        def _exec_module(self, module):
+            self.inner.exec_module(module)
 
         def create_module(self, spec):
             return self.inner.create_module(spec)
 
-        def exec_module(self, module):
-            self.inner.exec_module(module)
+        exec_module = _exec_module
 
     def find_spec(self, name, path=None, target=None):
         if not name.endswith("_chained_pb"):
@@ -207,14 +214,17 @@ class _ChainingFinder:
 
         spec = importlib.machinery.PathFinder.find_spec(name, path)
         if spec is not None:
-            spec.loader = self.Loader(spec.loader)
+            spec.loader = self.Loader(spec.loader, self.on_instance)
         return spec
 
 
-def test_a_probe_is_installed_when_another_tool_chains_the_loader(agent, tmp_path):
+@pytest.mark.parametrize("on_instance", [False, True], ids=["exec_module on the class", "on the instance"])
+def test_a_probe_is_installed_when_another_tool_chains_the_loader(agent, tmp_path, on_instance):
     """With another tool's finder wrapping the file loader, the pending probe is still installed by
-    the time the import returns (before, only at the housekeeping thread's next tick)."""
+    the time the import returns (before, only at the housekeeping thread's next tick; with the loader's
+    `exec_module` set on its instance, ddtrace 4's way, it was taken for our own wrapper and left alone)."""
     finder = _ChainingFinder()
+    finder.on_instance = on_instance
     sys.meta_path.insert(0, finder)
     try:
         with _module_on_path(tmp_path, "mod_chained_pb", """

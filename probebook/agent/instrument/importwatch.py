@@ -24,9 +24,10 @@ _FILE_LOADERS = (importlib.machinery.SourceFileLoader, importlib.machinery.Sourc
 
 def _from_file(spec: Any, loader: Any) -> bool:
     """A module whose code comes from a file: the standard file loaders, or another finder's loader for a
-    `.py` file (ddtrace's module watchdog, for one, chains the file loader inside its own)."""
-    if loader is None or "exec_module" in getattr(loader, "__dict__", ()):
-        return False  # none, or wrapped already
+    `.py` file (ddtrace's module watchdog, for one, chains the file loader inside its own, and since
+    ddtrace 4 sets its own `exec_module` on the instance: that is wrapped like any other)."""
+    if loader is None or getattr(getattr(loader, "exec_module", None), "_probebook_watch", False):
+        return False  # none, or wrapped by us already (another tool's own wrapper is wrapped in turn)
     if isinstance(loader, _FILE_LOADERS):
         return True
     origin = getattr(spec, "origin", None)
@@ -80,6 +81,7 @@ class ImportWatch:
                 finally:
                     local.inside = False
 
+            exec_module._probebook_watch = True  # type: ignore[attr-defined]
             try:
                 loader.exec_module = exec_module  # type: ignore[method-assign]
             except (AttributeError, TypeError):  # a loader with __slots__: the housekeeping tick resolves it

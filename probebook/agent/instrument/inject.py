@@ -32,9 +32,9 @@ PY312 = sys.version_info >= (3, 12)
 PY311 = sys.version_info >= (3, 11)
 PY310 = sys.version_info >= (3, 10)
 _RETURNS = ("RETURN_VALUE", "RETURN_CONST")
-# a local read by a guard: 3.12+ has LOAD_FAST that trusts the compiler's proof the name is bound, and
-# LOAD_FAST_CHECK that checks; injected code has no such proof
-_LOAD_LOCAL = "LOAD_FAST_CHECK" if PY312 else "LOAD_FAST"
+# a local read by a guard: 3.12+'s LOAD_FAST trusts that the name is bound (LOAD_FAST_CHECK checks); a guard
+# reads only `guards.safe_parameters` (parameters never deleted, not cells), which always are
+_LOAD_LOCAL = "LOAD_FAST"
 
 
 def _push_call(fn: Any, arg: List[Instr], **kw: Any) -> List[Instr]:
@@ -62,24 +62,28 @@ _COMPARE = {op: getattr(_bc.Compare, name + ("_CAST" if PY313 else "")) for op, 
             (("<", "LT"), ("<=", "LE"), (">", "GT"), (">=", "GE"), ("==", "EQ"), ("!=", "NE"))}
 
 
-def _counted(skips: Any, lineno: int) -> List[Any]:
+def _counted(skips: Any, lineno: int, tails: List[Any]) -> List[Any]:
     """Take one item from `skips` (an `itertools.repeat(None, n)`, see `SkipCount`): a C-level next with
     no call frame, no allocation and no eval-breaker check, so no other thread runs in between."""
     end = Label()
-    out = [Instr("LOAD_CONST", skips, lineno=lineno), Instr("FOR_ITER", end, lineno=lineno),
-           Instr("POP_TOP", lineno=lineno), Instr("POP_TOP", lineno=lineno)]
+    load = [Instr("LOAD_CONST", skips, lineno=lineno), Instr("FOR_ITER", end, lineno=lineno)]
     if not PY312:
-        return out + [end]
+        return load + [Instr("POP_TOP", lineno=lineno), Instr("POP_TOP", lineno=lineno), end]
     # 3.12+: an exhausted FOR_ITER pops the iterator and jumps past the END_FOR at its target (3.13: past
-    # END_FOR and the POP_TOP after it); the path that took an item jumps over them
+    # END_FOR and the POP_TOP after it). `skips` holds sys.maxsize items, so that target is never reached:
+    # it stands after the function's code (`tails`), out of the path a skip takes. 3.12's END_FOR pops
+    # two items, the iterator and the item taken, in one instruction.
     after = Label()
-    tail = [end, Instr("END_FOR", lineno=lineno)] + ([Instr("POP_TOP", lineno=lineno)] if PY313 else [])
-    return out + [Instr("JUMP_FORWARD", after, lineno=lineno)] + tail + [after]
+    tails += [end, Instr("END_FOR", lineno=lineno)] + ([Instr("POP_TOP", lineno=lineno)] if PY313 else []) + [
+        Instr("JUMP_BACKWARD", after, lineno=lineno)]
+    pops = [Instr("POP_TOP", lineno=lineno)] * 2 if PY313 else [Instr("END_FOR", lineno=lineno)]
+    return load + pops + [after]
 
 
-def _guarded(conjuncts: Any, call: List[Instr], lineno: int, skips: Any = None) -> List[Any]:
-    """Skip `call` when the conjuncts are certainly false (counting the skip in `skips`); any type
-    surprise calls it anyway."""
+def _guarded(conjuncts: Any, call: List[Instr], lineno: int, skips: Any = None, tails: Optional[List[Any]] = None
+             ) -> List[Any]:
+    """Skip `call` when the conjuncts are certainly false (counting the skip in `skips`; code that only an
+    impossible case runs goes to `tails`, after the function's code); any type surprise calls it anyway."""
     to_hook, skip = Label(), Label()
     out: List[Any] = []
     for c in conjuncts:
@@ -96,13 +100,15 @@ def _guarded(conjuncts: Any, call: List[Instr], lineno: int, skips: Any = None) 
     if skips is None:
         return out + [to_hook] + call + [skip]
     end = Label()
-    return out + [to_hook] + call + [Instr("JUMP_FORWARD", end, lineno=lineno), skip] + _counted(skips, lineno) + [end]
+    counted = _counted(skips, lineno, tails if tails is not None else [])
+    return out + [to_hook] + call + [Instr("JUMP_FORWARD", end, lineno=lineno), skip] + counted + [end]
 
 
 def instrument_code(code: CodeType, hooks: HookSet) -> CodeType:
     """Return a copy of `code` with `hooks` injected; `code` itself is never modified."""
     bc = Bytecode.from_code(code)
     out: List[Any] = []
+    tails: List[Any] = []
     pending_lines = set(hooks.lines)
     prologue_done = False
     first_lineno = code.co_firstlineno
@@ -117,12 +123,12 @@ def instrument_code(code: CodeType, hooks: HookSet) -> CodeType:
                 call = _call(hooks.line_hook, instr.lineno, instr.lineno)
                 guard = (hooks.guards or {}).get(instr.lineno)
                 skips = (hooks.guard_skips or {}).get(instr.lineno)
-                out.extend(_guarded(guard, call, instr.lineno, skips) if guard else call)
+                out.extend(_guarded(guard, call, instr.lineno, skips, tails) if guard else call)
             if hooks.function_hooks and instr.name in _RETURNS:
                 out.extend(_call(hooks.return_hook, None, instr.lineno))
         out.append(instr)
     bc.clear()
-    bc.extend(out)
+    bc.extend(out + tails)
     if hooks.function_hooks and not PY311:
         _wrap_block_stack(bc, hooks.raise_hook, first_lineno)
     new = bc.to_code()
