@@ -57,29 +57,18 @@ def _noop(arg):
 
 def instructions() -> dict:
     """Instructions per call of each case, and over the plain call, counted by callgrind."""
+    import importlib.util
     import os
-    import subprocess
-    import tempfile
 
-    from bench.control_instructions import _instructions as total
+    from bench.control_instructions import per_call
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out: dict = {"python": sys.version.split()[0]}
-    with tempfile.TemporaryDirectory() as tmp:
-        for case in _CASES:
-            if case == "ddtrace":
-                try:
-                    import ddtrace.internal.bytecode_injection  # noqa: F401 - only: is it there
-                except Exception:  # ddtrace is optional: not installed, or no wheel for this Python
-                    continue
-            counts = []
-            for n in (2000, 12000):
-                path = os.path.join(tmp, f"cg.{case}.{n}")
-                subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={path}", sys.executable,
-                                "-m", "bench.armed", "--calls-only", case, str(n)], check=True, capture_output=True,
-                               cwd=root, env=dict(os.environ, PYTHONHASHSEED="0"))
-                counts.append(total(path))
-            out[f"{case}_instructions"] = (counts[1] - counts[0]) / 10000
+    for case in _CASES:
+        if case == "ddtrace" and importlib.util.find_spec("ddtrace") is None:
+            continue  # ddtrace is optional: not installed, or no wheel for this Python
+        out[f"{case}_instructions"] = per_call([sys.executable, "-m", "bench.armed", "--calls-only", case], root,
+                                               dict(os.environ, PYTHONHASHSEED="0"))
     plain = out["plain_instructions"]
     out["probebook_over_plain_instructions"] = out["probebook_instructions"] - plain
     if "ddtrace_instructions" in out:

@@ -30,7 +30,7 @@ import tempfile
 import textwrap
 import time
 import urllib.request
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from probebook.connectors.agent import AgentClient
 from bench.control import _wait_port
@@ -44,6 +44,19 @@ def _instructions(path: str) -> int:
             if line.startswith("summary:") or line.startswith("totals:"):
                 return int(line.split()[1])
     raise RuntimeError(f"no totals in {path}")
+
+
+def per_call(argv: List[str], cwd: str, env: Dict[str, str], ns: Tuple[int, int] = (2000, 12000)) -> float:
+    """Instructions per unit of work of `argv` + [N] (a program that does N units and nothing else that
+    grows with N), counted by callgrind at both `ns`: (I(n2) - I(n1)) / (n2 - n1); start-up cancels out."""
+    counts = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in ns:
+            out = os.path.join(tmp, f"cg.{n}")
+            subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *argv, str(n)],
+                           check=True, capture_output=True, cwd=cwd, env=env)
+            counts.append(_instructions(out))
+    return (counts[1] - counts[0]) / (ns[1] - ns[0])
 
 
 def _run(case: str, requests: int, tmp: str, hot_line: int) -> Dict[str, Any]:

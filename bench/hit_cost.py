@@ -56,19 +56,11 @@ def _hits_only(name: str, n: int) -> None:
 
 
 def _instructions(root: str, name: str) -> int:
-    from bench.control_instructions import _instructions as total
+    from bench.control_instructions import per_call
 
-    counts = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for n in (2000, 12000):
-            out = os.path.join(tmp, f"cg.{n}")
-            env = dict(os.environ, PYTHONPATH=root, PYTHONHASHSEED="0")  # dict and set work repeats exactly
-            # this file runs against `root`'s probebook and bench._targets (a baseline may predate this file)
-            subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
-                            os.path.abspath(__file__), "--hits-only", name, str(n)], check=True, capture_output=True,
-                           cwd=root, env=env)
-            counts.append(total(out))
-    return (counts[1] - counts[0]) // 10000
+    env = dict(os.environ, PYTHONPATH=root, PYTHONHASHSEED="0")  # dict and set work repeats exactly
+    # this file runs against `root`'s probebook and bench._targets (a baseline may predate this file)
+    return int(per_call([sys.executable, os.path.abspath(__file__), "--hits-only", name], root, env))
 
 
 def main() -> dict:
