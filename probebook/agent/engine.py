@@ -140,12 +140,15 @@ class Agent:
         if backend_problem():
             raise AgentUnavailable(backend_problem())
         probe = self._build(spec)
+        waiting = None
+        if where.is_line and not modules_for_file(where.file):  # type: ignore[arg-type]
+            waiting = why_pending(where, spec.pending)  # may read the disk: outside the lock; may refuse
         with self._lock:
             if probe.id in self._probes and self._probes[probe.id].status not in ENDED:
                 raise SpecError(f"id: a probe with id {probe.id!r} already exists; remove it first or pick another", "id")
             target = self._resolve(where, spec.function_level)
-            if target is None:
-                waiting = why_pending(where, spec.pending)  # LocationError for a file that exists nowhere
+            if target is None and waiting is None:  # a module name, or a file loaded but mid-import
+                waiting = f"waiting for {where.file or where.module} to be imported"
             self._probes[probe.id] = probe
             if target is None:
                 self._pending[probe.id] = where

@@ -128,12 +128,13 @@ def modules_for_file(suffix: str) -> List[ModuleType]:
 
 
 _INDEX_S = 30.0  # how long one look at the disk answers for (then it is dropped, see `drop_stale_index`)
-_AGAIN_S = 2.0  # a file not in a look this old is looked for again: at most one look per 2 s however asked
+_AGAIN_S = 2.0  # a file not in a look this old is looked for again (and the look took under a tenth of it)
 _index_lock = threading.Lock()
 _index: Optional[Tuple[float, Tuple[str, ...], Dict[str, List[str]], bool]] = None
+_last_walk_s = 0.0  # how long the last look took: the next waits at least ten times that
 
 
-def file_on_path(suffix: str, most_dirs: int = 20_000, most_s: float = 0.5) -> Tuple[Optional[str], bool]:
+def file_on_path(suffix: str, most_dirs: int = 50_000, most_s: float = 5.0) -> Tuple[Optional[str], bool]:
     """A file on disk that `suffix` could name once imported: under a ``sys.path`` directory (or the
     working directory), at any depth, ending with `suffix` (whole path components). Returns
     ``(path, True)`` when found, ``(None, True)`` when every directory was looked through, ``(None,
@@ -141,8 +142,10 @@ def file_on_path(suffix: str, most_dirs: int = 20_000, most_s: float = 0.5) -> T
     import can reach are looked in (names that are identifiers: no ``.git``, ``*.dist-info``,
     ``__pycache__`` or ``node_modules``); links are not followed. No import and no finder runs: the file
     system is read once, and that look answers for `_INDEX_S` seconds while ``sys.path`` stays the same;
-    a file not in it is looked for again once the look is `_AGAIN_S` old (a client that asks again and
-    again costs one look every 2 s at most, and a file written since is found)."""
+    a file not in it is looked for again once the look is `_AGAIN_S` old and ten times as old as the last
+    look took (a client that asks again and again makes the agent read the disk a tenth of the time at
+    most, and a file written since is found). The bound is counted in directories, so whether a path is
+    refused does not depend on how busy the host is; the time bound is a safety net."""
     want = suffix.replace("\\", "/")
     if os.path.isabs(want):
         return (want if os.path.isfile(want) else None), True
@@ -152,7 +155,7 @@ def file_on_path(suffix: str, most_dirs: int = 20_000, most_s: float = 0.5) -> T
         if os.path.isfile(os.path.join(root, want)):
             return os.path.join(root, want), True
     name = want.rsplit("/", 1)[-1]
-    for fresh in (_INDEX_S, _AGAIN_S):  # not in a look a few seconds old: look again (a file just written)
+    for fresh in (_INDEX_S, max(_AGAIN_S, 10 * _last_walk_s)):  # not in a look a while old: look again
         by_name, complete = _disk_index(roots, most_dirs, most_s, fresh)
         for path in by_name.get(name, ()):
             if _matches_suffix(path, want):
@@ -173,7 +176,7 @@ def _disk_index(roots: Tuple[str, ...], most_dirs: int, most_s: float, fresh: fl
                 ) -> Tuple[Dict[str, List[str]], bool]:
     """Every ``.py`` file under `roots` by name, and whether the look was whole: a look under `fresh`
     seconds old is taken again."""
-    global _index
+    global _index, _last_walk_s
     with _index_lock:
         now = time.monotonic()
         if _index is not None and _index[1] == roots and now - _index[0] < fresh:
@@ -192,7 +195,7 @@ def _disk_index(roots: Tuple[str, ...], most_dirs: int, most_s: float, fresh: fl
                         by_name.setdefault(f, []).append(os.path.join(dirpath, f))
             if not complete:
                 break
-        _index = (now, roots, by_name, complete)
+        _index, _last_walk_s = (now, roots, by_name, complete), time.monotonic() - now
         return by_name, complete
 
 
