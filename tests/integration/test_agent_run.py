@@ -74,7 +74,7 @@ def test_an_interpreter_without_bytecode_serves_and_refuses_each_probe_in_one_li
         status, body = svc.call("POST", "/v1/probes", {"kind": "log", "where": svc.where(), "template": "i={i}"})
         assert status == 503, body
         assert body["error"] == (f"probes need the 'bytecode' package on Python {health['python']}, and {base} "
-                                 f"does not have it: {base} -m pip install 'bytecode>=0.15'"), body
+                                 f"does not have it: {base} -m pip install 'bytecode>=0.16'"), body
         assert "internal error" not in body["error"]
     finally:
         svc.stop()
