@@ -30,8 +30,6 @@ _SAYS = {"snapshots": "expressions", "logs": "message", "metrics": "value", "spa
          "exceptions": "exc_type"}
 
 
-
-
 def recorded(inv: Investigation, verdict_id: Optional[str] = None) -> Tuple[Optional[Incident], Optional[Verdict]]:
     """The verdict `verdict_id` (else the last one recorded) and the incident it answers, from the store;
     (None, None) when it recorded no verdict, an `AssistantError` when `verdict_id` is not there."""

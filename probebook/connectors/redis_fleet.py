@@ -12,10 +12,11 @@ Commands are signed with the token's secret and sent to every live instance at o
 answers on the replies stream, signed with the same token's secret, and the result says, per
 instance, what happened (or that it did not answer in time). A reply in an instance's name that is
 not signed so (anyone who can write to Redis could write one) is ignored and counted in that
-instance's "did not answer"; only a refusal of a command's own signature (401) comes unsigned. Until every expected instance has answered the same signed command is
-published again, so an instance that was reconnecting still gets it; agents run a command id
-once. Events come from one stream with a cursor; a repeat of an event (an agent re-sending after
-a lost connection) is dropped by its (instance, sequence number).
+instance's "did not answer"; only a refusal of a command's own signature (401) comes unsigned.
+Until every expected instance has answered the same signed command is published again, so an
+instance that was reconnecting still gets it; agents run a command id once. Events come from one
+stream with a cursor; a repeat of an event (an agent re-sending after a lost connection) is dropped
+by its (instance, sequence number).
 """
 
 from __future__ import annotations

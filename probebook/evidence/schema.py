@@ -25,6 +25,7 @@ KIND_TABLE: Dict[str, Tuple[str, str]] = {
     Kind.EXCEPTION.value: ("exceptions", "exc"), STATUS_KIND: ("probe_status", "status"),
 }
 
+
 def sql_list(values: Iterable[Any]) -> str:
     """`values` as SQL string literals (quotes doubled), comma-separated: for an ``IN (...)`` or, with one
     value, an ``=``. Every literal the house writes into a query goes through here.

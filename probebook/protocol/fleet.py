@@ -66,8 +66,7 @@ def canonical_json(value: Any) -> str:
 
 def sign_command(secret: str, command_id: str, op: str, args: Mapping[str, Any]) -> str:
     """hex(hmac_sha256(secret, id + "\\n" + op + "\\n" + canonical JSON of args))."""
-    message = f"{command_id}\n{op}\n{canonical_json(args)}".encode("utf-8")
-    return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+    return _hmac(secret, f"{command_id}\n{op}\n{canonical_json(args)}")
 
 
 def sign_reply(secret: str, command_id: str, instance_id: str, status: int, body: str) -> str:
@@ -78,8 +77,11 @@ def sign_reply(secret: str, command_id: str, instance_id: str, status: int, body
     >>> len(sign_reply("s3cret", "1-ab", "w-1", 201, "{}"))
     64
     """
-    message = f"reply\n{command_id}\n{instance_id}\n{int(status)}\n{body}".encode("utf-8")
-    return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+    return _hmac(secret, f"reply\n{command_id}\n{instance_id}\n{int(status)}\n{body}")
+
+
+def _hmac(secret: str, message: str) -> str:
+    return hmac.new(secret.encode("utf-8"), message.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def new_command_id() -> str:

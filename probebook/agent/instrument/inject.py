@@ -32,9 +32,6 @@ PY312 = sys.version_info >= (3, 12)
 PY311 = sys.version_info >= (3, 11)
 PY310 = sys.version_info >= (3, 10)
 _RETURNS = ("RETURN_VALUE", "RETURN_CONST")
-# a local read by a guard: 3.12+'s LOAD_FAST trusts that the name is bound (LOAD_FAST_CHECK checks); a guard
-# reads only `guards.safe_parameters` (parameters never deleted, not cells), which always are
-_LOAD_LOCAL = "LOAD_FAST"
 
 
 def _push_call(fn: Any, arg: List[Instr], **kw: Any) -> List[Instr]:
@@ -80,27 +77,28 @@ def _counted(skips: Any, lineno: int, tails: List[Any]) -> List[Any]:
     return load + pops + [after]
 
 
-def _guarded(conjuncts: Any, call: List[Instr], lineno: int, skips: Any = None, tails: Optional[List[Any]] = None
-             ) -> List[Any]:
+def _guarded(conjuncts: Any, call: List[Instr], lineno: int, skips: Any, tails: List[Any]) -> List[Any]:
     """Skip `call` when the conjuncts are certainly false (counting the skip in `skips`; code that only an
     impossible case runs goes to `tails`, after the function's code); any type surprise calls it anyway."""
     to_hook, skip = Label(), Label()
     out: List[Any] = []
+    # a guard reads only `guards.safe_parameters` (never deleted, not cells), which are always bound: plain
+    # LOAD_FAST, which on 3.12+ trusts that (LOAD_FAST_CHECK would check it on every hit)
     for c in conjuncts:
         if c.op in ("is", "is not"):
-            out += [Instr(_LOAD_LOCAL, c.name, lineno=lineno), Instr("LOAD_CONST", c.const, lineno=lineno),
+            out += [Instr("LOAD_FAST", c.name, lineno=lineno), Instr("LOAD_CONST", c.const, lineno=lineno),
                     Instr("IS_OP", 1 if c.op == "is not" else 0, lineno=lineno),
                     Instr(_JUMP_IF_FALSE, skip, lineno=lineno)]
             continue
-        out += _push_call(type, [Instr(_LOAD_LOCAL, c.name, lineno=lineno)], lineno=lineno)
+        out += _push_call(type, [Instr("LOAD_FAST", c.name, lineno=lineno)], lineno=lineno)
         out += [Instr("LOAD_CONST", type(c.const), lineno=lineno), Instr("IS_OP", 0, lineno=lineno),
                 Instr(_JUMP_IF_FALSE, to_hook, lineno=lineno),
-                Instr(_LOAD_LOCAL, c.name, lineno=lineno), Instr("LOAD_CONST", c.const, lineno=lineno),
+                Instr("LOAD_FAST", c.name, lineno=lineno), Instr("LOAD_CONST", c.const, lineno=lineno),
                 Instr("COMPARE_OP", _COMPARE[c.op], lineno=lineno), Instr(_JUMP_IF_FALSE, skip, lineno=lineno)]
     if skips is None:
         return out + [to_hook] + call + [skip]
     end = Label()
-    counted = _counted(skips, lineno, tails if tails is not None else [])
+    counted = _counted(skips, lineno, tails)
     return out + [to_hook] + call + [Instr("JUMP_FORWARD", end, lineno=lineno), skip] + counted + [end]
 
 

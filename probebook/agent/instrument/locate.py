@@ -120,11 +120,23 @@ def refuse_own(module: ModuleType) -> None:
 def modules_for_file(suffix: str) -> List[ModuleType]:
     """Loaded modules whose source file ends with `suffix` (whole path components)."""
     found: Dict[str, ModuleType] = {}
-    for mod in list(sys.modules.values()):
-        fn = module_file(mod)  # never a module's own __getattr__: adding a probe runs no user code
-        if fn is not None and fn.endswith(".py") and _matches_suffix(fn, suffix):
+    for mod, fn in _loaded_sources():
+        if _matches_suffix(fn, suffix):
             found.setdefault(_norm(fn), mod)
     return list(found.values())
+
+
+def _loaded_sources() -> Iterable[Tuple[ModuleType, str]]:
+    """Each loaded module with a ``.py`` source file, and that file."""
+    for mod in list(sys.modules.values()):
+        fn = module_file(mod)  # never a module's own __getattr__: adding a probe runs no user code
+        if fn is not None and fn.endswith(".py"):
+            yield mod, fn
+
+
+def _relative(suffix: str) -> str:
+    """A `where` path as the suffix matching compares it: forward slashes, no leading ``./`` or ``/``."""
+    return suffix.replace("\\", "/").lstrip("./")
 
 
 _INDEX_S = 30.0  # how long one look at the disk answers for (then it is dropped, see `drop_stale_index`)
@@ -146,10 +158,9 @@ def file_on_path(suffix: str, most_dirs: int = 50_000, most_s: float = 5.0) -> T
     look took (a client that asks again and again makes the agent read the disk a tenth of the time at
     most, and a file written since is found). The bound is counted in directories, so whether a path is
     refused does not depend on how busy the host is; the time bound is a safety net."""
-    want = suffix.replace("\\", "/")
-    if os.path.isabs(want):
-        return (want if os.path.isfile(want) else None), True
-    want = want.lstrip("./")
+    if os.path.isabs(suffix):
+        return (suffix if os.path.isfile(suffix) else None), True
+    want = _relative(suffix)
     roots = _roots()
     for root in roots:  # the common case first: the suffix is a path from a sys.path entry
         if os.path.isfile(os.path.join(root, want)):
@@ -202,28 +213,23 @@ def _disk_index(roots: Tuple[str, ...], most_dirs: int, most_s: float, fresh: fl
 def drop_stale_index() -> None:
     """Let go of a look at the disk older than `_INDEX_S` (the agent's housekeeping calls this)."""
     global _index
-    if _index is not None and time.monotonic() - _index[0] >= _INDEX_S:
-        with _index_lock:
-            _index = None
+    if _index is not None:
+        with _index_lock:  # checked again inside: a look made meanwhile stays
+            if _index is not None and time.monotonic() - _index[0] >= _INDEX_S:
+                _index = None
 
 
 def closest_loaded(suffix: str, n: int = 3) -> List[str]:
     """The loaded modules' files nearest to `suffix`, each as many path components long as it."""
-    want = suffix.replace("\\", "/").lstrip("./")
+    want = _relative(suffix)
     depth = want.count("/") + 1
-    tails = set()
-    for mod in list(sys.modules.values()):
-        fn = module_file(mod)
-        if fn is not None and fn.endswith(".py"):
-            tails.add("/".join(fn.replace("\\", "/").split("/")[-depth:]))
+    tails = {"/".join(fn.replace("\\", "/").split("/")[-depth:]) for _, fn in _loaded_sources()}
     return difflib.get_close_matches(want, sorted(tails), n=n, cutoff=0.6)
 
 
 def why_pending(where: Where, pending: bool) -> str:
-    """Why a probe whose module is not loaded waits, or `LocationError` when its file is found nowhere
-    (not loaded, not on disk under sys.path) and the spec did not say `pending: true`."""
-    if not where.is_line:
-        return f"waiting for {where.module} to be imported"
+    """Why a `FILE:LINE` probe whose file no module has loaded waits, or `LocationError` when the file is
+    found nowhere (not loaded, not on disk under sys.path) and the spec did not say `pending: true`."""
     found, complete = file_on_path(where.file)  # type: ignore[arg-type]
     if found is not None:
         return f"waiting for {where.file} to be imported"
