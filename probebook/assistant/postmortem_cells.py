@@ -94,7 +94,8 @@ def onset_chart(inv: Investigation) -> Any:
 
 def fix_replays(inv: Investigation) -> pl.DataFrame:
     """Every captured call each candidate fix was replayed on: the validation's id, the function, the
-    call's evidence id, whether it showed the defect, its arguments, and the answer before and after."""
+    call's evidence id, whether it showed the defect, its arguments, and the answer before and after, with the
+    milliseconds each took in the replay."""
     rows = []
     for vid, body in inv.sql("SELECT evidence_id, body FROM assistant_fix_validations ORDER BY ts, evidence_id").rows():
         for locus, report in json.loads(body).get("reports", {}).items():
@@ -102,10 +103,12 @@ def fix_replays(inv: Investigation) -> pl.DataFrame:
                 rows.append({"validation": vid, "function": locus.rsplit("/", 1)[-1], "call": r["evidence_id"],
                              "showed_defect": bool(r["failed_in_production"]),
                              "arguments": ", ".join(f"{k}={v}" for k, v in r["arguments"].items()),
-                             "before": _answer(r["before"]), "after": _answer(r["after"])})
+                             "before": _answer(r["before"]), "after": _answer(r["after"]),
+                             "before_ms": r["before"].get("ms"), "after_ms": r["after"].get("ms")})
     schema = {k: pl.Utf8 for k in ("validation", "function", "call", "arguments", "before", "after")}
-    return pl.DataFrame(rows, schema={**schema, "showed_defect": pl.Boolean}).select(
-        ["validation", "function", "call", "showed_defect", "arguments", "before", "after"])
+    return pl.DataFrame(rows, schema={**schema, "showed_defect": pl.Boolean, "before_ms": pl.Float64,
+                                      "after_ms": pl.Float64}).select(
+        ["validation", "function", "call", "showed_defect", "arguments", "before", "after", "before_ms", "after_ms"])
 
 
 def _answer(a: Any) -> str:

@@ -28,11 +28,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from probebook.errors import AssistantError, one_line
 from probebook.session import Investigation
@@ -40,7 +41,8 @@ from probebook.session import Investigation
 # the child process's script: standard library only (it may run under the service's own interpreter)
 _CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "replay_child.py")
 
-__all__ = ["CapturedCall", "ReplayReport", "captured_calls", "replay", "rebuild", "NotRebuilt", "epoch"]
+__all__ = ["CapturedCall", "ReplayReport", "captured_calls", "replay", "rebuild", "NotRebuilt", "epoch", "same",
+           "fixed", "kept"]
 
 
 class NotRebuilt(ValueError):
@@ -96,19 +98,23 @@ class ReplayReport:
         """Every replayed call that failed now passes, and every call that passed answers as before."""
         if not self.rows or not any(r["failed_in_production"] for r in self.rows):
             return False
-        return all(r["after"]["ok"] and (r["before"] != r["after"] if r["failed_in_production"] else
-                                        r["before"] == r["after"]) for r in self.rows)
+        return all(fixed(r) if r["failed_in_production"] else kept(r) for r in self.rows)
 
     def summary(self) -> str:
         failing = [r for r in self.rows if r["failed_in_production"]]
-        fixed = [r for r in failing if r["after"]["ok"] and r["before"] != r["after"]]
-        kept = [r for r in self.rows if not r["failed_in_production"] and r["before"] == r["after"]]
+        now = [r for r in failing if fixed(r)]
+        by_time = [r for r in now if same(r["before"], r["after"])]
+        kept_ = [r for r in self.rows if not r["failed_in_production"] and kept(r)]
+        slower = [r for r in self.rows if not r["failed_in_production"] and _much_faster(r["before"], r["after"])]
         said = "fix validated" if self.validated else "fix NOT validated"
         stand = self.stand_ins
-        return (f"{said}: {len(fixed)} of {len(failing)} failing calls now pass, {len(kept)} of "
-                f"{len(self.rows) - len(failing)} other calls answer as before; {len(self.not_rebuilt)} calls "
-                f"not rebuilt" + (f"; stand-ins: {', '.join(stand[:3])}" + (" ..." if len(stand) > 3 else "")
-                                  if stand else ""))
+        return (f"{said}: {len(now)} of {len(failing)} failing calls now pass" + (
+                    f" ({len(by_time)} by time alone, same answer: {_ms(by_time, 'before')} ms -> "
+                    f"{_ms(by_time, 'after')} ms at the median)" if by_time else "")
+                + f", {len(kept_)} of {len(self.rows) - len(failing)} other calls answer as before"
+                + (f" ({len(slower)} of them at least {_SLOWER}x slower)" if slower else "")
+                + f"; {len(self.not_rebuilt)} calls not rebuilt"
+                + (f"; stand-ins: {', '.join(stand[:3])}" + (" ..." if len(stand) > 3 else "") if stand else ""))
 
     @property
     def stand_ins(self) -> List[str]:
@@ -118,6 +124,41 @@ class ReplayReport:
     def to_dict(self) -> Dict[str, Any]:
         return {"validated": self.validated, "summary": self.summary(), "rows": self.rows,
                 "not_rebuilt": self.not_rebuilt, "stand_ins": self.stand_ins, "isolation": self.isolation}
+
+
+# a call counts as faster (or slower) when it takes at most 1/_SLOWER of the other side's time, and that side
+# took at least _NOTICED ms: far beyond a child process's jitter, as a latency defect is
+_SLOWER, _NOTICED = 5, 20.0
+
+
+def same(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
+    """The two answers say the same (the time each took, and what stood in, aside)."""
+    keys = ("ok", "type", "value", "raised", "message")
+    return all(before.get(k) == after.get(k) for k in keys)
+
+
+def _much_faster(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """`a` took at most 1/_SLOWER of `b`'s time, `b` at least _NOTICED ms."""
+    ta, tb = a.get("ms"), b.get("ms")
+    return ta is not None and tb is not None and tb >= _NOTICED and ta * _SLOWER <= tb
+
+
+def fixed(row: Mapping[str, Any]) -> bool:
+    """A call that showed the defect passes with the fix: it answers, and differently, or the same answer
+    many times faster (a latency defect: the answer was right, the time was the fault)."""
+    b, a = row["before"], row["after"]
+    return bool(a.get("ok")) and (not same(b, a) or _much_faster(a, b))
+
+
+def kept(row: Mapping[str, Any]) -> bool:
+    """A call that passed answers as before with the fix, and not many times slower."""
+    return bool(row["after"].get("ok")) and same(row["before"], row["after"]) and \
+        not _much_faster(row["before"], row["after"])
+
+
+def _ms(rows: Sequence[Mapping[str, Any]], side: str) -> str:
+    times = sorted(r[side]["ms"] for r in rows)
+    return f"{times[len(times) // 2]:g}"
 
 
 def captured_calls(inv: Investigation, locus: str, failing: Sequence[str] = (), limit: int = 50) -> List[CapturedCall]:
@@ -183,6 +224,56 @@ def _brief(tree: Mapping[str, Any]) -> str:
         return f"<{exc}>"
 
 
+_SQLITE = b"SQLite format 3\x00"
+
+
+def _paths_in(tree: Any) -> List[str]:
+    """The absolute paths among a capture tree's whole strings."""
+    if not isinstance(tree, dict):
+        return []
+    if tree.get("type") == "str" and isinstance(tree.get("value"), str) and os.path.isabs(tree["value"]) \
+            and not tree.get("truncated"):
+        return [tree["value"]]
+    kids = list(tree.get("elements", [])) + [x for kv in tree.get("entries", []) for x in kv] + \
+        list((tree.get("fields") or {}).values())
+    return [p for k in kids for p in _paths_in(k)]
+
+
+def _databases(payload: List[Dict[str, Any]], root: str, tree: str, into: str) -> Tuple[Dict[str, str], Dict[str, str]]:
+    """Production's SQLite files the captured calls name (a pool's `path`) -> a fresh copy of each for
+    this run: the one in the code's copy where the file is under `root`, else one made with SQLite's
+    backup from a read-only connection (consistent while production writes). Also answers the files that
+    could not be copied, and why."""
+    named: Dict[str, str] = {}
+    refused: Dict[str, str] = {}
+    for path in dict.fromkeys(p for call in payload for t in call["arguments"].values() for p in _paths_in(t)):
+        try:
+            with open(path, "rb") as fh:
+                if fh.read(16) != _SQLITE:
+                    continue
+        except OSError:
+            continue
+        inside = os.path.relpath(path, root)
+        if not inside.startswith(".."):
+            named[path] = os.path.join(tree, inside)
+            continue
+        os.makedirs(into, exist_ok=True)
+        copy = os.path.join(into, f"{len(named)}-{os.path.basename(path)}")
+        try:
+            src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            dst = sqlite3.connect(copy)
+            try:
+                src.backup(dst)
+            finally:
+                src.close()
+                dst.close()
+        except sqlite3.Error as exc:
+            refused[path] = one_line(exc, 120)
+            continue
+        named[path] = copy
+    return named, refused
+
+
 def _run_copy(root: str, fixed: Mapping[str, str], module: str, qualname: str, payload: List[Dict[str, Any]],
               python: Optional[str], timeout: float, paths: Sequence[str] = ()) -> Dict[str, Any]:
     work = tempfile.mkdtemp(prefix="probebook-replay-")
@@ -190,11 +281,12 @@ def _run_copy(root: str, fixed: Mapping[str, str], module: str, qualname: str, p
         tree = os.path.join(work, "code")
         shutil.copytree(root, tree, ignore=shutil.ignore_patterns("__pycache__", ".git", "*.pyc"))
         databases = sum(1 for _, _, files in os.walk(tree) for f in files if f.endswith((".db", ".sqlite", ".sqlite3")))
+        named, refused = _databases(payload, root, tree, os.path.join(work, "databases"))
         for rel, text in fixed.items():
             with open(os.path.join(tree, rel), "w", encoding="utf-8") as fh:
                 fh.write(text)
         env = {"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
-               "HOME": work, "PROBEBOOK_REPLAY": "1"}
+               "HOME": work, "PROBEBOOK_REPLAY": "1", "PROBEBOOK_REPLAY_DBS": json.dumps(named)}
         try:
             done = subprocess.run([python or sys.executable, "-I", _CHILD, tree, module, qualname, *paths],
                                   input=json.dumps(payload), capture_output=True, text=True, timeout=timeout,
@@ -208,6 +300,10 @@ def _run_copy(root: str, fixed: Mapping[str, str], module: str, qualname: str, p
         answers["_isolation"] = (f"ran in a child process ({os.path.basename(python or sys.executable)} -I) on a "
                                  f"fresh copy of {root}" + (f" with its {databases} SQLite file(s) copied fresh"
                                                             if databases else ", which holds no SQLite file")
+                                 + "".join(f"; {os.path.basename(p)} copied fresh from {p} (SQLite's backup, read "
+                                           f"only) for the connections and paths the captures hold" for p in named if
+                                           not p.startswith(root.rstrip(os.sep) + os.sep))
+                                 + "".join(f"; {p} not copied ({why})" for p, why in refused.items())
                                  + "; each call's clocks (time.time, time.monotonic) set back to when production "
                                    "made it; the service and its files were not touched")
         return answers

@@ -13,7 +13,10 @@ import importlib
 import inspect
 import io
 import json
+import os
+import queue
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -136,6 +139,35 @@ def _sink(t, where):
     sink._where, sink.mode, sink.name = where, mode or "wb", where
     return sink
 
+# production's SQLite files the captures name -> a fresh copy of each (made by the parent, `replay._databases`)
+DATABASES = {}
+_NEAREST = []  # while an object's fields are made: the database its own fields name, innermost last
+_QUEUES = {"queue.Queue", "queue.LifoQueue", "queue.PriorityQueue"}
+
+def _connection(where):
+    """A connection to a fresh copy of the database the nearest object around it names (a pool's `path`),
+    or of the only one the captures name; the capture of a connection does not say which file it has open."""
+    named = next((db for db in reversed(_NEAREST) if db), None) or (next(iter(DATABASES)) if len(DATABASES) == 1
+                                                                      else None)
+    if named is None:
+        raise NotRebuilt("a sqlite3.Connection: no object around it names its database file" + (
+            f" (the captures name {len(DATABASES)})" if DATABASES else ""))
+    STAND_INS.append(f"{where}: a connection to a fresh copy of {named}")
+    return sqlite3.connect(DATABASES[named], check_same_thread=False, isolation_level=None)
+
+def _queue(t, where):
+    """A fresh queue of the stdlib's holding the items captured in it, in order: its conditions share its
+    own mutex, as production's did."""
+    fields = t.get("fields") or {}
+    held = fields.get("queue") or {}
+    if held.get("truncated") or "not_captured" in held:
+        raise NotRebuilt(f"a {t['type']} whose items were cut at the capture's limits")
+    q = getattr(queue, t["type"].rpartition(".")[2])((fields.get("maxsize") or {}).get("value") or 0)
+    q.queue.extend(soft(e, f"{where}.queue[{i}]") for i, e in enumerate(held.get("elements", [])))
+    q.unfinished_tasks = (fields.get("unfinished_tasks") or {}).get("value") or 0
+    STAND_INS.append(f"{where}: a fresh {t['type']} holding its {len(q.queue)} captured items")
+    return q
+
 def _assigned(cls):
     """The attributes the class's own code sets on its objects (`self.x = ...`); None when unreadable."""
     names = set()
@@ -160,6 +192,10 @@ def rebuild(t, where):
     if sink is not None:
         STAND_INS.append(f"{where}: a file open for writing, its writes kept in memory")
         return sink
+    if kind in _QUEUES and "fields" in t:
+        return _queue(t, where)
+    if kind == "sqlite3.Connection":
+        return _connection(where)
     if kind in _SHARED:  # made again, it would wait on a lock of its own: production's may be shared
         raise NotRebuilt(f"a {kind}: it waits on a lock it may share with others (a queue's mutex), which a "
                          f"capture cannot show")
@@ -167,6 +203,9 @@ def rebuild(t, where):
         return PartialDict(where, ((rebuild(k, where), soft(v, f"{where}[{_key(k)}]")) for k, v in t.get("entries", [])))
     if t.get("truncated") and "fields" not in t:
         raise NotRebuilt(f"a {kind} cut at the capture's limits")
+    if kind == "str" and t.get("value") in DATABASES:  # a database's path: its copy's
+        STAND_INS.append(f"{where}: the path of a fresh copy of {t['value']}")
+        return DATABASES[t["value"]]
     if kind in ("int", "float", "str", "bool", "NoneType"):
         return t.get("value")
     if kind in ("set", "frozenset"):  # members are hashed: each must be whole
@@ -189,6 +228,8 @@ def rebuild(t, where):
             if absent is None:
                 raise NotRebuilt(f"a {kind} cut at the capture's limits (its class's source is not readable)")
         obj = cls.__new__(cls)
+        _NEAREST.append(next((v["value"] for v in t["fields"].values()
+                              if v.get("type") == "str" and v.get("value") in DATABASES), None))
         try:
             for k, v in t["fields"].items():
                 object.__setattr__(obj, k, soft(v, f"{where}.{k}"))
@@ -196,6 +237,8 @@ def rebuild(t, where):
                 object.__setattr__(obj, k, Missing(f"{where}.{k}: not captured (the capture's limits)"))
         except (AttributeError, TypeError) as exc:
             raise NotRebuilt(f"a {kind}: its fields cannot be set ({exc})")
+        finally:
+            _NEAREST.pop()
         return obj
     raise NotRebuilt(f"a {kind} (no way to make one again from its capture)")
 
@@ -215,6 +258,7 @@ def answer(value):
 def main(argv):
     root, module, qualname = argv[1], argv[2], argv[3]
     sys.path[:0] = [root, *argv[4:]]
+    DATABASES.update(json.loads(os.environ.get("PROBEBOOK_REPLAY_DBS") or "{}"))
     socket.socket.connect = socket.socket.connect_ex = _no_network
     socket.create_connection = _no_network
     time.time = lambda: _REAL["time"]() - AGE[0]
@@ -228,6 +272,7 @@ def main(argv):
         del TOUCHED[:], STAND_INS[:]
         AGE[0] = max(0.0, _REAL["time"]() - call["ts"]) if call.get("ts") else 0.0
         args = {k: soft(v, k) for k, v in call["arguments"].items()}
+        ms = None
         try:
             if owner and "self" in args:  # a method: the captured self is its first argument
                 if type(args["self"]) is Missing:
@@ -237,11 +282,17 @@ def main(argv):
                 fn = target
                 for part in qualname.split("."):
                     fn = getattr(fn, part)
-            got = answer(fn(**args))
+            started = time.perf_counter()  # not set back: a call's own duration is measured, not replayed
+            try:
+                got = answer(fn(**args))
+            finally:
+                ms = round((time.perf_counter() - started) * 1000, 3)
         except NotRebuilt as exc:
             got = {"not_rebuilt": str(exc)}
         except BaseException as exc:
-            got = {"ok": False, "raised": type(exc).__name__, "message": str(exc)[:200]}
+            got = {"ok": False, "raised": type(exc).__name__, "message": str(exc)[:200], "ms": ms}
+        else:
+            got["ms"] = ms
         if TOUCHED and "not_rebuilt" not in got:  # the call caught the stop itself: what it answered is not its own
             got = {"not_rebuilt": TOUCHED[0]}
         if STAND_INS and "not_rebuilt" not in got:

@@ -11,7 +11,7 @@ import pytest
 from support import package_on_disk, wait_for
 
 from probebook.agent import Agent
-from probebook.assistant.replay import captured_calls, replay
+from probebook.assistant.replay import captured_calls, replay, same
 from probebook.errors import AssistantError
 from probebook.session import Investigation
 
@@ -92,11 +92,12 @@ def test_the_fix_passes_the_calls_that_failed_and_answers_the_others_as_before(p
     assert report.validated, report.to_dict()
     by_id = {r["evidence_id"]: r for r in report.rows}
     for eid in failing:
-        assert by_id[eid]["before"] == {"ok": False, "raised": "PriceError", "message": by_id[eid]["before"]["message"]}
+        assert by_id[eid]["before"]["raised"] == "PriceError" and by_id[eid]["before"]["ok"] is False
         assert by_id[eid]["before"]["message"].startswith("negative amount")
         assert by_id[eid]["after"]["ok"] is True
     (spring,) = [r for r in report.rows if r["arguments"]["code"] == "'SPRING'"]
-    assert spring["before"] == spring["after"] == {"ok": True, "type": "float", "value": "9.0"}
+    assert {k: v for k, v in spring["before"].items() if k != "ms"} == {"ok": True, "type": "float", "value": "9.0"}
+    assert same(spring["before"], spring["after"]) and spring["before"]["ms"] >= 0
     # the call whose note was cut at the capture's limits is replayed all the same: `amount` never reads it
     assert not report.not_rebuilt and len(report.rows) == 4
     assert report.summary().startswith("fix validated: 2 of 2 failing calls now pass, 2 of 2 other calls")
@@ -185,8 +186,8 @@ def test_what_a_call_never_uses_need_not_be_rebuilt_and_what_it_uses_stops_it(tm
     """An object that holds a connection, a lock, a dict too big to capture and a dict with a redacted
     value: a method that only takes the lock and reads a small dict is replayed (a fresh lock stands for
     production's, and the report says so); one that reads a key the cut dict holds, and the dict's
-    unredacted value, is replayed too, while a key the capture cut stops its call; one that uses the
-    connection is not replayed, though it catches every Exception, and the report names its place."""
+    unredacted value, is replayed too, while a key the capture cut stops its call; a queue is made again
+    whole; one that uses the connection (no object around it names its database) is not replayed, though it catches every Exception, and the report names its place."""
     root = tmp_path / "srv"
     with package_on_disk(root, "shop", {"quotas": HELD}) as (quotas,):
         agent, inv = Agent(), Investigation()
@@ -224,14 +225,17 @@ def test_what_a_call_never_uses_need_not_be_rebuilt_and_what_it_uses_stops_it(tm
             # the file in memory has no descriptor to sync; a file open for reading is a tripwire
             for method, why in (("sync", "self.journal: a file production wrote to, stood in by one in memory, "
                                          "which has no file descriptor"),
-                                ("rule", "self.rules: a _io.TextIOWrapper"),
-                                # a queue's conditions share its mutex: made again, each would have its own
-                                ("take", "self.jobs.not_full: a threading.Condition: it waits on a lock it may "
-                                         "share")):
+                                ("rule", "self.rules: a _io.TextIOWrapper")):
                 report = replay(captured_calls(inv, f"shop/quotas.py:Quotas.{method}"), str(root), "shop.quotas",
                                 f"Quotas.{method}", {})
                 assert not report.rows and [n["why"][:len(why)] for n in report.not_rebuilt] == [why], \
                     report.to_dict()
+
+            # a queue of the stdlib is made again whole, its conditions sharing its own mutex
+            report = replay(captured_calls(inv, "shop/quotas.py:Quotas.take"), str(root), "shop.quotas",
+                            "Quotas.take", {})
+            assert [r["before"]["value"] for r in report.rows] == ["'eu'"], report.to_dict()
+            assert "self.jobs: a fresh queue.Queue holding its 0 captured items" in report.stand_ins
 
             # a dict cut at the capture's limits answers the keys it holds; a redacted value stands alone
             report = replay(captured_calls(inv, "shop/quotas.py:Quotas.visits"), str(root), "shop.quotas",
@@ -251,7 +255,8 @@ def test_what_a_call_never_uses_need_not_be_rebuilt_and_what_it_uses_stops_it(tm
             report = replay(captured_calls(inv, "shop/quotas.py:Quotas.record"), str(root), "shop.quotas",
                             "Quotas.record", {})
             assert not report.rows and len(report.not_rebuilt) == 3, report.to_dict()
-            assert all(n["why"].startswith("self.conn: a sqlite3.Connection") for n in report.not_rebuilt), \
+            assert all(n["why"].startswith("self.conn: a sqlite3.Connection: no object around it names its database")
+                       for n in report.not_rebuilt), \
                 report.not_rebuilt
         finally:
             inv.close()
@@ -293,7 +298,124 @@ def test_a_call_is_replayed_at_the_time_production_made_it(tmp_path):
             assert not s.valid("ann")  # in production, now, it has expired
             calls = captured_calls(inv, "shop/sessions.py:Sessions.valid")[:1]
             report = replay(calls, str(root), "shop.sessions", "Sessions.valid", {})
-            assert report.rows[0]["before"] == {"ok": True, "type": "bool", "value": "True"}, report.to_dict()
+            assert report.rows[0]["before"]["value"] == "True", report.to_dict()
             assert "clocks (time.time, time.monotonic) set back" in report.isolation
         finally:
             inv.close()
+
+
+POOLED = textwrap.dedent('''
+    import queue
+    import sqlite3
+    import threading
+
+
+    class Pool:
+        def __init__(self, path, size=2):
+            self.path, self.size = path, size
+            self._idle = queue.LifoQueue()
+            self._lock = threading.Lock()
+            self.in_use = 0
+            for _ in range(size):
+                self._idle.put(sqlite3.connect(path, check_same_thread=False, isolation_level=None))
+
+        def acquire(self):
+            conn = self._idle.get(timeout=1.0)
+            with self._lock:
+                self.in_use += 1
+            return conn
+
+        def release(self, conn):
+            with self._lock:
+                self.in_use -= 1
+            self._idle.put(conn)
+
+
+    class Coupons:
+        def __init__(self, path):
+            self.pool = Pool(path)
+
+        def rate(self, code):
+            conn = self.pool.acquire()  # at:rate
+            try:
+                row = conn.execute("SELECT pct FROM coupons WHERE code = ?", (code,)).fetchone()
+                conn.execute("UPDATE coupons SET used = used + 1 WHERE code = ?", (code,))
+            finally:
+                self.pool.release(conn)
+            return float(row[0]) if row else 0.0
+''')
+
+
+def test_a_call_through_a_connection_pool_reads_a_fresh_copy_of_the_database_its_pool_names(tmp_path):
+    """A method that reads and writes through a pool of SQLite connections kept outside the code's folder:
+    the replay runs it on connections to a fresh copy of the database the pool's `path` names (made with
+    SQLite's backup, read only), in a fresh queue holding as many connections as production's did; the
+    fix is judged on it, production's database is never written, and the report says all of it."""
+    root, db = tmp_path / "srv", str(tmp_path / "data" / "coupons.db")
+    os.makedirs(os.path.dirname(db))
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE coupons (code TEXT, pct REAL, used INTEGER DEFAULT 0)")
+    con.executemany("INSERT INTO coupons (code, pct) VALUES (?, ?)", [("SPRING", 15.0), ("FALL", 10.0)])
+    con.commit()
+    con.close()
+    with package_on_disk(root, "shop", {"coupons": POOLED}) as (coupons,):
+        agent, inv = Agent(), Investigation()
+        inv.attach("shop", agent, audit_path=str(tmp_path / "audit.jsonl"))
+        line = 1 + next(i for i, t in enumerate(POOLED.splitlines()) if "at:rate" in t)
+        inv.probe("snapshot", "shop", f"shop/coupons.py:{line}", rate=100, limits={"max_depth": 6})
+        c = coupons.Coupons(db)
+        assert [c.rate(code) for code in ("SPRING", "NONE", "FALL")] == [15.0, 0.0, 10.0]
+        wait_for(lambda: inv.store.count("snapshots") >= 3, timeout=10, what="three snapshots")
+        try:
+            calls = captured_calls(inv, "shop/coupons.py:Coupons.rate")
+            fixed = POOLED.replace("return float(row[0]) if row", "return float(row[0]) / 100 if row")
+            report = replay(calls, str(root), "shop.coupons", "Coupons.rate", {"shop/coupons.py": fixed})
+            assert not report.not_rebuilt, report.to_dict()
+            assert [(r["before"]["value"], r["after"]["value"]) for r in report.rows] == \
+                [("15.0", "0.15"), ("0.0", "0.0"), ("10.0", "0.1")], report.to_dict()
+            assert "self.pool._idle: a fresh queue.LifoQueue holding its 2 captured items" in report.stand_ins
+            assert any(s.startswith("self.pool._idle.queue[0]: a connection to a fresh copy of " + db)
+                       for s in report.stand_ins), report.stand_ins
+            assert f"copied fresh from {db}" in report.isolation, report.isolation
+            con = sqlite3.connect(db)
+            assert con.execute("SELECT sum(used) FROM coupons").fetchone()[0] == 2  # production's two, no more
+            con.close()
+        finally:
+            inv.close()
+
+
+SLOW = textwrap.dedent('''
+    import time
+
+
+    def check(code):
+        if code.endswith("?"):  # the slow path: the answer is right, the time is the fault
+            time.sleep(0.25)
+        return code.isalnum()
+''')
+
+
+def test_a_latency_fix_is_judged_by_the_time_each_call_takes(tmp_path):
+    """The same answer many times faster passes a call that showed a latency defect; a fix that answers
+    the other calls alike but many times slower is a regression, and both are said in numbers."""
+    from probebook.assistant.replay import CapturedCall
+
+    root = tmp_path / "srv"
+    os.makedirs(root / "shop")
+    (root / "shop" / "__init__.py").write_text("")
+    (root / "shop" / "codes.py").write_text(SLOW)
+    arg = lambda text: {"code": {"type": "str", "value": text}}  # noqa: E731
+    calls = [CapturedCall("e1", arg("ABC123XYZ?"), failed=True), CapturedCall("e2", arg("ABC123XYZ?"), failed=True),
+             CapturedCall("e3", arg("shoes"))]
+    fast = SLOW.replace("time.sleep(0.25)", "pass")
+    report = replay(calls, str(root), "shop.codes", "check", {"shop/codes.py": fast})
+    assert report.validated, report.to_dict()
+    said = report.summary()
+    assert said.startswith("fix validated: 2 of 2 failing calls now pass (2 by time alone, same answer: "), said
+    assert all(r["before"]["ms"] >= 250 and r["after"]["ms"] < 50 for r in report.rows[:2]), report.rows
+
+    slower = SLOW.replace("    return code.isalnum()", "    time.sleep(0.25)\n    return code.isalnum()")
+    report = replay(calls[2:] + [CapturedCall("e4", arg("ABC?"), failed=True)], str(root), "shop.codes", "check",
+                    {"shop/codes.py": slower.replace('if code.endswith("?")', "if False")})
+    assert not report.validated and "0 of 1 other calls answer as before (1 of them at least 5x slower)" in \
+        report.summary(), report.summary()
