@@ -168,6 +168,22 @@ def _queue(t, where):
     STAND_INS.append(f"{where}: a fresh {t['type']} holding its {len(q.queue)} captured items")
     return q
 
+def _by_name(kind, dotted):
+    """A module-level function or a class, by the name its capture gives: the same object, imported here
+    from the same code. A lambda or a function made inside another has no name to import it by."""
+    if "<" in dotted:
+        raise NotRebuilt(f"a {kind} made inside another function ({dotted}): its code is not in the capture")
+    parts = dotted.split(".")
+    for cut in range(len(parts) - 1, -1, -1):
+        try:
+            found = importlib.import_module(".".join(parts[:cut]) if cut else "builtins")
+            for part in parts[cut:]:
+                found = getattr(found, part)
+        except Exception:
+            continue
+        return found
+    raise NotRebuilt(f"a {kind} ({dotted}) not importable here")
+
 def _assigned(cls):
     """The attributes the class's own code sets on its objects (`self.x = ...`); None when unreadable."""
     names = set()
@@ -196,6 +212,8 @@ def rebuild(t, where):
         return _queue(t, where)
     if kind == "sqlite3.Connection":
         return _connection(where)
+    if kind in ("function", "type") and "summary" in t:
+        return _by_name(kind, t["summary"])
     if kind in _SHARED:  # made again, it would wait on a lock of its own: production's may be shared
         raise NotRebuilt(f"a {kind}: it waits on a lock it may share with others (a queue's mutex), which a "
                          f"capture cannot show")

@@ -419,3 +419,49 @@ def test_a_latency_fix_is_judged_by_the_time_each_call_takes(tmp_path):
                     {"shop/codes.py": slower.replace('if code.endswith("?")', "if False")})
     assert not report.validated and "0 of 1 other calls answer as before (1 of them at least 5x slower)" in \
         report.summary(), report.summary()
+
+
+HOOKED = textwrap.dedent('''
+    import decimal
+
+
+    def half(x):
+        return x / 2
+
+
+    class Pricer:
+        def __init__(self, debug):
+            self.rounding, self.kind, self.debug = half, decimal.Decimal, (lambda: debug)
+
+        def price(self, x):
+            return self.kind(str(self.rounding(x)))  # at:price
+
+        def loud(self, x):
+            return self.debug() and x  # at:loud
+''')
+
+
+def test_a_module_level_function_or_class_a_capture_names_is_imported_and_a_lambda_stops_the_call(tmp_path):
+    """What a capture holds only by name is the same object when its name can be imported: a module-level
+    function and a class are; a lambda has no name to import it by, so the call that uses it is not
+    rebuilt, and the report says why."""
+    root = tmp_path / "srv"
+    with package_on_disk(root, "shop", {"pricer": HOOKED}) as (pricer,):
+        agent, inv = Agent(), Investigation()
+        inv.attach("shop", agent, audit_path=str(tmp_path / "audit.jsonl"))
+        for m in ("price", "loud"):
+            line = 1 + next(i for i, t in enumerate(HOOKED.splitlines()) if f"at:{m}" in t)
+            inv.probe("snapshot", "shop", f"shop/pricer.py:{line}", rate=100)
+        p = pricer.Pricer(True)
+        assert (p.price(5), p.loud(3)) == (pricer.decimal.Decimal("2.5"), 3)
+        wait_for(lambda: inv.store.count("snapshots") >= 2, timeout=10, what="two snapshots")
+        try:
+            report = replay(captured_calls(inv, "shop/pricer.py:Pricer.price"), str(root), "shop.pricer",
+                            "Pricer.price", {})
+            assert [r["before"]["value"] for r in report.rows] == ["Decimal('2.5')"], report.to_dict()
+            report = replay(captured_calls(inv, "shop/pricer.py:Pricer.loud"), str(root), "shop.pricer",
+                            "Pricer.loud", {})
+            why = "self.debug: a function made inside another function (shop.pricer.Pricer.__init__.<locals>.<lambda>)"
+            assert not report.rows and report.not_rebuilt[0]["why"].startswith(why), report.to_dict()
+        finally:
+            inv.close()
