@@ -34,6 +34,7 @@ from probebook.session import Investigation
 
 from .journal import Journal
 from .model import Alert, Verdict, epoch_of, process_of
+from .catch import start_catch
 from .proof import load_events
 from .symptom import SymptomCheck, alerts_now, check_symptom
 from .verify import anchor_lines
@@ -131,6 +132,7 @@ class ContainmentResult:
     done: str = ""
     check: Optional[SymptomCheck] = None
     id: str = ""  # its row in assistant_actions
+    caught: Optional[Verdict] = None  # the verdict proven after a restart freed what the fault held (`catch`)
 
     def headline(self) -> str:
         what = self.proposal.action.describe()
@@ -143,7 +145,7 @@ class ContainmentResult:
     def to_dict(self) -> Dict[str, Any]:
         return {"proposal": self.proposal.to_dict(), "decision": self.decision, "outcome": self.outcome,
                 "done": self.done, "check": self.check.to_dict() if self.check else None,
-                "headline": self.headline()}
+                "headline": self.headline(), "caught": self.caught.to_dict() if self.caught else None}
 
 
 def load_remediation(spec: str, inv: Investigation) -> Remediation:
@@ -214,7 +216,15 @@ def propose(inv: Investigation, verdict: Verdict, since: str = "6h") -> List[Pro
     if gone and gone in services:
         out.append(Proposal(Action("restart", gone), f"{verdict.locus}: the process is not serving",
                             symptom, rests, basis))
-    first, last = _changed(inv, since)
+    elif verdict.after_restart and verdict.service:  # frees what the fault holds; the cause is caught after it
+        out.append(Proposal(Action("restart", verdict.service), f"frees what the fault holds in {verdict.service} "
+                            f"(the cause cannot run again while it is held); a probe at "
+                            f"{verdict.after_restart['where']} then catches the cause in the act", symptom, rests, basis))
+    sources = inv.telemetry.sources
+    if out and not (sources.git_repo or sources.change_logs):  # what rests on no change log is still proposed
+        first, last = {}, {}
+    else:  # with none proposed yet, no change source is said (one line): never taken for "nothing changed"
+        first, last = _changed(inv, since)
     by_change: Dict[str, List[tuple]] = {}
     for key, (row, before, after) in last.items():
         if key[1] in services and _undoable(key, row, before, after, first):
@@ -407,12 +417,14 @@ def contain(inv: Investigation, proposal: Proposal, remediation: Optional[Remedi
         record("done", result.done)
         say(f"containment: {result.done}; checking the symptom")
         stale = _refresh(remediation, inv, proposal.action)
+        catching = start_catch(inv, verdict, proposal.action, timeout=check_timeout, progress=say)
         check = check_symptom(inv, alerts, verdict, timeout=check_timeout, calls=calls, progress=say,
                               anchors=anchors, before=before)
         if stale:
             check.notes.insert(0, stale)
         result.outcome, result.check = check.outcome, check
         record("checked", check.summary())
+        result.caught = catching.finish() if catching is not None else None
         return result
     finally:
         if proposed:

@@ -133,6 +133,10 @@ class Verdict:
     boundary_service: str = ""
     boundary_locus: str = ""
     id: str = ""
+    # a fault that keeps its own cause from running again (a drained pool stops callers before the leak):
+    # the probe that catches the cause in the act once restarting `service` frees what it holds
+    # ({"where": "file.py:LINE", "capture": [...]}); containment proposes the restart and tries the proof
+    after_restart: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in VERDICT_KINDS:

@@ -127,7 +127,8 @@ def _contain(lab: Any, inv: Investigation, verdict: Verdict, log: Callable[[str]
         if result.outcome == "contained":
             break
     return {"outcome": result.outcome, "action": " + ".join(done), "headline": result.headline(),
-            "check": result.check.to_dict() if result.check is not None else None}
+            "check": result.check.to_dict() if result.check is not None else None,
+            "caught": result.caught.to_dict() if result.caught is not None else None}
 
 
 def _validate_fix(lab: Any, inv: Investigation, verdict: Verdict, sc: Scenario, log: Callable[[str], None]) -> Dict[str, Any]:
@@ -288,9 +289,16 @@ def evaluate(lab: Any, scenarios: Sequence[Scenario], budget_s: float = 110.0, w
                 stages["fix"] = _stage(lambda: _validate_fix(lab, inv, verdict, sc, log))
             if contain:
                 containment = _stage(lambda: _contain(lab, inv, verdict, log))
+            later = verdict
+            if (containment or {}).get("caught"):  # proven after the restart freed what the fault held
+                later = Verdict.from_dict(containment["caught"])
+                stages["caught"] = {"outcome": "proven", "why": later.headline()}
+                if lifecycle:
+                    anchors = _anchors(inv, later)
+                    stages["fix"] = _stage(lambda: _validate_fix(lab, inv, later, sc, log))
             if lifecycle:
                 stages["verified"] = _verified(containment)
-                stages["shipped"] = _stage(lambda: _ship_fix(lab, inv, verdict, sc, anchors, log))
+                stages["shipped"] = _stage(lambda: _ship_fix(lab, inv, later, sc, anchors, log))
                 stages["postmortem"] = _stage(lambda: _postmortem(lab, inv, sc))
                 log("   " + "; ".join(f"{k}: {v['outcome']}" for k, v in stages.items()))
         finally:
@@ -339,7 +347,8 @@ def table(results: Sequence[EvalResult]) -> str:
         extra = f" {r.containment.get('action', '-')} | {r.containment.get('outcome', '-')} |" if contained else ""
         if whole:
             extra += "".join(f" {r.lifecycle.get(k, {}).get('outcome', '-')} |" for k in ("fix", "verified", "shipped", "postmortem"))
-        lines.append(f"| {r.scenario} | {v['kind']} | {v['service'] or '-'} | {v['locus'].split('/')[-1] or '-'} | "
+        kind = v["kind"] + (" (proven after the restart)" if r.lifecycle.get("caught") else "")
+        lines.append(f"| {r.scenario} | {kind} | {v['service'] or '-'} | {v['locus'].split('/')[-1] or '-'} | "
                      f"{r.score} | {r.seconds:g} | {r.probes} | {r.tool_calls} |" + extra)
     counts = {s: sum(1 for r in results if r.score == s) for s in SCORES}
     p50 = statistics.median([r.seconds for r in results]) if results else 0.0

@@ -180,4 +180,5 @@ def _full_already(ctx: "Investigator", service: str, file: str, path: LeakPath) 
                    evidence=[e["evidence_id"] for e in evs[:5]],
                    mitigation=f"restart {service} to free the pool; release {path.name} on every path of "
                               f"{path.function} (a with block or finally)",
-                   check=f"after the restart, a probe at line {path.line} shows the path runs and {claim} never holds")
+                   check=f"after the restart, a probe at line {path.line} shows the path runs and {claim} never holds",
+                   after_restart={"where": f"{file}:{path.line}", "capture": [claim]})
