@@ -217,9 +217,10 @@ def propose(inv: Investigation, verdict: Verdict, since: str = "6h") -> List[Pro
         out.append(Proposal(Action("restart", gone), f"{verdict.locus}: the process is not serving",
                             symptom, rests, basis))
     elif verdict.after_restart and verdict.service:  # frees what the fault holds; the cause is caught after it
-        out.append(Proposal(Action("restart", verdict.service), f"frees what the fault holds in {verdict.service} "
-                            f"(the cause cannot run again while it is held); a probe at "
-                            f"{verdict.after_restart['where']} then catches the cause in the act", symptom, rests, basis))
+        out.append(Proposal(Action("restart", verdict.service), f"frees what the fault holds in "
+                            f"{verdict.service} (the cause cannot run again while it is held); a probe at "
+                            f"{verdict.after_restart['where']} then catches the cause in the act",
+                            symptom, rests, basis))
     sources = inv.telemetry.sources
     if out and not (sources.git_repo or sources.change_logs):  # what rests on no change log is still proposed
         first, last = {}, {}

@@ -67,7 +67,7 @@ def test_a_leak_the_full_pool_stops_is_proven_after_an_approved_restart(tmp_path
         caught = result.caught
         assert caught is not None and caught.kind == "proven", "\n".join(lines)
         assert caught.locus == verdict.locus and caught.predicate == verdict.predicate
-        assert "caught after the restart" in caught.cause
+        assert "after the restart it ran again" in caught.cause and "caught after the restart" in caught.cause
         events = load_events(inv.store, caught.evidence)
         assert events and all(e["ts"] >= remediation.at for e in events.values()), events
         assert all(e["line"] == int(verdict.after_restart["where"].rsplit(":", 1)[1]) for e in events.values())

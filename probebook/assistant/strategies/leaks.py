@@ -181,4 +181,7 @@ def _full_already(ctx: "Investigator", service: str, file: str, path: LeakPath) 
                    mitigation=f"restart {service} to free the pool; release {path.name} on every path of "
                               f"{path.function} (a with block or finally)",
                    check=f"after the restart, a probe at line {path.line} shows the path runs and {claim} never holds",
-                   after_restart={"where": f"{file}:{path.line}", "capture": [claim]})
+                   after_restart={"where": f"{file}:{path.line}", "capture": [claim],
+                                  "cause": f"{path.function} leaves by line {path.line} without giving back "
+                                           f"{path.name} (taken from {path.pool}); after the restart it ran again, "
+                                           f"and there {claim}: the leak took the pool's last connection"})
