@@ -43,13 +43,17 @@ class Catch:
         remove the probe and put what it caught through the gate: the proven verdict, journaled, or None."""
         pred = self.verdict.predicate
         caught: List[dict] = []
+        events: List[dict] = []
         try:
-            while True:
-                events = probe_events(self.inv, self.rec, limit=500)
+            while True:  # its rate (20/s) and TTL bound the events: 5,000 holds them all
+                events = probe_events(self.inv, self.rec, limit=5000)
                 caught = [e for e in events if pred is not None and holds(pred, e)]
                 if caught or time.monotonic() >= self.deadline:
                     break
                 time.sleep(0.5)
+        except ProbebookError as exc:  # the action was done: what went wrong here is said, never raised
+            self.say(f"catch: the probe's events could not be read: {one_line(exc, 160)}")
+            return None
         finally:
             remove_placed(self.inv, [self.rec])
         if not caught:
@@ -57,21 +61,25 @@ class Catch:
                      f"none with {pred.describe() if pred else 'the predicate'}: the verdict stays likely")
             self.inv.mark(f"catch after restart: nothing caught in {len(events)} calls; the verdict stays likely")
             return None
-        journal = Journal(self.inv.store)
-        incident = journal.incident_of(self.verdict.id) if self.verdict.id else None
         cause = self.verdict.after_restart.get("cause") or self.verdict.cause
         proven = Verdict("proven", self.verdict.service, self.verdict.locus,
                          f"{cause} (caught after the restart: {len(caught)} of {len(events)} calls there)", pred,
                          self.verdict.mitigation, self.verdict.check, [e["evidence_id"] for e in caught[:10]])
-        checked = ProofGate(self.inv.store, incident.opened_at if incident else 0.0).check(proven)
-        if checked.kind != "proven":
-            self.say(f"catch: the gate did not let it stand: {'; '.join(checked.reasons)[:200]}")
+        try:
+            journal = Journal(self.inv.store)
+            incident = journal.incident_of(self.verdict.id) if self.verdict.id else None
+            checked = ProofGate(self.inv.store, incident.opened_at if incident else 0.0).check(proven)
+            if checked.kind != "proven":
+                self.say(f"catch: the gate did not let it stand: {'; '.join(checked.reasons)[:200]}")
+                return None
+            self.say(f"catch: {proven.headline()}")
+            if incident is not None:  # the journal puts it on the timeline
+                return journal.verdict(incident, proven)
+            self.inv.mark(f"proven after the restart: {proven.headline()}")
+            return proven
+        except ProbebookError as exc:  # as above: said, never raised after the action
+            self.say(f"catch: the verdict could not be checked or kept: {one_line(exc, 160)}")
             return None
-        self.say(f"catch: {proven.headline()}")
-        if incident is not None:  # the journal puts it on the timeline
-            return journal.verdict(incident, proven)
-        self.inv.mark(f"proven after the restart: {proven.headline()}")
-        return proven
 
 
 def start_catch(inv: Optional[Investigation], verdict: Optional[Verdict], action: Any,

@@ -419,13 +419,15 @@ def contain(inv: Investigation, proposal: Proposal, remediation: Optional[Remedi
         say(f"containment: {result.done}; checking the symptom")
         stale = _refresh(remediation, inv, proposal.action)
         catching = start_catch(inv, verdict, proposal.action, timeout=check_timeout, progress=say)
-        check = check_symptom(inv, alerts, verdict, timeout=check_timeout, calls=calls, progress=say,
-                              anchors=anchors, before=before)
-        if stale:
-            check.notes.insert(0, stale)
-        result.outcome, result.check = check.outcome, check
-        record("checked", check.summary())
-        result.caught = catching.finish() if catching is not None else None
+        try:
+            check = check_symptom(inv, alerts, verdict, timeout=check_timeout, calls=calls, progress=say,
+                                  anchors=anchors, before=before)
+            if stale:
+                check.notes.insert(0, stale)
+            result.outcome, result.check = check.outcome, check
+            record("checked", check.summary())
+        finally:  # its probe is removed whatever the check did
+            result.caught = catching.finish() if catching is not None else None
         return result
     finally:
         if proposed:

@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import shutil
 import sqlite3
+import stat
 import subprocess
 import sys
 import tempfile
@@ -112,7 +114,7 @@ class ReplayReport:
                     f" ({len(by_time)} by time alone, same answer: {_ms(by_time, 'before')} ms -> "
                     f"{_ms(by_time, 'after')} ms at the median)" if by_time else "")
                 + f", {len(kept_)} of {len(self.rows) - len(failing)} other calls answer as before"
-                + (f" ({len(slower)} of them at least {_SLOWER}x slower)" if slower else "")
+                + (f"; {len(slower)} other calls at least {_SLOWER}x slower" if slower else "")
                 + f"; {len(self.not_rebuilt)} calls not rebuilt"
                 + (f"; stand-ins: {', '.join(stand[:3])}" + (" ..." if len(stand) > 3 else "") if stand else ""))
 
@@ -201,8 +203,13 @@ def replay(calls: Sequence[CapturedCall], root: str, module: str, qualname: str,
         if os.path.isabs(rel) or ".." in rel.split(os.sep) or not os.path.isfile(os.path.join(root, rel)):
             raise AssistantError(f"fixed file {rel!r}: a path relative to {root} of a file that is there")
     payload = [{"id": c.evidence_id, "arguments": c.arguments, "ts": c.ts} for c in calls]
-    before = _run_copy(root, {}, module, qualname, payload, python, timeout, paths)
-    after = _run_copy(root, fixed, module, qualname, payload, python, timeout, paths)
+    base = tempfile.mkdtemp(prefix="probebook-replay-")
+    try:  # each database is copied once: both sides start from the same data, whatever production writes
+        databases = _databases(payload, root, os.path.join(base, "once"))
+        before = _run_copy(base, root, {}, module, qualname, payload, python, timeout, paths, databases)
+        after = _run_copy(base, root, fixed, module, qualname, payload, python, timeout, paths, databases)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
     report = ReplayReport(isolation=before.pop("_isolation", ""))
     after.pop("_isolation", None)
     for c in calls:
@@ -239,73 +246,91 @@ def _paths_in(tree: Any) -> List[str]:
     return [p for k in kids for p in _paths_in(k)]
 
 
-def _databases(payload: List[Dict[str, Any]], root: str, tree: str, into: str) -> Tuple[Dict[str, str], Dict[str, str]]:
-    """Production's SQLite files the captured calls name (a pool's `path`) -> a fresh copy of each for
-    this run: the one in the code's copy where the file is under `root`, else one made with SQLite's
-    backup from a read-only connection (consistent while production writes). Also answers the files that
-    could not be copied, and why."""
-    named: Dict[str, str] = {}
+_MAX_DB = 1 << 30  # a database over 1 GiB is not copied for a replay (said in the report)
+
+
+def _databases(payload: List[Dict[str, Any]], root: str, into: str) -> Tuple[Dict[str, str], Dict[str, str],
+                                                                             Dict[str, str]]:
+    """Production's SQLite files the captured calls name (a pool's `path`), each a regular file whose first
+    bytes say so: those under `root` (path -> path relative to it: they come with the code's copy), the
+    others (path -> one copy under `into`, made once with SQLite's backup from a read-only connection, in
+    steps, so production's writers wait at most one step's worth), and those not copied (path -> why)."""
+    inside: Dict[str, str] = {}
+    copied: Dict[str, str] = {}
     refused: Dict[str, str] = {}
     for path in dict.fromkeys(p for call in payload for t in call["arguments"].values() for p in _paths_in(t)):
-        try:
+        try:  # a client may put any path in a request: only a regular file is opened (never a FIFO, a device)
+            st = os.stat(path)
+            if not stat.S_ISREG(st.st_mode):
+                continue
             with open(path, "rb") as fh:
                 if fh.read(16) != _SQLITE:
                     continue
         except OSError:
             continue
-        inside = os.path.relpath(path, root)
-        if not inside.startswith(".."):
-            named[path] = os.path.join(tree, inside)
+        rel = os.path.relpath(os.path.realpath(path), os.path.realpath(root))
+        if not rel.startswith(".."):
+            inside[path] = rel
+            continue
+        if st.st_size > _MAX_DB:
+            refused[path] = f"{st.st_size >> 20} MiB, over the {_MAX_DB >> 20} MiB a replay copies"
             continue
         os.makedirs(into, exist_ok=True)
-        copy = os.path.join(into, f"{len(named)}-{os.path.basename(path)}")
+        copy = os.path.join(into, f"{len(copied)}-{os.path.basename(path)}")
         try:
-            src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            src = sqlite3.connect(pathlib.Path(path).as_uri() + "?mode=ro", uri=True)  # escaped: '#', '?', '%'
             dst = sqlite3.connect(copy)
             try:
-                src.backup(dst)
+                src.backup(dst, pages=256, sleep=0.005)
             finally:
                 src.close()
                 dst.close()
         except sqlite3.Error as exc:
             refused[path] = one_line(exc, 120)
             continue
-        named[path] = copy
-    return named, refused
+        copied[path] = copy
+    return inside, copied, refused
 
 
-def _run_copy(root: str, fixed: Mapping[str, str], module: str, qualname: str, payload: List[Dict[str, Any]],
-              python: Optional[str], timeout: float, paths: Sequence[str] = ()) -> Dict[str, Any]:
-    work = tempfile.mkdtemp(prefix="probebook-replay-")
+def _run_copy(base: str, root: str, fixed: Mapping[str, str], module: str, qualname: str,
+              payload: List[Dict[str, Any]], python: Optional[str], timeout: float, paths: Sequence[str],
+              databases: Tuple[Dict[str, str], Dict[str, str], Dict[str, str]]) -> Dict[str, Any]:
+    """One side of the replay, in `base`/run made again (the same paths on both sides, so an answer that
+    holds a path reads the same): the code's copy, and a fresh copy of each database copied once."""
+    inside, copied, refused = databases
+    work = os.path.join(base, "run")
+    shutil.rmtree(work, ignore_errors=True)
+    tree = os.path.join(work, "code")
+    shutil.copytree(root, tree, ignore=shutil.ignore_patterns("__pycache__", ".git", "*.pyc"))
+    in_tree = sum(1 for _, _, files in os.walk(tree) for f in files if f.endswith((".db", ".sqlite", ".sqlite3")))
+    named = {path: os.path.join(tree, rel) for path, rel in inside.items()}
+    os.makedirs(os.path.join(work, "databases"))
+    for path, once in copied.items():
+        named[path] = os.path.join(work, "databases", os.path.basename(once))
+        shutil.copyfile(once, named[path])
+    for rel, text in fixed.items():
+        with open(os.path.join(tree, rel), "w", encoding="utf-8") as fh:
+            fh.write(text)
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
+           "HOME": work, "PROBEBOOK_REPLAY": "1", "PROBEBOOK_REPLAY_DBS": json.dumps(named)}
     try:
-        tree = os.path.join(work, "code")
-        shutil.copytree(root, tree, ignore=shutil.ignore_patterns("__pycache__", ".git", "*.pyc"))
-        databases = sum(1 for _, _, files in os.walk(tree) for f in files if f.endswith((".db", ".sqlite", ".sqlite3")))
-        named, refused = _databases(payload, root, tree, os.path.join(work, "databases"))
-        for rel, text in fixed.items():
-            with open(os.path.join(tree, rel), "w", encoding="utf-8") as fh:
-                fh.write(text)
-        env = {"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
-               "HOME": work, "PROBEBOOK_REPLAY": "1", "PROBEBOOK_REPLAY_DBS": json.dumps(named)}
-        try:
-            done = subprocess.run([python or sys.executable, "-I", _CHILD, tree, module, qualname, *paths],
-                                  input=json.dumps(payload), capture_output=True, text=True, timeout=timeout,
-                                  cwd=tree, env=env)
-        except subprocess.TimeoutExpired:
-            raise AssistantError(f"replay: the calls did not finish within {timeout:g}s; replay fewer calls or "
-                                 f"raise timeout") from None
-        if done.returncode != 0:
-            raise AssistantError(f"replay: {one_line(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode, 300)}")
-        answers = json.loads(done.stdout.strip().splitlines()[-1])
-        answers["_isolation"] = (f"ran in a child process ({os.path.basename(python or sys.executable)} -I) on a "
-                                 f"fresh copy of {root}" + (f" with its {databases} SQLite file(s) copied fresh"
-                                                            if databases else ", which holds no SQLite file")
-                                 + "".join(f"; {os.path.basename(p)} copied fresh from {p} (SQLite's backup, read "
-                                           f"only) for the connections and paths the captures hold" for p in named if
-                                           not p.startswith(root.rstrip(os.sep) + os.sep))
-                                 + "".join(f"; {p} not copied ({why})" for p, why in refused.items())
-                                 + "; each call's clocks (time.time, time.monotonic) set back to when production "
-                                   "made it; the service and its files were not touched")
-        return answers
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        done = subprocess.run([python or sys.executable, "-I", _CHILD, tree, module, qualname, *paths],
+                              input=json.dumps(payload), capture_output=True, text=True, timeout=timeout,
+                              cwd=tree, env=env)
+    except subprocess.TimeoutExpired:
+        raise AssistantError(f"replay: the calls did not finish within {timeout:g}s; replay fewer calls or "
+                             f"raise timeout") from None
+    if done.returncode != 0:
+        last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode
+        raise AssistantError(f"replay: {one_line(last, 300)}")
+    answers = json.loads(done.stdout.strip().splitlines()[-1])
+    answers["_isolation"] = (f"ran in a child process ({os.path.basename(python or sys.executable)} -I) on a "
+                             f"fresh copy of {root}" + (f" with its {in_tree} SQLite file(s) copied fresh"
+                                                        if in_tree else ", which holds no SQLite file")
+                             + "".join(f"; {os.path.basename(p)} copied fresh from {p} (SQLite's backup, read "
+                                       f"only, once for both sides) for the connections and paths the captures hold"
+                                       for p in copied)
+                             + "".join(f"; {p} not copied ({why})" for p, why in refused.items())
+                             + "; each call's clocks (time.time, time.monotonic) set back to when production "
+                               "made it; the service and its files were not touched")
+    return answers

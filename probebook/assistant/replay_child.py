@@ -141,14 +141,27 @@ def _sink(t, where):
 
 # production's SQLite files the captures name -> a fresh copy of each (made by the parent, `replay._databases`)
 DATABASES = {}
-_NEAREST = []  # while an object's fields are made: the database its own fields name, innermost last
+_NEAREST = []  # while an object's fields are made: the database its own fields name (`_names_database`)
 _QUEUES = {"queue.Queue", "queue.LifoQueue", "queue.PriorityQueue"}
+
+def _names_database(fields):
+    """The database an object's own fields name: a copied one's path, False for a database file name that
+    was not copied, None when none of its fields names one."""
+    texts = [v.get("value") for v in fields.values() if v.get("type") == "str" and isinstance(v.get("value"), str)]
+    copied = [x for x in texts if x in DATABASES]
+    if copied:
+        return copied[0]
+    return False if any(x.endswith((".db", ".sqlite", ".sqlite3")) for x in texts) else None
 
 def _connection(where):
     """A connection to a fresh copy of the database the nearest object around it names (a pool's `path`),
     or of the only one the captures name; the capture of a connection does not say which file it has open."""
-    named = next((db for db in reversed(_NEAREST) if db), None) or (next(iter(DATABASES)) if len(DATABASES) == 1
-                                                                      else None)
+    named = next((db for db in reversed(_NEAREST) if db is not None), None)
+    if named is False:  # the object around it names a database that was not copied: never another one
+        raise NotRebuilt("a sqlite3.Connection: the object around it names a database file not copied for the "
+                         "replay (a relative path, or not on this machine)")
+    if named is None and len(DATABASES) == 1:  # no object around it names one: the only one the captures name
+        named = next(iter(DATABASES))
     if named is None:
         raise NotRebuilt("a sqlite3.Connection: no object around it names its database file" + (
             f" (the captures name {len(DATABASES)})" if DATABASES else ""))
@@ -159,7 +172,9 @@ def _queue(t, where):
     """A fresh queue of the stdlib's holding the items captured in it, in order: its conditions share its
     own mutex, as production's did."""
     fields = t.get("fields") or {}
-    held = fields.get("queue") or {}
+    if "queue" not in fields:
+        raise NotRebuilt(f"a {t['type']} whose items were not captured (the capture's limits)")
+    held = fields["queue"]
     if held.get("truncated") or "not_captured" in held:
         raise NotRebuilt(f"a {t['type']} whose items were cut at the capture's limits")
     q = getattr(queue, t["type"].rpartition(".")[2])((fields.get("maxsize") or {}).get("value") or 0)
@@ -171,8 +186,10 @@ def _queue(t, where):
 def _by_name(kind, dotted):
     """A module-level function or a class, by the name its capture gives: the same object, imported here
     from the same code. A lambda or a function made inside another has no name to import it by."""
-    if "<" in dotted:
+    if "<locals>" in dotted:
         raise NotRebuilt(f"a {kind} made inside another function ({dotted}): its code is not in the capture")
+    if "<" in dotted or dotted.split(".")[0] == "__main__":
+        raise NotRebuilt(f"a {kind} with no name to import it by ({dotted})")
     parts = dotted.split(".")
     for cut in range(len(parts) - 1, -1, -1):
         try:
@@ -246,8 +263,7 @@ def rebuild(t, where):
             if absent is None:
                 raise NotRebuilt(f"a {kind} cut at the capture's limits (its class's source is not readable)")
         obj = cls.__new__(cls)
-        _NEAREST.append(next((v["value"] for v in t["fields"].values()
-                              if v.get("type") == "str" and v.get("value") in DATABASES), None))
+        _NEAREST.append(_names_database(t["fields"]))
         try:
             for k, v in t["fields"].items():
                 object.__setattr__(obj, k, soft(v, f"{where}.{k}"))
@@ -266,12 +282,45 @@ def soft(t, where):
         return rebuild(t, where)
     except NotRebuilt as exc:
         return Missing(f"{where}: {exc}")
+    except (Exception, SystemExit) as exc:  # a stand-in's own failure (a connect, an import): this value only
+        return Missing(f"{where}: could not be made again ({type(exc).__name__}: {str(exc)[:120]})")
 
 def answer(value):
     text = repr(value)
     return {"ok": True, "type": type(value).__name__, "value": text if len(text) <= 200 else text[:200] + "..."}
 
 
+
+NOTICED_MS = 20.0  # as replay._NOTICED: a time at least this long may decide whether a fix holds
+
+def _call(target, qualname, call):
+    """One replay of `call`: its answer (or why it was not rebuilt), and the milliseconds the call itself
+    took (its answer's repr aside)."""
+    del TOUCHED[:], STAND_INS[:]
+    AGE[0] = max(0.0, _REAL["time"]() - call["ts"]) if call.get("ts") else 0.0
+    owner, _, fname = qualname.rpartition(".")
+    try:
+        args = {k: soft(v, k) for k, v in call["arguments"].items()}
+        if owner and "self" in args:  # a method: the captured self is its first argument
+            if type(args["self"]) is Missing:
+                raise NotRebuilt(object.__getattribute__(args["self"], "_why"))
+            fn = getattr(type(args["self"]), fname)
+        else:
+            fn = target
+            for part in qualname.split("."):
+                fn = getattr(fn, part)
+    except NotRebuilt as exc:
+        return {"not_rebuilt": str(exc)}, None
+    started = time.perf_counter()  # not set back: a call's own duration is measured, not replayed
+    try:
+        value = fn(**args)
+    except NotRebuilt as exc:
+        return {"not_rebuilt": str(exc)}, None
+    except BaseException as exc:
+        ms = round((time.perf_counter() - started) * 1000, 3)
+        return {"ok": False, "raised": type(exc).__name__, "message": str(exc)[:200]}, ms
+    ms = round((time.perf_counter() - started) * 1000, 3)
+    return answer(value), ms
 
 def main(argv):
     root, module, qualname = argv[1], argv[2], argv[3]
@@ -284,37 +333,22 @@ def main(argv):
     time.monotonic = lambda: _REAL["monotonic"]() - AGE[0]
     time.monotonic_ns = lambda: _REAL["monotonic_ns"]() - int(AGE[0] * 1e9)
     target = importlib.import_module(module)
-    owner, _, fname = qualname.rpartition(".")
     out = {}
     for call in json.load(sys.stdin):
-        del TOUCHED[:], STAND_INS[:]
-        AGE[0] = max(0.0, _REAL["time"]() - call["ts"]) if call.get("ts") else 0.0
-        args = {k: soft(v, k) for k, v in call["arguments"].items()}
-        ms = None
-        try:
-            if owner and "self" in args:  # a method: the captured self is its first argument
-                if type(args["self"]) is Missing:
-                    raise NotRebuilt(object.__getattribute__(args["self"], "_why"))
-                fn = getattr(type(args["self"]), fname)
-            else:
-                fn = target
-                for part in qualname.split("."):
-                    fn = getattr(fn, part)
-            started = time.perf_counter()  # not set back: a call's own duration is measured, not replayed
-            try:
-                got = answer(fn(**args))
-            finally:
-                ms = round((time.perf_counter() - started) * 1000, 3)
-        except NotRebuilt as exc:
-            got = {"not_rebuilt": str(exc)}
-        except BaseException as exc:
-            got = {"ok": False, "raised": type(exc).__name__, "message": str(exc)[:200], "ms": ms}
-        else:
-            got["ms"] = ms
+        got, ms = _call(target, qualname, call)
+        stand_ins = sorted(set(STAND_INS))
         if TOUCHED and "not_rebuilt" not in got:  # the call caught the stop itself: what it answered is not its own
             got = {"not_rebuilt": TOUCHED[0]}
-        if STAND_INS and "not_rebuilt" not in got:
-            got["stand_ins"] = sorted(set(STAND_INS))
+        if "not_rebuilt" not in got:
+            # a time that may decide a row is taken thrice, the fastest kept: one pause of a busy machine
+            # must not make a healthy call look slow, nor a slow one fixed
+            for _ in range(2 if ms is not None and ms >= NOTICED_MS else 0):
+                again, t = _call(target, qualname, call)
+                if "not_rebuilt" not in again and not TOUCHED and t is not None:
+                    ms = min(ms, t)
+            got["ms"] = ms
+            if stand_ins:
+                got["stand_ins"] = stand_ins
         out[call["id"]] = got
     print(json.dumps(out))
 

@@ -119,16 +119,18 @@ def _contain(lab: Any, inv: Investigation, verdict: Verdict, log: Callable[[str]
     if not proposals:
         return {"outcome": "none proposed", "why": why_no_proposal(verdict.kind, changes_elsewhere(inv, verdict))}
     done: List[str] = []
+    caught = None  # a verdict proven after a restart stays proven whatever a later proposal does
     for proposal in proposals:
         result = assistant.contain(proposal, LabRemediation(lab), approve=True, verdict=verdict,
                                    audit=lab.path("eval-actions-audit.log"), who="lab-eval", check_timeout=90.0,
                                    progress=lambda line: log(f"   {line}"))
         done.append(proposal.action.describe())
+        caught = caught or result.caught
         if result.outcome == "contained":
             break
     return {"outcome": result.outcome, "action": " + ".join(done), "headline": result.headline(),
             "check": result.check.to_dict() if result.check is not None else None,
-            "caught": result.caught.to_dict() if result.caught is not None else None}
+            "caught": caught.to_dict() if caught is not None else None}
 
 
 def _validate_fix(lab: Any, inv: Investigation, verdict: Verdict, sc: Scenario, log: Callable[[str], None]) -> Dict[str, Any]:
@@ -292,8 +294,8 @@ def evaluate(lab: Any, scenarios: Sequence[Scenario], budget_s: float = 110.0, w
             later = verdict
             if (containment or {}).get("caught"):  # proven after the restart freed what the fault held
                 later = Verdict.from_dict(containment["caught"])
-                stages["caught"] = {"outcome": "proven", "why": later.headline()}
                 if lifecycle:
+                    stages["caught"] = {"outcome": "proven", "why": later.headline()}
                     anchors = _anchors(inv, later)
                     stages["fix"] = _stage(lambda: _validate_fix(lab, inv, later, sc, log))
             if lifecycle:
@@ -347,7 +349,7 @@ def table(results: Sequence[EvalResult]) -> str:
         extra = f" {r.containment.get('action', '-')} | {r.containment.get('outcome', '-')} |" if contained else ""
         if whole:
             extra += "".join(f" {r.lifecycle.get(k, {}).get('outcome', '-')} |" for k in ("fix", "verified", "shipped", "postmortem"))
-        kind = v["kind"] + (" (proven after the restart)" if r.lifecycle.get("caught") else "")
+        kind = v["kind"] + (" (proven after the restart)" if r.containment.get("caught") else "")
         lines.append(f"| {r.scenario} | {kind} | {v['service'] or '-'} | {v['locus'].split('/')[-1] or '-'} | "
                      f"{r.score} | {r.seconds:g} | {r.probes} | {r.tool_calls} |" + extra)
     counts = {s: sum(1 for r in results if r.score == s) for s in SCORES}

@@ -332,8 +332,8 @@ POOLED = textwrap.dedent('''
 
 
     class Coupons:
-        def __init__(self, path):
-            self.pool = Pool(path)
+        def __init__(self, path, audit_path, spool):
+            self.pool, self.audit, self.spool = Pool(path), Pool(audit_path, size=1), spool
 
         def rate(self, code):
             conn = self.pool.acquire()  # at:rate
@@ -342,44 +342,65 @@ POOLED = textwrap.dedent('''
                 conn.execute("UPDATE coupons SET used = used + 1 WHERE code = ?", (code,))
             finally:
                 self.pool.release(conn)
-            return float(row[0]) if row else 0.0
+            log = self.audit.acquire()
+            try:
+                log.execute("INSERT INTO seen VALUES (?)", (code,))
+                seen = log.execute("SELECT count(*) FROM seen").fetchone()[0]
+            finally:
+                self.audit.release(log)
+            return (float(row[0]) if row else 0.0, seen)
 ''')
 
 
 def test_a_call_through_a_connection_pool_reads_a_fresh_copy_of_the_database_its_pool_names(tmp_path):
-    """A method that reads and writes through a pool of SQLite connections kept outside the code's folder:
-    the replay runs it on connections to a fresh copy of the database the pool's `path` names (made with
-    SQLite's backup, read only), in a fresh queue holding as many connections as production's did; the
-    fix is judged on it, production's database is never written, and the report says all of it."""
-    root, db = tmp_path / "srv", str(tmp_path / "data" / "coupons.db")
+    """A method that reads and writes through two pools of SQLite connections kept outside the code's
+    folder: the replay runs it on connections to a fresh copy of the database each pool's `path` names
+    (made once with SQLite's backup, read only, for both sides), in fresh queues holding as many connections
+    as production's did; the fix is judged on it, production's databases are never written, a FIFO among
+    the captured paths is never opened, and the report says all of it."""
+    # a '#' in a folder's name would end a URI's path: production's file is opened read-only all the same
+    root, db, audit = tmp_path / "srv", str(tmp_path / "data#1" / "coupons.db"), str(tmp_path / "audit.db")
     os.makedirs(os.path.dirname(db))
     con = sqlite3.connect(db)
     con.execute("CREATE TABLE coupons (code TEXT, pct REAL, used INTEGER DEFAULT 0)")
     con.executemany("INSERT INTO coupons (code, pct) VALUES (?, ?)", [("SPRING", 15.0), ("FALL", 10.0)])
     con.commit()
     con.close()
+    con = sqlite3.connect(audit)
+    con.execute("CREATE TABLE seen (code TEXT)")
+    con.commit()
+    con.close()
+    spool = str(tmp_path / "spool")
+    os.mkfifo(spool)  # a path a request may carry: opening it would wait for a writer forever
     with package_on_disk(root, "shop", {"coupons": POOLED}) as (coupons,):
         agent, inv = Agent(), Investigation()
         inv.attach("shop", agent, audit_path=str(tmp_path / "audit.jsonl"))
         line = 1 + next(i for i, t in enumerate(POOLED.splitlines()) if "at:rate" in t)
         inv.probe("snapshot", "shop", f"shop/coupons.py:{line}", rate=100, limits={"max_depth": 6})
-        c = coupons.Coupons(db)
-        assert [c.rate(code) for code in ("SPRING", "NONE", "FALL")] == [15.0, 0.0, 10.0]
+        c = coupons.Coupons(db, audit, spool)
+        assert [c.rate(code) for code in ("SPRING", "NONE", "FALL")] == [(15.0, 1), (0.0, 2), (10.0, 3)]
         wait_for(lambda: inv.store.count("snapshots") >= 3, timeout=10, what="three snapshots")
         try:
             calls = captured_calls(inv, "shop/coupons.py:Coupons.rate")
-            fixed = POOLED.replace("return float(row[0]) if row", "return float(row[0]) / 100 if row")
+            fixed = POOLED.replace("return (float(row[0]) if row", "return (float(row[0]) / 100 if row")
+            assert fixed != POOLED
             report = replay(calls, str(root), "shop.coupons", "Coupons.rate", {"shop/coupons.py": fixed})
             assert not report.not_rebuilt, report.to_dict()
+            # each side starts from the same copy (production's 3 rows), each call adding one on its side
             assert [(r["before"]["value"], r["after"]["value"]) for r in report.rows] == \
-                [("15.0", "0.15"), ("0.0", "0.0"), ("10.0", "0.1")], report.to_dict()
+                [("(15.0, 4)", "(0.15, 4)"), ("(0.0, 5)", "(0.0, 5)"), ("(10.0, 6)", "(0.1, 6)")], report.to_dict()
             assert "self.pool._idle: a fresh queue.LifoQueue holding its 2 captured items" in report.stand_ins
-            assert any(s.startswith("self.pool._idle.queue[0]: a connection to a fresh copy of " + db)
-                       for s in report.stand_ins), report.stand_ins
-            assert f"copied fresh from {db}" in report.isolation, report.isolation
+            # each pool's connections go to the database that pool names, not to the other one
+            for place, path in (("self.pool._idle.queue[0]", db), ("self.audit._idle.queue[0]", audit)):
+                assert f"{place}: a connection to a fresh copy of {path}" in report.stand_ins, report.stand_ins
+            assert f"copied fresh from {db}" in report.isolation and f"copied fresh from {audit}" in report.isolation
             con = sqlite3.connect(db)
             assert con.execute("SELECT sum(used) FROM coupons").fetchone()[0] == 2  # production's two, no more
             con.close()
+            con = sqlite3.connect(audit)
+            assert con.execute("SELECT count(*) FROM seen").fetchone()[0] == 3
+            con.close()
+            assert not os.path.exists(str(tmp_path / "data"))  # the '#' did not cut the path short
         finally:
             inv.close()
 
@@ -417,7 +438,7 @@ def test_a_latency_fix_is_judged_by_the_time_each_call_takes(tmp_path):
     slower = SLOW.replace("    return code.isalnum()", "    time.sleep(0.25)\n    return code.isalnum()")
     report = replay(calls[2:] + [CapturedCall("e4", arg("ABC?"), failed=True)], str(root), "shop.codes", "check",
                     {"shop/codes.py": slower.replace('if code.endswith("?")', "if False")})
-    assert not report.validated and "0 of 1 other calls answer as before (1 of them at least 5x slower)" in \
+    assert not report.validated and "0 of 1 other calls answer as before; 1 other calls at least 5x slower" in \
         report.summary(), report.summary()
 
 
