@@ -104,3 +104,44 @@ def test_when_the_cause_does_not_run_after_the_restart_nothing_is_claimed(tmp_pa
         assert said == ["catch after restart: nothing caught in 0 calls; the verdict stays likely"], said
     finally:
         inv.close()
+
+
+class RestartThenLoseTheAudit(RestartTinyshop):
+    """The restart is done, and then the audit log can no longer be written (its file became a folder)."""
+
+    def __init__(self, api, audit):
+        super().__init__(api)
+        self.audit = audit
+
+    def refresh(self, inv, action):
+        os.remove(self.audit)
+        os.mkdir(self.audit)
+
+
+def test_the_catch_probe_is_removed_when_the_containment_fails_after_the_restart(tmp_path):
+    """The audit line after the symptom check cannot be written: containment stops with a one-line error
+    saying the action was done, and the probe placed to catch the leak does not stay on the service."""
+    import pytest
+
+    from probebook.errors import AssistantError
+
+    agent, inv = Agent(), Investigation(str(tmp_path / "incident.duckdb"))
+    inv.attach("tinyshop", agent, audit_path=str(tmp_path / "agent-audit.jsonl"))
+    api, stop, t = tinyshop.start("orders")
+    audit = str(tmp_path / "actions.log")
+    try:
+        assistant = Assistant(inv)
+        verdict = assistant.investigate("orders are refused: the pool is saturated", wait_s=3,
+                                        alerts=[Alert("PoolSaturated", {"service": "tinyshop"})])
+        assert verdict.kind == "likely", verdict.reasons
+        with pytest.raises(AssistantError, match="the action WAS done"):
+            assistant.contain(assistant.propose(verdict)[0], RestartThenLoseTheAudit(api, audit), approve=True,
+                              verdict=verdict, audit=audit, check_timeout=4.0, calls=3)
+    finally:
+        stop.set()
+        t.join()
+    try:
+        live = inv.probes().filter(inv.probes()["status"] != "removed")
+        assert live.height == 0, live
+    finally:
+        inv.close()
