@@ -735,18 +735,23 @@ def test_another_thread_holding_the_gil_does_not_cut_a_capture():
     sys.setswitchinterval(0.002)  # the GIL changes hands often, as between busy request threads
     spinner = threading.Thread(target=spin)
     spinner.start()
+    shared = []
     try:
         limits, redactor = CaptureLimits(max_depth=3, max_ms=10), Redactor()
-        t0, c0 = time.perf_counter(), time.thread_time()
-        out = capture_locals(frame, limits, redactor)
-        wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
+        for _ in range(10):  # until the other thread did run during a capture (the scheduler decides when)
+            t0, c0 = time.perf_counter(), time.thread_time()
+            out = capture_locals(frame, limits, redactor)
+            wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
+            assert cpu < 0.01, cpu  # the capture itself fits its budget...
+            assert not [n for n, node in out.items() if node.get("not_captured")], (wall, cpu)  # ...nothing is cut
+            shared.append(wall - cpu)
+            if wall - cpu > 0.001:
+                break
     finally:
         stop.set()
         spinner.join()
         sys.setswitchinterval(interval)
-    assert cpu < 0.01, cpu  # the capture itself fits its budget...
-    assert not [n for n, node in out.items() if node.get("not_captured")], (wall, cpu)  # ...so nothing is cut
-    assert wall > cpu  # (the other thread did run in between)
+    assert max(shared) > 0.001, shared  # (in one of them at least, the other thread held the GIL for 1 ms)
 
 
 def test_types_made_at_run_time_do_not_grow_the_handler_table_forever():
