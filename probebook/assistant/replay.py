@@ -249,60 +249,97 @@ def _paths_in(tree: Any) -> List[str]:
 _MAX_DB = 1 << 30  # a database over 1 GiB is not copied for a replay (said in the report)
 
 
-def _databases(payload: List[Dict[str, Any]], root: str, into: str) -> Tuple[Dict[str, str], Dict[str, str],
-                                                                             Dict[str, str]]:
-    """Production's SQLite files the captured calls name (a pool's `path`), each a regular file whose first
-    bytes say so: those under `root` (path -> path relative to it: they come with the code's copy), the
-    others (path -> one copy under `into`, made once with SQLite's backup from a read-only connection, in
-    steps, so production's writers wait at most one step's worth), and those not copied (path -> why)."""
+_DB_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+Databases = Tuple[Dict[str, str], Dict[str, str], Dict[str, str], Dict[str, str]]
+
+
+def _sqlite_file(path: str) -> Optional[os.stat_result]:
+    """The file's stat when it is a regular file whose first bytes say SQLite, else None (a client may put
+    any path in a request: a FIFO or a device is never opened)."""
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        with open(path, "rb") as fh:
+            return st if fh.read(16) == _SQLITE else None
+    except OSError:
+        return None
+
+
+def _backup(path: str, size: int, copy: str) -> str:
+    """A consistent copy of the SQLite file at `path` made at `copy` with SQLite's backup from a read-only
+    connection (its path escaped as a URI: '#', '?', '%'), in steps, so production's writers wait at most
+    one step; '' when made, else why not."""
+    if size > _MAX_DB:
+        return f"{size >> 20} MiB, over the {_MAX_DB >> 20} MiB a replay copies"
+    os.makedirs(os.path.dirname(copy), exist_ok=True)
+    try:
+        src = sqlite3.connect(pathlib.Path(path).as_uri() + "?mode=ro", uri=True)
+        dst = sqlite3.connect(copy)
+        try:
+            src.backup(dst, pages=256, sleep=0.005)
+        finally:
+            src.close()
+            dst.close()
+    except sqlite3.Error as exc:
+        return one_line(exc, 120)
+    return ""
+
+
+def _databases(payload: List[Dict[str, Any]], root: str, into: str) -> Databases:
+    """Each SQLite file a replay needs, copied once (`_backup`) for both sides: the captured calls' paths
+    under `root` (path -> path relative to it), those elsewhere (path -> its copy), those not copied (path
+    -> why), and the files of the code's folder itself (relative path -> its copy: the tree's plain copy
+    of a database being written may be torn)."""
     inside: Dict[str, str] = {}
     copied: Dict[str, str] = {}
     refused: Dict[str, str] = {}
+    tree: Dict[str, str] = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in ("__pycache__", ".git")]
+        for name in files:
+            path = os.path.join(folder, name)
+            st = _sqlite_file(path) if name.endswith(_DB_SUFFIXES) else None
+            if st is not None:
+                rel = os.path.relpath(path, root)
+                why = _backup(path, st.st_size, os.path.join(into, "tree", rel))
+                if why:
+                    refused[path] = f"copied with the code as a plain file, not by SQLite's backup: {why}"
+                else:
+                    tree[rel] = os.path.join(into, "tree", rel)
     for path in dict.fromkeys(p for call in payload for t in call["arguments"].values() for p in _paths_in(t)):
-        try:  # a client may put any path in a request: only a regular file is opened (never a FIFO, a device)
-            st = os.stat(path)
-            if not stat.S_ISREG(st.st_mode):
-                continue
-            with open(path, "rb") as fh:
-                if fh.read(16) != _SQLITE:
-                    continue
-        except OSError:
+        st = _sqlite_file(path)
+        if st is None:
             continue
         rel = os.path.relpath(os.path.realpath(path), os.path.realpath(root))
         if not rel.startswith(".."):
             inside[path] = rel
             continue
-        if st.st_size > _MAX_DB:
-            refused[path] = f"{st.st_size >> 20} MiB, over the {_MAX_DB >> 20} MiB a replay copies"
-            continue
-        os.makedirs(into, exist_ok=True)
         copy = os.path.join(into, f"{len(copied)}-{os.path.basename(path)}")
-        try:
-            src = sqlite3.connect(pathlib.Path(path).as_uri() + "?mode=ro", uri=True)  # escaped: '#', '?', '%'
-            dst = sqlite3.connect(copy)
-            try:
-                src.backup(dst, pages=256, sleep=0.005)
-            finally:
-                src.close()
-                dst.close()
-        except sqlite3.Error as exc:
-            refused[path] = one_line(exc, 120)
-            continue
-        copied[path] = copy
-    return inside, copied, refused
+        why = _backup(path, st.st_size, copy)
+        if why:
+            refused[path] = why
+        else:
+            copied[path] = copy
+    return inside, copied, refused, tree
 
 
 def _run_copy(base: str, root: str, fixed: Mapping[str, str], module: str, qualname: str,
               payload: List[Dict[str, Any]], python: Optional[str], timeout: float, paths: Sequence[str],
-              databases: Tuple[Dict[str, str], Dict[str, str], Dict[str, str]]) -> Dict[str, Any]:
+              databases: Databases) -> Dict[str, Any]:
     """One side of the replay, in `base`/run made again (the same paths on both sides, so an answer that
     holds a path reads the same): the code's copy, and a fresh copy of each database copied once."""
-    inside, copied, refused = databases
+    inside, copied, refused, in_code = databases
     work = os.path.join(base, "run")
     shutil.rmtree(work, ignore_errors=True)
     tree = os.path.join(work, "code")
     shutil.copytree(root, tree, ignore=shutil.ignore_patterns("__pycache__", ".git", "*.pyc"))
-    in_tree = sum(1 for _, _, files in os.walk(tree) for f in files if f.endswith((".db", ".sqlite", ".sqlite3")))
+    for rel, once in in_code.items():  # the consistent copy in place of the tree's, without its journals
+        shutil.copyfile(once, os.path.join(tree, rel))
+        for side in ("-wal", "-shm", "-journal"):
+            if os.path.exists(os.path.join(tree, rel + side)):
+                os.remove(os.path.join(tree, rel + side))
+    in_tree = len(in_code)
     named = {path: os.path.join(tree, rel) for path, rel in inside.items()}
     os.makedirs(os.path.join(work, "databases"))
     for path, once in copied.items():
@@ -325,8 +362,9 @@ def _run_copy(base: str, root: str, fixed: Mapping[str, str], module: str, qualn
         raise AssistantError(f"replay: {one_line(last, 300)}")
     answers = json.loads(done.stdout.strip().splitlines()[-1])
     answers["_isolation"] = (f"ran in a child process ({os.path.basename(python or sys.executable)} -I) on a "
-                             f"fresh copy of {root}" + (f" with its {in_tree} SQLite file(s) copied fresh"
-                                                        if in_tree else ", which holds no SQLite file")
+                             f"fresh copy of {root}" + (f" with its {in_tree} SQLite file(s) copied fresh (SQLite's "
+                                                        f"backup, once for both sides)" if in_tree else
+                                                        ", which holds no SQLite file")
                              + "".join(f"; {os.path.basename(p)} copied fresh from {p} (SQLite's backup, read "
                                        f"only, once for both sides) for the connections and paths the captures hold"
                                        for p in copied)
