@@ -33,7 +33,7 @@ from probebook.session import Investigation
 from .journal import Journal
 from .model import Verdict, parse_locus
 from .proof import load_events
-from .replay import CapturedCall, ReplayReport, captured_calls, epoch, replay
+from .replay import CapturedCall, ReplayReport, captured_calls, children, epoch, replay
 from .tools import probe_events, remove_placed
 from .verify import evidence_probes
 
@@ -164,9 +164,7 @@ def _cut(tree: Any) -> bool:
         return False
     if tree.get("not_captured") in _CUTS or tree.get("truncated"):
         return True
-    kids = list(tree.get("elements", [])) + [x for kv in tree.get("entries", []) for x in kv] + \
-        list((tree.get("fields") or {}).values())
-    return any(_cut(k) for k in kids)
+    return any(_cut(k) for k in children(tree))
 
 
 def _recapture(inv: Investigation, verdict: Verdict, service: str, rel: str, module: str, qual: str, calls: int,

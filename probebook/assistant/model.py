@@ -135,7 +135,7 @@ class Verdict:
     id: str = ""
     # a fault that keeps its own cause from running again (a drained pool stops callers before the leak):
     # the probe that catches the cause in the act once restarting `service` frees what it holds
-    # ({"where": "file.py:LINE", "capture": [...]}); containment proposes the restart and tries the proof
+    # ({"where": "file.py:LINE", "capture": [...]}); containment proposes the restart and tries the proof again
     after_restart: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

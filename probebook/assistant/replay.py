@@ -44,7 +44,7 @@ from probebook.session import Investigation
 _CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "replay_child.py")
 
 __all__ = ["CapturedCall", "ReplayReport", "captured_calls", "replay", "rebuild", "NotRebuilt", "epoch", "same",
-           "fixed", "kept"]
+           "fixed", "kept", "children"]
 
 
 class NotRebuilt(ValueError):
@@ -241,14 +241,17 @@ def _paths_in(tree: Any) -> List[str]:
     if tree.get("type") == "str" and isinstance(tree.get("value"), str) and os.path.isabs(tree["value"]) \
             and not tree.get("truncated"):
         return [tree["value"]]
-    kids = list(tree.get("elements", [])) + [x for kv in tree.get("entries", []) for x in kv] + \
+    return [p for k in children(tree) for p in _paths_in(k)]
+
+
+def children(tree: Mapping[str, Any]) -> List[Any]:
+    """The capture trees directly inside one: a container's elements, a dict's keys and values, an object's
+    fields."""
+    return list(tree.get("elements", [])) + [x for kv in tree.get("entries", []) for x in kv] + \
         list((tree.get("fields") or {}).values())
-    return [p for k in kids for p in _paths_in(k)]
 
 
 _MAX_DB = 1 << 30  # a database over 1 GiB is not copied for a replay (said in the report)
-
-
 _DB_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 Databases = Tuple[Dict[str, str], Dict[str, str], Dict[str, str], Dict[str, str]]
 
