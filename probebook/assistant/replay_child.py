@@ -151,6 +151,7 @@ def _names_database(fields):
     copied = [x for x in texts if x in DATABASES]
     if copied:
         return copied[0]
+    # the suffixes of replay._DB_SUFFIXES (this script imports nothing of the package)
     return False if any(x.endswith((".db", ".sqlite", ".sqlite3")) for x in texts) else None
 
 def _connection(where):
