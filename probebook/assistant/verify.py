@@ -19,6 +19,7 @@ from probebook.evidence.predicate import Predicate, compare, holds, judge, value
 from probebook.evidence.schema import sql_list
 from probebook.session import Investigation
 
+from .codeview import SourceError, enclosing
 from .differential import is_number
 from .model import Verdict
 from .proof import load_events
@@ -91,19 +92,29 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
     rewritten = [spec for _, spec in specs if spec.get("rewritten")]
     if rewritten:  # the predicate read values at a line the running code no longer has: it says nothing now
         gone_line = f"the running code no longer has the line the proof was read at ({one_line(rewritten[0]['rewritten'], 60)})"
-        report = verify_failure(inv, calls=calls, timeout=timeout, progress=say, verdict=verdict)
-        if report is not None:  # the failure itself, where it was seen, judges the fix instead
-            report.why = "; ".join(w for w in (report.why, f"{gone_line}: judged by the failure itself") if w)
-        else:
+        report = _by_failure(inv, verdict, calls, timeout, say, gone_line)
+        if report is None:
             report = VerifyReport("inconclusive", 0, 0, claim, why=f"{gone_line}: judge the fix by its symptom, "
                                                                     f"the alert, instead")
         inv.mark(f"verification: {report.headline()}")
         say(report.headline())
         return report
+    deadline = time.monotonic() + timeout
     inv.mark(f"verification started: is {claim} gone at {verdict.locus}?")
     placed: List[Any] = []
     reach: List[Any] = []  # beside a probe with a condition: a plain log of every call reaching its place
+    entered: List[Any] = []  # beside a probe on a line: every call of the function that holds the line, counted
+    functions: List[str] = []
     try:
+        holders = {(service, _function_of(inv, service, spec["where"])) for service, spec in specs}
+        if len(holders) == 1 and all(fn for _, fn in holders):  # every probe on lines of one function
+            (service, holder), = holders
+            try:  # placed first: every call that reaches the line is counted there too
+                entered.append(inv.probe("metric", service, holder, metric="verify_calls", rate=50,
+                                         ttl=timeout + 30, partial=True))
+                functions.append(str(holder))
+            except ProbebookError as exc:
+                say(f"verify: the calls of {holder} cannot be counted: {one_line(exc, 120)}")
         for service, spec in specs:
             rec = inv.probe(spec["kind"], service, spec["where"], when=spec.get("when"), capture=spec.get("capture", ()),
                             template=spec.get("template"), limits=spec.get("limits"), rate=50,
@@ -114,8 +125,9 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
                 reach.append(inv.probe("log", service, spec["where"], template="verify: reached", rate=50,
                                        ttl=timeout + 30, partial=True))
         events, reached = _watch(inv, placed, reach, calls, timeout)
+        ran = len(_events(inv, entered))
     finally:
-        remove_placed(inv, placed + reach)
+        remove_placed(inv, placed + reach + entered)
     events = events[:max(calls, 1)] if len(events) > calls else events
     held = sum(1 for e in events if holds(pred, e))
     if len(events) >= calls:
@@ -126,6 +138,12 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
         still = judge(pred, events) if pred.agg == "median" and events else held > 0
         report = VerifyReport("still" if still else "gone", reached, held, claim,
                               why=f"the probe's condition let {len(events)} of {reached} calls through")
+    elif entered and ran >= calls and pred.agg != "median":
+        # the line is on a path few calls take now (an error path the fix closed): every call of its function
+        # that would still show the fault passes that line with the predicate holding; judged out of them all
+        report = VerifyReport("still" if held else "gone", ran, held, claim,
+                              why=f"the line ran on {max(len(events), reached)} of {ran} calls of "
+                                  f"{functions[0].rpartition(':')[2]}")
     else:
         report = VerifyReport("inconclusive", max(len(events), reached), held, claim,
                               why=f"asked for {calls} calls within {timeout:g}s")
@@ -139,8 +157,21 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
             f"healthy calls' smallest ({verdict.predicate.value!r}): values seen on neither before the fix"))
     report.evidence = [e["evidence_id"] for e in events]
     report.probes = [rec.alias for rec in placed]
+    if report.outcome == "inconclusive" and between:  # the failure itself, where it was caught, may still judge
+        say(f"verify: {report.headline()}; asking the failure itself")
+        failure = _by_failure(inv, verdict, calls, max(15.0, deadline - time.monotonic()), say, report.why)
+        report = failure if failure is not None and failure.outcome != "inconclusive" else report
     inv.mark(f"verification: {report.headline()}")
     say(report.headline())
+    return report
+
+
+def _by_failure(inv: Investigation, verdict: Verdict, calls: int, timeout: float, say: Callable[[str], None],
+                reason: str) -> Optional[VerifyReport]:
+    """`verify_failure`'s answer, saying why the predicate could not judge (`reason`); None when no failure was caught."""
+    report = verify_failure(inv, calls=calls, timeout=timeout, progress=say, verdict=verdict)
+    if report is not None:
+        report.why = "; ".join(w for w in (report.why, f"{reason}: judged by the failure itself") if w)
     return report
 
 
@@ -203,6 +234,24 @@ def _on_running_code(inv: Investigation, service: str, spec: Dict[str, Any], anc
     if where != spec["where"]:
         say(f"verify: {spec['where']} is {where} in the code {service} runs now")
     return {**spec, "where": where}
+
+
+def _function_of(inv: Investigation, service: str, where: str) -> Optional[str]:
+    """`module:qualname` of the function whose body holds the line `where` (``file.py:LINE``) in the code
+    the service runs; None for a probe on a function, or where the module or function is not found."""
+    path, line = _file_line(where)
+    if not path:
+        return None
+    try:
+        module = next((m.name for m in inv.modules(service) if m.file == path), "")
+        source = "\n".join(text for _, text in inv.source_file(service, path).lines) if module else ""
+    except ProbebookError:
+        return None
+    try:
+        fn = enclosing(source, line) if source else None
+    except SourceError:
+        return None
+    return f"{module}:{fn.qualname}" if fn is not None else None
 
 
 def _watch(inv: Investigation, placed: List[Any], reach: List[Any], calls: int,

@@ -66,7 +66,7 @@ def shop(tmp_path, request):
                 i += 1
                 try:
                     if mode == "down":
-                        url = f"{front_url}/{('ship?user=1', 'stock', 'quote')[i % 3]}"
+                        url = f"{front_url}/{('ship?user=1', 'stock', 'quote', 'track')[i % 4]}"
                     elif mode in ("aship", "qship"):
                         url = f"{front_url}/ship?user={1 + i % 3}"
                     elif mode == "ship" or (mode == "slowship" and i % 4 == 0):  # no shopper 4n when slow
@@ -207,6 +207,18 @@ def test_a_service_of_ours_whose_process_is_gone_is_proven_from_its_callers(shop
     assert (verdict.service, verdict.locus) == ("back", "back process"), why
     assert verdict.boundary_service == "front", why
     assert "start back again" in verdict.mitigation
+
+
+@pytest.mark.parametrize("shop", ["down"], indirect=True)
+def test_retries_amplified_by_a_service_of_ours_that_is_gone_are_not_the_answer(shop):
+    """back is killed and front's /track asks it three times per request: the retries are amplified, and
+    the retry loop (it waits between attempts) is only `likely`. A service of ours that is gone is the
+    stronger lead, and its process is proven from the refusals front's calls get."""
+    also = (Alert("RetryAmplification", {}), Alert("ServiceDown", {"service": "back"}))
+    verdict, why = _investigate(shop, "/track fails with 502", "/track", also=also, budget_s=60)
+    assert "Front.track retries" in why  # the amplification was seen and followed first
+    assert verdict.kind == "proven", why
+    assert (verdict.service, verdict.locus) == ("back", "back process"), why
 
 
 @pytest.mark.parametrize("shop", ["qship"], indirect=True)

@@ -2,6 +2,7 @@
 and the proof's predicate is judged on what they capture now: still there before the fix, gone after it,
 inconclusive without traffic; each step on the timeline, nothing left behind."""
 
+import json
 import os
 import sys
 
@@ -118,11 +119,84 @@ def test_when_the_fix_rewrote_the_line_the_proof_read_the_failure_itself_judges_
     assert inv.probes().filter(inv.probes()["status"] != "removed").height == 0  # nothing left behind
 
 
-def test_values_seen_on_neither_side_before_the_fix_make_it_inconclusive(proven, monkeypatch):
+def test_values_seen_on_neither_side_before_the_fix_are_judged_by_the_failure_itself(proven, monkeypatch):
     """A "fix" that makes BROKEN's discount 0.5: above every healthy call's (0.2), below every failing
-    call's (15). Neither like the failing calls nor like the healthy ones: not gone, not still."""
+    call's (15). Neither like the failing calls nor like the healthy ones, so the predicate cannot say; the
+    failure the investigation caught (the PriceError through /pay) can, and it is gone."""
     inv, verdict = proven
     monkeypatch.setitem(tinyshop.DISCOUNTS, "BROKEN", 0.5)
     report = with_traffic(lambda: verify_fix(inv, verdict, calls=10, timeout=30))
-    assert report.outcome == "inconclusive" and report.held == 0 and report.seen == 10, report.to_dict()
+    assert report.outcome == "gone" and report.held == 0 and report.seen >= 10, report.to_dict()
     assert "values seen on neither before the fix" in report.headline() and "(15)" in report.headline()
+    assert "judged by the failure itself" in report.headline() and "PriceError" in report.claim
+    assert inv.probes().filter(inv.probes()["status"] != "removed").height == 0  # nothing left behind
+
+
+def _snapshot_verdict(inv, line_text, when, capture, predicate, held_by):
+    """A proof read by one snapshot probe on tinyshop's line holding `line_text` (no exception probe in this
+    investigation): the events whose `capture` value passes `held_by` are its evidence."""
+    from probebook.assistant.model import Verdict
+    from probebook.evidence.predicate import Predicate
+    from support import wait_for
+
+    path = tinyshop.__file__
+    with open(path, encoding="utf-8") as fh:
+        line = next(i for i, t in enumerate(fh, 1) if line_text in t)
+    rec = inv.probe("snapshot", "tinyshop", f"{path}:{line}", when=when, capture=[capture], rate=50)
+    with_traffic(lambda: wait_for(lambda: inv.store.count("snapshots") >= 12, timeout=30, what="12 snapshots"))
+    inv.remove(rec.alias)
+    rows = inv.sql("SELECT evidence_id, expressions FROM snapshots").rows()
+    ids = [eid for eid, caps in rows if held_by(json.loads(caps) if isinstance(caps, str) else caps)]
+    assert ids, rows[:3]
+    return Verdict("proven", "tinyshop", f"{path}:final_amount", evidence=ids,
+                   predicate=Predicate.from_dict(predicate))
+
+
+@pytest.fixture()
+def bare(tmp_path, monkeypatch):
+    """tinyshop attached to an investigation that has placed nothing yet, BROKEN at 15."""
+    agent, inv = Agent(), Investigation()
+    inv.attach("tinyshop", agent, audit_path=str(tmp_path / "audit.jsonl"))
+    monkeypatch.setitem(tinyshop.DISCOUNTS, "BROKEN", 15)
+    yield inv
+    inv.close()
+
+
+def test_values_seen_on_neither_side_stay_inconclusive_when_no_failure_was_caught(bare, monkeypatch):
+    inv = bare
+    verdict = _snapshot_verdict(inv, "amount = round(subtotal * (1 - discount), 2)", None, "discount",
+                                {"capture": "discount", "op": ">", "value": 0.2},
+                                lambda caps: _number(caps, "discount") > 0.2)
+    monkeypatch.setitem(tinyshop.DISCOUNTS, "BROKEN", 0.5)
+    report = with_traffic(lambda: verify_fix(inv, verdict, calls=10, timeout=30))
+    assert report.outcome == "inconclusive" and report.held == 0 and report.seen >= 10, report.to_dict()
+    assert "values seen on neither before the fix" in report.headline()
+    assert "judged by the failure itself" not in report.headline()
+
+
+def test_a_line_only_failing_calls_reach_is_judged_out_of_every_call_of_its_function(bare, monkeypatch):
+    """The proof was read on the line that raises (only failing calls reach it). After the fix no call
+    reaches that line; the calls of the function that holds it, counted beside it, show that this is the
+    fix and not a lack of traffic. Before the fix, the same check finds the fault still there."""
+    inv = bare
+    verdict = _snapshot_verdict(inv, 'raise PriceError(f"negative amount {amount}")', None, "discount",
+                                {"capture": "discount", "op": ">", "value": 1},
+                                lambda caps: _number(caps, "discount") > 1)
+    before = with_traffic(lambda: verify_fix(inv, verdict, calls=10, timeout=30))
+    assert before.outcome == "still" and before.held > 0, before.to_dict()
+    monkeypatch.setitem(tinyshop.DISCOUNTS, "BROKEN", 0.15)  # the fix
+    after = with_traffic(lambda: verify_fix(inv, verdict, calls=10, timeout=20))
+    assert after.outcome == "gone" and after.held == 0 and after.seen >= 10, after.to_dict()
+    assert f"the line ran on 0 of {after.seen} calls of final_amount" in after.headline()
+    idle = verify_fix(inv, verdict, calls=5, timeout=1.5)  # no traffic: the function is not called either
+    assert idle.outcome == "inconclusive" and idle.seen == 0, idle.to_dict()
+    assert inv.probes().filter(inv.probes()["status"] != "removed").height == 0  # nothing left behind
+
+
+def _number(captures, name):
+    value = captures.get(name) if isinstance(captures, dict) else None
+    value = value.get("value") if isinstance(value, dict) else value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0

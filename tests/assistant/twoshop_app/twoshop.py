@@ -15,7 +15,7 @@ front /ship sends back /deliver the shopper's region, which `region_of` writes i
 every fourth shopper; back answers 422 to a region it does not know, and spends its time on the
 others in `route_days`. front /stock calls back with no error handling at all (a refused connection
 leaves as URLError); /ship turns it into an UpstreamError with the reason; /quote lets that
-UpstreamError out.
+UpstreamError out; /track asks again twice after a failure, with a growing wait.
 """
 
 import json
@@ -143,6 +143,18 @@ class Front:
     def quote(self):
         return 200, self.back.get("/deliver", "region=EU")  # our client's UpstreamError leaves uncaught
 
+    def track(self):
+        """Asks back up to three times, waiting a little longer after each failure: a retry loop with a backoff."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return 200, self.back.get("/deliver", "region=EU")
+            except UpstreamError as err:
+                if attempt >= 3:
+                    return 502, {"error": f"{err.peer} did not answer"}
+                time.sleep(0.01 * attempt)
+
 
 def serve(port_file, handle):
     class Handler(BaseHTTPRequestHandler):
@@ -178,7 +190,8 @@ def main():
         routes = {"/pay": lambda q: front.pay(float(q.get("amount", 10)), q.get("code", "")),
                   "/order": lambda q: front.order(float(q.get("amount", 10)), q.get("code", "")),
                   "/ship": lambda q: front.ship(int(q.get("user", 0))),
-                  "/stock": lambda q: front.stock(), "/quote": lambda q: front.quote()}
+                  "/stock": lambda q: front.stock(), "/quote": lambda q: front.quote(),
+                  "/track": lambda q: front.track()}
     elif role == "back":
         back = Back(arg)
         routes = {"/charge": lambda q: back.charge(float(q.get("amount", 10)), q.get("code", "")),
