@@ -123,7 +123,7 @@ class Proposal:
 @dataclass
 class ContainmentResult:
     """`decision`: ``approved`` or ``refused``; `outcome`: ``contained``, ``still`` (the symptom
-    holds after the action), ``inconclusive``, ``failed`` (the action raised), ``stale`` (what it would
+    holds after the action), ``partly`` (one alert went, another holds), ``inconclusive``, ``failed`` (the action raised), ``stale`` (what it would
     undo changed since it was proposed: nothing done) or ``not run``."""
 
     proposal: Proposal

@@ -4,7 +4,8 @@ none of its series matches the alert's labels (sooner than waiting for Alertmana
 probes that proved the cause placed again with the same predicate (`verify_fix`).
 
 The alert is the symptom: ``contained`` when every alert's query answered and none holds, ``still`` when
-one holds; an alert whose query did not hold before the action either (`before`) cannot credit the action
+one holds, ``partly`` when one holds but another that held before the action went (the action undid part
+of it; what stays may have another cause, an outside one still there); an alert whose query did not hold before the action either (`before`) cannot credit the action
 with its going: ``inconclusive``. Without an alert the probe decides (``gone`` or ``still``); with
 neither, ``inconclusive``. When the alerts are gone but the proof's predicate still holds, the answer says
 so beside ``contained``: the predicate may describe the failing calls rather than the fault.
@@ -35,7 +36,7 @@ _NOT_LABELS = ("evidence_id", "ts", "series", "metric", "value")
 
 @dataclass
 class SymptomCheck:
-    """`outcome`: ``contained``, ``still`` or ``inconclusive``. `alerts`: per alert and query, whether
+    """`outcome`: ``contained``, ``still``, ``partly`` or ``inconclusive``. `alerts`: per alert and query, whether
     it still holds (None: could not be asked) and the evidence; `probe`: the verification's report."""
 
     outcome: str
@@ -44,7 +45,8 @@ class SymptomCheck:
     notes: List[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        word = {"contained": "symptom gone", "still": "SYMPTOM STILL THERE", "inconclusive": "inconclusive"}
+        word = {"contained": "symptom gone", "still": "SYMPTOM STILL THERE", "partly": "contained in part",
+                "inconclusive": "inconclusive"}
         parts = [f"{_named(a)} {'still holds' if a['holds'] else 'no longer holds'}"
                  for a in self.alerts if a.get("holds") is not None]
         if self.probe:
@@ -173,7 +175,12 @@ def check_symptom(inv: Investigation, alerts: Sequence[Alert] = (), verdict: Opt
     quiet_before = before is not None and bool(rows) and all(before.get((r["alert"], r["query"])) is False
                                                              for r in rows)
     if answered and any(answered):
-        outcome = "still"
+        went = [r for r in rows if r["holds"] is False and (before or {}).get((r["alert"], r["query"])) is True]
+        outcome = "partly" if went else "still"
+        if went:  # what the action undid went; what stays may have another cause (an outside one, still there)
+            notes.append(f"{', '.join(dict.fromkeys(_named(r) for r in went))} held before the action and went; "
+                         f"{', '.join(dict.fromkeys(_named(r) for r in rows if r['holds']))} still hold: another "
+                         f"cause may be behind those")
     elif answered and quiet_before:
         outcome = "inconclusive"
         notes.append("no alert's query held before the action either: its going cannot be credited to the action")

@@ -1,7 +1,11 @@
 """Verification after a fix (issue 12, part 3): the probes that proved the cause are placed again, for a
 while, and the proof's predicate is checked on what they capture now. The cause is gone when enough calls
 were seen and none of them shows it (or, for an aggregate predicate, their aggregate no longer does);
-too few calls is `inconclusive`, said as such. Every step is on the timeline; the probes are removed.
+too few calls is `inconclusive`, said as such. A proof read on a line few calls reach (an error path)
+is judged out of every call of the function that holds the line, counted beside it. Where the predicate
+cannot judge (values seen on neither side before; no call reaches its place, as when a flag took that
+path out of use), the failure the investigation caught judges instead, where it was caught. Every step
+is on the timeline; the probes are removed.
 
 >>> VerifyReport("gone", 20, 0, "x > 1").headline()
 'verified: x > 1 held on 0 of 20 calls after the fix'
@@ -106,7 +110,7 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
     entered: List[Any] = []  # beside a probe on a line: every call of the function that holds the line, counted
     functions: List[str] = []
     try:
-        holders = {(service, _function_of(inv, service, spec["where"])) for service, spec in specs}
+        holders = {(service, _function_of(inv, service, spec)) for service, spec in specs}
         if len(holders) == 1 and all(fn for _, fn in holders):  # every probe on lines of one function
             (service, holder), = holders
             try:  # placed first: every call that reaches the line is counted there too
@@ -141,9 +145,10 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
     elif entered and ran >= calls and pred.agg != "median":
         # the line is on a path few calls take now (an error path the fix closed): every call of its function
         # that would still show the fault passes that line with the predicate holding; judged out of them all
-        report = VerifyReport("still" if held else "gone", ran, held, claim,
-                              why=f"the line ran on {max(len(events), reached)} of {ran} calls of "
-                                  f"{functions[0].rpartition(':')[2]}")
+        fn = functions[0].rpartition(':')[2]
+        report = VerifyReport("still" if held else "gone", ran, held, claim, why=(
+            f"{len(events)} of {ran} calls of {fn} raised" if specs[0][1]["kind"] == "exception" else
+            f"the line ran on {max(len(events), reached)} of {ran} calls of {fn}"))
     else:
         report = VerifyReport("inconclusive", max(len(events), reached), held, claim,
                               why=f"asked for {calls} calls within {timeout:g}s")
@@ -157,9 +162,12 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
             f"healthy calls' smallest ({verdict.predicate.value!r}): values seen on neither before the fix"))
     report.evidence = [e["evidence_id"] for e in events]
     report.probes = [rec.alias for rec in placed]
-    if report.outcome == "inconclusive" and between:  # the failure itself, where it was caught, may still judge
+    if report.outcome == "inconclusive" and (between or not report.seen):
+        # the predicate cannot judge (values seen on neither side; or no call reached its place: an action
+        # took that path out of use, or no traffic came): the failure itself, where it was caught, may
+        idle = "" if report.seen else f"no call reached {', '.join(sorted({s['where'] for _, s in specs}))}"
         say(f"verify: {report.headline()}; asking the failure itself")
-        failure = _by_failure(inv, verdict, calls, max(15.0, deadline - time.monotonic()), say, report.why)
+        failure = _by_failure(inv, verdict, calls, max(15.0, deadline - time.monotonic()), say, idle or report.why)
         report = failure if failure is not None and failure.outcome != "inconclusive" else report
     inv.mark(f"verification: {report.headline()}")
     say(report.headline())
@@ -236,12 +244,14 @@ def _on_running_code(inv: Investigation, service: str, spec: Dict[str, Any], anc
     return {**spec, "where": where}
 
 
-def _function_of(inv: Investigation, service: str, where: str) -> Optional[str]:
-    """`module:qualname` of the function whose body holds the line `where` (``file.py:LINE``) in the code
-    the service runs; None for a probe on a function, or where the module or function is not found."""
+def _function_of(inv: Investigation, service: str, spec: Mapping[str, Any]) -> Optional[str]:
+    """Where to count every call a probe sees only some of: for a probe on a line (``file.py:LINE``), the
+    function whose body holds it in the code the service runs (`module:qualname`); for an exception probe,
+    its own function. None for a probe that sees every call, or where the module or function is not found."""
+    where = str(spec.get("where", ""))
     path, line = _file_line(where)
     if not path:
-        return None
+        return where if spec.get("kind") == "exception" and ":" in where else None
     try:
         module = next((m.name for m in inv.modules(service) if m.file == path), "")
         source = "\n".join(text for _, text in inv.source_file(service, path).lines) if module else ""

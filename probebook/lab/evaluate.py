@@ -150,17 +150,22 @@ def _validate_fix(lab: Any, inv: Investigation, verdict: Verdict, sc: Scenario, 
     return {"outcome": "yes" if result.validated else "no", "why": result.summary, "id": result.id}
 
 
-def _verified(containment: Dict[str, Any]) -> Dict[str, Any]:
+def _verified(containment: Dict[str, Any], symptom: str = "") -> Dict[str, Any]:
     """Verification after the containment, as its check saw it: the proof's probes placed again with the
     same predicate. `passed`: the alert is gone and the predicate held on none of the calls; `locus idle`:
     the alert is gone and no call reached the probes (the action took that path out of use: a flag off, a
     rollback to code without it), so there was nothing left to verify there; `inconclusive`: the alert is
     gone but the predicate still holds (it may tell the failing calls apart rather than the fault) or too
-    few calls came to judge it; `not passed`: the alert still holds."""
+    few calls came to judge it; `not passed`: the alert still holds. Contained in part (one alert went,
+    another holds), the scenario's own `symptom` alert decides: the others may have a cause the scenario
+    leaves in place (an outside provider still slow)."""
     probe = (containment.get("check") or {}).get("probe")
     if not probe:
         return {"outcome": "n/a", "why": containment.get("why") or "no probe was placed again after the action"}
-    gone = containment.get("outcome") == "contained"
+    alerts = (containment.get("check") or {}).get("alerts") or []
+    gone = containment.get("outcome") == "contained" or (
+        containment.get("outcome") == "partly" and any(a.get("alert") == symptom for a in alerts)
+        and not any(a.get("holds") for a in alerts if a.get("alert") == symptom))
     if gone and probe.get("outcome") == "gone":
         outcome = "passed"
     elif gone and probe.get("outcome") == "inconclusive" and not probe.get("seen"):
@@ -299,7 +304,7 @@ def evaluate(lab: Any, scenarios: Sequence[Scenario], budget_s: float = 110.0, w
                     anchors = _anchors(inv, later)
                     stages["fix"] = _stage(lambda: _validate_fix(lab, inv, later, sc, log))
             if lifecycle:
-                stages["verified"] = _verified(containment)
+                stages["verified"] = _verified(containment, sc.alert)
                 stages["shipped"] = _stage(lambda: _ship_fix(lab, inv, later, sc, anchors, log))
                 stages["postmortem"] = _stage(lambda: _postmortem(lab, inv, sc))
                 log("   " + "; ".join(f"{k}: {v['outcome']}" for k, v in stages.items()))

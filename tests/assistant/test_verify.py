@@ -152,6 +152,19 @@ def _snapshot_verdict(inv, line_text, when, capture, predicate, held_by):
                    predicate=Predicate.from_dict(predicate))
 
 
+def test_a_path_taken_out_of_use_is_judged_by_the_failure_itself(proven, monkeypatch):
+    """As a flag turned off does: the charge no longer goes through the discount code, so no call reaches the
+    line the proof was read at; the failure the investigation caught is watched where it was caught, and
+    the calls that reach it raise it no more."""
+    inv, verdict = proven
+    monkeypatch.setattr(tinyshop.Billing, "charge", lambda self, items, code: round(sum(items), 2))
+    report = with_traffic(lambda: verify_fix(inv, verdict, calls=10, timeout=10))
+    assert report.outcome == "gone" and report.held == 0 and report.seen >= 10, report.to_dict()
+    assert "no call reached" in report.headline() and "judged by the failure itself" in report.headline()
+    assert "PriceError" in report.claim
+    assert inv.probes().filter(inv.probes()["status"] != "removed").height == 0  # nothing left behind
+
+
 @pytest.fixture()
 def bare(tmp_path, monkeypatch):
     """tinyshop attached to an investigation that has placed nothing yet, BROKEN at 15."""
