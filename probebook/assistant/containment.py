@@ -1,6 +1,7 @@
 """Containment with approval (issue 12, part 1): from a verdict and the change log, the actions that
 undo what changed on the guilty service (roll back its last deploy, restore a config value or a flag,
-start a process that is gone), each with the effect expected and the evidence it rests on. Nothing
+start a process that is gone; a change on another service only where its text names what the proof
+found, `changelog.linked`), each with the effect expected and the evidence it rests on. Nothing
 runs without an explicit approval; every proposal, approval, refusal and outcome is a line of the
 hash-chained audit log and an entry on the investigation's timeline; after an action the symptom is
 checked again (the alert's own PromQL, and the probe that proved the cause) and the answer says
@@ -24,18 +25,17 @@ import importlib
 import json
 import os
 import re
-import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Union
 
 from probebook.agent.control.audit import AuditLog, read_key
 from probebook.errors import AssistantError, ProbebookError, one_line
 from probebook.session import Investigation
 
+from .changelog import CLAIMS, changed, changes_elsewhere, clock, linked, services_of, undoable
 from .journal import Journal
 from .model import Alert, Verdict, epoch_of, process_of
 from .catch import start_catch
-from .proof import load_events
 from .symptom import SymptomCheck, alerts_now, check_symptom
 from .verify import anchor_lines
 
@@ -44,7 +44,6 @@ __all__ = ["Action", "Proposal", "Remediation", "ContainmentResult", "propose", 
            "checked_remediation", "current_user"]
 
 ACTIONS = ("rollback", "config", "flag", "restart")
-_CLAIMS = ("proven", "likely")  # verdicts that name a place; `inconclusive` names none to contain
 
 
 class RemediationError(AssistantError):
@@ -179,7 +178,7 @@ def current_user() -> str:
 def why_no_proposal(kind: str, elsewhere: Sequence[str] = ()) -> str:
     """What to tell the person when `propose` answered nothing for a verdict of `kind`; `elsewhere`: the
     lines `changes_elsewhere` gave, said as leads, not proposals."""
-    if kind in _CLAIMS or kind == "outside":
+    if kind in CLAIMS or kind == "outside":
         return ("no change to undo was found on the services the verdict names (fix forward, or act by hand)"
                 + ("; changed elsewhere before the fault was first seen, not linked to it: " + "; ".join(elsewhere)
                    if elsewhere else ""))
@@ -203,10 +202,10 @@ def propose(inv: Investigation, verdict: Verdict, since: str = "6h") -> List[Pro
     the service of ours at its boundary), newest change first; a process that is gone is started again
     first. An `inconclusive` verdict names nothing to contain: no proposal (say so to the person, with
     `why_no_proposal`; `changes_elsewhere` lists what changed on other services before the fault)."""
-    if verdict.kind not in _CLAIMS and not (verdict.kind == "outside" and verdict.boundary_service):
+    if verdict.kind not in CLAIMS and not (verdict.kind == "outside" and verdict.boundary_service):
         return []
     basis = "proof" if verdict.kind == "proven" else "ranking"
-    services = _services(verdict)
+    services = services_of(verdict)
     rests = ([verdict.id] if verdict.id else []) + list(verdict.evidence)
     symptom = "the alerts that opened the incident resolve"
     if verdict.predicate is not None:
@@ -225,15 +224,19 @@ def propose(inv: Investigation, verdict: Verdict, since: str = "6h") -> List[Pro
     if out and not (sources.git_repo or sources.change_logs):  # what rests on no change log is still proposed
         first, last = {}, {}
     else:  # with none proposed yet, no change source is said (one line): never taken for "nothing changed"
-        first, last = _changed(inv, since)
+        first, last = changed(inv, since)
+    upstream = linked(inv, verdict, since) if last else {}  # a change elsewhere that names what the proof found
     by_change: Dict[str, List[tuple]] = {}
     for key, (row, before, after) in last.items():
-        if key[1] in services and _undoable(key, row, before, after, first):
+        if (key[1] in services or str(row.get("evidence_id")) in upstream) and undoable(key, row, before, after, first):
             by_change.setdefault(str(row.get("evidence_id")), []).append((key, row, before))
     for eid, keys in sorted(by_change.items(), key=lambda kv: -epoch_of(kv[1][0][1].get("ts"))):
         row = keys[0][1]
         kind, service = keys[0][0][0], keys[0][0][1]
-        why = f"undoes {row.get('kind')} at {_clock(row.get('ts'))}: {row.get('summary')}"
+        why = f"undoes {row.get('kind')} at {clock(row.get('ts'))}: {row.get('summary')}"
+        if eid in upstream:
+            why += (f" (on {service}, not {verdict.service}: it names {upstream[eid]!r}, which every value the "
+                    f"proof captured holds: {verdict.predicate.describe() if verdict.predicate else ''})")
         if kind == "release":
             action = Action("rollback", service, to_version=str(keys[0][2]))
             if first[keys[0][0]] not in (None, keys[0][2]):  # more than one deploy in the window
@@ -242,7 +245,7 @@ def propose(inv: Investigation, verdict: Verdict, since: str = "6h") -> List[Pro
             action = Action("flag", service, name=keys[0][0][2], value=first[keys[0][0]])
         else:
             action = Action("config", service, values={k[2]: first[k] for k, _, _ in keys})
-        out.append(Proposal(action, why, symptom, rests + [eid], basis))
+        out.append(Proposal(action, why, symptom, rests + [eid], "ranking" if eid in upstream else basis))
     for p in out:
         p.id, p.since = proposal_id(p.action), since
     return out
@@ -260,66 +263,6 @@ def proposal_id(action: Action) -> str:
     else:
         parts = [action.service]
     return "-".join([action.kind] + [re.sub(r"[^\w.]+", "_", str(p)) for p in parts])
-
-
-def _services(verdict: Verdict) -> List[str]:
-    return [s for s in dict.fromkeys((verdict.service, verdict.boundary_service)) if s]
-
-
-def _changed(inv: Investigation, since: str) -> Tuple[Dict[tuple, Any], Dict[tuple, tuple]]:
-    """Per setting (a service's release, a config key, a flag) changed within `since`: its value before the
-    window, and (the change that set it last, the value before it, after it)."""
-    # a change log that cannot be read, or a bad `since`, is said (one line), never taken for "nothing changed"
-    rows = sorted(inv.telemetry.changes(since=since).to_dicts(), key=lambda r: epoch_of(r.get("ts")))
-    first: Dict[tuple, Any] = {}
-    last: Dict[tuple, tuple] = {}
-    for row in rows:
-        details = row.get("details")
-        details = json.loads(details) if isinstance(details, str) else dict(details or {})
-        for key, before, after in _settings(str(row.get("kind") or ""), str(row.get("service") or ""), details):
-            first.setdefault(key, before)
-            last[key] = (row, before, after)
-    return first, last
-
-
-def changes_elsewhere(inv: Investigation, verdict: Verdict, since: str = "6h", most: int = 2) -> List[str]:
-    """The newest changes (at most `most`) within `since` on services other than the verdict's that came
-    before its first evidence, one line each with the change's evidence id: leads for a person where
-    nothing changed on the verdict's service (a deploy upstream may feed the fault new inputs). Never
-    proposed as actions: nothing links them to the fault. A change after the fault was first seen
-    cannot have started it and is left out."""
-    if not verdict.evidence or not (verdict.kind in _CLAIMS or verdict.kind == "outside"):
-        return []  # nothing is proposed for it either: no change log read, no error from one
-    seen = min((epoch_of(e.get("ts")) for e in load_events(inv.store, verdict.evidence).values()), default=0.0)
-    first, last = _changed(inv, since)
-    services = _services(verdict)
-    rows = {str(row.get("evidence_id")): row for key, (row, before, after) in last.items()
-            if key[1] not in services and _undoable(key, row, before, after, first) and epoch_of(row.get("ts")) < seen}
-    newest = sorted(rows.values(), key=lambda r: -epoch_of(r.get("ts")))[:most]
-    return [f"{r.get('kind')} of {r.get('service')} at {_clock(r.get('ts'))}: {r.get('summary')} ({r.get('evidence_id')})"
-            for r in newest]
-
-
-def _undoable(key: tuple, row: Mapping[str, Any], before: Any, after: Any, first: Mapping[tuple, Any]) -> bool:
-    """A setting not back where it was before the window; a rollback is someone's undo, never undone (that
-    would bring the bad release back)."""
-    return first[key] != after and (key[0] != "release" or bool(before and row.get("kind") != "rollback"))
-
-
-def _settings(kind: str, service: str, details: Dict[str, Any]) -> List[tuple]:
-    """What a change-log entry set: (setting, value before, value after) for each setting it touched."""
-    if kind in ("deploy", "rollback") and details.get("to_version"):
-        return [(("release", service, ""), details.get("from_version"), details["to_version"])]
-    if kind == "config" and isinstance(details.get("set"), dict):
-        before = details.get("before") if isinstance(details.get("before"), dict) else {}
-        return [(("config", service, str(k)), before.get(k), v) for k, v in details["set"].items()]
-    if kind == "flag" and details.get("flag"):
-        return [(("flag", service, str(details["flag"])), details.get("before"), details.get("value"))]
-    return []
-
-
-def _clock(value: Any) -> str:
-    return time.strftime("%H:%M:%S", time.gmtime(epoch_of(value))) + "Z"
 
 
 # ---------------------------------------------------------------------------------------------- contain

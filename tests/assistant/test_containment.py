@@ -246,3 +246,41 @@ def test_with_nothing_changed_where_the_fault_is_the_changes_before_it_elsewhere
                                                                                "proof")]
     finally:
         inv.close()
+
+
+def test_a_change_elsewhere_that_names_what_the_proof_found_is_proposed(tmp_path):
+    """Every key the proof captured holds `session=`; the gateway deploy just before says it passes the
+    shopper session on: that links it to the fault, so its rollback is proposed (said as a change on
+    another service, resting on the likely link, not the proof). A change whose text only holds the word
+    inside another ("sessions"), or one after the fault was first seen, is not linked."""
+    from probebook.evidence.predicate import Predicate
+
+    now = time.time()
+    changes = tmp_path / "changes.jsonl"
+    write_changes(changes,  # 10, 9 and 8 minutes ago
+                  ("deploy", "gateway", "gateway 3.3.0: pass the shopper session to inventory",
+                   {"from_version": "3.2.0", "to_version": "3.3.0"}),
+                  ("config", "payments", "keep sessions longer", {"set": {"ttl": 60}, "before": {"ttl": 30}}),
+                  ("deploy", "search", "search 1.1", {"from_version": "1.0", "to_version": "1.1"}))
+    with open(changes, "a", encoding="utf-8") as fh:  # after the fault was first seen (5 minutes ago)
+        fh.write(json.dumps({"ts": now - 100, "kind": "deploy", "service": "cart", "summary": "cart 2: session",
+                             "by": "alice", "details": {"from_version": "1", "to_version": "2"}}) + "\n")
+    inv = Investigation()
+    try:
+        inv.telemetry.configure(change_logs=[str(changes)])
+        inv.store.ingest([{"kind": "snapshot", "seq": 1, "ts": now - 300, "probe_id": "p1", "file": "inv.py",
+                           "line": 3, "function": "key", "thread": "MainThread", "trace_id": "", "arguments": {},
+                           "locals": {}, "expressions": {"key": "sku=1&session=ab12"}, "stack": []}],
+                         "inventory", "i1")
+        v = Verdict("proven", "inventory", "shop/inventory.py:Cache.key", evidence=["snap:inventory:i1:1"], id="v1",
+                    predicate=Predicate(capture="key", op="contains", value="session="))
+        proposals = propose(inv, v)
+        assert [p.action.describe() for p in proposals] == ["roll gateway back to 3.2.0"], proposals
+        assert "(on gateway, not inventory: it names 'session', which every value the proof captured holds" \
+            in proposals[0].why, proposals[0].why
+        assert proposals[0].basis == "ranking" and "change:gateway:" in proposals[0].rests_on[-1]
+        numeric = Verdict("proven", "inventory", "shop/inventory.py:Cache.key", evidence=["snap:inventory:i1:1"],
+                          predicate=Predicate(capture="len(self._entries)", op=">", value=800))
+        assert propose(inv, numeric) == []  # a number names nothing a change could say
+    finally:
+        inv.close()

@@ -1,0 +1,121 @@
+"""The change log as containment reads it: per setting (a service's release, a config key, a flag), what
+it was before the window and which change set it last; the changes on the verdict's own services are
+what `containment.propose` undoes. A change on another service is undone only when it is linked to the
+fault by the proof's own words (`linked`): the change's text names the token that every value the proof
+captured holds (`session` in ``key contains 'session='``, a deploy upstream that started sending it);
+any other is a lead said to the person (`changes_elsewhere`), never an action.
+
+>>> tokens(Predicate(capture="key", op="contains", value="session="))
+['session']
+>>> tokens(Predicate(capture="rate", op=">", value=0.2)), tokens(Predicate(capture="t", op="==", value="None"))
+([], [])
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any, Dict, List, Mapping, Tuple
+
+from probebook.evidence.predicate import Predicate
+from probebook.session import Investigation
+
+from .model import Verdict, epoch_of
+from .proof import load_events
+
+__all__ = ["CLAIMS", "changed", "changes_elsewhere", "clock", "linked", "services_of", "tokens", "undoable"]
+
+CLAIMS = ("proven", "likely")  # verdicts that name a place; `inconclusive` names none to contain
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{3,}")
+_PLAIN = {"none", "null", "true", "false", "self", "error", "value", "http", "https", "json"}  # say nothing alone
+
+
+def services_of(verdict: Verdict) -> List[str]:
+    """The verdict's service and the service of ours at its boundary."""
+    return [s for s in dict.fromkeys((verdict.service, verdict.boundary_service)) if s]
+
+
+def tokens(pred: Predicate) -> List[str]:
+    """The words of a predicate's literal text that a change could name: only for a text every captured
+    value holds (``contains``, ``==``, ``startswith``), words of four or more letters that are not plain."""
+    if pred.op not in ("contains", "==", "startswith") or not isinstance(pred.value, str):
+        return []
+    return [w for w in dict.fromkeys(_WORD.findall(pred.value)) if w.lower() not in _PLAIN]
+
+
+def linked(inv: Investigation, verdict: Verdict, since: str = "6h") -> Dict[str, str]:
+    """Changes on other services, before the verdict's first evidence and not undone since, whose summary or
+    details name a word of the proof's literal (`tokens`), as a whole word: evidence id -> that word."""
+    words = tokens(verdict.predicate) if verdict.predicate is not None else []
+    if not words or not verdict.evidence or verdict.kind not in CLAIMS:
+        return {}
+    seen = min((epoch_of(e.get("ts")) for e in load_events(inv.store, verdict.evidence).values()), default=0.0)
+    first, last = changed(inv, since)
+    out: Dict[str, str] = {}
+    for key, (row, before, after) in last.items():
+        if key[1] in services_of(verdict) or not undoable(key, row, before, after, first) or \
+                epoch_of(row.get("ts")) >= seen:
+            continue
+        text = f"{row.get('summary') or ''} {json.dumps(row.get('details'), default=str)}"
+        word = next((w for w in words if re.search(rf"(?<![A-Za-z0-9_]){re.escape(w)}(?![A-Za-z0-9_])", text,
+                                                   re.IGNORECASE)), None)
+        if word:
+            out[str(row.get("evidence_id"))] = word
+    return out
+
+
+def changed(inv: Investigation, since: str) -> Tuple[Dict[tuple, Any], Dict[tuple, tuple]]:
+    """Per setting (a service's release, a config key, a flag) changed within `since`: its value before the
+    window, and (the change that set it last, the value before it, after it)."""
+    # a change log that cannot be read, or a bad `since`, is said (one line), never taken for "nothing changed"
+    rows = sorted(inv.telemetry.changes(since=since).to_dicts(), key=lambda r: epoch_of(r.get("ts")))
+    first: Dict[tuple, Any] = {}
+    last: Dict[tuple, tuple] = {}
+    for row in rows:
+        details = row.get("details")
+        details = json.loads(details) if isinstance(details, str) else dict(details or {})
+        for key, before, after in _settings(str(row.get("kind") or ""), str(row.get("service") or ""), details):
+            first.setdefault(key, before)
+            last[key] = (row, before, after)
+    return first, last
+
+
+def changes_elsewhere(inv: Investigation, verdict: Verdict, since: str = "6h", most: int = 2) -> List[str]:
+    """The newest changes (at most `most`) within `since` on services other than the verdict's that came
+    before its first evidence, one line each with the change's evidence id: leads for a person where
+    nothing changed on the verdict's service (a deploy upstream may feed the fault new inputs). Never
+    proposed as actions: nothing links them to the fault. A change after the fault was first seen
+    cannot have started it and is left out."""
+    if not verdict.evidence or not (verdict.kind in CLAIMS or verdict.kind == "outside"):
+        return []  # nothing is proposed for it either: no change log read, no error from one
+    seen = min((epoch_of(e.get("ts")) for e in load_events(inv.store, verdict.evidence).values()), default=0.0)
+    first, last = changed(inv, since)
+    services = services_of(verdict)
+    rows = {str(row.get("evidence_id")): row for key, (row, before, after) in last.items()
+            if key[1] not in services and undoable(key, row, before, after, first) and epoch_of(row.get("ts")) < seen}
+    newest = sorted(rows.values(), key=lambda r: -epoch_of(r.get("ts")))[:most]
+    return [f"{r.get('kind')} of {r.get('service')} at {clock(r.get('ts'))}: {r.get('summary')} ({r.get('evidence_id')})"
+            for r in newest]
+
+
+def undoable(key: tuple, row: Mapping[str, Any], before: Any, after: Any, first: Mapping[tuple, Any]) -> bool:
+    """A setting not back where it was before the window; a rollback is someone's undo, never undone (that
+    would bring the bad release back)."""
+    return first[key] != after and (key[0] != "release" or bool(before and row.get("kind") != "rollback"))
+
+
+def _settings(kind: str, service: str, details: Dict[str, Any]) -> List[tuple]:
+    """What a change-log entry set: (setting, value before, value after) for each setting it touched."""
+    if kind in ("deploy", "rollback") and details.get("to_version"):
+        return [(("release", service, ""), details.get("from_version"), details["to_version"])]
+    if kind == "config" and isinstance(details.get("set"), dict):
+        before = details.get("before") if isinstance(details.get("before"), dict) else {}
+        return [(("config", service, str(k)), before.get(k), v) for k, v in details["set"].items()]
+    if kind == "flag" and details.get("flag"):
+        return [(("flag", service, str(details["flag"])), details.get("before"), details.get("value"))]
+    return []
+
+
+def clock(value: Any) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(epoch_of(value))) + "Z"
