@@ -46,6 +46,7 @@ class VerifyReport:
     evidence: List[str] = field(default_factory=list)
     probes: List[str] = field(default_factory=list)
     why: str = ""
+    by_symptom: bool = False  # nothing left for a probe to judge: the alert's query is the judge
 
     def headline(self) -> str:
         word = {"gone": "verified", "still": "NOT fixed", "inconclusive": "inconclusive"}[self.outcome]
@@ -54,7 +55,8 @@ class VerifyReport:
 
     def to_dict(self) -> Dict[str, Any]:
         return {"outcome": self.outcome, "seen": self.seen, "held": self.held, "claim": self.claim,
-                "headline": self.headline(), "evidence": self.evidence, "probes": self.probes}
+                "headline": self.headline(), "evidence": self.evidence, "probes": self.probes,
+                "by_symptom": self.by_symptom}
 
 
 def anchor_lines(inv: Investigation, verdict: Verdict) -> Dict[str, str]:
@@ -99,7 +101,7 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
         report = _by_failure(inv, verdict, calls, timeout, say, gone_line)
         if report is None:
             report = VerifyReport("inconclusive", 0, 0, claim, why=f"{gone_line}: judge the fix by its symptom, "
-                                                                    f"the alert, instead")
+                                                                    f"the alert, instead", by_symptom=True)
         inv.mark(f"verification: {report.headline()}")
         say(report.headline())
         return report

@@ -185,7 +185,9 @@ def _ship_fix(lab: Any, inv: Investigation, verdict: Verdict, sc: Scenario, anch
     predicate (`anchors`: their lines' text, read before anything changed), and the alert's query asked
     20 s after the deploy, then again until it no longer holds, for up to 120 s (and the rule's look-back)
     since the deploy: a rule over a window reads the time before the fix, and the restarted service warms
-    up (a cache that the fix bounds refills to its bound) before the symptom settles."""
+    up (a cache that the fix bounds refills to its bound) before the symptom settles. Where the fix rewrote
+    the line the proof was read at and no failure was caught to judge by (a growth), the probe says so and
+    the alert's query is the judge."""
     from probebook.assistant.containment import Action as ContainmentAction
     from probebook.assistant.journal import Journal
     from probebook.assistant.symptom import alerts_now
@@ -229,6 +231,8 @@ def _ship_fix(lab: Any, inv: Investigation, verdict: Verdict, sc: Scenario, anch
         outcome = "NOT fixed"
     elif probe.outcome == "gone":
         outcome = "verified"
+    elif probe.by_symptom and quiet:  # the fix rewrote the proof's line and nothing raised: the alert judges
+        outcome, why = "verified", why + " since the fix shipped with its trigger back (the symptom judges)"
     elif probe.outcome == "still" and quiet:  # the failure went, the predicate stayed: it told the failing calls apart
         outcome, why = "inconclusive", why + ": the predicate may describe the calls that failed, not the fault"
     else:
