@@ -1,9 +1,10 @@
 """The change log as containment reads it: per setting (a service's release, a config key, a flag), what
 it was before the window and which change set it last; the changes on the verdict's own services are
-what `containment.propose` undoes. A change on another service is undone only when it is linked to the
-fault by the proof's own words (`linked`): the change's text names the token that every value the proof
-captured holds (`session` in ``key contains 'session='``, a deploy upstream that started sending it);
-any other is a lead said to the person (`changes_elsewhere`), never an action.
+what `containment.propose` undoes. A change on another service is proposed only where nothing on the
+verdict's services is to undo and the proof's own words link it to the fault (`linked`): the change's
+summary or details name a word of the literal every value the proof captured holds (`session` in
+``key contains 'session='``: a deploy upstream that started sending it); it goes last, resting on that
+link (`ranking`). Any other is a lead said to the person (`changes_elsewhere`), never an action.
 
 >>> tokens(Predicate(capture="key", op="contains", value="session="))
 ['session']
@@ -18,7 +19,7 @@ import re
 import time
 from typing import Any, Dict, List, Mapping, Tuple
 
-from probebook.evidence.predicate import Predicate
+from probebook.evidence.predicate import Predicate, holds
 from probebook.session import Investigation
 
 from .model import Verdict, epoch_of
@@ -38,26 +39,43 @@ def services_of(verdict: Verdict) -> List[str]:
 
 def tokens(pred: Predicate) -> List[str]:
     """The words of a predicate's literal text that a change could name: only for a text every captured
-    value holds (``contains``, ``==``, ``startswith``), words of four or more letters that are not plain."""
-    if pred.op not in ("contains", "==", "startswith") or not isinstance(pred.value, str):
+    value holds (``contains``, ``==``), words of four or more letters that are not plain."""
+    if pred.op not in ("contains", "==") or not isinstance(pred.value, str):
         return []
     return [w for w in dict.fromkeys(_WORD.findall(pred.value)) if w.lower() not in _PLAIN]
 
 
-def linked(inv: Investigation, verdict: Verdict, since: str = "6h") -> Dict[str, str]:
-    """Changes on other services, before the verdict's first evidence and not undone since, whose summary or
-    details name a word of the proof's literal (`tokens`), as a whole word: evidence id -> that word."""
-    words = tokens(verdict.predicate) if verdict.predicate is not None else []
-    if not words or not verdict.evidence or verdict.kind not in CLAIMS:
+def _values(value: Any) -> List[str]:
+    """The texts in a change's details, its keys left out (``set``, ``before`` name no fault)."""
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _values(v)]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _values(v)]
+    return [str(value)] if value is not None else []
+
+
+Changes = Tuple[Dict[tuple, Any], Dict[tuple, tuple]]  # `changed`'s answer
+
+
+def linked(inv: Investigation, verdict: Verdict, changes: Changes) -> Dict[str, str]:
+    """Of `changes` (`changed`'s answer), those on other services, before the verdict's first evidence and not
+    undone since, whose summary or details' values name a word of the proof's literal (`tokens`) as a whole
+    word, where every cited event holds the predicate: evidence id -> that word."""
+    pred = verdict.predicate
+    words = tokens(pred) if pred is not None else []
+    events = list(load_events(inv.store, verdict.evidence).values()) if words and verdict.kind in CLAIMS else []
+    if not events or not all(holds(pred, e) for e in events):  # type: ignore[arg-type]
         return {}
-    seen = min((epoch_of(e.get("ts")) for e in load_events(inv.store, verdict.evidence).values()), default=0.0)
-    first, last = changed(inv, since)
+    seen = min(epoch_of(e.get("ts")) for e in events)
+    first, last = changes
     out: Dict[str, str] = {}
     for key, (row, before, after) in last.items():
         if key[1] in services_of(verdict) or not undoable(key, row, before, after, first) or \
                 epoch_of(row.get("ts")) >= seen:
             continue
-        text = f"{row.get('summary') or ''} {json.dumps(row.get('details'), default=str)}"
+        details = row.get("details")
+        details = json.loads(details) if isinstance(details, str) else details
+        text = " ".join([str(row.get("summary") or "")] + _values(details))
         word = next((w for w in words if re.search(rf"(?<![A-Za-z0-9_]){re.escape(w)}(?![A-Za-z0-9_])", text,
                                                    re.IGNORECASE)), None)
         if word:
@@ -95,7 +113,8 @@ def changes_elsewhere(inv: Investigation, verdict: Verdict, since: str = "6h", m
     rows = {str(row.get("evidence_id")): row for key, (row, before, after) in last.items()
             if key[1] not in services and undoable(key, row, before, after, first) and epoch_of(row.get("ts")) < seen}
     newest = sorted(rows.values(), key=lambda r: -epoch_of(r.get("ts")))[:most]
-    return [f"{r.get('kind')} of {r.get('service')} at {clock(r.get('ts'))}: {r.get('summary')} ({r.get('evidence_id')})"
+    return [f"{r.get('kind')} of {r.get('service')} at {clock(r.get('ts'))}: {r.get('summary')} "
+            f"({r.get('evidence_id')})"
             for r in newest]
 
 

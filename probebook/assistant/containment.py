@@ -122,8 +122,9 @@ class Proposal:
 @dataclass
 class ContainmentResult:
     """`decision`: ``approved`` or ``refused``; `outcome`: ``contained``, ``still`` (the symptom
-    holds after the action), ``partly`` (one alert went, another holds), ``inconclusive``, ``failed`` (the action raised), ``stale`` (what it would
-    undo changed since it was proposed: nothing done) or ``not run``."""
+    holds after the action), ``partly`` (one alert went, another holds), ``inconclusive``, ``failed``
+    (the action raised), ``stale`` (what it would undo changed since it was proposed: nothing done) or
+    ``not run``."""
 
     proposal: Proposal
     decision: str
@@ -225,12 +226,15 @@ def propose(inv: Investigation, verdict: Verdict, since: str = "6h") -> List[Pro
         first, last = {}, {}
     else:  # with none proposed yet, no change source is said (one line): never taken for "nothing changed"
         first, last = changed(inv, since)
-    upstream = linked(inv, verdict, since) if last else {}  # a change elsewhere that names what the proof found
+    own = any(key[1] in services and undoable(key, row, before, after, first)
+              for key, (row, before, after) in last.items())
+    # with nothing to undo on the verdict's services: a change elsewhere that names what the proof found
+    upstream = linked(inv, verdict, (first, last)) if last and not own else {}
     by_change: Dict[str, List[tuple]] = {}
     for key, (row, before, after) in last.items():
         if (key[1] in services or str(row.get("evidence_id")) in upstream) and undoable(key, row, before, after, first):
             by_change.setdefault(str(row.get("evidence_id")), []).append((key, row, before))
-    for eid, keys in sorted(by_change.items(), key=lambda kv: -epoch_of(kv[1][0][1].get("ts"))):
+    for eid, keys in sorted(by_change.items(), key=lambda kv: (kv[0] in upstream, -epoch_of(kv[1][0][1].get("ts")))):
         row = keys[0][1]
         kind, service = keys[0][0][0], keys[0][0][1]
         why = f"undoes {row.get('kind')} at {clock(row.get('ts'))}: {row.get('summary')}"

@@ -5,9 +5,9 @@ probes that proved the cause placed again with the same predicate (`verify_fix`)
 
 The alert is the symptom: ``contained`` when every alert's query answered and none holds, ``still`` when
 one holds, ``partly`` when one holds but another that held before the action went (the action undid part
-of it; what stays may have another cause, an outside one still there); an alert whose query did not hold before the action either (`before`) cannot credit the action
-with its going: ``inconclusive``. Without an alert the probe decides (``gone`` or ``still``); with
-neither, ``inconclusive``. When the alerts are gone but the proof's predicate still holds, the answer says
+of it; what stays may have another cause, an outside one still there); an alert whose query did not hold
+before the action either (`before`) cannot credit the action with its going: ``inconclusive``. Without an
+alert the probe decides (``gone`` or ``still``); with neither, ``inconclusive``. When the alerts are gone but the proof's predicate still holds, the answer says
 so beside ``contained``: the predicate may describe the failing calls rather than the fault.
 
 >>> SymptomCheck("contained", [{"alert": "HighErrorRate", "holds": False}]).summary()
@@ -175,9 +175,19 @@ def check_symptom(inv: Investigation, alerts: Sequence[Alert] = (), verdict: Opt
     quiet_before = before is not None and bool(rows) and all(before.get((r["alert"], r["query"])) is False
                                                              for r in rows)
     if answered and any(answered):
-        went = [r for r in rows if r["holds"] is False and (before or {}).get((r["alert"], r["query"])) is True]
-        outcome = "partly" if went else "still"
-        if went:  # what the action undid went; what stays may have another cause (an outside one, still there)
+        was = before or {}
+        went = [r for r in rows if r["holds"] is False and was.get((r["alert"], r["query"])) is True]
+        if went:  # asked once more: one quiet evaluation of a flapping alert is not its going
+            again = [dict(r, holds=None) for r in went]
+            _ask_all(inv, again)
+            for r, a in zip(went, again):
+                if a["holds"] is not None:
+                    r.update(holds=a["holds"], evidence=a["evidence"])
+            went = [r for r in went if r["holds"] is False]
+        # an alert that fires now but did not before the action is no part of what the action contained
+        new = [r for r in rows if r["holds"] and was.get((r["alert"], r["query"])) is False]
+        outcome = "partly" if went and not new else "still"
+        if outcome == "partly":  # what the action undid went; what stays may have another cause (outside, still there)
             notes.append(f"{', '.join(dict.fromkeys(_named(r) for r in went))} held before the action and went; "
                          f"{', '.join(dict.fromkeys(_named(r) for r in rows if r['holds']))} still hold: another "
                          f"cause may be behind those")

@@ -25,7 +25,7 @@ from probebook.session import Investigation
 
 from .codeview import SourceError, enclosing
 from .differential import is_number
-from .model import Verdict
+from .model import Verdict, epoch_of
 from .proof import load_events
 from .tools import probe_events, remove_placed
 
@@ -130,12 +130,18 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
             if spec.get("when") and spec["kind"] in _LINE_KINDS:
                 reach.append(inv.probe("log", service, spec["where"], template="verify: reached", rate=50,
                                        ttl=timeout + 30, partial=True))
+        watching = time.monotonic()
         events, reached = _watch(inv, placed, reach, calls, timeout)
-        ran = len(_events(inv, entered))
+        watched = time.monotonic() - watching
+        # the calls counted only where every probe of the proof took: an instance that refused one (an older
+        # release beside the new one) would count calls nobody watched
+        took = set.intersection(*(set(rec.placed.probe_ids) for rec in placed)) if placed else set()
+        ran = sum(1 for e in _events(inv, entered) if e.get("instance_id") in took)
     finally:
         remove_placed(inv, placed + reach + entered)
     events = events[:max(calls, 1)] if len(events) > calls else events
     held = sum(1 for e in events if holds(pred, e))
+    expect = _expected(inv, verdict, pred, watched) if entered and ran >= calls and not held else 0.0
     if len(events) >= calls:
         still = judge(pred, events) if pred.agg == "median" else (held > 0 or None)
         report = VerifyReport("still" if still else "gone", len(events), held, claim)
@@ -144,13 +150,15 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
         still = judge(pred, events) if pred.agg == "median" and events else held > 0
         report = VerifyReport("still" if still else "gone", reached, held, claim,
                               why=f"the probe's condition let {len(events)} of {reached} calls through")
-    elif entered and ran >= calls and pred.agg != "median":
-        # the line is on a path few calls take now (an error path the fix closed): every call of its function
-        # that would still show the fault passes that line with the predicate holding; judged out of them all
+    elif entered and ran >= calls and pred.agg != "median" and (held or expect >= 3):
+        # the line is on a path few calls take now (an error path the fix closed): judged out of every call of
+        # its function, once the fault, at the rate the proof saw it, would have shown at least 3 times meanwhile
         fn = functions[0].rpartition(':')[2]
         report = VerifyReport("still" if held else "gone", ran, held, claim, why=(
             f"{len(events)} of {ran} calls of {fn} raised" if specs[0][1]["kind"] == "exception" else
-            f"the line ran on {max(len(events), reached)} of {ran} calls of {fn}"))
+            f"the line ran on {max(len(events), reached)} of {ran} calls of {fn}") +
+            ("" if held else f"; at the rate it showed before, about {expect:.0f} "
+                             f"would have shown the fault in these {watched:.0f}s"))
     else:
         report = VerifyReport("inconclusive", max(len(events), reached), held, claim,
                               why=f"asked for {calls} calls within {timeout:g}s")
@@ -164,7 +172,7 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
             f"healthy calls' smallest ({verdict.predicate.value!r}): values seen on neither before the fix"))
     report.evidence = [e["evidence_id"] for e in events]
     report.probes = [rec.alias for rec in placed]
-    if report.outcome == "inconclusive" and (between or not report.seen):
+    if report.outcome == "inconclusive" and report.held == 0 and (between or not report.seen):
         # the predicate cannot judge (values seen on neither side; or no call reached its place: an action
         # took that path out of use, or no traffic came): the failure itself, where it was caught, may
         idle = "" if report.seen else f"no call reached {', '.join(sorted({s['where'] for _, s in specs}))}"
@@ -176,10 +184,20 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
     return report
 
 
+def _expected(inv: Investigation, verdict: Verdict, pred: Predicate, seconds: float) -> float:
+    """How many calls showing the fault the proof's probes would see in `seconds`, at the rate its cited
+    events came (those `pred` holds on: count over their span); 0 when fewer than 3 came or all at once."""
+    stamps = sorted(epoch_of(e.get("ts")) for e in load_events(inv.store, verdict.evidence).values() if holds(pred, e))
+    if len(stamps) < 3 or stamps[-1] - stamps[0] <= 0:
+        return 0.0
+    return len(stamps) / (stamps[-1] - stamps[0]) * seconds
+
+
 def _by_failure(inv: Investigation, verdict: Verdict, calls: int, timeout: float, say: Callable[[str], None],
                 reason: str) -> Optional[VerifyReport]:
-    """`verify_failure`'s answer, saying why the predicate could not judge (`reason`); None when no failure was caught."""
-    report = verify_failure(inv, calls=calls, timeout=timeout, progress=say, verdict=verdict)
+    """`verify_failure`'s answer on a failure of the verdict's service or function, saying why the predicate
+    could not judge (`reason`); None when no such failure was caught."""
+    report = verify_failure(inv, calls=calls, timeout=timeout, progress=say, verdict=verdict, related=True)
     if report is not None:
         report.why = "; ".join(w for w in (report.why, f"{reason}: judged by the failure itself") if w)
     return report
@@ -277,13 +295,15 @@ def _watch(inv: Investigation, placed: List[Any], reach: List[Any], calls: int,
     return events, reached
 
 
-def failure_seen(inv: Investigation, verdict: Optional[Verdict] = None) -> Optional[Tuple[str, Dict[str, Any], str, int]]:
+def failure_seen(inv: Investigation, verdict: Optional[Verdict] = None,
+                 related: bool = False) -> Optional[Tuple[str, Dict[str, Any], str, int]]:
     """The failure this investigation watched: (service, spec of the exception probe, exception type, how
     many); None when its exception probes caught none. With a verdict, an exception caught in the verdict's
     service and raised through its function (a frame named as the locus names it, or by its bare name
     where Python gives only that) comes first, then one in its service, then one raised through its
     function elsewhere, then the type caught most: an unrelated error caught more often elsewhere is not
-    what the fix is judged by."""
+    what the fix is judged by. With `related`, only one in the verdict's service or raised through its
+    function: None rather than an error of another kind elsewhere."""
     if "exceptions" not in inv.store.tables():
         return None
     qualname = verdict.locus.rpartition(":")[2] if verdict and ":" in verdict.locus else ""
@@ -294,7 +314,7 @@ def failure_seen(inv: Investigation, verdict: Optional[Verdict] = None) -> Optio
     rows = inv.sql(f"SELECT service, probe_id, exc_type, count(*) AS n, {through} AS through, {own} AS own "
                    "FROM exceptions WHERE exc_type IS NOT NULL GROUP BY 1, 2, 3 "
                    "ORDER BY (through AND own) DESC, own DESC, through DESC, n DESC, exc_type LIMIT 1").rows()
-    if not rows:
+    if not rows or (related and not (rows[0][4] or rows[0][5])):
         return None
     service, probe_id, exc_type, n = rows[0][:4]
     spec = _spec_of(inv, service, probe_id)
@@ -303,13 +323,13 @@ def failure_seen(inv: Investigation, verdict: Optional[Verdict] = None) -> Optio
 
 def verify_failure(inv: Investigation, calls: int = 20, timeout: float = 60.0,
                    progress: Optional[Callable[[str], None]] = None,
-                   verdict: Optional[Verdict] = None) -> Optional[VerifyReport]:
+                   verdict: Optional[Verdict] = None, related: bool = False) -> Optional[VerifyReport]:
     """The failure itself after a fix: the exception probe that caught it (`failure_seen`, by the verdict
     when given) placed again where it was
     (a function by module and name, which a new release keeps), beside a duration probe that counts every
     call there. `gone` when `calls` calls came and none raised that type, `still` when one did,
     `inconclusive` when fewer came; None when the investigation caught no exception to check."""
-    seen = failure_seen(inv, verdict)
+    seen = failure_seen(inv, verdict, related)
     if seen is None:
         return None
     say = progress or (lambda line: None)

@@ -109,7 +109,9 @@ def score(truth: Any, v: Verdict) -> str:
 
 def _contain(lab: Any, inv: Investigation, verdict: Verdict, log: Callable[[str], None]) -> Dict[str, Any]:
     """The containments proposed for `verdict`, approved in the order proposed and done to the lab, each
-    with its symptom check, until one contains it (an on-call engineer approving the list, one by one)."""
+    with its symptom check, until one contains it (an on-call engineer approving the list, one by one).
+    Where one contained part of it (`partly`) and none after it all, that one's check is the answer: the
+    next starts with that part gone, so its own check can only say `still`."""
     from probebook.assistant.containment import changes_elsewhere, why_no_proposal
 
     from .remediation import LabRemediation
@@ -120,16 +122,19 @@ def _contain(lab: Any, inv: Investigation, verdict: Verdict, log: Callable[[str]
         return {"outcome": "none proposed", "why": why_no_proposal(verdict.kind, changes_elsewhere(inv, verdict))}
     done: List[str] = []
     caught = None  # a verdict proven after a restart stays proven whatever a later proposal does
+    part = None  # an action that contained part of the symptom: the next one starts with that part gone
     for proposal in proposals:
         result = assistant.contain(proposal, LabRemediation(lab), approve=True, verdict=verdict,
                                    audit=lab.path("eval-actions-audit.log"), who="lab-eval", check_timeout=90.0,
                                    progress=lambda line: log(f"   {line}"))
         done.append(proposal.action.describe())
         caught = caught or result.caught
+        part = part or (result if result.outcome == "partly" else None)
         if result.outcome == "contained":
             break
-    return {"outcome": result.outcome, "action": " + ".join(done), "headline": result.headline(),
-            "check": result.check.to_dict() if result.check is not None else None,
+    shown = result if result.outcome == "contained" or part is None else part
+    return {"outcome": shown.outcome, "action": " + ".join(done), "headline": shown.headline(),
+            "check": shown.check.to_dict() if shown.check is not None else None,
             "caught": caught.to_dict() if caught is not None else None}
 
 
@@ -163,9 +168,9 @@ def _verified(containment: Dict[str, Any], symptom: str = "") -> Dict[str, Any]:
     if not probe:
         return {"outcome": "n/a", "why": containment.get("why") or "no probe was placed again after the action"}
     alerts = (containment.get("check") or {}).get("alerts") or []
+    own = [a for a in alerts if a.get("alert") == symptom]
     gone = containment.get("outcome") == "contained" or (
-        containment.get("outcome") == "partly" and any(a.get("alert") == symptom for a in alerts)
-        and not any(a.get("holds") for a in alerts if a.get("alert") == symptom))
+        containment.get("outcome") == "partly" and bool(own) and all(a.get("holds") is False for a in own))
     if gone and probe.get("outcome") == "gone":
         outcome = "passed"
     elif gone and probe.get("outcome") == "inconclusive" and not probe.get("seen"):
@@ -190,7 +195,7 @@ def _ship_fix(lab: Any, inv: Investigation, verdict: Verdict, sc: Scenario, anch
     the alert's query is the judge."""
     from probebook.assistant.containment import Action as ContainmentAction
     from probebook.assistant.journal import Journal
-    from probebook.assistant.symptom import alerts_now
+    from probebook.assistant.symptom import alerts_now, lookback_s
     from probebook.assistant.verify import verify_fix
 
     from .actions import perform
@@ -231,8 +236,15 @@ def _ship_fix(lab: Any, inv: Investigation, verdict: Verdict, sc: Scenario, anch
         outcome = "NOT fixed"
     elif probe.outcome == "gone":
         outcome = "verified"
-    elif probe.by_symptom and quiet:  # the fix rewrote the proof's line and nothing raised: the alert judges
-        outcome, why = "verified", why + " since the fix shipped with its trigger back (the symptom judges)"
+    elif probe.by_symptom and quiet:  # the fix rewrote the proof's line and nothing raised: the alert judges,
+        # quiet now and again once its rule's look-back has passed (one quiet evaluation is not a fix)
+        time.sleep(min(60.0, max([lookback_s(k[1]) for k in asked] + [10.0])))
+        later = alerts_now(inv, incident.alerts if incident else [])
+        if later and all(v is False for v in later.values()):
+            outcome, why = "verified", why + " now and again a look-back later, the fix shipped with its trigger " \
+                                              "back (the symptom judges)"
+        else:
+            outcome, why = "inconclusive", why + "; but it held again a look-back later"
     elif probe.outcome == "still" and quiet:  # the failure went, the predicate stayed: it told the failing calls apart
         outcome, why = "inconclusive", why + ": the predicate may describe the calls that failed, not the fault"
     else:

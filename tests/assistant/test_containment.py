@@ -282,5 +282,12 @@ def test_a_change_elsewhere_that_names_what_the_proof_found_is_proposed(tmp_path
         numeric = Verdict("proven", "inventory", "shop/inventory.py:Cache.key", evidence=["snap:inventory:i1:1"],
                           predicate=Predicate(capture="len(self._entries)", op=">", value=800))
         assert propose(inv, numeric) == []  # a number names nothing a change could say
+        unheld = Verdict("likely", "inventory", "shop/inventory.py:Cache.key", evidence=["snap:inventory:i1:1"],
+                         predicate=Predicate(capture="key", op="contains", value="visit="))
+        assert propose(inv, unheld) == []  # the cited values do not hold the literal: no link by its words
+        with open(changes, "a", encoding="utf-8") as fh:  # a change on inventory itself: only it is undone
+            fh.write(json.dumps({"ts": now - 500, "kind": "config", "service": "inventory", "summary": "ttl",
+                                 "by": "bob", "details": {"set": {"ttl": 0}, "before": {"ttl": 30}}}) + "\n")
+        assert [p.action.describe() for p in propose(inv, v)] == ["restore inventory config ttl=30"]
     finally:
         inv.close()

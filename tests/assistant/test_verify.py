@@ -206,6 +206,30 @@ def test_a_line_only_failing_calls_reach_is_judged_out_of_every_call_of_its_func
     assert inv.probes().filter(inv.probes()["status"] != "removed").height == 0  # nothing left behind
 
 
+def test_an_exception_probe_is_judged_out_of_every_call_of_its_function(bare, monkeypatch):
+    """The proof is the exception itself (PriceError raised by final_amount, caught by an exception probe,
+    which sees only the calls that raise). After the fix none raises; every call of final_amount, counted
+    beside it, shows that this is the fix and not a lack of traffic."""
+    from probebook.assistant.model import Verdict
+    from probebook.evidence.predicate import Predicate
+    from support import wait_for
+
+    inv = bare
+    rec = inv.probe("exception", "tinyshop", "tinyshop:final_amount", rate=50)
+    with_traffic(lambda: wait_for(lambda: inv.store.count("exceptions") >= 5, timeout=30, what="5 exceptions"))
+    inv.remove(rec.alias)
+    ids = inv.sql("SELECT evidence_id FROM exceptions")["evidence_id"].to_list()
+    verdict = Verdict("proven", "tinyshop", f"{tinyshop.__file__}:final_amount", evidence=ids,
+                      predicate=Predicate(field="message", op="contains", value="negative amount"))
+    before = with_traffic(lambda: verify_fix(inv, verdict, calls=10, timeout=30))
+    assert before.outcome == "still" and before.held > 0, before.to_dict()
+    monkeypatch.setitem(tinyshop.DISCOUNTS, "BROKEN", 0.15)  # the fix
+    after = with_traffic(lambda: verify_fix(inv, verdict, calls=10, timeout=20))
+    assert after.outcome == "gone" and after.held == 0 and after.seen >= 10, after.to_dict()
+    assert f"0 of {after.seen} calls of final_amount raised" in after.headline(), after.headline()
+    assert inv.probes().filter(inv.probes()["status"] != "removed").height == 0  # nothing left behind
+
+
 def _number(captures, name):
     value = captures.get(name) if isinstance(captures, dict) else None
     value = value.get("value") if isinstance(value, dict) else value

@@ -39,7 +39,7 @@ def test_eval_scores_a_users_scenario_folder_through_the_lifecycle(lab, tmp_path
         assert r["containment"]["action"] == "roll orders back to 2.7.1", r["containment"]
         assert r["containment"]["outcome"] == "contained", r["containment"]
     else:
-        assert r["containment"]["outcome"] in ("none proposed", "contained", "still", "inconclusive"), r
+        assert r["containment"]["outcome"] in ("none proposed", "contained", "partly", "still", "inconclusive"), r
     stages = r["lifecycle"]
     assert set(stages) == {"fix", "verified", "shipped", "postmortem"} and all(s.get("why") for s in stages.values()), stages
     if r["verdict"]["kind"] == "proven":  # the folder's [fix] was replayed (or it says why it could not be)
