@@ -50,3 +50,24 @@ def test_eval_scores_a_users_scenario_folder_through_the_lifecycle(lab, tmp_path
     assert stages["postmortem"]["outcome"] == "nbval green", stages["postmortem"]
     assert os.path.isfile(os.path.join(lab.state, "eval", "coupons-go-negative", "investigation.duckdb"))
     assert not Lab.attach(lab.state).manifest.get("scenario")  # recovered: the lab is back at its baseline
+
+
+def test_a_partial_containment_passes_verification_only_when_the_scenarios_own_alert_is_gone():
+    """The eval's reading of a containment that took part of the symptom away: the scenario's own alert
+    decides, and only when each of its queries answered that it no longer holds; one that could not be
+    asked is not gone. A probe that saw the fault still there never passes."""
+    from probebook.lab.evaluate import _verified
+
+    def containment(outcome, rows, probe="gone"):
+        return {"outcome": outcome, "check": {"alerts": rows, "probe": {"outcome": probe, "seen": 20,
+                                                                        "headline": f"{probe}: ..."}}}
+
+    own_gone = [{"alert": "RetryAmplification", "holds": False}, {"alert": "HighLatency", "holds": True}]
+    assert _verified(containment("partly", own_gone), "RetryAmplification")["outcome"] == "passed"
+    assert _verified(containment("partly", own_gone), "HighLatency")["outcome"] == "not passed"
+    unasked = [{"alert": "RetryAmplification", "holds": None}, {"alert": "HighLatency", "holds": True}]
+    assert _verified(containment("partly", unasked), "RetryAmplification")["outcome"] == "not passed"
+    assert _verified(containment("partly", own_gone, probe="still"), "RetryAmplification")["outcome"] == \
+        "inconclusive"
+    assert _verified(containment("still", own_gone), "RetryAmplification")["outcome"] == "not passed"
+    assert _verified(containment("contained", [{"alert": "X", "holds": False}]), "Y")["outcome"] == "passed"
