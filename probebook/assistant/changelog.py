@@ -4,7 +4,9 @@ what `containment.propose` undoes. A change on another service is proposed only 
 verdict's services is to undo and the proof's own words link it to the fault (`linked`): the change's
 summary or details name a word of the literal every value the proof captured holds (`session` in
 ``key contains 'session='``: a deploy upstream that started sending it); it goes last, resting on that
-link (`ranking`). Any other is a lead said to the person (`changes_elsewhere`), never an action.
+link (`ranking`). Any other is a lead said to the person (`changes_elsewhere`), never an action. For an
+`outside` verdict, a config key of the service at the boundary is undone only where the boundary function's
+class (or the function) names it (`names_key`): a setting that code never reads cannot change how it calls the outside system.
 
 >>> tokens(Predicate(capture="key", op="contains", value="session="))
 ['session']
@@ -14,18 +16,20 @@ link (`ranking`). Any other is a lead said to the person (`changes_elsewhere`), 
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import time
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from probebook.errors import ProbebookError
 from probebook.evidence.predicate import Predicate, holds
 from probebook.session import Investigation
 
 from .model import Verdict, epoch_of
 from .proof import load_events
 
-__all__ = ["CLAIMS", "changed", "changes_elsewhere", "clock", "linked", "services_of", "tokens", "undoable"]
+__all__ = ["CLAIMS", "boundary_source", "changed", "changes_elsewhere", "clock", "linked", "names_key", "services_of", "tokens", "undoable"]
 
 CLAIMS = ("proven", "likely")  # verdicts that name a place; `inconclusive` names none to contain
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{3,}")
@@ -52,6 +56,31 @@ def _values(value: Any) -> List[str]:
     if isinstance(value, (list, tuple)):
         return [t for v in value for t in _values(v)]
     return [str(value)] if value is not None else []
+
+
+def boundary_source(inv: Investigation, verdict: Verdict) -> Optional[str]:
+    """The source of the code of ours that calls the outside system at an `outside` verdict's boundary: the
+    boundary function's class (its `__init__` may read what its calls use), or the function itself, as its
+    service runs it; None when it cannot be read (then nothing is left out for it)."""
+    path, _, qualname = (verdict.boundary_locus or "").rpartition(":")
+    if verdict.kind != "outside" or not verdict.boundary_service or not path or not qualname:
+        return None
+    try:
+        text = "\n".join(t for _, t in inv.source_file(verdict.boundary_service, path).lines)
+        top = qualname.split(".")[0]
+        node = next((n for n in ast.parse(text).body if getattr(n, "name", None) == top), None)
+    except (ProbebookError, SyntaxError, ValueError):
+        return None
+    return "\n".join(text.splitlines()[node.lineno - 1:node.end_lineno]) if node is not None else None
+
+
+def names_key(source: Optional[str], key: str) -> bool:
+    """Does `source` name the config `key` (as a whole word)? True where the source is not known.
+
+    >>> names_key('t = settings.get("provider_timeout_s")', "provider_timeout_s"), names_key("x = 1", "risk")
+    (True, False)
+    """
+    return source is None or re.search(rf"(?<![A-Za-z0-9_]){re.escape(key)}(?![A-Za-z0-9_])", source) is not None
 
 
 Changes = Tuple[Dict[tuple, Any], Dict[tuple, tuple]]  # `changed`'s answer

@@ -32,7 +32,8 @@ from probebook.agent.control.audit import AuditLog, read_key
 from probebook.errors import AssistantError, ProbebookError, one_line
 from probebook.session import Investigation
 
-from .changelog import CLAIMS, changed, changes_elsewhere, clock, linked, services_of, undoable
+from .changelog import (CLAIMS, boundary_source, changed, changes_elsewhere, clock, linked, names_key, services_of,
+                        undoable)
 from .journal import Journal
 from .model import Alert, Verdict, epoch_of, process_of
 from .catch import start_catch
@@ -230,8 +231,11 @@ def propose(inv: Investigation, verdict: Verdict, since: str = "6h") -> List[Pro
               for key, (row, before, after) in last.items())
     # with nothing to undo on the verdict's services: a change elsewhere that names what the proof found
     upstream = linked(inv, verdict, (first, last)) if last and not own else {}
+    reads = boundary_source(inv, verdict) if last else None  # outside: the code of ours that calls it
     by_change: Dict[str, List[tuple]] = {}
     for key, (row, before, after) in last.items():
+        if key[0] == "config" and key[1] == verdict.boundary_service and not names_key(reads, key[2]):
+            continue  # a setting the code calling the outside system never reads
         if (key[1] in services or str(row.get("evidence_id")) in upstream) and undoable(key, row, before, after, first):
             by_change.setdefault(str(row.get("evidence_id")), []).append((key, row, before))
     for eid, keys in sorted(by_change.items(), key=lambda kv: (kv[0] in upstream, -epoch_of(kv[1][0][1].get("ts")))):

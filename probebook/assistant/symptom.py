@@ -184,13 +184,15 @@ def check_symptom(inv: Investigation, alerts: Sequence[Alert] = (), verdict: Opt
                 if a["holds"] is not None:
                     r.update(holds=a["holds"], evidence=a["evidence"])
             went = [r for r in went if r["holds"] is False]
-        # an alert that fires now but did not before the action is no part of what the action contained
-        new = [r for r in rows if r["holds"] and was.get((r["alert"], r["query"])) is False]
-        outcome = "partly" if went and not new else "still"
+        outcome = "partly" if went else "still"
         if outcome == "partly":  # what the action undid went; what stays may have another cause (outside, still there)
             notes.append(f"{', '.join(dict.fromkeys(_named(r) for r in went))} held before the action and went; "
                          f"{', '.join(dict.fromkeys(_named(r) for r in rows if r['holds']))} still hold: another "
                          f"cause may be behind those")
+        back = [r for r in rows if r["holds"] and was.get((r["alert"], r["query"])) is False]
+        if back:  # one of the incident's alerts, quiet just before the action, holds again: it flaps, or the action
+            notes.append(f"{', '.join(dict.fromkeys(_named(r) for r in back))} did not hold just before the action "
+                         f"and holds now: it flaps, or the action made it fire again")
     elif answered and quiet_before:
         outcome = "inconclusive"
         notes.append("no alert's query held before the action either: its going cannot be credited to the action")

@@ -291,3 +291,27 @@ def test_a_change_elsewhere_that_names_what_the_proof_found_is_proposed(tmp_path
         assert [p.action.describe() for p in propose(inv, v)] == ["restore inventory config ttl=30"]
     finally:
         inv.close()
+
+
+def test_for_an_outside_cause_only_settings_the_code_calling_it_reads_are_undone(tmp_path):
+    """An outside system fails; of the config changes on the service at our boundary, only one its calling
+    code (the boundary function's class) reads is proposed: a setting it never reads cannot change how it
+    calls the outside system. A release of that service is still proposed."""
+    changes = tmp_path / "changes.jsonl"
+    write_changes(changes,
+                  ("config", "tinyshop", "risk threshold", {"set": {"risk_threshold": 0.85}, "before": {}}),
+                  ("config", "tinyshop", "discount rounding", {"set": {"discount": 2}, "before": {"discount": 1}}),
+                  ("deploy", "tinyshop", "tinyshop 1.3.0", {"from_version": "1.2.9", "to_version": "1.3.0"}))
+    agent, inv = Agent(), Investigation()
+    inv.attach("tinyshop", agent, audit_path=str(tmp_path / "agent-audit.jsonl"))
+    try:
+        inv.telemetry.configure(change_logs=[str(changes)])
+        v = Verdict("outside", "bank", "outside our services: bank", boundary_service="tinyshop",
+                    boundary_locus=f"{tinyshop.__file__}:Billing.charge", evidence=["snap:1"], id="v1")
+        assert [p.action.describe() for p in propose(inv, v)] == ["roll tinyshop back to 1.2.9",
+                                                                   "restore tinyshop config discount=1"]
+        elsewhere = Verdict("outside", "bank", "outside our services: bank", boundary_service="tinyshop",
+                            boundary_locus="nowhere.py:Billing.charge", evidence=["snap:1"], id="v2")
+        assert len(propose(inv, elsewhere)) == 3  # the calling code cannot be read: nothing is left out
+    finally:
+        inv.close()
