@@ -81,8 +81,11 @@ def test_contain_proposes_the_rollback_and_with_yes_does_it_and_sees_the_symptom
             assert rows == [("approved", "contained")]  # only what was decided
             marks = saved.sql("SELECT text FROM timeline WHERE text LIKE 'containment done%'")["text"].to_list()
             assert marks == ["containment done: rolled back orders 2.8.0 -> 2.7.1"]
-            placed = saved.sql("SELECT spec FROM probes ORDER BY placed_at")["spec"].to_list()[-1]
-            assert "/releases/orders/2.8.0/" not in placed and "shop/orders.py" in placed, placed
+            # the proof's probe placed again after the rollback is on the release now running (beside it the
+            # verification may place probes on functions by module and name: they name no file)
+            specs = saved.sql("SELECT spec FROM probes ORDER BY placed_at")["spec"].to_list()
+            placed = [spec for spec in specs if "shop/orders.py" in spec][-1]
+            assert "/releases/orders/2.8.0/" not in placed, placed
         finally:
             saved.close()
     finally:
