@@ -127,10 +127,9 @@ class Investigator:
         fallback: Optional[Verdict] = None  # a `likely` answer does not end the search while time is left
         for c in classes:  # a mechanism the alerts name has a strategy of its own, tried before the generic one
             found = _MECHANISMS[c](self, focus + [s for s in services if s not in focus]) if c in _MECHANISMS else None
-            # a `likely` (amplification seen, with a wait between attempts) is kept as the fallback: the
-            # failures the retries answer may have a cause the generic strategy proves (a service of ours
-            # gone, an outside system failing), and the retries are then what that cause sets off
-            if found is not None and found.kind != "likely":
+            # amplification seen is the answer, unless a service of ours is gone: its callers' retries are
+            # what its absence causes, and the refusals they see are the stronger lead
+            if found is not None and (found.kind != "likely" or (c == "retries" and not gone)):
                 return found
             fallback = fallback or found
         generic = next((c for c in classes if c in ("errors", "latency")), cls)
