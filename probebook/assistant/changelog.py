@@ -6,7 +6,8 @@ summary or details name a word of the literal every value the proof captured hol
 ``key contains 'session='``: a deploy upstream that started sending it); it goes last, resting on that
 link (`ranking`). Any other is a lead said to the person (`changes_elsewhere`), never an action. For an
 `outside` verdict, a config key of the service at the boundary is undone only where the boundary function's
-class (or the function) names it (`names_key`): a setting that code never reads cannot change how it calls the outside system.
+class (or the function) names it (`names_key`): a setting that code never reads cannot change how it calls
+the outside system.
 
 >>> tokens(Predicate(capture="key", op="contains", value="session="))
 ['session']
@@ -29,7 +30,8 @@ from probebook.session import Investigation
 from .model import Verdict, epoch_of
 from .proof import load_events
 
-__all__ = ["CLAIMS", "boundary_source", "changed", "changes_elsewhere", "clock", "linked", "names_key", "services_of", "tokens", "undoable"]
+__all__ = ["CLAIMS", "boundary_source", "changed", "changes_elsewhere", "clock", "linked", "names_key", "services_of",
+           "tokens", "undoable"]
 
 CLAIMS = ("proven", "likely")  # verdicts that name a place; `inconclusive` names none to contain
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{3,}")
@@ -74,13 +76,18 @@ def boundary_source(inv: Investigation, verdict: Verdict) -> Optional[str]:
     return "\n".join(text.splitlines()[node.lineno - 1:node.end_lineno]) if node is not None else None
 
 
+def _has_word(text: str, word: str, flags: int = 0) -> bool:
+    """Does `text` hold `word` as a whole word (no letter, digit or underscore on either side)?"""
+    return re.search(rf"(?<![A-Za-z0-9_]){re.escape(word)}(?![A-Za-z0-9_])", text, flags) is not None
+
+
 def names_key(source: Optional[str], key: str) -> bool:
     """Does `source` name the config `key` (as a whole word)? True where the source is not known.
 
     >>> names_key('t = settings.get("provider_timeout_s")', "provider_timeout_s"), names_key("x = 1", "risk")
     (True, False)
     """
-    return source is None or re.search(rf"(?<![A-Za-z0-9_]){re.escape(key)}(?![A-Za-z0-9_])", source) is not None
+    return source is None or _has_word(source, key)
 
 
 Changes = Tuple[Dict[tuple, Any], Dict[tuple, tuple]]  # `changed`'s answer
@@ -97,22 +104,22 @@ def linked(inv: Investigation, verdict: Verdict, changes: Changes) -> Dict[str, 
         return {}
     seen = min(epoch_of(e.get("ts")) for e in events)
     first, last = changes
+    ours = services_of(verdict)
     out: Dict[str, str] = {}
     for key, (row, before, after) in last.items():
-        if key[1] in services_of(verdict) or not undoable(key, row, before, after, first) or \
+        if key[1] in ours or not undoable(key, row, before, after, first) or \
                 epoch_of(row.get("ts")) >= seen:
             continue
         details = row.get("details")
         details = json.loads(details) if isinstance(details, str) else details
         text = " ".join([str(row.get("summary") or "")] + _values(details))
-        word = next((w for w in words if re.search(rf"(?<![A-Za-z0-9_]){re.escape(w)}(?![A-Za-z0-9_])", text,
-                                                   re.IGNORECASE)), None)
+        word = next((w for w in words if _has_word(text, w, re.IGNORECASE)), None)
         if word:
             out[str(row.get("evidence_id"))] = word
     return out
 
 
-def changed(inv: Investigation, since: str) -> Tuple[Dict[tuple, Any], Dict[tuple, tuple]]:
+def changed(inv: Investigation, since: str) -> Changes:
     """Per setting (a service's release, a config key, a flag) changed within `since`: its value before the
     window, and (the change that set it last, the value before it, after it)."""
     # a change log that cannot be read, or a bad `since`, is said (one line), never taken for "nothing changed"

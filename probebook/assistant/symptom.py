@@ -7,8 +7,9 @@ The alert is the symptom: ``contained`` when every alert's query answered and no
 one holds, ``partly`` when one holds but another that held before the action went (the action undid part
 of it; what stays may have another cause, an outside one still there); an alert whose query did not hold
 before the action either (`before`) cannot credit the action with its going: ``inconclusive``. Without an
-alert the probe decides (``gone`` or ``still``); with neither, ``inconclusive``. When the alerts are gone but the proof's predicate still holds, the answer says
-so beside ``contained``: the predicate may describe the failing calls rather than the fault.
+alert the probe decides (``gone`` or ``still``); with neither, ``inconclusive``. When the alerts are gone
+but the proof's predicate still holds, the answer says so beside ``contained``: the predicate may describe
+the failing calls rather than the fault.
 
 >>> SymptomCheck("contained", [{"alert": "HighErrorRate", "holds": False}]).summary()
 'symptom gone: HighErrorRate no longer holds'
@@ -36,8 +37,8 @@ _NOT_LABELS = ("evidence_id", "ts", "series", "metric", "value")
 
 @dataclass
 class SymptomCheck:
-    """`outcome`: ``contained``, ``still``, ``partly`` or ``inconclusive``. `alerts`: per alert and query, whether
-    it still holds (None: could not be asked) and the evidence; `probe`: the verification's report."""
+    """`outcome`: ``contained``, ``still``, ``partly`` or ``inconclusive``. `alerts`: per alert and query,
+    whether it still holds (None: could not be asked) and the evidence; `probe`: the verification's report."""
 
     outcome: str
     alerts: List[Dict[str, Any]] = field(default_factory=list)
@@ -185,12 +186,12 @@ def check_symptom(inv: Investigation, alerts: Sequence[Alert] = (), verdict: Opt
                     r.update(holds=a["holds"], evidence=a["evidence"])
             went = [r for r in went if r["holds"] is False]
         outcome = "partly" if went else "still"
-        if outcome == "partly":  # what the action undid went; what stays may have another cause (outside, still there)
+        if outcome == "partly":  # what the action undid went; what stays may have another cause (outside)
             notes.append(f"{', '.join(dict.fromkeys(_named(r) for r in went))} held before the action and went; "
                          f"{', '.join(dict.fromkeys(_named(r) for r in rows if r['holds']))} still hold: another "
                          f"cause may be behind those")
         back = [r for r in rows if r["holds"] and was.get((r["alert"], r["query"])) is False]
-        if back:  # one of the incident's alerts, quiet just before the action, holds again: it flaps, or the action
+        if back:  # an incident alert quiet just before the action holds again: it flaps, or the action
             notes.append(f"{', '.join(dict.fromkeys(_named(r) for r in back))} did not hold just before the action "
                          f"and holds now: it flaps, or the action made it fire again")
     elif answered and quiet_before:

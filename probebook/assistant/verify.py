@@ -110,7 +110,7 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
     placed: List[Any] = []
     reach: List[Any] = []  # beside a probe with a condition: a plain log of every call reaching its place
     entered: List[Any] = []  # beside a probe on a line: every call of the function that holds the line, counted
-    functions: List[str] = []
+    counted = ""  # that function, `module:qualname`
     try:
         holders = {(service, _function_of(inv, service, spec)) for service, spec in specs}
         if len(holders) == 1 and all(fn for _, fn in holders):  # every probe on lines of one function
@@ -118,7 +118,7 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
             try:  # placed first: every call that reaches the line is counted there too
                 entered.append(inv.probe("metric", service, holder, metric="verify_calls", rate=50,
                                          ttl=timeout + 30, partial=True))
-                functions.append(str(holder))
+                counted = str(holder)
             except ProbebookError as exc:
                 say(f"verify: the calls of {holder} cannot be counted: {one_line(exc, 120)}")
         for service, spec in specs:
@@ -153,7 +153,7 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
     elif entered and ran >= calls and pred.agg != "median" and (held or expect >= 3):
         # the line is on a path few calls take now (an error path the fix closed): judged out of every call of
         # its function, once the fault, at the rate the proof saw it, would have shown at least 3 times meanwhile
-        fn = functions[0].rpartition(':')[2]
+        fn = counted.rpartition(":")[2]
         report = VerifyReport("still" if held else "gone", ran, held, claim, why=(
             f"{len(events)} of {ran} calls of {fn} raised" if specs[0][1]["kind"] == "exception" else
             f"the line ran on {max(len(events), reached)} of {ran} calls of {fn}") +
