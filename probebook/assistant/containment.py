@@ -1,11 +1,12 @@
 """Containment with approval (issue 12, part 1): from a verdict and the change log, the actions that
 undo what changed on the guilty service (roll back its last deploy, restore a config value or a flag,
-start a process that is gone; a change on another service only where its text names what the proof
-found, `changelog.linked`), each with the effect expected and the evidence it rests on. Nothing
-runs without an explicit approval; every proposal, approval, refusal and outcome is a line of the
-hash-chained audit log and an entry on the investigation's timeline; after an action the symptom is
-checked again (the alert's own PromQL, and the probe that proved the cause) and the answer says
-whether containment worked.
+start a process that is gone, free space where the proof shows writes failing for the lack of it; a
+change on another service only where its text names what the proof found or it set the setting the proof
+names the same way, `changelog.linked` and `changelog.same_setting`), each with the effect expected and
+the evidence it rests on. Nothing runs without an explicit approval; every proposal, approval, refusal
+and outcome is a line of the hash-chained audit log and an entry on the investigation's timeline; after
+an action the symptom is checked again (the alert's own PromQL, and the probe that proved the cause) and
+the answer says whether containment worked.
 
 Actions go through a `Remediation`: one object with ``name`` and ``apply(action, by) -> str``. The lab
 has one (`probebook.lab.remediation.LabRemediation`); a deployment plugs its own (its deploy tool,
@@ -16,6 +17,10 @@ out on its own.
 'roll orders back to 2.7.1'
 >>> Action("flag", "gateway", name="new_flow", value=False).describe()
 'set flag new_flow to false'
+>>> Action("free_space", "worker").describe()
+"free space on worker's full volume"
+>>> bool(NO_SPACE.search("OSError(28, 'No space left on device')"))
+True
 """
 
 from __future__ import annotations
@@ -32,8 +37,8 @@ from probebook.agent.control.audit import AuditLog, read_key
 from probebook.errors import AssistantError, ProbebookError, one_line
 from probebook.session import Investigation
 
-from .changelog import (CLAIMS, boundary_source, changed, changes_elsewhere, clock, linked, names_key, services_of,
-                        undoable)
+from .changelog import (CLAIMS, boundary_source, changed, changes_elsewhere, clock, linked, names_key, same_setting,
+                        services_of, undoable)
 from .journal import Journal
 from .model import Alert, Verdict, epoch_of, process_of
 from .catch import start_catch
@@ -44,7 +49,9 @@ __all__ = ["Action", "Proposal", "Remediation", "ContainmentResult", "propose", 
            "default_audit_path", "RemediationError", "why_no_proposal", "changes_elsewhere", "proposal_id", "load_remediation",
            "checked_remediation", "current_user"]
 
-ACTIONS = ("rollback", "config", "flag", "restart")
+ACTIONS = ("rollback", "config", "flag", "restart", "free_space")
+# what a write that failed for the lack of space says (ENOSPC, EDQUOT), in the proof's own words
+NO_SPACE = re.compile(r"No space left on device|ENOSPC|\[Errno 28\]|Disk quota exceeded|EDQUOT")
 
 
 class RemediationError(AssistantError):
@@ -54,7 +61,8 @@ class RemediationError(AssistantError):
 @dataclass
 class Action:
     """One change to a service. `rollback`: `to_version`; `config`: `values` (a key mapped to None is
-    removed: back to the service's default); `flag`: `name` and `value`; `restart`: the service only."""
+    removed: back to the service's default); `flag`: `name` and `value`; `restart`: the service only;
+    `free_space`: on the service's volume that is full (`name`: a path on it, where known)."""
 
     kind: str
     service: str
@@ -75,6 +83,8 @@ class Action:
                 f"{k}={'(default)' if v is None else json.dumps(v)}" for k, v in sorted(self.values.items()))
         if self.kind == "flag":
             return f"set flag {self.name} to {'(default)' if self.value is None else json.dumps(self.value)}"
+        if self.kind == "free_space":
+            return f"free space on {self.service}'s full volume" + (f" ({self.name})" if self.name else "")
         return f"restart {self.service}"
 
 
@@ -217,6 +227,10 @@ def propose(inv: Investigation, verdict: Verdict, since: str = "6h") -> List[Pro
     if gone and gone in services:
         out.append(Proposal(Action("restart", gone), f"{verdict.locus}: the process is not serving",
                             symptom, rests, basis))
+    elif verdict.predicate is not None and verdict.kind in CLAIMS and verdict.service and \
+            NO_SPACE.search(f"{verdict.predicate.value} {verdict.cause}"):
+        out.append(Proposal(Action("free_space", verdict.service), f"the proof shows writes at {verdict.locus} "
+                            f"failing for the lack of space ({verdict.predicate.describe()})", symptom, rests, basis))
     elif verdict.after_restart and verdict.service:  # frees what the fault holds; the cause is caught after it
         out.append(Proposal(Action("restart", verdict.service), f"frees what the fault holds in "
                             f"{verdict.service} (the cause cannot run again while it is held); a probe at "
@@ -231,6 +245,7 @@ def propose(inv: Investigation, verdict: Verdict, since: str = "6h") -> List[Pro
               for key, (row, before, after) in last.items())
     # with nothing to undo on the verdict's services: a change elsewhere that names what the proof found
     upstream = linked(inv, verdict, (first, last)) if last and not own else {}
+    upstream.update(same_setting(inv, verdict, (first, last)) if last else {})  # the same fault set elsewhere
     reads = boundary_source(inv, verdict) if last else None  # outside: the code of ours that calls it
     by_change: Dict[str, List[tuple]] = {}
     for key, (row, before, after) in last.items():
@@ -243,8 +258,7 @@ def propose(inv: Investigation, verdict: Verdict, since: str = "6h") -> List[Pro
         kind, service = keys[0][0][0], keys[0][0][1]
         why = f"undoes {row.get('kind')} at {clock(row.get('ts'))}: {row.get('summary')}"
         if eid in upstream:
-            why += (f" (on {service}, not {verdict.service}: it names {upstream[eid]!r}, which every value the "
-                    f"proof captured holds: {verdict.predicate.describe() if verdict.predicate else ''})")
+            why += f" (on {service}, not {verdict.service}: {upstream[eid]})"
         if kind == "release":
             action = Action("rollback", service, to_version=str(keys[0][2]))
             if first[keys[0][0]] not in (None, keys[0][2]):  # more than one deploy in the window

@@ -186,11 +186,12 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
 
 def _expected(inv: Investigation, verdict: Verdict, pred: Predicate, seconds: float) -> float:
     """How many calls showing the fault the proof's probes would see in `seconds`, at the rate its cited
-    events came (those `pred` holds on: count over their span); 0 when fewer than 3 came or all at once."""
+    events came (those `pred` holds on: the gaps between them over their span, a span under a second taken
+    as one: a burst says little of a rate); 0 when fewer than 3 came or all at once."""
     stamps = sorted(epoch_of(e.get("ts")) for e in load_events(inv.store, verdict.evidence).values() if holds(pred, e))
     if len(stamps) < 3 or stamps[-1] - stamps[0] <= 0:
         return 0.0
-    return len(stamps) / (stamps[-1] - stamps[0]) * seconds
+    return (len(stamps) - 1) / max(stamps[-1] - stamps[0], 1.0) * seconds
 
 
 def _by_failure(inv: Investigation, verdict: Verdict, calls: int, timeout: float, say: Callable[[str], None],

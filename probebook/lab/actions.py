@@ -50,6 +50,18 @@ def _archive_files(lab: Any) -> List[str]:
             for d in (0, 1)]
 
 
+def free_space(lab: Any) -> List[str]:
+    """Give the full archive volume its space back (undo `disk_full`): the files freed, none where it was not full."""
+    freed = []
+    for path in _archive_files(lab):
+        if os.path.islink(path):
+            os.remove(path)
+            if os.path.exists(path + ".before-full"):
+                os.replace(path + ".before-full", path)
+            freed.append(path)
+    return freed
+
+
 def run_sql(path: str, db: str, statements: List[str], wait_s: float = LOCK_WAIT_S, busy_s: float = 10.0) -> None:
     """Run `statements` one by one (each commits on its own). A busy service may hold the database's
     write lock for long (its scans, under an incident): a statement that finds it locked is tried again,
@@ -132,11 +144,7 @@ def perform(lab: Any, action: Action) -> str:
             os.symlink("/dev/full", path)
         return "archive volume full (writes get ENOSPC)"
     if kind == "disk_free":
-        for path in _archive_files(lab):
-            if os.path.islink(path):
-                os.remove(path)
-                if os.path.exists(path + ".before-full"):
-                    os.replace(path + ".before-full", path)
+        free_space(lab)
         return "archive volume has space again"
     raise LabError(f"unknown action {kind!r}")  # the scenario loader refuses these first
 

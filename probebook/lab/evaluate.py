@@ -110,8 +110,9 @@ def score(truth: Any, v: Verdict) -> str:
 def _contain(lab: Any, inv: Investigation, verdict: Verdict, log: Callable[[str], None]) -> Dict[str, Any]:
     """The containments proposed for `verdict`, approved in the order proposed and done to the lab, each
     with its symptom check, until one contains it (an on-call engineer approving the list, one by one).
-    Where one contained part of it (`partly`) and none after it all, that one's check is the answer: the
-    next starts with that part gone, so its own check can only say `still`."""
+    Where one contained part of it (`partly`) and none after it all, the last such check is the answer: the
+    next starts with that part gone, so a check after it that took nothing more away can only say `still`,
+    while one that took more says `partly` again, with the lab as all the actions so far left it."""
     from probebook.assistant.containment import changes_elsewhere, why_no_proposal
 
     from .remediation import LabRemediation
@@ -129,7 +130,7 @@ def _contain(lab: Any, inv: Investigation, verdict: Verdict, log: Callable[[str]
                                    progress=lambda line: log(f"   {line}"))
         done.append(proposal.action.describe())
         caught = caught or result.caught
-        part = part or (result if result.outcome == "partly" else None)
+        part = result if result.outcome == "partly" else part
         if result.outcome == "contained":
             break
     shown = result if result.outcome == "contained" or part is None else part

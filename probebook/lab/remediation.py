@@ -1,6 +1,7 @@
 """The lab's `Remediation`: the containment actions the assistant proposes, done to the running lab the
 way its own scenarios change it (a restart on another release, the config and flag files the services
-re-read), each written to the change log as done ``by`` whoever approved it.
+re-read, the archive volume given its space back), each written to the change log as done ``by`` whoever
+approved it.
 
 >>> LabRemediation.name
 'lab'
@@ -14,14 +15,14 @@ from typing import Any
 
 from probebook.assistant.containment import Action, RemediationError
 
-from .actions import merge_json
+from .actions import free_space, merge_json
 from .topology import SERVICES
 
 __all__ = ["LabRemediation"]
 
 
 class LabRemediation:
-    """Rollbacks, config and flag restores and restarts on `lab` (a `probebook.lab.runner.Lab`)."""
+    """Rollbacks, config and flag restores, restarts and space freed on `lab` (a `probebook.lab.runner.Lab`)."""
 
     name = "lab"
 
@@ -49,6 +50,13 @@ class LabRemediation:
             lab.changes.record("flag", svc or "gateway", f"flag {action.name} set back to {_shown(action.value)}",
                                by=by, flag=action.name, value=action.value, before=before[action.name])
             return f"flag {action.name} = {_shown(action.value)}"
+        if action.kind == "free_space":  # the lab's one volume: the worker's archive
+            freed = free_space(lab)
+            if not freed:
+                raise RemediationError("no volume of the lab is full; nothing to free (probebook lab status)")
+            lab.changes.record("data", svc, "archive volume: space freed", by=by, freed=[os.path.basename(p)
+                                                                                        for p in freed])
+            return f"freed space on the archive volume ({len(freed)} file(s))"
         lab.restart_service(svc)
         lab.changes.record("restart", svc, f"{svc} restarted", by=by)
         return f"restarted {svc}"

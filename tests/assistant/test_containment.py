@@ -315,3 +315,76 @@ def test_for_an_outside_cause_only_settings_the_code_calling_it_reads_are_undone
         assert len(propose(inv, elsewhere)) == 3  # the calling code cannot be read: nothing is left out
     finally:
         inv.close()
+
+
+def test_the_same_setting_set_the_same_way_on_another_service_is_proposed_after_the_own_change(tmp_path):
+    """The proof: orders' retry loop waits `policy.backoff_s * attempt` = 0 between attempts. orders' config set
+    its backoff to 0, and so did the gateway's for its own calls to orders (each layer retrying at once
+    multiplies the calls): the gateway's change is proposed too, after orders' own, resting on the setting the
+    proof names. A change elsewhere that set it to a wait (0.5), or set other settings only, or came after
+    the fault was first seen, is not."""
+    from probebook.evidence.predicate import Predicate
+
+    now = time.time()
+    changes = tmp_path / "changes.jsonl"
+    write_changes(changes,  # 10, 9, 8 and 7 minutes ago
+                  ("config", "orders", "payments client: retry at once", {
+                      "set": {"payments": {"max_attempts": 5, "backoff_s": 0.0}}, "before": {}}),
+                  ("config", "gateway", "retry orders 3 times", {
+                      "set": {"orders": {"max_attempts": 3, "backoff_s": 0.0, "timeout_s": 2.0}}, "before": {}}),
+                  ("config", "search", "retry with a wait", {"set": {"backend": {"backoff_s": 0.5}}, "before": {}}),
+                  ("config", "cart", "more attempts", {"set": {"max_attempts": 4}, "before": {}}))
+    with open(changes, "a", encoding="utf-8") as fh:  # after the fault was first seen (5 minutes ago)
+        fh.write(json.dumps({"ts": now - 100, "kind": "config", "service": "users", "summary": "no wait",
+                             "by": "alice", "details": {"set": {"backoff_s": 0}, "before": {}}}) + "\n")
+    inv = Investigation()
+    try:
+        inv.telemetry.configure(change_logs=[str(changes)])
+        inv.store.ingest([{"kind": "snapshot", "seq": 1, "ts": now - 300, "probe_id": "p1", "file": "web.py",
+                           "line": 9, "function": "call", "thread": "MainThread", "trace_id": "", "arguments": {},
+                           "locals": {"attempt": 2}, "expressions": {"policy.backoff_s * attempt": 0.0},
+                           "stack": []}], "orders", "o1")
+        v = Verdict("proven", "orders", "shop/web.py:Upstream.call", evidence=["snap:orders:o1:1"], id="v1",
+                    predicate=Predicate(capture="policy.backoff_s * attempt", op="==", value=0))
+        proposals = propose(inv, v)
+        assert [p.action.describe() for p in proposals] == ["restore orders config payments=(default)",
+                                                             "restore gateway config orders=(default)"], proposals
+        assert [p.basis for p in proposals] == ["proof", "ranking"]
+        assert "(on gateway, not orders: it set backoff_s=0.0, the setting in the proof's policy.backoff_s * " \
+               "attempt: with it policy.backoff_s * attempt == 0 holds there too)" in proposals[1].why, proposals[1].why
+        assert "change:gateway:" in proposals[1].rests_on[-1]
+        waits = Verdict("proven", "orders", "shop/web.py:Upstream.call", evidence=["snap:orders:o1:1"], id="v2",
+                        predicate=Predicate(capture="policy.backoff_s * attempt", op=">", value=1))
+        assert [p.action.describe() for p in propose(inv, waits)] == ["restore orders config payments=(default)"]
+    finally:
+        inv.close()
+
+
+def test_writes_failing_for_the_lack_of_space_propose_freeing_it_first(tmp_path):
+    """The proof: the archive writes raise ENOSPC. Freeing space on that service's volume is proposed before
+    any change is undone (a change did not fill the disk); a proof about anything else proposes no such
+    action."""
+    from probebook.evidence.predicate import Predicate
+
+    now = time.time()
+    changes = tmp_path / "changes.jsonl"
+    write_changes(changes, ("config", "worker", "batch size", {"set": {"batch": 50}, "before": {"batch": 10}}))
+    inv = Investigation()
+    try:
+        inv.telemetry.configure(change_logs=[str(changes)])
+        inv.store.ingest([{"kind": "snapshot", "seq": 1, "ts": now - 300, "probe_id": "p1", "file": "worker.py",
+                           "line": 30, "function": "append", "thread": "MainThread", "trace_id": "",
+                           "arguments": {}, "locals": {}, "expressions": {}, "stack": []}], "worker", "w1")
+        full = Verdict("proven", "worker", "shop/worker.py:Archive.append", evidence=["snap:worker:w1:1"], id="v1",
+                       cause="Archive.append raises OSError (OSError(28, 'No space left on device'))",
+                       predicate=Predicate(field="message", op="contains", value="No space left on device"))
+        proposals = propose(inv, full)
+        assert [p.action.describe() for p in proposals] == ["free space on worker's full volume",
+                                                             "restore worker config batch=10"], proposals
+        assert proposals[0].id == "free_space-worker" and proposals[0].basis == "proof"
+        assert "failing for the lack of space (message contains 'No space left on device')" in proposals[0].why
+        other = Verdict("proven", "worker", "shop/worker.py:Archive.append", evidence=["snap:worker:w1:1"], id="v2",
+                        predicate=Predicate(field="message", op="contains", value="Permission denied"))
+        assert [p.action.kind for p in propose(inv, other)] == ["config"]
+    finally:
+        inv.close()

@@ -26,17 +26,21 @@ def _cli(*args: str, timeout: float = 300) -> "subprocess.CompletedProcess[str]"
                           timeout=timeout)
 
 
-def test_contain_proposes_the_rollback_and_with_yes_does_it_and_sees_the_symptom_go(lab, tmp_path):
+def _investigated(lab, scenario, store: str, *words: str) -> dict:
+    """Inject `scenario` on a quiet lab, wait for its alert, and `probebook investigate --out store` it with
+    `words`: the verdict (the caller recovers the lab)."""
     assert not wait_quiet(lab, 90), "the lab did not quieten before the test"
-    scenario = find_scenario("bad-deploy")
     inject(lab, scenario)
+    assert wait_for_alert(lab, scenario, True, scenario.within_s) is not None, "the symptom never fired"
+    done = _cli("investigate", "--lab", "--state-dir", lab.state, "--out", store, "--budget", "100", *words)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+def test_contain_proposes_the_rollback_and_with_yes_does_it_and_sees_the_symptom_go(lab, tmp_path):
+    store = str(tmp_path / "incident.duckdb")
     try:
-        assert wait_for_alert(lab, scenario, True, scenario.within_s) is not None, "the symptom never fired"
-        store = str(tmp_path / "incident.duckdb")
-        done = _cli("investigate", "--lab", "--state-dir", lab.state, "--out", store, "--budget", "100",
-                    "checkouts with a coupon fail")
-        assert done.returncode == 0, done.stderr[-2000:]
-        verdict = json.loads(done.stdout)
+        verdict = _investigated(lab, find_scenario("bad-deploy"), store, "checkouts with a coupon fail")
         if verdict["kind"] != "proven" or verdict["service"] != "orders":
             pytest.fail(f"the investigation did not prove the orders deploy, nothing to contain: {verdict}")
 
@@ -88,5 +92,36 @@ def test_contain_proposes_the_rollback_and_with_yes_does_it_and_sees_the_symptom
             assert "/releases/orders/2.8.0/" not in placed, placed
         finally:
             saved.close()
+    finally:
+        recover(lab)
+
+
+def test_a_full_volume_proven_is_freed_with_yes_and_the_writes_and_backlog_recover(lab, tmp_path):
+    """disk-full: the proof is the ENOSPC the worker swallows; `probebook contain` proposes freeing space on the
+    worker's volume first (no change filled it), and with `--yes` the lab's `Remediation` frees it, the
+    change log says who, the backlog alert goes and the writes succeed again."""
+    import os
+
+    scenario, store = find_scenario("disk-full"), str(tmp_path / "incident.duckdb")
+    try:
+        verdict = _investigated(lab, scenario, store, "--alert", scenario.alert,
+                                f"{scenario.title}. {scenario.summary}")  # the page's words
+        if verdict["kind"] != "proven" or verdict["service"] != "worker":
+            pytest.fail(f"the investigation did not prove the full volume, nothing to contain: {verdict}")
+        shown = json.loads(_cli("contain", store, "--lab", "--state-dir", lab.state).stdout)
+        first = shown["proposals"][0]
+        assert first["action"]["kind"] == "free_space" and first["action"]["service"] == "worker", shown
+        assert "failing for the lack of space" in first["why"]
+        archive = lab.path("volumes", "archive")
+        assert any(os.path.islink(os.path.join(archive, f)) for f in os.listdir(archive))  # still full
+
+        did = _cli("contain", store, "--lab", "--state-dir", lab.state, "--yes", "--proposal", first["id"],
+                   "--timeout", "150")
+        result = json.loads(did.stdout)["result"]
+        assert result["outcome"] == "contained", result
+        assert not any(os.path.islink(os.path.join(archive, f)) for f in os.listdir(archive))
+        freed = [c for c in read_changes(lab.changes.path) if c.summary == "archive volume: space freed"]
+        assert len(freed) == 1 and freed[0].service == "worker" and freed[0].by.startswith("cli:"), freed
+        assert all(a["holds"] is False for a in result["check"]["alerts"]), result["check"]
     finally:
         recover(lab)
