@@ -15,6 +15,7 @@ import io
 import json
 import os
 import queue
+import re
 import socket
 import sqlite3
 import sys
@@ -277,11 +278,28 @@ def rebuild(t, where):
         return obj
     raise NotRebuilt(f"a {kind} (no way to make one again from its capture)")
 
+class Quiet:
+    """Stands for a part of a logger that could not be made again (a function it made at start-up): calling
+    it, or anything read from it, does nothing; a log line has no bearing on what the call answers."""
+    __slots__ = ()
+
+    def __call__(self, *args, **kwargs):
+        return None
+
+    def __getattr__(self, name):
+        return self
+
+_LOGGER = re.compile(r"(?:^|\.)_?log(?:ger)?(?=\.|$)")  # a path through an attribute named log, _log, logger
+
 def soft(t, where):
-    """The value, or a `Missing` that says why not: a call that never uses it is replayed all the same."""
+    """The value, or a `Missing` that says why not: a call that never uses it is replayed all the same. A
+    logger's part that cannot be made stands as a `Quiet` instead, said among the stand-ins."""
     try:
         return rebuild(t, where)
     except NotRebuilt as exc:
+        if _LOGGER.search(where):
+            STAND_INS.append(f"{where}: part of a logger, not made again ({exc}): its calls do nothing")
+            return Quiet()
         return Missing(f"{where}: {exc}")
     except (Exception, SystemExit) as exc:  # a stand-in's own failure (a connect, an import): this value only
         return Missing(f"{where}: could not be made again ({type(exc).__name__}: {str(exc)[:120]})")

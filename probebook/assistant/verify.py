@@ -23,7 +23,7 @@ from probebook.evidence.predicate import Predicate, compare, holds, judge, value
 from probebook.evidence.schema import sql_list
 from probebook.session import Investigation
 
-from .codeview import SourceError, enclosing
+from .codeview import SourceError, callees, enclosing, functions
 from .differential import is_number
 from .model import Verdict, epoch_of
 from .proof import load_events
@@ -111,8 +111,15 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
     reach: List[Any] = []  # beside a probe with a condition: a plain log of every call reaching its place
     entered: List[Any] = []  # beside a probe on a line: every call of the function that holds the line, counted
     counted = ""  # that function, `module:qualname`
+    callers: List[Any] = []  # beside probes on the function itself: the calls of its callers, counted
     try:
         holders = {(service, _function_of(inv, service, spec)) for service, spec in specs}
+        for caller in _callers(inv, verdict) if not any(fn for _, fn in holders) else []:
+            try:  # where they run and it does not, the path to it is out of use (a flag turned off)
+                callers.append(inv.probe("metric", verdict.service, caller, metric="verify_calls", rate=50,
+                                         ttl=timeout + 30, partial=True))
+            except ProbebookError as exc:
+                say(f"verify: the calls of {caller} cannot be counted: {one_line(exc, 120)}")
         if len(holders) == 1 and all(fn for _, fn in holders):  # every probe on lines of one function
             (service, holder), = holders
             try:  # placed first: every call that reaches the line is counted there too
@@ -137,8 +144,9 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
         # release beside the new one) would count calls nobody watched
         took = set.intersection(*(set(rec.placed.probe_ids) for rec in placed)) if placed else set()
         ran = sum(1 for e in _events(inv, entered) if e.get("instance_id") in took)
+        upstream = sum(1 for e in _events(inv, callers) if e.get("instance_id") in took)
     finally:
-        remove_placed(inv, placed + reach + entered)
+        remove_placed(inv, placed + reach + entered + callers)
     events = events[:max(calls, 1)] if len(events) > calls else events
     held = sum(1 for e in events if holds(pred, e))
     expect = _expected(inv, verdict, pred, watched) if entered and ran >= calls and not held else 0.0
@@ -179,6 +187,14 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
         say(f"verify: {report.headline()}; asking the failure itself")
         failure = _by_failure(inv, verdict, calls, max(15.0, deadline - time.monotonic()), say, idle or report.why)
         report = failure if failure is not None and failure.outcome != "inconclusive" else report
+        expect = _expected(inv, verdict, pred, watched) if upstream >= calls else 0.0
+        if report.outcome == "inconclusive" and not report.seen and expect >= 3:
+            # its callers ran and it did not, where at the rate the proof saw it about `expect` would have
+            fn = verdict.locus.rpartition(":")[2]
+            report = VerifyReport("gone", upstream, 0, claim, why=(
+                f"the path no longer runs: {fn} ran on none of {upstream} calls of "
+                f"{' and '.join(c.where.rpartition(':')[2] for c in callers)} while watched; at the rate it "
+                f"showed before, about {expect:.0f} would have shown the fault in these {watched:.0f}s"))
     inv.mark(f"verification: {report.headline()}")
     say(report.headline())
     return report
@@ -283,6 +299,23 @@ def _function_of(inv: Investigation, service: str, spec: Mapping[str, Any]) -> O
     except SourceError:
         return None
     return f"{module}:{fn.qualname}" if fn is not None else None
+
+
+def _callers(inv: Investigation, verdict: Verdict, most: int = 2) -> List[str]:
+    """The functions of the verdict's own module that call its function by name (``self.risk.score(...)``
+    calls ``score``), as `module:qualname`, at most `most`; none where the module cannot be read."""
+    path, _, qualname = verdict.locus.rpartition(":")
+    name = qualname.rpartition(".")[2]
+    if not (path and name and verdict.service):
+        return []
+    try:
+        module = next((m.name for m in inv.modules(verdict.service) if m.file == path), "")
+        source = "\n".join(text for _, text in inv.source_file(verdict.service, path).lines) if module else ""
+        found = [f.qualname for f in functions(source) if f.qualname != qualname and
+                 any(c.name.rpartition(".")[2] == name for c in callees(source, f.qualname))] if source else []
+    except (ProbebookError, SourceError):
+        return []
+    return [f"{module}:{q}" for q in found[:most]]
 
 
 def _watch(inv: Investigation, placed: List[Any], reach: List[Any], calls: int,

@@ -450,32 +450,46 @@ HOOKED = textwrap.dedent('''
         return x / 2
 
 
+    class Log:
+        def __init__(self):
+            self._write = lambda line: None  # made at start-up
+
+        def debug(self, line):
+            self._write(line)
+
+
     class Pricer:
         def __init__(self, debug):
             self.rounding, self.kind, self.debug = half, decimal.Decimal, (lambda: debug)
+            self.log = Log()
 
         def price(self, x):
             return self.kind(str(self.rounding(x)))  # at:price
 
         def loud(self, x):
             return self.debug() and x  # at:loud
+
+        def quote(self, x):
+            self.log.debug(f"quote {x}")
+            return x * 2  # at:quote
 ''')
 
 
 def test_a_module_level_function_or_class_a_capture_names_is_imported_and_a_lambda_stops_the_call(tmp_path):
     """What a capture holds only by name is the same object when its name can be imported: a module-level
     function and a class are; a lambda has no name to import it by, so the call that uses it is not
-    rebuilt, and the report says why."""
+    rebuilt, and the report says why. A lambda a logger holds is different: a log line has no bearing on the
+    answer, so its calls do nothing and the report says it ran with that stand-in."""
     root = tmp_path / "srv"
     with package_on_disk(root, "shop", {"pricer": HOOKED}) as (pricer,):
         agent, inv = Agent(), Investigation()
         inv.attach("shop", agent, audit_path=str(tmp_path / "audit.jsonl"))
-        for m in ("price", "loud"):
+        for m in ("price", "loud", "quote"):
             line = 1 + next(i for i, t in enumerate(HOOKED.splitlines()) if f"at:{m}" in t)
             inv.probe("snapshot", "shop", f"shop/pricer.py:{line}", rate=100)
         p = pricer.Pricer(True)
-        assert (p.price(5), p.loud(3)) == (pricer.decimal.Decimal("2.5"), 3)
-        wait_for(lambda: inv.store.count("snapshots") >= 2, timeout=10, what="two snapshots")
+        assert (p.price(5), p.loud(3), p.quote(4)) == (pricer.decimal.Decimal("2.5"), 3, 8)
+        wait_for(lambda: inv.store.count("snapshots") >= 3, timeout=10, what="three snapshots")
         try:
             report = replay(captured_calls(inv, "shop/pricer.py:Pricer.price"), str(root), "shop.pricer",
                             "Pricer.price", {})
@@ -484,5 +498,10 @@ def test_a_module_level_function_or_class_a_capture_names_is_imported_and_a_lamb
                             "Pricer.loud", {})
             why = "self.debug: a function made inside another function (shop.pricer.Pricer.__init__.<locals>.<lambda>)"
             assert not report.rows and report.not_rebuilt[0]["why"].startswith(why), report.to_dict()
+            report = replay(captured_calls(inv, "shop/pricer.py:Pricer.quote"), str(root), "shop.pricer",
+                            "Pricer.quote", {})
+            assert [r["before"]["value"] for r in report.rows] == ["8"] and not report.not_rebuilt, report.to_dict()
+            assert any(s.startswith("self.log._write: part of a logger, not made again (a function made inside")
+                       and s.endswith("its calls do nothing") for s in report.stand_ins), report.stand_ins
         finally:
             inv.close()

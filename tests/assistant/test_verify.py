@@ -230,6 +230,33 @@ def test_an_exception_probe_is_judged_out_of_every_call_of_its_function(bare, mo
     assert inv.probes().filter(inv.probes()["status"] != "removed").height == 0  # nothing left behind
 
 
+
+def test_a_function_no_longer_called_is_judged_by_its_callers_calls(bare, monkeypatch):
+    """The proof was read by a probe on the function itself (a metric per call of final_amount, as a latency
+    proof is). A flag turned off takes the path out of use: Billing.charge no longer calls it. No failure was
+    caught to judge by; the calls of its caller, counted beside it, show the path no longer runs: gone. With
+    no traffic at all, nothing is claimed."""
+    from probebook.assistant.model import Verdict
+    from probebook.evidence.predicate import Predicate
+    from support import wait_for
+
+    inv = bare
+    rec = inv.probe("metric", "tinyshop", "tinyshop:final_amount", metric="amounts", rate=50)
+    with_traffic(lambda: wait_for(lambda: inv.store.count("metrics") >= 5, timeout=30, what="5 metric events"))
+    inv.remove(rec.alias)
+    ids = inv.sql("SELECT evidence_id FROM metrics")["evidence_id"].to_list()
+    verdict = Verdict("proven", "tinyshop", f"{tinyshop.__file__}:final_amount", evidence=ids,
+                      predicate=Predicate(field="value", op=">=", value=0))
+
+    monkeypatch.setitem(tinyshop.FLAGS, "discounts", False)  # the flag turned off
+    report = with_traffic(lambda: verify_fix(inv, verdict, calls=10, timeout=10))
+    assert report.outcome == "gone" and report.held == 0 and report.seen >= 10, report.to_dict()
+    assert f"the path no longer runs: final_amount ran on none of {report.seen} calls of Billing.charge" \
+        in report.headline(), report.headline()
+    idle = verify_fix(inv, verdict, calls=5, timeout=1.5)  # no traffic: its callers are not called either
+    assert idle.outcome == "inconclusive" and idle.seen == 0, idle.to_dict()
+    assert inv.probes().filter(inv.probes()["status"] != "removed").height == 0  # nothing left behind
+
 def _number(captures, name):
     value = captures.get(name) if isinstance(captures, dict) else None
     value = value.get("value") if isinstance(value, dict) else value

@@ -16,6 +16,7 @@ class PriceError(Exception):
 
 
 DISCOUNTS = {"SPRING": 0.1, "VIP": 0.2, "BROKEN": 15}
+FLAGS = {"discounts": True}  # off: a charge runs no discount code at all
 
 
 class Billing:
@@ -26,6 +27,8 @@ class Billing:
 
     def charge(self, items, code):
         subtotal = sum(items)
+        if not FLAGS["discounts"]:
+            return round(subtotal, 2)
         discount = self.discount_for(code)
         return final_amount(subtotal, discount)
 
