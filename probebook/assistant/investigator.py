@@ -132,7 +132,9 @@ class Investigator:
             if found is not None and (found.kind != "likely" or (c == "retries" and not gone)):
                 return found
             fallback = fallback or found
-        generic = next((c for c in classes if c in ("errors", "latency")), cls)
+        # a service of ours that does not answer: its callers' calls to it are refused, errors they see at
+        # once, whatever else the alerts say (a latency alert may be another incident's, still open)
+        generic = "errors" if gone else next((c for c in classes if c in ("errors", "latency")), cls)
         for service in focus:
             if time.monotonic() > self.deadline:
                 break

@@ -165,6 +165,36 @@ def test_a_slow_peer_whose_requests_queue_is_descended_into_when_its_own_alert_f
     assert verdict.kind == "proven" and verdict.service == "back" and verdict.locus.endswith(":route_days"), why
 
 
+@pytest.mark.parametrize("shop", ["qship"], indirect=True)
+def test_a_slow_peer_whose_own_alert_fired_after_the_page_is_descended_into(shop, tmp_path):
+    """The page came with front's alert only; back's own latency alert (the queue before its handler) fired
+    after it and is open in Alertmanager now: the descent reads the alerts open now, not only those that
+    opened the incident, and goes on into back."""
+    import json
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "telemetry"))
+    from support import in_ci
+    from telemetry_support import ALERTMANAGER, start_alertmanager
+
+    from probebook.lab.procs import free_port
+
+    if not os.path.exists(ALERTMANAGER):
+        missing = "prometheus-alertmanager is not installed (apt-get install -y prometheus-alertmanager)"
+        pytest.fail(f"CI=true: {missing}") if in_ci() else pytest.skip(missing)
+    am = start_alertmanager(str(tmp_path / "am"), f"http://127.0.0.1:{free_port()}/").wait_ready()
+    try:
+        alert = [{"labels": {"alertname": "HighLatency", "service": "back", "route": "/deliver", "severity": "page"},
+                  "annotations": {"summary": "back /deliver p95 above 400 ms"}}]
+        request = urllib.request.Request(f"{am.url}/api/v2/alerts", json.dumps(alert).encode(),
+                                         {"Content-Type": "application/json"}, method="POST")
+        urllib.request.urlopen(request, timeout=5).read()
+        shop.telemetry.configure(alertmanager=am.url)
+        verdict, why = _investigate(shop, "GET /ship is slow", "/ship", "HighLatency")
+        assert "back's own latency alert fires: descending into it" in why, why
+        assert verdict.kind == "proven" and verdict.service == "back" and verdict.locus.endswith(":route_days"), why
+    finally:
+        am.stop()
+
 def _slow_ship_is_proven_in_back(inv, locus):
     verdict, why = _investigate(inv, "GET /ship is slow", "/ship", "HighLatency")
     assert verdict.kind == "proven", why
@@ -220,6 +250,16 @@ def test_retries_amplified_by_a_service_of_ours_that_is_gone_are_not_the_answer(
     assert verdict.kind == "proven", why
     assert (verdict.service, verdict.locus) == ("back", "back process"), why
 
+
+@pytest.mark.parametrize("shop", ["down"], indirect=True)
+def test_a_gone_service_is_proven_from_refusals_whatever_latency_alert_is_open_beside_it(shop):
+    """back is killed, and a latency alert another incident left open on front (its /quote route) fires too:
+    with a service of ours gone, the refusals its callers get are looked at first, not the latency."""
+    also = (Alert("ServiceDown", {"service": "back"}), Alert("HighLatency", {"service": "front", "route": "/quote"}))
+    verdict, why = _investigate(shop, "", "", also=also, budget_s=60)
+    assert "triage: symptom latency, down" in why, why  # the alerts name the latency first
+    assert verdict.kind == "proven", why
+    assert (verdict.service, verdict.locus) == ("back", "back process"), why
 
 @pytest.mark.parametrize("shop", ["qship"], indirect=True)
 def test_a_slow_peer_whose_handler_keeps_it_on_the_cpu_is_descended_into_without_its_own_alert(shop):

@@ -283,10 +283,24 @@ def _next_hop(ctx: "Investigator", service: str, chain: List[EntryPoint], lines:
     eps = list(dict.fromkeys(eps[:1] + named))
     if len(eps) > 1:
         eps = slowest_first(ctx, other, eps, cpu_only=True)
-    return latency(ctx, other, eps[0], depth + 1, share, caller_ms)
+    # the first that the descent can explain; where it dead-ends (a function that ran too few times to
+    # time), the next of its own alerts' routes, while time is left; a `likely` only where none proves
+    found: Optional[Verdict] = None
+    for ep in eps[:2]:
+        verdict = latency(ctx, other, ep, depth + 1, share, caller_ms)
+        if verdict is not None and verdict.kind != "likely":
+            return verdict
+        found = found or verdict
+        if ctx.out_of_time():
+            break
+    return found
 
 
 def _own_alerts(ctx: "Investigator", service: str) -> List[str]:
-    """The routes of the service's own latency alerts that fire ("" for one that names no route)."""
-    return [str(a.labels.get("route") or "") for a in ctx.incident.alerts if a.labels.get("service") == service
-            and "latency" in symptom_classes(f"{a.name} {a.summary}")]
+    """The routes of the service's own latency alerts that fire ("" for one that names no route): those that
+    opened the incident, and those open now (a queue in a callee makes its own alert fire after its
+    caller's, which paged first)."""
+    from ..assistant import open_alerts
+
+    return [str(a.labels.get("route") or "") for a in list(ctx.incident.alerts) + open_alerts(ctx.tools.inv)
+            if a.labels.get("service") == service and "latency" in symptom_classes(f"{a.name} {a.summary}")]
