@@ -33,7 +33,8 @@ from probebook.session import Investigation
 from .journal import Journal
 from .model import Verdict, parse_locus
 from .proof import load_events
-from .replay import CapturedCall, ReplayReport, captured_calls, children, epoch, replay
+from .differential import is_number
+from .replay import NOTICED_MS, CapturedCall, ReplayReport, captured_calls, children, epoch, replay
 from .tools import probe_events, remove_placed
 from .verify import evidence_probes
 
@@ -198,6 +199,19 @@ def _recapture(inv: Investigation, verdict: Verdict, service: str, rel: str, mod
     return rec.alias, out
 
 
+def time_bound(inv: Investigation, verdict: Verdict) -> Optional[float]:
+    """The time in ms the proof says a call with the defect takes at least (``cpu_ms >= 70.35``, a duration
+    metric's ``value >= 82.7``), at least `NOTICED_MS`: a replayed call that takes that long on the running
+    code shows the defect there too, the fix is judged on it by its time. None for any other proof."""
+    pred = verdict.predicate
+    if pred is None or pred.op not in (">", ">=") or not is_number(pred.value) or pred.value <= 0:
+        return None
+    name = pred.capture or pred.field
+    timed = name.endswith("_ms") or (name == "value" and any(
+        e.get("unit") == "ms" for e in load_events(inv.store, verdict.evidence[:5]).values()))
+    return max(float(pred.value), NOTICED_MS) if timed else None
+
+
 def validate_fix(inv: Investigation, verdict: Verdict, fix: Fix, service: Optional[str] = None, calls: int = 20,
                  capture_s: float = 20.0, timeout: float = 60.0,
                  progress: Optional[Callable[[str], None]] = None) -> FixValidation:
@@ -211,6 +225,7 @@ def validate_fix(inv: Investigation, verdict: Verdict, fix: Fix, service: Option
         raise AssistantError("fix: no file changed; give the fixed text of at least one file")
     service = service or verdict.service
     targets, notes = _targets(inv, verdict, fix)
+    bound = time_bound(inv, verdict)
     out = FixValidation(False, "", targets=[f"{rel}:{q}" for rel, q in targets])
     inv.mark(f"fix validation started: {fix.describe or ', '.join(fix.files)}")
     for rel, qual in targets:
@@ -235,6 +250,8 @@ def validate_fix(inv: Investigation, verdict: Verdict, fix: Fix, service: Option
             continue
         for row in report.rows:  # a call that raises on the running code showed the defect too
             if not row["before"].get("ok") and not row["failed_in_production"]:
+                row["failed_in_production"] = True
+            elif bound is not None and (row["before"].get("ms") or 0.0) >= bound:  # so does one as slow as proven
                 row["failed_in_production"] = True
         out.reports[locus] = report
         say(f"fix validation: {locus}: {report.summary()}")

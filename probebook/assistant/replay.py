@@ -43,7 +43,7 @@ from probebook.session import Investigation
 # the child process's script: standard library only (it may run under the service's own interpreter)
 _CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "replay_child.py")
 
-__all__ = ["CapturedCall", "ReplayReport", "captured_calls", "replay", "rebuild", "NotRebuilt", "epoch", "same",
+__all__ = ["CapturedCall", "NOTICED_MS", "ReplayReport", "captured_calls", "replay", "rebuild", "NotRebuilt", "epoch", "same",
            "fixed", "kept", "children"]
 
 
@@ -129,8 +129,8 @@ class ReplayReport:
 
 
 # a call counts as faster (or slower) when it takes at most 1/_SLOWER of the other side's time, and that side
-# took at least _NOTICED ms: far beyond a child process's jitter, as a latency defect is
-_SLOWER, _NOTICED = 5, 20.0
+# took at least NOTICED_MS ms: far beyond a child process's jitter, as a latency defect is
+_SLOWER, NOTICED_MS = 5, 20.0
 
 
 def same(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
@@ -140,9 +140,9 @@ def same(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
 
 
 def _much_faster(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """`a` took at most 1/_SLOWER of `b`'s time, `b` at least _NOTICED ms."""
+    """`a` took at most 1/_SLOWER of `b`'s time, `b` at least NOTICED_MS ms."""
     ta, tb = a.get("ms"), b.get("ms")
-    return ta is not None and tb is not None and tb >= _NOTICED and ta * _SLOWER <= tb
+    return ta is not None and tb is not None and tb >= NOTICED_MS and ta * _SLOWER <= tb
 
 
 def fixed(row: Mapping[str, Any]) -> bool:

@@ -310,7 +310,7 @@ def answer(value):
 
 
 
-NOTICED_MS = 20.0  # as replay._NOTICED: a time at least this long may decide whether a fix holds
+NOTICED_MS = 20.0  # as replay.NOTICED_MS: a time at least this long may decide whether a fix holds
 
 def _call(target, qualname, call):
     """One replay of `call`: its answer (or why it was not rebuilt), and the milliseconds the call itself
