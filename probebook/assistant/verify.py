@@ -111,10 +111,10 @@ def verify_fix(inv: Investigation, verdict: Verdict, calls: int = 20, timeout: f
     reach: List[Any] = []  # beside a probe with a condition: a plain log of every call reaching its place
     entered: List[Any] = []  # beside a probe on a line: every call of the function that holds the line, counted
     counted = ""  # that function, `module:qualname`
-    callers: List[Any] = []  # beside probes on the function itself: the calls of its callers, counted
+    callers: List[Any] = []  # the calls of the verdict's function's callers, counted
     try:
         holders = {(service, _function_of(inv, service, spec)) for service, spec in specs}
-        for caller in _callers(inv, verdict) if not any(fn for _, fn in holders) else []:
+        for caller in _callers(inv, verdict):
             try:  # where they run and it does not, the path to it is out of use (a flag turned off)
                 callers.append(inv.probe("metric", verdict.service, caller, metric="verify_calls", rate=50,
                                          ttl=timeout + 30, partial=True))

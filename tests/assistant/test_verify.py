@@ -257,6 +257,20 @@ def test_a_function_no_longer_called_is_judged_by_its_callers_calls(bare, monkey
     assert idle.outcome == "inconclusive" and idle.seen == 0, idle.to_dict()
     assert inv.probes().filter(inv.probes()["status"] != "removed").height == 0  # nothing left behind
 
+
+def test_a_line_no_call_reaches_any_more_is_judged_by_its_functions_callers(bare, monkeypatch):
+    """The same with the proof read on a line of final_amount (a snapshot of the discount) and no failure
+    caught: with the flag off no call reaches final_amount, and its caller's calls say the path is out of
+    use."""
+    inv = bare
+    verdict = _snapshot_verdict(inv, "amount = round(subtotal * (1 - discount), 2)", None, "discount",
+                                {"capture": "discount", "op": ">", "value": 1},
+                                lambda caps: _number(caps, "discount") > 1)
+    monkeypatch.setitem(tinyshop.FLAGS, "discounts", False)
+    report = with_traffic(lambda: verify_fix(inv, verdict, calls=10, timeout=10))
+    assert report.outcome == "gone" and report.held == 0 and report.seen >= 10, report.to_dict()
+    assert "the path no longer runs: final_amount ran on none of" in report.headline(), report.headline()
+
 def _number(captures, name):
     value = captures.get(name) if isinstance(captures, dict) else None
     value = value.get("value") if isinstance(value, dict) else value
