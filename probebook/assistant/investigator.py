@@ -40,7 +40,7 @@ from .proof import ProofGate
 from .strategies.blocking import blocking
 from .strategies.errors import errors
 from .strategies.growth import growth
-from .strategies.latency import latency, slowest_first
+from .strategies.latency import descend, slowest_first
 from .strategies.leaks import leaks
 from .strategies.logged import logged
 from .strategies.quiet import quiet
@@ -143,15 +143,7 @@ class Investigator:
                 self.progress(f"{service}: no entry point found for {', '.join(route_words) or 'the incident'}")
                 continue
             if generic == "latency":
-                verdict = self.loop_held(service, eps)
-                for ep in ([] if verdict else slowest_first(self, service, eps)):
-                    found = latency(self, service, ep)  # a `likely` route does not hide the next one
-                    if found is not None and found.kind != "likely":
-                        verdict = found
-                        break
-                    verdict = verdict or found
-                    if self.out_of_time():
-                        break
+                verdict = self.loop_held(service, eps) or descend(self, service, slowest_first(self, service, eps))
             else:
                 verdict = errors(self, service, eps, depth=0)
             if verdict is not None and verdict.kind != "likely":

@@ -43,8 +43,8 @@ from probebook.session import Investigation
 # the child process's script: standard library only (it may run under the service's own interpreter)
 _CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "replay_child.py")
 
-__all__ = ["CapturedCall", "NOTICED_MS", "ReplayReport", "captured_calls", "replay", "rebuild", "NotRebuilt", "epoch", "same",
-           "fixed", "kept", "children"]
+__all__ = ["CapturedCall", "NOTICED_MS", "ReplayReport", "captured_calls", "replay", "rebuild", "NotRebuilt", "epoch",
+           "same", "fixed", "kept", "children"]
 
 
 class NotRebuilt(ValueError):

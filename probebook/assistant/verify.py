@@ -290,15 +290,17 @@ def _function_of(inv: Investigation, service: str, spec: Mapping[str, Any]) -> O
     if not path:
         return where if spec.get("kind") == "exception" and ":" in where else None
     try:
-        module = next((m.name for m in inv.modules(service) if m.file == path), "")
-        source = "\n".join(text for _, text in inv.source_file(service, path).lines) if module else ""
-    except ProbebookError:
-        return None
-    try:
+        module, source = _module_source(inv, service, path)
         fn = enclosing(source, line) if source else None
-    except SourceError:
+    except (ProbebookError, SourceError):
         return None
     return f"{module}:{fn.qualname}" if fn is not None else None
+
+
+def _module_source(inv: Investigation, service: str, path: str) -> Tuple[str, str]:
+    """The name of the module `service` runs from the file `path`, and its text; ("", "") where none does."""
+    module = next((m.name for m in inv.modules(service) if m.file == path), "")
+    return module, "\n".join(text for _, text in inv.source_file(service, path).lines) if module else ""
 
 
 def _callers(inv: Investigation, verdict: Verdict, most: int = 2) -> List[str]:
@@ -309,8 +311,7 @@ def _callers(inv: Investigation, verdict: Verdict, most: int = 2) -> List[str]:
     if not (path and name and verdict.service):
         return []
     try:
-        module = next((m.name for m in inv.modules(verdict.service) if m.file == path), "")
-        source = "\n".join(text for _, text in inv.source_file(verdict.service, path).lines) if module else ""
+        module, source = _module_source(inv, verdict.service, path)
         found = [f.qualname for f in functions(source) if f.qualname != qualname and
                  any(c.name.rpartition(".")[2] == name for c in callees(source, f.qualname))] if source else []
     except (ProbebookError, SourceError):

@@ -28,7 +28,7 @@ from .locks import held_by
 if TYPE_CHECKING:  # pragma: no cover
     from ..investigator import Investigator
 
-__all__ = ["latency", "slowest_first", "timings", "Timing", "DOMINATES", "EXPLAINS", "WORKS"]
+__all__ = ["descend", "latency", "slowest_first", "timings", "Timing", "DOMINATES", "EXPLAINS", "WORKS"]
 
 _MEASURED = 6  # callees timed at once (with the function itself, within the live-probe budget)
 DOMINATES = 0.6  # a callee holding this share of its caller's time is where to look next
@@ -283,11 +283,17 @@ def _next_hop(ctx: "Investigator", service: str, chain: List[EntryPoint], lines:
     eps = list(dict.fromkeys(eps[:1] + named))
     if len(eps) > 1:
         eps = slowest_first(ctx, other, eps, cpu_only=True)
-    # the first that the descent can explain; where it dead-ends (a function that ran too few times to
-    # time), the next of its own alerts' routes, while time is left; a `likely` only where none proves
+    # where the first dead-ends (a function that ran too few times to time), the next of its own alerts' routes
+    return descend(ctx, other, eps[:2], depth + 1, share, caller_ms)
+
+
+def descend(ctx: "Investigator", service: str, eps: List[EntryPoint], depth: int = 0, share: float = 1.0,
+            caller_ms: Optional[float] = None) -> Optional[Verdict]:
+    """`latency` from each of `eps` in turn while time is left: the first verdict that is not `likely` (a
+    `likely` route does not hide the next one); else the first `likely`; else None."""
     found: Optional[Verdict] = None
-    for ep in eps[:2]:
-        verdict = latency(ctx, other, ep, depth + 1, share, caller_ms)
+    for ep in eps:
+        verdict = latency(ctx, service, ep, depth, share, caller_ms)
         if verdict is not None and verdict.kind != "likely":
             return verdict
         found = found or verdict
